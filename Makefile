@@ -1,0 +1,98 @@
+# unikd build. `make` builds bin/unikd, bin/vmwrapper and the test guests;
+# `make test` installs what is missing, builds, and runs every test; `make run` starts unikd.
+VERSION := 0.1.0
+CC ?= gcc
+PYTHON ?= /usr/bin/python3
+PKGS := json-c
+
+# SAN=1 builds the same programs with ASan/UBSan into build/san.
+ifeq ($(SAN),1)
+OUT := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT := -O1
+else
+OUT := build/release
+SANFLAGS :=
+OPT := -O2 -D_FORTIFY_SOURCE=2
+endif
+BIN := $(if $(filter 1,$(SAN)),$(OUT)/bin,bin)
+OBJ := $(OUT)/obj
+
+CFLAGS ?= $(OPT) -g
+CFLAGS += -Isrc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -fstack-protector-strong \
+	-DUNIKD_VERSION=\"$(VERSION)\" $(SANFLAGS) -MMD -MP
+CFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += $(SANFLAGS)
+LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_LIBS := $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+COMMON_SRC := $(wildcard src/common/*.c)
+QMP_SRC := $(wildcard src/qmp/*.c)
+VMW_LIB_SRC := $(filter-out vmwrapper/main.c,$(wildcard vmwrapper/*.c))
+UNIKD_SRC := $(wildcard src/unikd/*.c)
+
+objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
+
+GUESTS :=
+-include tests/guests/hello/hello.mk
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all programs guests unit-tests test test-unit test-integration run bench deps clean
+all: programs guests
+
+programs: $(BIN)/unikd $(BIN)/vmwrapper $(BIN)/qmp-exec
+guests: $(GUESTS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BIN)/vmwrapper: $(call objs,vmwrapper/main.c $(VMW_LIB_SRC) $(QMP_SRC) $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+
+# A small QMP command runner on the project's client, for tests and for people.
+$(BIN)/qmp-exec: $(call objs,tests/helpers/qmp_exec.c $(QMP_SRC) $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+
+# Each unit test links the pure-logic objects it may need; the linker keeps what it uses.
+$(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(QMP_SRC) $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS)
+
+unit-tests: $(UNIT_TESTS)
+
+deps:
+	@scripts/install-deps.sh
+
+# Unit tests run twice, plain and under ASan/UBSan; integration tests drive the sanitized binaries.
+test: deps
+	$(MAKE) all unit-tests
+	$(MAKE) SAN=1 programs unit-tests
+	$(MAKE) test-unit
+	$(MAKE) SAN=1 test-unit
+	$(MAKE) test-integration
+
+test-unit: unit-tests
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+test-integration:
+	UNIKD_BIN_DIR=$(CURDIR)/build/san/bin UNIKD_GUEST_DIR=$(CURDIR)/tests/guests \
+		$(PYTHON) -m pytest -v -p no:cacheprovider tests/integration
+
+run: deps all
+	bin/unikd
+
+bench: all
+	$(PYTHON) bench/vmwrapper_boot.py
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,250 @@
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "util.h"
+
+bool uk_id_valid(const char *id)
+{
+	if (!id || !*id || strlen(id) >= UK_ID_MAX)
+		return false;
+	if (!((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z') ||
+	      (id[0] >= '0' && id[0] <= '9')))
+		return false;
+	for (const char *p = id; *p; p++) {
+		char c = *p;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  c == '_' || c == '-' || c == '.';
+		if (!ok)
+			return false;
+	}
+	return strstr(id, "..") == NULL;
+}
+
+static uint64_t clock_ns(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t uk_now_realtime_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+uint64_t uk_now_mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+int uk_set_nonblock(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+	return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
+int uk_set_cloexec(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFD);
+	if (fl < 0)
+		return -errno;
+	fl = on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
+	return fcntl(fd, F_SETFD, fl) < 0 ? -errno : 0;
+}
+
+int uk_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int uk_read_file(const char *path, size_t max, char **ret, size_t *ret_len, uk_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return uk_err_errno(err, errno, "open %s", path);
+	size_t cap = max < 4096 ? max : 4096, len = 0;
+	_cleanup_free_ char *buf = malloc(cap + 1);
+	if (!buf)
+		return uk_err(err, ENOMEM, "out of memory");
+	for (;;) {
+		if (len == cap && cap < max) {
+			size_t ncap = cap * 2 > max ? max : cap * 2;
+			char *n = realloc(buf, ncap + 1);
+			if (!n)
+				return uk_err(err, ENOMEM, "out of memory");
+			buf = n;
+			cap = ncap;
+		}
+		/* At the limit, one more byte (into the spare slot) tells EOF from oversize. */
+		size_t want = len < cap ? cap - len : 1;
+		ssize_t n = read(fd, buf + len, want);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return uk_err_errno(err, errno, "read %s", path);
+		}
+		if (n == 0)
+			break;
+		if (len == cap)
+			return uk_err(err, EFBIG, "%s is larger than %zu bytes", path, max);
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	if (ret_len)
+		*ret_len = len;
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+static int fsync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == path)
+		strcpy(dir, "/");
+	else {
+		size_t n = (size_t)(slash - path);
+		if (n >= sizeof(dir))
+			return -ENAMETOOLONG;
+		memcpy(dir, path, n);
+		dir[n] = '\0';
+	}
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	return fsync(dfd) < 0 ? -errno : 0;
+}
+
+int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			 uk_error *err)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		return uk_err(err, ENAMETOOLONG, "path too long: %s", path);
+	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		return uk_err_errno(err, errno, "create %s", tmp);
+	int r = uk_write_all(fd, data, len);
+	if (r < 0 || fsync(fd) < 0) {
+		r = r < 0 ? r : -errno;
+		unlink(tmp);
+		return uk_err_errno(err, -r, "write %s", tmp);
+	}
+	if (rename(tmp, path) < 0) {
+		r = errno;
+		unlink(tmp);
+		return uk_err_errno(err, r, "rename %s", path);
+	}
+	r = fsync_parent(path);
+	if (r < 0)
+		return uk_err_errno(err, -r, "fsync directory of %s", path);
+	return 0;
+}
+
+int uk_mkdir_p(const char *path, mode_t mode, uk_error *err)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return uk_err(err, ENAMETOOLONG, "path too long: %s", path);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(buf, mode) < 0 && errno != EEXIST)
+				return uk_err_errno(err, errno, "mkdir %s", buf);
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	return 0;
+}
+
+static int rm_one(const char *fpath, const struct stat *sb, int typeflag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	int r = typeflag == FTW_DP ? rmdir(fpath) : unlink(fpath);
+	return (r < 0 && errno != ENOENT) ? -1 : 0;
+}
+
+int uk_rm_rf(const char *path, uk_error *err)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return uk_err_errno(err, errno, "stat %s", path);
+	}
+	if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
+		return uk_err_errno(err, errno ? errno : EIO, "remove %s", path);
+	return 0;
+}
+
+int uk_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	if (!s || !*s)
+		return -EINVAL;
+	uint64_t v = 0;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+int uk_proc_starttime(pid_t pid, uint64_t *ret)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: count fields after the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	/* p is at the space before field 3; step to the space before field 22. */
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -EIO;
+	}
+	uint64_t v = 0;
+	for (p++; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	*ret = v;
+	return 0;
+}

@@ -1,0 +1,46 @@
+/* Small helpers shared by unikd and vmwrapper. */
+#ifndef UK_UTIL_H
+#define UK_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+#define UK_ID_MAX 128
+
+/* IDs and names that become path components: [A-Za-z0-9][A-Za-z0-9_.-]*, no "..". */
+bool uk_id_valid(const char *id);
+
+uint64_t uk_now_realtime_ns(void);
+uint64_t uk_now_mono_ns(void);
+
+int uk_set_nonblock(int fd, bool on);
+int uk_set_cloexec(int fd, bool on);
+
+/* Write all bytes, retrying on EINTR and short writes (blocking fds). */
+int uk_write_all(int fd, const void *buf, size_t len);
+
+/* Read a whole file of at most max bytes, NUL-terminated. */
+int uk_read_file(const char *path, size_t max, char **ret, size_t *ret_len, uk_error *err);
+
+/* Temp file, fsync, rename, fsync of the directory: the file is either old or new. */
+int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
+			 uk_error *err);
+
+/* mkdir -p, each component with mode. */
+int uk_mkdir_p(const char *path, mode_t mode, uk_error *err);
+
+/* Remove a directory tree; missing is fine. */
+int uk_rm_rf(const char *path, uk_error *err);
+
+/* Parse a non-negative decimal integer in [min, max] that fills the whole string. */
+int uk_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+
+/* The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat),
+ * so a recycled PID can be told apart from ours. */
+int uk_proc_starttime(pid_t pid, uint64_t *ret);
+
+#endif

@@ -1,0 +1,54 @@
+"""Shared fixtures for the integration tests: paths, unique scratch dirs, and process cleanup.
+
+Every test gets a scratch directory whose name is unique to it; any process still running
+with that name in its command line when the test ends is killed, and the test fails, so a
+leak cannot go unnoticed."""
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("UNIKD_BIN_DIR", REPO / "bin"))
+GUESTS = Path(os.environ.get("UNIKD_GUEST_DIR", REPO / "tests" / "guests"))
+HELLO = GUESTS / "hello" / "hello.elf"
+FIRST_LINE = "hello: unikd test guest"
+
+
+def pids_matching(tag):
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if tag.encode() in cmd:
+            found.append(int(d.name))
+    return found
+
+
+@pytest.fixture
+def scratch():
+    """A unique directory; its name doubles as the tag for leak checks."""
+    d = Path("/tmp") / f"uk-it-{uuid.uuid4().hex[:12]}"
+    d.mkdir()
+    yield d
+    leaked = pids_matching(str(d))
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    subprocess.run(["rm", "-rf", str(d)], check=False)
+    assert not leaked, f"processes left behind: {leaked}"
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)

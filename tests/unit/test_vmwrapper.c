@@ -1,0 +1,364 @@
+/* Unit tests for vmwrapper's pure logic: spec parsing, kernel probing, QEMU argv, exit classification. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+#include <elf.h>
+
+#include "../../vmwrapper/exit_status.h"
+#include "../../vmwrapper/kernel_probe.h"
+#include "../../vmwrapper/qemu_argv.h"
+#include "../../vmwrapper/spec.h"
+
+/* /bin/sh is always readable; the spec only needs readable files here. */
+#define READABLE "/bin/sh"
+
+static int parse(const char *json, struct vm_spec **s, uk_error *err)
+{
+	memset(err, 0, sizeof(*err));
+	return vm_spec_parse(json, s, err);
+}
+
+static void spec_minimal(void **state)
+{
+	(void)state;
+	struct vm_spec *s = NULL;
+	uk_error err;
+	assert_int_equal(parse("{\"version\":1,\"id\":\"vm1\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/tmp/x\"}",
+			       &s, &err), 0);
+	assert_string_equal(s->id, "vm1");
+	assert_int_equal(s->vcpus, 1);
+	assert_int_equal(s->memory_mib, 64);
+	assert_int_equal(s->machine, VM_MACHINE_AUTO);
+	assert_int_equal(s->accel, VM_ACCEL_AUTO);
+	assert_null(s->console_log);
+	vm_spec_free(s);
+}
+
+static void spec_full(void **state)
+{
+	(void)state;
+	struct vm_spec *s = NULL;
+	uk_error err;
+	assert_int_equal(parse("{\"version\":1,\"id\":\"a.b-c_d\",\"kernel\":\"" READABLE "\",\"initrd\":\"" READABLE
+			       "\",\"cmdline\":\"x y\",\"machine\":\"q35\",\"accel\":\"tcg\",\"firmware\":\"qboot\","
+			       "\"vcpus\":4,\"memory_mib\":256,\"cpu\":\"host,-arch-capabilities\","
+			       "\"console_log\":\"/tmp/l\",\"state_dir\":\"/tmp/x\",\"qemu\":\"/usr/bin/q\","
+			       "\"net\":[{\"tap_fd\":9,\"vhost_fd\":10,\"mac\":\"02:00:00:00:00:01\"}]}",
+			       &s, &err), 0);
+	assert_int_equal(s->vcpus, 4);
+	assert_int_equal(s->memory_mib, 256);
+	assert_int_equal(s->machine, VM_MACHINE_Q35);
+	assert_int_equal(s->accel, VM_ACCEL_TCG);
+	assert_int_equal(s->firmware, VM_FW_QBOOT);
+	assert_int_equal(s->n_nets, 1);
+	assert_int_equal(s->nets[0].tap_fd, 9);
+	assert_string_equal(s->nets[0].mac, "02:00:00:00:00:01");
+	vm_spec_free(s);
+}
+
+/* Every rejection names the field it is about. */
+static void spec_errors(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *json, *needle;
+	} cases[] = {
+		{ "not json", "not JSON" },
+		{ "[1]", "JSON object" },
+		{ "{\"version\":2,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\"}", "\"version\"" },
+		{ "{\"version\":1,\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\"}", "\"id\"" },
+		{ "{\"version\":1,\"id\":\"../etc\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\"}", "\"id\"" },
+		{ "{\"version\":1,\"id\":\"a/b\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\"}", "\"id\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"/nonexistent/k\",\"state_dir\":\"/x\"}", "\"kernel\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"rel\",\"state_dir\":\"/x\"}", "\"kernel\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"state_dir\":\"/x\"}", "\"kernel\" and \"disk\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\"}",
+		  "\"kernel\" and \"disk\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"memory_mib\":1,\"state_dir\":\"/x\"}",
+		  "\"memory_mib\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"memory_mib\":99999999999,\"state_dir\":\"/x\"}",
+		  "\"memory_mib\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"memory_mib\":\"64\",\"state_dir\":\"/x\"}",
+		  "\"memory_mib\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"vcpus\":0,\"state_dir\":\"/x\"}", "\"vcpus\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"machine\":\"virt\",\"state_dir\":\"/x\"}",
+		  "\"machine\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"accel\":\"hvf\",\"state_dir\":\"/x\"}", "\"accel\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\"}", "\"state_dir\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"cpu\":\"a b\",\"state_dir\":\"/x\"}", "\"cpu\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"disk\":\"" READABLE "\",\"machine\":\"microvm\",\"state_dir\":\"/x\"}",
+		  "\"machine\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"net\":[{\"tap_fd\":1,\"mac\":\"02:00:00:00:00:01\"}]}",
+		  "tap_fd" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"net\":[{\"tap_fd\":9,\"mac\":\"zz\"}]}",
+		  "mac" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vm_spec *s = NULL;
+		uk_error err;
+		int r = parse(cases[i].json, &s, &err);
+		if (r >= 0 || !strstr(err.msg, cases[i].needle))
+			fail_msg("case %zu: r=%d msg=\"%s\", wanted \"%s\"", i, r, err.msg, cases[i].needle);
+		assert_null(s);
+	}
+}
+
+static void probe_kinds(void **state)
+{
+	(void)state;
+	unsigned char buf[4096];
+
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf + 0x202, "HdrS", 4);
+	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_BZIMAGE);
+
+	memset(buf, 0, sizeof(buf));
+	uint32_t mb[3] = { 0x1BADB002u, 0x3, (uint32_t)-(0x1BADB002u + 0x3) };
+	memcpy(buf + 64, mb, sizeof(mb));
+	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_MULTIBOOT);
+	mb[2]++; /* bad checksum */
+	memcpy(buf + 64, mb, sizeof(mb));
+	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_UNKNOWN);
+
+	/* A 32-bit ELF with one PT_NOTE holding Xen note 18. */
+	memset(buf, 0, sizeof(buf));
+	Elf32_Ehdr eh = { .e_phoff = sizeof(Elf32_Ehdr), .e_phentsize = sizeof(Elf32_Phdr), .e_phnum = 1 };
+	memcpy(eh.e_ident, ELFMAG, SELFMAG);
+	eh.e_ident[EI_CLASS] = ELFCLASS32;
+	Elf32_Phdr ph = { .p_type = PT_NOTE, .p_offset = 512, .p_filesz = 20 };
+	memcpy(buf, &eh, sizeof(eh));
+	memcpy(buf + sizeof(eh), &ph, sizeof(ph));
+	uint32_t note[5] = { 4, 4, 18, 0, 0x100000 };
+	memcpy(&note[3], "Xen", 4);
+	memcpy(buf + 512, note, sizeof(note));
+	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_PVH);
+	note[2] = 17; /* another Xen note only */
+	memcpy(buf + 512, note, sizeof(note));
+	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_ELF);
+	/* A note that claims to run past the buffer is not trusted. */
+	ph.p_filesz = 100000;
+	memcpy(buf + sizeof(eh), &ph, sizeof(ph));
+	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_ELF);
+
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(kernel_probe_buf(buf, 10), KERNEL_UNKNOWN);
+}
+
+static struct vm_spec *mk(void)
+{
+	struct vm_spec *s = vm_spec_new();
+	s->id = strdup("vm1");
+	s->kernel = strdup(READABLE);
+	s->state_dir = strdup("/tmp/x");
+	return s;
+}
+
+static void plan_choices(void **state)
+{
+	(void)state;
+	struct vm_spec *s = mk();
+	struct vm_plan p;
+	uk_error err = { 0 };
+
+	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(p.machine, VM_MACHINE_MICROVM);
+	assert_int_equal(p.accel, VM_ACCEL_KVM);
+	assert_null(p.firmware);
+	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, false, &p, &err), 0);
+	assert_int_equal(p.accel, VM_ACCEL_TCG);
+	assert_int_equal(vm_plan_resolve(s, KERNEL_MULTIBOOT, true, &p, &err), 0);
+	assert_int_equal(p.machine, VM_MACHINE_PC);
+	assert_string_equal(p.firmware, QEMU_QBOOT_ROM);
+	assert_true(vm_plan_resolve(s, KERNEL_ELF, true, &p, &err) < 0);
+	assert_non_null(strstr(err.msg, "not a PVH ELF"));
+
+	s->accel = VM_ACCEL_KVM;
+	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, false, &p, &err), -ENODEV);
+	s->accel = VM_ACCEL_TCG;
+	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(p.accel, VM_ACCEL_TCG);
+
+	s->machine = VM_MACHINE_MICROVM;
+	assert_true(vm_plan_resolve(s, KERNEL_MULTIBOOT, true, &p, &err) < 0);
+
+	free(s->kernel);
+	s->kernel = NULL;
+	s->disk = strdup(READABLE);
+	s->machine = VM_MACHINE_AUTO;
+	assert_int_equal(vm_plan_resolve(s, KERNEL_UNKNOWN, true, &p, &err), 0);
+	assert_int_equal(p.machine, VM_MACHINE_Q35);
+	assert_null(p.firmware); /* SeaBIOS */
+	s->firmware = VM_FW_QBOOT;
+	assert_true(vm_plan_resolve(s, KERNEL_UNKNOWN, true, &p, &err) < 0);
+	vm_spec_free(s);
+}
+
+static bool has_pair(char **argv, const char *opt, const char *val)
+{
+	for (char **p = argv; p[0] && p[1]; p++)
+		if (strcmp(p[0], opt) == 0 && strcmp(p[1], val) == 0)
+			return true;
+	return false;
+}
+
+static bool has(char **argv, const char *opt)
+{
+	for (char **p = argv; *p; p++)
+		if (strcmp(*p, opt) == 0)
+			return true;
+	return false;
+}
+
+static void argv_kernel_microvm(void **state)
+{
+	(void)state;
+	struct vm_spec *s = mk();
+	s->cmdline = strdup("print:hi exit:3");
+	s->vcpus = 2;
+	s->memory_mib = 128;
+	s->n_nets = 1;
+	s->nets[0].tap_fd = 20;
+	s->nets[0].vhost_fd = 21;
+	s->nets[0].mac = strdup("02:00:00:00:00:01");
+	struct vm_plan p;
+	char **argv = NULL;
+	uk_error err = { 0 };
+	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_string_equal(argv[0], QEMU_DEFAULT_BINARY);
+	assert_true(has_pair(argv, "-machine", "microvm"));
+	assert_true(has_pair(argv, "-accel", "kvm"));
+	assert_true(has_pair(argv, "-smp", "2"));
+	assert_true(has_pair(argv, "-m", "128"));
+	assert_true(has_pair(argv, "-kernel", READABLE));
+	assert_true(has_pair(argv, "-append", "print:hi exit:3"));
+	assert_true(has_pair(argv, "-device", "isa-debug-exit"));
+	assert_true(has_pair(argv, "-device", "pvpanic"));
+	assert_true(has_pair(argv, "-chardev", "socket,id=console,fd=3"));
+	assert_true(has_pair(argv, "-chardev", "socket,id=qmp,fd=5,server=on,wait=off"));
+	assert_true(has_pair(argv, "-chardev", "socket,id=qmp-debug,fd=6,server=on,wait=off"));
+	assert_true(has_pair(argv, "-netdev", "tap,id=net0,fd=7,vhost=on,vhostfd=8"));
+	assert_true(has_pair(argv, "-device", "virtio-net-device,netdev=net0,mac=02:00:00:00:00:01"));
+	assert_true(has(argv, "-nodefaults"));
+	assert_true(has(argv, "-no-user-config"));
+	assert_true(has(argv, "-no-reboot"));
+	assert_true(has_pair(argv, "-display", "none"));
+	assert_false(has(argv, "-bios"));
+	assert_false(has(argv, "-cpu"));
+	strv_free(argv);
+	vm_spec_free(s);
+}
+
+static void argv_disk_q35(void **state)
+{
+	(void)state;
+	struct vm_spec *s = mk();
+	free(s->kernel);
+	s->kernel = NULL;
+	s->disk = strdup("/images/a,b.qcow2");
+	s->disk_format = VM_DISK_QCOW2;
+	s->cpu_model = strdup("host,-arch-capabilities");
+	s->n_nets = 1;
+	s->nets[0].tap_fd = 20;
+	s->nets[0].mac = strdup("02:00:00:00:00:02");
+	struct vm_plan p;
+	char **argv = NULL;
+	uk_error err = { 0 };
+	assert_int_equal(vm_plan_resolve(s, KERNEL_UNKNOWN, false, &p, &err), 0);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_true(has_pair(argv, "-machine", "q35"));
+	assert_true(has_pair(argv, "-accel", "tcg"));
+	assert_true(has_pair(argv, "-cpu", "host,-arch-capabilities"));
+	/* The comma in the path is doubled, as QemuOpts wants. */
+	assert_true(has_pair(argv, "-drive", "file=/images/a,,b.qcow2,format=qcow2,if=none,id=disk0"));
+	assert_true(has_pair(argv, "-netdev", "tap,id=net0,fd=7"));
+	assert_true(has_pair(argv, "-device", "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:02"));
+	assert_false(has(argv, "-kernel"));
+	strv_free(argv);
+	vm_spec_free(s);
+}
+
+static struct vm_exit classify(bool started, const char *reason, bool panicked, int status, const char *tail)
+{
+	struct vm_facts f = { .started = started, .shutdown_reason = reason, .panicked = panicked,
+			      .wait_status = status, .stderr_tail = tail };
+	struct vm_exit e;
+	vm_exit_classify(&f, &e);
+	return e;
+}
+
+#define EXITED(c) ((c) << 8)
+#define SIGNALED(s) (s)
+
+static void exit_classes(void **state)
+{
+	(void)state;
+	struct vm_exit e;
+
+	e = classify(true, NULL, false, EXITED((42 << 1) | 1), NULL);
+	assert_int_equal(e.end, VM_END_GUEST_EXIT);
+	assert_int_equal(e.exit_code, 42);
+	assert_string_equal(e.reason, "Error");
+	e = classify(true, NULL, false, EXITED(1), NULL);
+	assert_int_equal(e.end, VM_END_GUEST_EXIT);
+	assert_int_equal(e.exit_code, 0);
+	assert_string_equal(e.reason, "Completed");
+	/* The guest may exit before the monitor handshake: still the guest's code. */
+	e = classify(false, NULL, false, EXITED((3 << 1) | 1), NULL);
+	assert_int_equal(e.end, VM_END_GUEST_EXIT);
+	assert_int_equal(e.exit_code, 3);
+	/* A warning on stderr does not make it a QEMU failure. */
+	e = classify(true, NULL, false, EXITED(1), "qemu-system-x86_64: warning: host doesn't support feature\n");
+	assert_int_equal(e.end, VM_END_GUEST_EXIT);
+
+	e = classify(false, NULL, false, EXITED(1), "qemu-system-x86_64: -kernel x: No such file\n");
+	assert_int_equal(e.end, VM_END_QEMU_ERROR);
+	assert_int_equal(e.exit_code, 1);
+	e = classify(false, NULL, false, EXITED(127), "vmwrapper: cannot execute QEMU\n");
+	assert_int_equal(e.end, VM_END_QEMU_ERROR);
+	assert_int_equal(e.exit_code, 127);
+
+	e = classify(true, "guest-shutdown", false, EXITED(0), NULL);
+	assert_int_equal(e.end, VM_END_POWEROFF);
+	assert_int_equal(e.exit_code, 0);
+	e = classify(true, "guest-panic", true, EXITED(0), NULL);
+	assert_int_equal(e.end, VM_END_PANIC);
+	assert_int_not_equal(e.exit_code, 0);
+	assert_string_equal(e.reason, "GuestPanicked");
+	e = classify(true, "guest-reset", false, EXITED(0), NULL);
+	assert_int_equal(e.end, VM_END_RESET);
+	e = classify(true, "host-qmp-quit", false, EXITED(0), NULL);
+	assert_int_equal(e.end, VM_END_HOST_QUIT);
+	assert_int_equal(e.exit_code, 137);
+
+	e = classify(true, NULL, false, SIGNALED(9), NULL);
+	assert_int_equal(e.end, VM_END_SIGNAL);
+	assert_int_equal(e.signal, 9);
+	assert_int_equal(e.exit_code, 137);
+
+	struct vm_facts f = { .started = true, .wait_status = SIGNALED(9) };
+	e = classify(true, NULL, false, SIGNALED(9), NULL);
+	json_object *o = vm_exit_to_json(&e, &f, 1, 2);
+	json_object *v;
+	assert_true(json_object_object_get_ex(o, "signal", &v));
+	assert_int_equal(json_object_get_int(v), 9);
+	assert_true(json_object_object_get_ex(o, "end", &v));
+	assert_string_equal(json_object_get_string(v), "signal");
+	json_object_put(o);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(spec_minimal),    cmocka_unit_test(spec_full),
+		cmocka_unit_test(spec_errors),     cmocka_unit_test(probe_kinds),
+		cmocka_unit_test(plan_choices),    cmocka_unit_test(argv_kernel_microvm),
+		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(exit_classes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

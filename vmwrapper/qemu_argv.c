@@ -1,0 +1,201 @@
+#include <stdarg.h>
+#include <string.h>
+
+#include "qemu_argv.h"
+
+int vm_plan_resolve(const struct vm_spec *s, enum kernel_kind kind, bool kvm_ok, struct vm_plan *ret,
+		    uk_error *err)
+{
+	struct vm_plan p = { .machine = s->machine, .accel = s->accel, .kernel_kind = kind };
+
+	if (s->kernel && (kind == KERNEL_UNKNOWN || kind == KERNEL_ELF))
+		return uk_err(err, EINVAL,
+			      "kernel %s is not a PVH ELF (Xen note 18), a bzImage or a multiboot image",
+			      s->kernel);
+	if (p.machine == VM_MACHINE_AUTO) {
+		if (s->disk)
+			p.machine = VM_MACHINE_Q35;
+		else if (kind == KERNEL_MULTIBOOT)
+			p.machine = VM_MACHINE_PC;
+		else
+			p.machine = VM_MACHINE_MICROVM;
+	}
+	if (p.machine == VM_MACHINE_MICROVM && kind == KERNEL_MULTIBOOT)
+		return uk_err(err, EINVAL, "a multiboot kernel needs machine pc or q35, not microvm");
+
+	/* qboot boots -kernel images in a few ms; disks need SeaBIOS. */
+	if (p.machine != VM_MACHINE_MICROVM) {
+		enum vm_firmware fw = s->firmware;
+		if (fw == VM_FW_AUTO)
+			fw = s->disk ? VM_FW_SEABIOS : VM_FW_QBOOT;
+		if (fw == VM_FW_QBOOT && s->disk)
+			return uk_err(err, EINVAL, "firmware qboot cannot boot a disk; use seabios");
+		p.firmware = fw == VM_FW_QBOOT ? QEMU_QBOOT_ROM : NULL;
+	}
+
+	switch (p.accel) {
+	case VM_ACCEL_AUTO:
+		p.accel = kvm_ok ? VM_ACCEL_KVM : VM_ACCEL_TCG;
+		p.why_accel = kvm_ok ? "auto: /dev/kvm opened" : "auto: /dev/kvm unavailable";
+		break;
+	case VM_ACCEL_KVM:
+		if (!kvm_ok)
+			return uk_err(err, ENODEV, "accelerator kvm requested but /dev/kvm cannot be opened");
+		p.why_accel = "requested";
+		break;
+	case VM_ACCEL_TCG:
+		p.why_accel = "requested";
+		break;
+	}
+	*ret = p;
+	return 0;
+}
+
+struct argv_buf {
+	char **v;
+	size_t n, cap;
+	int err;
+};
+
+static void add(struct argv_buf *a, const char *fmt, ...) _printf_(2, 3);
+static void add(struct argv_buf *a, const char *fmt, ...)
+{
+	if (a->err)
+		return;
+	if (a->n + 2 > a->cap) {
+		size_t ncap = a->cap ? a->cap * 2 : 64;
+		char **nv = realloc(a->v, ncap * sizeof(char *));
+		if (!nv) {
+			a->err = ENOMEM;
+			return;
+		}
+		a->v = nv;
+		a->cap = ncap;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vasprintf(&a->v[a->n], fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		a->err = ENOMEM;
+		return;
+	}
+	a->v[++a->n] = NULL;
+}
+
+/* QemuOpts values escape a comma by doubling it. */
+static char *opt_escape(const char *s)
+{
+	size_t n = 0;
+	for (const char *p = s; *p; p++)
+		n += *p == ',' ? 2 : 1;
+	char *o = malloc(n + 1), *q = o;
+	if (!o)
+		return NULL;
+	for (const char *p = s; *p; p++) {
+		*q++ = *p;
+		if (*p == ',')
+			*q++ = ',';
+	}
+	*q = '\0';
+	return o;
+}
+
+int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char ***ret, uk_error *err)
+{
+	struct argv_buf a = { 0 };
+	bool mmio = plan->machine == VM_MACHINE_MICROVM;
+
+	add(&a, "%s", s->qemu_binary ? s->qemu_binary : QEMU_DEFAULT_BINARY);
+	add(&a, "-name");
+	add(&a, "%s", s->id); /* validated: no commas */
+	add(&a, "-machine");
+	add(&a, "%s", vm_machine_name(plan->machine));
+	add(&a, "-accel");
+	add(&a, "%s", vm_accel_name(plan->accel));
+	if (s->cpu_model) {
+		add(&a, "-cpu");
+		add(&a, "%s", s->cpu_model);
+	}
+	add(&a, "-smp");
+	add(&a, "%u", s->vcpus);
+	add(&a, "-m");
+	add(&a, "%u", s->memory_mib);
+	add(&a, "-nodefaults");
+	add(&a, "-no-user-config");
+	add(&a, "-display");
+	add(&a, "none");
+	add(&a, "-sandbox");
+	add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+	/* A reset (triple fault, reboot) ends the VM instead of looping. */
+	add(&a, "-no-reboot");
+	add(&a, "-action");
+	add(&a, "panic=shutdown");
+	if (plan->firmware) {
+		add(&a, "-bios");
+		add(&a, "%s", plan->firmware);
+	}
+
+	add(&a, "-chardev");
+	add(&a, "socket,id=console,fd=%d", QEMU_FD_CONSOLE);
+	add(&a, "-serial");
+	add(&a, "chardev:console");
+	add(&a, "-chardev");
+	add(&a, "socket,id=qmp-ctl,fd=%d", QEMU_FD_QMP_CTL);
+	add(&a, "-mon");
+	add(&a, "chardev=qmp-ctl,mode=control");
+	add(&a, "-chardev");
+	add(&a, "socket,id=qmp,fd=%d,server=on,wait=off", QEMU_FD_QMP);
+	add(&a, "-mon");
+	add(&a, "chardev=qmp,mode=control");
+	add(&a, "-chardev");
+	add(&a, "socket,id=qmp-debug,fd=%d,server=on,wait=off", QEMU_FD_QMP_DEBUG);
+	add(&a, "-mon");
+	add(&a, "chardev=qmp-debug,mode=control");
+
+	add(&a, "-device");
+	add(&a, "isa-debug-exit");
+	add(&a, "-device");
+	add(&a, "pvpanic");
+
+	if (s->kernel) {
+		add(&a, "-kernel");
+		add(&a, "%s", s->kernel);
+		if (s->initrd) {
+			add(&a, "-initrd");
+			add(&a, "%s", s->initrd);
+		}
+		if (s->cmdline && *s->cmdline) {
+			add(&a, "-append");
+			add(&a, "%s", s->cmdline);
+		}
+	} else {
+		_cleanup_free_ char *file = opt_escape(s->disk);
+		if (!file)
+			a.err = ENOMEM;
+		add(&a, "-drive");
+		add(&a, "file=%s,format=%s,if=none,id=disk0", file ? file : "",
+		    s->disk_format == VM_DISK_QCOW2 ? "qcow2" : "raw");
+		add(&a, "-device");
+		add(&a, "virtio-blk-pci,drive=disk0,bootindex=0");
+	}
+
+	for (unsigned i = 0; i < s->n_nets; i++) {
+		int tap = QEMU_FD_NET_BASE + 2 * (int)i;
+		add(&a, "-netdev");
+		if (s->nets[i].vhost_fd >= 0)
+			add(&a, "tap,id=net%u,fd=%d,vhost=on,vhostfd=%d", i, tap, tap + 1);
+		else
+			add(&a, "tap,id=net%u,fd=%d", i, tap);
+		add(&a, "-device");
+		add(&a, "%s,netdev=net%u,mac=%s", mmio ? "virtio-net-device" : "virtio-net-pci", i,
+		    s->nets[i].mac);
+	}
+
+	if (a.err) {
+		strv_free(a.v);
+		return uk_err(err, a.err, "out of memory building the QEMU command line");
+	}
+	*ret = a.v;
+	return 0;
+}

@@ -1,0 +1,37 @@
+/* From a VM spec to QEMU's argv: machine, accelerator and firmware choice, then the options. */
+#ifndef VMW_QEMU_ARGV_H
+#define VMW_QEMU_ARGV_H
+
+#include <stdbool.h>
+
+#include "kernel_probe.h"
+#include "spec.h"
+
+#define QEMU_DEFAULT_BINARY "/usr/bin/qemu-system-x86_64"
+#define QEMU_QBOOT_ROM "/usr/share/qemu/qboot.rom"
+
+/* The fd numbers QEMU finds its sockets on; vmwrapper moves them there before execve. */
+enum {
+	QEMU_FD_CONSOLE = 3,
+	QEMU_FD_QMP_CTL = 4,    /* vmwrapper's own monitor (a socketpair) */
+	QEMU_FD_QMP = 5,        /* listening: qmp.sock, for unikd */
+	QEMU_FD_QMP_DEBUG = 6,  /* listening: qmp-debug.sock, for people */
+	QEMU_FD_NET_BASE = 7,   /* net i: tap at 7+2i, vhost at 8+2i */
+};
+
+struct vm_plan {
+	enum vm_machine machine; /* never AUTO */
+	enum vm_accel accel;     /* never AUTO */
+	const char *firmware;    /* -bios path, or NULL for the machine's default */
+	enum kernel_kind kernel_kind;
+	const char *why_accel;   /* for the log */
+};
+
+/* Resolve the "auto" choices. kvm_ok: /dev/kvm opened. */
+int vm_plan_resolve(const struct vm_spec *s, enum kernel_kind kind, bool kvm_ok, struct vm_plan *ret,
+		    uk_error *err);
+
+/* NULL-terminated argv, to free with strv_free. */
+int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char ***ret, uk_error *err);
+
+#endif

@@ -1,0 +1,238 @@
+#include <string.h>
+#include <unistd.h>
+
+#include "../src/common/util.h"
+#include "spec.h"
+
+static const char *machine_names[] = { "auto", "microvm", "pc", "q35" };
+static const char *accel_names[] = { "auto", "kvm", "tcg" };
+static const char *firmware_names[] = { "auto", "qboot", "seabios" };
+static const char *disk_format_names[] = { "raw", "qcow2" };
+
+const char *vm_machine_name(enum vm_machine m)
+{
+	return machine_names[m];
+}
+
+const char *vm_accel_name(enum vm_accel a)
+{
+	return accel_names[a];
+}
+
+struct vm_spec *vm_spec_new(void)
+{
+	struct vm_spec *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->vcpus = 1;
+	s->memory_mib = 64;
+	for (unsigned i = 0; i < VM_NETS_MAX; i++)
+		s->nets[i].tap_fd = s->nets[i].vhost_fd = -1;
+	return s;
+}
+
+void vm_spec_free(struct vm_spec *s)
+{
+	if (!s)
+		return;
+	free(s->id);
+	free(s->kernel);
+	free(s->initrd);
+	free(s->cmdline);
+	free(s->disk);
+	free(s->cpu_model);
+	free(s->console_log);
+	free(s->state_dir);
+	free(s->qemu_binary);
+	for (unsigned i = 0; i < s->n_nets; i++)
+		free(s->nets[i].mac);
+	free(s);
+}
+
+static int get_string(json_object *o, const char *key, bool required, char **ret, uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (required)
+			return uk_err(err, EINVAL, "field \"%s\" is required", key);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return uk_err(err, EINVAL, "field \"%s\" must be a string", key);
+	char *d = strdup(json_object_get_string(v));
+	if (!d)
+		return uk_err(err, ENOMEM, "out of memory");
+	free(*ret);
+	*ret = d;
+	return 0;
+}
+
+static int get_uint(json_object *o, const char *key, uint64_t min, uint64_t max, unsigned *ret,
+		    uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_int))
+		return uk_err(err, EINVAL, "field \"%s\" must be an integer", key);
+	int64_t n = json_object_get_int64(v);
+	if (n < (int64_t)min || n > (int64_t)max)
+		return uk_err(err, ERANGE, "field \"%s\" is %lld, must be within %llu..%llu", key,
+			      (long long)n, (unsigned long long)min, (unsigned long long)max);
+	*ret = (unsigned)n;
+	return 0;
+}
+
+static int get_enum(json_object *o, const char *key, const char **names, size_t n, int *ret,
+		    uk_error *err)
+{
+	_cleanup_free_ char *s = NULL;
+	int r = get_string(o, key, false, &s, err);
+	if (r < 0 || !s)
+		return r;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*ret = (int)i;
+			return 0;
+		}
+	return uk_err(err, EINVAL, "field \"%s\" has unknown value \"%s\"", key, s);
+}
+
+static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
+{
+	json_object *arr;
+	if (!json_object_object_get_ex(o, "net", &arr))
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		return uk_err(err, EINVAL, "field \"net\" must be an array");
+	size_t n = json_object_array_length(arr);
+	if (n > VM_NETS_MAX)
+		return uk_err(err, E2BIG, "field \"net\" has %zu entries, at most %d", n, VM_NETS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(arr, i);
+		struct vm_net *net = &s->nets[i];
+		if (!json_object_is_type(e, json_type_object))
+			return uk_err(err, EINVAL, "field \"net[%zu]\" must be an object", i);
+		json_object *v;
+		if (!json_object_object_get_ex(e, "tap_fd", &v) || !json_object_is_type(v, json_type_int) ||
+		    json_object_get_int(v) < 3)
+			return uk_err(err, EINVAL, "field \"net[%zu].tap_fd\" must be an fd >= 3", i);
+		net->tap_fd = json_object_get_int(v);
+		if (json_object_object_get_ex(e, "vhost_fd", &v)) {
+			if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) < 3)
+				return uk_err(err, EINVAL, "field \"net[%zu].vhost_fd\" must be an fd >= 3", i);
+			net->vhost_fd = json_object_get_int(v);
+		}
+		s->n_nets = (unsigned)i + 1;
+		int r = get_string(e, "mac", true, &net->mac, err);
+		if (r < 0)
+			return uk_err_ctx(err, "net[%zu]", i);
+	}
+	return 0;
+}
+
+int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
+{
+	_cleanup_json_ json_object *o = NULL;
+	enum json_tokener_error jerr;
+	o = json_tokener_parse_verbose(json, &jerr);
+	if (!o)
+		return uk_err(err, EINVAL, "spec is not JSON: %s", json_tokener_error_desc(jerr));
+	if (!json_object_is_type(o, json_type_object))
+		return uk_err(err, EINVAL, "spec must be a JSON object");
+
+	_cleanup_vm_spec_ struct vm_spec *s = vm_spec_new();
+	if (!s)
+		return uk_err(err, ENOMEM, "out of memory");
+	unsigned version = 0;
+	int r, m = 0, a = 0, f = 0, df = 0;
+	if ((r = get_uint(o, "version", 1, 1000, &version, err)) < 0)
+		return r;
+	if (version != VM_SPEC_VERSION)
+		return uk_err(err, EINVAL, "field \"version\" must be %d", VM_SPEC_VERSION);
+	if ((r = get_string(o, "id", true, &s->id, err)) < 0 ||
+	    (r = get_string(o, "kernel", false, &s->kernel, err)) < 0 ||
+	    (r = get_string(o, "initrd", false, &s->initrd, err)) < 0 ||
+	    (r = get_string(o, "cmdline", false, &s->cmdline, err)) < 0 ||
+	    (r = get_string(o, "disk", false, &s->disk, err)) < 0 ||
+	    (r = get_string(o, "cpu", false, &s->cpu_model, err)) < 0 ||
+	    (r = get_string(o, "console_log", false, &s->console_log, err)) < 0 ||
+	    (r = get_string(o, "state_dir", true, &s->state_dir, err)) < 0 ||
+	    (r = get_string(o, "qemu", false, &s->qemu_binary, err)) < 0 ||
+	    (r = get_enum(o, "machine", machine_names, ARRAY_SIZE(machine_names), &m, err)) < 0 ||
+	    (r = get_enum(o, "accel", accel_names, ARRAY_SIZE(accel_names), &a, err)) < 0 ||
+	    (r = get_enum(o, "firmware", firmware_names, ARRAY_SIZE(firmware_names), &f, err)) < 0 ||
+	    (r = get_enum(o, "disk_format", disk_format_names, ARRAY_SIZE(disk_format_names), &df, err)) < 0 ||
+	    (r = get_uint(o, "vcpus", 1, VM_VCPUS_MAX, &s->vcpus, err)) < 0 ||
+	    (r = get_uint(o, "memory_mib", VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &s->memory_mib, err)) < 0 ||
+	    (r = parse_nets(o, s, err)) < 0)
+		return r;
+	s->machine = (enum vm_machine)m;
+	s->accel = (enum vm_accel)a;
+	s->firmware = (enum vm_firmware)f;
+	s->disk_format = (enum vm_disk_format)df;
+	if ((r = vm_spec_validate(s, err)) < 0)
+		return r;
+	*ret = TAKE_PTR(s);
+	return 0;
+}
+
+static int check_readable(const char *field, const char *path, uk_error *err)
+{
+	if (path[0] != '/')
+		return uk_err(err, EINVAL, "field \"%s\" must be an absolute path, got \"%s\"", field, path);
+	if (access(path, R_OK) < 0)
+		return uk_err_errno(err, errno, "field \"%s\": cannot read %s", field, path);
+	return 0;
+}
+
+int vm_spec_validate(const struct vm_spec *s, uk_error *err)
+{
+	int r;
+	if (!s->id || !uk_id_valid(s->id))
+		return uk_err(err, EINVAL,
+			      "field \"id\" must match [A-Za-z0-9][A-Za-z0-9_.-]* without \"..\" (at most %d bytes)",
+			      UK_ID_MAX - 1);
+	if (!s->kernel == !s->disk)
+		return uk_err(err, EINVAL, "exactly one of \"kernel\" and \"disk\" must be given");
+	if (s->kernel && (r = check_readable("kernel", s->kernel, err)) < 0)
+		return r;
+	if (s->initrd && !s->kernel)
+		return uk_err(err, EINVAL, "field \"initrd\" needs \"kernel\"");
+	if (s->initrd && (r = check_readable("initrd", s->initrd, err)) < 0)
+		return r;
+	if (s->disk && (r = check_readable("disk", s->disk, err)) < 0)
+		return r;
+	if (s->cmdline && strlen(s->cmdline) >= VM_CMDLINE_MAX)
+		return uk_err(err, E2BIG, "field \"cmdline\" is longer than %d bytes", VM_CMDLINE_MAX - 1);
+	if (s->memory_mib < VM_MEMORY_MIN_MIB || s->memory_mib > VM_MEMORY_MAX_MIB)
+		return uk_err(err, ERANGE, "field \"memory_mib\" is %u, must be within %d..%d",
+			      s->memory_mib, VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB);
+	if (s->vcpus < 1 || s->vcpus > VM_VCPUS_MAX)
+		return uk_err(err, ERANGE, "field \"vcpus\" is %u, must be within 1..%d", s->vcpus,
+			      VM_VCPUS_MAX);
+	if (s->machine == VM_MACHINE_MICROVM && s->disk)
+		return uk_err(err, EINVAL, "field \"machine\": microvm cannot boot a disk; use pc or q35");
+	if (s->cpu_model)
+		for (const char *p = s->cpu_model; *p; p++)
+			if (!(*p == ',' || *p == '-' || *p == '+' || *p == '_' || *p == '.' || *p == '=' ||
+			      (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+				return uk_err(err, EINVAL, "field \"cpu\" has an invalid character");
+	for (unsigned i = 0; i < s->n_nets; i++) {
+		const char *mac = s->nets[i].mac;
+		bool ok = mac && strlen(mac) == 17;
+		for (int k = 0; ok && k < 17; k++) {
+			char c = mac[k];
+			ok = (k % 3 == 2) ? c == ':' : ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+		}
+		if (!ok)
+			return uk_err(err, EINVAL, "field \"net[%u].mac\" must look like 02:00:00:00:00:01", i);
+	}
+	if (!s->state_dir || s->state_dir[0] != '/')
+		return uk_err(err, EINVAL, "field \"state_dir\" must be an absolute path");
+	if (s->console_log && s->console_log[0] != '/')
+		return uk_err(err, EINVAL, "field \"console_log\" must be an absolute path");
+	if (s->qemu_binary && s->qemu_binary[0] != '/')
+		return uk_err(err, EINVAL, "field \"qemu\" must be an absolute path");
+	return 0;
+}

@@ -1,0 +1,65 @@
+/* The VM spec that unikd writes for vmwrapper (JSON, see docs/architecture.md). */
+#ifndef VMW_SPEC_H
+#define VMW_SPEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../src/common/error.h"
+
+#define VM_SPEC_VERSION 1
+#define VM_MEMORY_MIN_MIB 16
+#define VM_MEMORY_MAX_MIB (1024 * 1024)
+#define VM_VCPUS_MAX 256
+#define VM_CMDLINE_MAX 4096
+#define VM_NETS_MAX 8
+
+enum vm_machine { VM_MACHINE_AUTO, VM_MACHINE_MICROVM, VM_MACHINE_PC, VM_MACHINE_Q35 };
+enum vm_accel { VM_ACCEL_AUTO, VM_ACCEL_KVM, VM_ACCEL_TCG };
+enum vm_firmware { VM_FW_AUTO, VM_FW_QBOOT, VM_FW_SEABIOS };
+enum vm_disk_format { VM_DISK_RAW, VM_DISK_QCOW2 };
+
+struct vm_net {
+	int tap_fd; /* inherited by vmwrapper, passed on to QEMU */
+	int vhost_fd; /* -1 when vhost-net is not used */
+	char *mac;
+};
+
+struct vm_spec {
+	char *id;
+	char *kernel;
+	char *initrd;
+	char *cmdline;
+	char *disk;
+	enum vm_disk_format disk_format;
+	enum vm_machine machine;
+	enum vm_firmware firmware;
+	enum vm_accel accel;
+	char *cpu_model; /* NULL: QEMU's default model */
+	unsigned vcpus;
+	unsigned memory_mib;
+	char *console_log; /* NULL: console to stdout */
+	char *state_dir;
+	char *qemu_binary;
+	struct vm_net nets[VM_NETS_MAX];
+	unsigned n_nets;
+};
+
+void vm_spec_free(struct vm_spec *s);
+static inline void vm_spec_freep(struct vm_spec **s)
+{
+	vm_spec_free(*s);
+}
+#define _cleanup_vm_spec_ __attribute__((cleanup(vm_spec_freep)))
+
+struct vm_spec *vm_spec_new(void);
+
+/* Parse and validate a spec document; every error names the field. */
+int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err);
+/* Checks shared by the JSON and the command-line paths: ids, sizes, readable files. */
+int vm_spec_validate(const struct vm_spec *s, uk_error *err);
+
+const char *vm_machine_name(enum vm_machine m);
+const char *vm_accel_name(enum vm_accel a);
+
+#endif
