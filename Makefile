@@ -25,11 +25,18 @@ CFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SANFLAGS)
 LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_LIBS := $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+# The gRPC C core without TLS: the CRI socket is a local unix socket.
+GRPC_LIBS := $(shell pkg-config --libs grpc_unsecure 2>/dev/null)
+
+include src/cri/cri.mk
+CFLAGS += $(CRI_CFLAGS)
 
 COMMON_SRC := $(wildcard src/common/*.c)
 QMP_SRC := $(wildcard src/qmp/*.c)
 VMW_LIB_SRC := $(filter-out vmwrapper/main.c,$(wildcard vmwrapper/*.c))
 UNIKD_SRC := $(wildcard src/unikd/*.c)
+STORE_SRC := $(wildcard src/store/*.c)
+CRI_SRC := $(wildcard src/cri/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
@@ -48,6 +55,12 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# Everything that includes the generated CRI header waits for it.
+$(call objs,$(CRI_SRC) $(UNIKD_SRC)): | $(CRI_GEN_H)
+$(OBJ)/$(CRI_GEN_C:.c=.o): $(CRI_GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CRI_GEN_CFLAGS) -Wno-unused-parameter -c $< -o $@
+
 $(BIN)/vmwrapper: $(call objs,vmwrapper/main.c $(VMW_LIB_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
@@ -57,12 +70,12 @@ $(BIN)/qmp-exec: $(call objs,tests/helpers/qmp_exec.c $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
 
-$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(COMMON_SRC))
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CRI_LIBS) $(GRPC_LIBS) -lpthread
 
 # Each unit test links the pure-logic objects it may need; the linker keeps what it uses.
-$(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS)
 

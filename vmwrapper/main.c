@@ -395,6 +395,23 @@ static void request_stop(struct wrapper *w)
 	kill(w->qemu_pid, w->stop_requests == 1 ? SIGTERM : SIGKILL);
 }
 
+/* Kubelet renamed the log file: continue in a new one at the same path. Bytes are
+ * written whole to one file or the other, so none is lost or duplicated. */
+static void reopen_log(struct wrapper *w)
+{
+	if (!w->spec->console_log)
+		return;
+	int fd = open(w->spec->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+	if (fd < 0) {
+		log_error("vm=%s msg=\"cannot reopen the console log\" path=%s error=\"%s\"", w->spec->id,
+			  w->spec->console_log, strerror(errno));
+		return;
+	}
+	if (w->out_fd > STDERR_FILENO)
+		close(w->out_fd);
+	w->out_fd = fd;
+}
+
 static void handle_signals(struct wrapper *w)
 {
 	struct signalfd_siginfo si;
@@ -407,6 +424,9 @@ static void handle_signals(struct wrapper *w)
 		case SIGTERM:
 		case SIGINT:
 			request_stop(w);
+			break;
+		case SIGHUP:
+			reopen_log(w);
 			break;
 		default:
 			break;

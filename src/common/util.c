@@ -4,6 +4,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "util.h"
 
@@ -246,5 +249,53 @@ int uk_proc_starttime(pid_t pid, uint64_t *ret)
 	for (p++; *p >= '0' && *p <= '9'; p++)
 		v = v * 10 + (uint64_t)(*p - '0');
 	*ret = v;
+	return 0;
+}
+
+int uk_unix_connect(const char *path, uk_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int dfd = -1;
+	if (strlen(path) < sizeof(sa.sun_path)) {
+		strcpy(sa.sun_path, path);
+	} else {
+		const char *slash = strrchr(path, '/');
+		if (!slash || strlen(slash + 1) + 32 >= sizeof(sa.sun_path))
+			return uk_err(err, ENAMETOOLONG, "socket path too long: %s", path);
+		_cleanup_free_ char *dir = strndup(path, (size_t)(slash - path));
+		if (!dir)
+			return uk_err(err, ENOMEM, "out of memory");
+		dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			return uk_err_errno(err, errno, "open %s", dir);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dfd, slash + 1);
+	}
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return uk_err_errno(err, errno, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return uk_err_errno(err, errno, "connect %s", path);
+	return TAKE_FD(fd);
+}
+
+int uk_random_hex_id(char out[65])
+{
+	unsigned char b[32];
+	size_t got = 0;
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < sizeof(b); i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[64] = '\0';
 	return 0;
 }

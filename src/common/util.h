@@ -43,4 +43,13 @@ int uk_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
  * so a recycled PID can be told apart from ours. */
 int uk_proc_starttime(pid_t pid, uint64_t *ret);
 
+
+
+/* Connect a stream socket to a unix socket path of any length: paths too long for
+ * sun_path go through /proc/self/fd/<dir fd>/<name>. Returns the fd (O_CLOEXEC). */
+int uk_unix_connect(const char *path, uk_error *err);
+
+/* 64 lowercase hex characters from the kernel's random source, NUL-terminated. */
+int uk_random_hex_id(char out[65]);
+
 #endif

@@ -38,7 +38,9 @@ def scratch():
     """A unique directory; its name doubles as the tag for leak checks."""
     d = Path("/tmp") / f"uk-it-{uuid.uuid4().hex[:12]}"
     d.mkdir()
+    tmp_before = set(Path("/tmp").glob("vmwrapper.*"))
     yield d
+    stray_dirs = set(Path("/tmp").glob("vmwrapper.*")) - tmp_before
     leaked = pids_matching(str(d))
     for pid in leaked:
         try:
@@ -47,6 +49,7 @@ def scratch():
             pass
     subprocess.run(["rm", "-rf", str(d)], check=False)
     assert not leaked, f"processes left behind: {leaked}"
+    assert not stray_dirs, f"vmwrapper temp dirs left behind: {stray_dirs}"
 
 
 def read_json(path):

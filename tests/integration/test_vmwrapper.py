@@ -278,3 +278,10 @@ def test_help_and_version():
     assert r.returncode == 0 and "--kernel" in r.stdout and "Exit status" in r.stdout
     r = subprocess.run([VMW, "--version"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0 and r.stdout.startswith("vmwrapper ")
+
+
+def test_person_mode_without_state_dir_leaves_nothing(scratch):
+    # No --state-dir: vmwrapper makes a temp dir and removes it (the fixture checks /tmp).
+    r = subprocess.run([VMW, "--kernel", str(HELLO), "--append", "exit:9", "--id", scratch.name],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 9

@@ -43,11 +43,25 @@ static void parse_numbers(void **state)
 	assert_int_equal(uk_parse_u64(" 1", 0, 100, &v), -EINVAL);
 }
 
+/* The directory goes in teardown, which cmocka runs even when an assertion fails. */
+static int tmpdir_setup(void **state)
+{
+	static char dir[64];
+	snprintf(dir, sizeof(dir), "/tmp/uk-test-common-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	*state = dir;
+	return 0;
+}
+
+static int tmpdir_teardown(void **state)
+{
+	return uk_rm_rf(*state, NULL);
+}
+
 static void atomic_write(void **state)
 {
-	(void)state;
-	char dir[] = "/tmp/uk-test-common-XXXXXX";
-	assert_non_null(mkdtemp(dir));
+	const char *dir = *state;
 	char path[256];
 	snprintf(path, sizeof(path), "%s/f.json", dir);
 	uk_error err = { 0 };
@@ -107,7 +121,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(id_whitelist),  cmocka_unit_test(parse_numbers),
-		cmocka_unit_test(atomic_write),  cmocka_unit_test(error_context),
+		cmocka_unit_test_setup_teardown(atomic_write, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test(error_context),
 		cmocka_unit_test(proc_starttime),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,58 @@
+/* The mapping from CRI calls to the runtime: handlers and the method table. */
+#ifndef UK_CRI_H
+#define UK_CRI_H
+
+#include "api.pb-c.h"
+#include "grpc_server.h"
+#include "../unikd/runtime.h"
+
+#define CRI_RUNTIME_NAME "unikd"
+#define CRI_API_VERSION "v1"
+#define CRI_HANDLER_NAME "unikd"
+
+/* Annotations that choose VM settings per pod (sandbox) or per container. */
+#define ANN_ACCEL "unikd.io/accel"
+#define ANN_MACHINE "unikd.io/machine"
+#define ANN_CPU "unikd.io/cpu"
+
+struct cri_context {
+	struct runtime *rt;
+	json_object *config_info; /* for Status verbose */
+	char *qemu_version;
+	bool kvm_available;
+};
+
+extern const struct grpc_method cri_methods[];
+extern const size_t cri_n_methods;
+
+/* Maps between protobuf map entries and json-c string objects. */
+typedef Runtime__V1__PodSandboxConfig__LabelsEntry cri_map_entry; /* all map<string,string> entries share this layout */
+json_object *cri_map_to_json(size_t n, void **entries);
+void cri_json_to_map(arena *a, json_object *o, size_t *n, void ***entries, const ProtobufCMessageDescriptor *d);
+bool cri_labels_match(json_object *labels, size_t n, void **selector);
+
+/* Handlers per service (cri_runtime.c, cri_image.c). */
+#define CRI_HANDLER(name) int name(void *ud, arena *a, const ProtobufCMessage *req, ProtobufCMessage **resp, uk_error *err)
+CRI_HANDLER(cri_version);
+CRI_HANDLER(cri_status);
+CRI_HANDLER(cri_run_pod_sandbox);
+CRI_HANDLER(cri_stop_pod_sandbox);
+CRI_HANDLER(cri_remove_pod_sandbox);
+CRI_HANDLER(cri_pod_sandbox_status);
+CRI_HANDLER(cri_list_pod_sandbox);
+CRI_HANDLER(cri_create_container);
+CRI_HANDLER(cri_start_container);
+CRI_HANDLER(cri_stop_container);
+CRI_HANDLER(cri_remove_container);
+CRI_HANDLER(cri_list_containers);
+CRI_HANDLER(cri_container_status);
+CRI_HANDLER(cri_reopen_container_log);
+CRI_HANDLER(cri_update_runtime_config);
+CRI_HANDLER(cri_runtime_config);
+CRI_HANDLER(cri_list_images);
+CRI_HANDLER(cri_image_status);
+CRI_HANDLER(cri_pull_image);
+CRI_HANDLER(cri_remove_image);
+CRI_HANDLER(cri_image_fs_info);
+
+#endif

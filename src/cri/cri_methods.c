@@ -1,0 +1,59 @@
+/* Every RPC of both CRI services, by gRPC path. */
+#include "cri.h"
+
+#define RS "/runtime.v1.RuntimeService/"
+#define IS "/runtime.v1.ImageService/"
+#define M(svc, name, msg, fn) { svc name, &runtime__v1__##msg##__descriptor, fn, NULL }
+#define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why }
+
+#define NO_EXEC "a unikernel has no processes to exec into or attach to; the VM's console is its log"
+#define NO_STATS "stats come with cgroup support"
+#define NO_STREAM "the streaming list calls are not served; use the unary List calls"
+
+const struct grpc_method cri_methods[] = {
+	M(RS, "Version", version_request, cri_version),
+	M(RS, "RunPodSandbox", run_pod_sandbox_request, cri_run_pod_sandbox),
+	M(RS, "StopPodSandbox", stop_pod_sandbox_request, cri_stop_pod_sandbox),
+	M(RS, "RemovePodSandbox", remove_pod_sandbox_request, cri_remove_pod_sandbox),
+	M(RS, "PodSandboxStatus", pod_sandbox_status_request, cri_pod_sandbox_status),
+	M(RS, "ListPodSandbox", list_pod_sandbox_request, cri_list_pod_sandbox),
+	U(RS, "StreamPodSandboxes", stream_pod_sandboxes_request, NO_STREAM),
+	M(RS, "CreateContainer", create_container_request, cri_create_container),
+	M(RS, "StartContainer", start_container_request, cri_start_container),
+	M(RS, "StopContainer", stop_container_request, cri_stop_container),
+	M(RS, "RemoveContainer", remove_container_request, cri_remove_container),
+	M(RS, "ListContainers", list_containers_request, cri_list_containers),
+	U(RS, "StreamContainers", stream_containers_request, NO_STREAM),
+	M(RS, "ContainerStatus", container_status_request, cri_container_status),
+	U(RS, "UpdateContainerResources", update_container_resources_request,
+	  "resource updates come with cgroup support"),
+	M(RS, "ReopenContainerLog", reopen_container_log_request, cri_reopen_container_log),
+	U(RS, "ExecSync", exec_sync_request, NO_EXEC),
+	U(RS, "Exec", exec_request, NO_EXEC),
+	U(RS, "Attach", attach_request, NO_EXEC),
+	U(RS, "PortForward", port_forward_request, "port forwarding comes with pod networking"),
+	U(RS, "ContainerStats", container_stats_request, NO_STATS),
+	U(RS, "ListContainerStats", list_container_stats_request, NO_STATS),
+	U(RS, "StreamContainerStats", stream_container_stats_request, NO_STREAM),
+	U(RS, "PodSandboxStats", pod_sandbox_stats_request, NO_STATS),
+	U(RS, "ListPodSandboxStats", list_pod_sandbox_stats_request, NO_STATS),
+	U(RS, "StreamPodSandboxStats", stream_pod_sandbox_stats_request, NO_STREAM),
+	M(RS, "UpdateRuntimeConfig", update_runtime_config_request, cri_update_runtime_config),
+	M(RS, "Status", status_request, cri_status),
+	U(RS, "CheckpointContainer", checkpoint_container_request, "a VM checkpoint is not supported"),
+	U(RS, "GetContainerEvents", get_events_request, "container events are not streamed; kubelet polls"),
+	U(RS, "ListMetricDescriptors", list_metric_descriptors_request, NO_STATS),
+	U(RS, "ListPodSandboxMetrics", list_pod_sandbox_metrics_request, NO_STATS),
+	U(RS, "StreamPodSandboxMetrics", stream_pod_sandbox_metrics_request, NO_STREAM),
+	M(RS, "RuntimeConfig", runtime_config_request, cri_runtime_config),
+	U(RS, "UpdatePodSandboxResources", update_pod_sandbox_resources_request,
+	  "resource updates come with cgroup support"),
+	M(IS, "ListImages", list_images_request, cri_list_images),
+	U(IS, "StreamImages", stream_images_request, NO_STREAM),
+	M(IS, "ImageStatus", image_status_request, cri_image_status),
+	M(IS, "PullImage", pull_image_request, cri_pull_image),
+	M(IS, "RemoveImage", remove_image_request, cri_remove_image),
+	M(IS, "ImageFsInfo", image_fs_info_request, cri_image_fs_info),
+};
+
+const size_t cri_n_methods = sizeof(cri_methods) / sizeof(cri_methods[0]);

@@ -1,0 +1,90 @@
+/* The local, content-addressed image store (layout in src/store/README.md).
+ *
+ * Nothing is cached in memory: every call reads the store from disk under ROOT/lock, so
+ * the daemon sees what `unikd image import` (another process) did on its next call. */
+#ifndef UK_STORE_IMAGE_STORE_H
+#define UK_STORE_IMAGE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/error.h"
+
+#define IMAGE_ID_SIZE 72 /* "sha256:" + 64 hex + NUL */
+#define IMAGE_KERNEL_MAX (1ull << 30)
+#define IMAGE_INITRD_MAX (1ull << 30)
+#define IMAGE_DISK_MAX (64ull << 30)
+#define IMAGE_CMDLINE_MAX 4096 /* with the NUL, as vmwrapper's VM_CMDLINE_MAX */
+#define IMAGE_METADATA_MAX (1024 * 1024) /* images/<hex>.json and refs.json */
+#define IMAGE_KIND_IMPORT "unikd-import"
+
+struct image_store;
+
+struct image_info {
+	char id[IMAGE_ID_SIZE]; /* "sha256:<64 hex>" */
+	char **repo_tags;       /* NULL-terminated, sorted, normalised "docker.io/library/hello:1" */
+	char **repo_digests;    /* NULL-terminated, sorted; empty for local imports */
+	uint64_t size;          /* bytes of all its (distinct) blobs */
+	char *kernel, *initrd, *disk; /* absolute blob paths or NULL */
+	char *disk_format;      /* "raw" | "qcow2", NULL without a disk */
+	char *cmdline;          /* default kernel command line, may be "" */
+	char *kind;             /* IMAGE_KIND_IMPORT for now */
+	uint64_t created_ns;    /* when this content was first imported */
+};
+
+/* Exactly one of kernel and disk. initrd and cmdline go with a kernel only; disk_format
+ * with a disk only ("raw" or "qcow2"; NULL guesses from the qcow2 magic). */
+struct image_import {
+	const char *kernel, *initrd, *disk, *disk_format, *cmdline;
+};
+
+/* Create the layout if needed, then (under the lock) remove leftovers of interrupted
+ * imports and writes, and images and blobs that nothing refers to. */
+int image_store_open(const char *root, struct image_store **ret, uk_error *err);
+void image_store_free(struct image_store *s);
+
+/* Copy the files into the store and point ref (name[:tag], no digest) at the image.
+ * A tag that named another image moves; that image goes if it has no tag left.
+ * ret may be NULL. */
+int image_store_import(struct image_store *s, const char *ref, const struct image_import *in,
+		       struct image_info **ret, uk_error *err);
+
+/* All images, newest first; *ret is also NULL-terminated. Free with image_info_list_free. */
+int image_store_list(struct image_store *s, struct image_info ***ret, size_t *n, uk_error *err);
+
+/* By reference (normalised: "hello" is docker.io/library/hello:latest), by id
+ * "sha256:<hex>", by bare 64-hex id, or by a unique id prefix of at least 3 hex digits
+ * (with or without "sha256:"). -ENOENT if not found, -EINVAL if ambiguous or malformed. */
+int image_store_resolve(struct image_store *s, const char *ref, struct image_info **ret,
+			uk_error *err);
+
+/* Idempotent: a missing image is 0. By reference, removes that reference only (as
+ * `docker rmi name:tag`); by id or prefix, removes every reference. An image left without
+ * references goes, with the blobs no other image uses. */
+int image_store_remove(struct image_store *s, const char *ref, uk_error *err);
+
+/* Disk usage of the whole store directory: allocated bytes and inodes (for ImageFsInfo). */
+int image_store_usage(struct image_store *s, uint64_t *bytes, uint64_t *inodes, uk_error *err);
+
+const char *image_store_root(const struct image_store *s);
+
+void image_info_free(struct image_info *i);
+void image_info_list_free(struct image_info **v);
+
+static inline void image_store_freep(struct image_store **s)
+{
+	image_store_free(*s);
+}
+#define _cleanup_image_store_ __attribute__((cleanup(image_store_freep)))
+static inline void image_info_freep(struct image_info **i)
+{
+	image_info_free(*i);
+}
+#define _cleanup_image_info_ __attribute__((cleanup(image_info_freep)))
+static inline void image_info_list_freep(struct image_info ***v)
+{
+	image_info_list_free(*v);
+}
+#define _cleanup_image_info_list_ __attribute__((cleanup(image_info_list_freep)))
+
+#endif

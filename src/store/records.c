@@ -1,0 +1,285 @@
+#include <dirent.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/util.h"
+#include "records.h"
+
+#define RECORD_MAX (1024 * 1024)
+
+void sandbox_free(struct sandbox *s)
+{
+	if (!s)
+		return;
+	free(s->name);
+	free(s->uid);
+	free(s->ns);
+	free(s->reserved_name);
+	json_object_put(s->labels);
+	json_object_put(s->annotations);
+	free(s->log_directory);
+	free(s->runtime_handler);
+	free(s->hostname);
+	free(s->cgroup_parent);
+	free(s);
+}
+
+void container_free(struct container *c)
+{
+	if (!c)
+		return;
+	free(c->name);
+	free(c->reserved_name);
+	json_object_put(c->labels);
+	json_object_put(c->annotations);
+	free(c->image);
+	free(c->image_ref);
+	free(c->log_path);
+	free(c->reason);
+	free(c->message);
+	free(c->kernel);
+	free(c->initrd);
+	free(c->disk);
+	free(c->disk_format);
+	free(c->cmdline);
+	free(c->machine);
+	free(c->accel);
+	free(c->cpu);
+	free(c);
+}
+
+static void add_str(json_object *o, const char *k, const char *v)
+{
+	if (v)
+		json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void add_map(json_object *o, const char *k, json_object *m)
+{
+	json_object_object_add(o, k, m ? json_object_get(m) : json_object_new_object());
+}
+
+json_object *sandbox_to_json(const struct sandbox *s)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "version", json_object_new_int(1));
+	add_str(o, "id", s->id);
+	add_str(o, "name", s->name);
+	add_str(o, "uid", s->uid);
+	add_str(o, "namespace", s->ns);
+	json_object_object_add(o, "attempt", json_object_new_int64(s->attempt));
+	add_str(o, "reserved_name", s->reserved_name);
+	add_map(o, "labels", s->labels);
+	add_map(o, "annotations", s->annotations);
+	add_str(o, "log_directory", s->log_directory);
+	add_str(o, "runtime_handler", s->runtime_handler);
+	add_str(o, "hostname", s->hostname);
+	add_str(o, "cgroup_parent", s->cgroup_parent);
+	json_object_object_add(o, "created_ns", json_object_new_int64(s->created_ns));
+	json_object_object_add(o, "state", json_object_new_int(s->state));
+	return o;
+}
+
+json_object *container_to_json(const struct container *c)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "version", json_object_new_int(1));
+	add_str(o, "id", c->id);
+	add_str(o, "sandbox_id", c->sandbox_id);
+	add_str(o, "name", c->name);
+	json_object_object_add(o, "attempt", json_object_new_int64(c->attempt));
+	add_str(o, "reserved_name", c->reserved_name);
+	add_map(o, "labels", c->labels);
+	add_map(o, "annotations", c->annotations);
+	add_str(o, "image", c->image);
+	add_str(o, "image_ref", c->image_ref);
+	add_str(o, "log_path", c->log_path);
+	json_object_object_add(o, "created_ns", json_object_new_int64(c->created_ns));
+	json_object_object_add(o, "started_ns", json_object_new_int64(c->started_ns));
+	json_object_object_add(o, "finished_ns", json_object_new_int64(c->finished_ns));
+	json_object_object_add(o, "state", json_object_new_int(c->state));
+	json_object_object_add(o, "exit_code", json_object_new_int(c->exit_code));
+	add_str(o, "reason", c->reason);
+	add_str(o, "message", c->message);
+	add_str(o, "kernel", c->kernel);
+	add_str(o, "initrd", c->initrd);
+	add_str(o, "disk", c->disk);
+	add_str(o, "disk_format", c->disk_format);
+	add_str(o, "cmdline", c->cmdline);
+	add_str(o, "machine", c->machine);
+	add_str(o, "accel", c->accel);
+	add_str(o, "cpu", c->cpu);
+	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
+	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
+	json_object_object_add(o, "wrapper_pid", json_object_new_int(c->wrapper_pid));
+	json_object_object_add(o, "wrapper_start", json_object_new_uint64(c->wrapper_start));
+	return o;
+}
+
+static int get_str(json_object *o, const char *k, bool required, char **ret, uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v)) {
+		if (required)
+			return uk_err(err, EINVAL, "field \"%s\" missing", k);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return uk_err(err, EINVAL, "field \"%s\" is not a string", k);
+	*ret = strdup(json_object_get_string(v));
+	return *ret ? 0 : uk_err(err, ENOMEM, "out of memory");
+}
+
+static int get_id(json_object *o, const char *k, char *ret, uk_error *err)
+{
+	_cleanup_free_ char *s = NULL;
+	int r = get_str(o, k, true, &s, err);
+	if (r < 0)
+		return r;
+	if (strlen(s) != UK_FULL_ID_LEN || strspn(s, "0123456789abcdef") != UK_FULL_ID_LEN)
+		return uk_err(err, EINVAL, "field \"%s\" is not a 64-hex id", k);
+	memcpy(ret, s, UK_FULL_ID_LEN + 1);
+	return 0;
+}
+
+static int64_t get_i64(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
+}
+
+static int get_map(json_object *o, const char *k, json_object **ret, uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v)) {
+		*ret = json_object_new_object();
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_object))
+		return uk_err(err, EINVAL, "field \"%s\" is not an object", k);
+	*ret = json_object_get(v);
+	return 0;
+}
+
+int sandbox_from_json(json_object *o, struct sandbox **ret, uk_error *err)
+{
+	struct sandbox *s = calloc(1, sizeof(*s));
+	int r;
+	if (!s)
+		return uk_err(err, ENOMEM, "out of memory");
+	if ((r = get_id(o, "id", s->id, err)) < 0 || (r = get_str(o, "name", true, &s->name, err)) < 0 ||
+	    (r = get_str(o, "uid", true, &s->uid, err)) < 0 || (r = get_str(o, "namespace", true, &s->ns, err)) < 0 ||
+	    (r = get_str(o, "reserved_name", true, &s->reserved_name, err)) < 0 ||
+	    (r = get_map(o, "labels", &s->labels, err)) < 0 ||
+	    (r = get_map(o, "annotations", &s->annotations, err)) < 0 ||
+	    (r = get_str(o, "log_directory", false, &s->log_directory, err)) < 0 ||
+	    (r = get_str(o, "runtime_handler", false, &s->runtime_handler, err)) < 0 ||
+	    (r = get_str(o, "hostname", false, &s->hostname, err)) < 0 ||
+	    (r = get_str(o, "cgroup_parent", false, &s->cgroup_parent, err)) < 0) {
+		sandbox_free(s);
+		return r;
+	}
+	s->attempt = (uint32_t)get_i64(o, "attempt");
+	s->created_ns = get_i64(o, "created_ns");
+	s->state = get_i64(o, "state") == SANDBOX_READY ? SANDBOX_READY : SANDBOX_NOTREADY;
+	*ret = s;
+	return 0;
+}
+
+int container_from_json(json_object *o, struct container **ret, uk_error *err)
+{
+	struct container *c = calloc(1, sizeof(*c));
+	int r;
+	if (!c)
+		return uk_err(err, ENOMEM, "out of memory");
+	if ((r = get_id(o, "id", c->id, err)) < 0 || (r = get_id(o, "sandbox_id", c->sandbox_id, err)) < 0 ||
+	    (r = get_str(o, "name", true, &c->name, err)) < 0 ||
+	    (r = get_str(o, "reserved_name", true, &c->reserved_name, err)) < 0 ||
+	    (r = get_map(o, "labels", &c->labels, err)) < 0 ||
+	    (r = get_map(o, "annotations", &c->annotations, err)) < 0 ||
+	    (r = get_str(o, "image", false, &c->image, err)) < 0 ||
+	    (r = get_str(o, "image_ref", false, &c->image_ref, err)) < 0 ||
+	    (r = get_str(o, "log_path", false, &c->log_path, err)) < 0 ||
+	    (r = get_str(o, "reason", false, &c->reason, err)) < 0 ||
+	    (r = get_str(o, "message", false, &c->message, err)) < 0 ||
+	    (r = get_str(o, "kernel", false, &c->kernel, err)) < 0 ||
+	    (r = get_str(o, "initrd", false, &c->initrd, err)) < 0 ||
+	    (r = get_str(o, "disk", false, &c->disk, err)) < 0 ||
+	    (r = get_str(o, "disk_format", false, &c->disk_format, err)) < 0 ||
+	    (r = get_str(o, "cmdline", false, &c->cmdline, err)) < 0 ||
+	    (r = get_str(o, "machine", false, &c->machine, err)) < 0 ||
+	    (r = get_str(o, "accel", false, &c->accel, err)) < 0 ||
+	    (r = get_str(o, "cpu", false, &c->cpu, err)) < 0) {
+		container_free(c);
+		return r;
+	}
+	c->attempt = (uint32_t)get_i64(o, "attempt");
+	c->created_ns = get_i64(o, "created_ns");
+	c->started_ns = get_i64(o, "started_ns");
+	c->finished_ns = get_i64(o, "finished_ns");
+	int64_t st = get_i64(o, "state");
+	c->state = st >= CTR_CREATED && st <= CTR_UNKNOWN ? (enum container_state)st : CTR_UNKNOWN;
+	c->exit_code = (int32_t)get_i64(o, "exit_code");
+	c->vcpus = (unsigned)get_i64(o, "vcpus");
+	c->memory_mib = (unsigned)get_i64(o, "memory_mib");
+	c->wrapper_pid = (pid_t)get_i64(o, "wrapper_pid");
+	c->wrapper_start = (uint64_t)get_i64(o, "wrapper_start");
+	*ret = c;
+	return 0;
+}
+
+int record_save(const char *dir, const char *id, json_object *o, uk_error *err)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s.json", dir, id);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+	return uk_write_file_atomic(path, s, strlen(s), 0600, err);
+}
+
+int record_delete(const char *dir, const char *id, uk_error *err)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s.json", dir, id);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return uk_err_errno(err, errno, "remove %s", path);
+	return 0;
+}
+
+int records_load(const char *dir, int (*fn)(json_object *o, const char *id, void *ud),
+		 void (*bad)(const char *path, const char *why, void *ud), void *ud, uk_error *err)
+{
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : uk_err_errno(err, errno, "open %s", dir);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (n != UK_FULL_ID_LEN + 5 || strcmp(de->d_name + UK_FULL_ID_LEN, ".json") != 0)
+			continue;
+		char id[UK_FULL_ID_LEN + 1], path[PATH_MAX + 128];
+		memcpy(id, de->d_name, UK_FULL_ID_LEN);
+		id[UK_FULL_ID_LEN] = '\0';
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		_cleanup_free_ char *text = NULL;
+		_cleanup_json_ json_object *o = NULL;
+		uk_error e = { 0 };
+		const char *why = NULL;
+		if (uk_read_file(path, RECORD_MAX, &text, NULL, &e) < 0)
+			why = e.msg;
+		else if (!(o = json_tokener_parse(text)) || !json_object_is_type(o, json_type_object))
+			why = "not a JSON object";
+		else if (fn(o, id, ud) < 0)
+			why = "invalid record";
+		if (why) {
+			char qdir[PATH_MAX], qpath[PATH_MAX + 128];
+			snprintf(qdir, sizeof(qdir), "%s/quarantine", dir);
+			snprintf(qpath, sizeof(qpath), "%s/%s", qdir, id);
+			mkdir(qdir, 0700);
+			rename(path, qpath);
+			if (bad)
+				bad(path, why, ud);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,80 @@
+/* Sandbox and container records: what unikd knows about each pod and VM, saved as one
+ * JSON file per object, written atomically on every change. */
+#ifndef UK_RECORDS_H
+#define UK_RECORDS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <json-c/json.h>
+
+#include "../common/error.h"
+
+#define UK_FULL_ID_LEN 64
+
+enum sandbox_state { SANDBOX_READY = 0, SANDBOX_NOTREADY = 1 };
+/* Same numbering as the CRI's ContainerState. */
+enum container_state { CTR_CREATED = 0, CTR_RUNNING = 1, CTR_EXITED = 2, CTR_UNKNOWN = 3 };
+
+struct sandbox {
+	char id[UK_FULL_ID_LEN + 1];
+	char *name, *uid, *ns;
+	uint32_t attempt;
+	char *reserved_name; /* name_namespace_uid_attempt */
+	json_object *labels, *annotations; /* string -> string */
+	char *log_directory;
+	char *runtime_handler;
+	char *hostname;
+	char *cgroup_parent;
+	int64_t created_ns;
+	enum sandbox_state state;
+	/* in memory only */
+	int refs;
+	bool removed;
+};
+
+struct container {
+	char id[UK_FULL_ID_LEN + 1];
+	char sandbox_id[UK_FULL_ID_LEN + 1];
+	char *name;
+	uint32_t attempt;
+	char *reserved_name; /* name_podname_namespace_uid_attempt */
+	json_object *labels, *annotations;
+	char *image;     /* as the user asked: ImageSpec.image */
+	char *image_ref; /* the resolved image id, sha256:… */
+	char *log_path;  /* absolute */
+	int64_t created_ns, started_ns, finished_ns;
+	enum container_state state;
+	int32_t exit_code;
+	char *reason, *message;
+	/* the VM */
+	char *kernel, *initrd, *disk, *disk_format, *cmdline;
+	char *machine, *accel, *cpu;
+	unsigned vcpus, memory_mib;
+	pid_t wrapper_pid;
+	uint64_t wrapper_start; /* /proc start time, against PID reuse */
+	/* in memory only */
+	int refs;
+	bool removed;
+	bool busy; /* a start, stop or remove is under way */
+};
+
+void sandbox_free(struct sandbox *s);
+void container_free(struct container *c);
+
+json_object *sandbox_to_json(const struct sandbox *s);
+int sandbox_from_json(json_object *o, struct sandbox **ret, uk_error *err);
+json_object *container_to_json(const struct container *c);
+int container_from_json(json_object *o, struct container **ret, uk_error *err);
+
+/* dir/<id>.json, atomically. */
+int record_save(const char *dir, const char *id, json_object *o, uk_error *err);
+int record_delete(const char *dir, const char *id, uk_error *err);
+
+/* Call fn for each parsed record in dir. A file that does not parse is moved to
+ * dir/quarantine/ and reported through bad(), never fatal. */
+int records_load(const char *dir, int (*fn)(json_object *o, const char *id, void *ud),
+		 void (*bad)(const char *path, const char *why, void *ud), void *ud, uk_error *err);
+
+#endif

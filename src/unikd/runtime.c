@@ -1,0 +1,823 @@
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../qmp/qmp.h"
+#include "runtime.h"
+
+#define SYNC_TIMEOUT_MS 120000 /* QEMU under TCG can take a while to come up */
+#define KILL_WAIT_MS 10000
+#define EXIT_JSON_MAX (64 * 1024)
+
+void rt_lock(struct runtime *rt)
+{
+	pthread_mutex_lock(&rt->lock);
+}
+
+void rt_unlock(struct runtime *rt)
+{
+	pthread_mutex_unlock(&rt->lock);
+}
+
+int rt_vm_dir(struct runtime *rt, const char *id, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", rt->vm_dir, id);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int grow(void **arr, size_t *cap, size_t n)
+{
+	if (n < *cap)
+		return 0;
+	size_t ncap = *cap ? *cap * 2 : 64;
+	void *a = realloc(*arr, ncap * sizeof(void *));
+	if (!a)
+		return -ENOMEM;
+	*arr = a;
+	*cap = ncap;
+	return 0;
+}
+
+/* ---- lookups ---- */
+
+static int find_prefix(void **items, size_t n, size_t id_off, const char *id, const char *what, void **ret,
+		       uk_error *err)
+{
+	size_t len = id ? strlen(id) : 0;
+	if (len == 0)
+		return uk_err(err, EINVAL, "%s id is empty", what);
+	void *found = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *cid = (const char *)items[i] + id_off;
+		if (strncmp(cid, id, len) != 0)
+			continue;
+		if (len == UK_FULL_ID_LEN) {
+			*ret = items[i];
+			return 0;
+		}
+		if (found)
+			return uk_err(err, EINVAL, "%s id prefix \"%s\" is ambiguous", what, id);
+		found = items[i];
+	}
+	if (!found)
+		return uk_err(err, ENOENT, "%s \"%s\" not found", what, id);
+	*ret = found;
+	return 0;
+}
+
+int rt_find_sandbox(struct runtime *rt, const char *id, struct sandbox **ret, uk_error *err)
+{
+	return find_prefix((void **)rt->sb, rt->n_sb, offsetof(struct sandbox, id), id, "pod sandbox",
+			   (void **)ret, err);
+}
+
+int rt_find_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err)
+{
+	return find_prefix((void **)rt->ct, rt->n_ct, offsetof(struct container, id), id, "container",
+			   (void **)ret, err);
+}
+
+/* ---- persistence ---- */
+
+static void save_sandbox(struct runtime *rt, struct sandbox *s)
+{
+	_cleanup_json_ json_object *o = sandbox_to_json(s);
+	uk_error err = { 0 };
+	if (record_save(rt->sandbox_dir, s->id, o, &err) < 0)
+		log_error("pod=%s msg=\"cannot save the sandbox record\" error=\"%s\"", s->id, err.msg);
+}
+
+static void save_container(struct runtime *rt, struct container *c)
+{
+	_cleanup_json_ json_object *o = container_to_json(c);
+	uk_error err = { 0 };
+	if (record_save(rt->container_dir, c->id, o, &err) < 0)
+		log_error("pod=%s ctr=%s msg=\"cannot save the container record\" error=\"%s\"", c->sandbox_id, c->id,
+			  err.msg);
+}
+
+static int load_sandbox(json_object *o, const char *id, void *ud)
+{
+	struct runtime *rt = ud;
+	struct sandbox *s;
+	if (sandbox_from_json(o, &s, NULL) < 0 || strcmp(s->id, id) != 0 ||
+	    grow((void **)&rt->sb, &rt->cap_sb, rt->n_sb) < 0) {
+		if (s)
+			sandbox_free(s);
+		return -EINVAL;
+	}
+	rt->sb[rt->n_sb++] = s;
+	return 0;
+}
+
+static int load_container(json_object *o, const char *id, void *ud)
+{
+	struct runtime *rt = ud;
+	struct container *c = NULL;
+	if (container_from_json(o, &c, NULL) < 0 || strcmp(c->id, id) != 0 ||
+	    grow((void **)&rt->ct, &rt->cap_ct, rt->n_ct) < 0) {
+		container_free(c);
+		return -EINVAL;
+	}
+	rt->ct[rt->n_ct++] = c;
+	return 0;
+}
+
+static void report_bad(const char *path, const char *why, void *ud)
+{
+	(void)ud;
+	log_error("msg=\"corrupt state file quarantined\" path=%s error=\"%s\"", path, why);
+}
+
+int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *err)
+{
+	struct runtime *rt = calloc(1, sizeof(*rt));
+	int r;
+	if (!rt)
+		return uk_err(err, ENOMEM, "out of memory");
+	rt->cfg = *cfg;
+	pthread_mutex_init(&rt->lock, NULL);
+	if (asprintf(&rt->sandbox_dir, "%s/sandboxes", cfg->state_dir) < 0 ||
+	    asprintf(&rt->container_dir, "%s/containers", cfg->state_dir) < 0 ||
+	    asprintf(&rt->image_dir, "%s/images", cfg->state_dir) < 0 ||
+	    asprintf(&rt->vm_dir, "%s/vms", cfg->run_dir) < 0) {
+		runtime_free(rt);
+		return uk_err(err, ENOMEM, "out of memory");
+	}
+	if ((r = uk_mkdir_p(rt->sandbox_dir, 0700, err)) < 0 || (r = uk_mkdir_p(rt->container_dir, 0700, err)) < 0 ||
+	    (r = uk_mkdir_p(rt->vm_dir, 0700, err)) < 0 ||
+	    (r = image_store_open(rt->image_dir, &rt->images, err)) < 0 ||
+	    (r = records_load(rt->sandbox_dir, load_sandbox, report_bad, rt, err)) < 0 ||
+	    (r = records_load(rt->container_dir, load_container, report_bad, rt, err)) < 0) {
+		runtime_free(rt);
+		return r;
+	}
+	/* A container whose sandbox is gone cannot be reached through the CRI: drop it. */
+	for (size_t i = 0; i < rt->n_ct;) {
+		struct sandbox *s;
+		if (rt_find_sandbox(rt, rt->ct[i]->sandbox_id, &s, NULL) < 0) {
+			log_warn("ctr=%s msg=\"dropping a container whose sandbox is gone\"", rt->ct[i]->id);
+			record_delete(rt->container_dir, rt->ct[i]->id, NULL);
+			container_free(rt->ct[i]);
+			rt->ct[i] = rt->ct[--rt->n_ct];
+		} else {
+			i++;
+		}
+	}
+	rt_lock(rt);
+	rt_refresh(rt);
+	rt_unlock(rt);
+	log_info("msg=\"state loaded\" sandboxes=%zu containers=%zu", rt->n_sb, rt->n_ct);
+	*ret = rt;
+	return 0;
+}
+
+void runtime_free(struct runtime *rt)
+{
+	if (!rt)
+		return;
+	for (size_t i = 0; i < rt->n_sb; i++)
+		sandbox_free(rt->sb[i]);
+	for (size_t i = 0; i < rt->n_ct; i++)
+		container_free(rt->ct[i]);
+	free(rt->sb);
+	free(rt->ct);
+	image_store_free(rt->images);
+	free(rt->sandbox_dir);
+	free(rt->container_dir);
+	free(rt->image_dir);
+	free(rt->vm_dir);
+	free(rt->pod_cidr);
+	pthread_mutex_destroy(&rt->lock);
+	free(rt);
+}
+
+/* ---- VM state ---- */
+
+static bool wrapper_alive(const struct container *c)
+{
+	uint64_t st;
+	if (c->wrapper_pid <= 0 || kill(c->wrapper_pid, 0) < 0)
+		return false;
+	return uk_proc_starttime(c->wrapper_pid, &st) == 0 && st == c->wrapper_start;
+}
+
+static void set_str(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = v ? strdup(v) : NULL;
+}
+
+/* exit.json -> EXITED. Returns true if the container changed. */
+static bool apply_exit(struct runtime *rt, struct container *c)
+{
+	char path[PATH_MAX];
+	_cleanup_free_ char *text = NULL;
+	if (rt_vm_dir(rt, c->id, path, sizeof(path) - 16) < 0)
+		return false;
+	strcat(path, "/exit.json");
+	if (uk_read_file(path, EXIT_JSON_MAX, &text, NULL, NULL) < 0)
+		return false;
+	_cleanup_json_ json_object *o = json_tokener_parse(text);
+	json_object *v;
+	if (!o)
+		return false;
+	c->state = CTR_EXITED;
+	c->exit_code = json_object_object_get_ex(o, "exit_code", &v) ? json_object_get_int(v) : 255;
+	set_str(&c->reason, json_object_object_get_ex(o, "reason", &v) ? json_object_get_string(v) : "Unknown");
+	set_str(&c->message, json_object_object_get_ex(o, "message", &v) ? json_object_get_string(v) : NULL);
+	c->finished_ns = json_object_object_get_ex(o, "finished_ns", &v) ? json_object_get_int64(v)
+									   : (int64_t)uk_now_realtime_ns();
+	return true;
+}
+
+static void refresh_one(struct runtime *rt, struct container *c)
+{
+	if (c->state != CTR_RUNNING || c->busy)
+		return;
+	if (apply_exit(rt, c)) {
+		save_container(rt, c);
+		return;
+	}
+	if (wrapper_alive(c))
+		return;
+	/* vmwrapper may have written exit.json just before it ended. */
+	if (!apply_exit(rt, c)) {
+		c->state = CTR_EXITED;
+		c->exit_code = 255;
+		set_str(&c->reason, "Unknown");
+		set_str(&c->message, "the VM's supervisor ended without an exit record (killed, or the host rebooted)");
+		c->finished_ns = (int64_t)uk_now_realtime_ns();
+	}
+	log_info("pod=%s ctr=%s msg=\"vm ended\" exit_code=%d reason=%s", c->sandbox_id, c->id, c->exit_code,
+		 c->reason);
+	save_container(rt, c);
+}
+
+void rt_refresh(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->n_ct; i++)
+		refresh_one(rt, rt->ct[i]);
+}
+
+/* ---- sandboxes ---- */
+
+int rt_sandbox_create(struct runtime *rt, struct sandbox *s, char *id_out, uk_error *err)
+{
+	_cleanup_json_ json_object *o = NULL;
+	int r;
+	if (asprintf(&s->reserved_name, "%s_%s_%s_%u", s->name, s->ns, s->uid, s->attempt) < 0) {
+		sandbox_free(s);
+		return uk_err(err, ENOMEM, "out of memory");
+	}
+	if ((r = uk_random_hex_id(s->id)) < 0) {
+		sandbox_free(s);
+		return uk_err_errno(err, -r, "random id");
+	}
+	s->created_ns = (int64_t)uk_now_realtime_ns();
+	s->state = SANDBOX_READY;
+	rt_lock(rt);
+	for (size_t i = 0; i < rt->n_sb; i++)
+		if (strcmp(rt->sb[i]->reserved_name, s->reserved_name) == 0) {
+			r = uk_err(err, EEXIST, "pod sandbox name \"%s\" is reserved for %s", s->reserved_name, rt->sb[i]->id);
+			goto fail;
+		}
+	if (grow((void **)&rt->sb, &rt->cap_sb, rt->n_sb) < 0) {
+		r = uk_err(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	o = sandbox_to_json(s);
+	if ((r = record_save(rt->sandbox_dir, s->id, o, err)) < 0)
+		goto fail;
+	rt->sb[rt->n_sb++] = s;
+	memcpy(id_out, s->id, UK_FULL_ID_LEN + 1);
+	rt_unlock(rt);
+	log_info("pod=%s msg=\"sandbox created\" name=%s", s->id, s->reserved_name);
+	return 0;
+fail:
+	rt_unlock(rt);
+	sandbox_free(s);
+	return r;
+}
+
+static void containers_of(struct runtime *rt, const char *sandbox_id, char ids[][UK_FULL_ID_LEN + 1], size_t *n,
+			  size_t max)
+{
+	*n = 0;
+	for (size_t i = 0; i < rt->n_ct && *n < max; i++)
+		if (strcmp(rt->ct[i]->sandbox_id, sandbox_id) == 0)
+			memcpy(ids[(*n)++], rt->ct[i]->id, UK_FULL_ID_LEN + 1);
+}
+
+#define MAX_CTR_PER_POD 256
+
+int rt_sandbox_stop(struct runtime *rt, const char *id, uk_error *err)
+{
+	struct sandbox *s;
+	char ids[MAX_CTR_PER_POD][UK_FULL_ID_LEN + 1], sid[UK_FULL_ID_LEN + 1];
+	size_t n;
+	rt_lock(rt);
+	if (rt_find_sandbox(rt, id, &s, NULL) < 0) {
+		rt_unlock(rt);
+		return 0; /* the CRI: stopping a missing sandbox succeeds */
+	}
+	memcpy(sid, s->id, sizeof(sid));
+	containers_of(rt, sid, ids, &n, MAX_CTR_PER_POD);
+	rt_unlock(rt);
+	for (size_t i = 0; i < n; i++) {
+		int r = rt_container_stop(rt, ids[i], 0, err);
+		if (r < 0 && r != -ENOENT)
+			return uk_err_ctx(err, "stop container %s", ids[i]);
+	}
+	rt_lock(rt);
+	if (rt_find_sandbox(rt, sid, &s, NULL) == 0 && s->state != SANDBOX_NOTREADY) {
+		s->state = SANDBOX_NOTREADY;
+		save_sandbox(rt, s);
+		log_info("pod=%s msg=\"sandbox stopped\"", sid);
+	}
+	rt_unlock(rt);
+	return 0;
+}
+
+int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err)
+{
+	struct sandbox *s;
+	char ids[MAX_CTR_PER_POD][UK_FULL_ID_LEN + 1], sid[UK_FULL_ID_LEN + 1];
+	size_t n;
+	int r;
+	rt_lock(rt);
+	if (rt_find_sandbox(rt, id, &s, NULL) < 0) {
+		rt_unlock(rt);
+		return 0;
+	}
+	memcpy(sid, s->id, sizeof(sid));
+	containers_of(rt, sid, ids, &n, MAX_CTR_PER_POD);
+	rt_unlock(rt);
+	for (size_t i = 0; i < n; i++)
+		if ((r = rt_container_remove(rt, ids[i], err)) < 0)
+			return uk_err_ctx(err, "remove container %s", ids[i]);
+	rt_lock(rt);
+	for (size_t i = 0; i < rt->n_sb; i++)
+		if (strcmp(rt->sb[i]->id, sid) == 0) {
+			if ((r = record_delete(rt->sandbox_dir, sid, err)) < 0) {
+				rt_unlock(rt);
+				return r;
+			}
+			sandbox_free(rt->sb[i]);
+			rt->sb[i] = rt->sb[--rt->n_sb];
+			log_info("pod=%s msg=\"sandbox removed\"", sid);
+			break;
+		}
+	rt_unlock(rt);
+	return 0;
+}
+
+/* ---- containers ---- */
+
+static struct sandbox *sandbox_by_id(struct runtime *rt, const char *id)
+{
+	for (size_t i = 0; i < rt->n_sb; i++)
+		if (strcmp(rt->sb[i]->id, id) == 0)
+			return rt->sb[i];
+	return NULL;
+}
+
+static struct container *running_in(struct runtime *rt, const char *sandbox_id, const char *except)
+{
+	for (size_t i = 0; i < rt->n_ct; i++) {
+		struct container *c = rt->ct[i];
+		if (strcmp(c->sandbox_id, sandbox_id) == 0 && c->state == CTR_RUNNING && (!except || strcmp(c->id, except)))
+			return c;
+	}
+	return NULL;
+}
+
+int rt_container_create(struct runtime *rt, struct container *c, char *id_out, uk_error *err)
+{
+	_cleanup_json_ json_object *o = NULL;
+	int r;
+	if ((r = uk_random_hex_id(c->id)) < 0) {
+		container_free(c);
+		return uk_err_errno(err, -r, "random id");
+	}
+	c->created_ns = (int64_t)uk_now_realtime_ns();
+	c->state = CTR_CREATED;
+	rt_lock(rt);
+	rt_refresh(rt);
+	struct sandbox *s = sandbox_by_id(rt, c->sandbox_id);
+	struct container *other;
+	if (!s) {
+		r = uk_err(err, ENOENT, "pod sandbox \"%s\" not found", c->sandbox_id);
+		goto fail;
+	}
+	if (s->state != SANDBOX_READY) {
+		r = uk_err(err, EBUSY, "pod sandbox %s is not ready (stopped)", s->id);
+		goto fail;
+	}
+	if ((other = running_in(rt, s->id, NULL))) {
+		r = uk_err(err, EBUSY,
+			   "pod sandbox %s already runs container %s (%s): a pod is one VM, so a second container can "
+			   "only be created once the first has exited",
+			   s->id, other->id, other->name);
+		goto fail;
+	}
+	if (asprintf(&c->reserved_name, "%s_%s_%s_%s_%u", c->name, s->name, s->ns, s->uid, c->attempt) < 0) {
+		r = uk_err(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < rt->n_ct; i++)
+		if (strcmp(rt->ct[i]->reserved_name, c->reserved_name) == 0) {
+			r = uk_err(err, EEXIST, "container name \"%s\" is reserved for %s", c->reserved_name, rt->ct[i]->id);
+			goto fail;
+		}
+	if (grow((void **)&rt->ct, &rt->cap_ct, rt->n_ct) < 0) {
+		r = uk_err(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	o = container_to_json(c);
+	if ((r = record_save(rt->container_dir, c->id, o, err)) < 0)
+		goto fail;
+	rt->ct[rt->n_ct++] = c;
+	memcpy(id_out, c->id, UK_FULL_ID_LEN + 1);
+	rt_unlock(rt);
+	log_info("pod=%s ctr=%s msg=\"container created\" name=%s image=%s", c->sandbox_id, c->id, c->reserved_name,
+		 c->image_ref);
+	return 0;
+fail:
+	rt_unlock(rt);
+	container_free(c);
+	return r;
+}
+
+/* Take a container for a slow operation: found, not busy, referenced. Lock held on entry. */
+static int claim(struct runtime *rt, const char *id, struct container **ret, uk_error *err)
+{
+	struct container *c;
+	int r = rt_find_container(rt, id, &c, err);
+	if (r < 0)
+		return r;
+	if (c->busy)
+		return uk_err(err, EAGAIN, "container %s has another operation under way; retry", c->id);
+	c->busy = true;
+	c->refs++;
+	*ret = c;
+	return 0;
+}
+
+static void release(struct container *c)
+{
+	c->busy = false;
+	c->refs--;
+	if (c->removed && c->refs == 0)
+		container_free(c);
+}
+
+static json_object *vm_spec_json(struct runtime *rt, struct container *c, const char *vmdir)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "version", json_object_new_int(1));
+	json_object_object_add(o, "id", json_object_new_string(c->id));
+	if (c->kernel)
+		json_object_object_add(o, "kernel", json_object_new_string(c->kernel));
+	if (c->initrd)
+		json_object_object_add(o, "initrd", json_object_new_string(c->initrd));
+	if (c->disk)
+		json_object_object_add(o, "disk", json_object_new_string(c->disk));
+	if (c->disk_format)
+		json_object_object_add(o, "disk_format", json_object_new_string(c->disk_format));
+	if (c->cmdline)
+		json_object_object_add(o, "cmdline", json_object_new_string(c->cmdline));
+	if (c->machine)
+		json_object_object_add(o, "machine", json_object_new_string(c->machine));
+	if (c->accel)
+		json_object_object_add(o, "accel", json_object_new_string(c->accel));
+	if (c->cpu)
+		json_object_object_add(o, "cpu", json_object_new_string(c->cpu));
+	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
+	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
+	if (c->log_path)
+		json_object_object_add(o, "console_log", json_object_new_string(c->log_path));
+	json_object_object_add(o, "state_dir", json_object_new_string(vmdir));
+	if (rt->cfg.qemu)
+		json_object_object_add(o, "qemu", json_object_new_string(rt->cfg.qemu));
+	return o;
+}
+
+/* Start vmwrapper detached (double fork, so it is never our child) and read its sync line. */
+static int spawn_vmwrapper(struct runtime *rt, const char *vmdir, json_object **sync_ret, uk_error *err)
+{
+	char spec[PATH_MAX + 32], logp[PATH_MAX + 32];
+	snprintf(spec, sizeof(spec), "%s/spec.json", vmdir);
+	snprintf(logp, sizeof(logp), "%s/vmwrapper.log", vmdir);
+	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	_cleanup_close_ int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int p[2];
+	if (logfd < 0 || nullfd < 0)
+		return uk_err_errno(err, errno, "open %s", logp);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return uk_err_errno(err, errno, "pipe");
+	_cleanup_close_ int rd = p[0];
+	_cleanup_close_ int wr = p[1];
+	char *argv[] = { (char *)rt->cfg.vmwrapper, "--spec", spec, "--sync-fd", "3", NULL };
+	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+
+	pid_t pid = fork();
+	if (pid < 0)
+		return uk_err_errno(err, errno, "fork");
+	if (pid == 0) {
+		/* Only async-signal-safe calls: this process has other threads' locks. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (fork() != 0)
+			_exit(0);
+		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 || dup2(wr, 3) < 0)
+			_exit(127);
+		close_range(4, ~0U, 0);
+		execve(argv[0], argv, envp);
+		_exit(127);
+	}
+	waitpid(pid, NULL, 0);
+	wr = safe_close(wr);
+
+	char buf[8192];
+	size_t len = 0;
+	uint64_t deadline = uk_now_mono_ns() + (uint64_t)SYNC_TIMEOUT_MS * 1000000ull;
+	for (;;) {
+		uint64_t now = uk_now_mono_ns();
+		if (now >= deadline)
+			return uk_err(err, ETIMEDOUT, "vmwrapper did not report within %d s", SYNC_TIMEOUT_MS / 1000);
+		struct pollfd pf = { .fd = rd, .events = POLLIN };
+		int pr = poll(&pf, 1, (int)((deadline - now) / 1000000ull) + 1);
+		if (pr < 0 && errno != EINTR)
+			return uk_err_errno(err, errno, "poll");
+		if (pr <= 0)
+			continue;
+		ssize_t n = read(rd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || (len += (size_t)n) >= sizeof(buf) - 1 || memchr(buf, '\n', len))
+			break;
+	}
+	buf[len] = '\0';
+	json_object *o = json_tokener_parse(buf);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return uk_err(err, EIO, "vmwrapper failed before reporting (see %s)", logp);
+	}
+	*sync_ret = o;
+	return 0;
+}
+
+int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
+{
+	_cleanup_json_ json_object *spec = NULL, *sync = NULL;
+	struct container *c;
+	char vmdir[PATH_MAX];
+	int r;
+	rt_lock(rt);
+	rt_refresh(rt);
+	if ((r = claim(rt, id, &c, err)) < 0) {
+		rt_unlock(rt);
+		return r;
+	}
+	struct container *other;
+	if (c->state != CTR_CREATED) {
+		static const char *names[] = { "created", "running", "exited", "unknown" };
+		r = uk_err(err, EBUSY, "container %s is %s; only a created container can be started", c->id,
+			   names[c->state]);
+	} else if ((other = running_in(rt, c->sandbox_id, c->id))) {
+		r = uk_err(err, EBUSY, "pod sandbox %s already runs container %s: one running VM per pod", c->sandbox_id,
+			   other->id);
+	} else if (rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir) - 32) < 0) {
+		r = uk_err(err, ENAMETOOLONG, "run directory path too long");
+	}
+	if (r >= 0)
+		spec = vm_spec_json(rt, c, vmdir);
+	rt_unlock(rt);
+	if (r < 0)
+		goto out;
+
+	uk_rm_rf(vmdir, NULL);
+	char specpath[PATH_MAX + 16];
+	snprintf(specpath, sizeof(specpath), "%s/spec.json", vmdir);
+	const char *text = json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PRETTY);
+	if ((r = uk_mkdir_p(vmdir, 0700, err)) < 0 ||
+	    (r = uk_write_file_atomic(specpath, text, strlen(text), 0600, err)) < 0 ||
+	    (r = spawn_vmwrapper(rt, vmdir, &sync, err)) < 0) {
+		rt_lock(rt);
+		c->state = CTR_EXITED;
+		c->exit_code = 128;
+		set_str(&c->reason, "StartError");
+		set_str(&c->message, err->msg);
+		c->finished_ns = (int64_t)uk_now_realtime_ns();
+		save_container(rt, c);
+		goto out_locked;
+	}
+	json_object *v;
+	bool ok = json_object_object_get_ex(sync, "ok", &v) && json_object_get_boolean(v);
+	rt_lock(rt);
+	c->started_ns = (int64_t)uk_now_realtime_ns();
+	c->wrapper_pid = json_object_object_get_ex(sync, "pid", &v) ? json_object_get_int(v) : 0;
+	uk_proc_starttime(c->wrapper_pid, &c->wrapper_start);
+	if (ok) {
+		c->state = CTR_RUNNING;
+		log_info("pod=%s ctr=%s msg=\"container started\" vmwrapper_pid=%d", c->sandbox_id, c->id, c->wrapper_pid);
+	} else {
+		const char *e = json_object_object_get_ex(sync, "error", &v) ? json_object_get_string(v) : "unknown";
+		r = uk_err(err, EIO, "starting the VM failed: %s", e);
+		c->state = CTR_EXITED;
+		c->exit_code = 128;
+		set_str(&c->reason, "StartError");
+		set_str(&c->message, e);
+		c->finished_ns = (int64_t)uk_now_realtime_ns();
+		/* If QEMU did run, exit.json has the precise story. */
+		apply_exit(rt, c);
+		if (!c->reason || strcmp(c->reason, "Error") == 0)
+			set_str(&c->reason, "StartError");
+	}
+	save_container(rt, c);
+out_locked:
+	release(c);
+	rt_unlock(rt);
+	return r;
+out:
+	rt_lock(rt);
+	release(c);
+	rt_unlock(rt);
+	return r;
+}
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Wait for a process to end; true if it did within timeout_ms. */
+static bool wait_gone(int pidfd, int timeout_ms)
+{
+	if (pidfd < 0)
+		return true;
+	uint64_t deadline = uk_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		uint64_t now = uk_now_mono_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+		int r = poll(&p, 1, left);
+		if (r > 0)
+			return true;
+		if (r == 0)
+			return false;
+		if (errno != EINTR)
+			return false;
+	}
+}
+
+static int qmp_command(const char *vmdir, const char *cmd, uk_error *err)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/qmp.sock", vmdir);
+	int fd = uk_unix_connect(path, err);
+	if (fd < 0)
+		return fd;
+	_cleanup_qmp_ qmp *q = NULL;
+	int r = qmp_new(fd, &q);
+	if (r < 0)
+		return uk_err(err, -r, "qmp");
+	return qmp_execute(q, cmd, NULL, 5000, NULL, err);
+}
+
+int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_error *err)
+{
+	struct container *c;
+	char vmdir[PATH_MAX];
+	int r;
+	rt_lock(rt);
+	rt_refresh(rt);
+	if ((r = claim(rt, id, &c, err)) < 0) {
+		rt_unlock(rt);
+		return r;
+	}
+	if (c->state != CTR_RUNNING) {
+		if (c->state == CTR_CREATED) {
+			/* Never started: it ends here, as containerd does. */
+			c->state = CTR_EXITED;
+			c->exit_code = 0;
+			c->finished_ns = (int64_t)uk_now_realtime_ns();
+			set_str(&c->reason, "Stopped");
+			save_container(rt, c);
+		}
+		release(c);
+		rt_unlock(rt);
+		return 0;
+	}
+	rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir) - 32);
+	pid_t pid = c->wrapper_pid;
+	bool alive = wrapper_alive(c);
+	rt_unlock(rt);
+
+	_cleanup_close_ int pidfd = alive ? pidfd_open_(pid) : -1;
+	uk_error qerr = { 0 };
+	bool gone = !alive;
+	if (!gone && timeout_s > 0) {
+		/* ACPI power button first; a guest that handles it exits on its own. */
+		if (qmp_command(vmdir, "system_powerdown", &qerr) < 0)
+			log_warn("ctr=%s msg=\"system_powerdown failed\" error=\"%s\"", c->id, qerr.msg);
+		int64_t ms = timeout_s > INT_MAX / 1000 ? INT_MAX : timeout_s * 1000;
+		gone = wait_gone(pidfd, (int)ms);
+	}
+	if (!gone) {
+		/* vmwrapper turns SIGTERM into QMP quit, and a second one into SIGKILL. */
+		kill(pid, SIGTERM);
+		gone = wait_gone(pidfd, KILL_WAIT_MS);
+		if (!gone) {
+			kill(pid, SIGTERM);
+			gone = wait_gone(pidfd, KILL_WAIT_MS);
+		}
+		if (!gone) {
+			kill(pid, SIGKILL);
+			gone = wait_gone(pidfd, KILL_WAIT_MS);
+		}
+	}
+	rt_lock(rt);
+	c->busy = false;
+	refresh_one(rt, c);
+	if (c->state == CTR_RUNNING)
+		r = uk_err(err, ETIMEDOUT, "container %s did not stop", c->id);
+	else
+		log_info("pod=%s ctr=%s msg=\"container stopped\" exit_code=%d", c->sandbox_id, c->id, c->exit_code);
+	c->busy = true;
+	release(c);
+	rt_unlock(rt);
+	return r;
+}
+
+int rt_container_remove(struct runtime *rt, const char *id, uk_error *err)
+{
+	struct container *c;
+	char vmdir[PATH_MAX];
+	char full[UK_FULL_ID_LEN + 1];
+	int r;
+	rt_lock(rt);
+	if (rt_find_container(rt, id, &c, NULL) < 0) {
+		rt_unlock(rt);
+		return 0; /* the CRI: removing a missing container succeeds */
+	}
+	memcpy(full, c->id, sizeof(full));
+	rt_unlock(rt);
+	if ((r = rt_container_stop(rt, full, 0, err)) < 0)
+		return r;
+	rt_lock(rt);
+	if (rt_find_container(rt, full, &c, NULL) < 0) {
+		rt_unlock(rt);
+		return 0;
+	}
+	if ((r = claim(rt, full, &c, err)) < 0) {
+		rt_unlock(rt);
+		return r;
+	}
+	if ((r = record_delete(rt->container_dir, c->id, err)) < 0) {
+		release(c);
+		rt_unlock(rt);
+		return r;
+	}
+	rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir));
+	for (size_t i = 0; i < rt->n_ct; i++)
+		if (rt->ct[i] == c) {
+			rt->ct[i] = rt->ct[--rt->n_ct];
+			break;
+		}
+	c->removed = true;
+	log_info("pod=%s ctr=%s msg=\"container removed\"", c->sandbox_id, c->id);
+	release(c);
+	rt_unlock(rt);
+	uk_rm_rf(vmdir, NULL);
+	return 0;
+}
+
+int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err)
+{
+	struct container *c;
+	int r;
+	rt_lock(rt);
+	rt_refresh(rt);
+	if ((r = rt_find_container(rt, id, &c, err)) < 0) {
+		rt_unlock(rt);
+		return r;
+	}
+	if (c->state != CTR_RUNNING) {
+		rt_unlock(rt);
+		return uk_err(err, EBUSY, "container %s is not running", c->id);
+	}
+	if (wrapper_alive(c) && kill(c->wrapper_pid, SIGHUP) < 0)
+		r = uk_err_errno(err, errno, "signal vmwrapper");
+	rt_unlock(rt);
+	return r;
+}

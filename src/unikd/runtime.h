@@ -1,0 +1,65 @@
+/* The runtime core: sandboxes and containers, their names, their VMs.
+ *
+ * One mutex guards the registry and the records. Slow work (starting a VM, waiting for
+ * a guest to power off) runs without it, with the container marked busy and a
+ * reference held, so other calls go on meanwhile. */
+#ifndef UK_RUNTIME_H
+#define UK_RUNTIME_H
+
+#include <pthread.h>
+
+#include "../common/error.h"
+#include "../store/image_store.h"
+#include "../store/records.h"
+
+struct rt_config {
+	const char *state_dir; /* persistent: records, images */
+	const char *run_dir;   /* volatile: VM state dirs, sockets */
+	const char *vmwrapper; /* path of bin/vmwrapper */
+	const char *qemu;      /* NULL: vmwrapper's default */
+	unsigned default_memory_mib;
+	unsigned default_vcpus;
+	const char *default_accel; /* auto, kvm, tcg */
+};
+
+struct runtime {
+	struct rt_config cfg;
+	char *sandbox_dir, *container_dir, *vm_dir, *image_dir;
+	pthread_mutex_t lock;
+	struct sandbox **sb;
+	size_t n_sb, cap_sb;
+	struct container **ct;
+	size_t n_ct, cap_ct;
+	struct image_store *images;
+	char *pod_cidr;
+};
+
+int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *err);
+void runtime_free(struct runtime *rt);
+
+void rt_lock(struct runtime *rt);
+void rt_unlock(struct runtime *rt);
+
+/* Lookups, with the lock held. A full id or a unique prefix; -ENOENT, or -EINVAL when the
+ * prefix is ambiguous. */
+int rt_find_sandbox(struct runtime *rt, const char *id, struct sandbox **ret, uk_error *err);
+int rt_find_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
+/* Bring RUNNING containers up to date with their VMs (exit.json, a dead vmwrapper). */
+void rt_refresh(struct runtime *rt);
+
+/* tmpl: the fields from the request; id and reserved names are made here. Takes tmpl. */
+int rt_sandbox_create(struct runtime *rt, struct sandbox *tmpl, char *id_out, uk_error *err);
+int rt_sandbox_stop(struct runtime *rt, const char *id, uk_error *err);
+int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err);
+
+/* tmpl has the VM fields filled in (from the image and the request). Takes tmpl. */
+int rt_container_create(struct runtime *rt, struct container *tmpl, char *id_out, uk_error *err);
+int rt_container_start(struct runtime *rt, const char *id, uk_error *err);
+int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_error *err);
+int rt_container_remove(struct runtime *rt, const char *id, uk_error *err);
+int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err);
+
+/* The VM state directory of a container. */
+int rt_vm_dir(struct runtime *rt, const char *id, char *buf, size_t len);
+
+#endif
