@@ -123,6 +123,10 @@ static bool text_valid(const char *s)
 				    (*p & 0xf8) == 0xf0 ? 3 : -1;
 		if (extra < 0 || (extra == 1 && *p < 0xc2) || (extra == 3 && *p > 0xf4))
 			return false;
+		/* No overlong forms, no UTF-16 surrogates, nothing above U+10FFFF. */
+		if ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0) || (*p == 0xf0 && p[1] < 0x90) ||
+		    (*p == 0xf4 && p[1] >= 0x90))
+			return false;
 		p++;
 		for (int i = 0; i < extra; i++, p++)
 			if ((*p & 0xc0) != 0x80)

@@ -1,0 +1,166 @@
+"""A real unikd under test, driven through gRPC stubs generated from the project's .proto."""
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import grpc
+
+from conftest import BIN, HELLO, REPO
+
+_stubs = None
+
+
+def stubs():
+    """Generate the Python stubs from src/cri/proto/api.proto once per test run."""
+    global _stubs
+    if _stubs is None:
+        out = tempfile.mkdtemp(prefix="uk-stubs-")
+        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(REPO / "src/cri/proto"),
+                        f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"], check=True)
+        sys.path.insert(0, out)
+        _stubs = (importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc"), out)
+    return _stubs[0], _stubs[1]
+
+
+class Unikd:
+    def __init__(self, root, extra=()):
+        self.root = Path(root)
+        self.state = self.root / "state"
+        self.run = self.root / "run"
+        self.logs = self.root / "logs"
+        self.sock = self.run / "unikd.sock"
+        self.extra = list(extra)
+        self.proc = None
+        self.pb, g = stubs()
+        self._g = g
+        self.channel = None
+
+    def import_image(self, name, *args):
+        r = subprocess.run([str(BIN / "unikd"), "--state-dir", str(self.state), "image", "import", name, *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def start(self):
+        self.logfile = open(self.root / "unikd.log", "a")
+        self.proc = subprocess.Popen([str(BIN / "unikd"), "--state-dir", str(self.state), "--run-dir", str(self.run),
+                                      "--log-level", "debug", *self.extra],
+                                     stderr=subprocess.PIPE, text=True)
+        # The readiness line is the event we wait for; everything after goes to the file.
+        for line in self.proc.stderr:
+            self.logfile.write(line)
+            if 'msg="ready"' in line:
+                break
+            if "level=error" in line:
+                raise AssertionError(line)
+        self._drain = subprocess.Popen(["cat"], stdin=self.proc.stderr, stdout=self.logfile)
+        self.channel = grpc.insecure_channel(f"unix://{self.sock}")
+        self.rs = self._g.RuntimeServiceStub(self.channel)
+        self.im = self._g.ImageServiceStub(self.channel)
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.channel:
+            self.channel.close()
+            self.channel = None
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            rc = self.proc.wait(timeout=60)
+        else:
+            rc = self.proc.returncode if self.proc else None
+        if self.proc:
+            self._drain.wait(timeout=10)
+            self.proc.stderr.close()
+            self.logfile.close()
+        self.proc = None
+        return rc
+
+    def log(self):
+        return (self.root / "unikd.log").read_text()
+
+    # --- helpers that build the usual requests ---
+    def pod_config(self, name="pod", uid=None, namespace="default", attempt=0, labels=None, annotations=None,
+                   **kw):
+        pb = self.pb
+        return pb.PodSandboxConfig(
+            metadata=pb.PodSandboxMetadata(name=name, uid=uid or f"uid-{name}", namespace=namespace,
+                                           attempt=attempt),
+            log_directory=str(self.logs / name), labels=labels or {}, annotations=annotations or {}, **kw)
+
+    def run_pod(self, **kw):
+        cfg = self.pod_config(**kw)
+        return self.rs.RunPodSandbox(self.pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id, cfg
+
+    def container_config(self, name="c", image="hello:1", args=(), command=(), envs=None, attempt=0,
+                         labels=None, annotations=None, memory=0, quota=0, period=0):
+        pb = self.pb
+        res = None
+        if memory or quota:
+            res = pb.LinuxContainerConfig(resources=pb.LinuxContainerResources(
+                memory_limit_in_bytes=memory, cpu_quota=quota, cpu_period=period))
+        return pb.ContainerConfig(
+            metadata=pb.ContainerMetadata(name=name, attempt=attempt), image=pb.ImageSpec(image=image),
+            command=list(command), args=list(args),
+            envs=[pb.KeyValue(key=k, value=v) for k, v in (envs or {}).items()],
+            labels=labels or {}, annotations=annotations or {}, log_path=f"{name}/{attempt}.log", linux=res)
+
+    def create(self, sid, pod_cfg, **kw):
+        cfg = self.container_config(**kw)
+        return self.rs.CreateContainer(self.pb.CreateContainerRequest(
+            pod_sandbox_id=sid, config=cfg, sandbox_config=pod_cfg)).container_id
+
+    def start_ctr(self, cid):
+        self.rs.StartContainer(self.pb.StartContainerRequest(container_id=cid))
+
+    def status(self, cid, verbose=False):
+        return self.rs.ContainerStatus(self.pb.ContainerStatusRequest(container_id=cid, verbose=verbose))
+
+    def pod_status(self, sid, verbose=False):
+        return self.rs.PodSandboxStatus(self.pb.PodSandboxStatusRequest(pod_sandbox_id=sid, verbose=verbose))
+
+    def stop_ctr(self, cid, timeout=0):
+        self.rs.StopContainer(self.pb.StopContainerRequest(container_id=cid, timeout=timeout))
+
+    def remove_pod(self, sid):
+        self.rs.StopPodSandbox(self.pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+        self.rs.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+    def containers(self, **filt):
+        f = self.pb.ContainerFilter(**filt) if filt else None
+        return list(self.rs.ListContainers(self.pb.ListContainersRequest(filter=f)).containers)
+
+    def pods(self, **filt):
+        f = self.pb.PodSandboxFilter(**filt) if filt else None
+        return list(self.rs.ListPodSandbox(self.pb.ListPodSandboxRequest(filter=f)).items)
+
+    def wait_exited(self, cid, timeout=60):
+        """Stop with a generous grace period returns once the VM has ended, without polling."""
+        st = self.status(cid).status
+        if st.state == self.pb.CONTAINER_RUNNING:
+            self.stop_ctr(cid, timeout=timeout)
+        return self.status(cid).status
+
+    def vm_pids(self):
+        """vmwrapper and QEMU processes of this unikd, found by their paths under our root."""
+        pids = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    if str(self.root).encode() in (d / "cmdline").read_bytes():
+                        pids.append(int(d.name))
+                except OSError:
+                    pass
+        return [p for p in pids if not self.proc or p != self.proc.pid]
+
+    def cleanup(self):
+        """Remove every pod through the CRI, then stop unikd."""
+        try:
+            if self.proc and self.proc.poll() is None:
+                for p in self.pods():
+                    self.remove_pod(p.id)
+        finally:
+            self.stop()
