@@ -174,7 +174,9 @@ int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char **
 		if (!file)
 			a.err = ENOMEM;
 		add(&a, "-drive");
-		add(&a, "file=%s,format=%s,if=none,id=disk0", file ? file : "",
+		/* The image is shared and read-only: the guest's writes go to a throwaway
+		 * snapshot until disks get per-container overlays. */
+		add(&a, "file=%s,format=%s,if=none,id=disk0,snapshot=on", file ? file : "",
 		    s->disk_format == VM_DISK_QCOW2 ? "qcow2" : "raw");
 		add(&a, "-device");
 		add(&a, "virtio-blk-pci,drive=disk0,bootindex=0");

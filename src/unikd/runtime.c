@@ -267,6 +267,44 @@ void rt_refresh(struct runtime *rt)
 		refresh_one(rt, rt->ct[i]);
 }
 
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Wait for a process to end; true if it did within timeout_ms. */
+static bool wait_gone(int pidfd, int timeout_ms)
+{
+	if (pidfd < 0)
+		return true;
+	uint64_t deadline = uk_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		uint64_t now = uk_now_mono_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+		int r = poll(&p, 1, left);
+		if (r > 0)
+			return true;
+		if (r == 0)
+			return false;
+		if (errno != EINTR)
+			return false;
+	}
+}
+
+/* A vmwrapper whose VM has ended exits right after writing exit.json; wait for that,
+ * so nothing of the container outlives its removal. */
+static void reap_wrapper(struct container *c)
+{
+	if (!wrapper_alive(c))
+		return;
+	_cleanup_close_ int pidfd = pidfd_open_(c->wrapper_pid);
+	if (!wait_gone(pidfd, KILL_WAIT_MS) && wrapper_alive(c)) {
+		kill(c->wrapper_pid, SIGKILL);
+		wait_gone(pidfd, KILL_WAIT_MS);
+	}
+}
+
 /* ---- sandboxes ---- */
 
 int rt_sandbox_create(struct runtime *rt, struct sandbox *s, char *id_out, uk_error *err)
@@ -640,6 +678,9 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 		c->finished_ns = (int64_t)uk_now_realtime_ns();
 		/* If QEMU did run, exit.json has the precise story. */
 		apply_exit(rt, c);
+		rt_unlock(rt);
+		reap_wrapper(c);
+		rt_lock(rt);
 		if (!c->reason || strcmp(c->reason, "Error") == 0)
 			set_str(&c->reason, "StartError");
 	}
@@ -655,30 +696,6 @@ out:
 	return r;
 }
 
-static int pidfd_open_(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-/* Wait for a process to end; true if it did within timeout_ms. */
-static bool wait_gone(int pidfd, int timeout_ms)
-{
-	if (pidfd < 0)
-		return true;
-	uint64_t deadline = uk_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		uint64_t now = uk_now_mono_ns();
-		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int r = poll(&p, 1, left);
-		if (r > 0)
-			return true;
-		if (r == 0)
-			return false;
-		if (errno != EINTR)
-			return false;
-	}
-}
 
 static int qmp_command(const char *vmdir, const char *cmd, uk_error *err)
 {
@@ -783,6 +800,9 @@ int rt_container_remove(struct runtime *rt, const char *id, uk_error *err)
 		rt_unlock(rt);
 		return r;
 	}
+	rt_unlock(rt);
+	reap_wrapper(c);
+	rt_lock(rt);
 	if ((r = record_delete(rt->container_dir, c->id, err)) < 0) {
 		release(c);
 		rt_unlock(rt);

@@ -275,7 +275,7 @@ static void argv_disk_q35(void **state)
 	assert_true(has_pair(argv, "-accel", "tcg"));
 	assert_true(has_pair(argv, "-cpu", "host,-arch-capabilities"));
 	/* The comma in the path is doubled, as QemuOpts wants. */
-	assert_true(has_pair(argv, "-drive", "file=/images/a,,b.qcow2,format=qcow2,if=none,id=disk0"));
+	assert_true(has_pair(argv, "-drive", "file=/images/a,,b.qcow2,format=qcow2,if=none,id=disk0,snapshot=on"));
 	assert_true(has_pair(argv, "-netdev", "tap,id=net0,fd=7"));
 	assert_true(has_pair(argv, "-device", "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:02"));
 	assert_false(has(argv, "-kernel"));

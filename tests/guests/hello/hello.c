@@ -120,8 +120,9 @@ static void uart_init(void)
  * and the guest stalls here (back-pressure) instead of losing bytes.  A
  * missing UART reads as 0xff, so this never hangs.
  *
- * The burst is one "rep outsb": under KVM that is a single exit to QEMU
- * for all bytes, instead of one exit per byte.
+ * Every port access is a VM exit under KVM (KVM emulates "rep outsb" one
+ * byte per exit), so polling LSR once per burst instead of once per byte
+ * nearly halves the exits: about 1.1 per byte instead of 2.
  */
 static void tx_drain(void)
 {
