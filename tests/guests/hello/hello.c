@@ -226,7 +226,10 @@ static void __attribute__((noreturn)) guest_exit(u32 code)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Interrupts: IDT with stubs for vectors 0..47 (exceptions + remapped PIC). */
+/*
+ * Interrupts: IDT with stubs for vectors 0..63: CPU exceptions (0..31),
+ * the remapped 8259 PICs (0x20..0x2f) and the local APIC spurious vector.
+ */
 
 struct trap_frame {
 	u32 edi, esi, ebp, esp, ebx, edx, ecx, eax;     /* pushal */
@@ -247,9 +250,10 @@ struct table_desc {
 	u32 base;
 } __attribute__((packed));
 
-#define NR_VECTORS      48
+#define NR_VECTORS      64
 #define KERNEL_CS       0x08
 #define IRQ_BASE        0x20    /* PIC master -> 0x20..0x27, slave 0x28..0x2f */
+#define APIC_SPURIOUS   0x3f
 
 static struct idt_entry idt[NR_VECTORS] __attribute__((aligned(8)));
 static volatile u32 timer_fired;
@@ -283,7 +287,8 @@ void hello_trap(struct trap_frame *f)
 	u32 v = f->vector;
 
 	if (v < IRQ_BASE) {
-		put_eol();
+		if (tx_len)
+			put_eol();      /* end a partial line */
 		put_str("hello: CPU exception ");
 		put_dec(v);
 		put_str(" error ");
@@ -293,6 +298,9 @@ void hello_trap(struct trap_frame *f)
 		put_eol();
 		guest_exit(EXIT_EXCEPTION);
 	}
+
+	if (v >= IRQ_BASE + 16)
+		return;                         /* APIC spurious: no EOI */
 
 	u32 irq = v - IRQ_BASE;
 
@@ -339,6 +347,49 @@ static void pic_init(void)
 	outb(PIC1_DATA, 0xff);
 }
 
+static inline void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d)
+			 : "a"(leaf), "c"(0));
+}
+
+static inline u32 rdmsr_lo(u32 msr)
+{
+	u32 lo, hi;
+
+	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+	return lo;
+}
+
+#define MSR_APIC_BASE   0x1b
+#define APIC_BASE_EN    (1u << 11)
+#define APIC_BASE_X2    (1u << 10)
+#define APIC_TPR        0x080
+#define APIC_SVR        0x0f0
+#define APIC_LVT0       0x350
+
+/*
+ * Let 8259 interrupts through the local APIC: LINT0 in ExtINT mode, which
+ * firmware normally sets up but qboot and QEMU's reset state (microvm) do
+ * not: there LVT0 is masked and PIC interrupts never reach the CPU.  The
+ * APIC must be software-enabled first, or KVM keeps LVT0 masked.
+ */
+static void apic_route_pic(void)
+{
+	u32 a, b, c, d, msr, base;
+
+	cpuid(1, &a, &b, &c, &d);
+	if (!(d & (1u << 9)))
+		return;                 /* no local APIC: PIC drives INTR */
+	msr = rdmsr_lo(MSR_APIC_BASE);
+	if (!(msr & APIC_BASE_EN) || (msr & APIC_BASE_X2))
+		return;                 /* disabled (PIC passes) / x2APIC: leave */
+	base = msr & 0xfffff000u;
+	*(volatile u32 *)(base + APIC_SVR) = 0x100 | APIC_SPURIOUS;
+	*(volatile u32 *)(base + APIC_TPR) = 0;
+	*(volatile u32 *)(base + APIC_LVT0) = 0x700;    /* ExtINT, unmasked */
+}
+
 static void pit_oneshot(u32 ticks)
 {
 	outb(PIT_CMD, 0x30);            /* ch0, lobyte/hibyte, mode 0, binary */
@@ -371,6 +422,7 @@ static int sleep_ms(u32 ms)
 		return -1;
 
 	if (pic_state == 0) {
+		apic_route_pic();
 		pic_init();
 		outb(PIC1_DATA, 0xfe);
 		pic_state = inb(PIC1_DATA) == 0xfe ? 1 : -1;

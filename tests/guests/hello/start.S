@@ -59,7 +59,7 @@ pvh_start:
 	.size pvh_start, . - pvh_start
 
 /*
- * Exception / IRQ stubs for vectors 0..47, 16 bytes apart so C can compute
+ * Exception / IRQ stubs for vectors 0..63, 16 bytes apart so C can compute
  * the address of stub N as isr_stubs + 16 * N.  Every stub pushes the same
  * frame: (fake) error code, vector number, then jumps to isr_common.
  */
@@ -68,7 +68,7 @@ pvh_start:
 	.globl isr_stubs
 isr_stubs:
 	.set vec, 0
-	.rept 48
+	.rept 64
 	.balign 16
 	.if (vec == 8) || (vec == 10) || (vec == 11) || (vec == 12) || (vec == 13) || (vec == 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
 	/* the CPU already pushed an error code */
@@ -88,7 +88,16 @@ isr_common:
 	addl	$4, %esp
 	popal
 	addl	$8, %esp		/* vector + error code */
-	iretl
+	/*
+	 * Return WITHOUT iret: under the nested "kvm-pvm" hypervisor a
+	 * 32-bit protected-mode iret is emulated by KVM, which cannot do it
+	 * ("KVM internal error. Suberror: 1").  This is safe here because
+	 * interrupts are only ever enabled by the "sti; hlt" in sleep_ms(),
+	 * whose next instruction is cli: resuming after the hlt with IF
+	 * still clear (as the interrupt gate left it) and without restoring
+	 * the arithmetic flags changes nothing.  Exceptions never return.
+	 */
+	ret	$8			/* pop EIP, drop CS and EFLAGS */
 
 /* triple_fault(): load an empty IDT and raise an exception. */
 	.globl triple_fault
