@@ -27,6 +27,9 @@ LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_LIBS := $(LIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
 # The gRPC C core without TLS: the CRI socket is a local unix socket.
 GRPC_LIBS := $(shell pkg-config --libs grpc_unsecure 2>/dev/null)
+NET_PKGS := libnl-3.0 libnl-route-3.0 libnftables
+CFLAGS += $(shell pkg-config --cflags $(NET_PKGS) 2>/dev/null)
+NET_LIBS := $(shell pkg-config --libs $(NET_PKGS) 2>/dev/null)
 
 include src/cri/cri.mk
 CFLAGS += $(CRI_CFLAGS)
@@ -36,6 +39,7 @@ QMP_SRC := $(wildcard src/qmp/*.c)
 VMW_LIB_SRC := $(filter-out vmwrapper/main.c,$(wildcard vmwrapper/*.c))
 UNIKD_SRC := $(wildcard src/unikd/*.c)
 STORE_SRC := $(wildcard src/store/*.c)
+NET_SRC := $(wildcard src/net/*.c)
 CRI_SRC := $(wildcard src/cri/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
@@ -70,14 +74,14 @@ $(BIN)/qmp-exec: $(call objs,tests/helpers/qmp_exec.c $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
 
-$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(NET_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CRI_LIBS) $(GRPC_LIBS) -lpthread
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) -lpthread
 
 # Each unit test links the pure-logic objects it may need; the linker keeps what it uses.
-$(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(NET_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(NET_LIBS)
 
 unit-tests: $(UNIT_TESTS)
 

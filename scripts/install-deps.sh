@@ -6,7 +6,7 @@ set -eu
 PACKAGES="
 gcc make pkg-config libc6-dev binutils
 libjson-c-dev libcmocka-dev
-libnl-3-dev libnl-route-3-dev
+libnl-3-dev libnl-route-3-dev libnftables-dev nftables
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 libcurl4-openssl-dev libarchive-dev
 qemu-system-x86 qemu-system-data dnsmasq-base iproute2

@@ -103,9 +103,9 @@ CRI_HANDLER(cri_status)
 	bool qemu_ok = ctx->qemu_version != NULL;
 	st->conditions[0] = condition(a, "RuntimeReady", qemu_ok, "QemuMissing",
 				      "qemu-system-x86_64 could not be run; install qemu-system-x86");
-	/* Pods get no network until the networking issue lands: say so. */
-	st->conditions[1] = condition(a, "NetworkReady", false, "NetworkNotConfigured",
-				      "unikd does not yet provide pod networking");
+	char why[512];
+	bool net_ok = rt_net_ready(ctx->rt->net, why, sizeof(why));
+	st->conditions[1] = condition(a, "NetworkReady", net_ok, "NetworkNotReady", arena_strdup(a, why));
 	r->status = st;
 	if (q->verbose) {
 		_cleanup_json_ json_object *o = json_object_new_object();
@@ -115,6 +115,66 @@ CRI_HANDLER(cri_status)
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
 		cri_json_to_map(a, info, &r->n_info, (void ***)&r->info, MAP_ENTRY_DESC);
+	}
+	return 0;
+}
+
+static bool dns_word_ok(const char *w)
+{
+	if (!w || !*w || strlen(w) > 253)
+		return false;
+	for (; *w; w++)
+		if (!((*w >= 'a' && *w <= 'z') || (*w >= 'A' && *w <= 'Z') || (*w >= '0' && *w <= '9') || *w == '.' ||
+		      *w == '-' || *w == ':' || *w == '_'))
+			return false;
+	return true;
+}
+
+/* port_mappings and dns_config, checked and kept in the record as JSON. */
+static int ports_and_dns(const Runtime__V1__PodSandboxConfig *cfg, struct sandbox *s, uk_error *err)
+{
+	if (cfg->hostname && *cfg->hostname && !dns_word_ok(cfg->hostname))
+		return uk_err(err, EINVAL, "config.hostname \"%s\" is not a host name", cfg->hostname);
+	s->port_mappings = json_object_new_array();
+	for (size_t i = 0; i < cfg->n_port_mappings; i++) {
+		const Runtime__V1__PortMapping *pm = cfg->port_mappings[i];
+		if (pm->protocol == RUNTIME__V1__PROTOCOL__SCTP)
+			return uk_err(err, EINVAL, "config.port_mappings[%zu].protocol SCTP is not supported", i);
+		if (pm->host_port < 0 || pm->host_port > 65535 || pm->container_port < 0 || pm->container_port > 65535)
+			return uk_err(err, EINVAL, "config.port_mappings[%zu]: ports must be within 0..65535", i);
+		if (pm->host_port > 0 && pm->container_port == 0)
+			return uk_err(err, EINVAL, "config.port_mappings[%zu].container_port is required with host_port", i);
+		if (pm->host_ip && *pm->host_ip && !dns_word_ok(pm->host_ip))
+			return uk_err(err, EINVAL, "config.port_mappings[%zu].host_ip is not an address", i);
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "proto", json_object_new_string(pm->protocol == RUNTIME__V1__PROTOCOL__UDP ? "udp" : "tcp"));
+		json_object_object_add(e, "host_port", json_object_new_int(pm->host_port));
+		json_object_object_add(e, "container_port", json_object_new_int(pm->container_port));
+		json_object_object_add(e, "host_ip", json_object_new_string(nz(pm->host_ip)));
+		json_object_array_add(s->port_mappings, e);
+	}
+	const Runtime__V1__DNSConfig *d = cfg->dns_config;
+	s->dns = json_object_new_object();
+	struct {
+		const char *key;
+		size_t n;
+		char **v;
+	} lists[] = { { "servers", d ? d->n_servers : 0, d ? d->servers : NULL },
+		      { "searches", d ? d->n_searches : 0, d ? d->searches : NULL },
+		      { "options", d ? d->n_options : 0, d ? d->options : NULL } };
+	for (size_t k = 0; k < 3; k++) {
+		json_object *arr = json_object_new_array();
+		if (lists[k].n > 32)
+			return uk_err(err, E2BIG, "config.dns_config.%s has more than 32 entries", lists[k].key);
+		for (size_t i = 0; i < lists[k].n; i++) {
+			if (!dns_word_ok(lists[k].v[i]) && !(k == 2 && lists[k].v[i] && strlen(lists[k].v[i]) < 64)) {
+				json_object_put(arr);
+				return uk_err(err, EINVAL, "config.dns_config.%s[%zu] \"%s\" is not valid", lists[k].key, i,
+					      nz(lists[k].v[i]));
+			}
+			json_object_array_add(arr, json_object_new_string(lists[k].v[i]));
+		}
+		json_object_object_add(s->dns, lists[k].key, arr);
 	}
 	return 0;
 }
@@ -159,6 +219,10 @@ CRI_HANDLER(cri_run_pod_sandbox)
 	s->cgroup_parent = cfg->linux && cfg->linux->cgroup_parent && *cfg->linux->cgroup_parent
 				   ? strdup(cfg->linux->cgroup_parent)
 				   : NULL;
+	if ((r = ports_and_dns(cfg, s, err)) < 0) {
+		sandbox_free(s);
+		return r;
+	}
 	if ((r = check_choice(annotation(s->annotations, ANN_ACCEL), "config.annotations[" ANN_ACCEL "]", accels, err)) < 0 ||
 	    (r = check_choice(annotation(s->annotations, ANN_MACHINE), "config.annotations[" ANN_MACHINE "]", machines, err)) < 0) {
 		sandbox_free(s);
@@ -232,7 +296,7 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	st->created_at = s->created_ns;
 	Runtime__V1__PodSandboxNetworkStatus *net = arena_new0(a, Runtime__V1__PodSandboxNetworkStatus);
 	*net = (Runtime__V1__PodSandboxNetworkStatus)RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
-	net->ip = "";
+	net->ip = arena_strdup(a, nz(s->ip));
 	st->network = net;
 	Runtime__V1__LinuxPodSandboxStatus *lx = arena_new0(a, Runtime__V1__LinuxPodSandboxStatus);
 	*lx = (Runtime__V1__LinuxPodSandboxStatus)RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
@@ -250,6 +314,13 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	resp_->timestamp = (int64_t)uk_now_realtime_ns();
 	if (q->verbose) {
 		_cleanup_json_ json_object *o = sandbox_to_json(s);
+		int64_t expiry = 0;
+		int leased = rt_net_lease(ctx->rt->net, s, &expiry);
+		json_object *lease = json_object_new_object();
+		json_object_object_add(lease, "taken", json_object_new_boolean(leased > 0));
+		if (leased > 0)
+			json_object_object_add(lease, "expiry", json_object_new_int64(expiry));
+		json_object_object_add(o, "lease", lease);
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
 		cri_json_to_map(a, info, &resp_->n_info, (void ***)&resp_->info, MAP_ENTRY_DESC);
@@ -405,6 +476,12 @@ CRI_HANDLER(cri_create_container)
 		json_object_put(ann);
 		return r;
 	}
+	_cleanup_free_ char *expanded = NULL;
+	if ((r = rt_net_expand(rt->net, s, cmdline, &expanded, err)) < 0) {
+		rt_unlock(rt);
+		json_object_put(ann);
+		return uk_err_ctx(err, "the command line");
+	}
 	accel = annotation(ann, ANN_ACCEL) ? annotation(ann, ANN_ACCEL) : annotation(s->annotations, ANN_ACCEL);
 	machine = annotation(ann, ANN_MACHINE) ? annotation(ann, ANN_MACHINE) : annotation(s->annotations, ANN_MACHINE);
 	cpu = annotation(ann, ANN_CPU) ? annotation(ann, ANN_CPU) : annotation(s->annotations, ANN_CPU);
@@ -439,7 +516,7 @@ CRI_HANDLER(cri_create_container)
 	c->initrd = img->initrd ? strdup(img->initrd) : NULL;
 	c->disk = img->disk ? strdup(img->disk) : NULL;
 	c->disk_format = img->disk_format ? strdup(img->disk_format) : NULL;
-	c->cmdline = strdup(cmdline);
+	c->cmdline = strdup(expanded);
 	c->memory_mib = memory;
 	c->vcpus = vcpus;
 	if ((r = check_choice(c->accel, "annotation " ANN_ACCEL, accels, err)) < 0 ||
@@ -630,12 +707,9 @@ CRI_HANDLER(cri_update_runtime_config)
 				   ? q->runtime_config->network_config->pod_cidr
 				   : NULL;
 	if (cidr && *cidr) {
-		if (strlen(cidr) > 64 || has_space(cidr) || !strchr(cidr, '/'))
-			return uk_err(err, EINVAL, "runtime_config.network_config.pod_cidr \"%s\" is not a CIDR", cidr);
-		rt_lock(ctx->rt);
-		free(ctx->rt->pod_cidr);
-		ctx->rt->pod_cidr = strdup(cidr);
-		rt_unlock(ctx->rt);
+		int r = rt_net_set_cidr(ctx->rt->net, cidr, err);
+		if (r < 0)
+			return uk_err_ctx(err, "runtime_config.network_config.pod_cidr");
 	}
 	NEW_RESP(a, Runtime__V1__UpdateRuntimeConfigResponse, x, RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT);
 	(void)x;

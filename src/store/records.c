@@ -22,6 +22,10 @@ void sandbox_free(struct sandbox *s)
 	free(s->runtime_handler);
 	free(s->hostname);
 	free(s->cgroup_parent);
+	free(s->ip);
+	free(s->mac);
+	json_object_put(s->port_mappings);
+	json_object_put(s->dns);
 	free(s);
 }
 
@@ -78,6 +82,13 @@ json_object *sandbox_to_json(const struct sandbox *s)
 	add_str(o, "cgroup_parent", s->cgroup_parent);
 	json_object_object_add(o, "created_ns", json_object_new_int64(s->created_ns));
 	json_object_object_add(o, "state", json_object_new_int(s->state));
+	add_str(o, "ip", s->ip);
+	add_str(o, "mac", s->mac);
+	json_object_object_add(o, "prefix", json_object_new_int(s->prefix));
+	if (s->port_mappings)
+		json_object_object_add(o, "port_mappings", json_object_get(s->port_mappings));
+	if (s->dns)
+		json_object_object_add(o, "dns", json_object_get(s->dns));
 	return o;
 }
 
@@ -176,10 +187,17 @@ int sandbox_from_json(json_object *o, struct sandbox **ret, uk_error *err)
 	    (r = get_str(o, "log_directory", false, &s->log_directory, err)) < 0 ||
 	    (r = get_str(o, "runtime_handler", false, &s->runtime_handler, err)) < 0 ||
 	    (r = get_str(o, "hostname", false, &s->hostname, err)) < 0 ||
-	    (r = get_str(o, "cgroup_parent", false, &s->cgroup_parent, err)) < 0) {
+	    (r = get_str(o, "cgroup_parent", false, &s->cgroup_parent, err)) < 0 ||
+	    (r = get_str(o, "ip", false, &s->ip, err)) < 0 || (r = get_str(o, "mac", false, &s->mac, err)) < 0) {
 		sandbox_free(s);
 		return r;
 	}
+	json_object *v;
+	if (json_object_object_get_ex(o, "port_mappings", &v) && json_object_is_type(v, json_type_array))
+		s->port_mappings = json_object_get(v);
+	if (json_object_object_get_ex(o, "dns", &v) && json_object_is_type(v, json_type_object))
+		s->dns = json_object_get(v);
+	s->prefix = (int)get_i64(o, "prefix");
 	s->attempt = (uint32_t)get_i64(o, "attempt");
 	s->created_ns = get_i64(o, "created_ns");
 	s->state = get_i64(o, "state") == SANDBOX_READY ? SANDBOX_READY : SANDBOX_NOTREADY;

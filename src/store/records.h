@@ -29,6 +29,11 @@ struct sandbox {
 	char *cgroup_parent;
 	int64_t created_ns;
 	enum sandbox_state state;
+	/* network: empty ip when the pod has none (networking off, or released at stop) */
+	char *ip, *mac;
+	int prefix;
+	json_object *port_mappings; /* [{"proto":"tcp","host_port":N,"container_port":N,"host_ip":"…"}] */
+	json_object *dns;           /* {"servers":[…],"searches":[…],"options":[…]} */
 	/* in memory only */
 	int refs;
 	bool removed;

@@ -3,6 +3,7 @@
  * finish and exits; VMs keep running, since their vmwrapper, not unikd, supervises them. */
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 
 struct options {
 	const char *state_dir, *run_dir, *socket, *vmwrapper, *qemu, *accel;
+	const char *network, *bridge, *pod_cidr, *dnsmasq;
 	unsigned memory_mib, vcpus, workers, socket_mode;
 };
 
@@ -52,6 +54,11 @@ static void usage(FILE *f)
 	      "  --accel A              auto (default), kvm or tcg; pods override with the\n"
 	      "                         annotation unikd.io/accel\n"
 	      "  --workers N            concurrent CRI calls (default 16)\n"
+	      "  --network MODE         bridge (default): pods get addresses on the bridge;\n"
+	      "                         none: pods have no network\n"
+	      "  --bridge NAME          the pods' bridge (default " NET_DEFAULT_BRIDGE ")\n"
+	      "  --pod-cidr CIDR        pod addresses until kubelet sends one (default " NET_DEFAULT_CIDR ")\n"
+	      "  --dnsmasq PATH         dnsmasq binary (default /usr/sbin/dnsmasq)\n"
 	      "  --log-level L          error, warn, info (default) or debug\n"
 	      "  -h, --help             this text\n"
 	      "      --version          print the version\n",
@@ -239,6 +246,8 @@ static int run_daemon(struct options *o)
 	struct rt_config rc = {
 		.state_dir = o->state_dir, .run_dir = o->run_dir, .vmwrapper = o->vmwrapper, .qemu = o->qemu,
 		.default_memory_mib = o->memory_mib, .default_vcpus = o->vcpus, .default_accel = o->accel,
+		.net = { .enabled = strcmp(o->network, "bridge") == 0, .bridge = o->bridge, .cidr = o->pod_cidr,
+			 .dnsmasq = o->dnsmasq, .state_dir = o->state_dir, .run_dir = o->run_dir },
 	};
 	struct runtime *rt = NULL;
 	if ((r = runtime_open(&rc, &rt, &err)) < 0) {
@@ -277,8 +286,21 @@ static int run_daemon(struct options *o)
 		 o->socket, o->state_dir, o->run_dir, ctx.qemu_version ? ctx.qemu_version : "missing",
 		 ctx.kvm_available ? "yes" : "no");
 
-	struct signalfd_siginfo si;
+	/* The event loop: signals, and dnsmasq's pidfd so a dead dnsmasq is restarted at once. */
+	struct signalfd_siginfo si = { 0 };
 	for (;;) {
+		int dfd = rt_net_dnsmasq_pidfd(rt->net);
+		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = dfd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("msg=\"poll failed\" error=\"%s\"", strerror(errno));
+			break;
+		}
+		if (p[1].revents)
+			rt_net_dnsmasq_restart(rt->net);
+		if (!p[0].revents)
+			continue;
 		ssize_t n = read(sfd, &si, sizeof(si));
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -308,9 +330,13 @@ int main(int argc, char **argv)
 		{ "default-memory", required_argument, NULL, 'm' }, { "default-vcpus", required_argument, NULL, 'c' },
 		{ "accel", required_argument, NULL, 'a' },       { "workers", required_argument, NULL, 'W' },
 		{ "log-level", required_argument, NULL, 'l' },   { "help", no_argument, NULL, 'h' },
+		{ "network", required_argument, NULL, 'n' },     { "bridge", required_argument, NULL, 'b' },
+		{ "pod-cidr", required_argument, NULL, 'p' },    { "dnsmasq", required_argument, NULL, 'd' },
 		{ "version", no_argument, NULL, 'V' },           { 0 },
 	};
 	struct options o = { .state_dir = DEFAULT_STATE_DIR, .run_dir = DEFAULT_RUN_DIR, .accel = "auto",
+			     .network = "bridge", .bridge = NET_DEFAULT_BRIDGE, .pod_cidr = NET_DEFAULT_CIDR,
+			     .dnsmasq = "/usr/sbin/dnsmasq",
 			     .memory_mib = 64, .vcpus = 1, .workers = DEFAULT_WORKERS, .socket_mode = 0660 };
 	enum uk_log_level lvl;
 	int c;
@@ -324,6 +350,16 @@ int main(int argc, char **argv)
 		case 'r': o.run_dir = optarg; break;
 		case 'S': o.socket = optarg; break;
 		case 'w': o.vmwrapper = optarg; break;
+		case 'b': o.bridge = optarg; break;
+		case 'p': o.pod_cidr = optarg; break;
+		case 'd': o.dnsmasq = optarg; break;
+		case 'n':
+			if (strcmp(optarg, "bridge") && strcmp(optarg, "none")) {
+				fprintf(stderr, "unikd: --network: unknown mode \"%s\" (bridge or none)\n", optarg);
+				return 2;
+			}
+			o.network = optarg;
+			break;
 		case 'q': o.qemu = optarg; break;
 		case 'M': {
 			char *end;

@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -136,6 +137,40 @@ static void report_bad(const char *path, const char *why, void *ud)
 	log_error("msg=\"corrupt state file quarantined\" path=%s error=\"%s\"", path, why);
 }
 
+static int drop_stray_address(uint32_t addr, const char *sandbox_id, void *ud)
+{
+	struct runtime *rt = ud;
+	struct sandbox *s;
+	char ip[NET_IP_MAX];
+	if (rt_find_sandbox(rt, sandbox_id, &s, NULL) == 0 && strlen(sandbox_id) == UK_FULL_ID_LEN && s->ip &&
+	    s->state == SANDBOX_READY)
+		return 0;
+	net_ip_str(addr, ip);
+	/* A crash between allocating and saving the record, or a stop that did not finish. */
+	struct sandbox ghost = { 0 };
+	snprintf(ghost.id, sizeof(ghost.id), "%s", sandbox_id);
+	if (rt_find_sandbox(rt, sandbox_id, &s, NULL) == 0 && strlen(sandbox_id) == UK_FULL_ID_LEN) {
+		rt_net_sandbox_down(rt->net, s, NULL);
+	} else {
+		rt_net_sandbox_down(rt->net, &ghost, NULL);
+	}
+	log_warn("pod=%s msg=\"released an address no live pod holds\" ip=%s", sandbox_id, ip);
+	return 0;
+}
+
+/* Addresses and DHCP entries must match the records: release what no ready pod owns,
+ * and put back the hostPorts of those that are. */
+static void reconcile_network(struct runtime *rt)
+{
+	uk_error err = { 0 };
+	if (!rt->net->enabled)
+		return;
+	if (ipam_foreach(rt->net->ipam, drop_stray_address, rt, &err) < 0)
+		log_error("msg=\"cannot reconcile addresses\" error=\"%s\"", err.msg);
+	if (rt_net_restore(rt->net, rt->sb, rt->n_sb, &err) < 0)
+		log_error("msg=\"cannot restore hostPorts\" error=\"%s\"", err.msg);
+}
+
 int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *err)
 {
 	struct runtime *rt = calloc(1, sizeof(*rt));
@@ -171,6 +206,11 @@ int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *er
 			i++;
 		}
 	}
+	if ((r = rt_net_open(&cfg->net, &rt->net, err)) < 0) {
+		runtime_free(rt);
+		return r;
+	}
+	reconcile_network(rt);
 	rt_lock(rt);
 	rt_refresh(rt);
 	rt_unlock(rt);
@@ -190,11 +230,11 @@ void runtime_free(struct runtime *rt)
 	free(rt->sb);
 	free(rt->ct);
 	image_store_free(rt->images);
+	rt_net_free(rt->net);
 	free(rt->sandbox_dir);
 	free(rt->container_dir);
 	free(rt->image_dir);
 	free(rt->vm_dir);
-	free(rt->pod_cidr);
 	pthread_mutex_destroy(&rt->lock);
 	free(rt);
 }
@@ -307,6 +347,34 @@ static void reap_wrapper(struct container *c)
 
 /* ---- sandboxes ---- */
 
+/* A hostPort belongs to one ready pod at a time. */
+static int check_hostports(struct runtime *rt, const struct sandbox *s, uk_error *err)
+{
+	struct hostport mine[RT_NET_MAX_PORTS], theirs[RT_NET_MAX_PORTS];
+	size_t n_mine = 0, n_theirs = 0;
+	int r;
+	if ((r = rt_net_parse_ports(s->port_mappings, mine, &n_mine, err)) < 0)
+		return r;
+	for (size_t i = 0; i < n_mine; i++)
+		for (size_t j = i + 1; j < n_mine; j++)
+			if (mine[i].proto == mine[j].proto && mine[i].host_port == mine[j].host_port &&
+			    (!mine[i].host_ip || !mine[j].host_ip || mine[i].host_ip == mine[j].host_ip))
+				return uk_err(err, EINVAL, "config.port_mappings: host port %u is given twice", mine[i].host_port);
+	for (size_t k = 0; k < rt->n_sb; k++) {
+		const struct sandbox *o = rt->sb[k];
+		if (o->state != SANDBOX_READY || rt_net_parse_ports(o->port_mappings, theirs, &n_theirs, NULL) < 0)
+			continue;
+		for (size_t i = 0; i < n_mine; i++)
+			for (size_t j = 0; j < n_theirs; j++)
+				if (mine[i].proto == theirs[j].proto && mine[i].host_port == theirs[j].host_port &&
+				    (!mine[i].host_ip || !theirs[j].host_ip || mine[i].host_ip == theirs[j].host_ip))
+					return uk_err(err, EADDRINUSE, "host port %s/%u is taken by pod sandbox %s (%s)",
+						      mine[i].proto == IPPROTO_UDP ? "udp" : "tcp", mine[i].host_port, o->id,
+						      o->reserved_name);
+	}
+	return 0;
+}
+
 int rt_sandbox_create(struct runtime *rt, struct sandbox *s, char *id_out, uk_error *err)
 {
 	_cleanup_json_ json_object *o = NULL;
@@ -327,13 +395,19 @@ int rt_sandbox_create(struct runtime *rt, struct sandbox *s, char *id_out, uk_er
 			r = uk_err(err, EEXIST, "pod sandbox name \"%s\" is reserved for %s", s->reserved_name, rt->sb[i]->id);
 			goto fail;
 		}
+	if ((r = check_hostports(rt, s, err)) < 0)
+		goto fail;
 	if (grow((void **)&rt->sb, &rt->cap_sb, rt->n_sb) < 0) {
 		r = uk_err(err, ENOMEM, "out of memory");
 		goto fail;
 	}
-	o = sandbox_to_json(s);
-	if ((r = record_save(rt->sandbox_dir, s->id, o, err)) < 0)
+	if ((r = rt_net_sandbox_up(rt->net, s, err)) < 0)
 		goto fail;
+	o = sandbox_to_json(s);
+	if ((r = record_save(rt->sandbox_dir, s->id, o, err)) < 0) {
+		rt_net_sandbox_down(rt->net, s, NULL);
+		goto fail;
+	}
 	rt->sb[rt->n_sb++] = s;
 	memcpy(id_out, s->id, UK_FULL_ID_LEN + 1);
 	rt_unlock(rt);
@@ -375,13 +449,19 @@ int rt_sandbox_stop(struct runtime *rt, const char *id, uk_error *err)
 			return uk_err_ctx(err, "stop container %s", ids[i]);
 	}
 	rt_lock(rt);
-	if (rt_find_sandbox(rt, sid, &s, NULL) == 0 && s->state != SANDBOX_NOTREADY) {
-		s->state = SANDBOX_NOTREADY;
+	int r = 0;
+	if (rt_find_sandbox(rt, sid, &s, NULL) == 0) {
+		/* The CRI: network resources are reclaimed at StopPodSandbox. */
+		if ((r = rt_net_sandbox_down(rt->net, s, err)) < 0)
+			uk_err_ctx(err, "release the network of pod %s", sid);
+		else if (s->state != SANDBOX_NOTREADY) {
+			s->state = SANDBOX_NOTREADY;
+			log_info("pod=%s msg=\"sandbox stopped\"", sid);
+		}
 		save_sandbox(rt, s);
-		log_info("pod=%s msg=\"sandbox stopped\"", sid);
 	}
 	rt_unlock(rt);
-	return 0;
+	return r;
 }
 
 int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err)
@@ -404,7 +484,8 @@ int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err)
 	rt_lock(rt);
 	for (size_t i = 0; i < rt->n_sb; i++)
 		if (strcmp(rt->sb[i]->id, sid) == 0) {
-			if ((r = record_delete(rt->sandbox_dir, sid, err)) < 0) {
+			if ((r = rt_net_sandbox_down(rt->net, rt->sb[i], err)) < 0 ||
+			    (r = record_delete(rt->sandbox_dir, sid, err)) < 0) {
 				rt_unlock(rt);
 				return r;
 			}
@@ -517,7 +598,12 @@ static void release(struct container *c)
 		container_free(c);
 }
 
-static json_object *vm_spec_json(struct runtime *rt, struct container *c, const char *vmdir)
+/* Where vmwrapper finds the pod's tap and vhost-net fds. */
+#define SPAWN_TAP_FD 4
+#define SPAWN_VHOST_FD 5
+
+static json_object *vm_spec_json(struct runtime *rt, struct container *c, const char *vmdir, int tap_fd,
+				 int vhost_fd, const char *mac)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "version", json_object_new_int(1));
@@ -543,13 +629,23 @@ static json_object *vm_spec_json(struct runtime *rt, struct container *c, const 
 	if (c->log_path)
 		json_object_object_add(o, "console_log", json_object_new_string(c->log_path));
 	json_object_object_add(o, "state_dir", json_object_new_string(vmdir));
+	if (tap_fd >= 0) {
+		json_object *nets = json_object_new_array(), *nic = json_object_new_object();
+		json_object_object_add(nic, "tap_fd", json_object_new_int(SPAWN_TAP_FD));
+		if (vhost_fd >= 0)
+			json_object_object_add(nic, "vhost_fd", json_object_new_int(SPAWN_VHOST_FD));
+		json_object_object_add(nic, "mac", json_object_new_string(mac));
+		json_object_array_add(nets, nic);
+		json_object_object_add(o, "net", nets);
+	}
 	if (rt->cfg.qemu)
 		json_object_object_add(o, "qemu", json_object_new_string(rt->cfg.qemu));
 	return o;
 }
 
 /* Start vmwrapper detached (double fork, so it is never our child) and read its sync line. */
-static int spawn_vmwrapper(struct runtime *rt, const char *vmdir, json_object **sync_ret, uk_error *err)
+static int spawn_vmwrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, json_object **sync_ret,
+			   uk_error *err)
 {
 	char spec[PATH_MAX + 32], logp[PATH_MAX + 32];
 	snprintf(spec, sizeof(spec), "%s/spec.json", vmdir);
@@ -576,9 +672,17 @@ static int spawn_vmwrapper(struct runtime *rt, const char *vmdir, json_object **
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (fork() != 0)
 			_exit(0);
-		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 || dup2(wr, 3) < 0)
+		/* Lift the fds above the targets first, so no dup2 clobbers a source. */
+		int hi_tap = tap_fd >= 0 ? fcntl(tap_fd, F_DUPFD_CLOEXEC, 64) : -1;
+		int hi_vhost = vhost_fd >= 0 ? fcntl(vhost_fd, F_DUPFD_CLOEXEC, 64) : -1;
+		int hi_wr = fcntl(wr, F_DUPFD_CLOEXEC, 64);
+		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 || hi_wr < 0 || dup2(hi_wr, 3) < 0)
 			_exit(127);
-		close_range(4, ~0U, 0);
+		if (hi_tap >= 0 && dup2(hi_tap, SPAWN_TAP_FD) < 0)
+			_exit(127);
+		if (hi_vhost >= 0 && dup2(hi_vhost, SPAWN_VHOST_FD) < 0)
+			_exit(127);
+		close_range(hi_vhost >= 0 ? SPAWN_VHOST_FD + 1 : hi_tap >= 0 ? SPAWN_TAP_FD + 1 : 4, ~0U, 0);
 		execve(argv[0], argv, envp);
 		_exit(127);
 	}
@@ -637,8 +741,17 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 	} else if (rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir) - 32) < 0) {
 		r = uk_err(err, ENAMETOOLONG, "run directory path too long");
 	}
+	_cleanup_close_ int tap_fd = -1, vhost_fd = -1;
+	struct sandbox *sb = r >= 0 ? sandbox_by_id(rt, c->sandbox_id) : NULL;
+	if (r >= 0 && sb && sb->ip && rt->net->enabled) {
+		tap_fd = rt_net_tap(rt->net, sb, err);
+		if (tap_fd < 0)
+			r = uk_err_ctx(err, "create the pod's tap");
+		else
+			vhost_fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
+	}
 	if (r >= 0)
-		spec = vm_spec_json(rt, c, vmdir);
+		spec = vm_spec_json(rt, c, vmdir, tap_fd, vhost_fd, sb ? sb->mac : NULL);
 	rt_unlock(rt);
 	if (r < 0)
 		goto out;
@@ -649,7 +762,7 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 	const char *text = json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PRETTY);
 	if ((r = uk_mkdir_p(vmdir, 0700, err)) < 0 ||
 	    (r = uk_write_file_atomic(specpath, text, strlen(text), 0600, err)) < 0 ||
-	    (r = spawn_vmwrapper(rt, vmdir, &sync, err)) < 0) {
+	    (r = spawn_vmwrapper(rt, vmdir, tap_fd, vhost_fd, &sync, err)) < 0) {
 		rt_lock(rt);
 		c->state = CTR_EXITED;
 		c->exit_code = 128;

@@ -11,6 +11,7 @@
 #include "../common/error.h"
 #include "../store/image_store.h"
 #include "../store/records.h"
+#include "network.h"
 
 struct rt_config {
 	const char *state_dir; /* persistent: records, images */
@@ -20,6 +21,7 @@ struct rt_config {
 	unsigned default_memory_mib;
 	unsigned default_vcpus;
 	const char *default_accel; /* auto, kvm, tcg */
+	struct rt_net_config net;
 };
 
 struct runtime {
@@ -31,7 +33,7 @@ struct runtime {
 	struct container **ct;
 	size_t n_ct, cap_ct;
 	struct image_store *images;
-	char *pod_cidr;
+	struct rt_net *net;
 };
 
 int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *err);

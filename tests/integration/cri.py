@@ -26,9 +26,17 @@ def stubs():
     return _stubs[0], _stubs[1]
 
 
+def sh(*args, check=True):
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=check)
+
+
 class Unikd:
+    """unikd in a network namespace of its own, so its bridge, taps, dnsmasq and nftables
+    table never touch the host's namespace."""
+
     def __init__(self, root, extra=()):
         self.root = Path(root)
+        self.ns = "uk-" + self.root.name[-12:]
         self.state = self.root / "state"
         self.run = self.root / "run"
         self.logs = self.root / "logs"
@@ -45,9 +53,16 @@ class Unikd:
         assert r.returncode == 0, r.stderr
         return r.stdout.strip()
 
+    def netns_exec(self, *args, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.ns, *args], capture_output=True, text=True,
+                              timeout=kw.pop("timeout", 60), **kw)
+
     def start(self):
+        if self.ns not in sh("ip", "netns", "list").stdout.split():
+            sh("ip", "netns", "add", self.ns)
+            sh("ip", "-n", self.ns, "link", "set", "lo", "up")
         self.logfile = open(self.root / "unikd.log", "a")
-        self.proc = subprocess.Popen([str(BIN / "unikd"), "--state-dir", str(self.state), "--run-dir", str(self.run),
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, str(BIN / "unikd"), "--state-dir", str(self.state), "--run-dir", str(self.run),
                                       "--log-level", "debug", *self.extra],
                                      stderr=subprocess.PIPE, text=True)
         # The readiness line is the event we wait for; everything after goes to the file.
@@ -144,23 +159,39 @@ class Unikd:
             self.stop_ctr(cid, timeout=timeout)
         return self.status(cid).status
 
-    def vm_pids(self):
-        """vmwrapper and QEMU processes of this unikd, found by their paths under our root."""
+    def pids(self, comm=None):
+        """Processes whose command line names our root; optionally only those called comm."""
         pids = []
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
                 try:
-                    if str(self.root).encode() in (d / "cmdline").read_bytes():
+                    if str(self.root).encode() in (d / "cmdline").read_bytes() and \
+                            (comm is None or (d / "comm").read_text().strip() == comm):
                         pids.append(int(d.name))
                 except OSError:
                     pass
         return [p for p in pids if not self.proc or p != self.proc.pid]
 
+    def vm_pids(self):
+        """vmwrapper and QEMU processes of this unikd."""
+        return self.pids("vmwrapper") + self.pids("qemu-system-x86")
+
+    def dnsmasq_pids(self):
+        return self.pids("dnsmasq")
+
     def cleanup(self):
-        """Remove every pod through the CRI, then stop unikd."""
+        """Remove every pod through the CRI, stop unikd, its dnsmasq, and the namespace."""
         try:
             if self.proc and self.proc.poll() is None:
                 for p in self.pods():
                     self.remove_pod(p.id)
         finally:
             self.stop()
+            # dnsmasq outlives unikd on purpose (a restart adopts it): the test ends it.
+            for pid in self.dnsmasq_pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if self.ns in sh("ip", "netns", "list").stdout.split():
+                sh("ip", "netns", "del", self.ns)

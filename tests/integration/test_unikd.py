@@ -10,7 +10,7 @@ from conftest import BIN
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_starts_and_stops_cleanly(scratch, sig):
     p = subprocess.Popen([str(BIN / "unikd"), "--state-dir", str(scratch / "state"),
-                          "--run-dir", str(scratch / "run")], stderr=subprocess.PIPE, text=True)
+                          "--run-dir", str(scratch / "run"), "--network", "none"], stderr=subprocess.PIPE, text=True)
     try:
         for line in p.stderr:
             assert "level=error" not in line, line
@@ -44,7 +44,8 @@ def test_help_and_version():
 
 
 def test_a_second_unikd_on_the_same_run_dir_is_refused(scratch):
-    args = [str(BIN / "unikd"), "--state-dir", str(scratch / "state"), "--run-dir", str(scratch / "run")]
+    args = [str(BIN / "unikd"), "--state-dir", str(scratch / "state"), "--run-dir", str(scratch / "run"),
+            "--network", "none"]
     p = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     try:
         for line in p.stderr:
@@ -77,3 +78,19 @@ def test_image_cli(scratch):
     assert r.returncode == 0
     r = subprocess.run(base + ["list"], capture_output=True, text=True, timeout=30)
     assert "demo" not in r.stdout
+
+
+def test_network_none_reports_network_not_ready(scratch):
+    import sys
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from cri import Unikd
+    u = Unikd(scratch, extra=["--network", "none"])
+    u.start()
+    try:
+        st = u.rs.Status(u.pb.StatusRequest())
+        net = [c for c in st.status.conditions if c.type == "NetworkReady"][0]
+        assert net.status is False and "none" in net.message and net.reason
+        sid, _ = u.run_pod(name="nonet")
+        assert u.pod_status(sid).status.network.ip == ""
+    finally:
+        u.cleanup()

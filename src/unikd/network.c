@@ -1,0 +1,405 @@
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "network.h"
+
+#define CIDR_FILE_MAX 4096
+
+static int save_cidrs(struct rt_net *n, uk_error *err)
+{
+	_cleanup_json_ json_object *o = json_object_new_object();
+	json_object *arr = json_object_new_array();
+	for (size_t i = 0; i < n->n_cidrs; i++) {
+		char ip[NET_IP_MAX], buf[64];
+		net_ip_str(n->cidrs[i].net, ip);
+		snprintf(buf, sizeof(buf), "%s/%d", ip, n->cidrs[i].prefix);
+		json_object_array_add(arr, json_object_new_string(buf));
+	}
+	json_object_object_add(o, "cidrs", arr);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+	return uk_write_file_atomic(n->cidr_file, s, strlen(s), 0600, err);
+}
+
+static bool has_cidr(struct rt_net *n, const struct net_cidr *c)
+{
+	for (size_t i = 0; i < n->n_cidrs; i++)
+		if (n->cidrs[i].net == c->net && n->cidrs[i].prefix == c->prefix)
+			return true;
+	return false;
+}
+
+static void load_cidrs(struct rt_net *n)
+{
+	_cleanup_free_ char *text = NULL;
+	if (uk_read_file(n->cidr_file, CIDR_FILE_MAX, &text, NULL, NULL) < 0)
+		return;
+	_cleanup_json_ json_object *o = json_tokener_parse(text);
+	json_object *arr;
+	if (!o || !json_object_object_get_ex(o, "cidrs", &arr) || !json_object_is_type(arr, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(arr) && n->n_cidrs < RT_NET_MAX_CIDRS; i++) {
+		struct net_cidr c;
+		if (net_cidr_parse(json_object_get_string(json_object_array_get_idx(arr, i)), &c, NULL) == 0 &&
+		    !has_cidr(n, &c))
+			n->cidrs[n->n_cidrs++] = c;
+	}
+}
+
+static void not_ready(struct rt_net *n, const char *what, const uk_error *err)
+{
+	n->ready = false;
+	snprintf(n->why, sizeof(n->why), "%.64s: %.400s", what, err->msg);
+}
+
+/* Bridge addresses, forwarding, NAT and dnsmasq for the CIDRs in use. */
+static int bring_up(struct rt_net *n, uk_error *err)
+{
+	int r;
+	for (size_t i = 0; i < n->n_cidrs; i++)
+		if ((r = net_bridge_ensure(n->bridge, net_cidr_gateway(&n->cidrs[i]), n->cidrs[i].prefix, err)) < 0) {
+			not_ready(n, "bridge", err);
+			return r;
+		}
+	if ((r = net_ip_forward_enable(err)) < 0) {
+		not_ready(n, "IPv4 forwarding", err);
+		return r;
+	}
+	if ((r = nat_setup(n->cidrs, n->n_cidrs, err)) < 0) {
+		not_ready(n, "nftables", err);
+		return r;
+	}
+	struct dnsmasq_config dc = { .binary = n->dnsmasq_bin, .bridge = n->bridge, .dir = n->dnsmasq_dir,
+				     .ranges = n->cidrs, .n_ranges = n->n_cidrs };
+	struct dnsmasq *d = NULL;
+	if ((r = dnsmasq_ensure(&dc, &d, err)) < 0) {
+		not_ready(n, "dnsmasq", err);
+		return r;
+	}
+	dnsmasq_free(n->dns);
+	n->dns = d;
+	n->ready = true;
+	n->why[0] = '\0';
+	return 0;
+}
+
+int rt_net_open(const struct rt_net_config *cfg, struct rt_net **ret, uk_error *err)
+{
+	struct rt_net *n = calloc(1, sizeof(*n));
+	struct net_cidr def;
+	int r;
+	if (!n)
+		return uk_err(err, ENOMEM, "out of memory");
+	pthread_mutex_init(&n->lock, NULL);
+	n->enabled = cfg->enabled;
+	if (!n->enabled) {
+		snprintf(n->why, sizeof(n->why), "pod networking is turned off (--network none)");
+		*ret = n;
+		return 0;
+	}
+	if (strlen(cfg->bridge) >= IFNAMSIZ) {
+		rt_net_free(n);
+		return uk_err(err, EINVAL, "bridge name \"%s\" is longer than %d bytes", cfg->bridge, IFNAMSIZ - 1);
+	}
+	if ((r = net_cidr_parse(cfg->cidr, &def, err)) < 0) {
+		rt_net_free(n);
+		return uk_err_ctx(err, "pod CIDR");
+	}
+	snprintf(n->bridge, sizeof(n->bridge), "%s", cfg->bridge);
+	if (asprintf(&n->dir, "%s/net", cfg->state_dir) < 0 || asprintf(&n->cidr_file, "%s/net/cidrs.json", cfg->state_dir) < 0 ||
+	    asprintf(&n->dnsmasq_dir, "%s/dnsmasq-%s", cfg->run_dir, cfg->bridge) < 0 ||
+	    !(n->dnsmasq_bin = strdup(cfg->dnsmasq))) {
+		rt_net_free(n);
+		return uk_err(err, ENOMEM, "out of memory");
+	}
+	char ipam_dir[PATH_MAX];
+	snprintf(ipam_dir, sizeof(ipam_dir), "%s/ipam", n->dir);
+	if ((r = uk_mkdir_p(ipam_dir, 0700, err)) < 0 || (r = uk_mkdir_p(n->dnsmasq_dir, 0700, err)) < 0 ||
+	    (r = ipam_open(ipam_dir, &n->ipam, err)) < 0) {
+		rt_net_free(n);
+		return r;
+	}
+	load_cidrs(n);
+	if (!has_cidr(n, &def) && n->n_cidrs == 0)
+		n->cidrs[n->n_cidrs++] = def;
+	save_cidrs(n, NULL);
+	uk_error e = { 0 };
+	if (bring_up(n, &e) < 0)
+		log_error("msg=\"pod network is not ready\" reason=\"%s\"", n->why);
+	*ret = n;
+	return 0;
+}
+
+void rt_net_free(struct rt_net *n)
+{
+	if (!n)
+		return;
+	ipam_free(n->ipam);
+	dnsmasq_free(n->dns);
+	free(n->dir);
+	free(n->cidr_file);
+	free(n->dnsmasq_bin);
+	free(n->dnsmasq_dir);
+	pthread_mutex_destroy(&n->lock);
+	free(n);
+}
+
+bool rt_net_ready(struct rt_net *n, char *why, size_t len)
+{
+	pthread_mutex_lock(&n->lock);
+	bool ok = n->enabled && n->ready;
+	snprintf(why, len, "%s", n->why);
+	pthread_mutex_unlock(&n->lock);
+	return ok;
+}
+
+int rt_net_set_cidr(struct rt_net *n, const char *cidr, uk_error *err)
+{
+	struct net_cidr c;
+	int r;
+	if ((r = net_cidr_parse(cidr, &c, err)) < 0)
+		return r;
+	if (!n->enabled)
+		return 0;
+	pthread_mutex_lock(&n->lock);
+	if (n->n_cidrs && n->cidrs[n->n_cidrs - 1].net == c.net && n->cidrs[n->n_cidrs - 1].prefix == c.prefix) {
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
+	/* Keep older CIDRs while pods still hold addresses there; the new one goes last. */
+	size_t k = 0;
+	for (size_t i = 0; i < n->n_cidrs; i++)
+		if (!(n->cidrs[i].net == c.net && n->cidrs[i].prefix == c.prefix))
+			n->cidrs[k++] = n->cidrs[i];
+	n->n_cidrs = k;
+	if (n->n_cidrs == RT_NET_MAX_CIDRS) {
+		memmove(n->cidrs, n->cidrs + 1, sizeof(n->cidrs[0]) * (RT_NET_MAX_CIDRS - 1));
+		n->n_cidrs--;
+	}
+	n->cidrs[n->n_cidrs++] = c;
+	r = save_cidrs(n, err);
+	if (r >= 0)
+		r = bring_up(n, err);
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
+int rt_net_parse_ports(json_object *m, struct hostport *out, size_t *n, uk_error *err)
+{
+	*n = 0;
+	if (!m)
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(m); i++) {
+		json_object *e = json_object_array_get_idx(m, i), *v;
+		int64_t hp = json_object_object_get_ex(e, "host_port", &v) ? json_object_get_int64(v) : 0;
+		int64_t cp = json_object_object_get_ex(e, "container_port", &v) ? json_object_get_int64(v) : 0;
+		const char *proto = json_object_object_get_ex(e, "proto", &v) ? json_object_get_string(v) : "tcp";
+		const char *hip = json_object_object_get_ex(e, "host_ip", &v) ? json_object_get_string(v) : "";
+		if (hp == 0)
+			continue; /* only hostPorts need rules */
+		if (*n >= RT_NET_MAX_PORTS)
+			return uk_err(err, E2BIG, "config.port_mappings: more than %d host ports", RT_NET_MAX_PORTS);
+		if (hp < 1 || hp > 65535)
+			return uk_err(err, EINVAL, "config.port_mappings[%zu].host_port %lld is not a port", i, (long long)hp);
+		if (cp < 1 || cp > 65535)
+			return uk_err(err, EINVAL, "config.port_mappings[%zu].container_port %lld is not a port", i,
+				      (long long)cp);
+		struct hostport *h = &out[(*n)++];
+		h->proto = strcmp(proto, "udp") == 0 ? IPPROTO_UDP : IPPROTO_TCP;
+		h->host_port = (uint16_t)hp;
+		h->container_port = (uint16_t)cp;
+		h->host_ip = 0;
+		if (hip && *hip && strcmp(hip, "0.0.0.0") != 0 && net_ip_parse(hip, &h->host_ip) < 0)
+			return uk_err(err, EINVAL, "config.port_mappings[%zu].host_ip \"%s\" is not an IPv4 address", i, hip);
+	}
+	return 0;
+}
+
+static char **strv_of(json_object *o, const char *key)
+{
+	json_object *a;
+	if (!o || !json_object_object_get_ex(o, key, &a) || !json_object_is_type(a, json_type_array))
+		return calloc(1, sizeof(char *));
+	size_t len = json_object_array_length(a);
+	char **v = calloc(len + 1, sizeof(char *));
+	for (size_t i = 0; v && i < len; i++)
+		v[i] = strdup(json_object_get_string(json_object_array_get_idx(a, i)));
+	return v;
+}
+
+int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err)
+{
+	struct hostport hp[RT_NET_MAX_PORTS];
+	size_t nhp = 0;
+	uint32_t ip;
+	int r;
+	if (!n->enabled)
+		return 0;
+	char why[512];
+	if (!rt_net_ready(n, why, sizeof(why)))
+		return uk_err(err, EAGAIN, "the pod network is not ready: %s", why);
+	if ((r = rt_net_parse_ports(s->port_mappings, hp, &nhp, err)) < 0)
+		return r;
+	const struct net_cidr *c = &n->cidrs[n->n_cidrs - 1];
+	if ((r = ipam_allocate(n->ipam, c, s->id, &ip, err)) < 0)
+		return r;
+	char ipstr[NET_IP_MAX], mac[18];
+	net_ip_str(ip, ipstr);
+	net_mac_from_id(s->id, mac);
+	_cleanup_strv_ char **servers = strv_of(s->dns, "servers");
+	_cleanup_strv_ char **searches = strv_of(s->dns, "searches");
+	_cleanup_strv_ char **options = strv_of(s->dns, "options");
+	struct dns_options dns = { .servers = servers, .searches = searches, .options = options };
+	pthread_mutex_lock(&n->lock);
+	/* The main loop restarts a dead dnsmasq too; checking here closes the race with it. */
+	if (n->dns && (r = dnsmasq_check(n->dns, err)) < 0)
+		not_ready(n, "dnsmasq", err);
+	else
+		r = n->dns ? dnsmasq_add_host(n->dns, s->id, mac, ip, s->hostname, &dns, err)
+			   : uk_err(err, EAGAIN, "no dnsmasq");
+	pthread_mutex_unlock(&n->lock);
+	if (r < 0) {
+		ipam_release(n->ipam, s->id, NULL);
+		return r;
+	}
+	if ((r = nat_add_hostports(ip, hp, nhp, err)) < 0) {
+		pthread_mutex_lock(&n->lock);
+		dnsmasq_remove_host(n->dns, s->id, NULL);
+		pthread_mutex_unlock(&n->lock);
+		ipam_release(n->ipam, s->id, NULL);
+		return uk_err_ctx(err, "hostPorts");
+	}
+	free(s->ip);
+	free(s->mac);
+	s->ip = strdup(ipstr);
+	s->mac = strdup(mac);
+	s->prefix = c->prefix;
+	return 0;
+}
+
+int rt_net_sandbox_down(struct rt_net *n, struct sandbox *s, uk_error *err)
+{
+	struct hostport hp[RT_NET_MAX_PORTS];
+	size_t nhp = 0;
+	uint32_t ip;
+	int r = 0;
+	if (!n->enabled)
+		return 0;
+	char tap[IFNAMSIZ];
+	net_tap_name(s->id, tap);
+	net_link_delete(tap, NULL);
+	if (s->ip && *s->ip && net_ip_parse(s->ip, &ip) == 0 && rt_net_parse_ports(s->port_mappings, hp, &nhp, NULL) == 0 &&
+	    (r = nat_remove_hostports(ip, hp, nhp, err)) < 0)
+		return uk_err_ctx(err, "remove hostPorts");
+	pthread_mutex_lock(&n->lock);
+	r = n->dns ? dnsmasq_remove_host(n->dns, s->id, err) : 0;
+	pthread_mutex_unlock(&n->lock);
+	if (r < 0)
+		return r;
+	if ((r = ipam_release(n->ipam, s->id, err)) < 0)
+		return r;
+	free(s->ip);
+	s->ip = NULL;
+	return 0;
+}
+
+int rt_net_tap(struct rt_net *n, const struct sandbox *s, uk_error *err)
+{
+	if (!n->enabled || !s->ip)
+		return -ENOENT;
+	char tap[IFNAMSIZ];
+	net_tap_name(s->id, tap);
+	/* A tap left by a VM that died uncleanly would block the name. */
+	net_link_delete(tap, NULL);
+	return net_tap_create(tap, n->bridge, err);
+}
+
+static char *join(json_object *o, const char *key)
+{
+	json_object *a;
+	size_t len = 1;
+	if (!o || !json_object_object_get_ex(o, key, &a) || !json_object_is_type(a, json_type_array))
+		return strdup("");
+	for (size_t i = 0; i < json_object_array_length(a); i++)
+		len += strlen(json_object_get_string(json_object_array_get_idx(a, i))) + 1;
+	char *s = calloc(1, len);
+	for (size_t i = 0; s && i < json_object_array_length(a); i++) {
+		if (i)
+			strcat(s, ",");
+		strcat(s, json_object_get_string(json_object_array_get_idx(a, i)));
+	}
+	return s;
+}
+
+int rt_net_expand(struct rt_net *n, const struct sandbox *s, const char *in, char **out, uk_error *err)
+{
+	char prefix[8] = "", mask[NET_IP_MAX] = "", gw[NET_IP_MAX] = "";
+	uint32_t ip;
+	if (n->enabled && s->ip && net_ip_parse(s->ip, &ip) == 0) {
+		struct net_cidr c = { .prefix = s->prefix };
+		c.net = ip & (s->prefix ? ~0u << (32 - s->prefix) : 0);
+		snprintf(prefix, sizeof(prefix), "%d", s->prefix);
+		net_netmask_str(s->prefix, mask);
+		net_ip_str(net_cidr_gateway(&c), gw);
+	} else if (net_template_has_placeholders(in)) {
+		return uk_err(err, EINVAL, "the command line uses network placeholders but the pod has no address");
+	}
+	_cleanup_free_ char *dns = join(s->dns, "servers");
+	_cleanup_free_ char *search = join(s->dns, "searches");
+	struct net_template_vars v = { .ip = s->ip, .prefix = prefix, .netmask = mask, .gateway = gw, .mac = s->mac,
+				       .dns = dns, .dns_search = search, .hostname = s->hostname };
+	return net_template_expand(in, &v, 4095, out, err);
+}
+
+int rt_net_lease(struct rt_net *n, const struct sandbox *s, int64_t *expiry)
+{
+	if (!n->enabled || !s->mac)
+		return 0;
+	pthread_mutex_lock(&n->lock);
+	int r = n->dns ? dnsmasq_lease_of(n->dns, s->mac, expiry, NULL) : 0;
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
+int rt_net_dnsmasq_pidfd(struct rt_net *n)
+{
+	pthread_mutex_lock(&n->lock);
+	int fd = n->dns ? dnsmasq_pidfd(n->dns) : -1;
+	pthread_mutex_unlock(&n->lock);
+	return fd;
+}
+
+void rt_net_dnsmasq_restart(struct rt_net *n)
+{
+	uk_error err = { 0 };
+	pthread_mutex_lock(&n->lock);
+	int r = n->dns ? dnsmasq_check(n->dns, &err) : bring_up(n, &err);
+	if (r < 0) {
+		not_ready(n, "dnsmasq", &err);
+		log_error("msg=\"dnsmasq could not be restarted\" error=\"%s\"", err.msg);
+	} else if (r > 0) {
+		log_warn("msg=\"dnsmasq died and was restarted\" pid=%d", (int)dnsmasq_pid(n->dns));
+	}
+	pthread_mutex_unlock(&n->lock);
+}
+
+int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error *err)
+{
+	if (!n->enabled || !n->ready)
+		return 0;
+	for (size_t i = 0; i < n_sb; i++) {
+		struct hostport hp[RT_NET_MAX_PORTS];
+		size_t nhp = 0;
+		uint32_t ip;
+		if (sb[i]->state != SANDBOX_READY || !sb[i]->ip || net_ip_parse(sb[i]->ip, &ip) < 0 ||
+		    rt_net_parse_ports(sb[i]->port_mappings, hp, &nhp, NULL) < 0 || nhp == 0)
+			continue;
+		int r = nat_add_hostports(ip, hp, nhp, err);
+		if (r < 0)
+			return uk_err_ctx(err, "restore hostPorts of %s", sb[i]->id);
+	}
+	return 0;
+}

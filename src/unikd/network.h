@@ -1,0 +1,64 @@
+/* The runtime's pod networking: one bridge, its dnsmasq and NAT table, and per pod an
+ * address, a DHCP host entry, hostPort rules and (per VM) a tap. */
+#ifndef UK_RT_NETWORK_H
+#define UK_RT_NETWORK_H
+
+#include <pthread.h>
+
+#include "../net/net.h"
+#include "../store/records.h"
+
+#define RT_NET_MAX_CIDRS 8
+#define RT_NET_MAX_PORTS 64
+
+struct rt_net_config {
+	bool enabled;
+	const char *bridge;
+	const char *cidr;      /* the default pod CIDR */
+	const char *dnsmasq;   /* binary */
+	const char *state_dir; /* persistent: IPAM, CIDRs in use */
+	const char *run_dir;   /* dnsmasq's files */
+};
+
+struct rt_net {
+	bool enabled;
+	char bridge[IFNAMSIZ];
+	struct net_cidr cidrs[RT_NET_MAX_CIDRS]; /* in use; the last one is where new pods go */
+	size_t n_cidrs;
+	char *dir, *cidr_file, *dnsmasq_bin, *dnsmasq_dir;
+	struct ipam *ipam;
+	struct dnsmasq *dns;
+	bool ready;
+	char why[512];
+	pthread_mutex_t lock; /* guards dns and readiness; per-pod calls run under the runtime lock */
+};
+
+/* Brings the network up. Failing to is not fatal: NetworkReady goes false with the reason,
+ * and pods are refused with it. */
+int rt_net_open(const struct rt_net_config *cfg, struct rt_net **ret, uk_error *err);
+void rt_net_free(struct rt_net *n);
+bool rt_net_ready(struct rt_net *n, char *why, size_t len);
+/* kubelet's pod CIDR: new pods take their addresses from it. */
+int rt_net_set_cidr(struct rt_net *n, const char *cidr, uk_error *err);
+
+/* Parse and check a pod's port mappings (host_port > 0 only). */
+int rt_net_parse_ports(json_object *mappings, struct hostport *out, size_t *n, uk_error *err);
+
+/* Address, DHCP entry, hostPorts; fills s->ip, s->mac, s->prefix. Rolls back on failure. */
+int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err);
+/* Idempotent: releases everything sandbox_up made, and any tap left by name. */
+int rt_net_sandbox_down(struct rt_net *n, struct sandbox *s, uk_error *err);
+/* A tap on the bridge for the pod's VM; the fd goes to QEMU. */
+int rt_net_tap(struct rt_net *n, const struct sandbox *s, uk_error *err);
+/* Fill in the network placeholders of a command line. */
+int rt_net_expand(struct rt_net *n, const struct sandbox *s, const char *in, char **out, uk_error *err);
+/* The lease dnsmasq holds for the pod: 1 with expiry, 0 none. */
+int rt_net_lease(struct rt_net *n, const struct sandbox *s, int64_t *expiry);
+/* For the main loop: a pidfd that becomes readable when dnsmasq dies (-1: none). */
+int rt_net_dnsmasq_pidfd(struct rt_net *n);
+/* dnsmasq died: start it again. */
+void rt_net_dnsmasq_restart(struct rt_net *n);
+/* Re-add the hostPorts of live pods after a restart. */
+int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error *err);
+
+#endif
