@@ -46,6 +46,8 @@ objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 GUESTS :=
 -include tests/guests/hello/hello.mk
+# The Linux network guest comes from Debian packages; built (and cached) for the tests only.
+-include tests/guests/netguest/netguest.mk
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
 
@@ -94,6 +96,7 @@ test: deps
 	$(MAKE) SAN=1 programs unit-tests
 	$(MAKE) test-unit
 	$(MAKE) SAN=1 test-unit
+	$(MAKE) netguest
 	$(MAKE) test-integration
 
 test-unit: unit-tests

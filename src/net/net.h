@@ -93,7 +93,9 @@ struct dnsmasq;
 int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_error *err);
 /* If it died, start it again. Returns 1 if it was restarted. */
 int dnsmasq_check(struct dnsmasq *d, uk_error *err);
-/* For a supervisor to wait on: a pidfd of the running dnsmasq, -1 if none. */
+/* For a supervisor to wait on: a new pidfd (O_CLOEXEC) of the running dnsmasq, which the
+ * caller closes; -1 if none. add/remove may restart dnsmasq: when it fires, call
+ * dnsmasq_check() and take a new one. */
 int dnsmasq_pidfd(struct dnsmasq *d);
 pid_t dnsmasq_pid(const struct dnsmasq *d);
 /* One file per pod in hosts.d/ (MAC, address, hostname, tag) and opts.d/ (its DNS options,

@@ -339,6 +339,13 @@ int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
 	r = link_change(sk, tap, ch, what, err);
 	if (r < 0)
 		return r;
+	/* Hairpin: with br_netfilter on, a pod reaching its own hostPort is DNATed back out
+	 * of the port it came in on, which a bridge drops unless the port allows it. */
+	char path[128];
+	snprintf(path, sizeof(path), "/sys/class/net/%s/brport/hairpin_mode", ifname);
+	_cleanup_close_ int hp = open(path, O_WRONLY | O_CLOEXEC);
+	if (hp >= 0 && write(hp, "1", 1) != 1)
+		return uk_err_errno(err, errno, "set hairpin mode on tap %s", ifname);
 	return TAKE_FD(fd);
 }
 

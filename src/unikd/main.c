@@ -289,7 +289,8 @@ static int run_daemon(struct options *o)
 	/* The event loop: signals, and dnsmasq's pidfd so a dead dnsmasq is restarted at once. */
 	struct signalfd_siginfo si = { 0 };
 	for (;;) {
-		int dfd = rt_net_dnsmasq_pidfd(rt->net);
+		/* A fresh pidfd each pass: a restart elsewhere replaces the process it watches. */
+		_cleanup_close_ int dfd = rt_net_dnsmasq_pidfd(rt->net);
 		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = dfd, .events = POLLIN } };
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)

@@ -253,12 +253,16 @@ int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err)
 	_cleanup_strv_ char **searches = strv_of(s->dns, "searches");
 	_cleanup_strv_ char **options = strv_of(s->dns, "options");
 	struct dns_options dns = { .servers = servers, .searches = searches, .options = options };
+	/* DHCP's host name is one label: "web.example" is offered as "web". */
+	char host[64] = "";
+	if (s->hostname)
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(s->hostname, "."), s->hostname);
 	pthread_mutex_lock(&n->lock);
 	/* The main loop restarts a dead dnsmasq too; checking here closes the race with it. */
 	if (n->dns && (r = dnsmasq_check(n->dns, err)) < 0)
 		not_ready(n, "dnsmasq", err);
 	else
-		r = n->dns ? dnsmasq_add_host(n->dns, s->id, mac, ip, s->hostname, &dns, err)
+		r = n->dns ? dnsmasq_add_host(n->dns, s->id, mac, ip, *host ? host : NULL, &dns, err)
 			   : uk_err(err, EAGAIN, "no dnsmasq");
 	pthread_mutex_unlock(&n->lock);
 	if (r < 0) {

@@ -13,12 +13,12 @@
 set -euo pipefail
 
 usage() { echo "usage: $0 OUTDIR" >&2; exit 2; }
-[ $# -eq 1 ] && [ -n "$1" ] || usage
+if [ $# -ne 1 ] || [ -z "$1" ]; then usage; fi
 out=$1
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-META_PKG=linux-image-cloud-amd64
-BUSYBOX_PKG=busybox-static
+META_PKG="linux-image-cloud-amd64"
+BUSYBOX_PKG="busybox-static"
 # Modules /init loads (with their dependencies, unless built in).
 MODULES=(virtio_mmio virtio_pci virtio_net button evdev)
 # Files whose content changes the result, hashed into the stamp.
@@ -49,18 +49,18 @@ candidates() {
 }
 pick() { sed -n "s/^$1 //p" <<<"$2" | head -n 1; }
 
-meta_ver= kernel_pkg= kernel_ver= busybox_ver=
+meta_ver='' kernel_pkg='' kernel_ver='' busybox_ver=''
 resolve_versions() {
 	local c dep
 	c=$(candidates "$META_PKG" "$BUSYBOX_PKG")
 	meta_ver=$(pick "$META_PKG" "$c")
 	busybox_ver=$(pick "$BUSYBOX_PKG" "$c")
-	kernel_pkg= kernel_ver=
+	kernel_pkg='' kernel_ver=''
 	[ -n "$meta_ver" ] && [ -n "$busybox_ver" ] || return 1
 	# The metapackage depends on the versioned image, e.g.
 	# "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)".
 	dep=$(apt-cache show "$META_PKG=$meta_ver" 2>/dev/null |
-		sed -n 's/^Depends: //p' | head -n 1 | tr ',|' '\n\n' |
+		sed -n 's/^Depends: //p' | head -n 1 | tr ',|' '\n' |
 		grep -E '^ *linux-image-[^ ]+-cloud-amd64' | head -n 1)
 	kernel_pkg=$(awk '{ print $1 }' <<<"$dep")
 	[ -n "$kernel_pkg" ] || return 1
@@ -122,7 +122,7 @@ dpkg-deb -x "$bdeb" "$tmp/busybox"
 
 busybox=$tmp/busybox/bin/busybox
 [ -x "$busybox" ] || die "no bin/busybox in $bdeb"
-vmlinuz=$(ls "$tmp"/kernel/boot/vmlinuz-* 2>/dev/null | head -n 1)
+vmlinuz=$(find "$tmp/kernel/boot" -name 'vmlinuz-*' 2>/dev/null | head -n 1)
 [ -n "$vmlinuz" ] || die "no boot/vmlinuz-* in $kdeb"
 kabi=${vmlinuz##*/vmlinuz-}
 moddir=

@@ -1,3 +1,4 @@
+# shellcheck shell=dash
 # Egress and DNS checks of the netguest test guest (installed as
 # /lib/netguest/checks.sh, sourced by /init and by the CGI programs).
 # Each prints one result word: the same text init prints after "netguest: ".
@@ -16,11 +17,10 @@ ng_fetch() {
 # ping=ok or ping=failed: up to 3 echo requests, each given 2 s for its reply;
 # the first reply is enough (faster than ping -c 3, which always takes 2 s).
 ng_ping() {
-	local i
 	case "$1" in
 	'' | -* | *[!0-9a-zA-Z.:-]*) echo "ping=failed"; return ;;
 	esac
-	for i in 1 2 3; do
+	for _ in 1 2 3; do
 		if ping -c 1 -W 2 "$1" >/dev/null 2>&1; then
 			echo "ping=ok"
 			return
