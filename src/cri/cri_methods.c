@@ -7,7 +7,7 @@
 #define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why }
 
 #define NO_EXEC "a unikernel has no processes to exec into or attach to; the VM's console is its log"
-#define NO_STATS "stats come with cgroup support"
+#define NO_STATS "metrics descriptors are not served; use the stats calls"
 #define NO_STREAM "the streaming list calls are not served; use the unary List calls"
 
 const struct grpc_method cri_methods[] = {
@@ -32,11 +32,11 @@ const struct grpc_method cri_methods[] = {
 	U(RS, "Exec", exec_request, NO_EXEC),
 	U(RS, "Attach", attach_request, NO_EXEC),
 	U(RS, "PortForward", port_forward_request, "port forwarding comes with pod networking"),
-	U(RS, "ContainerStats", container_stats_request, NO_STATS),
-	U(RS, "ListContainerStats", list_container_stats_request, NO_STATS),
+	M(RS, "ContainerStats", container_stats_request, cri_container_stats),
+	M(RS, "ListContainerStats", list_container_stats_request, cri_list_container_stats),
 	U(RS, "StreamContainerStats", stream_container_stats_request, NO_STREAM),
-	U(RS, "PodSandboxStats", pod_sandbox_stats_request, NO_STATS),
-	U(RS, "ListPodSandboxStats", list_pod_sandbox_stats_request, NO_STATS),
+	M(RS, "PodSandboxStats", pod_sandbox_stats_request, cri_pod_sandbox_stats),
+	M(RS, "ListPodSandboxStats", list_pod_sandbox_stats_request, cri_list_pod_sandbox_stats),
 	U(RS, "StreamPodSandboxStats", stream_pod_sandbox_stats_request, NO_STREAM),
 	M(RS, "UpdateRuntimeConfig", update_runtime_config_request, cri_update_runtime_config),
 	M(RS, "Status", status_request, cri_status),

@@ -63,6 +63,7 @@ struct container {
 	int refs;
 	bool removed;
 	bool busy; /* a start, stop or remove is under way */
+	uint64_t stats_ts_ns, stats_cpu_ns; /* the previous stats sample, for rates */
 };
 
 void sandbox_free(struct sandbox *s);

@@ -1,0 +1,87 @@
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "stats.h"
+
+#define PROC_STAT_MAX 4096
+
+struct proc_sample {
+	uint64_t cpu_ns, rss, minflt, majflt;
+};
+
+/* /proc/PID/stat fields after the ')' : 10 minflt, 12 majflt, 14 utime, 15 stime, 24 rss. */
+static int proc_sample(pid_t pid, struct proc_sample *s)
+{
+	char path[64];
+	_cleanup_free_ char *text = NULL;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (uk_read_file(path, PROC_STAT_MAX, &text, NULL, NULL) < 0)
+		return -ESRCH;
+	char *p = strrchr(text, ')');
+	if (!p)
+		return -EIO;
+	uint64_t f[64] = { 0 };
+	int field = 3;
+	for (char *tok = strtok(p + 1, " "); tok && field < 64; tok = strtok(NULL, " "))
+		f[field++] = strtoull(tok, NULL, 10);
+	long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	s->minflt += f[10];
+	s->majflt += f[12];
+	s->cpu_ns += (f[14] + f[15]) * (1000000000ull / (uint64_t)(hz > 0 ? hz : 100));
+	s->rss += f[24] * (uint64_t)(page > 0 ? page : 4096);
+	return 0;
+}
+
+static int vm_pids(struct runtime *rt, struct container *c, pid_t *wrapper, pid_t *qemu)
+{
+	char path[PATH_MAX];
+	_cleanup_free_ char *text = NULL;
+	if (rt_vm_dir(rt, c->id, path, sizeof(path) - 20) < 0)
+		return -ENAMETOOLONG;
+	strcat(path, "/vmwrapper.json");
+	if (uk_read_file(path, 64 * 1024, &text, NULL, NULL) < 0)
+		return -ENOENT;
+	_cleanup_json_ json_object *o = json_tokener_parse(text);
+	json_object *v, *st;
+	if (!o || !json_object_object_get_ex(o, "qemu_pid", &v) || !json_object_object_get_ex(o, "qemu_start_time", &st))
+		return -EIO;
+	uint64_t now_st;
+	*wrapper = c->wrapper_pid;
+	*qemu = (pid_t)json_object_get_int(v);
+	/* A recycled PID is not our QEMU. */
+	if (uk_proc_starttime(*qemu, &now_st) < 0 || now_st != (uint64_t)json_object_get_int64(st))
+		*qemu = 0;
+	return 0;
+}
+
+int rt_container_stats(struct runtime *rt, struct container *c, struct rt_stats *st, uk_error *err)
+{
+	(void)err;
+	memset(st, 0, sizeof(*st));
+	st->timestamp_ns = uk_now_realtime_ns();
+	st->source = "proc";
+	if (c->state != CTR_RUNNING)
+		return 0;
+	pid_t wrapper = 0, qemu = 0;
+	struct proc_sample s = { 0 };
+	if (vm_pids(rt, c, &wrapper, &qemu) == 0) {
+		if (qemu > 0)
+			proc_sample(qemu, &s);
+		if (wrapper > 0)
+			proc_sample(wrapper, &s);
+	}
+	st->cpu_ns = s.cpu_ns;
+	st->mem_usage = st->mem_working_set = st->mem_rss = s.rss;
+	st->page_faults = s.minflt + s.majflt;
+	st->major_page_faults = s.majflt;
+	/* usage_nano_cores is a rate: between this sample and the previous one (or since start). */
+	uint64_t prev_ns = c->stats_ts_ns ? c->stats_ts_ns : (uint64_t)c->started_ns;
+	uint64_t prev_cpu = c->stats_ts_ns ? c->stats_cpu_ns : 0;
+	if (st->timestamp_ns > prev_ns && st->cpu_ns >= prev_cpu)
+		st->nano_cores = (uint64_t)((double)(st->cpu_ns - prev_cpu) * 1e9 / (double)(st->timestamp_ns - prev_ns));
+	c->stats_ts_ns = st->timestamp_ns;
+	c->stats_cpu_ns = st->cpu_ns;
+	return 0;
+}
