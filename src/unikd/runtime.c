@@ -766,7 +766,7 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 		rt_lock(rt);
 		c->state = CTR_EXITED;
 		c->exit_code = 128;
-		set_str(&c->reason, "StartError");
+		set_str(&c->reason, "Error");
 		set_str(&c->message, err->msg);
 		c->finished_ns = (int64_t)uk_now_realtime_ns();
 		save_container(rt, c);
@@ -786,7 +786,7 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 		r = uk_err(err, EIO, "starting the VM failed: %s", e);
 		c->state = CTR_EXITED;
 		c->exit_code = 128;
-		set_str(&c->reason, "StartError");
+		set_str(&c->reason, "Error");
 		set_str(&c->message, e);
 		c->finished_ns = (int64_t)uk_now_realtime_ns();
 		/* If QEMU did run, exit.json has the precise story. */
@@ -794,8 +794,8 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 		rt_unlock(rt);
 		reap_wrapper(c);
 		rt_lock(rt);
-		if (!c->reason || strcmp(c->reason, "Error") == 0)
-			set_str(&c->reason, "StartError");
+		if (!c->reason)
+			set_str(&c->reason, "Error");
 	}
 	save_container(rt, c);
 out_locked:

@@ -1,0 +1,62 @@
+"""Every row of the exit-reason table (docs/cri.md), through the CRI."""
+import grpc
+import pytest
+
+from conftest import HELLO
+from cri import Unikd
+
+
+@pytest.fixture
+def uk(scratch):
+    u = Unikd(scratch)
+    u.import_image("hello:1", "--kernel", str(HELLO))
+    u.start()
+    yield u
+    u.cleanup()
+    assert u.vm_pids() == [] and u.dnsmasq_pids() == []
+
+
+def run(uk, name, args, annotations=None, memory=0):
+    sid, cfg = uk.run_pod(name=name)
+    cid = uk.create(sid, cfg, args=args, annotations=annotations or {}, memory=memory)
+    try:
+        uk.start_ctr(cid)
+    except grpc.RpcError as e:
+        return uk.status(cid).status, e
+    return uk.wait_exited(cid, timeout=30), None
+
+
+@pytest.mark.parametrize("code,reason", [(0, "Completed"), (5, "Error"), (127, "Error")])
+def test_guest_exit_code(uk, code, reason):
+    st, _ = run(uk, f"e{code}", [f"exit:{code}"])
+    assert (st.exit_code, st.reason) == (code, reason)
+
+
+def test_guest_powers_itself_off(uk):
+    st, _ = run(uk, "off", ["print:bye", "poweroff"])
+    assert (st.exit_code, st.reason) == (0, "Completed")
+
+
+def test_guest_panic(uk):
+    st, _ = run(uk, "panic", ["panic"])
+    assert st.exit_code != 0 and st.reason == "GuestPanicked"
+
+
+def test_guest_triple_fault(uk):
+    st, _ = run(uk, "triple", ["triple"])
+    assert st.exit_code != 0 and st.reason == "GuestReset"
+
+
+def test_killed_after_stop_timeout(uk):
+    sid, cfg = uk.run_pod(name="kill")
+    cid = uk.create(sid, cfg, args=["idle"])
+    uk.start_ctr(cid)
+    uk.stop_ctr(cid, timeout=1)  # the idle guest ignores the power button
+    st = uk.status(cid).status
+    assert st.exit_code == 137
+
+
+def test_qemu_failure_has_qemus_message(uk):
+    st, e = run(uk, "qfail", ["exit:0"], annotations={"unikd.io/cpu": "no-such-cpu"})
+    assert e is not None and e.code() == grpc.StatusCode.UNKNOWN and "no-such-cpu" in e.details()
+    assert st.exit_code != 0 and st.reason == "Error" and "no-such-cpu" in st.message
