@@ -49,6 +49,7 @@ CRI_HANDLER(cri_container_status);
 CRI_HANDLER(cri_reopen_container_log);
 CRI_HANDLER(cri_update_runtime_config);
 CRI_HANDLER(cri_runtime_config);
+CRI_HANDLER(cri_update_container_resources);
 CRI_HANDLER(cri_container_stats);
 CRI_HANDLER(cri_list_container_stats);
 CRI_HANDLER(cri_pod_sandbox_stats);

@@ -112,6 +112,12 @@ CRI_HANDLER(cri_status)
 		json_object_object_add(o, "config", json_object_get(ctx->config_info));
 		json_object_object_add(o, "qemuVersion", json_object_new_string(nz(ctx->qemu_version)));
 		json_object_object_add(o, "kvmAvailable", json_object_new_boolean(ctx->kvm_available));
+		static const char *cgv[] = { "none", "v1", "v2" };
+		json_object *cg = json_object_new_object();
+		json_object_object_add(cg, "version", json_object_new_string(cgv[ctx->rt->cg.version]));
+		if (ctx->rt->cg.version == CG_NONE)
+			json_object_object_add(cg, "why", json_object_new_string(ctx->rt->cg.why));
+		json_object_object_add(o, "cgroups", cg);
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
 		cri_json_to_map(a, info, &r->n_info, (void ***)&r->info, MAP_ENTRY_DESC);
@@ -519,6 +525,12 @@ CRI_HANDLER(cri_create_container)
 	c->cmdline = strdup(expanded);
 	c->memory_mib = memory;
 	c->vcpus = vcpus;
+	if (res) {
+		c->memory_limit = res->memory_limit_in_bytes;
+		c->cpu_quota = res->cpu_quota;
+		c->cpu_period = res->cpu_period;
+		c->cpu_shares = res->cpu_shares;
+	}
 	if ((r = check_choice(c->accel, "annotation " ANN_ACCEL, accels, err)) < 0 ||
 	    (r = check_choice(c->machine, "annotation " ANN_MACHINE, machines, err)) < 0) {
 		container_free(c);
@@ -726,5 +738,30 @@ CRI_HANDLER(cri_runtime_config)
 	*lx = (Runtime__V1__LinuxRuntimeConfiguration)RUNTIME__V1__LINUX_RUNTIME_CONFIGURATION__INIT;
 	lx->cgroup_driver = RUNTIME__V1__CGROUP_DRIVER__CGROUPFS;
 	r->linux = lx;
+	return 0;
+}
+
+CRI_HANDLER(cri_update_container_resources)
+{
+	struct cri_context *ctx = ud;
+	const Runtime__V1__UpdateContainerResourcesRequest *q = (const void *)req;
+	int r;
+	if ((r = require(q->container_id, "container_id", err)) < 0)
+		return r;
+	const Runtime__V1__LinuxContainerResources *l = q->linux;
+	if (!l)
+		return uk_err(err, EINVAL, "linux is required: the new CPU and memory limits");
+	if (l->memory_limit_in_bytes < 0 || l->cpu_quota < -1 || l->cpu_period < 0 || l->cpu_shares < 0)
+		return uk_err(err, EINVAL, "linux: limits must not be negative");
+	if (l->cpu_period && (l->cpu_period < 1000 || l->cpu_period > 1000000))
+		return uk_err(err, EINVAL, "linux.cpu_period %lld is outside 1000..1000000 us", (long long)l->cpu_period);
+	if (l->cpu_quota > 0 && l->cpu_quota < 1000)
+		return uk_err(err, EINVAL, "linux.cpu_quota %lld is below 1000 us", (long long)l->cpu_quota);
+	if ((r = rt_container_update_resources(ctx->rt, q->container_id, l->memory_limit_in_bytes, l->cpu_quota,
+						l->cpu_period, l->cpu_shares, err)) < 0)
+		return r;
+	Runtime__V1__UpdateContainerResourcesResponse *o = arena_new0(a, Runtime__V1__UpdateContainerResourcesResponse);
+	*o = (Runtime__V1__UpdateContainerResourcesResponse)RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT;
+	*resp = (ProtobufCMessage *)o;
 	return 0;
 }

@@ -50,6 +50,8 @@ void container_free(struct container *c)
 	free(c->machine);
 	free(c->accel);
 	free(c->cpu);
+	free(c->cgroup);
+	free(c->cgroup_error);
 	free(c);
 }
 
@@ -125,6 +127,12 @@ json_object *container_to_json(const struct container *c)
 	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
 	json_object_object_add(o, "wrapper_pid", json_object_new_int(c->wrapper_pid));
 	json_object_object_add(o, "wrapper_start", json_object_new_uint64(c->wrapper_start));
+	json_object_object_add(o, "memory_limit", json_object_new_int64(c->memory_limit));
+	json_object_object_add(o, "cpu_quota", json_object_new_int64(c->cpu_quota));
+	json_object_object_add(o, "cpu_period", json_object_new_int64(c->cpu_period));
+	json_object_object_add(o, "cpu_shares", json_object_new_int64(c->cpu_shares));
+	add_str(o, "cgroup", c->cgroup);
+	add_str(o, "cgroup_error", c->cgroup_error);
 	return o;
 }
 
@@ -228,10 +236,16 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	    (r = get_str(o, "cmdline", false, &c->cmdline, err)) < 0 ||
 	    (r = get_str(o, "machine", false, &c->machine, err)) < 0 ||
 	    (r = get_str(o, "accel", false, &c->accel, err)) < 0 ||
-	    (r = get_str(o, "cpu", false, &c->cpu, err)) < 0) {
+	    (r = get_str(o, "cpu", false, &c->cpu, err)) < 0 ||
+	    (r = get_str(o, "cgroup", false, &c->cgroup, err)) < 0 ||
+	    (r = get_str(o, "cgroup_error", false, &c->cgroup_error, err)) < 0) {
 		container_free(c);
 		return r;
 	}
+	c->memory_limit = get_i64(o, "memory_limit");
+	c->cpu_quota = get_i64(o, "cpu_quota");
+	c->cpu_period = get_i64(o, "cpu_period");
+	c->cpu_shares = get_i64(o, "cpu_shares");
 	c->attempt = (uint32_t)get_i64(o, "attempt");
 	c->created_ns = get_i64(o, "created_ns");
 	c->started_ns = get_i64(o, "started_ns");

@@ -59,6 +59,10 @@ struct container {
 	unsigned vcpus, memory_mib;
 	pid_t wrapper_pid;
 	uint64_t wrapper_start; /* /proc start time, against PID reuse */
+	/* resources as the CRI gave them, and the VM's cgroup ("" when it has none) */
+	int64_t memory_limit, cpu_quota, cpu_period, cpu_shares;
+	char *cgroup;
+	char *cgroup_error; /* why the VM runs without a cgroup */
 	/* in memory only */
 	int refs;
 	bool removed;

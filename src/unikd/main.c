@@ -29,7 +29,7 @@
 struct options {
 	const char *state_dir, *run_dir, *socket, *vmwrapper, *qemu, *accel;
 	const char *network, *bridge, *pod_cidr, *dnsmasq;
-	unsigned memory_mib, vcpus, workers, socket_mode;
+	unsigned memory_mib, vcpus, workers, socket_mode, overhead_mib;
 };
 
 static void usage(FILE *f)
@@ -51,6 +51,8 @@ static void usage(FILE *f)
 	      "  --qemu PATH            QEMU binary (default /usr/bin/qemu-system-x86_64)\n"
 	      "  --default-memory MIB   guest memory when the container sets no limit (default 64)\n"
 	      "  --default-vcpus N      vCPUs when the container sets no CPU quota (default 1)\n"
+	      "  --memory-overhead MIB  cgroup memory limit = guest memory + this, for QEMU\n"
+	      "                         itself (default 64)\n"
 	      "  --accel A              auto (default), kvm or tcg; pods override with the\n"
 	      "                         annotation unikd.io/accel\n"
 	      "  --workers N            concurrent CRI calls (default 16)\n"
@@ -246,6 +248,7 @@ static int run_daemon(struct options *o)
 	struct rt_config rc = {
 		.state_dir = o->state_dir, .run_dir = o->run_dir, .vmwrapper = o->vmwrapper, .qemu = o->qemu,
 		.default_memory_mib = o->memory_mib, .default_vcpus = o->vcpus, .default_accel = o->accel,
+		.memory_overhead_mib = o->overhead_mib,
 		.net = { .enabled = strcmp(o->network, "bridge") == 0, .bridge = o->bridge, .cidr = o->pod_cidr,
 			 .dnsmasq = o->dnsmasq, .state_dir = o->state_dir, .run_dir = o->run_dir },
 	};
@@ -333,11 +336,12 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },   { "help", no_argument, NULL, 'h' },
 		{ "network", required_argument, NULL, 'n' },     { "bridge", required_argument, NULL, 'b' },
 		{ "pod-cidr", required_argument, NULL, 'p' },    { "dnsmasq", required_argument, NULL, 'd' },
+		{ "memory-overhead", required_argument, NULL, 'o' },
 		{ "version", no_argument, NULL, 'V' },           { 0 },
 	};
 	struct options o = { .state_dir = DEFAULT_STATE_DIR, .run_dir = DEFAULT_RUN_DIR, .accel = "auto",
 			     .network = "bridge", .bridge = NET_DEFAULT_BRIDGE, .pod_cidr = NET_DEFAULT_CIDR,
-			     .dnsmasq = "/usr/sbin/dnsmasq",
+			     .dnsmasq = "/usr/sbin/dnsmasq", .overhead_mib = 64,
 			     .memory_mib = 64, .vcpus = 1, .workers = DEFAULT_WORKERS, .socket_mode = 0660 };
 	enum uk_log_level lvl;
 	int c;
@@ -375,6 +379,7 @@ int main(int argc, char **argv)
 		case 'm': if (parse_uint("default-memory", optarg, 16, 1024 * 1024, &o.memory_mib) < 0) return 2; break;
 		case 'c': if (parse_uint("default-vcpus", optarg, 1, 256, &o.vcpus) < 0) return 2; break;
 		case 'W': if (parse_uint("workers", optarg, 1, 64, &o.workers) < 0) return 2; break;
+		case 'o': if (parse_uint("memory-overhead", optarg, 0, 65536, &o.overhead_mib) < 0) return 2; break;
 		case 'a':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg")) {
 				fprintf(stderr, "unikd: --accel: unknown value \"%s\" (auto, kvm or tcg)\n", optarg);

@@ -206,6 +206,13 @@ int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *er
 			i++;
 		}
 	}
+	uk_error cgerr = { 0 };
+	if (cg_detect(&rt->cg, cfg->cgroup_root, &cgerr) < 0 || rt->cg.version == CG_NONE) {
+		rt->cg.version = CG_NONE;
+		if (!rt->cg.why[0])
+			snprintf(rt->cg.why, sizeof(rt->cg.why), "%.200s", cgerr.msg);
+		log_warn("msg=\"cgroups unavailable: VMs run without limits\" reason=\"%s\"", rt->cg.why);
+	}
 	if ((r = rt_net_open(&cfg->net, &rt->net, err)) < 0) {
 		runtime_free(rt);
 		return r;
@@ -275,6 +282,14 @@ static bool apply_exit(struct runtime *rt, struct container *c)
 	set_str(&c->message, json_object_object_get_ex(o, "message", &v) ? json_object_get_string(v) : NULL);
 	c->finished_ns = json_object_object_get_ex(o, "finished_ns", &v) ? json_object_get_int64(v)
 									   : (int64_t)uk_now_realtime_ns();
+	/* The host's OOM killer shows up as a kill signal; the cgroup tells it was the OOM killer. */
+	struct cg_stats cs;
+	if (c->cgroup && rt->cg.version != CG_NONE && cg_read_stats(&rt->cg, c->cgroup, &cs, NULL) == 0 &&
+	    cs.oom_kills > 0) {
+		set_str(&c->reason, "OOMKilled");
+		if (c->exit_code == 0)
+			c->exit_code = 137;
+	}
 	return true;
 }
 
@@ -643,9 +658,47 @@ static json_object *vm_spec_json(struct runtime *rt, struct container *c, const 
 	return o;
 }
 
+void rt_cgroup_limits(const struct runtime *rt, const struct container *c, struct cg_limits *l)
+{
+	int64_t guest = c->memory_limit > 0 ? c->memory_limit : (int64_t)c->memory_mib << 20;
+	*l = (struct cg_limits){
+		.memory_bytes = guest + ((int64_t)rt->cfg.memory_overhead_mib << 20),
+		.cpu_quota_us = c->cpu_quota,
+		.cpu_period_us = c->cpu_period,
+		.cpu_shares = c->cpu_shares > 0 ? (uint64_t)c->cpu_shares : 0,
+	};
+}
+
+/* The VM's cgroup, made before it starts. Failing is not fatal: the pod runs without
+ * limits and its status says why. Lock held. */
+static void make_cgroup(struct runtime *rt, struct container *c, const struct sandbox *sb,
+			char files[][PATH_MAX], size_t *n_files)
+{
+	char path[CG_PATH_MAX];
+	struct cg_limits l;
+	uk_error e = { 0 };
+	*n_files = 0;
+	free(c->cgroup_error);
+	c->cgroup_error = NULL;
+	if (rt->cg.version == CG_NONE) {
+		c->cgroup_error = strdup(rt->cg.why);
+		return;
+	}
+	rt_cgroup_limits(rt, c, &l);
+	if (cg_path_for(sb ? sb->cgroup_parent : NULL, c->id, path, sizeof(path), &e) < 0 ||
+	    cg_create(&rt->cg, path, &l, &e) < 0 || cg_procs_files(&rt->cg, path, files, CG_PROCS_MAX, n_files, &e) < 0) {
+		log_warn("pod=%s ctr=%s msg=\"the VM runs without a cgroup\" error=\"%s\"", c->sandbox_id, c->id, e.msg);
+		c->cgroup_error = strdup(e.msg);
+		*n_files = 0;
+		return;
+	}
+	free(c->cgroup);
+	c->cgroup = strdup(path);
+}
+
 /* Start vmwrapper detached (double fork, so it is never our child) and read its sync line. */
-static int spawn_vmwrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, json_object **sync_ret,
-			   uk_error *err)
+static int spawn_vmwrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, char cg_files[][PATH_MAX],
+			   size_t n_cg_files, json_object **sync_ret, uk_error *err)
 {
 	char spec[PATH_MAX + 32], logp[PATH_MAX + 32];
 	snprintf(spec, sizeof(spec), "%s/spec.json", vmdir);
@@ -672,6 +725,9 @@ static int spawn_vmwrapper(struct runtime *rt, const char *vmdir, int tap_fd, in
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (fork() != 0)
 			_exit(0);
+		/* Join the VM's cgroup before exec, so QEMU is born inside it. */
+		if (n_cg_files && cg_enter_files_self(cg_files, n_cg_files) < 0)
+			_exit(126);
 		/* Lift the fds above the targets first, so no dup2 clobbers a source. */
 		int hi_tap = tap_fd >= 0 ? fcntl(tap_fd, F_DUPFD_CLOEXEC, 64) : -1;
 		int hi_vhost = vhost_fd >= 0 ? fcntl(vhost_fd, F_DUPFD_CLOEXEC, 64) : -1;
@@ -750,8 +806,12 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 		else
 			vhost_fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
 	}
-	if (r >= 0)
+	char cg_files[CG_PROCS_MAX][PATH_MAX];
+	size_t n_cg_files = 0;
+	if (r >= 0) {
 		spec = vm_spec_json(rt, c, vmdir, tap_fd, vhost_fd, sb ? sb->mac : NULL);
+		make_cgroup(rt, c, sb, cg_files, &n_cg_files);
+	}
 	rt_unlock(rt);
 	if (r < 0)
 		goto out;
@@ -762,7 +822,7 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 	const char *text = json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PRETTY);
 	if ((r = uk_mkdir_p(vmdir, 0700, err)) < 0 ||
 	    (r = uk_write_file_atomic(specpath, text, strlen(text), 0600, err)) < 0 ||
-	    (r = spawn_vmwrapper(rt, vmdir, tap_fd, vhost_fd, &sync, err)) < 0) {
+	    (r = spawn_vmwrapper(rt, vmdir, tap_fd, vhost_fd, cg_files, n_cg_files, &sync, err)) < 0) {
 		rt_lock(rt);
 		c->state = CTR_EXITED;
 		c->exit_code = 128;
@@ -915,6 +975,9 @@ int rt_container_remove(struct runtime *rt, const char *id, uk_error *err)
 	}
 	rt_unlock(rt);
 	reap_wrapper(c);
+	uk_error cgerr = { 0 };
+	if (c->cgroup && rt->cg.version != CG_NONE && cg_remove(&rt->cg, c->cgroup, &cgerr) < 0)
+		log_warn("ctr=%s msg=\"cannot remove the cgroup\" error=\"%s\"", c->id, cgerr.msg);
 	rt_lock(rt);
 	if ((r = record_delete(rt->container_dir, c->id, err)) < 0) {
 		release(c);
@@ -953,4 +1016,44 @@ int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err)
 		r = uk_err_errno(err, errno, "signal vmwrapper");
 	rt_unlock(rt);
 	return r;
+}
+
+int rt_container_update_resources(struct runtime *rt, const char *id, int64_t memory_limit, int64_t cpu_quota,
+				  int64_t cpu_period, int64_t cpu_shares, uk_error *err)
+{
+	struct container *c;
+	int r;
+	rt_lock(rt);
+	rt_refresh(rt);
+	if ((r = rt_find_container(rt, id, &c, err)) < 0) {
+		rt_unlock(rt);
+		return r;
+	}
+	if (c->state == CTR_EXITED) {
+		rt_unlock(rt);
+		return uk_err(err, EBUSY, "container %s has exited", c->id);
+	}
+	/* The CRI sends 0 for what it leaves unchanged. */
+	if (memory_limit > 0)
+		c->memory_limit = memory_limit;
+	if (cpu_quota != 0)
+		c->cpu_quota = cpu_quota;
+	if (cpu_period > 0)
+		c->cpu_period = cpu_period;
+	if (cpu_shares > 0)
+		c->cpu_shares = cpu_shares;
+	if (c->state == CTR_RUNNING && c->cgroup && rt->cg.version != CG_NONE) {
+		struct cg_limits l;
+		rt_cgroup_limits(rt, c, &l);
+		if ((r = cg_update(&rt->cg, c->cgroup, &l, err)) < 0) {
+			rt_unlock(rt);
+			return uk_err_ctx(err, "update the cgroup of container %s", c->id);
+		}
+	}
+	save_container(rt, c);
+	rt_unlock(rt);
+	log_info("pod=%s ctr=%s msg=\"resources updated\" memory_limit=%lld cpu_quota=%lld cpu_period=%lld cpu_shares=%lld",
+		 c->sandbox_id, c->id, (long long)memory_limit, (long long)cpu_quota, (long long)cpu_period,
+		 (long long)cpu_shares);
+	return 0;
 }

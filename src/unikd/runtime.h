@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 
+#include "../cgroup/cgroup.h"
 #include "../common/error.h"
 #include "../store/image_store.h"
 #include "../store/records.h"
@@ -22,6 +23,8 @@ struct rt_config {
 	unsigned default_vcpus;
 	const char *default_accel; /* auto, kvm, tcg */
 	struct rt_net_config net;
+	unsigned memory_overhead_mib; /* cgroup limit = guest memory + this (QEMU itself) */
+	const char *cgroup_root;      /* NULL: /sys/fs/cgroup */
 };
 
 struct runtime {
@@ -34,6 +37,7 @@ struct runtime {
 	size_t n_ct, cap_ct;
 	struct image_store *images;
 	struct rt_net *net;
+	struct cg_system cg; /* version CG_NONE when cgroups cannot be used; cg.why says why */
 };
 
 int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *err);
@@ -60,6 +64,11 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err);
 int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_error *err);
 int rt_container_remove(struct runtime *rt, const char *id, uk_error *err);
 int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err);
+/* New CPU and memory limits: kept in the record and applied to a running VM's cgroup. */
+int rt_container_update_resources(struct runtime *rt, const char *id, int64_t memory_limit, int64_t cpu_quota,
+				  int64_t cpu_period, int64_t cpu_shares, uk_error *err);
+/* The limits a container's cgroup gets. */
+void rt_cgroup_limits(const struct runtime *rt, const struct container *c, struct cg_limits *l);
 
 /* The VM state directory of a container. */
 int rt_vm_dir(struct runtime *rt, const char *id, char *buf, size_t len);

@@ -64,18 +64,30 @@ int rt_container_stats(struct runtime *rt, struct container *c, struct rt_stats 
 	st->source = "proc";
 	if (c->state != CTR_RUNNING)
 		return 0;
-	pid_t wrapper = 0, qemu = 0;
-	struct proc_sample s = { 0 };
-	if (vm_pids(rt, c, &wrapper, &qemu) == 0) {
-		if (qemu > 0)
-			proc_sample(qemu, &s);
-		if (wrapper > 0)
-			proc_sample(wrapper, &s);
+	struct cg_stats cs;
+	if (c->cgroup && rt->cg.version != CG_NONE && cg_read_stats(&rt->cg, c->cgroup, &cs, NULL) == 0) {
+		st->source = "cgroup";
+		st->cpu_ns = cs.cpu_usage_ns;
+		st->mem_usage = cs.memory_usage_bytes;
+		st->mem_working_set = cs.memory_working_set_bytes;
+		st->mem_rss = cs.memory_rss_bytes;
+		st->page_faults = cs.page_faults;
+		st->major_page_faults = cs.major_page_faults;
+	} else {
+		/* No cgroup: the VM's own processes tell nearly the same. */
+		pid_t wrapper = 0, qemu = 0;
+		struct proc_sample s = { 0 };
+		if (vm_pids(rt, c, &wrapper, &qemu) == 0) {
+			if (qemu > 0)
+				proc_sample(qemu, &s);
+			if (wrapper > 0)
+				proc_sample(wrapper, &s);
+		}
+		st->cpu_ns = s.cpu_ns;
+		st->mem_usage = st->mem_working_set = st->mem_rss = s.rss;
+		st->page_faults = s.minflt + s.majflt;
+		st->major_page_faults = s.majflt;
 	}
-	st->cpu_ns = s.cpu_ns;
-	st->mem_usage = st->mem_working_set = st->mem_rss = s.rss;
-	st->page_faults = s.minflt + s.majflt;
-	st->major_page_faults = s.majflt;
 	/* usage_nano_cores is a rate: between this sample and the previous one (or since start). */
 	uint64_t prev_ns = c->stats_ts_ns ? c->stats_ts_ns : (uint64_t)c->started_ns;
 	uint64_t prev_cpu = c->stats_ts_ns ? c->stats_cpu_ns : 0;

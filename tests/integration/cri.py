@@ -62,7 +62,8 @@ class Unikd:
             sh("ip", "netns", "add", self.ns)
             sh("ip", "-n", self.ns, "link", "set", "lo", "up")
         self.logfile = open(self.root / "unikd.log", "a")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, str(BIN / "unikd"), "--state-dir", str(self.state), "--run-dir", str(self.run),
+        # nsenter, not `ip netns exec`: that one mounts a fresh /sys, hiding the cgroup hierarchy.
+        self.proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.ns}", str(BIN / "unikd"), "--state-dir", str(self.state), "--run-dir", str(self.run),
                                       "--log-level", "debug", *self.extra],
                                      stderr=subprocess.PIPE, text=True)
         # The readiness line is the event we wait for; everything after goes to the file.
@@ -195,3 +196,13 @@ class Unikd:
                     pass
             if self.ns in sh("ip", "netns", "list").stdout.split():
                 sh("ip", "netns", "del", self.ns)
+            # The default cgroup parent stays while any unikd uses it; empty, it can go.
+            for d in Path("/sys/fs/cgroup").glob("*/unikd"):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+            try:
+                Path("/sys/fs/cgroup/unikd").rmdir()
+            except OSError:
+                pass

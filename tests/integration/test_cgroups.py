@@ -1,0 +1,114 @@
+"""Resource limits through the VM's cgroup, on this machine's real cgroup hierarchy."""
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import HELLO
+from cri import Unikd
+
+CG = Path("/sys/fs/cgroup")
+V2 = (CG / "cgroup.controllers").exists()
+
+
+def cg_file(path, v1_controller, name):
+    return (CG / path.lstrip("/") / name) if V2 else (CG / v1_controller / path.lstrip("/") / name)
+
+
+@pytest.fixture
+def parent():
+    """A cgroup parent of the test's own, as kubelet would pass one; removed afterwards."""
+    p = f"/uk-test-{uuid.uuid4().hex[:10]}"
+    yield p
+    for root in ([CG] if V2 else [CG / c for c in ("memory", "cpu", "cpuacct", "pids", "cpu,cpuacct")]):
+        d = root / p.lstrip("/")
+        if d.is_dir():
+            for leaf in sorted(d.glob("*"), reverse=True):
+                if leaf.is_dir():
+                    os.rmdir(leaf)
+            os.rmdir(d)
+
+
+@pytest.fixture
+def uk(scratch):
+    u = Unikd(scratch, extra=["--memory-overhead", "32"])
+    u.import_image("hello:1", "--kernel", str(HELLO))
+    u.start()
+    yield u
+    u.cleanup()
+    assert u.vm_pids() == [] and u.dnsmasq_pids() == []
+
+
+def info(uk, cid):
+    return json.loads(uk.status(cid, verbose=True).info["info"])
+
+
+def test_limits_update_and_removal(parent, uk):
+    pb = uk.pb
+    sid, cfg = uk.run_pod(name="lim", linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))
+    cid = uk.create(sid, cfg, args=["idle"], memory=128 << 20, quota=50000, period=100000)
+    uk.start_ctr(cid)
+    path = info(uk, cid)["cgroup"]
+    assert path.lstrip("/").startswith(parent.lstrip("/") + "/") and cid in path
+    if V2:
+        assert int(cg_file(path, "", "memory.max").read_text()) == (128 + 32) << 20
+        assert cg_file(path, "", "cpu.max").read_text().split() == ["50000", "100000"]
+        procs = cg_file(path, "", "cgroup.procs").read_text().split()
+    else:
+        assert int(cg_file(path, "memory", "memory.limit_in_bytes").read_text()) == (128 + 32) << 20
+        assert int(cg_file(path, "cpu", "cpu.cfs_quota_us").read_text()) == 50000
+        assert int(cg_file(path, "cpu", "cpu.cfs_period_us").read_text()) == 100000
+        procs = cg_file(path, "memory", "cgroup.procs").read_text().split()
+    # vmwrapper and QEMU are both inside.
+    state = json.loads((uk.run / "vms" / cid / "vmwrapper.json").read_text())
+    assert str(state["pid"]) in procs and str(state["qemu_pid"]) in procs
+
+    uk.rs.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=256 << 20, cpu_quota=200000,
+                                                           cpu_period=100000, cpu_shares=512)))
+    if V2:
+        assert int(cg_file(path, "", "memory.max").read_text()) == (256 + 32) << 20
+        assert cg_file(path, "", "cpu.max").read_text().split() == ["200000", "100000"]
+    else:
+        assert int(cg_file(path, "memory", "memory.limit_in_bytes").read_text()) == (256 + 32) << 20
+        assert int(cg_file(path, "cpu", "cpu.cfs_quota_us").read_text()) == 200000
+        assert int(cg_file(path, "cpu", "cpu.shares").read_text()) == 512
+
+    uk.rs.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    assert not cg_file(path, "memory", "").exists()
+
+
+def test_oom_kill_is_reported(scratch, parent):
+    u = Unikd(scratch, extra=["--memory-overhead", "0"])  # parent is set up first, torn down last
+    u.import_image("hello:1", "--kernel", str(HELLO))
+    u.start()
+    try:
+        pb = u.pb
+        sid, cfg = u.run_pod(name="oom", linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))
+        # QEMU itself needs far more than 16 MiB: the host's OOM killer ends it.
+        cid = u.create(sid, cfg, args=["idle"], memory=16 << 20)
+        try:
+            u.start_ctr(cid)
+        except Exception:
+            pass
+        st = u.wait_exited(cid, timeout=30)
+        assert st.reason == "OOMKilled" and st.exit_code == 137
+    finally:
+        u.cleanup()
+
+
+def test_update_errors(uk):
+    pb = uk.pb
+    import grpc
+    with pytest.raises(grpc.RpcError) as e:
+        uk.rs.UpdateContainerResources(pb.UpdateContainerResourcesRequest(container_id="a" * 64,
+                                                                         linux=pb.LinuxContainerResources()))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    sid, cfg = uk.run_pod(name="ue")
+    cid = uk.create(sid, cfg, args=["exit:0"])
+    with pytest.raises(grpc.RpcError) as e:
+        uk.rs.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+            container_id=cid, linux=pb.LinuxContainerResources(cpu_period=5)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "cpu_period" in e.value.details()
