@@ -28,7 +28,7 @@
 
 struct options {
 	const char *state_dir, *run_dir, *socket, *vmwrapper, *qemu, *accel;
-	const char *network, *bridge, *pod_cidr, *dnsmasq;
+	const char *network, *bridge, *pod_cidr, *dnsmasq, *cgroup_root;
 	unsigned memory_mib, vcpus, workers, socket_mode, overhead_mib;
 };
 
@@ -53,6 +53,8 @@ static void usage(FILE *f)
 	      "  --default-vcpus N      vCPUs when the container sets no CPU quota (default 1)\n"
 	      "  --memory-overhead MIB  cgroup memory limit = guest memory + this, for QEMU\n"
 	      "                         itself (default 64)\n"
+	      "  --cgroup-root DIR      where the cgroup hierarchies are mounted (default\n"
+	      "                         /sys/fs/cgroup); without usable cgroups VMs run unlimited\n"
 	      "  --accel A              auto (default), kvm or tcg; pods override with the\n"
 	      "                         annotation unikd.io/accel\n"
 	      "  --workers N            concurrent CRI calls (default 16)\n"
@@ -248,7 +250,7 @@ static int run_daemon(struct options *o)
 	struct rt_config rc = {
 		.state_dir = o->state_dir, .run_dir = o->run_dir, .vmwrapper = o->vmwrapper, .qemu = o->qemu,
 		.default_memory_mib = o->memory_mib, .default_vcpus = o->vcpus, .default_accel = o->accel,
-		.memory_overhead_mib = o->overhead_mib,
+		.memory_overhead_mib = o->overhead_mib, .cgroup_root = o->cgroup_root,
 		.net = { .enabled = strcmp(o->network, "bridge") == 0, .bridge = o->bridge, .cidr = o->pod_cidr,
 			 .dnsmasq = o->dnsmasq, .state_dir = o->state_dir, .run_dir = o->run_dir },
 	};
@@ -336,7 +338,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },   { "help", no_argument, NULL, 'h' },
 		{ "network", required_argument, NULL, 'n' },     { "bridge", required_argument, NULL, 'b' },
 		{ "pod-cidr", required_argument, NULL, 'p' },    { "dnsmasq", required_argument, NULL, 'd' },
-		{ "memory-overhead", required_argument, NULL, 'o' },
+		{ "memory-overhead", required_argument, NULL, 'o' }, { "cgroup-root", required_argument, NULL, 'g' },
 		{ "version", no_argument, NULL, 'V' },           { 0 },
 	};
 	struct options o = { .state_dir = DEFAULT_STATE_DIR, .run_dir = DEFAULT_RUN_DIR, .accel = "auto",
@@ -356,6 +358,7 @@ int main(int argc, char **argv)
 		case 'S': o.socket = optarg; break;
 		case 'w': o.vmwrapper = optarg; break;
 		case 'b': o.bridge = optarg; break;
+		case 'g': o.cgroup_root = optarg; break;
 		case 'p': o.pod_cidr = optarg; break;
 		case 'd': o.dnsmasq = optarg; break;
 		case 'n':

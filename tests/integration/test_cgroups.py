@@ -112,3 +112,24 @@ def test_update_errors(uk):
         uk.rs.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
             container_id=cid, linux=pb.LinuxContainerResources(cpu_period=5)))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "cpu_period" in e.value.details()
+
+
+def test_without_cgroups_the_pod_runs_and_status_says_why(scratch):
+    u = Unikd(scratch, extra=["--cgroup-root", str(scratch / "no-cgroups-here")])
+    u.import_image("hello:1", "--kernel", str(HELLO))
+    u.start()
+    try:
+        st = u.rs.Status(u.pb.StatusRequest(verbose=True))
+        cg = json.loads(st.info["info"])["cgroups"]
+        assert cg["version"] == "none" and cg["why"]
+        sid, cfg = u.run_pod(name="nocg")
+        cid = u.create(sid, cfg, args=["spin"])
+        u.start_ctr(cid)
+        assert u.status(cid).status.state == u.pb.CONTAINER_RUNNING
+        i = info(u, cid)
+        assert "cgroup" not in i and i["cgroup_error"]
+        # Stats still come, from the VM's own processes.
+        stats = u.rs.ContainerStats(u.pb.ContainerStatsRequest(container_id=cid)).stats
+        assert stats.cpu.usage_core_nano_seconds.value > 0 and stats.memory.rss_bytes.value > 0
+    finally:
+        u.cleanup()
