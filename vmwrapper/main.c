@@ -18,6 +18,7 @@
 #include "../src/common/log.h"
 #include "../src/common/util.h"
 #include "../src/qmp/qmp.h"
+#include "crilog.h"
 #include "exit_status.h"
 #include "kernel_probe.h"
 #include "qemu_argv.h"
@@ -32,6 +33,10 @@
 #define STDERR_TAIL_LINES 10
 #define CONSOLE_CHUNK (64 * 1024)
 
+/* How the console reaches its file: as the guest wrote it, or as CRI log records. */
+enum log_format { LOG_FORMAT_RAW, LOG_FORMAT_CRI };
+static const char *const log_format_names[] = { "raw", "cri" };
+
 /* Exit codes of vmwrapper itself when the VM never ran. */
 #define EXIT_BAD_INPUT 125
 #define EXIT_QEMU_FAILED 126
@@ -45,6 +50,9 @@ struct wrapper {
 	int sig_fd;
 	int console_fd;
 	int out_fd;
+	bool out_failed; /* a write to out_fd failed (logged once per fd) */
+	enum log_format log_format;
+	struct crilog cri; /* LOG_FORMAT_CRI: the pending line, at most 16 KiB */
 	int stderr_fd;
 	qmp *ctl;
 	pid_t qemu_pid;
@@ -83,6 +91,8 @@ static void usage(FILE *f)
 	      "  --qemu PATH          QEMU binary (default " QEMU_DEFAULT_BINARY ")\n"
 	      "  --state-dir DIR      where the QMP sockets and exit.json go (default: a temp dir)\n"
 	      "  --console-log FILE   append the console to FILE instead of stdout\n"
+	      "  --log-format F       raw (default): the console's bytes as they come;\n"
+	      "                       cri: kubelet's CRI log records (TIME stdout F|P LINE)\n"
 	      "  --id ID              VM name (default vm)\n"
 	      "  -v, --verbose        log decisions to stderr\n"
 	      "  -h, --help           this text\n"
@@ -120,10 +130,31 @@ static int set_path(char **dst, const char *opt, const char *val, uk_error *err)
 	return set_str(dst, buf) < 0 ? uk_err(err, ENOMEM, "out of memory") : 0;
 }
 
+/* The spec's "log_format" (vm_spec_parse leaves fields it does not know alone): "cri" or
+ * "raw", by default "cri" when the console goes to a log file (unikd's case, kubelet reads
+ * it) and "raw" when it goes to stdout. */
+static int spec_log_format(const char *json, const struct vm_spec *s, enum log_format *ret, uk_error *err)
+{
+	_cleanup_json_ json_object *o = json_tokener_parse(json);
+	json_object *v;
+	*ret = s->console_log ? LOG_FORMAT_CRI : LOG_FORMAT_RAW;
+	if (!o || !json_object_object_get_ex(o, "log_format", &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return uk_err(err, EINVAL, "field \"log_format\" must be a string");
+	const char *name = json_object_get_string(v);
+	for (size_t i = 0; i < ARRAY_SIZE(log_format_names); i++)
+		if (strcmp(name, log_format_names[i]) == 0) {
+			*ret = (enum log_format)i;
+			return 0;
+		}
+	return uk_err(err, EINVAL, "field \"log_format\" has unknown value \"%s\" (cri or raw)", name);
+}
+
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_DISK, OPT_DISK_FORMAT, OPT_MEMORY, OPT_CPUS,
-	OPT_MACHINE, OPT_ACCEL, OPT_CPU, OPT_QEMU, OPT_STATE_DIR, OPT_CONSOLE_LOG, OPT_ID, OPT_SPEC,
-	OPT_SYNC_FD, OPT_VERSION,
+	OPT_MACHINE, OPT_ACCEL, OPT_CPU, OPT_QEMU, OPT_STATE_DIR, OPT_CONSOLE_LOG, OPT_LOG_FORMAT, OPT_ID,
+	OPT_SPEC, OPT_SYNC_FD, OPT_VERSION,
 };
 
 static int parse_args(int argc, char **argv, struct wrapper *w, uk_error *err)
@@ -142,6 +173,7 @@ static int parse_args(int argc, char **argv, struct wrapper *w, uk_error *err)
 		{ "qemu", required_argument, NULL, OPT_QEMU },
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "console-log", required_argument, NULL, OPT_CONSOLE_LOG },
+		{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 		{ "id", required_argument, NULL, OPT_ID },
 		{ "spec", required_argument, NULL, OPT_SPEC },
 		{ "sync-fd", required_argument, NULL, OPT_SYNC_FD },
@@ -174,6 +206,10 @@ static int parse_args(int argc, char **argv, struct wrapper *w, uk_error *err)
 		case OPT_QEMU: r = set_path(&s->qemu_binary, "qemu", optarg, err); break;
 		case OPT_CONSOLE_LOG: r = set_str(&s->console_log, optarg); break;
 		case OPT_STATE_DIR: r = set_str(&s->state_dir, optarg); break;
+		case OPT_LOG_FORMAT:
+			r = parse_enum("log-format", optarg, log_format_names, ARRAY_SIZE(log_format_names), &e, err);
+			w->log_format = (enum log_format)e;
+			break;
 		case OPT_DISK_FORMAT:
 			r = parse_enum("disk-format", optarg, formats, ARRAY_SIZE(formats), &e, err);
 			s->disk_format = (enum vm_disk_format)e;
@@ -223,8 +259,10 @@ static int parse_args(int argc, char **argv, struct wrapper *w, uk_error *err)
 		_cleanup_free_ char *json = NULL;
 		vm_spec_free(TAKE_PTR(s));
 		if ((r = uk_read_file(spec_file, SPEC_MAX, &json, NULL, err)) < 0 ||
-		    (r = vm_spec_parse(json, &w->spec, err)) < 0)
+		    (r = vm_spec_parse(json, &s, err)) < 0 ||
+		    (r = spec_log_format(json, s, &w->log_format, err)) < 0)
 			return uk_err_ctx(err, "spec %s", spec_file);
+		w->spec = TAKE_PTR(s);
 		return 0;
 	}
 	if (w->sync_fd >= 0)
@@ -355,7 +393,21 @@ static const char *stderr_tail(struct wrapper *w)
 	return w->errlen ? w->errtail : NULL;
 }
 
-/* Returns bytes read, 0 at EOF, -EAGAIN when drained. */
+/* A failed write loses that output but must not stop the VM (a closed stdout, a full
+ * disk): later writes are still tried, and the failure is logged once per file. */
+static void console_write_result(struct wrapper *w, int r)
+{
+	if (r >= 0 || w->out_failed)
+		return;
+	w->out_failed = true;
+	log_warn("vm=%s msg=\"cannot write the console, its output is lost while this lasts\" path=%s "
+		 "error=\"%s\"", w->spec->id, w->spec->console_log ? w->spec->console_log : "(stdout)",
+		 strerror(-r));
+}
+
+/* Returns bytes read, 0 at EOF, -EAGAIN when drained. The next chunk is read only once
+ * this one is written: a slow file slows the guest (QEMU's serial waits while the
+ * socket is full), and nothing queues up here. */
 static ssize_t pump_console(struct wrapper *w)
 {
 	char buf[CONSOLE_CHUNK];
@@ -366,10 +418,18 @@ static ssize_t pump_console(struct wrapper *w)
 		return 0;
 	if (!w->t_first_output)
 		w->t_first_output = uk_now_mono_ns();
-	/* A closed stdout must not stop the VM: drop the output then. */
-	if (w->out_fd >= 0 && uk_write_all(w->out_fd, buf, (size_t)n) < 0)
-		w->out_fd = -1;
+	if (w->log_format == LOG_FORMAT_CRI)
+		console_write_result(w, crilog_feed(&w->cri, buf, (size_t)n, uk_now_realtime_ns()));
+	else if (w->out_fd >= 0)
+		console_write_result(w, uk_write_all(w->out_fd, buf, (size_t)n));
 	return n;
+}
+
+/* The console ended: a line still pending becomes the last record. */
+static void flush_console(struct wrapper *w)
+{
+	if (w->log_format == LOG_FORMAT_CRI)
+		console_write_result(w, crilog_flush(&w->cri, uk_now_realtime_ns()));
 }
 
 static ssize_t pump_stderr(struct wrapper *w)
@@ -396,7 +456,9 @@ static void request_stop(struct wrapper *w)
 }
 
 /* Kubelet renamed the log file: continue in a new one at the same path. Bytes are
- * written whole to one file or the other, so none is lost or duplicated. */
+ * written whole to one file or the other, so none is lost or duplicated; in the CRI
+ * format every record goes whole to one file, and a line still pending continues in
+ * the new one. */
 static void reopen_log(struct wrapper *w)
 {
 	if (!w->spec->console_log)
@@ -410,6 +472,8 @@ static void reopen_log(struct wrapper *w)
 	if (w->out_fd > STDERR_FILENO)
 		close(w->out_fd);
 	w->out_fd = fd;
+	w->out_failed = false;
+	crilog_set_fd(&w->cri, fd);
 }
 
 static void handle_signals(struct wrapper *w)
@@ -497,6 +561,18 @@ static int write_state(struct wrapper *w, uk_error *err)
 	return uk_write_file_atomic("vmwrapper.json", s, strlen(s), 0600, err);
 }
 
+/* vmwrapper's own peak resident memory in KiB (QEMU's is not in it), -1 if unknown. It is
+ * VmHWM: getrusage's ru_maxrss also keeps the peak of whoever forked us, from before our
+ * execve. */
+static long long peak_rss_kb(void)
+{
+	_cleanup_free_ char *status = NULL;
+	if (uk_read_file("/proc/self/status", 64 * 1024, &status, NULL, NULL) < 0)
+		return -1;
+	const char *p = strstr(status, "\nVmHWM:");
+	return p ? strtoll(p + strlen("\nVmHWM:"), NULL, 10) : -1;
+}
+
 static int write_exit(struct wrapper *w, const struct vm_exit *e, const struct vm_facts *f, uk_error *err)
 {
 	_cleanup_json_ json_object *o = vm_exit_to_json(e, f, w->started_ns, uk_now_realtime_ns());
@@ -509,6 +585,11 @@ static int write_exit(struct wrapper *w, const struct vm_exit *e, const struct v
 			       json_object_new_double(w->t_first_output ? (double)(w->t_first_output - w->t_start) / 1e6 : -1));
 	json_object_object_add(t, "fork_ms", json_object_new_double((double)(w->t_forked - w->t_start) / 1e6));
 	json_object_object_add(o, "timing", t);
+	json_object *res = json_object_new_object();
+	long long rss = peak_rss_kb();
+	if (rss >= 0)
+		json_object_object_add(res, "max_rss_kb", json_object_new_int64(rss));
+	json_object_object_add(o, "resources", res);
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
 	return uk_write_file_atomic("exit.json", s, strlen(s), 0600, err);
 }
@@ -539,6 +620,9 @@ static int setup(struct wrapper *w, uk_error *err)
 	} else {
 		w->out_fd = STDOUT_FILENO;
 	}
+	crilog_init(&w->cri, w->out_fd);
+	log_debug("vm=%s msg=\"console\" path=%s log_format=%s", s->id, s->console_log ? s->console_log : "(stdout)",
+		  log_format_names[w->log_format]);
 	return 0;
 }
 
@@ -672,6 +756,7 @@ int main(int argc, char **argv)
 		return EXIT_BAD_INPUT;
 	}
 	r = run(&w, &err);
+	flush_console(&w);
 	if (r < 0 && w.qemu_pid > 0 && !w.qemu_exited) {
 		kill(w.qemu_pid, SIGKILL);
 		waitpid(w.qemu_pid, &w.wait_status, 0);

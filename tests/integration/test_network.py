@@ -12,6 +12,7 @@ import pytest
 
 from conftest import HELLO, REPO
 from cri import Unikd, sh
+from crilog import LineJoiner, cri_lines
 
 NETGUEST = REPO / "build" / "guests" / "netguest"
 
@@ -23,7 +24,9 @@ def code_of(call, *a, **kw):
 
 
 def log_lines(path):
-    return [l.rstrip("\r") for l in open(path, errors="replace").read().splitlines()]
+    """The console's lines so far from a CRI log; the guest may still be writing, so a
+    line not finished yet is left out."""
+    return cri_lines(path, partial_ok=True)
 
 
 @pytest.fixture
@@ -165,10 +168,12 @@ def test_dnsmasq_is_restarted_and_adopted(uk):
     old = uk.dnsmasq_pids()
     assert len(old) == 1
     os.kill(old[0], 9)
-    # unikd notices through the pidfd and starts another; wait on the pod path that needs it.
-    sid, _ = uk.run_pod(name="after")
+    # unikd notices through dnsmasq's pidfd and starts another; its log line is the event.
+    follow_plain(uk.root / "unikd.log", 'msg="dnsmasq died and was restarted"')
     new = uk.dnsmasq_pids()
     assert len(new) == 1 and new != old
+    sid, _ = uk.run_pod(name="after")
+    assert (uk.run / "dnsmasq-unikd0" / "hosts.d" / sid).exists()
     uk.stop()
     uk.start()
     assert uk.dnsmasq_pids() == new  # adopted, not a second one
@@ -193,16 +198,36 @@ def netguest():
 def wait_line(path, prefix, timeout=120):
     """Wait for the guest to print a line, by following its log with `tail -F`: an event
     stream, not a poll of our own."""
+    t = subprocess.Popen(["tail", "-n", "+1", "-F", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    timer = threading.Timer(timeout, t.kill)
+    timer.start()
+    joiner = LineJoiner()
+    try:
+        # One CRI record per line of tail's output; the joiner strips the prefix and joins
+        # the P pieces of a long line. Bytes, so a "\r" in a record stays inside it.
+        for record in t.stdout:
+            line = joiner.feed(record)
+            if line is not None and line.startswith(prefix):
+                return line
+        raise AssertionError(f"no line starting with {prefix!r} in {path}")
+    finally:
+        timer.cancel()
+        t.kill()
+        t.wait()
+        t.stdout.close()
+
+
+def follow_plain(path, needle, timeout=30):
+    """Wait for a line of a plain log (unikd's own) by following it with `tail -F`."""
     t = subprocess.Popen(["tail", "-n", "+1", "-F", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True, errors="replace")
+                         text=True)
     timer = threading.Timer(timeout, t.kill)
     timer.start()
     try:
         for line in t.stdout:
-            line = line.rstrip("\r\n")
-            if line.startswith(prefix):
+            if needle in line:
                 return line
-        raise AssertionError(f"no line starting with {prefix!r} in {path}")
+        raise AssertionError(f"no line with {needle!r} in {path}")
     finally:
         timer.cancel()
         t.kill()

@@ -1,13 +1,17 @@
 """vmwrapper against real QEMU and the hello guest."""
+import calendar
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
 from conftest import BIN, FIRST_LINE, HELLO, read_json
+from crilog import LINE_MAX, cri_lines, parse_cri_log, parse_cri_records
 
 VMW = str(BIN / "vmwrapper")
 QMP_EXEC = str(BIN / "qmp-exec")
@@ -59,6 +63,12 @@ class Spec:
             self.proc.kill()
             self.proc.wait()
 
+    def records(self, binary=False):
+        return parse_cri_log(self.log, binary=binary)
+
+    def lines(self):
+        return cri_lines(self.log)
+
 
 @pytest.mark.parametrize("code", [0, 3, 42])
 def test_exit_codes_come_back_exactly(scratch, code):
@@ -90,7 +100,7 @@ def test_ten_thousand_lines_in_order(scratch):
     vm = Spec(scratch, "lines:10000 exit:0")
     assert vm.sync["ok"] is True
     assert vm.wait() == 0
-    lines = [l.rstrip("\r") for l in vm.log.read_text().splitlines()]
+    lines = vm.lines()
     assert lines[0] == FIRST_LINE
     numbered = [l for l in lines if l.startswith("line ")]
     assert numbered == [f"line {i}" for i in range(1, 10001)]
@@ -100,8 +110,9 @@ def test_ten_thousand_lines_in_order(scratch):
 def test_long_line_arrives_whole(scratch):
     vm = Spec(scratch, "long:100000 exit:0")
     assert vm.wait() == 0
-    lines = [l.rstrip("\r") for l in vm.log.read_text().splitlines()]
-    assert "x" * 100000 in lines
+    assert "x" * 100000 in vm.lines()
+    tags = [t for _, t, c in vm.records() if c.startswith("x")]
+    assert tags == ["P"] * (100000 // LINE_MAX) + ["F"]
 
 
 def test_idle_guest_stays_up_until_quit(scratch):
@@ -194,7 +205,7 @@ def test_panic_is_recorded(scratch):
     assert vm.wait() == 1
     ex = vm.exit()
     assert ex["end"] == "panic" and ex["reason"] == "GuestPanicked"
-    assert "going down" in vm.log.read_text()
+    assert "going down" in vm.lines()
 
 
 def test_triple_fault_is_recorded_as_reset(scratch):
@@ -285,3 +296,147 @@ def test_person_mode_without_state_dir_leaves_nothing(scratch):
     r = subprocess.run([VMW, "--kernel", str(HELLO), "--append", "exit:9", "--id", scratch.name],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 9
+
+
+# ---- the console log in kubelet's CRI format (docs/architecture.md, "The console log") ----
+
+RECORD_START = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z stdout [PF] ")
+
+
+def check_record_lines(path):
+    """Every line of the file is a record that starts the way kubelet expects."""
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    for line in data[:-1].split(b"\n"):
+        assert RECORD_START.match(line), line[:100]
+
+
+def ts_ns(ts):
+    """ns since the epoch of a record time like 2026-11-25T10:00:00.123456789Z."""
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{9})Z", ts)
+    sec = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))
+    return sec * 10**9 + int(m.group(7))
+
+
+def test_cri_records_are_exact(scratch):
+    vm = Spec(scratch, "print:short long:40000 print: long:16383 long:16384 print:end exit:0")
+    assert vm.wait() == 0
+    check_record_lines(vm.log)
+    x = lambda n: "x" * n
+    assert vm.records() == [
+        ("stdout", "F", FIRST_LINE),
+        ("stdout", "F", "short"),
+        ("stdout", "P", x(LINE_MAX)),          # long:40000 is P, P, F
+        ("stdout", "P", x(LINE_MAX)),
+        ("stdout", "F", x(40000 - 2 * LINE_MAX)),
+        ("stdout", "F", ""),                   # an empty line
+        ("stdout", "F", x(16383)),             # its "\r\n" straddles the 16 KiB mark
+        ("stdout", "P", x(LINE_MAX)),          # exactly 16 KiB: P, then an empty F
+        ("stdout", "F", ""),
+        ("stdout", "F", "end"),
+    ]
+    # UTC times with nine digits, in order, within the VM's life.
+    ns = [ts_ns(ts) for ts, *_ in parse_cri_records(vm.log.read_bytes())]
+    ex = vm.exit()
+    assert ns == sorted(ns)
+    assert ex["started_ns"] <= ns[0] and ns[-1] <= ex["finished_ns"]
+
+
+def test_cri_line_ends(scratch):
+    # "\r\n" and a bare "\n" end lines; a lone "\r" is content.
+    vm = Spec(scratch, "print:a%0d%0ab print:cr%0dmid print:lf%0aonly print:%0d lines:300 exit:0")
+    assert vm.wait() == 0
+    recs = vm.records()
+    assert [c for _, _, c in recs[:7]] == [FIRST_LINE, "a", "b", "cr\rmid", "lf", "only", "\r"]
+    assert [c for _, _, c in recs[7:]] == [f"line {i}" for i in range(1, 301)]
+    assert all(t == "F" for _, t, _ in recs)
+    # Nothing of a "\r\n" is left in any record, wherever the reads split it.
+    assert not any(c.endswith("\r") for _, _, c in recs if c != "\r")
+
+
+def test_cri_binary_bytes_pass_unchanged(scratch):
+    vm = Spec(scratch, "print:%ff%00%80%c3%28 print:%01%7f%fe%00 print:%e2%82%ac exit:0")
+    assert vm.wait() == 0
+    assert vm.records(binary=True)[1:] == [
+        ("stdout", "F", b"\xff\x00\x80\xc3\x28"),
+        ("stdout", "F", b"\x01\x7f\xfe\x00"),
+        ("stdout", "F", "€".encode()),
+    ]
+
+
+def test_raw_log_format_on_request(scratch):
+    vm = Spec(scratch, "print:hi exit:0", log_format="raw")
+    assert vm.wait() == 0
+    assert vm.log.read_bytes() == (FIRST_LINE + "\r\nhi\r\n").encode()
+
+
+def test_person_mode_cri_on_stdout(scratch):
+    def run(*extra):
+        return subprocess.run([VMW, "--kernel", str(HELLO), "--append", "print:hi exit:0",
+                               "--state-dir", str(scratch / "state"), *extra], capture_output=True, timeout=60)
+    r = run("--log-format", "cri")
+    assert r.returncode == 0, r.stderr
+    assert [(s, t, c) for _, s, t, c in parse_cri_records(r.stdout)] == [
+        ("stdout", "F", FIRST_LINE.encode()), ("stdout", "F", b"hi")]
+    # The default for a person stays the console's own bytes.
+    assert run().stdout == (FIRST_LINE + "\r\nhi\r\n").encode()
+    log = scratch / "p.log"
+    r = run("--console-log", str(log), "--log-format", "cri")
+    assert r.returncode == 0 and r.stdout == b""
+    assert cri_lines(log) == [FIRST_LINE, "hi"]
+
+
+@pytest.mark.parametrize("value", ["json", 1])
+def test_bad_log_format_is_refused(scratch, value):
+    vm = Spec(scratch, "exit:0", log_format=value)
+    assert vm.sync["ok"] is False and '"log_format"' in vm.sync["error"]
+    assert vm.wait() == 125
+    assert not vm.log.exists()
+
+
+def test_reopen_in_the_middle_of_a_long_line(scratch):
+    # Several 100 KB lines at the console's pace: a reopen lands inside one of them.
+    n = 100000
+    vm = Spec(scratch, f"long:{n} long:{n} long:{n} exit:0")
+    try:
+        deadline = time.monotonic() + 30
+        while not (vm.log.exists() and vm.log.stat().st_size > 2 * LINE_MAX):
+            assert time.monotonic() < deadline and vm.proc.poll() is None
+            time.sleep(0.005)
+        old = scratch / "console.log.1"
+        os.rename(vm.log, old)
+        vm.proc.send_signal(signal.SIGHUP)
+        assert vm.wait() == 0
+    finally:
+        vm.kill()
+    check_record_lines(old)
+    check_record_lines(vm.log)
+    # Whole records in each file; the line that was pending continues in the new one.
+    assert parse_cri_log(old)[-1][1] == "P"
+    assert parse_cri_log(vm.log)[0][2].startswith("x")
+    assert cri_lines(old, vm.log) == [FIRST_LINE] + ["x" * n] * 3
+
+
+def tcg_flood(scratch, name, n):
+    d = scratch / name
+    d.mkdir()
+    vm = Spec(d, f"lines:{n} exit:0", accel="tcg")
+    t = time.monotonic()
+    assert vm.sync["ok"] is True
+    assert vm.wait(timeout=120) == 0
+    secs = time.monotonic() - t
+    lines = vm.lines()
+    assert lines[0] == FIRST_LINE
+    assert lines[1:] == [f"line {i}" for i in range(1, n + 1)]
+    check_record_lines(vm.log)
+    console_bytes = sum(len(l) + 2 for l in lines)
+    return vm.exit()["resources"]["max_rss_kb"], console_bytes / secs / 1e6
+
+
+def test_console_flood_loses_nothing_and_memory_does_not_grow(scratch):
+    # TCG: 0.5-1 MB/s of console here; under this nested KVM each UART byte is an exit (~50 KB/s).
+    rss_1mb, _ = tcg_flood(scratch, "f1", 80000)         # ~0.95 MB of console
+    rss_5mb, mbps = tcg_flood(scratch, "f5", 400000)     # ~5.1 MB
+    print(f"vmwrapper max RSS: {rss_1mb} KiB after 1 MB, {rss_5mb} KiB after 5 MB; {mbps:.2f} MB/s")
+    assert rss_5mb - rss_1mb < 2048
+    assert rss_5mb < 64 * 1024  # the sanitized build included
