@@ -4,7 +4,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <poll.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -298,4 +300,33 @@ int uk_random_hex_id(char out[65])
 	}
 	out[64] = '\0';
 	return 0;
+}
+
+int uk_pidfd_open(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+bool uk_pidfd_wait(int pidfd, int timeout_ms)
+{
+	if (pidfd < 0)
+		return true;
+	uint64_t deadline = uk_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		uint64_t now = uk_now_mono_ns();
+		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+		int r = poll(&p, 1, left);
+		if (r > 0)
+			return true;
+		if (r == 0 || errno != EINTR)
+			return false;
+	}
+}
+
+void uk_json_add_str(json_object *o, const char *key, const char *value)
+{
+	if (value)
+		json_object_object_add(o, key, json_object_new_string(value));
 }

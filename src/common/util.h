@@ -49,6 +49,15 @@ int uk_proc_starttime(pid_t pid, uint64_t *ret);
  * sun_path go through /proc/self/fd/<dir fd>/<name>. Returns the fd (O_CLOEXEC). */
 int uk_unix_connect(const char *path, uk_error *err);
 
+/* A pidfd (O_CLOEXEC) for any process, child or not; -errno. */
+int uk_pidfd_open(pid_t pid);
+/* Wait for the process behind pidfd to end (a zombie counts); true if it did within
+ * timeout_ms. A negative pidfd counts as ended. */
+bool uk_pidfd_wait(int pidfd, int timeout_ms);
+
+/* Add key: string to a JSON object when the value is not NULL. */
+void uk_json_add_str(json_object *o, const char *key, const char *value);
+
 /* 64 lowercase hex characters from the kernel's random source, NUL-terminated. */
 int uk_random_hex_id(char out[65]);
 

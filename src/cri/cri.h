@@ -30,6 +30,8 @@ typedef Runtime__V1__PodSandboxConfig__LabelsEntry cri_map_entry; /* all map<str
 json_object *cri_map_to_json(size_t n, void **entries);
 void cri_json_to_map(arena *a, json_object *o, size_t *n, void ***entries, const ProtobufCMessageDescriptor *d);
 bool cri_labels_match(json_object *labels, size_t n, void **selector);
+Runtime__V1__PodSandboxMetadata *cri_sandbox_metadata(arena *a, const struct sandbox *s);
+Runtime__V1__ContainerMetadata *cri_container_metadata(arena *a, const struct container *c);
 
 /* Handlers per service (cri_runtime.c, cri_image.c). */
 #define CRI_HANDLER(name) int name(void *ud, arena *a, const ProtobufCMessage *req, ProtobufCMessage **resp, uk_error *err)

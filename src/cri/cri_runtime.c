@@ -268,7 +268,7 @@ CRI_HANDLER(cri_remove_pod_sandbox)
 	return 0;
 }
 
-static Runtime__V1__PodSandboxMetadata *sb_metadata(arena *a, const struct sandbox *s)
+Runtime__V1__PodSandboxMetadata *cri_sandbox_metadata(arena *a, const struct sandbox *s)
 {
 	Runtime__V1__PodSandboxMetadata *m = arena_new0(a, Runtime__V1__PodSandboxMetadata);
 	*m = (Runtime__V1__PodSandboxMetadata)RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
@@ -296,7 +296,7 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	Runtime__V1__PodSandboxStatus *st = arena_new0(a, Runtime__V1__PodSandboxStatus);
 	*st = (Runtime__V1__PodSandboxStatus)RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
 	st->id = arena_strdup(a, s->id);
-	st->metadata = sb_metadata(a, s);
+	st->metadata = cri_sandbox_metadata(a, s);
 	st->state = s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
 					      : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 	st->created_at = s->created_ns;
@@ -355,7 +355,7 @@ CRI_HANDLER(cri_list_pod_sandbox)
 		Runtime__V1__PodSandbox *p = arena_new0(a, Runtime__V1__PodSandbox);
 		*p = (Runtime__V1__PodSandbox)RUNTIME__V1__POD_SANDBOX__INIT;
 		p->id = arena_strdup(a, s->id);
-		p->metadata = sb_metadata(a, s);
+		p->metadata = cri_sandbox_metadata(a, s);
 		p->state = s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
 						     : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
 		p->created_at = s->created_ns;
@@ -598,7 +598,7 @@ CRI_HANDLER(cri_remove_container)
 	return 0;
 }
 
-static Runtime__V1__ContainerMetadata *ct_metadata(arena *a, const struct container *c)
+Runtime__V1__ContainerMetadata *cri_container_metadata(arena *a, const struct container *c)
 {
 	Runtime__V1__ContainerMetadata *m = arena_new0(a, Runtime__V1__ContainerMetadata);
 	*m = (Runtime__V1__ContainerMetadata)RUNTIME__V1__CONTAINER_METADATA__INIT;
@@ -640,7 +640,7 @@ CRI_HANDLER(cri_list_containers)
 		*o = (Runtime__V1__Container)RUNTIME__V1__CONTAINER__INIT;
 		o->id = arena_strdup(a, c->id);
 		o->pod_sandbox_id = arena_strdup(a, c->sandbox_id);
-		o->metadata = ct_metadata(a, c);
+		o->metadata = cri_container_metadata(a, c);
 		o->image = ct_image(a, c);
 		o->image_ref = arena_strdup(a, nz(c->image_ref));
 		o->state = (Runtime__V1__ContainerState)c->state;
@@ -671,7 +671,7 @@ CRI_HANDLER(cri_container_status)
 	Runtime__V1__ContainerStatus *st = arena_new0(a, Runtime__V1__ContainerStatus);
 	*st = (Runtime__V1__ContainerStatus)RUNTIME__V1__CONTAINER_STATUS__INIT;
 	st->id = arena_strdup(a, c->id);
-	st->metadata = ct_metadata(a, c);
+	st->metadata = cri_container_metadata(a, c);
 	st->state = (Runtime__V1__ContainerState)c->state;
 	st->created_at = c->created_ns;
 	st->started_at = c->started_ns;

@@ -59,11 +59,7 @@ static Runtime__V1__ContainerStats *container_msg(arena *a, struct runtime *rt, 
 	Runtime__V1__ContainerAttributes *at = arena_new0(a, Runtime__V1__ContainerAttributes);
 	*at = (Runtime__V1__ContainerAttributes)RUNTIME__V1__CONTAINER_ATTRIBUTES__INIT;
 	at->id = arena_strdup(a, c->id);
-	Runtime__V1__ContainerMetadata *md = arena_new0(a, Runtime__V1__ContainerMetadata);
-	*md = (Runtime__V1__ContainerMetadata)RUNTIME__V1__CONTAINER_METADATA__INIT;
-	md->name = arena_strdup(a, c->name);
-	md->attempt = c->attempt;
-	at->metadata = md;
+	at->metadata = cri_container_metadata(a, c);
 	cri_json_to_map(a, c->labels, &at->n_labels, (void ***)&at->labels, MAP_ENTRY_DESC);
 	cri_json_to_map(a, c->annotations, &at->n_annotations, (void ***)&at->annotations, MAP_ENTRY_DESC);
 	o->attributes = at;
@@ -139,13 +135,7 @@ static Runtime__V1__PodSandboxStats *sandbox_msg(arena *a, struct runtime *rt, s
 	Runtime__V1__PodSandboxAttributes *at = arena_new0(a, Runtime__V1__PodSandboxAttributes);
 	*at = (Runtime__V1__PodSandboxAttributes)RUNTIME__V1__POD_SANDBOX_ATTRIBUTES__INIT;
 	at->id = arena_strdup(a, s->id);
-	Runtime__V1__PodSandboxMetadata *md = arena_new0(a, Runtime__V1__PodSandboxMetadata);
-	*md = (Runtime__V1__PodSandboxMetadata)RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
-	md->name = arena_strdup(a, s->name);
-	md->uid = arena_strdup(a, s->uid);
-	md->namespace_ = arena_strdup(a, s->ns);
-	md->attempt = s->attempt;
-	at->metadata = md;
+	at->metadata = cri_sandbox_metadata(a, s);
 	cri_json_to_map(a, s->labels, &at->n_labels, (void ***)&at->labels, MAP_ENTRY_DESC);
 	cri_json_to_map(a, s->annotations, &at->n_annotations, (void ***)&at->annotations, MAP_ENTRY_DESC);
 	o->attributes = at;

@@ -55,11 +55,6 @@ struct dnsmasq {
 
 /* ---- small helpers ---- */
 
-static int pidfd_open_(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
 static int pidfd_signal(int pidfd, int sig)
 {
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
@@ -78,23 +73,6 @@ static bool pidfd_exited(int pidfd)
 	}
 }
 
-/* Wait for the process to end; true if it did within timeout_ms. */
-static bool pidfd_wait(int pidfd, int timeout_ms)
-{
-	uint64_t deadline = uk_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		uint64_t now = uk_now_mono_ns();
-		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int r = poll(&p, 1, left);
-		if (r > 0)
-			return true;
-		if (r == 0)
-			return false;
-		if (errno != EINTR)
-			return false;
-	}
-}
 
 static void ip_str(uint32_t ip, char out[NET_IP_MAX])
 {
@@ -420,9 +398,12 @@ struct proc_ref {
 static int proc_ref_open(pid_t pid, struct proc_ref *p)
 {
 	p->pid = pid;
-	p->pidfd = pidfd_open_(pid);
-	if (p->pidfd < 0)
-		return -errno;
+	p->pidfd = uk_pidfd_open(pid);
+	if (p->pidfd < 0) {
+		int r = p->pidfd;
+		p->pidfd = -1;
+		return r;
+	}
 	if (uk_proc_starttime(pid, &p->start) < 0 || pidfd_exited(p->pidfd)) {
 		p->pidfd = safe_close(p->pidfd);
 		return -ESRCH;
@@ -461,11 +442,11 @@ static int stop_process(int pidfd, pid_t pid, uk_error *err)
 {
 	if (pidfd_signal(pidfd, SIGTERM) < 0 && errno != ESRCH)
 		return uk_err_errno(err, errno, "signal dnsmasq (pid %d)", (int)pid);
-	if (pidfd_wait(pidfd, STOP_TIMEOUT_MS))
+	if (uk_pidfd_wait(pidfd, STOP_TIMEOUT_MS))
 		return 0;
 	if (pidfd_signal(pidfd, SIGKILL) < 0 && errno != ESRCH)
 		return uk_err_errno(err, errno, "kill dnsmasq (pid %d)", (int)pid);
-	if (pidfd_wait(pidfd, STOP_TIMEOUT_MS))
+	if (uk_pidfd_wait(pidfd, STOP_TIMEOUT_MS))
 		return 0;
 	return uk_err(err, ETIMEDOUT, "dnsmasq (pid %d) did not exit after SIGKILL", (int)pid);
 }
@@ -536,9 +517,9 @@ static int spawn(struct dnsmasq *d, uk_error *err)
 	wr = safe_close(wr);
 
 	/* Our own child: its pid cannot be reused until we reap it. */
-	_cleanup_close_ int cfd = pidfd_open_(child);
-	if (cfd < 0 || !pidfd_wait(cfd, START_TIMEOUT_MS)) {
-		int e = cfd < 0 ? errno : ETIMEDOUT;
+	_cleanup_close_ int cfd = uk_pidfd_open(child);
+	if (cfd < 0 || !uk_pidfd_wait(cfd, START_TIMEOUT_MS)) {
+		int e = cfd < 0 ? -cfd : ETIMEDOUT;
 		kill(child, SIGKILL);
 		waitpid(child, NULL, 0);
 		pid_t dpid;

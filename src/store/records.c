@@ -55,12 +55,6 @@ void container_free(struct container *c)
 	free(c);
 }
 
-static void add_str(json_object *o, const char *k, const char *v)
-{
-	if (v)
-		json_object_object_add(o, k, json_object_new_string(v));
-}
-
 static void add_map(json_object *o, const char *k, json_object *m)
 {
 	json_object_object_add(o, k, m ? json_object_get(m) : json_object_new_object());
@@ -70,22 +64,22 @@ json_object *sandbox_to_json(const struct sandbox *s)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "version", json_object_new_int(1));
-	add_str(o, "id", s->id);
-	add_str(o, "name", s->name);
-	add_str(o, "uid", s->uid);
-	add_str(o, "namespace", s->ns);
+	uk_json_add_str(o, "id", s->id);
+	uk_json_add_str(o, "name", s->name);
+	uk_json_add_str(o, "uid", s->uid);
+	uk_json_add_str(o, "namespace", s->ns);
 	json_object_object_add(o, "attempt", json_object_new_int64(s->attempt));
-	add_str(o, "reserved_name", s->reserved_name);
+	uk_json_add_str(o, "reserved_name", s->reserved_name);
 	add_map(o, "labels", s->labels);
 	add_map(o, "annotations", s->annotations);
-	add_str(o, "log_directory", s->log_directory);
-	add_str(o, "runtime_handler", s->runtime_handler);
-	add_str(o, "hostname", s->hostname);
-	add_str(o, "cgroup_parent", s->cgroup_parent);
+	uk_json_add_str(o, "log_directory", s->log_directory);
+	uk_json_add_str(o, "runtime_handler", s->runtime_handler);
+	uk_json_add_str(o, "hostname", s->hostname);
+	uk_json_add_str(o, "cgroup_parent", s->cgroup_parent);
 	json_object_object_add(o, "created_ns", json_object_new_int64(s->created_ns));
 	json_object_object_add(o, "state", json_object_new_int(s->state));
-	add_str(o, "ip", s->ip);
-	add_str(o, "mac", s->mac);
+	uk_json_add_str(o, "ip", s->ip);
+	uk_json_add_str(o, "mac", s->mac);
 	json_object_object_add(o, "prefix", json_object_new_int(s->prefix));
 	if (s->port_mappings)
 		json_object_object_add(o, "port_mappings", json_object_get(s->port_mappings));
@@ -98,31 +92,31 @@ json_object *container_to_json(const struct container *c)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "version", json_object_new_int(1));
-	add_str(o, "id", c->id);
-	add_str(o, "sandbox_id", c->sandbox_id);
-	add_str(o, "name", c->name);
+	uk_json_add_str(o, "id", c->id);
+	uk_json_add_str(o, "sandbox_id", c->sandbox_id);
+	uk_json_add_str(o, "name", c->name);
 	json_object_object_add(o, "attempt", json_object_new_int64(c->attempt));
-	add_str(o, "reserved_name", c->reserved_name);
+	uk_json_add_str(o, "reserved_name", c->reserved_name);
 	add_map(o, "labels", c->labels);
 	add_map(o, "annotations", c->annotations);
-	add_str(o, "image", c->image);
-	add_str(o, "image_ref", c->image_ref);
-	add_str(o, "log_path", c->log_path);
+	uk_json_add_str(o, "image", c->image);
+	uk_json_add_str(o, "image_ref", c->image_ref);
+	uk_json_add_str(o, "log_path", c->log_path);
 	json_object_object_add(o, "created_ns", json_object_new_int64(c->created_ns));
 	json_object_object_add(o, "started_ns", json_object_new_int64(c->started_ns));
 	json_object_object_add(o, "finished_ns", json_object_new_int64(c->finished_ns));
 	json_object_object_add(o, "state", json_object_new_int(c->state));
 	json_object_object_add(o, "exit_code", json_object_new_int(c->exit_code));
-	add_str(o, "reason", c->reason);
-	add_str(o, "message", c->message);
-	add_str(o, "kernel", c->kernel);
-	add_str(o, "initrd", c->initrd);
-	add_str(o, "disk", c->disk);
-	add_str(o, "disk_format", c->disk_format);
-	add_str(o, "cmdline", c->cmdline);
-	add_str(o, "machine", c->machine);
-	add_str(o, "accel", c->accel);
-	add_str(o, "cpu", c->cpu);
+	uk_json_add_str(o, "reason", c->reason);
+	uk_json_add_str(o, "message", c->message);
+	uk_json_add_str(o, "kernel", c->kernel);
+	uk_json_add_str(o, "initrd", c->initrd);
+	uk_json_add_str(o, "disk", c->disk);
+	uk_json_add_str(o, "disk_format", c->disk_format);
+	uk_json_add_str(o, "cmdline", c->cmdline);
+	uk_json_add_str(o, "machine", c->machine);
+	uk_json_add_str(o, "accel", c->accel);
+	uk_json_add_str(o, "cpu", c->cpu);
 	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
 	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
 	json_object_object_add(o, "wrapper_pid", json_object_new_int(c->wrapper_pid));
@@ -131,8 +125,8 @@ json_object *container_to_json(const struct container *c)
 	json_object_object_add(o, "cpu_quota", json_object_new_int64(c->cpu_quota));
 	json_object_object_add(o, "cpu_period", json_object_new_int64(c->cpu_period));
 	json_object_object_add(o, "cpu_shares", json_object_new_int64(c->cpu_shares));
-	add_str(o, "cgroup", c->cgroup);
-	add_str(o, "cgroup_error", c->cgroup_error);
+	uk_json_add_str(o, "cgroup", c->cgroup);
+	uk_json_add_str(o, "cgroup_error", c->cgroup_error);
 	return o;
 }
 

@@ -322,41 +322,16 @@ void rt_refresh(struct runtime *rt)
 		refresh_one(rt, rt->ct[i]);
 }
 
-static int pidfd_open_(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-/* Wait for a process to end; true if it did within timeout_ms. */
-static bool wait_gone(int pidfd, int timeout_ms)
-{
-	if (pidfd < 0)
-		return true;
-	uint64_t deadline = uk_now_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		uint64_t now = uk_now_mono_ns();
-		int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull) + 1;
-		struct pollfd p = { .fd = pidfd, .events = POLLIN };
-		int r = poll(&p, 1, left);
-		if (r > 0)
-			return true;
-		if (r == 0)
-			return false;
-		if (errno != EINTR)
-			return false;
-	}
-}
-
 /* A vmwrapper whose VM has ended exits right after writing exit.json; wait for that,
  * so nothing of the container outlives its removal. */
 static void reap_wrapper(struct container *c)
 {
 	if (!wrapper_alive(c))
 		return;
-	_cleanup_close_ int pidfd = pidfd_open_(c->wrapper_pid);
-	if (!wait_gone(pidfd, KILL_WAIT_MS) && wrapper_alive(c)) {
+	_cleanup_close_ int pidfd = uk_pidfd_open(c->wrapper_pid);
+	if (!uk_pidfd_wait(pidfd, KILL_WAIT_MS) && wrapper_alive(c)) {
 		kill(c->wrapper_pid, SIGKILL);
-		wait_gone(pidfd, KILL_WAIT_MS);
+		uk_pidfd_wait(pidfd, KILL_WAIT_MS);
 	}
 }
 
@@ -623,26 +598,17 @@ static json_object *vm_spec_json(struct runtime *rt, struct container *c, const 
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "version", json_object_new_int(1));
 	json_object_object_add(o, "id", json_object_new_string(c->id));
-	if (c->kernel)
-		json_object_object_add(o, "kernel", json_object_new_string(c->kernel));
-	if (c->initrd)
-		json_object_object_add(o, "initrd", json_object_new_string(c->initrd));
-	if (c->disk)
-		json_object_object_add(o, "disk", json_object_new_string(c->disk));
-	if (c->disk_format)
-		json_object_object_add(o, "disk_format", json_object_new_string(c->disk_format));
-	if (c->cmdline)
-		json_object_object_add(o, "cmdline", json_object_new_string(c->cmdline));
-	if (c->machine)
-		json_object_object_add(o, "machine", json_object_new_string(c->machine));
-	if (c->accel)
-		json_object_object_add(o, "accel", json_object_new_string(c->accel));
-	if (c->cpu)
-		json_object_object_add(o, "cpu", json_object_new_string(c->cpu));
+	uk_json_add_str(o, "kernel", c->kernel);
+	uk_json_add_str(o, "initrd", c->initrd);
+	uk_json_add_str(o, "disk", c->disk);
+	uk_json_add_str(o, "disk_format", c->disk_format);
+	uk_json_add_str(o, "cmdline", c->cmdline);
+	uk_json_add_str(o, "machine", c->machine);
+	uk_json_add_str(o, "accel", c->accel);
+	uk_json_add_str(o, "cpu", c->cpu);
 	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
 	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
-	if (c->log_path)
-		json_object_object_add(o, "console_log", json_object_new_string(c->log_path));
+	uk_json_add_str(o, "console_log", c->log_path);
 	json_object_object_add(o, "state_dir", json_object_new_string(vmdir));
 	if (tap_fd >= 0) {
 		json_object *nets = json_object_new_array(), *nic = json_object_new_object();
@@ -653,8 +619,7 @@ static json_object *vm_spec_json(struct runtime *rt, struct container *c, const 
 		json_object_array_add(nets, nic);
 		json_object_object_add(o, "net", nets);
 	}
-	if (rt->cfg.qemu)
-		json_object_object_add(o, "qemu", json_object_new_string(rt->cfg.qemu));
+	uk_json_add_str(o, "qemu", rt->cfg.qemu);
 	return o;
 }
 
@@ -913,7 +878,7 @@ int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_
 	bool alive = wrapper_alive(c);
 	rt_unlock(rt);
 
-	_cleanup_close_ int pidfd = alive ? pidfd_open_(pid) : -1;
+	_cleanup_close_ int pidfd = alive ? uk_pidfd_open(pid) : -1;
 	uk_error qerr = { 0 };
 	bool gone = !alive;
 	if (!gone && timeout_s > 0) {
@@ -921,19 +886,19 @@ int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_
 		if (qmp_command(vmdir, "system_powerdown", &qerr) < 0)
 			log_warn("ctr=%s msg=\"system_powerdown failed\" error=\"%s\"", c->id, qerr.msg);
 		int64_t ms = timeout_s > INT_MAX / 1000 ? INT_MAX : timeout_s * 1000;
-		gone = wait_gone(pidfd, (int)ms);
+		gone = uk_pidfd_wait(pidfd, (int)ms);
 	}
 	if (!gone) {
 		/* vmwrapper turns SIGTERM into QMP quit, and a second one into SIGKILL. */
 		kill(pid, SIGTERM);
-		gone = wait_gone(pidfd, KILL_WAIT_MS);
+		gone = uk_pidfd_wait(pidfd, KILL_WAIT_MS);
 		if (!gone) {
 			kill(pid, SIGTERM);
-			gone = wait_gone(pidfd, KILL_WAIT_MS);
+			gone = uk_pidfd_wait(pidfd, KILL_WAIT_MS);
 		}
 		if (!gone) {
 			kill(pid, SIGKILL);
-			gone = wait_gone(pidfd, KILL_WAIT_MS);
+			gone = uk_pidfd_wait(pidfd, KILL_WAIT_MS);
 		}
 	}
 	rt_lock(rt);

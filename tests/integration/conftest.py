@@ -55,3 +55,17 @@ def scratch():
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+@pytest.fixture
+def uk(scratch):
+    """A running unikd in its own network namespace, with the hello guest imported as
+    hello:1 (default command line `print:default`); torn down and leak-checked after."""
+    from cri import Unikd
+    u = Unikd(scratch)
+    u.import_image("hello:1", "--kernel", str(HELLO), "--cmdline", "print:default")
+    u.start()
+    yield u
+    u.cleanup()
+    assert u.vm_pids() == [], "VM processes left behind"
+    assert u.dnsmasq_pids() == [], "dnsmasq left behind"

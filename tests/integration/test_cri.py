@@ -12,14 +12,6 @@ from cri import Unikd
 from crilog import cri_lines
 
 
-@pytest.fixture
-def uk(scratch):
-    u = Unikd(scratch)
-    u.import_image("hello:1", "--kernel", str(HELLO), "--cmdline", "print:default")
-    u.start()
-    yield u
-    u.cleanup()
-    assert u.vm_pids() == [], "VM processes left behind"
 
 
 def code_of(call, *a, **kw):

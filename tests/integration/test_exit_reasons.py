@@ -6,14 +6,6 @@ from conftest import HELLO
 from cri import Unikd
 
 
-@pytest.fixture
-def uk(scratch):
-    u = Unikd(scratch)
-    u.import_image("hello:1", "--kernel", str(HELLO))
-    u.start()
-    yield u
-    u.cleanup()
-    assert u.vm_pids() == [] and u.dnsmasq_pids() == []
 
 
 def run(uk, name, args, annotations=None, memory=0):

@@ -29,14 +29,6 @@ def log_lines(path):
     return cri_lines(path, partial_ok=True)
 
 
-@pytest.fixture
-def uk(scratch):
-    u = Unikd(scratch)
-    u.import_image("hello:1", "--kernel", str(HELLO), "--cmdline", "print:default")
-    u.start()
-    yield u
-    u.cleanup()
-    assert u.vm_pids() == [] and u.dnsmasq_pids() == []
 
 
 def nft_ruleset(u):

@@ -9,14 +9,6 @@ from conftest import HELLO
 from cri import Unikd
 
 
-@pytest.fixture
-def uk(scratch):
-    u = Unikd(scratch)
-    u.import_image("hello:1", "--kernel", str(HELLO))
-    u.start()
-    yield u
-    u.cleanup()
-    assert u.vm_pids() == [] and u.dnsmasq_pids() == []
 
 
 def cstats(uk, cid):
