@@ -330,3 +330,19 @@ void uk_json_add_str(json_object *o, const char *key, const char *value)
 	if (value)
 		json_object_object_add(o, key, json_object_new_string(value));
 }
+
+bool uk_proc_alive(pid_t pid, uint64_t starttime)
+{
+	char path[64], buf[512];
+	uint64_t st;
+	if (pid <= 0 || uk_proc_starttime(pid, &st) < 0 || st != starttime)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}

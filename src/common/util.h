@@ -42,6 +42,9 @@ int uk_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 /* The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat),
  * so a recycled PID can be told apart from ours. */
 int uk_proc_starttime(pid_t pid, uint64_t *ret);
+/* A process that has ended but is not reaped yet (state Z or X) is not alive: an orphan
+ * waits for PID 1, which may take its time. */
+bool uk_proc_alive(pid_t pid, uint64_t starttime);
 
 
 

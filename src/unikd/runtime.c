@@ -250,10 +250,7 @@ void runtime_free(struct runtime *rt)
 
 static bool wrapper_alive(const struct container *c)
 {
-	uint64_t st;
-	if (c->wrapper_pid <= 0 || kill(c->wrapper_pid, 0) < 0)
-		return false;
-	return uk_proc_starttime(c->wrapper_pid, &st) == 0 && st == c->wrapper_start;
+	return uk_proc_alive(c->wrapper_pid, c->wrapper_start);
 }
 
 static void set_str(char **dst, const char *v)

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -117,6 +118,36 @@ static void proc_starttime(void **state)
 	assert_int_equal(uk_proc_starttime(0x7ffffff0, &b), -ENOENT);
 }
 
+/* A zombie is not alive, though kill(pid, 0) and its /proc entry say otherwise. */
+static void proc_alive_and_zombie(void **state)
+{
+	(void)state;
+	uint64_t self = 0, st = 0;
+	assert_int_equal(uk_proc_starttime(getpid(), &self), 0);
+	assert_true(uk_proc_alive(getpid(), self));
+	assert_false(uk_proc_alive(getpid(), self + 1)); /* a recycled pid */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	pid_t child = fork();
+	if (child == 0) {
+		char c;
+		close(p[1]);
+		(void)!read(p[0], &c, 1);
+		_exit(0);
+	}
+	close(p[0]);
+	assert_int_equal(uk_proc_starttime(child, &st), 0);
+	assert_true(uk_proc_alive(child, st));
+	close(p[1]); /* the child exits; until we reap it, it is a zombie */
+	int pidfd = uk_pidfd_open(child);
+	assert_true(uk_pidfd_wait(pidfd, 5000));
+	close(pidfd);
+	assert_int_equal(kill(child, 0), 0);
+	assert_false(uk_proc_alive(child, st));
+	waitpid(child, NULL, 0);
+	assert_false(uk_proc_alive(child, st));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -124,6 +155,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(atomic_write, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test(error_context),
 		cmocka_unit_test(proc_starttime),
+		cmocka_unit_test(proc_alive_and_zombie),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
