@@ -3,7 +3,7 @@
 VERSION := 0.1.0
 CC ?= gcc
 PYTHON ?= /usr/bin/python3
-PKGS := json-c
+PKGS := json-c libarchive
 
 # SAN=1 builds the same programs with ASan/UBSan into build/san.
 ifeq ($(SAN),1)
@@ -38,7 +38,11 @@ COMMON_SRC := $(wildcard src/common/*.c)
 QMP_SRC := $(wildcard src/qmp/*.c)
 VMW_LIB_SRC := $(filter-out vmwrapper/main.c,$(wildcard vmwrapper/*.c))
 UNIKD_SRC := $(wildcard src/unikd/*.c)
-STORE_SRC := $(wildcard src/store/*.c)
+# The registry client links libcurl; only what uses it links it (not unikd, yet).
+REGISTRY_SRC := src/store/registry.c
+STORE_SRC := $(filter-out $(REGISTRY_SRC),$(wildcard src/store/*.c))
+REGISTRY_OBJS = $(call objs,$(REGISTRY_SRC) src/store/reference.c src/store/sha256.c $(COMMON_SRC))
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)
 NET_SRC := $(wildcard src/net/*.c)
 CG_SRC := $(wildcard src/cgroup/*.c)
 CRI_SRC := $(wildcard src/cri/*.c)
@@ -55,7 +59,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/tes
 .PHONY: all programs guests unit-tests test test-unit test-integration run bench deps clean
 all: programs guests
 
-programs: $(BIN)/unikd $(BIN)/vmwrapper $(BIN)/qmp-exec
+programs: $(BIN)/unikd $(BIN)/vmwrapper $(BIN)/qmp-exec $(BIN)/registry-pull
 guests: $(GUESTS)
 
 $(OBJ)/%.o: %.c
@@ -77,6 +81,11 @@ $(BIN)/qmp-exec: $(call objs,tests/helpers/qmp_exec.c $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
 
+# A registry pull on the project's client (src/store/registry.c), for tests and for people.
+$(BIN)/registry-pull: $(call objs,tests/helpers/registry_pull.c) $(REGISTRY_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CURL_LIBS)
+
 $(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) -lpthread
@@ -85,6 +94,11 @@ $(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(NE
 $(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(NET_LIBS)
+
+# The registry client's test also needs libcurl.
+$(OUT)/tests/test_registry: $(OBJ)/tests/unit/test_registry.o $(REGISTRY_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CURL_LIBS)
 
 unit-tests: $(UNIT_TESTS)
 
