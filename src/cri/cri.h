@@ -30,6 +30,11 @@ typedef Runtime__V1__PodSandboxConfig__LabelsEntry cri_map_entry; /* all map<str
 json_object *cri_map_to_json(size_t n, void **entries);
 void cri_json_to_map(arena *a, json_object *o, size_t *n, void ***entries, const ProtobufCMessageDescriptor *d);
 bool cri_labels_match(json_object *labels, size_t n, void **selector);
+/* The CRI's list filters: id and pod id match by prefix, state < 0 matches any state,
+ * and every selector label must match. */
+bool cri_container_matches(const struct container *c, const char *id, const char *pod_id, int state, size_t n_sel,
+			   void **sel);
+bool cri_sandbox_matches(const struct sandbox *s, const char *id, int state, size_t n_sel, void **sel);
 Runtime__V1__PodSandboxMetadata *cri_sandbox_metadata(arena *a, const struct sandbox *s);
 Runtime__V1__ContainerMetadata *cri_container_metadata(arena *a, const struct container *c);
 

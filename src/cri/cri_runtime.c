@@ -346,11 +346,8 @@ CRI_HANDLER(cri_list_pod_sandbox)
 	resp_->items = arena_array(a, Runtime__V1__PodSandbox *, ctx->rt->n_sb);
 	for (size_t i = 0; i < ctx->rt->n_sb; i++) {
 		struct sandbox *s = ctx->rt->sb[i];
-		if (f && f->id && *f->id && strncmp(s->id, f->id, strlen(f->id)) != 0)
-			continue;
-		if (f && f->state && (int)f->state->state != (int)s->state)
-			continue;
-		if (f && !cri_labels_match(s->labels, f->n_label_selector, (void **)f->label_selector))
+		if (f && !cri_sandbox_matches(s, f->id, f->state ? (int)f->state->state : -1, f->n_label_selector,
+					      (void **)f->label_selector))
 			continue;
 		Runtime__V1__PodSandbox *p = arena_new0(a, Runtime__V1__PodSandbox);
 		*p = (Runtime__V1__PodSandbox)RUNTIME__V1__POD_SANDBOX__INIT;
@@ -627,14 +624,8 @@ CRI_HANDLER(cri_list_containers)
 	resp_->containers = arena_array(a, Runtime__V1__Container *, ctx->rt->n_ct);
 	for (size_t i = 0; i < ctx->rt->n_ct; i++) {
 		struct container *c = ctx->rt->ct[i];
-		if (f && f->id && *f->id && strncmp(c->id, f->id, strlen(f->id)) != 0)
-			continue;
-		if (f && f->pod_sandbox_id && *f->pod_sandbox_id &&
-		    strncmp(c->sandbox_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
-			continue;
-		if (f && f->state && (int)f->state->state != (int)c->state)
-			continue;
-		if (f && !cri_labels_match(c->labels, f->n_label_selector, (void **)f->label_selector))
+		if (f && !cri_container_matches(c, f->id, f->pod_sandbox_id, f->state ? (int)f->state->state : -1,
+						f->n_label_selector, (void **)f->label_selector))
 			continue;
 		Runtime__V1__Container *o = arena_new0(a, Runtime__V1__Container);
 		*o = (Runtime__V1__Container)RUNTIME__V1__CONTAINER__INIT;

@@ -114,12 +114,8 @@ CRI_HANDLER(cri_list_container_stats)
 	o->stats = arena_array(a, Runtime__V1__ContainerStats *, ctx->rt->n_ct);
 	for (size_t i = 0; i < ctx->rt->n_ct; i++) {
 		struct container *c = ctx->rt->ct[i];
-		if (f && f->id && *f->id && strncmp(c->id, f->id, strlen(f->id)) != 0)
-			continue;
-		if (f && f->pod_sandbox_id && *f->pod_sandbox_id &&
-		    strncmp(c->sandbox_id, f->pod_sandbox_id, strlen(f->pod_sandbox_id)) != 0)
-			continue;
-		if (f && !cri_labels_match(c->labels, f->n_label_selector, (void **)f->label_selector))
+		if (f && !cri_container_matches(c, f->id, f->pod_sandbox_id, -1, f->n_label_selector,
+						(void **)f->label_selector))
 			continue;
 		o->stats[o->n_stats++] = container_msg(a, ctx->rt, c, NULL);
 	}
@@ -187,9 +183,7 @@ CRI_HANDLER(cri_list_pod_sandbox_stats)
 	o->stats = arena_array(a, Runtime__V1__PodSandboxStats *, ctx->rt->n_sb);
 	for (size_t i = 0; i < ctx->rt->n_sb; i++) {
 		struct sandbox *s = ctx->rt->sb[i];
-		if (f && f->id && *f->id && strncmp(s->id, f->id, strlen(f->id)) != 0)
-			continue;
-		if (f && !cri_labels_match(s->labels, f->n_label_selector, (void **)f->label_selector))
+		if (f && !cri_sandbox_matches(s, f->id, -1, f->n_label_selector, (void **)f->label_selector))
 			continue;
 		o->stats[o->n_stats++] = sandbox_msg(a, ctx->rt, s);
 	}

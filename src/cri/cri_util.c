@@ -44,3 +44,20 @@ bool cri_labels_match(json_object *labels, size_t n, void **selector)
 	}
 	return true;
 }
+
+static bool prefix_ok(const char *id, const char *want)
+{
+	return !want || !*want || strncmp(id, want, strlen(want)) == 0;
+}
+
+bool cri_container_matches(const struct container *c, const char *id, const char *pod_id, int state, size_t n_sel,
+			   void **sel)
+{
+	return prefix_ok(c->id, id) && prefix_ok(c->sandbox_id, pod_id) && (state < 0 || state == (int)c->state) &&
+	       cri_labels_match(c->labels, n_sel, sel);
+}
+
+bool cri_sandbox_matches(const struct sandbox *s, const char *id, int state, size_t n_sel, void **sel)
+{
+	return prefix_ok(s->id, id) && (state < 0 || state == (int)s->state) && cri_labels_match(s->labels, n_sel, sel);
+}
