@@ -38,9 +38,11 @@ COMMON_SRC := $(wildcard src/common/*.c)
 QMP_SRC := $(wildcard src/qmp/*.c)
 VMW_LIB_SRC := $(filter-out vmwrapper/main.c,$(wildcard vmwrapper/*.c))
 UNIKD_SRC := $(wildcard src/unikd/*.c)
-# The registry client links libcurl; only what uses it links it (not unikd, yet).
+# The registry client links libcurl; only what uses it links it (unikd, through the pull
+# pipeline in pull.c, and registry-pull). Unit tests link the store without both.
 REGISTRY_SRC := src/store/registry.c
-STORE_SRC := $(filter-out $(REGISTRY_SRC),$(wildcard src/store/*.c))
+PULL_SRC := src/store/pull.c
+STORE_SRC := $(filter-out $(REGISTRY_SRC) $(PULL_SRC),$(wildcard src/store/*.c))
 REGISTRY_OBJS = $(call objs,$(REGISTRY_SRC) src/store/reference.c src/store/sha256.c $(COMMON_SRC))
 CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)
 NET_SRC := $(wildcard src/net/*.c)
@@ -86,9 +88,9 @@ $(BIN)/registry-pull: $(call objs,tests/helpers/registry_pull.c) $(REGISTRY_OBJS
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CURL_LIBS)
 
-$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) -lpthread
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) $(CURL_LIBS) -lpthread
 
 # Each unit test links the pure-logic objects it may need; the linker keeps what it uses.
 $(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))

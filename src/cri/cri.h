@@ -20,6 +20,7 @@ struct cri_context {
 	json_object *config_info; /* for Status verbose */
 	char *qemu_version;
 	bool kvm_available;
+	const char *const *insecure_registries; /* plain-HTTP registries (--insecure-registry); may be NULL */
 };
 
 extern const struct grpc_method cri_methods[];

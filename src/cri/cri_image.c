@@ -2,6 +2,8 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "../store/pull.h"
+#include "../store/reference.h"
 #include "cri.h"
 
 #define MAP_ENTRY_DESC (&runtime__v1__pod_sandbox_config__labels_entry__descriptor)
@@ -105,6 +107,32 @@ CRI_HANDLER(cri_image_status)
 	return 0;
 }
 
+static const char *nonempty(const char *s)
+{
+	return s && *s ? s : NULL;
+}
+
+/* The registry client's errors, as the CRI codes kubelet acts on: a missing image or an
+ * unreachable registry is NOT_FOUND/UNAVAILABLE, bad credentials PERMISSION_DENIED, and an
+ * image that is broken or not runnable INVALID_ARGUMENT (never worth a retry). */
+static int pull_error(uk_error *err, int r)
+{
+	switch (-r) {
+	case EHOSTUNREACH: /* name does not resolve */
+		err->code = ENOENT;
+		break;
+	case ETIMEDOUT: case EPROTO: case EIO: case ECONNRESET:
+		err->code = EAGAIN;
+		break;
+	case EBADMSG: case EPROTONOSUPPORT: case ENOEXEC: case EFBIG: case ENOTSUP: case ELOOP:
+		err->code = EINVAL;
+		break;
+	default:
+		break;
+	}
+	return -err->code;
+}
+
 CRI_HANDLER(cri_pull_image)
 {
 	struct cri_context *ctx = ud;
@@ -114,13 +142,33 @@ CRI_HANDLER(cri_pull_image)
 		return uk_err(err, EINVAL, "image.image is required");
 	_cleanup_image_info_ struct image_info *i = NULL;
 	int r = image_store_resolve(ctx->rt->images, want, &i, err);
-	if (r == -ENOENT)
-		return uk_err(err, ENOENT,
-			      "image \"%s\" is not in the local store, and pulling from registries is not supported yet; "
-			      "load it with: unikd image import %s --kernel FILE",
-			      want, want);
-	if (r < 0)
+	/* Local imports are served as they are; ids are not pullable names. Pulled images are
+	 * pulled again (cheap when the registry's digest has not changed). */
+	_cleanup_image_ref_ struct image_ref ref = { 0 };
+	bool pullable = image_ref_parse(want, &ref, NULL) == 0;
+	if (r < 0 && r != -ENOENT)
 		return uk_err_ctx(err, "image.image");
+	if (r == 0 && (!pullable || (i->kind && strcmp(i->kind, IMAGE_KIND_IMPORT) == 0)))
+		goto done;
+	if (!pullable)
+		return uk_err(err, ENOENT, "image \"%s\" not found", want);
+	image_info_free(TAKE_PTR(i));
+	const Runtime__V1__AuthConfig *ac = q->auth;
+	struct registry_auth auth = { 0 };
+	if (ac) {
+		auth.username = nonempty(ac->username);
+		auth.password = nonempty(ac->password);
+		auth.identity_token = nonempty(ac->identity_token);
+		auth.registry_token = nonempty(ac->registry_token);
+	}
+	struct registry_opts o = { .insecure = ctx->insecure_registries, .auth = &auth };
+	*err = (uk_error){ 0 };
+	r = image_store_pull(ctx->rt->images, want, &o, &i, err);
+	if (r < 0) {
+		uk_err_ctx(err, "pull %s from its registry", want);
+		return pull_error(err, r);
+	}
+done:;
 	Runtime__V1__PullImageResponse *resp_ = arena_new0(a, Runtime__V1__PullImageResponse);
 	*resp_ = (Runtime__V1__PullImageResponse)RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
 	resp_->image_ref = arena_strdup(a, i->id);

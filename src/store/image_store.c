@@ -547,8 +547,17 @@ static int clean_tmp_locked(struct image_store *s, uk_error *err)
 			openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
 			continue; /* in use */
-		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
-			return uk_err_errno(err, errno, "remove %s/%s", tmp, de->d_name);
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+			if (errno != EISDIR)
+				return uk_err_errno(err, errno, "remove %s/%s", tmp, de->d_name);
+			/* The work directory of a pull that died. */
+			_cleanup_free_ char *p = pathf("%s/%s", tmp, de->d_name);
+			if (!p)
+				return oom(err);
+			int r = uk_rm_rf(p, err);
+			if (r < 0)
+				return r;
+		}
 	}
 	/* Leftovers of uk_write_file_atomic ("refs.json.tmp.<pid>"); refs.json is only
 	 * written under this lock, so none is live. */
@@ -843,7 +852,7 @@ static void staged_clear_all(struct staged (*st)[N_FILES])
 
 /* Under the exclusive lock: blobs, then the image document, then the ref map, then GC, so
  * that a crash at any point leaves either the old state or orphans the next GC removes. */
-static int import_commit(struct image_store *s, const char *key, struct staged *st, struct image_meta *m,
+static int import_commit(struct image_store *s, const char *const *keys, struct staged *st, struct image_meta *m,
 			 struct image_info **ret, uk_error *err)
 {
 	_cleanup_unlock_ int locked = -1;
@@ -872,10 +881,12 @@ static int import_commit(struct image_store *s, const char *key, struct staged *
 	_cleanup_json_ json_object *refs = NULL;
 	if ((r = load_refs(s, &refs, err)) < 0)
 		return r;
-	json_object *idv = json_object_new_string(id);
-	if (!idv || json_object_object_add(refs, key, idv) < 0) {
-		json_object_put(idv);
-		return oom(err);
+	for (size_t k = 0; keys[k]; k++) {
+		json_object *idv = json_object_new_string(id);
+		if (!idv || json_object_object_add(refs, keys[k], idv) < 0) {
+			json_object_put(idv);
+			return oom(err);
+		}
 	}
 	if ((r = save_refs(s, refs, err)) < 0)
 		return r;
@@ -888,17 +899,48 @@ static int import_commit(struct image_store *s, const char *key, struct staged *
 int image_store_import(struct image_store *s, const char *ref, const struct image_import *in,
 		       struct image_info **ret, uk_error *err)
 {
+	if (!ref)
+		return uk_err(err, EINVAL, "ref: missing");
+	return image_store_import_ex(s, ref, NULL, NULL, in, ret, err);
+}
+
+int image_store_import_ex(struct image_store *s, const char *ref, const char *repo_digest, const char *kind,
+			  const struct image_import *in, struct image_info **ret, uk_error *err)
+{
 	int r;
 	if (!in)
 		return uk_err(err, EINVAL, "nothing to import");
-	_cleanup_image_ref_ struct image_ref iref = { 0 };
-	if ((r = image_ref_parse(ref, &iref, err)) < 0)
-		return ctx(err, r, "ref");
-	if (iref.digest)
-		return uk_err(err, EINVAL, "ref: \"%s\" has a digest; a local import takes name[:tag]", ref);
-	_cleanup_free_ char *key = ref_key(&iref);
-	if (!key)
-		return oom(err);
+	if (!ref && !repo_digest)
+		return uk_err(err, EINVAL, "ref: give a reference or a repo digest");
+	if (!kind)
+		kind = IMAGE_KIND_IMPORT;
+	if (strlen(kind) > KIND_MAX || !uk_id_valid(kind))
+		return uk_err(err, EINVAL, "kind: \"%s\" is not a valid kind", kind);
+	_cleanup_free_ char *key = NULL, *dkey = NULL;
+	if (ref) {
+		_cleanup_image_ref_ struct image_ref iref = { 0 };
+		if ((r = image_ref_parse(ref, &iref, err)) < 0)
+			return ctx(err, r, "ref");
+		if (iref.digest)
+			return uk_err(err, EINVAL, "ref: \"%s\" has a digest; give name[:tag]", ref);
+		if (!(key = ref_key(&iref)))
+			return oom(err);
+	}
+	if (repo_digest) {
+		_cleanup_image_ref_ struct image_ref dref = { 0 };
+		if ((r = image_ref_parse(repo_digest, &dref, err)) < 0)
+			return ctx(err, r, "repo digest");
+		if (!dref.digest)
+			return uk_err(err, EINVAL, "repo digest: \"%s\" has no digest", repo_digest);
+		if (!(dkey = ref_key(&dref)))
+			return oom(err);
+	}
+	const char *keys[3] = { 0 };
+	size_t nk = 0;
+	if (key)
+		keys[nk++] = key;
+	if (dkey)
+		keys[nk++] = dkey;
 	if (in->kernel && in->disk)
 		return uk_err(err, EINVAL, "kernel, disk: give exactly one, not both");
 	if (!in->kernel && !in->disk)
@@ -931,7 +973,7 @@ int image_store_import(struct image_store *s, const char *ref, const struct imag
 		return r;
 
 	_cleanup_image_meta_ struct image_meta m = { 0 };
-	if (!(m.kind = strdup(IMAGE_KIND_IMPORT)) || !(m.cmdline = strdup(cmdline)) ||
+	if (!(m.kind = strdup(kind)) || !(m.cmdline = strdup(cmdline)) ||
 	    (format && !(m.disk_format = strdup(format))))
 		return oom(err);
 	char **mdig[N_FILES] = { &m.kernel, &m.initrd, &m.disk };
@@ -949,7 +991,70 @@ int image_store_import(struct image_store *s, const char *ref, const struct imag
 	}
 	if (meta_compute_id(&m, m.hex) < 0)
 		return oom(err);
-	return import_commit(s, key, st, &m, ret, err);
+	return import_commit(s, keys, st, &m, ret, err);
+}
+
+static int resolve_locked(struct image_store *s, json_object *refs, const char *ref, char hex[SHA256_HEX_SIZE],
+			  char **key, uk_error *err);
+
+int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, int *lock_fd, uk_error *err)
+{
+	*path = NULL;
+	*lock_fd = -1;
+	/* Under the shared lock, as stage_file: a concurrent image_store_open never sees the
+	 * directory unlocked. */
+	_cleanup_unlock_ int locked = -1;
+	int r = store_lock(s, LOCK_SH, err);
+	if (r < 0)
+		return r;
+	locked = s->lock_fd;
+	_cleanup_free_ char *p = pathf("%s/tmp/%sXXXXXX", s->root, prefix);
+	if (!p)
+		return oom(err);
+	if (!mkdtemp(p))
+		return uk_err_errno(err, errno, "create a temp directory in %s/tmp", s->root);
+	int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = uk_err_errno(err, errno, "lock %s", p);
+		safe_close(fd);
+		rmdir(p);
+		return r;
+	}
+	*path = TAKE_PTR(p);
+	*lock_fd = fd;
+	return 0;
+}
+
+int image_store_tag(struct image_store *s, const char *target, const char *ref, struct image_info **ret,
+		    uk_error *err)
+{
+	_cleanup_image_ref_ struct image_ref iref = { 0 };
+	int r = image_ref_parse(ref, &iref, err);
+	if (r < 0)
+		return ctx(err, r, "ref");
+	_cleanup_free_ char *key = ref_key(&iref);
+	if (!key)
+		return oom(err);
+	_cleanup_unlock_ int locked = -1;
+	if ((r = store_lock(s, LOCK_EX, err)) < 0)
+		return r;
+	locked = s->lock_fd;
+	_cleanup_json_ json_object *refs = NULL;
+	_cleanup_free_ char *tkey = NULL;
+	_cleanup_image_meta_ struct image_meta m = { 0 };
+	char hex[SHA256_HEX_SIZE];
+	if ((r = load_refs(s, &refs, err)) < 0 || (r = resolve_locked(s, refs, target, hex, &tkey, err)) < 0 ||
+	    (r = read_meta(s, hex, &m, err)) < 0)
+		return r;
+	_cleanup_free_ char *id = pathf("sha256:%s", hex);
+	json_object *idv = id ? json_object_new_string(id) : NULL;
+	if (!idv || json_object_object_add(refs, key, idv) < 0) {
+		json_object_put(idv);
+		return oom(err);
+	}
+	if ((r = save_refs(s, refs, err)) < 0 || (r = gc_locked(s, refs, err)) < 0)
+		return r;
+	return ret ? build_info(s, &m, refs, ret, err) : 0;
 }
 
 /* ---- resolve / list / remove ---- */

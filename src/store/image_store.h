@@ -28,7 +28,7 @@ struct image_info {
 	char *kernel, *initrd, *disk; /* absolute blob paths or NULL */
 	char *disk_format;      /* "raw" | "qcow2", NULL without a disk */
 	char *cmdline;          /* default kernel command line, may be "" */
-	char *kind;             /* IMAGE_KIND_IMPORT for now */
+	char *kind;             /* IMAGE_KIND_IMPORT, or "urunc" / "containerdisk" when pulled */
 	uint64_t created_ns;    /* when this content was first imported */
 };
 
@@ -48,6 +48,22 @@ void image_store_free(struct image_store *s);
  * ret may be NULL. */
 int image_store_import(struct image_store *s, const char *ref, const struct image_import *in,
 		       struct image_info **ret, uk_error *err);
+
+/* As image_store_import, for pulled images: ref (name[:tag], may be NULL) and repo_digest
+ * ("name@sha256:…", may be NULL; not both NULL) both point at the image, and kind (NULL for
+ * IMAGE_KIND_IMPORT; "urunc", "containerdisk") goes into its config, so into its id. */
+int image_store_import_ex(struct image_store *s, const char *ref, const char *repo_digest, const char *kind,
+			  const struct image_import *in, struct image_info **ret, uk_error *err);
+
+/* Point ref (name:tag or name@digest) at the image target resolves to (as
+ * image_store_resolve), atomically. A tag that named another image moves. ret may be NULL. */
+int image_store_tag(struct image_store *s, const char *target, const char *ref, struct image_info **ret,
+		    uk_error *err);
+
+/* A new directory ROOT/tmp/<prefix>XXXXXX for work in progress, with *lock_fd holding a
+ * flock on it so that image_store_open leaves it alone; a directory nobody holds locked is
+ * removed by the next image_store_open. The caller removes it and closes the fd. */
+int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, int *lock_fd, uk_error *err);
 
 /* All images, newest first; *ret is also NULL-terminated. Free with image_info_list_free. */
 int image_store_list(struct image_store *s, struct image_info ***ret, size_t *n, uk_error *err);

@@ -30,6 +30,8 @@ struct options {
 	const char *state_dir, *run_dir, *socket, *vmwrapper, *qemu, *accel;
 	const char *network, *bridge, *pod_cidr, *dnsmasq, *cgroup_root;
 	unsigned memory_mib, vcpus, workers, socket_mode, overhead_mib;
+	const char **insecure; /* NULL-terminated --insecure-registry values, or NULL */
+	size_t n_insecure;
 };
 
 static void usage(FILE *f)
@@ -63,6 +65,9 @@ static void usage(FILE *f)
 	      "  --bridge NAME          the pods' bridge (default " NET_DEFAULT_BRIDGE ")\n"
 	      "  --pod-cidr CIDR        pod addresses until kubelet sends one (default " NET_DEFAULT_CIDR ")\n"
 	      "  --dnsmasq PATH         dnsmasq binary (default /usr/sbin/dnsmasq)\n"
+	      "  --insecure-registry HOST[:PORT]\n"
+	      "                         pull from this registry over plain HTTP (repeatable;\n"
+	      "                         loopback registries always may)\n"
 	      "  --log-level L          error, warn, info (default) or debug\n"
 	      "  -h, --help             this text\n"
 	      "      --version          print the version\n",
@@ -260,7 +265,8 @@ static int run_daemon(struct options *o)
 		return 1;
 	}
 	char *qv_argv[] = { (char *)(o->qemu ? o->qemu : "/usr/bin/qemu-system-x86_64"), "--version", NULL };
-	struct cri_context ctx = { .rt = rt, .qemu_version = first_line_of(qv_argv) };
+	struct cri_context ctx = { .rt = rt, .qemu_version = first_line_of(qv_argv),
+				   .insecure_registries = o->insecure };
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	ctx.kvm_available = kvm >= 0;
 	safe_close(kvm);
@@ -339,7 +345,8 @@ int main(int argc, char **argv)
 		{ "network", required_argument, NULL, 'n' },     { "bridge", required_argument, NULL, 'b' },
 		{ "pod-cidr", required_argument, NULL, 'p' },    { "dnsmasq", required_argument, NULL, 'd' },
 		{ "memory-overhead", required_argument, NULL, 'o' }, { "cgroup-root", required_argument, NULL, 'g' },
-		{ "version", no_argument, NULL, 'V' },           { 0 },
+		{ "version", no_argument, NULL, 'V' },           { "insecure-registry", required_argument, NULL, 'I' },
+		{ 0 },
 	};
 	struct options o = { .state_dir = DEFAULT_STATE_DIR, .run_dir = DEFAULT_RUN_DIR, .accel = "auto",
 			     .network = "bridge", .bridge = NET_DEFAULT_BRIDGE, .pod_cidr = NET_DEFAULT_CIDR,
@@ -369,6 +376,21 @@ int main(int argc, char **argv)
 			o.network = optarg;
 			break;
 		case 'q': o.qemu = optarg; break;
+		case 'I': {
+			if (!*optarg || strchr(optarg, '/')) {
+				fprintf(stderr, "unikd: --insecure-registry: \"%s\" must be HOST or HOST:PORT\n", optarg);
+				return 2;
+			}
+			const char **nv = realloc(o.insecure, (o.n_insecure + 2) * sizeof(*nv));
+			if (!nv) {
+				fprintf(stderr, "unikd: out of memory\n");
+				return 2;
+			}
+			o.insecure = nv;
+			o.insecure[o.n_insecure++] = optarg;
+			o.insecure[o.n_insecure] = NULL;
+			break;
+		}
 		case 'M': {
 			char *end;
 			unsigned long m = strtoul(optarg, &end, 8);
@@ -404,11 +426,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc && strcmp(argv[optind], "image") == 0)
-		return image_command(argc - optind - 1, argv + optind + 1, &o);
-	if (optind < argc) {
+	int rc;
+	if (optind < argc && strcmp(argv[optind], "image") == 0) {
+		rc = image_command(argc - optind - 1, argv + optind + 1, &o);
+	} else if (optind < argc) {
 		fprintf(stderr, "unikd: unexpected argument \"%s\" (see --help)\n", argv[optind]);
-		return 2;
+		rc = 2;
+	} else {
+		rc = run_daemon(&o);
 	}
-	return run_daemon(&o);
+	free(o.insecure);
+	return rc;
 }

@@ -495,6 +495,67 @@ static void open_cleans_leftovers(void **state)
 	assert_int_equal(count_dir(f, "tmp"), 0);
 }
 
+/* Pulled images: a kind of their own, a repo tag and a repo digest, re-tagging by digest,
+ * and pull work directories that a dead pull leaves behind. */
+static void pulled_images(void **state)
+{
+	struct fx *f = *state;
+	struct image_store *s = open_store(f);
+	uk_error err = { 0 };
+	const char *k = src_text(f, "kernel", "pulled kernel");
+	const char *dig = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	char drf[256];
+	snprintf(drf, sizeof(drf), "127.0.0.1:5000/hello@%s", dig);
+	struct image_import in = { .kernel = k, .cmdline = "print:x" };
+	struct image_info *i = NULL, *j = NULL;
+	if (image_store_import_ex(s, "127.0.0.1:5000/hello:1", drf, "urunc", &in, &i, &err) < 0)
+		fail_msg("import_ex: %s", err.msg);
+	assert_string_equal(i->kind, "urunc");
+	assert_int_equal(strv_len(i->repo_tags), 1);
+	assert_string_equal(i->repo_tags[0], "127.0.0.1:5000/hello:1");
+	assert_int_equal(strv_len(i->repo_digests), 1);
+	assert_string_equal(i->repo_digests[0], drf);
+	/* The kind is part of the id: the same kernel imported locally is another image. */
+	struct image_info *local = import_kernel(s, "hello:1", k, NULL, "print:x");
+	assert_string_not_equal(local->id, i->id);
+	assert_string_equal(local->kind, IMAGE_KIND_IMPORT);
+	image_info_free(local);
+	/* Tag by digest. */
+	if (image_store_tag(s, drf, "127.0.0.1:5000/hello:2", &j, &err) < 0)
+		fail_msg("tag: %s", err.msg);
+	assert_string_equal(j->id, i->id);
+	assert_int_equal(strv_len(j->repo_tags), 2);
+	image_info_free(j);
+	j = NULL;
+	assert_int_equal(image_store_tag(s, "127.0.0.1:5000/nope:1", "x:1", NULL, NULL), -ENOENT);
+	/* Bad arguments. */
+	assert_int_equal(image_store_import_ex(s, NULL, NULL, "urunc", &in, NULL, NULL), -EINVAL);
+	assert_int_equal(image_store_import_ex(s, "a:1", "a:2", "urunc", &in, NULL, NULL), -EINVAL);
+	assert_int_equal(image_store_import_ex(s, "a:1", NULL, "bad kind!", &in, NULL, NULL), -EINVAL);
+	/* By id: every reference goes, and the image. */
+	assert_int_equal(image_store_remove(s, i->id, NULL), 0);
+	assert_int_equal(image_store_resolve(s, drf, &j, NULL), -ENOENT);
+	image_info_free(i);
+
+	/* A work directory is left alone while locked, removed (with its content) after. */
+	char *wd = NULL;
+	int wfd = -1;
+	if (image_store_mkdtemp(s, "pull-", &wd, &wfd, &err) < 0)
+		fail_msg("mkdtemp: %s", err.msg);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/rootfs/sub", wd);
+	assert_int_equal(uk_mkdir_p(p, 0700, NULL), 0);
+	snprintf(p, sizeof(p), "%s/rootfs/sub/file", wd);
+	assert_int_equal(uk_write_file_atomic(p, "x", 1, 0644, NULL), 0);
+	image_store_free(open_store(f));
+	assert_true(exists(wd));
+	close(wfd);
+	image_store_free(open_store(f));
+	assert_false(exists(wd));
+	free(wd);
+	image_store_free(s);
+}
+
 static void bad_inputs(void **state)
 {
 	struct fx *f = *state;
@@ -769,6 +830,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(lock_excludes_others, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(corrupt_metadata, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(ambiguous_prefix, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(pulled_images, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,24 @@
+/* Pulling an image from an OCI registry into the image store: resolve the reference to a
+ * linux/amd64 manifest, download its layers into ROOT/tmp, unpack them in order into a
+ * temporary rootfs, recognise the layout (urunc or containerDisk, image_format.h), and
+ * import the kernel/initrd or disk through the store's import path. The image gets the
+ * normalised repo tag (unless the reference has a digest) and the repo digest
+ * "name@sha256:…" (the index digest for a multi-platform image, else the manifest's).
+ * Whatever happens, the temporary files and the rootfs are removed before returning.
+ *
+ * When the store already has name@<that digest>, no blob is downloaded: the tag is
+ * pointed at the existing image. (The config blob is still fetched by the resolve.)
+ *
+ * Errors are those of registry.h, layers.h and image_format.h: notably -ENOENT (unknown
+ * manifest), -EACCES (unauthorized), -EBADMSG (digest mismatch, malformed), -ENOEXEC (the
+ * image has no runnable layout), -EOPNOTSUPP (a urunc block device, not supported yet). */
+#ifndef UK_STORE_PULL_H
+#define UK_STORE_PULL_H
+
+#include "image_store.h"
+#include "registry.h"
+
+int image_store_pull(struct image_store *s, const char *ref, const struct registry_opts *o,
+		     struct image_info **ret, uk_error *err);
+
+#endif
