@@ -88,6 +88,20 @@ json_object *sandbox_to_json(const struct sandbox *s)
 	return o;
 }
 
+void container_vm_fields_to_json(const struct container *c, json_object *o)
+{
+	uk_json_add_str(o, "kernel", c->kernel);
+	uk_json_add_str(o, "initrd", c->initrd);
+	uk_json_add_str(o, "disk", c->disk);
+	uk_json_add_str(o, "disk_format", c->disk_format);
+	uk_json_add_str(o, "cmdline", c->cmdline);
+	uk_json_add_str(o, "machine", c->machine);
+	uk_json_add_str(o, "accel", c->accel);
+	uk_json_add_str(o, "cpu", c->cpu);
+	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
+	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
+}
+
 json_object *container_to_json(const struct container *c)
 {
 	json_object *o = json_object_new_object();
@@ -109,16 +123,7 @@ json_object *container_to_json(const struct container *c)
 	json_object_object_add(o, "exit_code", json_object_new_int(c->exit_code));
 	uk_json_add_str(o, "reason", c->reason);
 	uk_json_add_str(o, "message", c->message);
-	uk_json_add_str(o, "kernel", c->kernel);
-	uk_json_add_str(o, "initrd", c->initrd);
-	uk_json_add_str(o, "disk", c->disk);
-	uk_json_add_str(o, "disk_format", c->disk_format);
-	uk_json_add_str(o, "cmdline", c->cmdline);
-	uk_json_add_str(o, "machine", c->machine);
-	uk_json_add_str(o, "accel", c->accel);
-	uk_json_add_str(o, "cpu", c->cpu);
-	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
-	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
+	container_vm_fields_to_json(c, o);
 	json_object_object_add(o, "wrapper_pid", json_object_new_int(c->wrapper_pid));
 	json_object_object_add(o, "wrapper_start", json_object_new_uint64(c->wrapper_start));
 	json_object_object_add(o, "memory_limit", json_object_new_int64(c->memory_limit));

@@ -76,6 +76,8 @@ void container_free(struct container *c);
 json_object *sandbox_to_json(const struct sandbox *s);
 int sandbox_from_json(json_object *o, struct sandbox **ret, uk_error *err);
 json_object *container_to_json(const struct container *c);
+/* The VM settings (kernel … memory_mib), under the names the record and vmwrapper's spec share. */
+void container_vm_fields_to_json(const struct container *c, json_object *o);
 int container_from_json(json_object *o, struct container **ret, uk_error *err);
 
 /* dir/<id>.json, atomically. */

@@ -577,6 +577,18 @@ static int claim(struct runtime *rt, const char *id, struct container **ret, uk_
 	return 0;
 }
 
+/* Lock, bring the records up to date and claim the container; the lock stays held on
+ * success and is dropped on failure. */
+static int begin_op(struct runtime *rt, const char *id, struct container **ret, uk_error *err)
+{
+	rt_lock(rt);
+	rt_refresh(rt);
+	int r = claim(rt, id, ret, err);
+	if (r < 0)
+		rt_unlock(rt);
+	return r;
+}
+
 static void release(struct container *c)
 {
 	c->busy = false;
@@ -595,16 +607,7 @@ static json_object *vm_spec_json(struct runtime *rt, struct container *c, const 
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "version", json_object_new_int(1));
 	json_object_object_add(o, "id", json_object_new_string(c->id));
-	uk_json_add_str(o, "kernel", c->kernel);
-	uk_json_add_str(o, "initrd", c->initrd);
-	uk_json_add_str(o, "disk", c->disk);
-	uk_json_add_str(o, "disk_format", c->disk_format);
-	uk_json_add_str(o, "cmdline", c->cmdline);
-	uk_json_add_str(o, "machine", c->machine);
-	uk_json_add_str(o, "accel", c->accel);
-	uk_json_add_str(o, "cpu", c->cpu);
-	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
-	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
+	container_vm_fields_to_json(c, o);
 	uk_json_add_str(o, "console_log", c->log_path);
 	json_object_object_add(o, "state_dir", json_object_new_string(vmdir));
 	if (tap_fd >= 0) {
@@ -742,12 +745,8 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 	struct container *c;
 	char vmdir[PATH_MAX];
 	int r;
-	rt_lock(rt);
-	rt_refresh(rt);
-	if ((r = claim(rt, id, &c, err)) < 0) {
-		rt_unlock(rt);
+	if ((r = begin_op(rt, id, &c, err)) < 0)
 		return r;
-	}
 	struct container *other;
 	if (c->state != CTR_CREATED) {
 		static const char *names[] = { "created", "running", "exited", "unknown" };
@@ -851,12 +850,8 @@ int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_
 	struct container *c;
 	char vmdir[PATH_MAX];
 	int r;
-	rt_lock(rt);
-	rt_refresh(rt);
-	if ((r = claim(rt, id, &c, err)) < 0) {
-		rt_unlock(rt);
+	if ((r = begin_op(rt, id, &c, err)) < 0)
 		return r;
-	}
 	if (c->state != CTR_RUNNING) {
 		if (c->state == CTR_CREATED) {
 			/* Never started: it ends here, as containerd does. */
