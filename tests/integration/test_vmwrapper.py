@@ -3,6 +3,7 @@ import calendar
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -263,8 +264,13 @@ def test_unreadable_kernel_is_refused(scratch):
     k = scratch / "k.elf"
     k.write_bytes(HELLO.read_bytes())
     k.chmod(0)
-    # root reads anything: drop to nobody for this check.
-    r = subprocess.run([VMW, "--kernel", str(k), "--state-dir", str(scratch / "state")],
+    # root reads anything: drop to nobody for this check. nobody may not reach the build
+    # tree (a clone in a 0700 directory), so it runs a copy from the scratch dir.
+    scratch.chmod(0o755)
+    vmw = scratch / "vmwrapper"
+    shutil.copy2(VMW, vmw)
+    vmw.chmod(0o755)
+    r = subprocess.run([str(vmw), "--kernel", str(k), "--state-dir", str(scratch / "state")],
                        capture_output=True, text=True, timeout=30, user=65534, group=65534)
     assert r.returncode == 125
     assert "Permission denied" in r.stderr
