@@ -1,6 +1,7 @@
 # unikd build. `make` builds bin/unikd, bin/vmwrapper and the test guests;
 # `make test` installs what is missing, builds, and runs every test; `make run` starts unikd.
 VERSION := 0.1.0
+.DEFAULT_GOAL := all
 CC ?= gcc
 PYTHON ?= /usr/bin/python3
 PKGS := json-c libarchive

@@ -99,6 +99,8 @@ CRI_HANDLER(cri_image_status)
 		if (i->disk_format)
 			json_object_object_add(o, "diskFormat", json_object_new_string(i->disk_format));
 		json_object_object_add(o, "cmdline", json_object_new_string(i->cmdline ? i->cmdline : ""));
+		if (i->not_runnable)
+			json_object_object_add(o, "notRunnable", json_object_new_string(i->not_runnable));
 		json_object_object_add(o, "createdNs", json_object_new_uint64(i->created_ns));
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
@@ -114,7 +116,8 @@ static const char *nonempty(const char *s)
 
 /* The registry client's errors, as the CRI codes kubelet acts on: a missing image or an
  * unreachable registry is NOT_FOUND/UNAVAILABLE, bad credentials PERMISSION_DENIED, and an
- * image that is broken or not runnable INVALID_ARGUMENT (never worth a retry). */
+ * image that is broken or hostile INVALID_ARGUMENT (never worth a retry). An image with no
+ * bootable layout is pulled all the same: CreateContainer says why it cannot run. */
 static int pull_error(uk_error *err, int r)
 {
 	switch (-r) {
@@ -124,7 +127,8 @@ static int pull_error(uk_error *err, int r)
 	case ETIMEDOUT: case EPROTO: case EIO: case ECONNRESET:
 		err->code = EAGAIN;
 		break;
-	case EBADMSG: case EPROTONOSUPPORT: case ENOEXEC: case EFBIG: case ENOTSUP: case ELOOP:
+	case EBADMSG: case EPROTONOSUPPORT: case ENOEXEC: case EFBIG: case ENOTSUP: case ELOOP: case EPERM:
+	case E2BIG:
 		err->code = EINVAL;
 		break;
 	default:
@@ -183,7 +187,14 @@ CRI_HANDLER(cri_remove_image)
 	const char *want = image_name(q->image);
 	if (!want)
 		return uk_err(err, EINVAL, "image.image is required");
-	int r = image_store_remove(ctx->rt->images, want, err);
+	/* As containerd's CRI: the image goes with all its tags and digests, not just the
+	 * reference named (kubelet's image GC names one and expects the space back). */
+	_cleanup_image_info_ struct image_info *i = NULL;
+	int r = image_store_resolve(ctx->rt->images, want, &i, err);
+	if (r == -ENOENT)
+		r = 0;
+	else if (r == 0)
+		r = image_store_remove(ctx->rt->images, i->id, err);
 	if (r < 0)
 		return uk_err_ctx(err, "image.image");
 	Runtime__V1__RemoveImageResponse *resp_ = arena_new0(a, Runtime__V1__RemoveImageResponse);

@@ -222,12 +222,18 @@ struct image_meta {
 	char *kernel, *initrd, *disk; /* "sha256:<hex>" digests */
 	char *disk_format;
 	char *cmdline;
+	char *not_runnable;
+	char *image_config; /* pulled: the OCI config blob */
+	char **layers;      /* pulled: the layer blobs, in order; NULL-terminated or NULL */
 	uint64_t size;
 	uint64_t created_ns;
 };
 
 static void image_meta_clear(struct image_meta *m)
 {
+	free(m->not_runnable);
+	free(m->image_config);
+	strv_free(m->layers);
 	free(m->kind);
 	free(m->kernel);
 	free(m->initrd);
@@ -245,8 +251,10 @@ static json_object *meta_config(const struct image_meta *m)
 	_cleanup_json_ json_object *c = json_object_new_object();
 	if (!c)
 		return NULL;
-	const char *keys[] = { "kind", "kernel", "initrd", "disk", "disk_format", "cmdline" };
-	const char *vals[] = { m->kind, m->kernel, m->initrd, m->disk, m->disk_format, m->cmdline };
+	const char *keys[] = { "kind", "kernel", "initrd", "disk", "disk_format", "cmdline", "not_runnable",
+			       "image_config" };
+	const char *vals[] = { m->kind,	   m->kernel,	    m->initrd,	     m->disk,
+			       m->disk_format, m->cmdline, m->not_runnable, m->image_config };
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		if (!vals[i])
 			continue;
@@ -254,6 +262,20 @@ static json_object *meta_config(const struct image_meta *m)
 		if (!v || json_object_object_add(c, keys[i], v) < 0) {
 			json_object_put(v);
 			return NULL;
+		}
+	}
+	if (m->layers) {
+		json_object *arr = json_object_new_array();
+		if (!arr || json_object_object_add(c, "layers", arr) < 0) {
+			json_object_put(arr);
+			return NULL;
+		}
+		for (char **l = m->layers; *l; l++) {
+			json_object *v = json_object_new_string(*l);
+			if (!v || json_object_array_add(arr, v) < 0) {
+				json_object_put(v);
+				return NULL;
+			}
 		}
 	}
 	return TAKE_PTR(c);
@@ -297,6 +319,34 @@ static int get_u64(json_object *o, const char *key, uint64_t *ret)
 	return 0;
 }
 
+/* config.layers: absent, or an array of strict digests (they become blob paths). */
+static int read_layers(json_object *config, char ***ret)
+{
+	json_object *v;
+	*ret = NULL;
+	if (!json_object_object_get_ex(config, "layers", &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > IMAGE_LAYERS_MAX)
+		return -EBADMSG;
+	struct strv l = { 0 };
+	for (size_t i = 0; i < json_object_array_length(v); i++) {
+		json_object *e = json_object_array_get_idx(v, i);
+		if (!json_object_is_type(e, json_type_string) || !image_digest_valid(json_object_get_string(e))) {
+			strv_clear(&l);
+			return -EBADMSG;
+		}
+		/* Keep the manifest's order: strv_take would sort. */
+		if (strv_push(&l, json_object_get_string(e)) < 0) {
+			strv_clear(&l);
+			return -ENOMEM;
+		}
+	}
+	if (!l.v && !(l.v = calloc(1, sizeof(char *))))
+		return -ENOMEM;
+	*ret = l.v;
+	return 0;
+}
+
 static int read_meta(struct image_store *s, const char *hex, struct image_meta *ret, uk_error *err)
 {
 	_cleanup_free_ char *path = pathf("%s/images/%s.json", s->root, hex);
@@ -324,8 +374,10 @@ static int read_meta(struct image_store *s, const char *hex, struct image_meta *
 		return uk_err(err, EBADMSG, "%s: fields \"size\" and \"created_ns\" must be non-negative integers", path);
 	if (!json_object_object_get_ex(doc, "config", &config) || !json_object_is_type(config, json_type_object))
 		return uk_err(err, EBADMSG, "%s: field \"config\" must be an object", path);
-	const char *keys[] = { "kind", "kernel", "initrd", "disk", "disk_format", "cmdline" };
-	char **dst[] = { &m.kind, &m.kernel, &m.initrd, &m.disk, &m.disk_format, &m.cmdline };
+	const char *keys[] = { "kind", "kernel", "initrd", "disk", "disk_format", "cmdline", "not_runnable",
+			       "image_config" };
+	char **dst[] = { &m.kind,	 &m.kernel,  &m.initrd,	      &m.disk,
+			 &m.disk_format, &m.cmdline, &m.not_runnable, &m.image_config };
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		r = get_opt_string(config, keys[i], dst[i]);
 		if (r == -ENOMEM)
@@ -336,12 +388,20 @@ static int read_meta(struct image_store *s, const char *hex, struct image_meta *
 	/* Digests become blob paths: only the strict form passes. */
 	if (!m.kind || strlen(m.kind) > KIND_MAX || !uk_id_valid(m.kind))
 		return uk_err(err, EBADMSG, "%s: field \"config.kind\" is missing or invalid", path);
-	if (!m.kernel == !m.disk)
-		return uk_err(err, EBADMSG, "%s: exactly one of \"config.kernel\" and \"config.disk\" must be set", path);
-	const char *digests[] = { m.kernel, m.initrd, m.disk };
+	if ((r = read_layers(config, &m.layers)) == -ENOMEM)
+		return oom(err);
+	if (r < 0)
+		return uk_err(err, EBADMSG, "%s: field \"config.layers\" must be an array of sha256:<64 hex>", path);
+	if (m.not_runnable ? m.kernel || m.disk : !m.kernel && !m.disk)
+		return uk_err(err, EBADMSG, "%s: \"config.kernel\" or \"config.disk\" must be set, unless \"config.not_runnable\" is",
+			      path);
+	if (m.kernel && m.disk && strcmp(m.kind, "urunc") != 0)
+		return uk_err(err, EBADMSG, "%s: only a urunc image has both \"config.kernel\" and \"config.disk\"", path);
+	const char *digests[] = { m.kernel, m.initrd, m.disk, m.image_config };
+	const char *dkeys[] = { "kernel", "initrd", "disk", "image_config" };
 	for (size_t i = 0; i < ARRAY_SIZE(digests); i++)
 		if (digests[i] && !image_digest_valid(digests[i]))
-			return uk_err(err, EBADMSG, "%s: field \"config.%s\" must be sha256:<64 hex>", path, keys[i + 1]);
+			return uk_err(err, EBADMSG, "%s: field \"config.%s\" must be sha256:<64 hex>", path, dkeys[i]);
 	if (m.disk ? !m.disk_format || (strcmp(m.disk_format, "raw") != 0 && strcmp(m.disk_format, "qcow2") != 0)
 		   : m.disk_format != NULL)
 		return uk_err(err, EBADMSG, "%s: field \"config.disk_format\" must be raw or qcow2 with a disk only", path);
@@ -415,7 +475,8 @@ static int build_info(struct image_store *s, const struct image_meta *m, json_ob
 	    (m->initrd && !(i->initrd = blob_path(s, m->initrd))) ||
 	    (m->disk && !(i->disk = blob_path(s, m->disk))) ||
 	    (m->disk_format && !(i->disk_format = strdup(m->disk_format))) ||
-	    !(i->cmdline = strdup(m->cmdline)) || !(i->kind = strdup(m->kind)))
+	    !(i->cmdline = strdup(m->cmdline)) || !(i->kind = strdup(m->kind)) ||
+	    (m->not_runnable && !(i->not_runnable = strdup(m->not_runnable))))
 		return oom(err);
 	*ret = TAKE_PTR(i);
 	return 0;
@@ -433,6 +494,7 @@ void image_info_free(struct image_info *i)
 	free(i->disk_format);
 	free(i->cmdline);
 	free(i->kind);
+	free(i->not_runnable);
 	free(i);
 }
 
@@ -492,9 +554,14 @@ static int gc_locked(struct image_store *s, json_object *refs, uk_error *err)
 			keep_all_blobs = true;
 			continue;
 		}
-		const char *ds[] = { m.kernel, m.initrd, m.disk };
+		const char *ds[] = { m.kernel, m.initrd, m.disk, m.image_config };
 		for (size_t k = 0; k < ARRAY_SIZE(ds); k++)
 			if (ds[k] && strv_push(&live, ds[k] + 7) < 0) {
+				strv_clear(&live);
+				return oom(err);
+			}
+		for (char **l = m.layers; l && *l; l++)
+			if (strv_push(&live, *l + 7) < 0) {
 				strv_clear(&live);
 				return oom(err);
 			}
@@ -559,6 +626,23 @@ static int clean_tmp_locked(struct image_store *s, uk_error *err)
 				return r;
 		}
 	}
+	/* Lock files of pulls that died: unlocked ones go (a waiter that opened one notices). */
+	_cleanup_free_ char *locks = pathf("%s/locks", s->root);
+	if (!locks)
+		return oom(err);
+	_cleanup_closedir_ DIR *ld = opendir(locks);
+	if (!ld)
+		return uk_err_errno(err, errno, "open %s", locks);
+	while ((de = readdir(ld))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_close_ int fd =
+			openat(dirfd(ld), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
+			continue;
+		if (unlinkat(dirfd(ld), de->d_name, 0) < 0 && errno != ENOENT)
+			return uk_err_errno(err, errno, "remove %s/%s", locks, de->d_name);
+	}
 	/* Leftovers of uk_write_file_atomic ("refs.json.tmp.<pid>"); refs.json is only
 	 * written under this lock, so none is live. */
 	_cleanup_closedir_ DIR *rd = opendir(s->root);
@@ -589,7 +673,7 @@ int image_store_open(const char *root, struct image_store **ret, uk_error *err)
 	/* Blob paths go to QEMU and other tools: keep them well inside PATH_MAX. */
 	if (strlen(s->root) > PATH_MAX - 128)
 		return uk_err(err, ENAMETOOLONG, "image store root %s is too long", s->root);
-	const char *dirs[] = { "blobs/sha256", "images" };
+	const char *dirs[] = { "blobs/sha256", "images", "locks" };
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		_cleanup_free_ char *p = pathf("%s/%s", s->root, dirs[i]);
 		if (!p)
@@ -834,6 +918,23 @@ static int commit_blob(struct image_store *s, struct staged *st, uk_error *err)
 	return 0;
 }
 
+/* Put a verified file of ROOT/tmp into blobs/ under its digest (a hard link: the caller
+ * still removes its own name), unless the blob is there already. */
+static int link_blob(struct image_store *s, const struct image_blob_file *b, uk_error *err)
+{
+	_cleanup_free_ char *dst = blob_path(s, b->digest);
+	if (!dst)
+		return oom(err);
+	struct stat sb;
+	if (lstat(dst, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == b->size)
+		return 0;
+	if (chmod(b->path, 0444) < 0)
+		return uk_err_errno(err, errno, "chmod %s", b->path);
+	if (link(b->path, dst) < 0 && errno != EEXIST)
+		return uk_err_errno(err, errno, "link %s to %s", b->path, dst);
+	return 0;
+}
+
 static int fsync_dir(const char *path, uk_error *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -852,7 +953,8 @@ static void staged_clear_all(struct staged (*st)[N_FILES])
 
 /* Under the exclusive lock: blobs, then the image document, then the ref map, then GC, so
  * that a crash at any point leaves either the old state or orphans the next GC removes. */
-static int import_commit(struct image_store *s, const char *const *keys, struct staged *st, struct image_meta *m,
+static int import_commit(struct image_store *s, const char *const *keys, struct staged *st,
+			 const struct image_blob_file *const *kept, size_t nkept, struct image_meta *m,
 			 struct image_info **ret, uk_error *err)
 {
 	_cleanup_unlock_ int locked = -1;
@@ -866,6 +968,9 @@ static int import_commit(struct image_store *s, const char *const *keys, struct 
 		return oom(err);
 	for (int i = 0; i < N_FILES; i++)
 		if (st[i].tmp && (r = commit_blob(s, &st[i], err)) < 0)
+			return r;
+	for (size_t i = 0; i < nkept; i++)
+		if ((r = link_blob(s, kept[i], err)) < 0)
 			return r;
 	if ((r = fsync_dir(blobs, err)) < 0)
 		return r;
@@ -941,10 +1046,30 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 		keys[nk++] = key;
 	if (dkey)
 		keys[nk++] = dkey;
-	if (in->kernel && in->disk)
-		return uk_err(err, EINVAL, "kernel, disk: give exactly one, not both");
-	if (!in->kernel && !in->disk)
-		return uk_err(err, EINVAL, "kernel, disk: give exactly one");
+	bool urunc = strcmp(kind, "urunc") == 0;
+	if (in->not_runnable) {
+		if (in->kernel || in->disk || strcmp(kind, IMAGE_KIND_IMPORT) == 0)
+			return uk_err(err, EINVAL, "not_runnable: only for a pulled image without kernel or disk");
+		if (strnlen(in->not_runnable, IMAGE_NOT_RUNNABLE_MAX) >= IMAGE_NOT_RUNNABLE_MAX ||
+		    !text_valid(in->not_runnable))
+			return uk_err(err, EINVAL, "not_runnable: too long or not text");
+	} else {
+		if (in->kernel && in->disk && !urunc)
+			return uk_err(err, EINVAL, "kernel, disk: give exactly one, not both");
+		if (!in->kernel && !in->disk)
+			return uk_err(err, EINVAL, "kernel, disk: give exactly one");
+	}
+	if (in->n_layers > IMAGE_LAYERS_MAX)
+		return uk_err(err, E2BIG, "layers: %zu, more than %d", in->n_layers, IMAGE_LAYERS_MAX);
+	const struct image_blob_file *kept[IMAGE_LAYERS_MAX + 1];
+	size_t nkept = 0;
+	if (in->config)
+		kept[nkept++] = in->config;
+	for (size_t i = 0; i < in->n_layers; i++)
+		kept[nkept++] = &in->layers[i];
+	for (size_t i = 0; i < nkept; i++)
+		if (!kept[i]->path || !image_digest_valid(kept[i]->digest))
+			return uk_err(err, EINVAL, "layers: a blob without a path or a sha256 digest");
 	if (in->initrd && !in->kernel)
 		return uk_err(err, EINVAL, "initrd: only goes with a kernel");
 	if (in->disk_format && !in->disk)
@@ -974,8 +1099,27 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 
 	_cleanup_image_meta_ struct image_meta m = { 0 };
 	if (!(m.kind = strdup(kind)) || !(m.cmdline = strdup(cmdline)) ||
-	    (format && !(m.disk_format = strdup(format))))
+	    (format && !(m.disk_format = strdup(format))) ||
+	    (in->not_runnable && !(m.not_runnable = strdup(in->not_runnable))) ||
+	    (in->config && !(m.image_config = strdup(in->config->digest))))
 		return oom(err);
+	if (in->layers || in->config) {
+		if (!(m.layers = calloc(in->n_layers + 1, sizeof(char *))))
+			return oom(err);
+		for (size_t i = 0; i < in->n_layers; i++)
+			if (!(m.layers[i] = strdup(in->layers[i].digest)))
+				return oom(err);
+	}
+	/* Size: every distinct blob once. */
+	for (size_t i = 0; i < nkept; i++) {
+		bool dup = false;
+		for (size_t k = 0; k < i && !dup; k++)
+			dup = strcmp(kept[k]->digest, kept[i]->digest) == 0;
+		for (int k = 0; k < N_FILES && !dup; k++)
+			dup = srcs[k] && strcmp(st[k].digest, kept[i]->digest) == 0;
+		if (!dup)
+			m.size += kept[i]->size;
+	}
 	char **mdig[N_FILES] = { &m.kernel, &m.initrd, &m.disk };
 	for (int i = 0; i < N_FILES; i++) {
 		if (!srcs[i])
@@ -991,7 +1135,7 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 	}
 	if (meta_compute_id(&m, m.hex) < 0)
 		return oom(err);
-	return import_commit(s, keys, st, &m, ret, err);
+	return import_commit(s, keys, st, kept, nkept, &m, ret, err);
 }
 
 static int resolve_locked(struct image_store *s, json_object *refs, const char *ref, char hex[SHA256_HEX_SIZE],
@@ -1023,6 +1167,87 @@ int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, 
 	*path = TAKE_PTR(p);
 	*lock_fd = fd;
 	return 0;
+}
+
+/* ---- named locks: ROOT/locks/<key> ---- */
+
+int image_store_lock_key(struct image_store *s, const char *key, int *fd, uk_error *err)
+{
+	*fd = -1;
+	if (!key || strlen(key) > 128 || !uk_id_valid(key))
+		return uk_err(err, EINVAL, "lock key \"%s\" is not valid", key ? key : "");
+	_cleanup_free_ char *path = pathf("%s/locks/%s", s->root, key);
+	if (!path)
+		return oom(err);
+	for (;;) {
+		_cleanup_close_ int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+		if (f < 0)
+			return uk_err_errno(err, errno, "open %s", path);
+		while (flock(f, LOCK_EX) < 0)
+			if (errno != EINTR)
+				return uk_err_errno(err, errno, "lock %s", path);
+		/* The holder before us unlinks the file before it unlocks: then ours is stale. */
+		struct stat a, b;
+		if (fstat(f, &a) < 0)
+			return uk_err_errno(err, errno, "stat %s", path);
+		if (stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			*fd = TAKE_FD(f);
+			return 0;
+		}
+	}
+}
+
+void image_store_unlock_key(struct image_store *s, const char *key, int fd)
+{
+	if (fd < 0)
+		return;
+	_cleanup_free_ char *path = pathf("%s/locks/%s", s->root, key);
+	if (path)
+		unlink(path);
+	safe_close(fd);
+}
+
+int image_store_blob_dir(struct image_store *s, char **ret)
+{
+	return (*ret = pathf("%s/blobs/sha256", s->root)) ? 0 : -ENOMEM;
+}
+
+int image_store_blob_get(struct image_store *s, const char *digest, uint64_t size, const char *dst,
+			 image_blob_fetch_fn fetch, void *ud, bool *fetched, uk_error *err)
+{
+	*fetched = false;
+	if (!image_digest_valid(digest))
+		return uk_err(err, EINVAL, "blob digest \"%s\" is not sha256:<64 hex>", digest);
+	char key[80];
+	snprintf(key, sizeof(key), "blob-%.64s", digest + 7);
+	int lfd;
+	int r = image_store_lock_key(s, key, &lfd, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ char *src = blob_path(s, digest);
+	if (!src) {
+		image_store_unlock_key(s, key, lfd);
+		return oom(err);
+	}
+	struct stat sb;
+	/* A GC between the lstat and the link makes the link fail: then fetch it. */
+	if (lstat(src, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == size && link(src, dst) == 0) {
+		image_store_unlock_key(s, key, lfd);
+		return 0;
+	}
+	r = fetch(ud, dst, err);
+	if (r >= 0) {
+		*fetched = true;
+		_cleanup_close_ int f = open(dst, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (f < 0 || fsync(f) < 0 || fchmod(f, 0444) < 0)
+			r = uk_err_errno(err, errno, "publish %s", dst);
+		else if (link(dst, src) < 0 && errno != EEXIST)
+			r = uk_err_errno(err, errno, "link %s to %s", dst, src);
+		if (r < 0)
+			unlink(dst);
+	}
+	image_store_unlock_key(s, key, lfd);
+	return r;
 }
 
 int image_store_tag(struct image_store *s, const char *target, const char *ref, struct image_info **ret,

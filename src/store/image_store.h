@@ -5,6 +5,7 @@
 #ifndef UK_STORE_IMAGE_STORE_H
 #define UK_STORE_IMAGE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,9 @@
 #define IMAGE_CMDLINE_MAX 4096 /* with the NUL, as vmwrapper's VM_CMDLINE_MAX */
 #define IMAGE_METADATA_MAX (1024 * 1024) /* images/<hex>.json and refs.json */
 #define IMAGE_KIND_IMPORT "unikd-import"
+#define IMAGE_KIND_NONE "none" /* pulled, but no layout unikd can boot */
+#define IMAGE_LAYERS_MAX 256
+#define IMAGE_NOT_RUNNABLE_MAX 1024
 
 struct image_store;
 
@@ -26,16 +30,37 @@ struct image_info {
 	char **repo_digests;    /* NULL-terminated, sorted; empty for local imports */
 	uint64_t size;          /* bytes of all its (distinct) blobs */
 	char *kernel, *initrd, *disk; /* absolute blob paths or NULL */
-	char *disk_format;      /* "raw" | "qcow2", NULL without a disk */
+	/* "raw" | "qcow2", NULL without a disk. With a kernel (urunc's block image), the disk
+	 * is an extra data disk the kernel mounts, not a boot disk. */
+	char *disk_format;
 	char *cmdline;          /* default kernel command line, may be "" */
-	char *kind;             /* IMAGE_KIND_IMPORT, or "urunc" / "containerdisk" when pulled */
+	char *kind;             /* IMAGE_KIND_IMPORT, or "urunc" / "containerdisk" / "none" when pulled */
+	/* NULL for a runnable image. For a pulled image with no layout unikd can boot (kind
+	 * "none", no kernel, no disk): why, and which annotations or layout would make it
+	 * runnable. CreateContainer refuses such an image with this text. */
+	char *not_runnable;
 	uint64_t created_ns;    /* when this content was first imported */
 };
 
-/* Exactly one of kernel and disk. initrd and cmdline go with a kernel only; disk_format
- * with a disk only ("raw" or "qcow2"; NULL guesses from the qcow2 magic). */
+/* A file already in ROOT/tmp whose sha256 and size the caller verified (a pulled layer or
+ * config): the import links it into blobs/ and the image keeps it. */
+struct image_blob_file {
+	const char *digest; /* sha256:<64 hex> */
+	const char *path;
+	uint64_t size;
+};
+
+/* Exactly one of kernel and disk, or both for a urunc image (the disk is then its block
+ * image), or neither with not_runnable set (a pulled image unikd cannot boot; kind must not
+ * be IMAGE_KIND_IMPORT). initrd and cmdline go with a kernel only; disk_format with a disk
+ * only ("raw" or "qcow2"; NULL guesses from the qcow2 magic). config and layers: the pulled
+ * content, kept so a later pull of an image sharing it downloads nothing again. */
 struct image_import {
 	const char *kernel, *initrd, *disk, *disk_format, *cmdline;
+	const char *not_runnable;
+	const struct image_blob_file *config;
+	const struct image_blob_file *layers;
+	size_t n_layers;
 };
 
 /* Create the layout if needed, then (under the lock) remove leftovers of interrupted
@@ -64,6 +89,25 @@ int image_store_tag(struct image_store *s, const char *target, const char *ref, 
  * flock on it so that image_store_open leaves it alone; a directory nobody holds locked is
  * removed by the next image_store_open. The caller removes it and closes the fd. */
 int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, int *lock_fd, uk_error *err);
+
+/* A lock named key (an id: [A-Za-z0-9_.-]) shared by every thread and process using the
+ * store, held until image_store_unlock_key: pulls take "image-<hex>" and "blob-<hex>" so
+ * that concurrent pulls download and unpack each thing once. */
+int image_store_lock_key(struct image_store *s, const char *key, int *fd, uk_error *err);
+/* Drop the lock and its file (its waiters notice and retry on a fresh file). */
+void image_store_unlock_key(struct image_store *s, const char *key, int fd);
+
+/* Get blob digest (of size bytes) into dst, a new file name in ROOT/tmp: a hard link to the
+ * store's copy when there is one, else written by fetch(ud, dst, err), which must verify the
+ * content. A fetched blob is published in blobs/ at once (GC removes it again unless an
+ * image comes to use it), so that a concurrent pull waiting on the blob's lock links it
+ * instead of downloading it again. *fetched tells which happened. */
+typedef int (*image_blob_fetch_fn)(void *ud, const char *dst, uk_error *err);
+int image_store_blob_get(struct image_store *s, const char *digest, uint64_t size, const char *dst,
+			 image_blob_fetch_fn fetch, void *ud, bool *fetched, uk_error *err);
+
+/* The directory of the store's blobs, files named by their sha256 hex. */
+int image_store_blob_dir(struct image_store *s, char **ret);
 
 /* All images, newest first; *ret is also NULL-terminated. Free with image_info_list_free. */
 int image_store_list(struct image_store *s, struct image_info ***ret, size_t *n, uk_error *err);

@@ -9,6 +9,7 @@
 #include "layers.h"
 #include "pull.h"
 #include "reference.h"
+#include "sha256.h"
 
 /* The work directory and its lock; removed on every path. */
 struct workdir {
@@ -26,6 +27,21 @@ static void workdir_clear(struct workdir *w)
 	w->fd = safe_close(w->fd);
 }
 
+/* A named store lock, dropped on every path. */
+struct keylock {
+	struct image_store *s;
+	char key[80];
+	int fd;
+};
+
+static void keylock_clear(struct keylock *k)
+{
+	if (k->s)
+		image_store_unlock_key(k->s, k->key, k->fd);
+	k->fd = -1;
+	k->s = NULL;
+}
+
 static char *strf(const char *fmt, ...) _printf_(1, 2);
 static char *strf(const char *fmt, ...)
 {
@@ -35,6 +51,45 @@ static char *strf(const char *fmt, ...)
 	int r = vasprintf(&s, fmt, ap);
 	va_end(ap);
 	return r < 0 ? NULL : s;
+}
+
+struct fetch_layer {
+	registry_client *c;
+	const struct registry_blob *b;
+};
+
+static int fetch_layer(void *ud, const char *dst, uk_error *err)
+{
+	struct fetch_layer *f = ud;
+	return registry_client_fetch_blob(f->c, f->b, dst, err);
+}
+
+/* The config blob came with the resolve (verified): write it out. */
+static int write_config(void *ud, const char *dst, uk_error *err)
+{
+	const struct registry_image *img = ud;
+	_cleanup_close_ int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return uk_err_errno(err, errno, "create %s", dst);
+	int r = uk_write_all(fd, img->config_raw, img->config_len);
+	if (r < 0) {
+		unlink(dst);
+		return uk_err_errno(err, -r, "write %s", dst);
+	}
+	return 0;
+}
+
+/* Already pulled (name@digest in the store): point the tag at it. 1 if so. */
+static int have_image(struct image_store *s, const char *repo_digest, const char *tag_ref, struct image_info **ret)
+{
+	if (tag_ref)
+		return image_store_tag(s, repo_digest, tag_ref, ret, NULL) >= 0;
+	_cleanup_image_info_ struct image_info *have = NULL;
+	if (image_store_resolve(s, repo_digest, &have, NULL) < 0)
+		return 0;
+	if (ret)
+		*ret = TAKE_PTR(have);
+	return 1;
 }
 
 int image_store_pull(struct image_store *s, const char *ref, const struct registry_opts *o,
@@ -48,11 +103,29 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	_cleanup_free_ char *full = image_ref_string(&iref);
 	/* A tag goes into the store only when the reference has no digest (as containerd). */
 	_cleanup_free_ char *tag_ref = NULL;
-	if (!name || !full || (!iref.digest && !(tag_ref = strf("%s:%s", name, iref.tag))))
+	_cleanup_free_ char *blob_dir = NULL;
+	if (!name || !full || (!iref.digest && !(tag_ref = strf("%s:%s", name, iref.tag))) ||
+	    image_store_blob_dir(s, &blob_dir) < 0)
 		return uk_err(err, ENOMEM, "out of memory");
 
+	/* Pulls of one reference one at a time: the ones that waited find the config (and the
+	 * image) in the store and download nothing. */
+	_cleanup_(keylock_clear) struct keylock rk = { .fd = -1 };
+	{
+		uint8_t d[SHA256_DIGEST_SIZE];
+		char hex[SHA256_HEX_SIZE];
+		sha256_buf(full, strlen(full), d);
+		sha256_to_hex(d, hex);
+		snprintf(rk.key, sizeof(rk.key), "ref-%s", hex);
+		if ((r = image_store_lock_key(s, rk.key, &rk.fd, err)) < 0)
+			return r;
+		rk.s = s;
+	}
+	/* The config of an image pulled before is read from the store, not downloaded. */
+	struct registry_opts opts = o ? *o : (struct registry_opts){ 0 };
+	opts.blob_cache = blob_dir;
 	_cleanup_registry_client_ registry_client *c = NULL;
-	if ((r = registry_client_new(full, o, &c, err)) < 0)
+	if ((r = registry_client_new(full, &opts, &c, err)) < 0)
 		return r;
 	_cleanup_registry_image_ struct registry_image img = { 0 };
 	if ((r = registry_client_resolve(c, &img, err)) < 0)
@@ -61,26 +134,27 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	_cleanup_free_ char *repo_digest = strf("%s@%s", name, digest);
 	if (!repo_digest)
 		return uk_err(err, ENOMEM, "out of memory");
+	if (img.n_layers > IMAGE_LAYERS_MAX)
+		return uk_err(err, E2BIG, "image %s has %zu layers, more than %d", full, img.n_layers,
+			      IMAGE_LAYERS_MAX);
 
-	/* Pulled before: point the tag at it, download nothing. */
-	if (tag_ref) {
-		r = image_store_tag(s, repo_digest, tag_ref, ret, NULL);
-		if (r >= 0)
-			return 0;
-	} else {
-		_cleanup_image_info_ struct image_info *have = NULL;
-		if (image_store_resolve(s, repo_digest, &have, NULL) >= 0) {
-			if (ret)
-				*ret = TAKE_PTR(have);
-			return 0;
-		}
-	}
+	if (have_image(s, repo_digest, tag_ref, ret))
+		return 0;
+	/* One pull per image at a time: whoever waited here finds the image made. */
+	_cleanup_(keylock_clear) struct keylock ik = { .fd = -1 };
+	snprintf(ik.key, sizeof(ik.key), "image-%.64s", img.manifest_digest + 7);
+	if ((r = image_store_lock_key(s, ik.key, &ik.fd, err)) < 0)
+		return r;
+	ik.s = s;
+	if (have_image(s, repo_digest, tag_ref, ret))
+		return 0;
 
 	_cleanup_(workdir_clear) struct workdir w = { .fd = -1 };
 	if ((r = image_store_mkdtemp(s, "pull-", &w.path, &w.fd, err)) < 0)
 		return r;
 	_cleanup_free_ char *rootfs = strf("%s/rootfs", w.path);
-	if (!rootfs)
+	_cleanup_free_ char *cfg_path = strf("%s/config", w.path);
+	if (!rootfs || !cfg_path)
 		return uk_err(err, ENOMEM, "out of memory");
 	if (mkdir(rootfs, 0700) < 0)
 		return uk_err_errno(err, errno, "mkdir %s", rootfs);
@@ -88,37 +162,56 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	if (rootfd < 0)
 		return uk_err_errno(err, errno, "open %s", rootfs);
 
-	/* Layers one at a time: download, unpack, delete, so at most one compressed layer
-	 * and the rootfs are on disk at once. */
+	bool fetched;
+	if ((r = image_store_blob_get(s, img.config_blob.digest, img.config_len, cfg_path, write_config, &img,
+				      &fetched, err)) < 0)
+		return uk_err_ctx(err, "config");
+	struct image_blob_file cfg = { .digest = img.config_blob.digest, .path = cfg_path, .size = img.config_len };
+
+	/* Layers in order: each one is downloaded once (or linked from the store), kept for
+	 * the image, and unpacked over the ones before. */
+	_cleanup_free_ struct image_blob_file *layers = calloc(img.n_layers ? img.n_layers : 1, sizeof(*layers));
+	_cleanup_strv_ char **lpaths = calloc(img.n_layers + 1, sizeof(char *));
+	if (!layers || !lpaths)
+		return uk_err(err, ENOMEM, "out of memory");
 	for (size_t i = 0; i < img.n_layers; i++) {
 		const struct registry_blob *b = &img.layers[i];
-		_cleanup_free_ char *lp = strf("%s/layer-%zu", w.path, i);
-		if (!lp)
+		if (!(lpaths[i] = strf("%s/layer-%zu", w.path, i)))
 			return uk_err(err, ENOMEM, "out of memory");
-		if ((r = registry_client_fetch_blob(c, b, lp, err)) < 0)
+		struct fetch_layer fl = { .c = c, .b = b };
+		if ((r = image_store_blob_get(s, b->digest, b->size, lpaths[i], fetch_layer, &fl, &fetched, err)) < 0)
 			return uk_err_ctx(err, "layer %zu", i);
-		r = layers_unpack(lp, b->media_type[0] ? b->media_type : NULL, rootfd, NULL, err);
-		unlink(lp);
+		layers[i] = (struct image_blob_file){ .digest = b->digest, .path = lpaths[i], .size = b->size };
+		r = layers_unpack(lpaths[i], b->media_type[0] ? b->media_type : NULL, rootfd, NULL, err);
 		if (r < 0)
 			return uk_err_ctx(err, "layer %zu (%s)", i, b->digest);
 	}
 
+	struct image_import in = { .config = &cfg, .layers = layers, .n_layers = img.n_layers };
 	_cleanup_image_format_ struct image_format f = { 0 };
-	if ((r = image_format_detect(img.annotations, img.config, rootfs, &f, err)) < 0)
-		return uk_err_ctx(err, "image %s is not runnable by unikd", full);
-	if (f.block)
-		return uk_err(err, EOPNOTSUPP, "image %s: urunc block devices (com.urunc.unikernel.block) are not supported yet",
-			      full);
-	struct image_import in = { 0 };
-	if (strcmp(f.kind, IMAGE_FORMAT_URUNC) == 0) {
+	const char *kind;
+	uk_error why = { 0 };
+	r = image_format_detect(img.annotations, img.config, rootfs, &f, &why);
+	if (r == -ENOEXEC) {
+		/* Pulled all the same (kubelet pulls before it creates); CreateContainer refuses it. */
+		kind = IMAGE_KIND_NONE;
+		in.not_runnable = why.msg;
+	} else if (r < 0) {
+		if (err)
+			*err = why;
+		return err ? uk_err_ctx(err, "image %s is not runnable by unikd", full) : r;
+	} else if (strcmp(f.kind, IMAGE_FORMAT_URUNC) == 0) {
+		kind = f.kind;
 		in.kernel = f.kernel;
 		in.initrd = f.initrd;
 		in.cmdline = f.cmdline;
+		in.disk = f.block;
 	} else {
+		kind = f.kind;
 		in.disk = f.disk;
 		in.disk_format = f.disk_format;
 	}
-	if ((r = image_store_import_ex(s, tag_ref, repo_digest, f.kind, &in, ret, err)) < 0)
+	if ((r = image_store_import_ex(s, tag_ref, repo_digest, kind, &in, ret, err)) < 0)
 		return uk_err_ctx(err, "import %s", full);
 	return 0;
 }

@@ -420,6 +420,7 @@ struct registry_client {
 	char **insecure;
 	char *username, *password, *identity_token;
 	char *ca_file;
+	char *blob_cache;
 	long timeout_s;
 	char *token; /* the bearer token for this repository, once we have one */
 	bool basic;  /* the registry asked for Basic and we have credentials */
@@ -852,6 +853,7 @@ void registry_client_free(registry_client *c)
 		free(c->token);
 	}
 	free(c->ca_file);
+	free(c->blob_cache);
 	free(c);
 }
 
@@ -896,6 +898,7 @@ int registry_client_new(const char *ref, const struct registry_opts *o, registry
 		c->token = strdup_or_null(a->registry_token, &oom);
 	}
 	c->ca_file = strdup_or_null(o->ca_file, &oom);
+	c->blob_cache = strdup_or_null(o->blob_cache, &oom);
 	c->timeout_s = o->timeout_s > 0 ? o->timeout_s : REGISTRY_DEFAULT_TIMEOUT_S;
 	if (oom) {
 		registry_client_free(c);
@@ -1061,6 +1064,28 @@ static int parse_descriptor(registry_client *c, json_object *d, const char *what
 	return 0;
 }
 
+/* A verified copy from the blob cache; false when there is none (or it is not right). */
+static bool cached_small_blob(registry_client *c, const struct registry_blob *b, struct membuf *out)
+{
+	if (!c->blob_cache || !image_digest_valid(b->digest))
+		return false;
+	_cleanup_free_ char *path = NULL;
+	if (asprintf(&path, "%s/%s", c->blob_cache, b->digest + 7) < 0)
+		return false;
+	char *data = NULL;
+	size_t len = 0;
+	if (uk_read_file(path, b->size, &data, &len, NULL) < 0)
+		return false;
+	char d[REGISTRY_DIGEST_MAX];
+	digest_of(data, len, d);
+	if (len != b->size || strcmp(d, b->digest) != 0) {
+		free(data);
+		return false;
+	}
+	*out = (struct membuf){ .data = data, .len = len, .cap = len, .max = b->size };
+	return true;
+}
+
 /* GET a blob into memory (bounded by its size) and verify it. */
 static int fetch_small_blob(registry_client *c, const struct registry_blob *b, const char *what,
 			    struct membuf *out, uk_error *err)
@@ -1068,6 +1093,8 @@ static int fetch_small_blob(registry_client *c, const struct registry_blob *b, c
 	if (b->size > REGISTRY_MANIFEST_MAX)
 		return uk_err(err, EFBIG, "%s %s: %" PRIu64 " bytes, more than the limit of %u",
 			      what, b->digest, b->size, REGISTRY_MANIFEST_MAX);
+	if (cached_small_blob(c, b, out))
+		return 0;
 	_cleanup_free_ char *url = registry_url(c->domain, c->plain, c->name, "blobs", b->digest);
 	if (!url)
 		return uk_err(err, ENOMEM, "%s", what);

@@ -52,6 +52,9 @@ struct registry_opts {
 	 * of small requests; 0 means REGISTRY_DEFAULT_TIMEOUT_S. */
 	long timeout_s;
 	const char *ca_file; /* PEM bundle instead of the system's; may be NULL */
+	/* A directory of verified blobs named by their sha256 hex (the image store's): the
+	 * config is read from there, checked again, when it is present. May be NULL. */
+	const char *blob_cache;
 };
 
 struct registry_blob {

@@ -431,8 +431,8 @@ static void usage_changes(void **state)
 	uk_error err = { 0 };
 	uint64_t b0, i0, b1, i1, b2, i2;
 	assert_int_equal(image_store_usage(s, &b0, &i0, &err), 0);
-	/* root, blobs, blobs/sha256, images, tmp, lock */
-	assert_int_equal(i0, 6);
+	/* root, blobs, blobs/sha256, images, locks, tmp, lock */
+	assert_int_equal(i0, 7);
 	static char big[256 * 1024];
 	for (size_t k = 0; k < sizeof(big); k++)
 		big[k] = (char)(k * 7 + 1);
@@ -553,6 +553,184 @@ static void pulled_images(void **state)
 	image_store_free(open_store(f));
 	assert_false(exists(wd));
 	free(wd);
+	image_store_free(s);
+}
+
+
+/* A file in ROOT/tmp with known content, as a pull leaves a verified blob there. */
+static void tmp_blob(struct fx *f, const char *name, const char *text, char path[256], char digest[IMAGE_ID_SIZE])
+{
+	snprintf(path, 256, "%s/tmp/%s", f->root, name);
+	assert_int_equal(uk_write_file_atomic(path, text, strlen(text), 0600, NULL), 0);
+	char hex[SHA256_HEX_SIZE];
+	hex_of(text, strlen(text), hex);
+	snprintf(digest, IMAGE_ID_SIZE, "sha256:%s", hex);
+}
+
+static bool blob_exists(struct fx *f, const char *digest)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/blobs/sha256/%s", f->root, digest + 7);
+	return exists(p);
+}
+
+static void kept_layers_and_not_runnable(void **state)
+{
+	struct fx *f = *state;
+	struct image_store *s = open_store(f);
+	uk_error err = { 0 };
+	char cp[256], cd[IMAGE_ID_SIZE], l0p[256], l0d[IMAGE_ID_SIZE], l1p[256], l1d[IMAGE_ID_SIZE];
+	tmp_blob(f, "cfg", "{\"os\":\"linux\"}", cp, cd);
+	tmp_blob(f, "l0", "layer zero", l0p, l0d);
+	tmp_blob(f, "l1", "layer one!", l1p, l1d);
+	struct image_blob_file cfg = { cd, cp, 14 };
+	struct image_blob_file layers[] = { { l0d, l0p, 10 }, { l1d, l1p, 10 }, { l0d, l0p, 10 } };
+	const char *k = src_text(f, "kernel", "kernel bytes");
+
+	/* A urunc image: kernel plus block disk, with its config and layers kept. */
+	const char *disk = src_text(f, "block", "block image");
+	struct image_import in = { .kernel = k, .disk = disk, .cmdline = "x", .config = &cfg, .layers = layers,
+				   .n_layers = 3 };
+	struct image_info *i = NULL;
+	if (image_store_import_ex(s, "r.io/a:1", "r.io/a@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+				  "urunc", &in, &i, &err) < 0)
+		fail_msg("import: %s", err.msg);
+	assert_non_null(i->kernel);
+	assert_non_null(i->disk);
+	assert_string_equal(i->disk_format, "raw");
+	assert_null(i->not_runnable);
+	/* Distinct blobs once: kernel 12 + disk 11 + config 14 + two layers 10 each. */
+	assert_int_equal(i->size, 12 + 11 + 14 + 20);
+	assert_true(blob_exists(f, cd) && blob_exists(f, l0d) && blob_exists(f, l1d));
+	/* Kernel and disk together only for urunc. */
+	assert_int_equal(image_store_import_ex(s, "r.io/b:1", NULL, "containerdisk", &in, NULL, NULL), -EINVAL);
+
+	/* A pulled image with no bootable layout: kept, listed, with its reason. */
+	struct image_import none = { .not_runnable = "needs com.urunc.unikernel.binary", .config = &cfg,
+				     .layers = layers, .n_layers = 1 };
+	struct image_info *n = NULL;
+	if (image_store_import_ex(s, "r.io/plain:1", NULL, IMAGE_KIND_NONE, &none, &n, &err) < 0)
+		fail_msg("import none: %s", err.msg);
+	assert_string_equal(n->kind, "none");
+	assert_string_equal(n->not_runnable, "needs com.urunc.unikernel.binary");
+	assert_null(n->kernel);
+	assert_null(n->disk);
+	assert_int_equal(n->size, 14 + 10);
+	image_info_free(n);
+	n = NULL;
+	/* It reads back from disk, through a second store too. */
+	struct image_store *s2 = open_store(f);
+	assert_int_equal(image_store_resolve(s2, "r.io/plain:1", &n, NULL), 0);
+	assert_string_equal(n->not_runnable, "needs com.urunc.unikernel.binary");
+	image_info_free(n);
+	image_store_free(s2);
+	/* not_runnable: never for local imports, never with a kernel. */
+	assert_int_equal(image_store_import_ex(s, "x:1", NULL, NULL, &none, NULL, NULL), -EINVAL);
+	struct image_import bad = { .kernel = k, .not_runnable = "no" };
+	assert_int_equal(image_store_import_ex(s, "x:1", NULL, "urunc", &bad, NULL, NULL), -EINVAL);
+
+	/* Removing the urunc image keeps the config and layer 0 the other still uses. */
+	assert_int_equal(image_store_remove(s, i->id, NULL), 0);
+	assert_true(blob_exists(f, cd) && blob_exists(f, l0d));
+	assert_false(blob_exists(f, l1d));
+	assert_int_equal(image_store_remove(s, "r.io/plain:1", NULL), 0);
+	assert_false(blob_exists(f, cd) || blob_exists(f, l0d));
+	image_info_free(i);
+	image_store_free(s);
+}
+
+struct fetch_count {
+	int calls;
+	const char *text;
+	int fail;
+};
+
+static int count_fetch(void *ud, const char *dst, uk_error *err)
+{
+	struct fetch_count *c = ud;
+	c->calls++;
+	if (c->fail)
+		return uk_err(err, EBADMSG, "digest mismatch");
+	return uk_write_file_atomic(dst, c->text, strlen(c->text), 0600, err);
+}
+
+static void blob_get_fetches_once(void **state)
+{
+	struct fx *f = *state;
+	struct image_store *s = open_store(f);
+	uk_error err = { 0 };
+	const char *text = "a layer";
+	char hex[SHA256_HEX_SIZE], digest[IMAGE_ID_SIZE], d1[256], d2[256], d3[256];
+	hex_of(text, strlen(text), hex);
+	snprintf(digest, sizeof(digest), "sha256:%s", hex);
+	snprintf(d1, sizeof(d1), "%s/tmp/one", f->root);
+	snprintf(d2, sizeof(d2), "%s/tmp/two", f->root);
+	snprintf(d3, sizeof(d3), "%s/tmp/three", f->root);
+	struct fetch_count c = { .text = text };
+	bool fetched;
+	if (image_store_blob_get(s, digest, 7, d1, count_fetch, &c, &fetched, &err) < 0)
+		fail_msg("blob_get: %s", err.msg);
+	assert_true(fetched);
+	assert_true(blob_exists(f, digest));
+	/* The second time it is a link to the published copy. */
+	if (image_store_blob_get(s, digest, 7, d2, count_fetch, &c, &fetched, &err) < 0)
+		fail_msg("blob_get: %s", err.msg);
+	assert_false(fetched);
+	assert_int_equal(c.calls, 1);
+	struct stat a, b;
+	assert_int_equal(stat(d1, &a), 0);
+	assert_int_equal(stat(d2, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
+	assert_int_equal(a.st_mode & 0777, 0444);
+	/* A failing fetch leaves nothing, and the lock file goes in every case. */
+	struct fetch_count bad = { .text = "x", .fail = 1 };
+	char other[IMAGE_ID_SIZE];
+	snprintf(other, sizeof(other), "sha256:%064d", 7);
+	assert_int_equal(image_store_blob_get(s, other, 1, d3, count_fetch, &bad, &fetched, NULL), -EBADMSG);
+	assert_false(exists(d3));
+	assert_false(blob_exists(f, other));
+	assert_int_equal(count_dir(f, "locks"), 0);
+	assert_int_equal(image_store_blob_get(s, "sha256:nothex", 1, d3, count_fetch, &bad, &fetched, NULL), -EINVAL);
+	unlink(d1);
+	unlink(d2);
+	/* No image uses the blob: the next open collects it. */
+	image_store_free(open_store(f));
+	assert_false(blob_exists(f, digest));
+	image_store_free(s);
+}
+
+static void named_locks(void **state)
+{
+	struct fx *f = *state;
+	struct image_store *s = open_store(f);
+	int fd = -1;
+	uk_error err = { 0 };
+	if (image_store_lock_key(s, "image-abc", &fd, &err) < 0)
+		fail_msg("lock: %s", err.msg);
+	/* Another process cannot take it while we hold it, and open leaves the file alone. */
+	char p[256];
+	snprintf(p, sizeof(p), "%s/locks/image-abc", f->root);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int o = open(p, O_RDONLY | O_CLOEXEC);
+		_exit(o >= 0 && flock(o, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK ? 0 : 1);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	image_store_free(open_store(f));
+	assert_true(exists(p));
+	image_store_unlock_key(s, "image-abc", fd);
+	assert_false(exists(p));
+	/* A stale lock file (its holder died) goes at the next open. */
+	assert_int_equal(uk_write_file_atomic(p, "", 0, 0600, NULL), 0);
+	image_store_free(open_store(f));
+	assert_false(exists(p));
+	/* Keys become file names: only ids. */
+	assert_int_equal(image_store_lock_key(s, "../x", &fd, NULL), -EINVAL);
+	assert_int_equal(image_store_lock_key(s, "a/b", &fd, NULL), -EINVAL);
+	image_store_unlock_key(s, "x", -1);
 	image_store_free(s);
 }
 
@@ -831,6 +1009,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(corrupt_metadata, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(ambiguous_prefix, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(pulled_images, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(kept_layers_and_not_runnable, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(blob_get_fetches_once, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(named_locks, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
