@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "../store/image_format.h"
 #include "../store/pull.h"
 #include "../store/reference.h"
 #include "cri.h"
@@ -159,11 +160,21 @@ CRI_HANDLER(cri_pull_image)
 	image_info_free(TAKE_PTR(i));
 	const Runtime__V1__AuthConfig *ac = q->auth;
 	struct registry_auth auth = { 0 };
+	_cleanup_free_ char *decoded = NULL;
 	if (ac) {
 		auth.username = nonempty(ac->username);
 		auth.password = nonempty(ac->password);
 		auth.identity_token = nonempty(ac->identity_token);
 		auth.registry_token = nonempty(ac->registry_token);
+		/* "auth" is base64("user:password"), as in a docker config (crictl --auth). */
+		if (!auth.username && nonempty(ac->auth)) {
+			char *colon;
+			if (image_base64_decode(ac->auth, &decoded) < 0 || !(colon = strchr(decoded, ':')))
+				return uk_err(err, EINVAL, "auth.auth must be base64 of \"user:password\"");
+			*colon = '\0';
+			auth.username = decoded;
+			auth.password = colon + 1;
+		}
 	}
 	struct registry_opts o = { .insecure = ctx->insecure_registries, .auth = &auth };
 	*err = (uk_error){ 0 };

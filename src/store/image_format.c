@@ -70,8 +70,7 @@ static int b64_val(unsigned char c)
 	return -1;
 }
 
-/* Decodes into a NUL-terminated string; -EINVAL for bad input or a NUL in the result. */
-static int b64_decode(const char *in, char **ret)
+int image_base64_decode(const char *in, char **ret)
 {
 	size_t n = strlen(in);
 	if (n % 4)
@@ -164,7 +163,7 @@ static int src_from_object(struct urunc_src *s, json_object *obj, bool b64, uk_e
 		const char *raw = json_object_get_string(j);
 		_cleanup_free_ char *v = NULL;
 		if (b64) {
-			int r = b64_decode(raw, &v);
+			int r = image_base64_decode(raw, &v);
 			if (r == -ENOMEM)
 				return uk_err(err, ENOMEM, "%s %s", s->name, urunc_keys[k]);
 			if (r < 0)

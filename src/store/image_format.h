@@ -52,6 +52,10 @@ struct image_format {
 int image_format_detect(json_object *annotations, json_object *config, const char *rootfs,
 			struct image_format *ret, uk_error *err);
 
+/* Base64 (RFC 4648, standard alphabet, padded) into a NUL-terminated string; -EINVAL for
+ * bad input or a NUL in the result. Also for the CRI AuthConfig's "auth" field. */
+int image_base64_decode(const char *in, char **ret);
+
 /* Free the members and zero the struct; NULL and repeated calls are fine. */
 void image_format_clear(struct image_format *f);
 

@@ -6,12 +6,15 @@
  * "name@sha256:…" (the index digest for a multi-platform image, else the manifest's).
  * Whatever happens, the temporary files and the rootfs are removed before returning.
  *
- * When the store already has name@<that digest>, no blob is downloaded: the tag is
- * pointed at the existing image. (The config blob is still fetched by the resolve.)
+ * The config and layer blobs are kept with the image. When the store already has
+ * name@<that digest>, nothing but the manifest is downloaded: the tag is pointed at the
+ * existing image. Pulls of one reference, of one image and of one blob are serialised
+ * through the store's named locks, so concurrent pulls download each blob once. An image
+ * with no runnable layout is imported as kind "none" with the reason (not an error).
  *
  * Errors are those of registry.h, layers.h and image_format.h: notably -ENOENT (unknown
- * manifest), -EACCES (unauthorized), -EBADMSG (digest mismatch, malformed), -ENOEXEC (the
- * image has no runnable layout), -EOPNOTSUPP (a urunc block device, not supported yet). */
+ * manifest), -EACCES (unauthorized), -EBADMSG (digest mismatch, malformed), -EPERM (a
+ * layer that escapes its rootfs), -EFBIG/-E2BIG (limits). */
 #ifndef UK_STORE_PULL_H
 #define UK_STORE_PULL_H
 

@@ -322,6 +322,14 @@ def test_pull_with_basic_auth_from_cri(uk, scratch, monkeypatch):
         got = uk.im.PullImage(pb.PullImageRequest(
             image=pb.ImageSpec(image=ref), auth=pb.AuthConfig(username="alice", password="s3cret-pw"))).image_ref
         assert got.startswith("sha256:")
+        # The docker-config form crictl --auth sends: base64("user:password").
+        uk.im.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=got)))
+        token = base64.b64encode(b"alice:s3cret-pw").decode()
+        again = uk.im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=ref), auth=pb.AuthConfig(auth=token)))
+        assert again.image_ref == got
+        code, msg = code_of(uk.im.PullImage, pb.PullImageRequest(image=pb.ImageSpec(image=ref),
+                                                                 auth=pb.AuthConfig(auth="not base64!")))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "auth.auth" in msg, msg
         assert "s3cret-pw" not in uk.log() and "wrong-pw" not in uk.log()
     finally:
         r.stop()
