@@ -72,6 +72,7 @@ static void usage(FILE *f)
 {
 	fputs("Usage: vmwrapper --kernel FILE [--append CMDLINE] [--initrd FILE] [options]\n"
 	      "       vmwrapper --disk FILE [--disk-format raw|qcow2] [options]\n"
+	      "       vmwrapper --kernel FILE --disk FILE [options]  (a kernel and a data disk)\n"
 	      "       vmwrapper --spec FILE.json [--sync-fd N]   (how unikd runs it)\n"
 	      "\n"
 	      "Boots one VM in QEMU with its serial console on stdout and exits with the\n"
@@ -81,7 +82,8 @@ static void usage(FILE *f)
 	      "  --kernel FILE        PVH ELF, bzImage or multiboot kernel\n"
 	      "  --initrd FILE        initial ramdisk\n"
 	      "  --append CMDLINE     kernel command line\n"
-	      "  --disk FILE          boot from a disk image instead of a kernel\n"
+	      "  --disk FILE          boot from a disk image instead of a kernel; with --kernel,\n"
+	      "                       a data disk (virtio-blk); its writes go to a throwaway snapshot\n"
 	      "  --disk-format FMT    raw (default) or qcow2\n"
 	      "  --memory MIB         guest memory in MiB (default 64)\n"
 	      "  --cpus N             vCPUs (default 1)\n"

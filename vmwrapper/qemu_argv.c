@@ -12,8 +12,11 @@ int vm_plan_resolve(const struct vm_spec *s, enum kernel_kind kind, bool kvm_ok,
 		return uk_err(err, EINVAL,
 			      "kernel %s is not a PVH ELF (Xen note 18), a bzImage or a multiboot image",
 			      s->kernel);
+	/* A disk boots only without a kernel; beside one it is a data disk, and the kernel
+	 * picks the machine. */
+	bool boot_disk = s->disk && !s->kernel;
 	if (p.machine == VM_MACHINE_AUTO) {
-		if (s->disk)
+		if (boot_disk)
 			p.machine = VM_MACHINE_Q35;
 		else if (kind == KERNEL_MULTIBOOT)
 			p.machine = VM_MACHINE_PC;
@@ -27,8 +30,8 @@ int vm_plan_resolve(const struct vm_spec *s, enum kernel_kind kind, bool kvm_ok,
 	if (p.machine != VM_MACHINE_MICROVM) {
 		enum vm_firmware fw = s->firmware;
 		if (fw == VM_FW_AUTO)
-			fw = s->disk ? VM_FW_SEABIOS : VM_FW_QBOOT;
-		if (fw == VM_FW_QBOOT && s->disk)
+			fw = boot_disk ? VM_FW_SEABIOS : VM_FW_QBOOT;
+		if (fw == VM_FW_QBOOT && boot_disk)
 			return uk_err(err, EINVAL, "firmware qboot cannot boot a disk; use seabios");
 		p.firmware = fw == VM_FW_QBOOT ? QEMU_QBOOT_ROM : NULL;
 	}
@@ -169,17 +172,21 @@ int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char **
 			add(&a, "-append");
 			add(&a, "%s", s->cmdline);
 		}
-	} else {
+	}
+	if (s->disk) {
 		_cleanup_free_ char *file = opt_escape(s->disk);
 		if (!file)
 			a.err = ENOMEM;
 		add(&a, "-drive");
-		/* The image is shared and read-only: the guest's writes go to a throwaway
-		 * snapshot until disks get per-container overlays. */
-		add(&a, "file=%s,format=%s,if=none,id=disk0,snapshot=on", file ? file : "",
-		    s->disk_format == VM_DISK_QCOW2 ? "qcow2" : "raw");
+		/* snapshot=on keeps a person's image unchanged; unikd gives each container an
+		 * overlay of its own, which QEMU writes. */
+		add(&a, "file=%s,format=%s,if=none,id=disk0%s", file ? file : "",
+		    s->disk_format == VM_DISK_QCOW2 ? "qcow2" : "raw", s->disk_snapshot ? ",snapshot=on" : "");
 		add(&a, "-device");
-		add(&a, "virtio-blk-pci,drive=disk0,bootindex=0");
+		if (!s->kernel)
+			add(&a, "virtio-blk-pci,drive=disk0,bootindex=0");
+		else /* a data disk; microvm has no PCI, only virtio-mmio */
+			add(&a, "%s,drive=disk0", mmio ? "virtio-blk-device" : "virtio-blk-pci");
 	}
 
 	for (unsigned i = 0; i < s->n_nets; i++) {

@@ -26,6 +26,7 @@ struct vm_spec *vm_spec_new(void)
 		return NULL;
 	s->vcpus = 1;
 	s->memory_mib = 64;
+	s->disk_snapshot = true;
 	for (unsigned i = 0; i < VM_NETS_MAX; i++)
 		s->nets[i].tap_fd = s->nets[i].vhost_fd = -1;
 	return s;
@@ -80,6 +81,17 @@ static int get_uint(json_object *o, const char *key, uint64_t min, uint64_t max,
 		return uk_err(err, ERANGE, "field \"%s\" is %lld, must be within %llu..%llu", key,
 			      (long long)n, (unsigned long long)min, (unsigned long long)max);
 	*ret = (unsigned)n;
+	return 0;
+}
+
+static int get_bool(json_object *o, const char *key, bool *ret, uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return uk_err(err, EINVAL, "field \"%s\" must be true or false", key);
+	*ret = json_object_get_boolean(v);
 	return 0;
 }
 
@@ -163,6 +175,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	    (r = get_enum(o, "accel", accel_names, ARRAY_SIZE(accel_names), &a, err)) < 0 ||
 	    (r = get_enum(o, "firmware", firmware_names, ARRAY_SIZE(firmware_names), &f, err)) < 0 ||
 	    (r = get_enum(o, "disk_format", disk_format_names, ARRAY_SIZE(disk_format_names), &df, err)) < 0 ||
+	    (r = get_bool(o, "disk_snapshot", &s->disk_snapshot, err)) < 0 ||
 	    (r = get_uint(o, "vcpus", 1, VM_VCPUS_MAX, &s->vcpus, err)) < 0 ||
 	    (r = get_uint(o, "memory_mib", VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &s->memory_mib, err)) < 0 ||
 	    (r = parse_nets(o, s, err)) < 0)
@@ -193,8 +206,8 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 		return uk_err(err, EINVAL,
 			      "field \"id\" must match [A-Za-z0-9][A-Za-z0-9_.-]* without \"..\" (at most %d bytes)",
 			      UK_ID_MAX - 1);
-	if (!s->kernel == !s->disk)
-		return uk_err(err, EINVAL, "exactly one of \"kernel\" and \"disk\" must be given");
+	if (!s->kernel && !s->disk)
+		return uk_err(err, EINVAL, "one of \"kernel\" and \"disk\" must be given (both: the disk is a data disk)");
 	if (s->kernel && (r = check_readable("kernel", s->kernel, err)) < 0)
 		return r;
 	if (s->initrd && !s->kernel)
@@ -211,7 +224,7 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 	if (s->vcpus < 1 || s->vcpus > VM_VCPUS_MAX)
 		return uk_err(err, ERANGE, "field \"vcpus\" is %u, must be within 1..%d", s->vcpus,
 			      VM_VCPUS_MAX);
-	if (s->machine == VM_MACHINE_MICROVM && s->disk)
+	if (s->machine == VM_MACHINE_MICROVM && s->disk && !s->kernel)
 		return uk_err(err, EINVAL, "field \"machine\": microvm cannot boot a disk; use pc or q35");
 	if (s->cpu_model)
 		for (const char *p = s->cpu_model; *p; p++)

@@ -30,8 +30,13 @@ struct vm_spec {
 	char *kernel;
 	char *initrd;
 	char *cmdline;
+	/* Alone, the boot disk; with a kernel, a data disk the kernel mounts (urunc's block
+	 * image). */
 	char *disk;
 	enum vm_disk_format disk_format;
+	/* true (the default): the guest's writes go to a throwaway snapshot, the file is never
+	 * changed. false: the disk is the VM's own (unikd's per-container overlay), written. */
+	bool disk_snapshot;
 	enum vm_machine machine;
 	enum vm_firmware firmware;
 	enum vm_accel accel;

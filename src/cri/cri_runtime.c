@@ -444,6 +444,9 @@ CRI_HANDLER(cri_create_container)
 			return uk_err(err, ENOENT, "config.image.image \"%s\" is not in the image store", cfg->image->image);
 		return uk_err_ctx(err, "config.image.image");
 	}
+	if (img->not_runnable || (!img->kernel && !img->disk))
+		return uk_err(err, EINVAL, "config.image.image \"%s\" (%s) cannot run on unikd: %s", cfg->image->image,
+			      img->id, img->not_runnable ? img->not_runnable : "the image has neither a kernel nor a disk");
 
 	_cleanup_free_ char *cmdline = malloc(WORD_MAX);
 	if (!cmdline)
@@ -681,6 +684,8 @@ CRI_HANDLER(cri_container_status)
 		char dir[PATH_MAX];
 		rt_vm_dir(ctx->rt, c->id, dir, sizeof(dir));
 		json_object_object_add(o, "vm_state_dir", json_object_new_string(dir));
+		rt_ctr_dir(ctx->rt, c->id, dir, sizeof(dir));
+		json_object_object_add(o, "container_dir", json_object_new_string(dir));
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
 		cri_json_to_map(a, info, &resp_->n_info, (void ***)&resp_->info, MAP_ENTRY_DESC);

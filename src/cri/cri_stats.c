@@ -65,13 +65,13 @@ static Runtime__V1__ContainerStats *container_msg(arena *a, struct runtime *rt, 
 	o->attributes = at;
 	o->cpu = cpu_msg(a, &s);
 	o->memory = mem_msg(a, &s);
-	/* No writable layer until disks get overlays: report zero, with a timestamp. */
+	/* The writable layer is the container's directory in the state directory. */
 	Runtime__V1__FilesystemUsage *fs = arena_new0(a, Runtime__V1__FilesystemUsage);
 	*fs = (Runtime__V1__FilesystemUsage)RUNTIME__V1__FILESYSTEM_USAGE__INIT;
 	fs->timestamp = (int64_t)s.timestamp_ns;
 	Runtime__V1__FilesystemIdentifier *fid = arena_new0(a, Runtime__V1__FilesystemIdentifier);
 	*fid = (Runtime__V1__FilesystemIdentifier)RUNTIME__V1__FILESYSTEM_IDENTIFIER__INIT;
-	fid->mountpoint = arena_strdup(a, rt->vm_dir);
+	fid->mountpoint = arena_strdup(a, rt->container_dir);
 	fs->fs_id = fid;
 	fs->used_bytes = u64(a, s.writable_bytes);
 	fs->inodes_used = u64(a, s.writable_inodes);

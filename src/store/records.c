@@ -94,6 +94,8 @@ void container_vm_fields_to_json(const struct container *c, json_object *o)
 	uk_json_add_str(o, "initrd", c->initrd);
 	uk_json_add_str(o, "disk", c->disk);
 	uk_json_add_str(o, "disk_format", c->disk_format);
+	if (c->disk)
+		json_object_object_add(o, "disk_snapshot", json_object_new_boolean(c->disk_snapshot));
 	uk_json_add_str(o, "cmdline", c->cmdline);
 	uk_json_add_str(o, "machine", c->machine);
 	uk_json_add_str(o, "accel", c->accel);
@@ -241,6 +243,8 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 		container_free(c);
 		return r;
 	}
+	json_object *v;
+	c->disk_snapshot = !json_object_object_get_ex(o, "disk_snapshot", &v) || json_object_get_boolean(v);
 	c->memory_limit = get_i64(o, "memory_limit");
 	c->cpu_quota = get_i64(o, "cpu_quota");
 	c->cpu_period = get_i64(o, "cpu_period");

@@ -53,8 +53,13 @@ struct container {
 	enum container_state state;
 	int32_t exit_code;
 	char *reason, *message;
-	/* the VM */
+	/* the VM: its boot files in the container's directory (STATE/containers/<id>.d), or in
+	 * the image store for records from before that and when the store is on another file
+	 * system. disk is the container's qcow2 overlay; with a kernel, it is a data disk. */
 	char *kernel, *initrd, *disk, *disk_format, *cmdline;
+	/* QEMU opens the disk with snapshot=on (the guest's writes are lost); false when the
+	 * disk is the container's own qcow2 overlay. Missing in a record: true. */
+	bool disk_snapshot;
 	char *machine, *accel, *cpu;
 	unsigned vcpus, memory_mib;
 	pid_t wrapper_pid;

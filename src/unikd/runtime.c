@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -11,6 +12,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../qmp/qmp.h"
+#include "../store/overlay.h"
 #include "runtime.h"
 
 #define SYNC_TIMEOUT_MS 120000 /* QEMU under TCG can take a while to come up */
@@ -30,6 +32,12 @@ void rt_unlock(struct runtime *rt)
 int rt_vm_dir(struct runtime *rt, const char *id, char *buf, size_t len)
 {
 	int n = snprintf(buf, len, "%s/%s", rt->vm_dir, id);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int rt_ctr_dir(struct runtime *rt, const char *id, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s" RT_CTR_DIR_SUFFIX, rt->container_dir, id);
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -171,6 +179,34 @@ static void reconcile_network(struct runtime *rt)
 		log_error("msg=\"cannot restore hostPorts\" error=\"%s\"", err.msg);
 }
 
+/* A container directory without a record is left by a crash in the middle of a create or a
+ * remove (or its record was quarantined): nothing can reach it, so it goes. */
+static void remove_stray_ctr_dirs(struct runtime *rt)
+{
+	_cleanup_closedir_ DIR *d = opendir(rt->container_dir);
+	struct dirent *de;
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		const char *name = de->d_name;
+		struct container *c;
+		char id[UK_FULL_ID_LEN + 1], path[PATH_MAX];
+		if (strlen(name) != UK_FULL_ID_LEN + strlen(RT_CTR_DIR_SUFFIX) ||
+		    strspn(name, "0123456789abcdef") != UK_FULL_ID_LEN ||
+		    strcmp(name + UK_FULL_ID_LEN, RT_CTR_DIR_SUFFIX) != 0)
+			continue;
+		memcpy(id, name, UK_FULL_ID_LEN);
+		id[UK_FULL_ID_LEN] = '\0';
+		if (rt_find_container(rt, id, &c, NULL) == 0 || rt_ctr_dir(rt, id, path, sizeof(path)) < 0)
+			continue;
+		uk_error e = { 0 };
+		if (uk_rm_rf(path, &e) < 0)
+			log_error("msg=\"cannot remove a stray container directory\" path=%s error=\"%s\"", path, e.msg);
+		else
+			log_warn("ctr=%s msg=\"removed a container directory that has no record\" path=%s", id, path);
+	}
+}
+
 int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *err)
 {
 	struct runtime *rt = calloc(1, sizeof(*rt));
@@ -206,6 +242,7 @@ int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *er
 			i++;
 		}
 	}
+	remove_stray_ctr_dirs(rt);
 	uk_error cgerr = { 0 };
 	if (cg_detect(&rt->cg, cfg->cgroup_root, &cgerr) < 0 || rt->cg.version == CG_NONE) {
 		rt->cg.version = CG_NONE;
@@ -505,9 +542,104 @@ static struct container *running_in(struct runtime *rt, const char *sandbox_id, 
 	return NULL;
 }
 
+/* Whether c can be created in its pod now. Lock held. */
+static int check_create(struct runtime *rt, struct container *c, uk_error *err)
+{
+	struct sandbox *s = sandbox_by_id(rt, c->sandbox_id);
+	struct container *other;
+	if (!s)
+		return uk_err(err, ENOENT, "pod sandbox \"%s\" not found", c->sandbox_id);
+	if (s->state != SANDBOX_READY)
+		return uk_err(err, EBUSY, "pod sandbox %s is not ready (stopped)", s->id);
+	if ((other = running_in(rt, s->id, NULL)))
+		return uk_err(err, EBUSY,
+			      "pod sandbox %s already runs container %s (%s): a pod is one VM, so a second container "
+			      "can only be created once the first has exited",
+			      s->id, other->id, other->name);
+	if (!c->reserved_name &&
+	    asprintf(&c->reserved_name, "%s_%s_%s_%s_%u", c->name, s->name, s->ns, s->uid, c->attempt) < 0) {
+		c->reserved_name = NULL;
+		return uk_err(err, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < rt->n_ct; i++)
+		if (strcmp(rt->ct[i]->reserved_name, c->reserved_name) == 0)
+			return uk_err(err, EEXIST, "container name \"%s\" is reserved for %s", c->reserved_name,
+				      rt->ct[i]->id);
+	return 0;
+}
+
+/* *path (an image blob) becomes a hard link dir/name: constant time, and the data stays
+ * while the container does, whatever happens to the image. A store on another file system
+ * cannot be linked to; the container then uses the blob itself. */
+static int link_image_file(const struct container *c, const char *dir, const char *name, char **path,
+			   uk_error *err)
+{
+	_cleanup_free_ char *dst = NULL;
+	if (asprintf(&dst, "%s/%s", dir, name) < 0)
+		return uk_err(err, ENOMEM, "out of memory");
+	if (link(*path, dst) < 0) {
+		if (errno == EXDEV)
+			return 0;
+		if (errno == ENOENT)
+			return uk_err(err, ENOENT, "image %s (%s) was removed while the container was being created",
+				      c->image, c->image_ref);
+		return uk_err_errno(err, errno, "link %s to %s", *path, dst);
+	}
+	free(*path);
+	*path = TAKE_PTR(dst);
+	return 0;
+}
+
+static int fsync_path(const char *path, int flags, uk_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+	if (fd < 0 || fsync(fd) < 0)
+		return uk_err_errno(err, errno, "sync %s", path);
+	return 0;
+}
+
+/* The container's directory: its boot files, linked, and its disk, a qcow2 overlay over the
+ * linked base that QEMU writes (no snapshot=on). Nothing is left on failure. */
+static int make_ctr_dir(struct runtime *rt, struct container *c, uk_error *err)
+{
+	char dir[PATH_MAX];
+	int r;
+	if (rt_ctr_dir(rt, c->id, dir, sizeof(dir) - 32) < 0)
+		return uk_err(err, ENAMETOOLONG, "state directory path too long");
+	if (mkdir(dir, 0700) < 0)
+		return uk_err_errno(err, errno, "create %s", dir);
+	if ((c->kernel && (r = link_image_file(c, dir, RT_CTR_KERNEL, &c->kernel, err)) < 0) ||
+	    (c->initrd && (r = link_image_file(c, dir, RT_CTR_INITRD, &c->initrd, err)) < 0) ||
+	    (c->disk && (r = link_image_file(c, dir, RT_CTR_DISK_BASE, &c->disk, err)) < 0))
+		goto fail;
+	if (c->disk) {
+		_cleanup_free_ char *overlay = NULL, *fmt = strdup("qcow2");
+		if (asprintf(&overlay, "%s/" RT_CTR_DISK, dir) < 0 || !fmt) {
+			r = uk_err(err, ENOMEM, "out of memory");
+			goto fail;
+		}
+		if ((r = overlay_create(c->disk, c->disk_format, overlay, err)) < 0 ||
+		    (r = fsync_path(overlay, 0, err)) < 0)
+			goto fail;
+		free(c->disk);
+		free(c->disk_format);
+		c->disk = TAKE_PTR(overlay);
+		c->disk_format = TAKE_PTR(fmt);
+		c->disk_snapshot = false;
+	}
+	/* On disk before the record that points here (which syncs the parent directory). */
+	if ((r = fsync_path(dir, O_DIRECTORY, err)) < 0)
+		goto fail;
+	return 0;
+fail:
+	uk_rm_rf(dir, NULL);
+	return r;
+}
+
 int rt_container_create(struct runtime *rt, struct container *c, char *id_out, uk_error *err)
 {
 	_cleanup_json_ json_object *o = NULL;
+	char dir[PATH_MAX] = "";
 	int r;
 	if ((r = uk_random_hex_id(c->id)) < 0) {
 		container_free(c);
@@ -515,34 +647,23 @@ int rt_container_create(struct runtime *rt, struct container *c, char *id_out, u
 	}
 	c->created_ns = (int64_t)uk_now_realtime_ns();
 	c->state = CTR_CREATED;
+	/* Check first, so that a refused create costs nothing; the files are made without the
+	 * lock (qemu-img runs), and everything is checked again before the record is saved. */
 	rt_lock(rt);
 	rt_refresh(rt);
-	struct sandbox *s = sandbox_by_id(rt, c->sandbox_id);
-	struct container *other;
-	if (!s) {
-		r = uk_err(err, ENOENT, "pod sandbox \"%s\" not found", c->sandbox_id);
-		goto fail;
+	r = check_create(rt, c, err);
+	rt_unlock(rt);
+	if (r < 0)
+		goto fail_unlocked;
+	if ((r = make_ctr_dir(rt, c, err)) < 0) {
+		uk_err_ctx(err, "container %s", c->id);
+		goto fail_unlocked;
 	}
-	if (s->state != SANDBOX_READY) {
-		r = uk_err(err, EBUSY, "pod sandbox %s is not ready (stopped)", s->id);
+	rt_ctr_dir(rt, c->id, dir, sizeof(dir));
+	rt_lock(rt);
+	rt_refresh(rt);
+	if ((r = check_create(rt, c, err)) < 0)
 		goto fail;
-	}
-	if ((other = running_in(rt, s->id, NULL))) {
-		r = uk_err(err, EBUSY,
-			   "pod sandbox %s already runs container %s (%s): a pod is one VM, so a second container can "
-			   "only be created once the first has exited",
-			   s->id, other->id, other->name);
-		goto fail;
-	}
-	if (asprintf(&c->reserved_name, "%s_%s_%s_%s_%u", c->name, s->name, s->ns, s->uid, c->attempt) < 0) {
-		r = uk_err(err, ENOMEM, "out of memory");
-		goto fail;
-	}
-	for (size_t i = 0; i < rt->n_ct; i++)
-		if (strcmp(rt->ct[i]->reserved_name, c->reserved_name) == 0) {
-			r = uk_err(err, EEXIST, "container name \"%s\" is reserved for %s", c->reserved_name, rt->ct[i]->id);
-			goto fail;
-		}
 	if (grow((void **)&rt->ct, &rt->cap_ct, rt->n_ct) < 0) {
 		r = uk_err(err, ENOMEM, "out of memory");
 		goto fail;
@@ -558,6 +679,9 @@ int rt_container_create(struct runtime *rt, struct container *c, char *id_out, u
 	return 0;
 fail:
 	rt_unlock(rt);
+fail_unlocked:
+	if (*dir)
+		uk_rm_rf(dir, NULL);
 	container_free(c);
 	return r;
 }
@@ -909,7 +1033,7 @@ int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_
 int rt_container_remove(struct runtime *rt, const char *id, uk_error *err)
 {
 	struct container *c;
-	char vmdir[PATH_MAX];
+	char vmdir[PATH_MAX], ctrdir[PATH_MAX];
 	char full[UK_FULL_ID_LEN + 1];
 	int r;
 	rt_lock(rt);
@@ -942,6 +1066,7 @@ int rt_container_remove(struct runtime *rt, const char *id, uk_error *err)
 		return r;
 	}
 	rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir));
+	rt_ctr_dir(rt, c->id, ctrdir, sizeof(ctrdir));
 	for (size_t i = 0; i < rt->n_ct; i++)
 		if (rt->ct[i] == c) {
 			rt->ct[i] = rt->ct[--rt->n_ct];
@@ -952,6 +1077,10 @@ int rt_container_remove(struct runtime *rt, const char *id, uk_error *err)
 	release(c);
 	rt_unlock(rt);
 	uk_rm_rf(vmdir, NULL);
+	/* After the record: a crash in between leaves a stray directory, removed at start-up. */
+	uk_error rmerr = { 0 };
+	if (uk_rm_rf(ctrdir, &rmerr) < 0)
+		log_error("ctr=%s msg=\"cannot remove the container directory\" error=\"%s\"", full, rmerr.msg);
 	return 0;
 }
 

@@ -70,7 +70,17 @@ int rt_container_update_resources(struct runtime *rt, const char *id, int64_t me
 /* The limits a container's cgroup gets. */
 void rt_cgroup_limits(const struct runtime *rt, const struct container *c, struct cg_limits *l);
 
-/* The VM state directory of a container. */
+/* The VM state directory of a container (volatile, in the run directory). */
 int rt_vm_dir(struct runtime *rt, const char *id, char *buf, size_t len);
+
+/* A container's own directory, STATE/containers/<id>.d, beside its record: hard links to the
+ * image files it boots, so that removing the image leaves them on disk until the container
+ * goes, and its disk, a qcow2 overlay over the linked base. */
+int rt_ctr_dir(struct runtime *rt, const char *id, char *buf, size_t len);
+#define RT_CTR_DIR_SUFFIX ".d"
+#define RT_CTR_KERNEL "kernel"       /* links to the image's blobs, shared with the store */
+#define RT_CTR_INITRD "initrd"
+#define RT_CTR_DISK_BASE "disk.base"
+#define RT_CTR_DISK "disk.qcow2"     /* the container's writable layer */
 
 #endif

@@ -1,6 +1,8 @@
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../common/util.h"
 #include "stats.h"
@@ -56,12 +58,47 @@ static int vm_pids(struct runtime *rt, struct container *c, pid_t *wrapper, pid_
 	return 0;
 }
 
+/* The writable layer: the container's directory with what is in it (its disk overlay, the
+ * guest's writes plus qcow2 metadata), allocated bytes and inodes. The boot files linked from
+ * the store are not counted: they are the image's. */
+static void writable_layer(struct runtime *rt, struct container *c, struct rt_stats *st)
+{
+	static const char *const shared[] = { RT_CTR_KERNEL, RT_CTR_INITRD, RT_CTR_DISK_BASE };
+	char path[PATH_MAX];
+	struct stat sb;
+	if (rt_ctr_dir(rt, c->id, path, sizeof(path)) < 0)
+		return;
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return; /* a record from before container directories */
+	if (fstat(fd, &sb) == 0) {
+		st->writable_bytes += (uint64_t)sb.st_blocks * 512;
+		st->writable_inodes++;
+	}
+	_cleanup_closedir_ DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		bool skip = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+		for (size_t i = 0; i < ARRAY_SIZE(shared) && !skip; i++)
+			skip = strcmp(de->d_name, shared[i]) == 0;
+		if (skip || fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		st->writable_bytes += (uint64_t)sb.st_blocks * 512;
+		st->writable_inodes++;
+	}
+}
+
 int rt_container_stats(struct runtime *rt, struct container *c, struct rt_stats *st, uk_error *err)
 {
 	(void)err;
 	memset(st, 0, sizeof(*st));
 	st->timestamp_ns = uk_now_realtime_ns();
 	st->source = "proc";
+	writable_layer(rt, c, st);
 	if (c->state != CTR_RUNNING)
 		return 0;
 	struct cg_stats cs;

@@ -13,11 +13,12 @@ struct rt_stats {
 	uint64_t nano_cores;    /* since the previous sample */
 	uint64_t mem_usage, mem_working_set, mem_rss;
 	uint64_t page_faults, major_page_faults;
-	uint64_t writable_bytes, writable_inodes;
+	uint64_t writable_bytes, writable_inodes; /* the container's directory, without the image's files */
 	const char *source;     /* "cgroup" or "proc" */
 };
 
-/* Lock held. A container that is not running has zero usage, with a timestamp. */
+/* Lock held. A container that is not running has zero CPU and memory usage, with a
+ * timestamp; its writable layer is measured in every state. */
 int rt_container_stats(struct runtime *rt, struct container *c, struct rt_stats *st, uk_error *err);
 
 #endif

@@ -73,6 +73,7 @@ class Unikd:
                 break
             if "level=error" in line:
                 raise AssertionError(line)
+        self.logfile.flush()  # before cat appends to the same file
         self._drain = subprocess.Popen(["cat"], stdin=self.proc.stderr, stdout=self.logfile)
         self.channel = grpc.insecure_channel(f"unix://{self.sock}")
         self.rs = self._g.RuntimeServiceStub(self.channel)

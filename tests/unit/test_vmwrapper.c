@@ -77,8 +77,8 @@ static void spec_errors(void **state)
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"/nonexistent/k\",\"state_dir\":\"/x\"}", "\"kernel\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"rel\",\"state_dir\":\"/x\"}", "\"kernel\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"state_dir\":\"/x\"}", "\"kernel\" and \"disk\"" },
-		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\"}",
-		  "\"kernel\" and \"disk\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"disk\":\"" READABLE "\",\"disk_snapshot\":\"no\",\"state_dir\":\"/x\"}",
+		  "\"disk_snapshot\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"memory_mib\":1,\"state_dir\":\"/x\"}",
 		  "\"memory_mib\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"memory_mib\":99999999999,\"state_dir\":\"/x\"}",
@@ -254,6 +254,38 @@ static void argv_kernel_microvm(void **state)
 	vm_spec_free(s);
 }
 
+/* A kernel with a disk (urunc's block image): the kernel boots, the disk is a data disk. */
+static void kernel_and_data_disk(void **state)
+{
+	(void)state;
+	struct vm_spec *s = NULL;
+	uk_error err = { 0 };
+	assert_int_equal(parse("{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE
+			       "\",\"disk_format\":\"qcow2\",\"disk_snapshot\":false,\"state_dir\":\"/x\"}",
+			       &s, &err), 0);
+	assert_false(s->disk_snapshot);
+	struct vm_plan p;
+	char **argv = NULL;
+	/* The kernel picks the machine and the firmware, not the disk. */
+	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(p.machine, VM_MACHINE_MICROVM);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_true(has_pair(argv, "-kernel", READABLE));
+	assert_true(has_pair(argv, "-drive", "file=" READABLE ",format=qcow2,if=none,id=disk0"));
+	assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=disk0"));
+	strv_free(argv);
+	assert_int_equal(vm_plan_resolve(s, KERNEL_MULTIBOOT, true, &p, &err), 0);
+	assert_int_equal(p.machine, VM_MACHINE_PC);
+	assert_string_equal(p.firmware, QEMU_QBOOT_ROM);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_true(has_pair(argv, "-device", "virtio-blk-pci,drive=disk0"));
+	strv_free(argv);
+	/* microvm takes a data disk, just not a boot disk. */
+	s->machine = VM_MACHINE_MICROVM;
+	assert_int_equal(vm_spec_validate(s, &err), 0);
+	vm_spec_free(s);
+}
+
 static void argv_disk_q35(void **state)
 {
 	(void)state;
@@ -358,7 +390,8 @@ int main(void)
 		cmocka_unit_test(spec_minimal),    cmocka_unit_test(spec_full),
 		cmocka_unit_test(spec_errors),     cmocka_unit_test(probe_kinds),
 		cmocka_unit_test(plan_choices),    cmocka_unit_test(argv_kernel_microvm),
-		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(exit_classes),
+		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(kernel_and_data_disk),
+		cmocka_unit_test(exit_classes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
