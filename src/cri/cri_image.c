@@ -145,6 +145,7 @@ CRI_HANDLER(cri_pull_image)
 	const char *want = image_name(q->image);
 	if (!want)
 		return uk_err(err, EINVAL, "image.image is required");
+	_cleanup_free_ char *decoded = NULL; /* before any goto: the cleanup runs at scope end */
 	_cleanup_image_info_ struct image_info *i = NULL;
 	int r = image_store_resolve(ctx->rt->images, want, &i, err);
 	/* Local imports are served as they are; ids are not pullable names. Pulled images are
@@ -160,7 +161,6 @@ CRI_HANDLER(cri_pull_image)
 	image_info_free(TAKE_PTR(i));
 	const Runtime__V1__AuthConfig *ac = q->auth;
 	struct registry_auth auth = { 0 };
-	_cleanup_free_ char *decoded = NULL;
 	if (ac) {
 		auth.username = nonempty(ac->username);
 		auth.password = nonempty(ac->password);
