@@ -38,7 +38,12 @@ def sha256(data):
 class Registry:
     """docker-registry serve CONFIG, storage and config under root."""
 
-    def __init__(self, root, htpasswd=None):
+    def __init__(self, root, htpasswd=None, addr="127.0.0.1", tls=None, popen=None):
+        """addr: the address to listen on; tls: (certificate, key) paths to serve HTTPS;
+        popen: how to start the process (a netns wrapper), subprocess.Popen by default."""
+        self.addr = addr
+        self.tls = tls
+        self.popen = popen
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.storage = self.root / "storage"
@@ -65,18 +70,19 @@ class Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
             "  maintenance:\n    uploadpurging:\n      enabled: false\n"
-            "http:\n  addr: 127.0.0.1:0\n  secret: unikd-test-secret\n"
+            f"http:\n  addr: {self.addr}:0\n  secret: unikd-test-secret\n"
+            + (f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n" if self.tls else "")
             + auth)
         log = open(self.log_path, "wb")
         try:
-            self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdin=subprocess.DEVNULL,
+            self.proc = (self.popen or subprocess.Popen)([REGISTRY_BIN, "serve", str(cfg)], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
                                          close_fds=True, env={"PATH": "/usr/bin:/bin"})
         finally:
             log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            m = re.search(rb"listening on 127\.0\.0\.1:(\d+)", self.log_path.read_bytes())
+            m = re.search(rb"listening on " + re.escape(self.addr.encode()) + rb":(\d+)", self.log_path.read_bytes())
             if m:
                 self.port = int(m.group(1))
                 return self
@@ -89,7 +95,7 @@ class Registry:
 
     @property
     def host(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.addr}:{self.port}"
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

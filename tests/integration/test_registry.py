@@ -268,3 +268,54 @@ def test_connection_refused(scratch):
         port = sock.getsockname()[1]
     rc, s, _ = pull(f"127.0.0.1:{port}/x/y:1", scratch / "out")
     assert rc == 1 and s["errno"] == "ECONNREFUSED", s
+
+
+@pytest.fixture
+def tls_host(scratch):
+    """A network namespace with a non-loopback address, so the client must speak HTTPS to a
+    registry there; and a self-signed certificate for that address."""
+    ns = f"uk-tls-{scratch.name[-12:]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for cmd in (["link", "set", "lo", "up"], ["addr", "add", "10.203.0.1/32", "dev", "lo"]):
+            subprocess.run(["ip", "-n", ns, *cmd], check=True)
+        cert, key = scratch / "cert.pem", scratch / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=unikd-test", "-addext", "subjectAltName=IP:10.203.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        yield ns, cert, key
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])
+
+
+def test_https_registry_verifies_certificates(registry, tls_host, scratch):
+    ns, cert, key = tls_host
+    img = Pusher(registry.host).push_image("tls", "1")
+    # The same storage served over HTTPS on a non-loopback address.
+    root = scratch / "tls-registry"
+    root.mkdir()
+    shutil.copytree(registry.storage, root / "storage")
+
+    def in_ns(args, **kw):
+        return subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", *args], **kw)
+
+    tls = Registry(root, addr="10.203.0.1", tls=(cert, key), popen=in_ns).start()
+    try:
+        ref = f"{tls.host}/tls:1"
+
+        def ns_pull(out, *args):
+            p = subprocess.run(["nsenter", f"--net=/run/netns/{ns}", str(PULL), *args, ref, str(out)],
+                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            return p.returncode, json.loads(p.stdout.strip().splitlines()[0])
+
+        # Without our CA the certificate does not verify: refused, nothing written.
+        rc, res = ns_pull(scratch / "out1")
+        assert rc == 1 and res["errno"] == "EPROTO", res
+        assert "certificate" in res["error"].lower() or "ssl" in res["error"].lower(), res
+        assert not (scratch / "out1").exists() or not list((scratch / "out1").glob("blobs/*"))
+        # With it, the pull works over HTTPS.
+        rc, res = ns_pull(scratch / "out2", "--ca-file", str(cert))
+        assert rc == 0, res
+        assert res["manifest_digest"] == img["digest"]
+    finally:
+        tls.stop()
