@@ -1,5 +1,6 @@
 # unikd build. `make` builds bin/unikd, bin/vmwrapper and the test guests;
-# `make test` installs what is missing, builds, and runs every test; `make run` starts unikd.
+# `make test` installs what is missing, builds, and runs every test; `make run` starts unikd;
+# `make install` (DESTDIR, PREFIX) puts the binaries, the unit, a default config and the docs in place.
 VERSION := 0.1.0
 .DEFAULT_GOAL := all
 CC ?= gcc
@@ -31,6 +32,11 @@ GRPC_LIBS := $(shell pkg-config --libs grpc_unsecure 2>/dev/null)
 NET_PKGS := libnl-3.0 libnl-route-3.0 libnftables
 CFLAGS += $(shell pkg-config --cflags $(NET_PKGS) 2>/dev/null)
 NET_LIBS := $(shell pkg-config --libs $(NET_PKGS) 2>/dev/null)
+# The config file's parser (inih) and sd_notify (libsystemd), for unikd.
+DAEMON_PKGS := inih libsystemd
+CFLAGS += $(shell pkg-config --cflags $(DAEMON_PKGS) 2>/dev/null)
+INIH_LIBS := $(shell pkg-config --libs inih 2>/dev/null)
+SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null)
 
 include src/cri/cri.mk
 CFLAGS += $(CRI_CFLAGS)
@@ -59,7 +65,7 @@ GUESTS :=
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all programs guests unit-tests test test-unit test-integration run bench deps clean
+.PHONY: all programs guests unit-tests test test-unit test-integration run bench deps install clean
 all: programs guests
 
 programs: $(BIN)/unikd $(BIN)/vmwrapper $(BIN)/qmp-exec $(BIN)/registry-pull
@@ -91,7 +97,8 @@ $(BIN)/registry-pull: $(call objs,tests/helpers/registry_pull.c) $(REGISTRY_OBJS
 
 $(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) $(CURL_LIBS) -lpthread
+	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) $(CURL_LIBS) $(INIH_LIBS) \
+		$(SYSTEMD_LIBS) -lpthread
 
 # Each unit test links the pure-logic objects it may need; the linker keeps what it uses.
 $(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
@@ -102,6 +109,11 @@ $(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(
 $(OUT)/tests/test_registry: $(OBJ)/tests/unit/test_registry.o $(REGISTRY_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CURL_LIBS)
+
+# The config test links the daemon's config.c, and inih.
+$(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/config.c src/net/cidr.c $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(INIH_LIBS)
 
 unit-tests: $(UNIT_TESTS)
 
@@ -126,6 +138,33 @@ test-integration:
 
 run: deps all
 	bin/unikd
+
+# make install [DESTDIR=staging] [PREFIX=/usr/local]: vmwrapper goes beside unikd, where unikd
+# looks for it; the unit to PREFIX/lib/systemd/system, which systemd searches for /usr and
+# /usr/local alike; the config to /etc, never over an existing one.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR ?= $(PREFIX)/share/doc/unikd
+SUBST := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+
+install: programs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/unikd $(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(BIN)/unikd $(BIN)/vmwrapper $(BIN)/qmp-exec $(DESTDIR)$(BINDIR)/
+	$(SUBST) systemd/unikd.service > $(DESTDIR)$(UNITDIR)/unikd.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/unikd.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/unikd.service.tmp $(DESTDIR)$(UNITDIR)/unikd.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/unikd/unikd.conf ]; then \
+		echo "install: keeping the existing $(DESTDIR)$(SYSCONFDIR)/unikd/unikd.conf"; \
+	else \
+		$(SUBST) systemd/unikd.conf > $(DESTDIR)$(SYSCONFDIR)/unikd/unikd.conf.tmp && \
+		chmod 0644 $(DESTDIR)$(SYSCONFDIR)/unikd/unikd.conf.tmp && \
+		mv $(DESTDIR)$(SYSCONFDIR)/unikd/unikd.conf.tmp $(DESTDIR)$(SYSCONFDIR)/unikd/unikd.conf && \
+		echo "install: $(DESTDIR)$(SYSCONFDIR)/unikd/unikd.conf"; \
+	fi
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/examples/* $(DESTDIR)$(DOCDIR)/examples/
 
 bench: all
 	$(PYTHON) bench/vmwrapper_boot.py

@@ -9,6 +9,7 @@ libjson-c-dev libcmocka-dev
 libnl-3-dev libnl-route-3-dev libnftables-dev nftables
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
 libcurl4-openssl-dev libarchive-dev
+libinih-dev libsystemd-dev systemd procps
 qemu-system-x86 qemu-system-data qemu-utils dnsmasq-base iproute2
 python3 python3-pytest python3-grpcio python3-grpc-tools socat
 docker-registry apache2-utils

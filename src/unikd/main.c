@@ -1,37 +1,46 @@
 /* unikd: the node runtime. It serves the CRI on a unix socket and runs each container as
- * a VM under vmwrapper. On SIGTERM/SIGINT it stops taking calls, lets the ones in flight
- * finish and exits; VMs keep running, since their vmwrapper, not unikd, supervises them. */
+ * a VM under vmwrapper. Settings come from the config file and flags (config.c). It tells
+ * systemd when it serves (sd_notify), re-reads the file on SIGHUP, and on SIGTERM/SIGINT
+ * stops taking calls, lets the ones in flight finish and exits; VMs keep running, since
+ * their vmwrapper, not unikd, supervises them. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../cri/cri.h"
+#include "config.h"
 #include "runtime.h"
 
 #ifndef UNIKD_VERSION
 #define UNIKD_VERSION "0.0.0"
 #endif
 
-#define DEFAULT_STATE_DIR "/var/lib/unikd"
-#define DEFAULT_RUN_DIR "/run/unikd"
-#define DEFAULT_WORKERS 16
 #define MAX_MESSAGE (16 * 1024 * 1024)
 
-struct options {
-	const char *state_dir, *run_dir, *socket, *vmwrapper, *qemu, *accel;
-	const char *network, *bridge, *pod_cidr, *dnsmasq, *cgroup_root;
-	unsigned memory_mib, vcpus, workers, socket_mode, overhead_mib;
-	const char **insecure; /* NULL-terminated --insecure-registry values, or NULL */
-	size_t n_insecure;
+/* The config as the daemon runs it, and what a reload needs to build the next one. */
+struct daemon {
+	struct unikd_config cfg;
+	const char *config_path;
+	bool config_given; /* --config: the file must exist */
+	bool config_read;  /* a file was read */
+	const struct config_flag *flags;
+	size_t n_flags;
+	char vmwrapper[PATH_MAX + 16];
+	/* Insecure-registry lists replaced by reloads: a pull in flight may still read one. */
+	char ***retired;
+	size_t n_retired;
 };
 
 static void usage(FILE *f)
@@ -44,46 +53,55 @@ static void usage(FILE *f)
 	      "\n"
 	      "The unikd node runtime: serves the Kubernetes CRI and runs each pod as a QEMU VM.\n"
 	      "\n"
+	      "Settings come from the built-in defaults, then the config file, then the flags.\n"
+	      "The file is INI: [section] lines, then key = value lines; comments start with ; or #.\n"
+	      "Each flag below names its key in brackets. The installed file (systemd/unikd.conf in\n"
+	      "the source) lists every key with its default; docs/operations.md describes it.\n"
+	      "SIGHUP re-reads the file (log level, accelerator, insecure registries; the others\n"
+	      "need a restart).\n"
+	      "\n"
 	      "Options:\n"
-	      "  --state-dir DIR        persistent state and images (default " DEFAULT_STATE_DIR ")\n"
-	      "  --run-dir DIR          runtime files and VM sockets (default " DEFAULT_RUN_DIR ")\n"
-	      "  --socket PATH          CRI socket (default RUN_DIR/unikd.sock)\n"
-	      "  --socket-mode MODE     octal mode of the socket (default 0660)\n"
-	      "  --vmwrapper PATH       vmwrapper binary (default: next to unikd)\n"
-	      "  --qemu PATH            QEMU binary (default /usr/bin/qemu-system-x86_64)\n"
-	      "  --default-memory MIB   guest memory when the container sets no limit (default 64)\n"
-	      "  --default-vcpus N      vCPUs when the container sets no CPU quota (default 1)\n"
-	      "  --memory-overhead MIB  cgroup memory limit = guest memory + this, for QEMU\n"
-	      "                         itself (default 64)\n"
-	      "  --cgroup-root DIR      where the cgroup hierarchies are mounted (default\n"
-	      "                         /sys/fs/cgroup); without usable cgroups VMs run unlimited\n"
-	      "  --accel A              auto (default), kvm or tcg; pods override with the\n"
-	      "                         annotation unikd.io/accel\n"
-	      "  --workers N            concurrent CRI calls (default 16)\n"
-	      "  --network MODE         bridge (default): pods get addresses on the bridge;\n"
-	      "                         none: pods have no network\n"
-	      "  --bridge NAME          the pods' bridge (default " NET_DEFAULT_BRIDGE ")\n"
-	      "  --pod-cidr CIDR        pod addresses until kubelet sends one (default " NET_DEFAULT_CIDR ")\n"
-	      "  --dnsmasq PATH         dnsmasq binary (default /usr/sbin/dnsmasq)\n"
+	      "  --config FILE          the config file (default " CONFIG_DEFAULT_PATH ";\n"
+	      "                         without --config a missing file is fine)\n"
+	      "  --state-dir DIR        [daemon] state_dir: persistent state and images\n"
+	      "                         (default " CONFIG_DEFAULT_STATE_DIR ")\n"
+	      "  --run-dir DIR          [daemon] run_dir: runtime files and VM sockets\n"
+	      "                         (default " CONFIG_DEFAULT_RUN_DIR ")\n"
+	      "  --socket PATH          [daemon] socket: the CRI socket (default RUN_DIR/unikd.sock)\n"
+	      "  --socket-mode MODE     [daemon] socket_mode: octal mode of the socket (default 0660)\n"
+	      "  --workers N            [daemon] workers: concurrent CRI calls, 1..64 (default 16)\n"
+	      "  --log-level L          [daemon] log_level: error, warn, info (default) or debug\n"
+	      "  --vmwrapper PATH       [vm] vmwrapper: the vmwrapper binary (default: next to unikd)\n"
+	      "  --qemu PATH            [vm] qemu: the QEMU binary (default " CONFIG_DEFAULT_QEMU ")\n"
+	      "  --default-memory MIB   [vm] memory: guest memory when the container sets no limit\n"
+	      "                         (default 64)\n"
+	      "  --default-vcpus N      [vm] vcpus: vCPUs when the container sets no CPU quota\n"
+	      "                         (default 1)\n"
+	      "  --accel A              [vm] accel: auto (default), kvm or tcg; pods override it\n"
+	      "                         with the annotation unikd.io/accel\n"
+	      "  --memory-overhead MIB  [vm] memory_overhead: cgroup memory limit = guest memory +\n"
+	      "                         this, for QEMU itself (default 64)\n"
+	      "  --cgroup-root DIR      [vm] cgroup_root: where the cgroup hierarchies are mounted\n"
+	      "                         (default /sys/fs/cgroup); without usable cgroups VMs run\n"
+	      "                         unlimited\n"
+	      "  --network MODE         [network] mode: bridge (default): pods get addresses on the\n"
+	      "                         bridge; none: pods have no network\n"
+	      "  --bridge NAME          [network] bridge: the pods' bridge (default " NET_DEFAULT_BRIDGE ")\n"
+	      "  --pod-cidr CIDR        [network] pod_cidr: pod addresses until kubelet sends a CIDR\n"
+	      "                         (default " NET_DEFAULT_CIDR ")\n"
+	      "  --dnsmasq PATH         [network] dnsmasq: the dnsmasq binary\n"
+	      "                         (default " CONFIG_DEFAULT_DNSMASQ ")\n"
 	      "  --insecure-registry HOST[:PORT]\n"
-	      "                         pull from this registry over plain HTTP (repeatable;\n"
-	      "                         loopback registries always may)\n"
-	      "  --log-level L          error, warn, info (default) or debug\n"
+	      "                         [registries] insecure (comma-separated in the file): pull\n"
+	      "                         from this registry over plain HTTP (repeatable; given at\n"
+	      "                         all, the flags replace the file's list; loopback\n"
+	      "                         registries always may)\n"
 	      "  -h, --help             this text\n"
-	      "      --version          print the version\n",
+	      "      --version          the version, and the QEMU that unikd finds\n"
+	      "\n"
+	      "Exit status: 0 after SIGTERM/SIGINT, 1 when unikd cannot start, 2 for a bad flag or\n"
+	      "config file.\n",
 	      f);
-}
-
-static int parse_uint(const char *opt, const char *v, uint64_t min, uint64_t max, unsigned *ret)
-{
-	uint64_t n;
-	if (uk_parse_u64(v, min, max, &n) < 0) {
-		fprintf(stderr, "unikd: --%s: \"%s\" must be a number within %llu..%llu\n", opt, v,
-			(unsigned long long)min, (unsigned long long)max);
-		return -EINVAL;
-	}
-	*ret = (unsigned)n;
-	return 0;
 }
 
 /* Run a command and keep the first line it prints; for QEMU's version. */
@@ -116,7 +134,7 @@ static char *first_line_of(char *const argv[])
 	return strdup(buf);
 }
 
-static int image_command(int argc, char **argv, const struct options *o)
+static int image_command(int argc, char **argv, const struct unikd_config *o)
 {
 	char dir[PATH_MAX];
 	uk_error err = { 0 };
@@ -197,47 +215,135 @@ static int image_command(int argc, char **argv, const struct options *o)
 	return 0;
 }
 
-static int run_daemon(struct options *o)
+static const char *qemu_of(const struct unikd_config *c)
 {
+	return c->qemu ? c->qemu : CONFIG_DEFAULT_QEMU;
+}
+
+/* Start-up failed: the log says why, and so does `systemctl status`. */
+static int start_failed(const char *what, const char *error)
+{
+	log_error("msg=\"%s\" error=\"%s\"", what, error);
+	sd_notifyf(0, "STATUS=failed: %s: %s", what, error);
+	return 1;
+}
+
+/* READY=1 (or whatever prefix says) with a STATUS line of what unikd holds. */
+static void notify_serving(struct runtime *rt, const char *socket, const char *prefix)
+{
+	size_t pods, running = 0;
+	rt_lock(rt);
+	rt_refresh(rt);
+	pods = rt->n_sb;
+	for (size_t i = 0; i < rt->n_ct; i++)
+		running += rt->ct[i]->state == CTR_RUNNING;
+	rt_unlock(rt);
+	sd_notifyf(0, "%sSTATUS=serving on %s: %zu pods, %zu containers running", prefix, socket, pods, running);
+}
+
+static void swap_ptr(void *a, void *b)
+{
+	void *t = *(void **)a;
+	*(void **)a = *(void **)b;
+	*(void **)b = t;
+}
+
+/* SIGHUP: read the file again and apply what can change under running pods. The log level
+ * is atomic; the accelerator is read under the runtime's lock; the insecure-registry list
+ * is published atomically and the old one kept until exit, as a pull may hold it. The rest
+ * keep their running values until a restart. A bad file changes nothing. */
+static void reload(struct daemon *d, struct runtime *rt, struct cri_context *ctx)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	sd_notifyf(0, "RELOADING=1\nSTATUS=reloading %s\nMONOTONIC_USEC=%llu", d->config_path,
+		   (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
+	struct unikd_config next = { 0 };
 	uk_error err = { 0 };
-	char sockbuf[PATH_MAX + 16], lockpath[PATH_MAX + 16], self[PATH_MAX], wrapper[PATH_MAX + 16];
+	_cleanup_free_ char *live = NULL, *restart = NULL;
+	int r;
+	if (config_init(&next) < 0) {
+		log_error("msg=\"reload failed; the running config stays\" error=\"out of memory\"");
+		goto done;
+	}
+	/* The flags given at start-up still win over the file. */
+	if ((r = config_load(&next, d->config_path, d->config_given, &err)) < 0 ||
+	    config_apply_flags(&next, d->flags, d->n_flags, &err) < 0 || config_finish(&next, &err) < 0) {
+		log_error("msg=\"reload failed; the running config stays\" error=\"%s\"", err.msg);
+		goto done;
+	}
+	if (config_diff(&d->cfg, &next, &live, &restart) < 0) {
+		log_error("msg=\"reload failed; the running config stays\" error=\"out of memory\"");
+		goto done;
+	}
+	if (next.log_level != d->cfg.log_level) {
+		d->cfg.log_level = next.log_level;
+		uk_log_set_level(next.log_level);
+	}
+	if (strcmp(next.accel, d->cfg.accel) != 0) {
+		rt_lock(rt);
+		swap_ptr(&d->cfg.accel, &next.accel);
+		rt->cfg.default_accel = d->cfg.accel;
+		rt_unlock(rt);
+	}
+	if (strstr(live, "registries.insecure")) {
+		char ***nr = realloc(d->retired, (d->n_retired + 1) * sizeof(*nr));
+		if (nr) {
+			d->retired = nr;
+			d->retired[d->n_retired++] = d->cfg.insecure;
+		} /* else the old list leaks: freeing it under a pull would be worse */
+		d->cfg.insecure = TAKE_PTR(next.insecure);
+		__atomic_store_n(&ctx->insecure_registries, (const char *const *)d->cfg.insecure, __ATOMIC_RELEASE);
+	}
+	if (*restart)
+		log_warn("msg=\"these settings change only with a restart; the running values stay\" keys=\"%s\"",
+			 restart);
+	d->config_read = r > 0;
+	log_info("msg=\"reloaded\" config=%s found=%s applied=\"%s\"", d->config_path, r > 0 ? "yes" : "no", live);
+done:
+	config_done(&next);
+	notify_serving(rt, d->cfg.socket, "READY=1\n");
+}
+
+static int run_daemon(struct daemon *d)
+{
+	struct unikd_config *o = &d->cfg;
+	uk_error err = { 0 };
+	char lockpath[PATH_MAX + 16];
 	int r;
 
-	if (!o->socket) {
-		snprintf(sockbuf, sizeof(sockbuf), "%s/unikd.sock", o->run_dir);
-		o->socket = sockbuf;
-	}
 	if (!o->vmwrapper) {
+		char self[PATH_MAX];
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-		if (n < 0) {
-			log_error("msg=\"cannot find our own binary\" error=\"%s\"", strerror(errno));
-			return 1;
-		}
+		if (n < 0)
+			return start_failed("cannot find our own binary", strerror(errno));
 		self[n] = '\0';
 		*strrchr(self, '/') = '\0';
-		snprintf(wrapper, sizeof(wrapper), "%s/vmwrapper", self);
-		o->vmwrapper = wrapper;
+		snprintf(d->vmwrapper, sizeof(d->vmwrapper), "%s/vmwrapper", self);
+	} else {
+		snprintf(d->vmwrapper, sizeof(d->vmwrapper), "%s", o->vmwrapper);
 	}
-	if (access(o->vmwrapper, X_OK) < 0) {
-		log_error("msg=\"vmwrapper is not executable\" path=%s error=\"%s\"", o->vmwrapper, strerror(errno));
+	if (access(d->vmwrapper, X_OK) < 0) {
+		log_error("msg=\"vmwrapper is not executable\" path=%s error=\"%s\"", d->vmwrapper, strerror(errno));
+		sd_notifyf(0, "STATUS=failed: vmwrapper %s is not executable", d->vmwrapper);
 		return 1;
 	}
+	_cleanup_free_ char *described = config_describe(o);
+	log_debug("msg=\"config\" file=%s found=%s %s", d->config_path, d->config_read ? "yes" : "no",
+		  described ? described : "");
 
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	_cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (sfd < 0) {
-		log_error("msg=\"signalfd failed\" error=\"%s\"", strerror(errno));
-		return 1;
-	}
-	if (uk_mkdir_p(o->state_dir, 0700, &err) < 0 || uk_mkdir_p(o->run_dir, 0755, &err) < 0) {
-		log_error("msg=\"cannot create directories\" error=\"%s\"", err.msg);
-		return 1;
-	}
+	if (sfd < 0)
+		return start_failed("signalfd failed", strerror(errno));
+	if (uk_mkdir_p(o->state_dir, 0700, &err) < 0 || uk_mkdir_p(o->run_dir, 0755, &err) < 0)
+		return start_failed("cannot create directories", err.msg);
 	char sockdir[PATH_MAX];
 	snprintf(sockdir, sizeof(sockdir), "%s", o->socket);
 	if (strrchr(sockdir, '/') && strrchr(sockdir, '/') != sockdir) {
@@ -249,36 +355,38 @@ static int run_daemon(struct options *o)
 	_cleanup_close_ int lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
 		log_error("msg=\"another unikd is running with this run directory\" lock=%s", lockpath);
+		sd_notifyf(0, "STATUS=failed: another unikd holds %s", lockpath);
 		return 1;
 	}
 
 	struct rt_config rc = {
-		.state_dir = o->state_dir, .run_dir = o->run_dir, .vmwrapper = o->vmwrapper, .qemu = o->qemu,
+		.state_dir = o->state_dir, .run_dir = o->run_dir, .vmwrapper = d->vmwrapper, .qemu = o->qemu,
 		.default_memory_mib = o->memory_mib, .default_vcpus = o->vcpus, .default_accel = o->accel,
 		.memory_overhead_mib = o->overhead_mib, .cgroup_root = o->cgroup_root,
 		.net = { .enabled = strcmp(o->network, "bridge") == 0, .bridge = o->bridge, .cidr = o->pod_cidr,
 			 .dnsmasq = o->dnsmasq, .state_dir = o->state_dir, .run_dir = o->run_dir },
 	};
 	struct runtime *rt = NULL;
-	if ((r = runtime_open(&rc, &rt, &err)) < 0) {
-		log_error("msg=\"cannot open the state\" error=\"%s\"", err.msg);
-		return 1;
-	}
-	char *qv_argv[] = { (char *)(o->qemu ? o->qemu : "/usr/bin/qemu-system-x86_64"), "--version", NULL };
+	if ((r = runtime_open(&rc, &rt, &err)) < 0)
+		return start_failed("cannot open the state", err.msg);
+	char *qv_argv[] = { (char *)qemu_of(o), "--version", NULL };
 	struct cri_context ctx = { .rt = rt, .qemu_version = first_line_of(qv_argv),
-				   .insecure_registries = o->insecure };
+				   .insecure_registries = (const char *const *)o->insecure };
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	ctx.kvm_available = kvm >= 0;
 	safe_close(kvm);
+	/* Status verbose shows the settings unikd started with. */
 	ctx.config_info = json_object_new_object();
+	json_object_object_add(ctx.config_info, "configFile",
+			       d->config_read ? json_object_new_string(d->config_path) : NULL);
 	json_object_object_add(ctx.config_info, "stateDir", json_object_new_string(o->state_dir));
 	json_object_object_add(ctx.config_info, "runDir", json_object_new_string(o->run_dir));
 	json_object_object_add(ctx.config_info, "socket", json_object_new_string(o->socket));
-	json_object_object_add(ctx.config_info, "vmwrapper", json_object_new_string(o->vmwrapper));
-	json_object_object_add(ctx.config_info, "defaultMemoryMiB", json_object_new_int(o->memory_mib));
-	json_object_object_add(ctx.config_info, "defaultVcpus", json_object_new_int(o->vcpus));
+	json_object_object_add(ctx.config_info, "vmwrapper", json_object_new_string(d->vmwrapper));
+	json_object_object_add(ctx.config_info, "defaultMemoryMiB", json_object_new_int((int)o->memory_mib));
+	json_object_object_add(ctx.config_info, "defaultVcpus", json_object_new_int((int)o->vcpus));
 	json_object_object_add(ctx.config_info, "accel", json_object_new_string(o->accel));
-	json_object_object_add(ctx.config_info, "workers", json_object_new_int(o->workers));
+	json_object_object_add(ctx.config_info, "workers", json_object_new_int((int)o->workers));
 
 	struct grpc_server_config gc = {
 		.socket_path = o->socket, .socket_mode = o->socket_mode, .workers = o->workers,
@@ -287,7 +395,7 @@ static int run_daemon(struct options *o)
 	};
 	uk_grpc_server *srv = NULL;
 	if ((r = uk_grpc_server_start(&gc, &srv, &err)) < 0) {
-		log_error("msg=\"cannot start the CRI server\" error=\"%s\"", err.msg);
+		start_failed("cannot start the CRI server", err.msg);
 		runtime_free(rt);
 		json_object_put(ctx.config_info);
 		free(ctx.qemu_version);
@@ -296,6 +404,8 @@ static int run_daemon(struct options *o)
 	log_info("msg=\"ready\" version=%s socket=%s state_dir=%s run_dir=%s qemu=\"%s\" kvm=%s", UNIKD_VERSION,
 		 o->socket, o->state_dir, o->run_dir, ctx.qemu_version ? ctx.qemu_version : "missing",
 		 ctx.kvm_available ? "yes" : "no");
+	/* The socket is listening: a call made now is served. */
+	notify_serving(rt, o->socket, "READY=1\n");
 
 	/* The event loop: signals, and dnsmasq's pidfd so a dead dnsmasq is restarted at once. */
 	struct signalfd_siginfo si = { 0 };
@@ -320,9 +430,12 @@ static int run_daemon(struct options *o)
 			log_error("msg=\"reading signals failed\" error=\"%s\"", strerror(errno));
 			break;
 		}
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+		if (si.ssi_signo == SIGHUP)
+			reload(d, rt, &ctx);
+		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
 			break;
 	}
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping: calls in flight finish, VMs keep running");
 	log_info("msg=\"stopping\" signal=%s; calls in flight finish, VMs keep running",
 		 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
 	uk_grpc_server_stop(srv);
@@ -333,108 +446,110 @@ static int run_daemon(struct options *o)
 	return 0;
 }
 
+static void print_version(const struct unikd_config *c)
+{
+	char *argv[] = { (char *)qemu_of(c), "--version", NULL };
+	_cleanup_free_ char *qv = first_line_of(argv);
+	printf("unikd %s\n", UNIKD_VERSION);
+	if (qv)
+		printf("qemu: %s (%s)\n", qv, qemu_of(c));
+	else
+		printf("qemu: not found or not runnable (%s)\n", qemu_of(c));
+}
+
+/* A flag that sets a config key. */
+#define SETTING 'C'
+
+/* A bad command line or config file, before logging starts; journald still sees an error. */
+static bool journal;
+static void _printf_(1, 2) fatal(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "%sunikd: ", journal ? "<3>" : "");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state-dir", required_argument, NULL, 's' },   { "run-dir", required_argument, NULL, 'r' },
-		{ "socket", required_argument, NULL, 'S' },      { "socket-mode", required_argument, NULL, 'M' },
-		{ "vmwrapper", required_argument, NULL, 'w' },   { "qemu", required_argument, NULL, 'q' },
-		{ "default-memory", required_argument, NULL, 'm' }, { "default-vcpus", required_argument, NULL, 'c' },
-		{ "accel", required_argument, NULL, 'a' },       { "workers", required_argument, NULL, 'W' },
-		{ "log-level", required_argument, NULL, 'l' },   { "help", no_argument, NULL, 'h' },
-		{ "network", required_argument, NULL, 'n' },     { "bridge", required_argument, NULL, 'b' },
-		{ "pod-cidr", required_argument, NULL, 'p' },    { "dnsmasq", required_argument, NULL, 'd' },
-		{ "memory-overhead", required_argument, NULL, 'o' }, { "cgroup-root", required_argument, NULL, 'g' },
-		{ "version", no_argument, NULL, 'V' },           { "insecure-registry", required_argument, NULL, 'I' },
-		{ 0 },
+		{ "state-dir", required_argument, NULL, SETTING },   { "run-dir", required_argument, NULL, SETTING },
+		{ "socket", required_argument, NULL, SETTING },      { "socket-mode", required_argument, NULL, SETTING },
+		{ "vmwrapper", required_argument, NULL, SETTING },   { "qemu", required_argument, NULL, SETTING },
+		{ "default-memory", required_argument, NULL, SETTING }, { "default-vcpus", required_argument, NULL, SETTING },
+		{ "accel", required_argument, NULL, SETTING },       { "workers", required_argument, NULL, SETTING },
+		{ "log-level", required_argument, NULL, SETTING },   { "network", required_argument, NULL, SETTING },
+		{ "bridge", required_argument, NULL, SETTING },      { "pod-cidr", required_argument, NULL, SETTING },
+		{ "dnsmasq", required_argument, NULL, SETTING },     { "memory-overhead", required_argument, NULL, SETTING },
+		{ "cgroup-root", required_argument, NULL, SETTING }, { "insecure-registry", required_argument, NULL, SETTING },
+		{ "config", required_argument, NULL, 'f' },          { "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },               { 0 },
 	};
-	struct options o = { .state_dir = DEFAULT_STATE_DIR, .run_dir = DEFAULT_RUN_DIR, .accel = "auto",
-			     .network = "bridge", .bridge = NET_DEFAULT_BRIDGE, .pod_cidr = NET_DEFAULT_CIDR,
-			     .dnsmasq = "/usr/sbin/dnsmasq", .overhead_mib = 64,
-			     .memory_mib = 64, .vcpus = 1, .workers = DEFAULT_WORKERS, .socket_mode = 0660 };
-	enum uk_log_level lvl;
-	int c;
+	_cleanup_free_ struct config_flag *flags = calloc((size_t)argc + 1, sizeof(*flags));
+	struct daemon d = { .config_path = CONFIG_DEFAULT_PATH };
+	_cleanup_(config_done) struct unikd_config scratch = { 0 };
+	uk_error err = { 0 };
+	bool version = false;
+	int c, idx, r = 0;
 
 	uk_log_set_ident("unikd");
+	journal = uk_log_detect_journal();
+	if (!flags) {
+		fatal("out of memory");
+		return 1;
+	}
 	opterr = 0;
 	/* "+": stop at the first non-option, so "image import --kernel" reaches its own parser. */
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+h", opts, &idx)) != -1) {
 		switch (c) {
-		case 's': o.state_dir = optarg; break;
-		case 'r': o.run_dir = optarg; break;
-		case 'S': o.socket = optarg; break;
-		case 'w': o.vmwrapper = optarg; break;
-		case 'b': o.bridge = optarg; break;
-		case 'g': o.cgroup_root = optarg; break;
-		case 'p': o.pod_cidr = optarg; break;
-		case 'd': o.dnsmasq = optarg; break;
-		case 'n':
-			if (strcmp(optarg, "bridge") && strcmp(optarg, "none")) {
-				fprintf(stderr, "unikd: --network: unknown mode \"%s\" (bridge or none)\n", optarg);
-				return 2;
-			}
-			o.network = optarg;
-			break;
-		case 'q': o.qemu = optarg; break;
-		case 'I': {
-			if (!*optarg || strchr(optarg, '/')) {
-				fprintf(stderr, "unikd: --insecure-registry: \"%s\" must be HOST or HOST:PORT\n", optarg);
-				return 2;
-			}
-			const char **nv = realloc(o.insecure, (o.n_insecure + 2) * sizeof(*nv));
-			if (!nv) {
-				fprintf(stderr, "unikd: out of memory\n");
-				return 2;
-			}
-			o.insecure = nv;
-			o.insecure[o.n_insecure++] = optarg;
-			o.insecure[o.n_insecure] = NULL;
-			break;
-		}
-		case 'M': {
-			char *end;
-			unsigned long m = strtoul(optarg, &end, 8);
-			if (*end || m > 0777) {
-				fprintf(stderr, "unikd: --socket-mode: \"%s\" is not an octal mode\n", optarg);
-				return 2;
-			}
-			o.socket_mode = (unsigned)m;
-			break;
-		}
-		case 'm': if (parse_uint("default-memory", optarg, 16, 1024 * 1024, &o.memory_mib) < 0) return 2; break;
-		case 'c': if (parse_uint("default-vcpus", optarg, 1, 256, &o.vcpus) < 0) return 2; break;
-		case 'W': if (parse_uint("workers", optarg, 1, 64, &o.workers) < 0) return 2; break;
-		case 'o': if (parse_uint("memory-overhead", optarg, 0, 65536, &o.overhead_mib) < 0) return 2; break;
-		case 'a':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") && strcmp(optarg, "tcg")) {
-				fprintf(stderr, "unikd: --accel: unknown value \"%s\" (auto, kvm or tcg)\n", optarg);
-				return 2;
-			}
-			o.accel = optarg;
-			break;
-		case 'l':
-			if (uk_log_parse_level(optarg, &lvl) < 0) {
-				fprintf(stderr, "unikd: --log-level: unknown level \"%s\"\n", optarg);
-				return 2;
-			}
-			uk_log_set_level(lvl);
-			break;
+		case SETTING: flags[d.n_flags++] = (struct config_flag){ opts[idx].name, optarg }; break;
+		case 'f': d.config_path = optarg; d.config_given = true; break;
 		case 'h': usage(stdout); return 0;
-		case 'V': printf("unikd %s\n", UNIKD_VERSION); return 0;
+		case 'V': version = true; break;
 		default:
-			fprintf(stderr, "unikd: unknown or incomplete option \"%s\" (see --help)\n", argv[optind - 1]);
+			fatal("unknown or incomplete option \"%s\" (see --help)", argv[optind - 1]);
 			return 2;
 		}
 	}
+	d.flags = flags;
+	/* Bad flags first: they are what the person just typed. */
+	if (config_init(&scratch) < 0 || config_init(&d.cfg) < 0) {
+		fatal("out of memory");
+		config_done(&d.cfg);
+		return 1;
+	}
+	if (config_apply_flags(&scratch, flags, d.n_flags, &err) < 0 ||
+	    (r = config_load(&d.cfg, d.config_path, d.config_given, &err)) < 0 ||
+	    config_apply_flags(&d.cfg, flags, d.n_flags, &err) < 0) {
+		fatal("%s", err.msg);
+		config_done(&d.cfg);
+		return 2;
+	}
+	d.config_read = r > 0;
+	if (config_finish(&d.cfg, &err) < 0) {
+		fatal("%s", err.msg);
+		config_done(&d.cfg);
+		return 1;
+	}
+	uk_log_set_level(d.cfg.log_level);
+
 	int rc;
-	if (optind < argc && strcmp(argv[optind], "image") == 0) {
-		rc = image_command(argc - optind - 1, argv + optind + 1, &o);
+	if (version) {
+		print_version(&d.cfg);
+		rc = 0;
+	} else if (optind < argc && strcmp(argv[optind], "image") == 0) {
+		rc = image_command(argc - optind - 1, argv + optind + 1, &d.cfg);
 	} else if (optind < argc) {
-		fprintf(stderr, "unikd: unexpected argument \"%s\" (see --help)\n", argv[optind]);
+		fatal("unexpected argument \"%s\" (see --help)", argv[optind]);
 		rc = 2;
 	} else {
-		rc = run_daemon(&o);
+		rc = run_daemon(&d);
 	}
-	free(o.insecure);
+	for (size_t i = 0; i < d.n_retired; i++)
+		strv_free(d.retired[i]);
+	free(d.retired);
+	config_done(&d.cfg);
 	return rc;
 }
