@@ -140,6 +140,22 @@ static int fsync_parent(const char *path)
 	return fsync(dfd) < 0 ? -errno : 0;
 }
 
+int uk_fsync_parent(const char *path, uk_error *err)
+{
+	int r = fsync_parent(path);
+	return r < 0 ? uk_err_errno(err, -r, "fsync the directory of %s", path) : 0;
+}
+
+int uk_unlink_durable(const char *path, uk_error *err)
+{
+	if (unlink(path) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return uk_err_errno(err, errno, "remove %s", path);
+	}
+	return uk_fsync_parent(path, err);
+}
+
 int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 			 uk_error *err)
 {
@@ -345,4 +361,45 @@ bool uk_proc_alive(pid_t pid, uint64_t starttime)
 	buf[n] = '\0';
 	const char *p = strrchr(buf, ')');
 	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+int uk_pidfd_open_checked(pid_t pid, uint64_t starttime)
+{
+	if (pid <= 0)
+		return -ESRCH;
+	int fd = uk_pidfd_open(pid);
+	if (fd < 0)
+		return fd;
+	/* The pidfd pins the process it was opened for: if that one has our start time, the
+	 * pidfd is ours, whatever happens to the PID later. A zombie counts: its thread group
+	 * may still be exiting (a multithreaded QEMU's leader turns Z before its threads are
+	 * gone), and the pidfd becomes readable only once all of it has. */
+	uint64_t st;
+	if (uk_proc_starttime(pid, &st) < 0 || st != starttime) {
+		close(fd);
+		return -ESRCH;
+	}
+	return fd;
+}
+
+int uk_pidfd_signal(int pidfd, int sig)
+{
+	if (pidfd < 0)
+		return -EBADF;
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int uk_boot_id(char out[UK_BOOT_ID_LEN + 1], uk_error *err)
+{
+	static const char path[] = "/proc/sys/kernel/random/boot_id";
+	_cleanup_free_ char *text = NULL;
+	int r = uk_read_file(path, 128, &text, NULL, err);
+	if (r < 0)
+		return r;
+	size_t n = strcspn(text, "\n");
+	if (n != UK_BOOT_ID_LEN)
+		return uk_err(err, EIO, "%s: unexpected content", path);
+	memcpy(out, text, n);
+	out[n] = '\0';
+	return 0;
 }

@@ -58,6 +58,24 @@ int uk_pidfd_open(pid_t pid);
  * timeout_ms. A negative pidfd counts as ended. */
 bool uk_pidfd_wait(int pidfd, int timeout_ms);
 
+/* A pidfd for the process pid only if it started at starttime (so a recycled PID is never
+ * signalled or waited for by mistake): the check is made after the pidfd is open, so the
+ * pidfd cannot refer to another process. It may be a zombie not reaped yet (waiting on the
+ * pidfd then returns at once, or when its last thread is gone). -ESRCH if it is not ours. */
+int uk_pidfd_open_checked(pid_t pid, uint64_t starttime);
+/* Send sig through a pidfd (never to a recycled PID); -errno. */
+int uk_pidfd_signal(int pidfd, int sig);
+
+/* fsync the directory that holds path, so a rename, link or unlink in it is durable. */
+int uk_fsync_parent(const char *path, uk_error *err);
+/* unlink path and fsync its directory; a missing file is fine. */
+int uk_unlink_durable(const char *path, uk_error *err);
+
+/* The kernel's boot id (/proc/sys/kernel/random/boot_id, 36 characters): it changes on
+ * every boot, so state recorded under another boot id describes processes that are gone. */
+#define UK_BOOT_ID_LEN 36
+int uk_boot_id(char out[UK_BOOT_ID_LEN + 1], uk_error *err);
+
 /* Add key: string to a JSON object when the value is not NULL. */
 void uk_json_add_str(json_object *o, const char *key, const char *value);
 

@@ -523,8 +523,13 @@ static int spawn(struct dnsmasq *d, uk_error *err)
 		kill(child, SIGKILL);
 		waitpid(child, NULL, 0);
 		pid_t dpid;
-		if (daemon_pid_read(d, &dpid) == 0 && cmdline_matches(d, dpid))
-			kill(dpid, SIGKILL);
+		if (daemon_pid_read(d, &dpid) == 0) {
+			/* The pidfd first, then the identity check: the signal cannot reach a process
+			 * that took the PID in between. */
+			_cleanup_close_ int dfd = uk_pidfd_open(dpid);
+			if (dfd >= 0 && cmdline_matches(d, dpid))
+				pidfd_signal(dfd, SIGKILL);
+		}
 		return e == ETIMEDOUT ? uk_err(err, e, "dnsmasq did not finish starting within %d s (log: %s)",
 					       START_TIMEOUT_MS / 1000, d->log)
 				      : uk_err_errno(err, e, "pidfd_open");
@@ -1162,4 +1167,42 @@ int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err
 		r = restart_locked(d, remove_host_files, &h, err);
 	pthread_mutex_unlock(&d->lock);
 	return r < 0 ? uk_err_ctx(err, "dhcp host %s", sandbox_id) : 0;
+}
+
+/* The ids named in one directory, appended to *v (deduplicated against what is there). */
+static int collect_ids(const char *dir, char ***v, size_t *n, uk_error *err)
+{
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : uk_err_errno(err, errno, "open %s", dir);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!uk_id_valid(de->d_name))
+			continue;
+		bool seen = false;
+		for (size_t i = 0; i < *n && !seen; i++)
+			seen = strcmp((*v)[i], de->d_name) == 0;
+		if (seen)
+			continue;
+		if (strv_push(v, n, strdup(de->d_name)) < 0) /* frees the copy on failure */
+			return uk_err(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+int dnsmasq_foreach_host(struct dnsmasq *d, int (*fn)(const char *sandbox_id, void *ud), void *ud, uk_error *err)
+{
+	if (!d || !fn)
+		return uk_err(err, EINVAL, "dnsmasq: no handle or callback");
+	_cleanup_strv_ char **ids = NULL;
+	size_t n = 0;
+	pthread_mutex_lock(&d->lock);
+	int r = collect_ids(d->hosts_dir, &ids, &n, err);
+	if (r >= 0)
+		r = collect_ids(d->opts_dir, &ids, &n, err);
+	pthread_mutex_unlock(&d->lock);
+	/* Collected first and called without the lock: fn may remove hosts. */
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = fn(ids[i], ud);
+	return r;
 }

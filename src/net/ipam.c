@@ -35,10 +35,14 @@ static unsigned tmp_seq;
 
 /* ---- small helpers ---- */
 
+/* ".tmp.<pid>.<seq>.<start time>": the start time tells a dead writer from a process that
+ * got its PID later. */
 static void tmp_name(char out[64])
 {
 	unsigned seq = __atomic_fetch_add(&tmp_seq, 1, __ATOMIC_RELAXED);
-	snprintf(out, 64, TMP_PREFIX "%d.%u", (int)getpid(), seq);
+	uint64_t st = 0;
+	uk_proc_starttime(getpid(), &st);
+	snprintf(out, 64, TMP_PREFIX "%d.%u.%llu", (int)getpid(), seq, (unsigned long long)st);
 }
 
 /* A temp file that is unlinked at scope exit unless its name was cleared. */
@@ -161,7 +165,15 @@ static void remove_stale_tmp(struct ipam *ip)
 		long pid = strtol(de->d_name + strlen(TMP_PREFIX), &end, 10);
 		if (pid <= 0 || *end != '.')
 			continue;
-		if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		strtoul(end + 1, &end, 10); /* the sequence number */
+		bool dead;
+		if (*end == '.') {
+			uint64_t st;
+			dead = uk_parse_u64(end + 1, 0, UINT64_MAX, &st) < 0 || !uk_proc_alive((pid_t)pid, st);
+		} else {
+			dead = kill((pid_t)pid, 0) < 0 && errno == ESRCH; /* a name from before start times */
+		}
+		if (dead)
 			unlinkat(ip->dfd, de->d_name, 0);
 	}
 }

@@ -544,6 +544,40 @@ int nat_remove_hostports(uint32_t pod_ip, const struct hostport *hp, size_t n, u
 	return r < 0 ? uk_err_ctx(err, "remove hostports of %s", pod) : 0;
 }
 
+int nat_prune_hostports(bool (*keep)(uint32_t pod_ip, void *ud), void *ud, size_t *removed, uk_error *err)
+{
+	if (!keep)
+		return uk_err(err, EINVAL, "nat: no callback");
+	if (removed)
+		*removed = 0;
+	pthread_mutex_lock(&nat_lock);
+	_cleanup_(hp_list_free) struct hp_list cur = { 0 };
+	bool exists;
+	int r = hp_list_read(&cur, &exists, err);
+	struct sb b = { 0 };
+	size_t n = 0;
+	for (size_t k = 0; r >= 0 && exists && k < cur.n; k++) {
+		const struct hp_elem *e = &cur.e[k];
+		if (keep(e->pod_ip, ud))
+			continue;
+		/* One element per command: the same text as the pod's own removal would use. */
+		struct hostport h = { .proto = e->proto, .host_port = e->host_port, .container_port = e->pod_port,
+				      .host_ip = e->any ? 0 : e->host_ip };
+		bool pick = true;
+		all_elements_cmd(&b, "delete", e->pod_ip, &h, &pick, 1);
+		n++;
+	}
+	if (r >= 0 && n > 0)
+		r = b.failed ? uk_err(err, ENOMEM, "out of memory") : nft_run(b.p, false, NULL, err);
+	sb_free(&b);
+	pthread_mutex_unlock(&nat_lock);
+	if (r < 0)
+		return uk_err_ctx(err, "prune hostports");
+	if (removed)
+		*removed = n;
+	return 0;
+}
+
 int nat_teardown(uk_error *err)
 {
 	/* "add" first makes the delete succeed whether or not the table exists. */

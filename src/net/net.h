@@ -103,6 +103,9 @@ pid_t dnsmasq_pid(const struct dnsmasq *d);
 int dnsmasq_add_host(struct dnsmasq *d, const char *sandbox_id, const char *mac, uint32_t ip,
 		     const char *hostname, const struct dns_options *dns, uk_error *err);
 int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err); /* idempotent */
+/* Call fn with the sandbox id of every file in hosts.d/ and opts.d/ (each id once), for
+ * reconciliation; fn may remove hosts. fn returning <0 stops the walk with that error. */
+int dnsmasq_foreach_host(struct dnsmasq *d, int (*fn)(const char *sandbox_id, void *ud), void *ud, uk_error *err);
 /* From the lease file: 1 and the expiry if mac holds a lease, 0 if not. */
 int dnsmasq_lease_of(struct dnsmasq *d, const char *mac, int64_t *expiry, uk_error *err);
 /* Frees the handle; dnsmasq keeps running. */
@@ -124,6 +127,9 @@ int nat_setup(const struct net_cidr *cidrs, size_t n, uk_error *err);
 int nat_add_hostports(uint32_t pod_ip, const struct hostport *hp, size_t n, uk_error *err);
 /* Idempotent: missing elements are fine. */
 int nat_remove_hostports(uint32_t pod_ip, const struct hostport *hp, size_t n, uk_error *err);
+/* Delete every hostPort element whose pod address keep() refuses (reconciliation: the
+ * elements of pods that are gone, whatever their ports were). *removed: how many. */
+int nat_prune_hostports(bool (*keep)(uint32_t pod_ip, void *ud), void *ud, size_t *removed, uk_error *err);
 /* Delete the whole table (tests). */
 int nat_teardown(uk_error *err);
 

@@ -1,4 +1,5 @@
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -85,6 +86,8 @@ json_object *sandbox_to_json(const struct sandbox *s)
 		json_object_object_add(o, "port_mappings", json_object_get(s->port_mappings));
 	if (s->dns)
 		json_object_object_add(o, "dns", json_object_get(s->dns));
+	if (s->boot_id[0])
+		json_object_object_add(o, "boot_id", json_object_new_string(s->boot_id));
 	return o;
 }
 
@@ -128,6 +131,8 @@ json_object *container_to_json(const struct container *c)
 	container_vm_fields_to_json(c, o);
 	json_object_object_add(o, "wrapper_pid", json_object_new_int(c->wrapper_pid));
 	json_object_object_add(o, "wrapper_start", json_object_new_uint64(c->wrapper_start));
+	if (c->boot_id[0])
+		json_object_object_add(o, "boot_id", json_object_new_string(c->boot_id));
 	json_object_object_add(o, "memory_limit", json_object_new_int64(c->memory_limit));
 	json_object_object_add(o, "cpu_quota", json_object_new_int64(c->cpu_quota));
 	json_object_object_add(o, "cpu_period", json_object_new_int64(c->cpu_period));
@@ -169,6 +174,16 @@ static int64_t get_i64(json_object *o, const char *k)
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
 }
 
+/* Optional; anything but a boot id reads as "" (unknown). */
+static void get_boot_id(json_object *o, char out[UK_BOOT_ID_MAX])
+{
+	json_object *v;
+	out[0] = '\0';
+	if (json_object_object_get_ex(o, "boot_id", &v) && json_object_is_type(v, json_type_string) &&
+	    json_object_get_string_len(v) < UK_BOOT_ID_MAX)
+		snprintf(out, UK_BOOT_ID_MAX, "%s", json_object_get_string(v));
+}
+
 static int get_map(json_object *o, const char *k, json_object **ret, uk_error *err)
 {
 	json_object *v;
@@ -206,6 +221,7 @@ int sandbox_from_json(json_object *o, struct sandbox **ret, uk_error *err)
 		s->port_mappings = json_object_get(v);
 	if (json_object_object_get_ex(o, "dns", &v) && json_object_is_type(v, json_type_object))
 		s->dns = json_object_get(v);
+	get_boot_id(o, s->boot_id);
 	s->prefix = (int)get_i64(o, "prefix");
 	s->attempt = (uint32_t)get_i64(o, "attempt");
 	s->created_ns = get_i64(o, "created_ns");
@@ -260,6 +276,7 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	c->memory_mib = (unsigned)get_i64(o, "memory_mib");
 	c->wrapper_pid = (pid_t)get_i64(o, "wrapper_pid");
 	c->wrapper_start = (uint64_t)get_i64(o, "wrapper_start");
+	get_boot_id(o, c->boot_id);
 	*ret = c;
 	return 0;
 }
@@ -276,26 +293,67 @@ int record_delete(const char *dir, const char *id, uk_error *err)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s.json", dir, id);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return uk_err_errno(err, errno, "remove %s", path);
-	return 0;
+	/* The directory is synced too: a removal that a crash could undo would bring back an
+	 * object whose files are already gone. */
+	return uk_unlink_durable(path, err);
+}
+
+static void fsync_dir(const char *dir)
+{
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0)
+		(void)fsync(fd);
+}
+
+/* "<64 hex>.json.tmp.<pid>": what uk_write_file_atomic leaves when it is killed. */
+static bool is_stale_tmp(const char *name)
+{
+	size_t n = strlen(name);
+	const char *sfx = ".json.tmp.";
+	size_t ls = strlen(sfx);
+	return n > UK_FULL_ID_LEN + ls && strspn(name, "0123456789abcdef") == UK_FULL_ID_LEN &&
+	       strncmp(name + UK_FULL_ID_LEN, sfx, ls) == 0 &&
+	       strspn(name + UK_FULL_ID_LEN + ls, "0123456789") == n - UK_FULL_ID_LEN - ls;
+}
+
+/* Move a record that cannot be used to dir/quarantine/<id>.json, durably. */
+static int quarantine(const char *dir, const char *name, uk_error *err)
+{
+	char qdir[PATH_MAX], from[PATH_MAX + 512], to[PATH_MAX + 512];
+	if (snprintf(qdir, sizeof(qdir), "%s/" RECORDS_QUARANTINE, dir) >= (int)sizeof(qdir) ||
+	    snprintf(from, sizeof(from), "%s/%s", dir, name) >= (int)sizeof(from) ||
+	    snprintf(to, sizeof(to), "%s/%s", qdir, name) >= (int)sizeof(to))
+		return uk_err(err, ENAMETOOLONG, "path too long: %s/%s", dir, name);
+	if (mkdir(qdir, 0700) < 0 && errno != EEXIST)
+		return uk_err_errno(err, errno, "create %s", qdir);
+	if (rename(from, to) < 0)
+		return uk_err_errno(err, errno, "move %s to %s", from, to);
+	int r = uk_fsync_parent(to, err);
+	return r < 0 ? r : uk_fsync_parent(from, err);
 }
 
 int records_load(const char *dir, int (*fn)(json_object *o, const char *id, void *ud),
-		 void (*bad)(const char *path, const char *why, void *ud), void *ud, uk_error *err)
+		 void (*bad)(const char *path, const char *why, const char *moved_to, void *ud), void *ud, uk_error *err)
 {
 	_cleanup_closedir_ DIR *d = opendir(dir);
 	if (!d)
 		return errno == ENOENT ? 0 : uk_err_errno(err, errno, "open %s", dir);
 	struct dirent *de;
+	bool removed_tmp = false;
 	while ((de = readdir(d))) {
 		size_t n = strlen(de->d_name);
+		char id[UK_FULL_ID_LEN + 1], path[PATH_MAX + 128];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (is_stale_tmp(de->d_name)) {
+			/* One unikd per state directory: no write is in flight while it loads. */
+			if (unlink(path) == 0)
+				removed_tmp = true;
+			continue;
+		}
 		if (n != UK_FULL_ID_LEN + 5 || strcmp(de->d_name + UK_FULL_ID_LEN, ".json") != 0)
 			continue;
-		char id[UK_FULL_ID_LEN + 1], path[PATH_MAX + 128];
 		memcpy(id, de->d_name, UK_FULL_ID_LEN);
 		id[UK_FULL_ID_LEN] = '\0';
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		_cleanup_free_ char *text = NULL;
 		_cleanup_json_ json_object *o = NULL;
 		uk_error e = { 0 };
@@ -307,14 +365,20 @@ int records_load(const char *dir, int (*fn)(json_object *o, const char *id, void
 		else if (fn(o, id, ud) < 0)
 			why = "invalid record";
 		if (why) {
-			char qdir[PATH_MAX], qpath[PATH_MAX + 128];
-			snprintf(qdir, sizeof(qdir), "%s/quarantine", dir);
-			snprintf(qpath, sizeof(qpath), "%s/%s", qdir, id);
-			mkdir(qdir, 0700);
-			rename(path, qpath);
+			char w[UK_ERROR_MSG_MAX], to[PATH_MAX + 128];
+			snprintf(w, sizeof(w), "%s", why);
+			snprintf(to, sizeof(to), "%s/" RECORDS_QUARANTINE "/%s", dir, de->d_name);
+			uk_error qe = { 0 };
+			if (quarantine(dir, de->d_name, &qe) < 0) {
+				/* Left in place, it is reported again at the next start: never fatal. */
+				snprintf(w, sizeof(w), "%.400s; not quarantined: %.400s", why, qe.msg);
+				to[0] = '\0';
+			}
 			if (bad)
-				bad(path, why, ud);
+				bad(path, w, to[0] ? to : NULL, ud);
 		}
 	}
+	if (removed_tmp)
+		fsync_dir(dir);
 	return 0;
 }

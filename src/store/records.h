@@ -12,6 +12,7 @@
 #include "../common/error.h"
 
 #define UK_FULL_ID_LEN 64
+#define UK_BOOT_ID_MAX 40 /* 36 characters and the NUL */
 
 enum sandbox_state { SANDBOX_READY = 0, SANDBOX_NOTREADY = 1 };
 /* Same numbering as the CRI's ContainerState. */
@@ -34,6 +35,9 @@ struct sandbox {
 	int prefix;
 	json_object *port_mappings; /* [{"proto":"tcp","host_port":N,"container_port":N,"host_ip":"…"}] */
 	json_object *dns;           /* {"servers":[…],"searches":[…],"options":[…]} */
+	/* the kernel's boot id when the sandbox was made ready: a ready sandbox recorded under
+	 * another boot lost its network with the reboot ("" in records from before) */
+	char boot_id[UK_BOOT_ID_MAX];
 	/* in memory only */
 	int refs;
 	bool removed;
@@ -62,8 +66,11 @@ struct container {
 	bool disk_snapshot;
 	char *machine, *accel, *cpu;
 	unsigned vcpus, memory_mib;
+	/* vmwrapper, set (and saved) before it may exec: CREATED with a wrapper_pid is a start
+	 * under way, which a restarted unikd completes or undoes */
 	pid_t wrapper_pid;
 	uint64_t wrapper_start; /* /proc start time, against PID reuse */
+	char boot_id[UK_BOOT_ID_MAX]; /* the boot wrapper_pid belongs to ("" in older records) */
 	/* resources as the CRI gave them, and the VM's cgroup ("" when it has none) */
 	int64_t memory_limit, cpu_quota, cpu_period, cpu_shares;
 	char *cgroup;
@@ -85,13 +92,19 @@ json_object *container_to_json(const struct container *c);
 void container_vm_fields_to_json(const struct container *c, json_object *o);
 int container_from_json(json_object *o, struct container **ret, uk_error *err);
 
-/* dir/<id>.json, atomically. */
+/* dir/<id>.json, atomically: temp file, fsync, rename, fsync of dir. */
 int record_save(const char *dir, const char *id, json_object *o, uk_error *err);
+/* Removes dir/<id>.json and fsyncs dir; a missing record is fine. */
 int record_delete(const char *dir, const char *id, uk_error *err);
 
-/* Call fn for each parsed record in dir. A file that does not parse is moved to
- * dir/quarantine/ and reported through bad(), never fatal. */
+#define RECORDS_QUARANTINE "quarantine"
+
+/* Call fn for each parsed record in dir. A file that does not parse (or that fn refuses) is
+ * moved to dir/quarantine/<id>.json and reported through bad() with where it went (NULL if
+ * it could not be moved), never fatal. Temp files of writes cut short by a crash
+ * ("<id>.json.tmp.<pid>") are removed. */
 int records_load(const char *dir, int (*fn)(json_object *o, const char *id, void *ud),
-		 void (*bad)(const char *path, const char *why, void *ud), void *ud, uk_error *err);
+		 void (*bad)(const char *path, const char *why, const char *moved_to, void *ud), void *ud,
+		 uk_error *err);
 
 #endif

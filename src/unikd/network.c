@@ -230,6 +230,29 @@ static char **strv_of(json_object *o, const char *key)
 	return v;
 }
 
+/* The pod's DHCP host entry (MAC, address, host name, DNS options). Idempotent. */
+static int add_dhcp_host(struct rt_net *n, const struct sandbox *s, uint32_t ip, const char *mac, uk_error *err)
+{
+	_cleanup_strv_ char **servers = strv_of(s->dns, "servers");
+	_cleanup_strv_ char **searches = strv_of(s->dns, "searches");
+	_cleanup_strv_ char **options = strv_of(s->dns, "options");
+	struct dns_options dns = { .servers = servers, .searches = searches, .options = options };
+	/* DHCP's host name is one label: "web.example" is offered as "web". */
+	char host[64] = "";
+	int r;
+	if (s->hostname)
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(s->hostname, "."), s->hostname);
+	pthread_mutex_lock(&n->lock);
+	/* The main loop restarts a dead dnsmasq too; checking here closes the race with it. */
+	if (n->dns && (r = dnsmasq_check(n->dns, err)) < 0)
+		not_ready(n, "dnsmasq", err);
+	else
+		r = n->dns ? dnsmasq_add_host(n->dns, s->id, mac, ip, *host ? host : NULL, &dns, err)
+			   : uk_err(err, EAGAIN, "no dnsmasq");
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
 int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err)
 {
 	struct hostport hp[RT_NET_MAX_PORTS];
@@ -243,29 +266,18 @@ int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err)
 		return uk_err(err, EAGAIN, "the pod network is not ready: %s", why);
 	if ((r = rt_net_parse_ports(s->port_mappings, hp, &nhp, err)) < 0)
 		return r;
+	/* In this order, each step durable before the next: the address (a file in the state
+	 * directory, named by the address and holding the id), the DHCP entry (files named by the
+	 * id), the hostPorts (nft elements whose value is the address). A crash before the
+	 * sandbox's record is written leaves objects that all lead back to the address, and the
+	 * address to the id: start-up finds them without the record (rt_net_reconcile). */
 	const struct net_cidr *c = &n->cidrs[n->n_cidrs - 1];
 	if ((r = ipam_allocate(n->ipam, c, s->id, &ip, err)) < 0)
 		return r;
 	char ipstr[NET_IP_MAX], mac[18];
 	net_ip_str(ip, ipstr);
 	net_mac_from_id(s->id, mac);
-	_cleanup_strv_ char **servers = strv_of(s->dns, "servers");
-	_cleanup_strv_ char **searches = strv_of(s->dns, "searches");
-	_cleanup_strv_ char **options = strv_of(s->dns, "options");
-	struct dns_options dns = { .servers = servers, .searches = searches, .options = options };
-	/* DHCP's host name is one label: "web.example" is offered as "web". */
-	char host[64] = "";
-	if (s->hostname)
-		snprintf(host, sizeof(host), "%.*s", (int)strcspn(s->hostname, "."), s->hostname);
-	pthread_mutex_lock(&n->lock);
-	/* The main loop restarts a dead dnsmasq too; checking here closes the race with it. */
-	if (n->dns && (r = dnsmasq_check(n->dns, err)) < 0)
-		not_ready(n, "dnsmasq", err);
-	else
-		r = n->dns ? dnsmasq_add_host(n->dns, s->id, mac, ip, *host ? host : NULL, &dns, err)
-			   : uk_err(err, EAGAIN, "no dnsmasq");
-	pthread_mutex_unlock(&n->lock);
-	if (r < 0) {
+	if ((r = add_dhcp_host(n, s, ip, mac, err)) < 0) {
 		ipam_release(n->ipam, s->id, NULL);
 		return r;
 	}
@@ -405,5 +417,138 @@ int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error 
 		if (r < 0)
 			return uk_err_ctx(err, "restore hostPorts of %s", sb[i]->id);
 	}
+	return 0;
+}
+
+/* ---- reconciliation at start-up ---- */
+
+struct reconcile_ctx {
+	struct rt_net *n;
+	struct sandbox **sb;
+	size_t n_sb;
+	bool (*has_vm)(const char *sandbox_id, void *ud);
+	void *ud;
+	struct rt_net_cleanup *out;
+};
+
+/* The ready sandbox that holds an address, or NULL. */
+static struct sandbox *ready_with_ip(struct reconcile_ctx *x, const char *id)
+{
+	for (size_t i = 0; i < x->n_sb; i++) {
+		struct sandbox *s = x->sb[i];
+		if (strcmp(s->id, id) == 0)
+			return s->state == SANDBOX_READY && s->ip && *s->ip ? s : NULL;
+	}
+	return NULL;
+}
+
+static int drop_address(uint32_t addr, const char *sandbox_id, void *ud)
+{
+	struct reconcile_ctx *x = ud;
+	if (ready_with_ip(x, sandbox_id))
+		return 0;
+	/* No ready pod holds it: a RunPodSandbox cut short before its record, or a sandbox
+	 * whose record is gone (quarantined). Its DHCP entry and tap are named by the id; its
+	 * hostPorts are pruned by address below. */
+	struct sandbox ghost = { 0 };
+	snprintf(ghost.id, sizeof(ghost.id), "%s", sandbox_id);
+	uk_error e = { 0 };
+	if (rt_net_sandbox_down(x->n, &ghost, &e) < 0) {
+		log_error("pod=%s msg=\"cannot release an address no pod holds\" error=\"%s\"", sandbox_id, e.msg);
+		return 0;
+	}
+	char ip[NET_IP_MAX];
+	net_ip_str(addr, ip);
+	log_warn("pod=%s msg=\"released an address no live pod holds\" ip=%s", sandbox_id, ip);
+	x->out->addresses++;
+	return 0;
+}
+
+static int check_dhcp_host(const char *sandbox_id, void *ud)
+{
+	struct reconcile_ctx *x = ud;
+	if (ready_with_ip(x, sandbox_id))
+		return 0;
+	uk_error e = { 0 };
+	pthread_mutex_lock(&x->n->lock);
+	int r = x->n->dns ? dnsmasq_remove_host(x->n->dns, sandbox_id, &e) : 0;
+	pthread_mutex_unlock(&x->n->lock);
+	if (r < 0)
+		log_error("pod=%s msg=\"cannot remove a stray DHCP entry\" error=\"%s\"", sandbox_id, e.msg);
+	else {
+		log_warn("pod=%s msg=\"removed a DHCP entry no live pod holds\"", sandbox_id);
+		x->out->dhcp_hosts++;
+	}
+	return 0;
+}
+
+static bool keep_hostports_of(uint32_t pod_ip, void *ud)
+{
+	struct reconcile_ctx *x = ud;
+	for (size_t i = 0; i < x->n_sb; i++) {
+		uint32_t a;
+		const struct sandbox *s = x->sb[i];
+		if (s->state == SANDBOX_READY && s->ip && net_ip_parse(s->ip, &a) == 0 && a == pod_ip)
+			return true;
+	}
+	return false;
+}
+
+/* "uk" + 12 lowercase hex: one of our taps. */
+static bool tap_name(const char *name)
+{
+	return strlen(name) == 14 && strncmp(name, "uk", 2) == 0 && strspn(name + 2, "0123456789abcdef") == 12;
+}
+
+int rt_net_reconcile(struct rt_net *n, struct sandbox **sb, size_t n_sb, bool (*has_vm)(const char *sandbox_id, void *ud),
+		     void *ud, struct rt_net_cleanup *out, uk_error *err)
+{
+	struct reconcile_ctx x = { .n = n, .sb = sb, .n_sb = n_sb, .has_vm = has_vm, .ud = ud, .out = out };
+	int r;
+	*out = (struct rt_net_cleanup){ 0 };
+	if (!n->enabled)
+		return 0;
+	if ((r = ipam_foreach(n->ipam, drop_address, &x, err)) < 0)
+		return uk_err_ctx(err, "reconcile addresses");
+	if (n->ready) {
+		/* Ready pods get their DHCP entry back if it is missing (a run directory emptied
+		 * under us); anything else in hosts.d/ and opts.d/ goes. */
+		for (size_t i = 0; i < n_sb; i++) {
+			uint32_t ip;
+			uk_error e = { 0 };
+			if (sb[i]->state != SANDBOX_READY || !sb[i]->ip || !sb[i]->mac || net_ip_parse(sb[i]->ip, &ip) < 0)
+				continue;
+			if (add_dhcp_host(n, sb[i], ip, sb[i]->mac, &e) < 0)
+				log_error("pod=%s msg=\"cannot restore the DHCP entry\" error=\"%s\"", sb[i]->id, e.msg);
+		}
+		if (n->dns && (r = dnsmasq_foreach_host(n->dns, check_dhcp_host, &x, err)) < 0)
+			return uk_err_ctx(err, "reconcile DHCP entries");
+		if ((r = nat_prune_hostports(keep_hostports_of, &x, &out->hostports, err)) < 0)
+			return r;
+		if (out->hostports)
+			log_warn("msg=\"removed hostPort rules of pods that are gone\" count=%zu", out->hostports);
+		if ((r = rt_net_restore(n, sb, n_sb, err)) < 0)
+			return r;
+	}
+	/* A tap lives as long as the fd QEMU holds; one without a VM of its pod is a leftover. */
+	struct if_nameindex *ifs = if_nameindex();
+	for (struct if_nameindex *i = ifs; i && i->if_index; i++) {
+		if (!tap_name(i->if_name))
+			continue;
+		bool live = false;
+		for (size_t k = 0; k < n_sb && !live; k++)
+			live = strncmp(sb[k]->id, i->if_name + 2, 12) == 0 && has_vm(sb[k]->id, ud);
+		if (live)
+			continue;
+		uk_error e = { 0 };
+		if (net_link_delete(i->if_name, &e) < 0)
+			log_error("msg=\"cannot remove a stray tap\" tap=%s error=\"%s\"", i->if_name, e.msg);
+		else {
+			log_warn("msg=\"removed a tap no VM holds\" tap=%s", i->if_name);
+			out->taps++;
+		}
+	}
+	if (ifs)
+		if_freenameindex(ifs);
 	return 0;
 }

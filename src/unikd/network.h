@@ -61,4 +61,15 @@ void rt_net_dnsmasq_restart(struct rt_net *n);
 /* Re-add the hostPorts of live pods after a restart. */
 int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error *err);
 
+/* What rt_net_reconcile removed. */
+struct rt_net_cleanup {
+	size_t addresses, dhcp_hosts, hostports, taps;
+};
+/* At start-up, once the sandboxes are final: every address, DHCP entry and hostPort element
+ * that no ready sandbox holds goes (the sandbox's own, by its id and address, whether or not
+ * its record still exists); ready sandboxes get back a missing DHCP entry and their
+ * hostPorts; a tap goes unless has_vm() says its pod runs a VM. Logs what it removes. */
+int rt_net_reconcile(struct rt_net *n, struct sandbox **sb, size_t n_sb, bool (*has_vm)(const char *sandbox_id, void *ud),
+		     void *ud, struct rt_net_cleanup *out, uk_error *err);
+
 #endif

@@ -38,8 +38,13 @@ struct runtime {
 	struct image_store *images;
 	struct rt_net *net;
 	struct cg_system cg; /* version CG_NONE when cgroups cannot be used; cg.why says why */
+	char boot_id[UK_BOOT_ID_MAX]; /* this boot's (uk_boot_id); "" if unknown */
 };
 
+/* Loads the records and reconciles them with what exists (docs/architecture.md, "Crash
+ * safety and restarts"): VMs are reattached or recorded as ended, half-made objects are
+ * completed or removed, orphans (VMs, directories, cgroups, network objects) go, and after a
+ * reboot running containers are EXITED and ready pods NOTREADY. Each clean-up is logged. */
 int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *err);
 void runtime_free(struct runtime *rt);
 

@@ -50,7 +50,8 @@ static int vm_pids(struct runtime *rt, struct container *c, pid_t *wrapper, pid_
 	if (!o || !json_object_object_get_ex(o, "qemu_pid", &v) || !json_object_object_get_ex(o, "qemu_start_time", &st))
 		return -EIO;
 	uint64_t now_st;
-	*wrapper = c->wrapper_pid;
+	/* Neither PID is trusted without its start time: a recycled PID is not our process. */
+	*wrapper = uk_proc_alive(c->wrapper_pid, c->wrapper_start) ? c->wrapper_pid : 0;
 	*qemu = (pid_t)json_object_get_int(v);
 	/* A recycled PID is not our QEMU. */
 	if (uk_proc_starttime(*qemu, &now_st) < 0 || now_st != (uint64_t)json_object_get_int64(st))
