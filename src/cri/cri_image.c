@@ -176,7 +176,9 @@ CRI_HANDLER(cri_pull_image)
 			auth.password = colon + 1;
 		}
 	}
-	struct registry_opts o = { .insecure = ctx->insecure_registries, .auth = &auth };
+	/* A reload swaps the list (main.c keeps the old ones alive). */
+	struct registry_opts o = { .insecure = __atomic_load_n(&ctx->insecure_registries, __ATOMIC_ACQUIRE),
+				   .auth = &auth };
 	*err = (uk_error){ 0 };
 	r = image_store_pull(ctx->rt->images, want, &o, &i, err);
 	if (r < 0) {

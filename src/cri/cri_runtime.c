@@ -454,7 +454,9 @@ CRI_HANDLER(cri_create_container)
 	if ((r = build_cmdline(cfg, img->cmdline, cmdline, err)) < 0)
 		return r;
 
-	unsigned memory = rt->cfg.default_memory_mib, vcpus = rt->cfg.default_vcpus;
+	/* A reload may change the defaults (main.c stores them atomically). */
+	unsigned memory = __atomic_load_n(&rt->cfg.default_memory_mib, __ATOMIC_RELAXED);
+	unsigned vcpus = __atomic_load_n(&rt->cfg.default_vcpus, __ATOMIC_RELAXED);
 	const Runtime__V1__LinuxContainerResources *res = cfg->linux ? cfg->linux->resources : NULL;
 	if (res && res->memory_limit_in_bytes > 0) {
 		int64_t mib = (res->memory_limit_in_bytes + (1 << 20) - 1) >> 20;

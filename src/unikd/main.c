@@ -286,6 +286,15 @@ static void reload(struct daemon *d, struct runtime *rt, struct cri_context *ctx
 		rt->cfg.default_accel = d->cfg.accel;
 		rt_unlock(rt);
 	}
+	/* Read by CreateContainer without the runtime's lock: whole words, stored atomically. */
+	if (next.memory_mib != d->cfg.memory_mib) {
+		d->cfg.memory_mib = next.memory_mib;
+		__atomic_store_n(&rt->cfg.default_memory_mib, next.memory_mib, __ATOMIC_RELAXED);
+	}
+	if (next.vcpus != d->cfg.vcpus) {
+		d->cfg.vcpus = next.vcpus;
+		__atomic_store_n(&rt->cfg.default_vcpus, next.vcpus, __ATOMIC_RELAXED);
+	}
 	if (strstr(live, "registries.insecure")) {
 		char ***nr = realloc(d->retired, (d->n_retired + 1) * sizeof(*nr));
 		if (nr) {

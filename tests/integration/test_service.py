@@ -170,23 +170,23 @@ def test_reload_applies_log_level_and_keeps_the_rest(svc, scratch):
     assert not any("level=debug" in l for l in svc.lines[:ready_at]), svc.lines
     assert svc.next_notify().get("READY") == "1"
 
-    write(conf, "[daemon]\nlog_level = debug\n[vm]\nmemory = 96\n[registries]\ninsecure = reg.test:5000\n")
+    write(conf, "[daemon]\nlog_level = debug\nworkers = 3\n[vm]\nmemory = 96\n[registries]\ninsecure = reg.test:5000\n")
     p.send_signal(signal.SIGHUP)
     msg = svc.next_notify()
     assert msg.get("RELOADING") == "1" and int(msg["MONOTONIC_USEC"]) > 0, msg
     msg = svc.next_notify()
     assert msg.get("READY") == "1" and msg["STATUS"].startswith("serving on"), msg
     i, line = svc.wait_line('msg="reloaded"')
-    assert 'applied="daemon.log_level registries.insecure"' in line, line
+    assert 'applied="daemon.log_level vm.memory registries.insecure"' in line, line
     _, warn = svc.wait_line("change only with a restart")
-    assert "level=warn" in warn and 'keys="vm.memory"' in warn, warn
+    assert "level=warn" in warn and 'keys="daemon.workers"' in warn, warn
     # debug now: a successful call is logged.
     svc.runtime(sock).Version(svc.pb.VersionRequest(), timeout=WAIT)
     _, line = svc.wait_line("rpc=/runtime.v1.RuntimeService/Version", i)
     assert "level=debug" in line
-    # The memory default stays what it was (the running pods' and new ones').
+    # The worker count stays what it was: it needs a restart.
     info = json.loads(svc.runtime(sock).Status(svc.pb.StatusRequest(verbose=True), timeout=WAIT).info["info"])
-    assert info["config"]["defaultMemoryMiB"] == 64
+    assert info["config"]["workers"] == 16, info["config"]
 
     # A bad file changes nothing and unikd goes on: still debug.
     write(conf, "[daemon]\nlog_level = warn\n[vm]\nmemory = lots\n")

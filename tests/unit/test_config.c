@@ -315,8 +315,8 @@ static void reload_diff(void **state)
 					    "t.conf", &err),
 			 0);
 	assert_int_equal(config_diff(&f->a, &f->b, &live, &restart), 0);
-	assert_string_equal(live, "daemon.log_level vm.accel registries.insecure");
-	assert_string_equal(restart, "daemon.workers vm.memory network.mode");
+	assert_string_equal(live, "daemon.log_level vm.memory vm.accel registries.insecure");
+	assert_string_equal(restart, "daemon.workers network.mode");
 	free(live);
 	free(restart);
 	char *d = config_describe(&f->b);
