@@ -115,19 +115,43 @@ def oncpu(a):
             d.hello()
         rec.send_signal(2)
         rec.wait()
-        common = ["perf", "report", "-i", str(data), "--stdio", "--comm", "unikd", "-g", "none",
-                  "--percentage", "relative"]
-        dso = subprocess.run(common + ["--no-children", "--sort", "dso"], capture_output=True, text=True).stdout
-        sym = subprocess.run(common + ["--children", "--sort", "sym", "--percent-limit", "8"], capture_output=True,
-                             text=True).stdout
-    print(f"unikd's on-CPU samples during {a.runs} pod starts and removals, by object:")
+        dso = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--comm", "unikd", "-g", "none",
+                              "--percentage", "relative", "--no-children", "--sort", "dso"],
+                             capture_output=True, text=True).stdout
+        script = subprocess.run(["perf", "script", "-i", str(data), "-F", "comm,tid,ip,sym"], capture_output=True,
+                                text=True).stdout
+    print(f"unikd's on-CPU samples during {a.runs} pod starts and removals (threads and not-yet-exec'd children "
+          f"named unikd), by object:")
     for line in dso.split("\n"):
         if re.match(r"^\s+\d", line):
             print("  " + line.strip())
-    print("\nwith children (≥ 8%):")
-    for line in sym.split("\n"):
-        if re.match(r"^\s+\d", line):
-            print("  " + line.strip())
+    kinds = [("fork (clone, dup_mmap)", ("kernel_clone", "__do_sys_clone")),
+             ("exec of vmwrapper (execve)", ("do_execveat_common", "bprm_execve")),
+             ("fsync", ("do_fsync",)),
+             ("open/create files (openat)", ("do_sys_openat2",)),
+             ("unlink/rmdir/rename", ("do_unlinkat", "do_rmdir", "do_renameat2")),
+             ("ioctl (tap, netlink setup)", ("__x64_sys_ioctl",)),
+             ("mkdir", ("do_mkdirat",)),
+             ("exit of a child (exit_mmap)", ("do_exit",)),
+             ("netlink/socket I/O", ("__sys_sendmsg", "__sys_recvmsg", "sock_sendmsg")),
+             ("read/write", ("ksys_read", "ksys_write", "vfs_read", "vfs_write"))]
+    counts, total = collections.Counter(), 0
+    for block in script.split("\n\n"):
+        lines = [ln for ln in block.split("\n") if ln.strip()]
+        if not lines or not lines[0].split()[0] == "unikd":
+            continue
+        total += 1
+        frames = " ".join(lines[1:])
+        for name, keys in kinds:
+            if any(k in frames for k in keys):
+                counts[name] += 1
+                break
+        else:
+            counts["other"] += 1
+    print(f"\nthe same {total} samples by what the call chain is doing (first match, in this order):")
+    for name, _ in kinds + [("other", ())]:
+        if counts[name]:
+            print(f"  {100 * counts[name] / total:5.1f}%  {name}")
 
 
 def cgroup_attach(a):
