@@ -28,25 +28,10 @@ done
 [ "$with_libvirt" = 1 ] || exit 0
 
 PACKAGES="libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu"
-missing=""
-for p in $PACKAGES; do
-	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
-		missing="$missing $p"
-	fi
-done
-if [ -z "$missing" ]; then
-	echo "install-bench-deps: libvirt present"
-	exit 0
-fi
-echo "install-bench-deps: installing:$missing"
-if [ "$(id -u)" -ne 0 ]; then
-	echo "install-bench-deps: need root to install packages (try: sudo $0 --with-libvirt)" >&2
-	exit 1
-fi
 
 policy=/usr/sbin/policy-rc.d
 made_policy=0
-if [ ! -e "$policy" ]; then
+if [ "$(id -u)" -eq 0 ] && [ ! -e "$policy" ]; then
 	printf '#!/bin/sh\n# install-bench-deps.sh: no service starts during the install\nexit 101\n' >"$policy"
 	chmod 0755 "$policy"
 	made_policy=1
@@ -56,7 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
+# The dpkg check and the apt install are install-deps.sh's, given our package list.
 # shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $missing
+"$(dirname "$0")/install-deps.sh" $PACKAGES

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages unikd needs to build, run and test; idempotent.
 # It asks dpkg first and touches apt only when something is missing.
+# With arguments, it installs those packages instead (scripts/install-bench-deps.sh).
 set -eu
 
 PACKAGES="
@@ -14,6 +15,8 @@ qemu-system-x86 qemu-system-data qemu-utils dnsmasq-base iproute2
 python3 python3-pytest python3-grpcio python3-grpc-tools socat
 docker-registry apache2-utils
 "
+
+if [ "$#" -gt 0 ]; then PACKAGES="$*"; fi
 
 missing=""
 for p in $PACKAGES; do

@@ -162,7 +162,7 @@ static int get_id(json_object *o, const char *k, char *ret, uk_error *err)
 	int r = get_str(o, k, true, &s, err);
 	if (r < 0)
 		return r;
-	if (strlen(s) != UK_FULL_ID_LEN || strspn(s, "0123456789abcdef") != UK_FULL_ID_LEN)
+	if (!record_id_named(s, ""))
 		return uk_err(err, EINVAL, "field \"%s\" is not a 64-hex id", k);
 	memcpy(ret, s, UK_FULL_ID_LEN + 1);
 	return 0;
@@ -303,6 +303,11 @@ static void fsync_dir(const char *dir)
 	_cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0)
 		(void)fsync(fd);
+}
+
+bool record_id_named(const char *name, const char *suffix)
+{
+	return strspn(name, "0123456789abcdef") == UK_FULL_ID_LEN && strcmp(name + UK_FULL_ID_LEN, suffix) == 0;
 }
 
 /* "<64 hex>.json.tmp.<pid>": what uk_write_file_atomic leaves when it is killed. */

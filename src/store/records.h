@@ -12,6 +12,10 @@
 #include "../common/error.h"
 
 #define UK_FULL_ID_LEN 64
+
+/* Whether name is a full id (64 lowercase hex) followed by exactly suffix ("" for none):
+ * how files and directories named after an object are recognised. */
+bool record_id_named(const char *name, const char *suffix);
 #define UK_BOOT_ID_MAX 40 /* 36 characters and the NUL */
 
 enum sandbox_state { SANDBOX_READY = 0, SANDBOX_NOTREADY = 1 };

@@ -1548,8 +1548,7 @@ static void remove_orphan_vm_dirs(struct runtime *rt)
 	while ((de = readdir(d))) {
 		const char *id = de->d_name;
 		struct container *c;
-		if (strlen(id) != UK_FULL_ID_LEN || strspn(id, "0123456789abcdef") != UK_FULL_ID_LEN ||
-		    rt_find_container(rt, id, &c, NULL) == 0)
+		if (!record_id_named(id, "") || rt_find_container(rt, id, &c, NULL) == 0)
 			continue;
 		char path[PATH_MAX];
 		_cleanup_free_ char *text = NULL;
@@ -1587,9 +1586,7 @@ static void remove_stray_ctr_dirs(struct runtime *rt)
 		const char *name = de->d_name;
 		struct container *c;
 		char id[UK_FULL_ID_LEN + 1], path[PATH_MAX];
-		if (strlen(name) != UK_FULL_ID_LEN + strlen(RT_CTR_DIR_SUFFIX) ||
-		    strspn(name, "0123456789abcdef") != UK_FULL_ID_LEN ||
-		    strcmp(name + UK_FULL_ID_LEN, RT_CTR_DIR_SUFFIX) != 0)
+		if (!record_id_named(name, RT_CTR_DIR_SUFFIX))
 			continue;
 		memcpy(id, name, UK_FULL_ID_LEN);
 		id[UK_FULL_ID_LEN] = '\0';
