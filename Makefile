@@ -55,6 +55,10 @@ CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)
 NET_SRC := $(wildcard src/net/*.c)
 CG_SRC := $(wildcard src/cgroup/*.c)
 CRI_SRC := $(wildcard src/cri/*.c)
+# The per-framework guest contracts and the kernel command line (src/guest/README.md).
+GUEST_SRC := $(wildcard src/guest/*.c)
+# The pure CRI pieces that unit tests link without the gRPC server (wire checks, limits).
+CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
@@ -95,13 +99,13 @@ $(BIN)/registry-pull: $(call objs,tests/helpers/registry_pull.c) $(REGISTRY_OBJS
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CURL_LIBS)
 
-$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(GUEST_SRC) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) $(CURL_LIBS) $(INIH_LIBS) \
 		$(SYSTEMD_LIBS) -lpthread
 
 # Each unit test links the pure-logic objects it may need; the linker keeps what it uses.
-$(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(GUEST_SRC) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(NET_LIBS)
 
@@ -109,6 +113,13 @@ $(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(STORE_SRC) $(
 $(OUT)/tests/test_registry: $(OBJ)/tests/unit/test_registry.o $(REGISTRY_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CURL_LIBS)
+
+# Unit tests of the pure CRI pieces link the generated message code and protobuf-c.
+CRI_UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_cri_*.c))
+$(call objs,$(CRI_PURE_SRC) $(wildcard tests/unit/test_cri_*.c)): | $(CRI_GEN_H)
+$(CRI_UNIT_TESTS): $(OUT)/tests/test_cri_%: $(OBJ)/tests/unit/test_cri_%.o $(call objs,$(CRI_PURE_SRC) $(CRI_GEN_C) $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CRI_LIBS)
 
 # The config test links the daemon's config.c, and inih.
 $(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/config.c src/net/cidr.c $(COMMON_SRC))

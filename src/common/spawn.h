@@ -1,0 +1,99 @@
+/* Starting child processes: the one fork/exec path of unikd and vmwrapper.
+ *
+ * Every child gets a fixed environment, a reset signal mask and default dispositions, only
+ * the fds it is given (close_range above them), and stdin on /dev/null unless told
+ * otherwise. Everything is checked before the fork; between fork and exec the child makes
+ * only async-signal-safe calls, because the parent has threads.
+ *
+ * Two ways to use it:
+ *  - uk_run(): run to completion with a deadline (SIGKILL at the deadline), feeding stdin
+ *    from a buffer, capturing stdout up to a limit and keeping a bounded tail of stderr.
+ *    For qemu-img, dnsmasq's start, `qemu -cpu help`, CNI plugins.
+ *  - uk_spawn(): start and hand back the child (pid, start time, pidfd); the caller waits
+ *    on the pidfd in its own event loop. For QEMU under vmwrapper, and for vmwrapper
+ *    itself (detached: a double fork, so it is never unikd's child; held before exec until
+ *    uk_spawn_release()). */
+#ifndef UK_SPAWN_H
+#define UK_SPAWN_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+#define UK_SPAWN_MAX_FDS 16      /* extra fds a child may be given */
+#define UK_SPAWN_MAX_CGROUP_FILES 8
+#define UK_SPAWN_TAIL_MAX 4096   /* bytes of stderr kept by uk_run */
+#define UK_SPAWN_DEFAULT_ENV_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* An fd the child gets: child_fd becomes a copy of parent_fd (without O_CLOEXEC). */
+struct uk_spawn_fd {
+	int parent_fd;
+	int child_fd; /* >= 3; 0..2 are set with stdin_fd/stdout_fd/stderr_fd */
+};
+
+struct uk_spawn_opts {
+	const char *const *argv; /* argv[0]: an absolute path, checked executable before the fork */
+	const char *const *envp; /* NULL: { UK_SPAWN_DEFAULT_ENV_PATH, "LC_ALL=C" } */
+	/* The child's 0, 1 and 2; -1 means /dev/null. uk_run() replaces stdout and stderr with
+	 * its own pipes (and stdin, when it has stdin data). */
+	int stdin_fd, stdout_fd, stderr_fd;
+	const struct uk_spawn_fd *fds; /* at most UK_SPAWN_MAX_FDS, distinct child_fd numbers */
+	size_t n_fds;
+	const char *cwd;       /* NULL: unchanged */
+	bool new_session;      /* setsid() */
+	bool new_pgrp;         /* setpgid(0, 0) */
+	int pdeathsig;         /* PR_SET_PDEATHSIG (0: none); the child exits at once if the
+				* parent is already gone */
+	/* cgroup.procs files the child writes its pid to before exec (written async-signal-safely), so
+	 * the program is born inside its cgroup. A failure exits the child with 126. */
+	const char (*cgroup_files)[PATH_MAX];
+	size_t n_cgroup_files;
+	/* uk_spawn only. detach: double fork, the child is reparented away from us (and is not
+	 * ours to reap). hold: the child waits before exec until uk_spawn_release() (one byte on
+	 * a pipe) and exits 0 without exec'ing if the pipe closes first, e.g. because we died. */
+	bool detach;
+	bool hold;
+};
+
+/* Fill *o with the defaults: stdin/stdout/stderr on /dev/null, nothing else. */
+void uk_spawn_opts_init(struct uk_spawn_opts *o, const char *const *argv);
+
+struct uk_child {
+	pid_t pid;
+	uint64_t start_time; /* /proc/PID/stat field 22: tells our process from a recycled PID */
+	int pidfd;           /* O_CLOEXEC; checked against start_time */
+	int go_fd;           /* hold only: write end of the go pipe, -1 otherwise */
+};
+#define UK_CHILD_INIT { .pid = 0, .start_time = 0, .pidfd = -1, .go_fd = -1 }
+
+/* Start the child. On success *ret owns pidfd (and go_fd). A non-detached child is ours to
+ * reap (waitid on the pidfd, or waitpid). */
+int uk_spawn(const struct uk_spawn_opts *o, struct uk_child *ret, uk_error *err);
+/* hold: let the child exec. Closes go_fd. */
+int uk_spawn_release(struct uk_child *c, uk_error *err);
+/* Close the fds of *c (not the process); for _cleanup_. */
+void uk_child_done(struct uk_child *c);
+
+struct uk_run_result {
+	int status;       /* the wait status (WIFEXITED/WEXITSTATUS...) */
+	bool timed_out;   /* killed at the deadline */
+	char *out;        /* stdout, NUL-terminated (malloc'd; NULL when not captured) */
+	size_t out_len;
+	char err_tail[UK_SPAWN_TAIL_MAX + 1]; /* the last bytes of stderr, one line: newlines
+					       * become "; ", control characters spaces */
+};
+void uk_run_result_done(struct uk_run_result *r); /* frees out; NULL-safe */
+
+/* Run to completion. stdin gets in[0..in_len) (or /dev/null when in is NULL); stdout is
+ * captured when out_max > 0 (more than out_max bytes: the child is killed and -EMSGSIZE
+ * returned), discarded otherwise; stderr's tail is kept. At timeout_ms the child gets
+ * SIGKILL and res->timed_out is set, and -ETIMEDOUT is returned. A child that ran, whatever
+ * its status, returns 0: the caller judges res->status. err names argv[0]. */
+int uk_run(const struct uk_spawn_opts *o, const void *in, size_t in_len, size_t out_max, int timeout_ms,
+	   struct uk_run_result *res, uk_error *err);
+
+#endif
