@@ -133,6 +133,7 @@ deps:
 
 # Unit tests run twice, plain and under ASan/UBSan; integration tests drive the sanitized binaries.
 test: deps
+	$(PYTHON) scripts/check-function-length.py
 	$(MAKE) all unit-tests
 	$(MAKE) SAN=1 programs unit-tests
 	$(MAKE) test-unit

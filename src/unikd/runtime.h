@@ -1,4 +1,5 @@
-/* The runtime core: sandboxes and containers, their names, their VMs.
+/* The runtime core: sandboxes and containers, their names, their VMs (README.md maps the
+ * files).
  *
  * One mutex guards the registry and the records. Slow work (starting a VM, waiting for
  * a guest to power off) runs without it, with the container marked busy and a
@@ -66,10 +67,14 @@ int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err);
 /* tmpl has the VM fields filled in (from the image and the request). Takes tmpl. */
 int rt_container_create(struct runtime *rt, struct container *tmpl, char *id_out, uk_error *err);
 int rt_container_start(struct runtime *rt, const char *id, uk_error *err);
+/* The power button, then at timeout_s (0: at once) QEMU is killed whatever it does; returns
+ * soon after the deadline. */
 int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_error *err);
 int rt_container_remove(struct runtime *rt, const char *id, uk_error *err);
+/* Answers once vmwrapper has reopened the console log, or with why it could not. */
 int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err);
-/* New CPU and memory limits: kept in the record and applied to a running VM's cgroup. */
+/* New CPU and memory limits (0: unchanged), validated by the caller: all or nothing, in the
+ * record and in a running VM's cgroup. Memory below the guest's RAM is -EINVAL. */
 int rt_container_update_resources(struct runtime *rt, const char *id, int64_t memory_limit, int64_t cpu_quota,
 				  int64_t cpu_period, int64_t cpu_shares, uk_error *err);
 /* The limits a container's cgroup gets. */

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,29 @@ BIN = Path(os.environ.get("UNIKD_BIN_DIR", REPO / "bin"))
 GUESTS = Path(os.environ.get("UNIKD_GUEST_DIR", REPO / "tests" / "guests"))
 HELLO = GUESTS / "hello" / "hello.elf"
 FIRST_LINE = "hello: unikd test guest"
+
+# Every process the tests start (unikd, vmwrapper, the helpers) writes its sanitizer reports
+# (AddressSanitizer, LeakSanitizer at exit, UndefinedBehaviorSanitizer) to files here rather
+# than to a stderr that nobody reads; a test after which a report appears fails with it.
+SAN_DIR = Path(tempfile.mkdtemp(prefix="uk-san-"))
+os.environ["ASAN_OPTIONS"] = f"detect_leaks=1:log_path={SAN_DIR}/asan"
+os.environ["LSAN_OPTIONS"] = f"log_path={SAN_DIR}/lsan"
+os.environ["UBSAN_OPTIONS"] = f"print_stacktrace=1:halt_on_error=1:log_path={SAN_DIR}/ubsan"
+
+
+def sanitizer_reports():
+    return set(SAN_DIR.iterdir())
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    """Set up before, and so torn down after, every other fixture of a test: by then its
+    processes have ended and written what they had to say."""
+    before = sanitizer_reports()
+    yield
+    new = sorted(sanitizer_reports() - before)
+    reports = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[:20000]}" for p in new)
+    assert not new, f"sanitizer reports:\n{reports}"
 
 
 def pids_matching(tag):

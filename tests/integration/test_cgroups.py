@@ -1,6 +1,7 @@
 """Resource limits through the VM's cgroup, on this machine's real cgroup hierarchy."""
 import json
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -133,3 +134,92 @@ def test_without_cgroups_the_pod_runs_and_status_says_why(scratch):
         assert stats.cpu.usage_core_nano_seconds.value > 0 and stats.memory.rss_bytes.value > 0
     finally:
         u.cleanup()
+
+
+def cpu_capped_parent(parent, quota):
+    """Make the pod's cgroup parent with a CPU quota of its own (quota µs per 100 ms). On v1
+    the kernel refuses a child asking for more than its parent."""
+    d = (CG / parent.lstrip("/")) if V2 else (CG / "cpu" / parent.lstrip("/"))
+    d.mkdir(parents=True)
+    if V2:
+        (d / "cpu.max").write_text(f"{quota} 100000")
+    else:
+        (d / "cpu.cfs_period_us").write_text("100000")
+        (d / "cpu.cfs_quota_us").write_text(str(quota))
+    return d
+
+
+@pytest.fixture
+def sleeper():
+    p = subprocess.Popen(["sleep", "600"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_start_fails_closed_when_the_kernel_refuses_the_cgroup(parent, uk, sleeper):
+    """The kernel refuses the VM's cgroup: on v1, a CPU quota above the parent's; on v2, a
+    parent that holds a process cannot hand controllers down. The VM then does not run."""
+    d = cpu_capped_parent(parent, 20000)
+    if V2:
+        (d / "cgroup.procs").write_text(str(sleeper.pid))
+    pb = uk.pb
+    sid, cfg = uk.run_pod(name="closed", linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))
+    cid = uk.create(sid, cfg, args=["idle"], quota=50000, period=100000)
+    import grpc
+    with pytest.raises(grpc.RpcError) as e:
+        uk.start_ctr(cid)
+    assert "cgroup" in e.value.details()
+    if not V2:
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # No VM runs without its limits, and nothing of the cgroup is left.
+    assert uk.vm_pids() == []
+    st = uk.status(cid).status
+    assert st.state == pb.CONTAINER_EXITED and "cgroup" in st.message
+    assert [p.name for p in d.iterdir() if p.is_dir()] == []
+
+
+def test_update_is_all_or_nothing(parent, uk):
+    """A refused update changes nothing, in the cgroup or the record, and does not poison the
+    next one. The kernel refuses the quota: on v1 it is above the parent's; on v2 the cpu
+    controller is taken away from the VM's cgroup (its cpu.max goes)."""
+    d = cpu_capped_parent(parent, 100000)
+    pb = uk.pb
+    import grpc
+    sid, cfg = uk.run_pod(name="aon", linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))
+    cid = uk.create(sid, cfg, args=["idle"], memory=128 << 20, quota=50000, period=100000)
+    uk.start_ctr(cid)
+    path = info(uk, cid)["cgroup"]
+    mem = cg_file(path, "memory", "memory.max" if V2 else "memory.limit_in_bytes")
+    if V2:
+        (d / "cgroup.subtree_control").write_text("-cpu")
+    before = mem.read_text()
+    # Memory is valid, the quota is refused: neither is applied.
+    with pytest.raises(grpc.RpcError) as e:
+        uk.rs.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+            container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=256 << 20, cpu_quota=200000,
+                                                               cpu_period=100000)))
+    assert "cgroup" in e.value.details()
+    assert mem.read_text() == before
+    i = info(uk, cid)
+    assert i["memory_limit"] == 128 << 20 and i["cpu_quota"] == 50000
+    if not V2:
+        assert int(cg_file(path, "cpu", "cpu.cfs_quota_us").read_text()) == 50000
+        # A memory-only update afterwards works: the refused quota was not kept anywhere.
+        uk.rs.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+            container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=256 << 20)))
+        assert int(mem.read_text()) == (256 + 32) << 20
+        assert info(uk, cid)["memory_limit"] == 256 << 20
+
+
+def test_update_never_sets_memory_below_the_guest(uk):
+    pb = uk.pb
+    import grpc
+    sid, cfg = uk.run_pod(name="floor")
+    cid = uk.create(sid, cfg, args=["idle"], memory=128 << 20)
+    uk.start_ctr(cid)
+    with pytest.raises(grpc.RpcError) as e:
+        uk.rs.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+            container_id=cid, linux=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "memory_limit_in_bytes" in e.value.details()
+    assert info(uk, cid)["memory_limit"] == 128 << 20

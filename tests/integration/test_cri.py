@@ -290,6 +290,20 @@ def test_remove_container_is_idempotent_and_stops_it(uk):
     assert not (uk.run / "vms" / cid).exists()
 
 
+def test_a_pod_with_300_containers_is_stopped_and_removed_whole(uk):
+    """No fixed cap on a pod's containers: stop and remove reach every one (kubelet creates
+    a new container per restart, so a crash-looping pod collects many)."""
+    sid, cfg = uk.run_pod(name="many")
+    ids = {uk.create(sid, cfg, attempt=i, args=["exit:0"]) for i in range(300)}
+    assert {c.id for c in uk.containers(pod_sandbox_id=sid)} == ids
+    uk.rs.StopPodSandbox(uk.pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    assert {c.state for c in uk.containers(pod_sandbox_id=sid)} == {uk.pb.CONTAINER_EXITED}
+    uk.rs.RemovePodSandbox(uk.pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert uk.containers() == [] and uk.pods() == []
+    assert list((uk.state / "containers").glob("*.json")) == []
+    assert list((uk.state / "containers").glob("*.d")) == []
+
+
 def test_reopen_log_during_a_flood_loses_and_duplicates_nothing(uk):
     sid, cfg = uk.run_pod(name="rot")
     n = 20000  # a few seconds of console output on a nested hypervisor

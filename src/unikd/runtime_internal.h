@@ -1,0 +1,81 @@
+/* What the runtime core's files share among themselves (src/unikd/README.md maps them).
+ * Not for the CRI layer, which uses runtime.h. Unless a comment says otherwise, the
+ * functions here expect the runtime lock held. */
+#ifndef UK_RUNTIME_INTERNAL_H
+#define UK_RUNTIME_INTERNAL_H
+
+#include "runtime.h"
+
+#define SYNC_TIMEOUT_MS 120000 /* QEMU under TCG can take a while to come up */
+#define KILL_WAIT_MS 10000     /* for a process that was sent SIGKILL, or is leaving */
+#define EXIT_JSON_MAX (64 * 1024)
+
+/* ---- runtime.c: the registry, lookups, records ---- */
+
+/* Make room for one more pointer in *arr. */
+int rt_grow(void **arr, size_t *cap, size_t n);
+/* ENOSPC and EDQUOT from a write in the state directory: say so, the errno stays. */
+int rt_state_full_ctx(struct runtime *rt, int r, uk_error *err);
+/* Save a record. With err NULL (a background update nobody waits for), a failure is
+ * logged here, since no caller will; otherwise the caller reports it. */
+int rt_save_sandbox(struct runtime *rt, struct sandbox *s, uk_error *err);
+int rt_save_container(struct runtime *rt, struct container *c, uk_error *err);
+/* By full id only. */
+struct sandbox *rt_sandbox_by_id(struct runtime *rt, const char *id);
+/* A RUNNING container of the pod other than except (which may be NULL). */
+struct container *rt_running_in(struct runtime *rt, const char *sandbox_id, const char *except);
+/* The ids of the pod's containers, however many (malloc'd; *n of them). */
+typedef char rt_id[UK_FULL_ID_LEN + 1];
+int rt_containers_of(struct runtime *rt, const char *sandbox_id, rt_id **ids, size_t *n, uk_error *err);
+
+/* ---- vm_state.c: a container's VM as the records see it ---- */
+
+/* The recorded vmwrapper (PID and start time) is alive. No lock needed. */
+bool vm_wrapper_alive(const struct container *c);
+/* A pidfd of the recorded vmwrapper, or -1: never a process that inherited the PID. */
+int vm_wrapper_pidfd(const struct container *c);
+/* A pidfd of a process vmwrapper.json names (pid_key, start_key: "pid"/"start_time" for
+ * vmwrapper, "qemu_pid"/"qemu_start_time" for QEMU), checked against its start time; -1 if
+ * none. No lock needed. */
+int vm_pidfd_from_state(struct runtime *rt, const char *id, const char *pid_key, const char *start_key);
+/* A pidfd of the container's QEMU (from vmwrapper.json), or -1. No lock needed. */
+int vm_qemu_pidfd(struct runtime *rt, const char *id);
+/* SIGKILL through a pidfd and wait for the end. True if it ended (or pidfd < 0). */
+bool vm_kill_wait(int pidfd);
+void rt_set_str(char **dst, const char *v);
+/* EXITED now, with this code, reason and message. */
+void vm_set_exited(struct container *c, int code, const char *reason, const char *message);
+/* The supervisor ended and left no exit record. */
+void vm_set_vanished(struct container *c);
+/* exit.json -> EXITED. True if the container changed. */
+bool vm_apply_exit(struct runtime *rt, struct container *c);
+/* A RUNNING container that is not busy: up to date with exit.json and its vmwrapper. */
+void vm_refresh_one(struct runtime *rt, struct container *c);
+/* Wait for a leaving vmwrapper (then QEMU) to be gone, ending it should it linger, so
+ * nothing of the container outlives its removal. No lock needed; slow. */
+void vm_reap_wrapper(const struct container *c);
+void vm_reap_qemu(struct runtime *rt, const char *id);
+
+/* ---- container_ops.c: taking a container for a slow operation ---- */
+
+/* Found, not busy, then busy and referenced. */
+int rt_claim(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
+/* Lock, refresh and claim; the lock stays held on success and is dropped on failure. */
+int rt_begin_op(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
+/* Not busy, one reference less; a removed container goes with its last reference. */
+void rt_release(struct container *c);
+
+/* ---- cgroups of VMs (container_ops.c) ---- */
+
+/* The cgroup path a container's VM has or would have: recorded, or computed from its
+ * pod's cgroup_parent (a start cut short may have made it before the record said so). */
+int rt_ctr_cgroup_path(struct runtime *rt, const struct container *c, char *out, size_t len, uk_error *err);
+/* Remove the VM's cgroup if it exists (idempotent). */
+int rt_remove_cgroup(struct runtime *rt, const struct container *c, uk_error *err);
+
+/* ---- reconcile.c ---- */
+
+/* Start-up: records against reality (docs/architecture.md, "Crash safety and restarts"). */
+void rt_reconcile(struct runtime *rt);
+
+#endif
