@@ -4,7 +4,6 @@
  * under a shared one, and every file is replaced atomically. */
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/file.h>
@@ -26,32 +25,6 @@ struct image_store {
 #define KIND_MAX 64
 
 /* ---- small helpers ---- */
-
-static char *pathf(const char *fmt, ...) _printf_(1, 2);
-static char *pathf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	va_start(ap, fmt);
-	int r = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	return r < 0 ? NULL : s;
-}
-
-/* Prefix err with context while keeping the code r, also when err is NULL. */
-static int ctx(uk_error *err, int r, const char *fmt, ...) _printf_(3, 4);
-static int ctx(uk_error *err, int r, const char *fmt, ...)
-{
-	if (err) {
-		char prefix[256];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(prefix, sizeof(prefix), fmt, ap);
-		va_end(ap);
-		uk_err_ctx(err, "%s", prefix);
-	}
-	return r;
-}
 
 static int oom(uk_error *err)
 {
@@ -158,13 +131,13 @@ static void unlockp(int *fd)
 static char *ref_key(const struct image_ref *r)
 {
 	if (r->digest)
-		return pathf("%s/%s@%s", r->domain, r->path, r->digest);
-	return pathf("%s/%s:%s", r->domain, r->path, r->tag);
+		return uk_strf("%s/%s@%s", r->domain, r->path, r->digest);
+	return uk_strf("%s/%s:%s", r->domain, r->path, r->tag);
 }
 
 static int load_refs(struct image_store *s, json_object **ret, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/refs.json", s->root);
+	_cleanup_free_ char *path = uk_strf("%s/refs.json", s->root);
 	_cleanup_free_ char *data = NULL;
 	if (!path)
 		return oom(err);
@@ -202,7 +175,7 @@ static int load_refs(struct image_store *s, json_object **ret, uk_error *err)
 
 static int save_refs(struct image_store *s, json_object *refs, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/refs.json", s->root);
+	_cleanup_free_ char *path = uk_strf("%s/refs.json", s->root);
 	_cleanup_json_ json_object *doc = json_object_new_object();
 	if (!path || !doc || json_object_object_add(doc, "version", json_object_new_int(1)) < 0 ||
 	    json_object_object_add(doc, "refs", json_object_get(refs)) < 0)
@@ -349,7 +322,7 @@ static int read_layers(json_object *config, char ***ret)
 
 static int read_meta(struct image_store *s, const char *hex, struct image_meta *ret, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/images/%s.json", s->root, hex);
+	_cleanup_free_ char *path = uk_strf("%s/images/%s.json", s->root, hex);
 	_cleanup_free_ char *data = NULL;
 	if (!path)
 		return oom(err);
@@ -420,8 +393,8 @@ static int read_meta(struct image_store *s, const char *hex, struct image_meta *
 
 static int write_meta(struct image_store *s, const struct image_meta *m, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/images/%s.json", s->root, m->hex);
-	_cleanup_free_ char *id = pathf("sha256:%s", m->hex);
+	_cleanup_free_ char *path = uk_strf("%s/images/%s.json", s->root, m->hex);
+	_cleanup_free_ char *id = uk_strf("sha256:%s", m->hex);
 	_cleanup_json_ json_object *doc = json_object_new_object();
 	json_object *config = meta_config(m);
 	if (!path || !id || !doc || !config || json_object_object_add(doc, "version", json_object_new_int(1)) < 0 ||
@@ -442,7 +415,7 @@ static int write_meta(struct image_store *s, const struct image_meta *m, uk_erro
 
 static char *blob_path(struct image_store *s, const char *digest)
 {
-	return digest ? pathf("%s/blobs/sha256/%s", s->root, digest + 7) : NULL;
+	return digest ? uk_strf("%s/blobs/sha256/%s", s->root, digest + 7) : NULL;
 }
 
 /* The public view: metadata plus the references that point at it. */
@@ -513,8 +486,8 @@ void image_info_list_free(struct image_info **v)
  * atomic writes in images/ (all writes there happen under this lock, so none is live). */
 static int gc_locked(struct image_store *s, json_object *refs, uk_error *err)
 {
-	_cleanup_free_ char *images = pathf("%s/images", s->root);
-	_cleanup_free_ char *blobs = pathf("%s/blobs/sha256", s->root);
+	_cleanup_free_ char *images = uk_strf("%s/images", s->root);
+	_cleanup_free_ char *blobs = uk_strf("%s/blobs/sha256", s->root);
 	if (!images || !blobs)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(images);
@@ -600,7 +573,7 @@ static int gc_locked(struct image_store *s, json_object *refs, uk_error *err)
  * file we can lock belongs to an import that died. */
 static int clean_tmp_locked(struct image_store *s, uk_error *err)
 {
-	_cleanup_free_ char *tmp = pathf("%s/tmp", s->root);
+	_cleanup_free_ char *tmp = uk_strf("%s/tmp", s->root);
 	if (!tmp)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(tmp);
@@ -618,7 +591,7 @@ static int clean_tmp_locked(struct image_store *s, uk_error *err)
 			if (errno != EISDIR)
 				return uk_err_errno(err, errno, "remove %s/%s", tmp, de->d_name);
 			/* The work directory of a pull that died. */
-			_cleanup_free_ char *p = pathf("%s/%s", tmp, de->d_name);
+			_cleanup_free_ char *p = uk_strf("%s/%s", tmp, de->d_name);
 			if (!p)
 				return oom(err);
 			int r = uk_rm_rf(p, err);
@@ -627,7 +600,7 @@ static int clean_tmp_locked(struct image_store *s, uk_error *err)
 		}
 	}
 	/* Lock files of pulls that died: unlocked ones go (a waiter that opened one notices). */
-	_cleanup_free_ char *locks = pathf("%s/locks", s->root);
+	_cleanup_free_ char *locks = uk_strf("%s/locks", s->root);
 	if (!locks)
 		return oom(err);
 	_cleanup_closedir_ DIR *ld = opendir(locks);
@@ -675,20 +648,20 @@ int image_store_open(const char *root, struct image_store **ret, uk_error *err)
 		return uk_err(err, ENAMETOOLONG, "image store root %s is too long", s->root);
 	const char *dirs[] = { "blobs/sha256", "images", "locks" };
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		_cleanup_free_ char *p = pathf("%s/%s", s->root, dirs[i]);
+		_cleanup_free_ char *p = uk_strf("%s/%s", s->root, dirs[i]);
 		if (!p)
 			return oom(err);
 		if ((r = uk_mkdir_p(p, 0755, err)) < 0)
 			return r;
 	}
 	/* Partial copies are nobody else's business. */
-	_cleanup_free_ char *tmp = pathf("%s/tmp", s->root);
+	_cleanup_free_ char *tmp = uk_strf("%s/tmp", s->root);
 	if (!tmp)
 		return oom(err);
 	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		return uk_err_errno(err, errno, "mkdir %s", tmp);
 	/* 0600: anyone who can open the lock file can block the store with it. */
-	_cleanup_free_ char *lock = pathf("%s/lock", s->root);
+	_cleanup_free_ char *lock = uk_strf("%s/lock", s->root);
 	if (!lock)
 		return oom(err);
 	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
@@ -702,7 +675,7 @@ int image_store_open(const char *root, struct image_store **ret, uk_error *err)
 	_cleanup_json_ json_object *refs = NULL;
 	if ((r = clean_tmp_locked(s, err)) < 0 || (r = load_refs(s, &refs, err)) < 0 ||
 	    (r = gc_locked(s, refs, err)) < 0)
-		return ctx(err, r, "image store %s", s->root);
+		return uk_err_ctx_r(err, r, "image store %s", s->root);
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -798,7 +771,7 @@ static int stage_file(struct image_store *s, const char *field, const char *src,
 		if (r < 0)
 			return r;
 		locked = s->lock_fd;
-		if (!(st->tmp = pathf("%s/tmp/import-XXXXXX", s->root)))
+		if (!(st->tmp = uk_strf("%s/tmp/import-XXXXXX", s->root)))
 			return oom(err);
 		st->fd = mkostemp(st->tmp, O_CLOEXEC);
 		if (st->fd < 0) {
@@ -962,8 +935,8 @@ static int import_commit(struct image_store *s, const char *const *keys, struct 
 	if (r < 0)
 		return r;
 	locked = s->lock_fd;
-	_cleanup_free_ char *blobs = pathf("%s/blobs/sha256", s->root);
-	_cleanup_free_ char *id = pathf("sha256:%s", m->hex);
+	_cleanup_free_ char *blobs = uk_strf("%s/blobs/sha256", s->root);
+	_cleanup_free_ char *id = uk_strf("sha256:%s", m->hex);
 	if (!blobs || !id)
 		return oom(err);
 	for (int i = 0; i < N_FILES; i++)
@@ -1025,7 +998,7 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 	if (ref) {
 		_cleanup_image_ref_ struct image_ref iref = { 0 };
 		if ((r = image_ref_parse(ref, &iref, err)) < 0)
-			return ctx(err, r, "ref");
+			return uk_err_ctx_r(err, r, "ref");
 		if (iref.digest)
 			return uk_err(err, EINVAL, "ref: \"%s\" has a digest; give name[:tag]", ref);
 		if (!(key = ref_key(&iref)))
@@ -1034,7 +1007,7 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 	if (repo_digest) {
 		_cleanup_image_ref_ struct image_ref dref = { 0 };
 		if ((r = image_ref_parse(repo_digest, &dref, err)) < 0)
-			return ctx(err, r, "repo digest");
+			return uk_err_ctx_r(err, r, "repo digest");
 		if (!dref.digest)
 			return uk_err(err, EINVAL, "repo digest: \"%s\" has no digest", repo_digest);
 		if (!(dkey = ref_key(&dref)))
@@ -1152,7 +1125,7 @@ int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, 
 	if (r < 0)
 		return r;
 	locked = s->lock_fd;
-	_cleanup_free_ char *p = pathf("%s/tmp/%sXXXXXX", s->root, prefix);
+	_cleanup_free_ char *p = uk_strf("%s/tmp/%sXXXXXX", s->root, prefix);
 	if (!p)
 		return oom(err);
 	if (!mkdtemp(p))
@@ -1176,7 +1149,7 @@ int image_store_lock_key(struct image_store *s, const char *key, int *fd, uk_err
 	*fd = -1;
 	if (!key || strlen(key) > 128 || !uk_id_valid(key))
 		return uk_err(err, EINVAL, "lock key \"%s\" is not valid", key ? key : "");
-	_cleanup_free_ char *path = pathf("%s/locks/%s", s->root, key);
+	_cleanup_free_ char *path = uk_strf("%s/locks/%s", s->root, key);
 	if (!path)
 		return oom(err);
 	for (;;) {
@@ -1201,7 +1174,7 @@ void image_store_unlock_key(struct image_store *s, const char *key, int fd)
 {
 	if (fd < 0)
 		return;
-	_cleanup_free_ char *path = pathf("%s/locks/%s", s->root, key);
+	_cleanup_free_ char *path = uk_strf("%s/locks/%s", s->root, key);
 	if (path)
 		unlink(path);
 	safe_close(fd);
@@ -1209,7 +1182,7 @@ void image_store_unlock_key(struct image_store *s, const char *key, int fd)
 
 int image_store_blob_dir(struct image_store *s, char **ret)
 {
-	return (*ret = pathf("%s/blobs/sha256", s->root)) ? 0 : -ENOMEM;
+	return (*ret = uk_strf("%s/blobs/sha256", s->root)) ? 0 : -ENOMEM;
 }
 
 int image_store_blob_get(struct image_store *s, const char *digest, uint64_t size, const char *dst,
@@ -1256,7 +1229,7 @@ int image_store_tag(struct image_store *s, const char *target, const char *ref, 
 	_cleanup_image_ref_ struct image_ref iref = { 0 };
 	int r = image_ref_parse(ref, &iref, err);
 	if (r < 0)
-		return ctx(err, r, "ref");
+		return uk_err_ctx_r(err, r, "ref");
 	_cleanup_free_ char *key = ref_key(&iref);
 	if (!key)
 		return oom(err);
@@ -1271,7 +1244,7 @@ int image_store_tag(struct image_store *s, const char *target, const char *ref, 
 	if ((r = load_refs(s, &refs, err)) < 0 || (r = resolve_locked(s, refs, target, hex, &tkey, err)) < 0 ||
 	    (r = read_meta(s, hex, &m, err)) < 0)
 		return r;
-	_cleanup_free_ char *id = pathf("sha256:%s", hex);
+	_cleanup_free_ char *id = uk_strf("sha256:%s", hex);
 	json_object *idv = id ? json_object_new_string(id) : NULL;
 	if (!idv || json_object_object_add(refs, key, idv) < 0) {
 		json_object_put(idv);
@@ -1288,7 +1261,7 @@ int image_store_tag(struct image_store *s, const char *target, const char *ref, 
 static int find_by_prefix(struct image_store *s, const char *prefix, const char *ref, char hex[SHA256_HEX_SIZE],
 			  uk_error *err)
 {
-	_cleanup_free_ char *images = pathf("%s/images", s->root);
+	_cleanup_free_ char *images = uk_strf("%s/images", s->root);
 	if (!images)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(images);
@@ -1317,7 +1290,7 @@ static int resolve_locked(struct image_store *s, json_object *refs, const char *
 	const char *bare = strncmp(ref, "sha256:", 7) == 0 ? ref + 7 : NULL;
 	if ((bare && image_hex_valid(bare, 64, 64)) || image_hex_valid(ref, 64, 64)) {
 		const char *h = bare ? bare : ref;
-		_cleanup_free_ char *p = pathf("%s/images/%s.json", s->root, h);
+		_cleanup_free_ char *p = uk_strf("%s/images/%s.json", s->root, h);
 		if (!p)
 			return oom(err);
 		if (access(p, F_OK) < 0)
@@ -1391,7 +1364,7 @@ int image_store_list(struct image_store *s, struct image_info ***ret, size_t *n,
 	_cleanup_json_ json_object *refs = NULL;
 	if ((r = load_refs(s, &refs, err)) < 0)
 		return r;
-	_cleanup_free_ char *images = pathf("%s/images", s->root);
+	_cleanup_free_ char *images = uk_strf("%s/images", s->root);
 	if (!images)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(images);
@@ -1498,7 +1471,7 @@ static int usage_walk(int dfd, const char *path, int depth, uint64_t *bytes, uin
 				continue;
 			return uk_err_errno(err, errno, "open %s/%s", path, de->d_name);
 		}
-		_cleanup_free_ char *subpath = pathf("%s/%s", path, de->d_name);
+		_cleanup_free_ char *subpath = uk_strf("%s/%s", path, de->d_name);
 		if (!subpath) {
 			close(sub);
 			return oom(err);

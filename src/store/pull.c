@@ -1,6 +1,5 @@
 /* image_store_pull: registry -> ROOT/tmp -> rootfs -> image store. See pull.h. */
 #include <fcntl.h>
-#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -40,17 +39,6 @@ static void keylock_clear(struct keylock *k)
 		image_store_unlock_key(k->s, k->key, k->fd);
 	k->fd = -1;
 	k->s = NULL;
-}
-
-static char *strf(const char *fmt, ...) _printf_(1, 2);
-static char *strf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	va_start(ap, fmt);
-	int r = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	return r < 0 ? NULL : s;
 }
 
 struct fetch_layer {
@@ -104,7 +92,7 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	/* A tag goes into the store only when the reference has no digest (as containerd). */
 	_cleanup_free_ char *tag_ref = NULL;
 	_cleanup_free_ char *blob_dir = NULL;
-	if (!name || !full || (!iref.digest && !(tag_ref = strf("%s:%s", name, iref.tag))) ||
+	if (!name || !full || (!iref.digest && !(tag_ref = uk_strf("%s:%s", name, iref.tag))) ||
 	    image_store_blob_dir(s, &blob_dir) < 0)
 		return uk_err(err, ENOMEM, "out of memory");
 
@@ -131,7 +119,7 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	if ((r = registry_client_resolve(c, &img, err)) < 0)
 		return r;
 	const char *digest = img.index_digest[0] ? img.index_digest : img.manifest_digest;
-	_cleanup_free_ char *repo_digest = strf("%s@%s", name, digest);
+	_cleanup_free_ char *repo_digest = uk_strf("%s@%s", name, digest);
 	if (!repo_digest)
 		return uk_err(err, ENOMEM, "out of memory");
 	if (img.n_layers > IMAGE_LAYERS_MAX)
@@ -152,8 +140,8 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	_cleanup_(workdir_clear) struct workdir w = { .fd = -1 };
 	if ((r = image_store_mkdtemp(s, "pull-", &w.path, &w.fd, err)) < 0)
 		return r;
-	_cleanup_free_ char *rootfs = strf("%s/rootfs", w.path);
-	_cleanup_free_ char *cfg_path = strf("%s/config", w.path);
+	_cleanup_free_ char *rootfs = uk_strf("%s/rootfs", w.path);
+	_cleanup_free_ char *cfg_path = uk_strf("%s/config", w.path);
 	if (!rootfs || !cfg_path)
 		return uk_err(err, ENOMEM, "out of memory");
 	if (mkdir(rootfs, 0700) < 0)
@@ -165,7 +153,7 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	bool fetched;
 	if ((r = image_store_blob_get(s, img.config_blob.digest, img.config_len, cfg_path, write_config, &img,
 				      &fetched, err)) < 0)
-		return uk_err_ctx(err, "config");
+		return uk_err_ctx_r(err, r, "config");
 	struct image_blob_file cfg = { .digest = img.config_blob.digest, .path = cfg_path, .size = img.config_len };
 
 	/* Layers in order: each one is downloaded once (or linked from the store), kept for
@@ -176,15 +164,15 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 		return uk_err(err, ENOMEM, "out of memory");
 	for (size_t i = 0; i < img.n_layers; i++) {
 		const struct registry_blob *b = &img.layers[i];
-		if (!(lpaths[i] = strf("%s/layer-%zu", w.path, i)))
+		if (!(lpaths[i] = uk_strf("%s/layer-%zu", w.path, i)))
 			return uk_err(err, ENOMEM, "out of memory");
 		struct fetch_layer fl = { .c = c, .b = b };
 		if ((r = image_store_blob_get(s, b->digest, b->size, lpaths[i], fetch_layer, &fl, &fetched, err)) < 0)
-			return uk_err_ctx(err, "layer %zu", i);
+			return uk_err_ctx_r(err, r, "layer %zu", i);
 		layers[i] = (struct image_blob_file){ .digest = b->digest, .path = lpaths[i], .size = b->size };
 		r = layers_unpack(lpaths[i], b->media_type[0] ? b->media_type : NULL, rootfd, NULL, err);
 		if (r < 0)
-			return uk_err_ctx(err, "layer %zu (%s)", i, b->digest);
+			return uk_err_ctx_r(err, r, "layer %zu (%s)", i, b->digest);
 	}
 
 	struct image_import in = { .config = &cfg, .layers = layers, .n_layers = img.n_layers };
@@ -199,7 +187,7 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 	} else if (r < 0) {
 		if (err)
 			*err = why;
-		return err ? uk_err_ctx(err, "image %s is not runnable by unikd", full) : r;
+		return uk_err_ctx_r(err, r, "image %s is not runnable by unikd", full);
 	} else if (strcmp(f.kind, IMAGE_FORMAT_URUNC) == 0) {
 		kind = f.kind;
 		in.kernel = f.kernel;
@@ -212,6 +200,6 @@ int image_store_pull(struct image_store *s, const char *ref, const struct regist
 		in.disk_format = f.disk_format;
 	}
 	if ((r = image_store_import_ex(s, tag_ref, repo_digest, kind, &in, ret, err)) < 0)
-		return uk_err_ctx(err, "import %s", full);
+		return uk_err_ctx_r(err, r, "import %s", full);
 	return 0;
 }
