@@ -186,7 +186,7 @@ int ipam_open(const char *dir, struct ipam **ret, uk_error *err)
 		return uk_err(err, EINVAL, "ipam: no directory given");
 	int r = uk_mkdir_p(dir, 0700, err);
 	if (r < 0)
-		return uk_err_ctx(err, "ipam %s", dir);
+		return uk_err_ctx_r(err, r, "ipam %s", dir);
 	_cleanup_free_ struct ipam *ip = calloc(1, sizeof(*ip));
 	if (!ip)
 		return uk_err(err, ENOMEM, "out of memory");
