@@ -428,11 +428,11 @@ static pid_t fork_blocked(void)
 {
 	sigset_t all, old;
 	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	(void)pthread_sigmask(SIG_SETMASK, &all, &old); /* valid arguments: cannot fail */
 	pid_t pid = fork();
 	int e = errno;
 	if (pid != 0)
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 	errno = e;
 	return pid;
 }
@@ -596,7 +596,7 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
 	sigset_t pipe_set, old, pending;
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	(void)pthread_sigmask(SIG_BLOCK, &pipe_set, &old); /* valid arguments: cannot fail */
 	bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
 	ssize_t n = write(fd, buf, len);
 	int e = errno;
@@ -605,7 +605,7 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
 		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
 			;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 	errno = e;
 	return n;
 }

@@ -169,12 +169,12 @@ int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 	int r = uk_write_all(fd, data, len);
 	if (r < 0 || fsync(fd) < 0) {
 		r = r < 0 ? r : -errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the write's error is the one to report */
 		return uk_err_errno(err, -r, "write %s", tmp);
 	}
 	if (rename(tmp, path) < 0) {
 		r = errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the rename's error is the one to report */
 		return uk_err_errno(err, r, "rename %s", path);
 	}
 	r = fsync_parent(path);

@@ -808,19 +808,19 @@ static int write_watched(struct dnsmasq *d, const char *dir, const char *name, c
 	int r = 0;
 	if (fchmod(fd, 0644) < 0 || (r = uk_write_all(fd, data, strlen(data))) < 0 || fsync(fd) < 0) {
 		r = r < 0 ? -r : errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the write's error is the one to report */
 		return uk_err_errno(err, r, "write %s", tmp);
 	}
 	/* Closed before the rename: closing a written file inside the watched directory would
 	 * be a second inotify event (IN_CLOSE_WRITE) and a second read. */
 	if (close(TAKE_FD(fd)) < 0) {
 		r = errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the write's error is the one to report */
 		return uk_err_errno(err, r, "write %s", tmp);
 	}
 	if (rename(tmp, path) < 0) {
 		r = errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the rename's error is the one to report */
 		return uk_err_errno(err, r, "rename %s to %s", tmp, path);
 	}
 	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

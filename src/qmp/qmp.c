@@ -113,7 +113,7 @@ static void conn_close(qmp *q, int error, const char *fmt, ...)
 	va_end(ap);
 
 	/* Let the peer see the end too, and drop what it would never read. */
-	shutdown(q->fd, SHUT_RDWR);
+	(void)shutdown(q->fd, SHUT_RDWR); /* the fd is closed right after anyway */
 	free(q->out);
 	q->out = NULL;
 	q->out_start = q->out_len = q->out_cap = 0;
@@ -525,7 +525,7 @@ void qmp_free(qmp *q)
 	q->free_requested = true;
 	q->busy++;
 	conn_close(q, -ECANCELED, "connection closed by client");
-	leave(q, 0);
+	(void)leave(q, 0); /* returns the 0 given: nothing to report from a free */
 }
 
 int qmp_fd(const qmp *q)

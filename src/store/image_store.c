@@ -121,7 +121,7 @@ static int store_lock(struct image_store *s, int op, uk_error *err)
 static void unlockp(int *fd)
 {
 	if (*fd >= 0)
-		flock(*fd, LOCK_UN);
+		(void)flock(*fd, LOCK_UN); /* cannot fail on a locked fd; closing drops it anyway */
 }
 #define _cleanup_unlock_ __attribute__((cleanup(unlockp)))
 
@@ -707,7 +707,7 @@ struct staged {
 static void staged_clear(struct staged *st)
 {
 	if (st->tmp) {
-		unlink(st->tmp);
+		(void)unlink(st->tmp); /* best effort: the next open empties tmp/ */
 		free(st->tmp);
 		st->tmp = NULL;
 	}
@@ -882,7 +882,7 @@ static int commit_blob(struct image_store *s, struct staged *st, uk_error *err)
 		return oom(err);
 	struct stat sb;
 	if (lstat(dst, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == st->size) {
-		unlink(st->tmp);
+		(void)unlink(st->tmp); /* a copy we do not need; the next open empties tmp/ */
 	} else if (rename(st->tmp, dst) < 0) {
 		return uk_err_errno(err, errno, "rename %s to %s", st->tmp, dst);
 	}
@@ -982,26 +982,17 @@ int image_store_import(struct image_store *s, const char *ref, const struct imag
 	return image_store_import_ex(s, ref, NULL, NULL, in, ret, err);
 }
 
-int image_store_import_ex(struct image_store *s, const char *ref, const char *repo_digest, const char *kind,
-			  const struct image_import *in, struct image_info **ret, uk_error *err)
+/* The ref map keys an import goes under: name[:tag] and/or a repo digest. */
+static int import_keys(const char *ref, const char *repo_digest, char **key, char **dkey, uk_error *err)
 {
 	int r;
-	if (!in)
-		return uk_err(err, EINVAL, "nothing to import");
-	if (!ref && !repo_digest)
-		return uk_err(err, EINVAL, "ref: give a reference or a repo digest");
-	if (!kind)
-		kind = IMAGE_KIND_IMPORT;
-	if (strlen(kind) > KIND_MAX || !uk_id_valid(kind))
-		return uk_err(err, EINVAL, "kind: \"%s\" is not a valid kind", kind);
-	_cleanup_free_ char *key = NULL, *dkey = NULL;
 	if (ref) {
 		_cleanup_image_ref_ struct image_ref iref = { 0 };
 		if ((r = image_ref_parse(ref, &iref, err)) < 0)
 			return uk_err_ctx_r(err, r, "ref");
 		if (iref.digest)
 			return uk_err(err, EINVAL, "ref: \"%s\" has a digest; give name[:tag]", ref);
-		if (!(key = ref_key(&iref)))
+		if (!(*key = ref_key(&iref)))
 			return oom(err);
 	}
 	if (repo_digest) {
@@ -1010,15 +1001,17 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 			return uk_err_ctx_r(err, r, "repo digest");
 		if (!dref.digest)
 			return uk_err(err, EINVAL, "repo digest: \"%s\" has no digest", repo_digest);
-		if (!(dkey = ref_key(&dref)))
+		if (!(*dkey = ref_key(&dref)))
 			return oom(err);
 	}
-	const char *keys[3] = { 0 };
-	size_t nk = 0;
-	if (key)
-		keys[nk++] = key;
-	if (dkey)
-		keys[nk++] = dkey;
+	return 0;
+}
+
+/* What an import may hold, checked before anything is copied; kept[] gets the blobs it
+ * links as they are (config and layers). */
+static int import_check(const struct image_import *in, const char *kind, const struct image_blob_file **kept,
+			size_t *nkept, uk_error *err)
+{
 	bool urunc = strcmp(kind, "urunc") == 0;
 	if (in->not_runnable) {
 		if (in->kernel || in->disk || strcmp(kind, IMAGE_KIND_IMPORT) == 0)
@@ -1034,13 +1027,12 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 	}
 	if (in->n_layers > IMAGE_LAYERS_MAX)
 		return uk_err(err, E2BIG, "layers: %zu, more than %d", in->n_layers, IMAGE_LAYERS_MAX);
-	const struct image_blob_file *kept[IMAGE_LAYERS_MAX + 1];
-	size_t nkept = 0;
+	*nkept = 0;
 	if (in->config)
-		kept[nkept++] = in->config;
+		kept[(*nkept)++] = in->config;
 	for (size_t i = 0; i < in->n_layers; i++)
-		kept[nkept++] = &in->layers[i];
-	for (size_t i = 0; i < nkept; i++)
+		kept[(*nkept)++] = &in->layers[i];
+	for (size_t i = 0; i < *nkept; i++)
 		if (!kept[i]->path || !image_digest_valid(kept[i]->digest))
 			return uk_err(err, EINVAL, "layers: a blob without a path or a sha256 digest");
 	if (in->initrd && !in->kernel)
@@ -1057,6 +1049,78 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 		return uk_err(err, E2BIG, "cmdline: longer than %d bytes", IMAGE_CMDLINE_MAX - 1);
 	if (!text_valid(cmdline))
 		return uk_err(err, EINVAL, "cmdline: must be UTF-8 text without control characters");
+	return 0;
+}
+
+/* The image document of an import whose files are staged: digests, size (every distinct
+ * blob once) and the id computed from them. */
+static int import_meta(const struct image_import *in, const char *kind, const char *format,
+		       const struct staged *st, const struct image_blob_file *const *kept, size_t nkept,
+		       struct image_meta *m, uk_error *err)
+{
+	const char *srcs[N_FILES] = { in->kernel, in->initrd, in->disk };
+	if (!(m->kind = strdup(kind)) || !(m->cmdline = strdup(in->cmdline ? in->cmdline : "")) ||
+	    (format && !(m->disk_format = strdup(format))) ||
+	    (in->not_runnable && !(m->not_runnable = strdup(in->not_runnable))) ||
+	    (in->config && !(m->image_config = strdup(in->config->digest))))
+		return oom(err);
+	if (in->layers || in->config) {
+		if (!(m->layers = calloc(in->n_layers + 1, sizeof(char *))))
+			return oom(err);
+		for (size_t i = 0; i < in->n_layers; i++)
+			if (!(m->layers[i] = strdup(in->layers[i].digest)))
+				return oom(err);
+	}
+	for (size_t i = 0; i < nkept; i++) {
+		bool dup = false;
+		for (size_t k = 0; k < i && !dup; k++)
+			dup = strcmp(kept[k]->digest, kept[i]->digest) == 0;
+		for (int k = 0; k < N_FILES && !dup; k++)
+			dup = srcs[k] && strcmp(st[k].digest, kept[i]->digest) == 0;
+		if (!dup)
+			m->size += kept[i]->size;
+	}
+	char **mdig[N_FILES] = { &m->kernel, &m->initrd, &m->disk };
+	for (int i = 0; i < N_FILES; i++) {
+		if (!srcs[i])
+			continue;
+		if (!(*mdig[i] = strdup(st[i].digest)))
+			return oom(err);
+		/* The same content twice (kernel == initrd) is one blob. */
+		bool dup = false;
+		for (int k = 0; k < i; k++)
+			dup |= srcs[k] && strcmp(st[k].digest, st[i].digest) == 0;
+		if (!dup)
+			m->size += st[i].size;
+	}
+	return meta_compute_id(m, m->hex) < 0 ? oom(err) : 0;
+}
+
+int image_store_import_ex(struct image_store *s, const char *ref, const char *repo_digest, const char *kind,
+			  const struct image_import *in, struct image_info **ret, uk_error *err)
+{
+	int r;
+	if (!in)
+		return uk_err(err, EINVAL, "nothing to import");
+	if (!ref && !repo_digest)
+		return uk_err(err, EINVAL, "ref: give a reference or a repo digest");
+	if (!kind)
+		kind = IMAGE_KIND_IMPORT;
+	if (strlen(kind) > KIND_MAX || !uk_id_valid(kind))
+		return uk_err(err, EINVAL, "kind: \"%s\" is not a valid kind", kind);
+	_cleanup_free_ char *key = NULL, *dkey = NULL;
+	if ((r = import_keys(ref, repo_digest, &key, &dkey, err)) < 0)
+		return r;
+	const char *keys[3] = { 0 };
+	size_t nk = 0;
+	if (key)
+		keys[nk++] = key;
+	if (dkey)
+		keys[nk++] = dkey;
+	const struct image_blob_file *kept[IMAGE_LAYERS_MAX + 1];
+	size_t nkept = 0;
+	if ((r = import_check(in, kind, kept, &nkept, err)) < 0)
+		return r;
 
 	/* Copy outside the store lock: a 64 GiB disk must not block the daemon. */
 	const char *fields[N_FILES] = { "kernel", "initrd", "disk" };
@@ -1069,45 +1133,9 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 	const char *format = NULL;
 	if (in->disk && (r = check_disk(&st[F_DISK], in->disk, in->disk_format, &format, err)) < 0)
 		return r;
-
 	_cleanup_image_meta_ struct image_meta m = { 0 };
-	if (!(m.kind = strdup(kind)) || !(m.cmdline = strdup(cmdline)) ||
-	    (format && !(m.disk_format = strdup(format))) ||
-	    (in->not_runnable && !(m.not_runnable = strdup(in->not_runnable))) ||
-	    (in->config && !(m.image_config = strdup(in->config->digest))))
-		return oom(err);
-	if (in->layers || in->config) {
-		if (!(m.layers = calloc(in->n_layers + 1, sizeof(char *))))
-			return oom(err);
-		for (size_t i = 0; i < in->n_layers; i++)
-			if (!(m.layers[i] = strdup(in->layers[i].digest)))
-				return oom(err);
-	}
-	/* Size: every distinct blob once. */
-	for (size_t i = 0; i < nkept; i++) {
-		bool dup = false;
-		for (size_t k = 0; k < i && !dup; k++)
-			dup = strcmp(kept[k]->digest, kept[i]->digest) == 0;
-		for (int k = 0; k < N_FILES && !dup; k++)
-			dup = srcs[k] && strcmp(st[k].digest, kept[i]->digest) == 0;
-		if (!dup)
-			m.size += kept[i]->size;
-	}
-	char **mdig[N_FILES] = { &m.kernel, &m.initrd, &m.disk };
-	for (int i = 0; i < N_FILES; i++) {
-		if (!srcs[i])
-			continue;
-		if (!(*mdig[i] = strdup(st[i].digest)))
-			return oom(err);
-		/* The same content twice (kernel == initrd) is one blob. */
-		bool dup = false;
-		for (int k = 0; k < i; k++)
-			dup |= srcs[k] && strcmp(st[k].digest, st[i].digest) == 0;
-		if (!dup)
-			m.size += st[i].size;
-	}
-	if (meta_compute_id(&m, m.hex) < 0)
-		return oom(err);
+	if ((r = import_meta(in, kind, format, st, kept, nkept, &m, err)) < 0)
+		return r;
 	return import_commit(s, keys, st, kept, nkept, &m, ret, err);
 }
 
@@ -1134,7 +1162,7 @@ int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, 
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		r = uk_err_errno(err, errno, "lock %s", p);
 		safe_close(fd);
-		rmdir(p);
+		(void)rmdir(p); /* best effort: the next open empties tmp/ */
 		return r;
 	}
 	*path = TAKE_PTR(p);
@@ -1176,7 +1204,7 @@ void image_store_unlock_key(struct image_store *s, const char *key, int fd)
 		return;
 	_cleanup_free_ char *path = uk_strf("%s/locks/%s", s->root, key);
 	if (path)
-		unlink(path);
+		(void)unlink(path); /* best effort: a stale lock file is harmless, the flock is what locks */
 	safe_close(fd);
 }
 
@@ -1217,7 +1245,7 @@ int image_store_blob_get(struct image_store *s, const char *digest, uint64_t siz
 		else if (link(dst, src) < 0 && errno != EEXIST)
 			r = uk_err_errno(err, errno, "link %s to %s", dst, src);
 		if (r < 0)
-			unlink(dst);
+			(void)unlink(dst); /* best effort: the link's error is the one to report */
 	}
 	image_store_unlock_key(s, key, lfd);
 	return r;
