@@ -34,21 +34,41 @@ int uk_err_errno(uk_error *err, int code, const char *fmt, ...)
 	return r;
 }
 
-int uk_err_ctx(uk_error *err, const char *fmt, ...)
+static void vctx(uk_error *err, const char *fmt, va_list ap)
 {
-	if (!err)
-		return -EIO;
 	char prefix[UK_ERROR_MSG_MAX];
 	char old[UK_ERROR_MSG_MAX];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
-	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
 	/* Truncation is acceptable: the message is for people. */
 	if (snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old) < 0)
 		err->msg[0] = '\0';
+}
+
+int uk_err_ctx(uk_error *err, const char *fmt, ...)
+{
+	if (!err)
+		return -EIO; /* the code is not known here: callers that may pass NULL use uk_err_ctx_r */
+	va_list ap;
+	va_start(ap, fmt);
+	vctx(err, fmt, ap);
+	va_end(ap);
 	if (err->code <= 0)
 		err->code = EIO;
 	return -err->code;
+}
+
+int uk_err_ctx_r(uk_error *err, int r, const char *fmt, ...)
+{
+	if (r >= 0)
+		r = -EIO; /* a failure without a code */
+	if (!err)
+		return r;
+	va_list ap;
+	va_start(ap, fmt);
+	vctx(err, fmt, ap);
+	va_end(ap);
+	if (err->code <= 0)
+		err->code = -r;
+	return r;
 }

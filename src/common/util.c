@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
@@ -168,12 +169,12 @@ int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 	int r = uk_write_all(fd, data, len);
 	if (r < 0 || fsync(fd) < 0) {
 		r = r < 0 ? r : -errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the write's error is the one to report */
 		return uk_err_errno(err, -r, "write %s", tmp);
 	}
 	if (rename(tmp, path) < 0) {
 		r = errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the rename's error is the one to report */
 		return uk_err_errno(err, r, "rename %s", path);
 	}
 	r = fsync_parent(path);
@@ -241,32 +242,111 @@ int uk_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 	return 0;
 }
 
-int uk_proc_starttime(pid_t pid, uint64_t *ret)
+char *uk_strf(const char *fmt, ...)
 {
-	char path[64], buf[1024];
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	int r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	return r < 0 ? NULL : s;
+}
+
+/* A field of /proc/PID/stat: digits (a '-' for the few signed ones), ended by ' ', '\n' or
+ * the end. *p moves past it and its separator. */
+static int stat_field(const char **p, uint64_t *ret)
+{
+	const char *s = *p;
+	bool neg = *s == '-';
+	if (neg)
+		s++;
+	uint64_t v = 0;
+	const char *start = s;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (s == start || (*s != ' ' && *s != '\n' && *s != '\0'))
+		return -EINVAL;
+	*ret = neg ? 0 : v;
+	*p = *s ? s + 1 : s;
+	return 0;
+}
+
+int uk_proc_stat_parse(const char *text, struct uk_proc_stat *ret)
+{
+	/* "PID (comm) S f4 f5 ...": the comm is whatever lies between the first '(' and the
+	 * last ')'; no later field can hold a ')'. */
+	const char *open = text ? strchr(text, '(') : NULL;
+	const char *close = text ? strrchr(text, ')') : NULL;
+	if (!open || !close || close < open || open == text || open[-1] != ' ')
+		return -EINVAL;
+	for (const char *q = text; q < open - 1; q++)
+		if (*q < '0' || *q > '9')
+			return -EINVAL;
+	const char *p = close + 1;
+	if (p[0] != ' ' || !p[1] || p[2] != ' ')
+		return -EINVAL;
+	struct uk_proc_stat st = { .state = p[1] };
+	p += 3;
+	for (int field = 4; field <= 24; field++) {
+		uint64_t v;
+		if (!*p || stat_field(&p, &v) < 0)
+			return -EINVAL;
+		switch (field) {
+		case 4:
+			if (v > INT32_MAX)
+				return -EINVAL;
+			st.ppid = (pid_t)v;
+			break;
+		case 10: st.minflt = v; break;
+		case 12: st.majflt = v; break;
+		case 14: st.utime = v; break;
+		case 15: st.stime = v; break;
+		case 22: st.starttime = v; break;
+		case 24: st.rss = v; break;
+		default: break;
+		}
+	}
+	*ret = st;
+	return 0;
+}
+
+int uk_proc_stat(pid_t pid, struct uk_proc_stat *ret)
+{
+	/* 52 fields of at most 20 digits and a comm of at most 64 bytes fit. */
+	char path[64], buf[2048];
+	if (pid <= 0)
+		return -ESRCH;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return n < 0 ? -errno : -EIO;
-	buf[n] = '\0';
-	/* comm may hold spaces and parentheses: count fields after the last ')'. */
-	char *p = strrchr(buf, ')');
-	if (!p)
-		return -EIO;
-	/* p is at the space before field 3; step to the space before field 22. */
-	p++;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p + 1, ' ');
-		if (!p)
-			return -EIO;
+		return errno == ENOENT ? -ESRCH : -errno;
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == ESRCH ? -ESRCH : -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof(buf) - 1)
+			return -EFBIG;
 	}
-	uint64_t v = 0;
-	for (p++; *p >= '0' && *p <= '9'; p++)
-		v = v * 10 + (uint64_t)(*p - '0');
-	*ret = v;
+	buf[len] = '\0';
+	return uk_proc_stat_parse(buf, ret);
+}
+
+int uk_proc_starttime(pid_t pid, uint64_t *ret)
+{
+	struct uk_proc_stat st;
+	int r = uk_proc_stat(pid, &st);
+	if (r < 0)
+		return r;
+	*ret = st.starttime;
 	return 0;
 }
 
@@ -280,7 +360,7 @@ int uk_unix_connect(const char *path, uk_error *err)
 		const char *slash = strrchr(path, '/');
 		if (!slash || strlen(slash + 1) + 32 >= sizeof(sa.sun_path))
 			return uk_err(err, ENAMETOOLONG, "socket path too long: %s", path);
-		_cleanup_free_ char *dir = strndup(path, (size_t)(slash - path));
+		_cleanup_free_ char *dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
 		if (!dir)
 			return uk_err(err, ENOMEM, "out of memory");
 		dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -349,18 +429,10 @@ void uk_json_add_str(json_object *o, const char *key, const char *value)
 
 bool uk_proc_alive(pid_t pid, uint64_t starttime)
 {
-	char path[64], buf[512];
-	uint64_t st;
-	if (pid <= 0 || uk_proc_starttime(pid, &st) < 0 || st != starttime)
+	struct uk_proc_stat st;
+	if (uk_proc_stat(pid, &st) < 0 || st.starttime != starttime)
 		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+	return st.state != 'Z' && st.state != 'X';
 }
 
 int uk_pidfd_open_checked(pid_t pid, uint64_t starttime)

@@ -39,14 +39,33 @@ int uk_rm_rf(const char *path, uk_error *err);
 /* Parse a non-negative decimal integer in [min, max] that fills the whole string. */
 int uk_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
+/* A string from a format, malloc'd; NULL when out of memory. */
+char *uk_strf(const char *fmt, ...) _printf_(1, 2);
+
+/* What unikd reads of /proc/PID/stat (proc(5) field numbers). */
+struct uk_proc_stat {
+	char state;         /* 3: R, S, D, Z, X... */
+	pid_t ppid;         /* 4 */
+	uint64_t minflt;    /* 10 */
+	uint64_t majflt;    /* 12 */
+	uint64_t utime;     /* 14, clock ticks */
+	uint64_t stime;     /* 15, clock ticks */
+	uint64_t starttime; /* 22, clock ticks since boot */
+	uint64_t rss;       /* 24, pages */
+};
+/* Parse the text of /proc/PID/stat. The command name (field 2) may hold anything, spaces,
+ * parentheses and newlines included: the fields are counted after its last ')'. -EINVAL
+ * for anything else than that line. Pure. */
+int uk_proc_stat_parse(const char *text, struct uk_proc_stat *ret);
+/* Read and parse /proc/PID/stat; -ESRCH when there is no such process. */
+int uk_proc_stat(pid_t pid, struct uk_proc_stat *ret);
+
 /* The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat),
  * so a recycled PID can be told apart from ours. */
 int uk_proc_starttime(pid_t pid, uint64_t *ret);
 /* A process that has ended but is not reaped yet (state Z or X) is not alive: an orphan
  * waits for PID 1, which may take its time. */
 bool uk_proc_alive(pid_t pid, uint64_t starttime);
-
-
 
 /* Connect a stream socket to a unix socket path of any length: paths too long for
  * sun_path go through /proc/self/fd/<dir fd>/<name>. Returns the fd (O_CLOEXEC). */

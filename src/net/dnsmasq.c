@@ -7,17 +7,15 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/spawn.h"
 #include "../common/util.h"
 #include "net.h"
 
@@ -34,14 +32,14 @@
 #define LEASES_MAX (4 * 1024 * 1024)
 #define HOSTFILE_MAX 4096
 #define RECORD_MAX 65536
-#define STDERR_MAX 4096
 #define TAG_PREFIX "uk-"
 
 struct dnsmasq {
 	pthread_mutex_t lock;
 	char *bridge;
 	char *dir; /* absolute */
-	char *hosts_dir, *opts_dir, *tmp_dir, *leases, *log, *record, *daemon_pidfile;
+	char *hosts_dir, *opts_dir, *tmp_dir, *leases, *log, *log_old, *record, *daemon_pidfile;
+	uint64_t log_max;
 	struct net_cidr *ranges; /* sorted, unique */
 	size_t n_ranges;
 	char **argv;     /* NULL-terminated */
@@ -54,11 +52,6 @@ struct dnsmasq {
 };
 
 /* ---- small helpers ---- */
-
-static int pidfd_signal(int pidfd, int sig)
-{
-	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
-}
 
 /* True if the process behind pidfd has ended (a zombie counts as ended). */
 static bool pidfd_exited(int pidfd)
@@ -159,17 +152,6 @@ static bool domain_valid(const char *s, char out[254])
 	return true;
 }
 
-static bool bridge_name_valid(const char *s)
-{
-	size_t len = s ? strlen(s) : 0;
-	if (len == 0 || len >= IFNAMSIZ || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!is_alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
-			return false;
-	return true;
-}
-
 /* Paths go into dnsmasq options: keep to characters its parser never splits on. */
 static bool path_chars_ok(const char *s)
 {
@@ -185,33 +167,6 @@ static int ranges_cmp(const void *a, const void *b)
 	if (x->net != y->net)
 		return x->net < y->net ? -1 : 1;
 	return x->prefix - y->prefix;
-}
-
-static void trim_message(char *s)
-{
-	/* One line for a uk_error: surrounding whitespace goes, inner line breaks become "; ". */
-	size_t start = 0, len = strlen(s);
-	while (start < len && (s[start] == '\n' || s[start] == '\r' || s[start] == ' '))
-		start++;
-	while (len > start && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
-		len--;
-	size_t o = 0;
-	for (size_t i = start; i < len; i++) {
-		if (s[i] == '\r')
-			continue;
-		if (s[i] == '\n') {
-			/* "; " takes two bytes where "\n" took one: only if it fits before i. */
-			if (o + 2 <= i) {
-				s[o++] = ';';
-				s[o++] = ' ';
-			} else {
-				s[o++] = ' ';
-			}
-			continue;
-		}
-		s[o++] = s[i];
-	}
-	s[o] = '\0';
 }
 
 /* Read /proc/PID/cmdline; -ESRCH if the process is gone. */
@@ -262,17 +217,6 @@ static int strv_push(char ***v, size_t *n, char *s)
 	return 0;
 }
 
-static char *fmt(const char *f, ...) _printf_(1, 2);
-static char *fmt(const char *f, ...)
-{
-	va_list ap;
-	char *s = NULL;
-	va_start(ap, f);
-	int r = vasprintf(&s, f, ap);
-	va_end(ap);
-	return r < 0 ? NULL : s;
-}
-
 static int build_argv(struct dnsmasq *d, const char *binary)
 {
 	_cleanup_strv_ char **v = NULL;
@@ -288,28 +232,29 @@ static int build_argv(struct dnsmasq *d, const char *binary)
 		"--except-interface=lo",
 		"--dhcp-authoritative",
 		"--dhcp-no-override",
-		"--no-ping", /* every address is a static reservation */
+		"--no-ping",     /* every address is a static reservation */
+		"--quiet-dhcp",  /* no line per exchange and renewal; problems are still logged */
 	};
 	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(fixed); i++)
 		r = strv_push(&v, &n, strdup(fixed[i]));
 	if (r == 0)
-		r = strv_push(&v, &n, fmt("--interface=%s", d->bridge));
+		r = strv_push(&v, &n, uk_strf("--interface=%s", d->bridge));
 	for (size_t i = 0; r == 0 && i < d->n_ranges; i++) {
 		char net[NET_IP_MAX], mask[NET_IP_MAX];
 		ip_str(d->ranges[i].net, net);
 		ip_str(prefix_mask(d->ranges[i].prefix), mask);
-		r = strv_push(&v, &n, fmt("--dhcp-range=%s,static,%s", net, mask));
+		r = strv_push(&v, &n, uk_strf("--dhcp-range=%s,static,%s", net, mask));
 	}
 	if (r == 0)
-		r = strv_push(&v, &n, fmt("--dhcp-hostsdir=%s", d->hosts_dir));
+		r = strv_push(&v, &n, uk_strf("--dhcp-hostsdir=%s", d->hosts_dir));
 	if (r == 0)
-		r = strv_push(&v, &n, fmt("--dhcp-optsdir=%s", d->opts_dir));
+		r = strv_push(&v, &n, uk_strf("--dhcp-optsdir=%s", d->opts_dir));
 	if (r == 0)
-		r = strv_push(&v, &n, fmt("--dhcp-leasefile=%s", d->leases));
+		r = strv_push(&v, &n, uk_strf("--dhcp-leasefile=%s", d->leases));
 	if (r == 0)
-		r = strv_push(&v, &n, fmt("--log-facility=%s", d->log));
+		r = strv_push(&v, &n, uk_strf("--log-facility=%s", d->log));
 	if (r == 0)
-		r = strv_push(&v, &n, fmt("--pid-file=%s", d->daemon_pidfile));
+		r = strv_push(&v, &n, uk_strf("--pid-file=%s", d->daemon_pidfile));
 	if (r < 0)
 		return r;
 	size_t len = 0;
@@ -345,7 +290,7 @@ static int record_write(struct dnsmasq *d, uk_error *err)
 		json_object_array_add(a, json_object_new_string(*p));
 	json_object_object_add(o, "argv", a);
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	_cleanup_free_ char *data = fmt("%s\n", s);
+	_cleanup_free_ char *data = uk_strf("%s\n", s);
 	if (!data)
 		return uk_err(err, ENOMEM, "out of memory");
 	return uk_write_file_atomic(d->record, data, strlen(data), 0644, err);
@@ -377,7 +322,7 @@ static int daemon_pid_read(struct dnsmasq *d, pid_t *pid)
 	int r = uk_read_file(d->daemon_pidfile, 64, &s, NULL, NULL);
 	if (r < 0)
 		return r;
-	trim_message(s);
+	s[strcspn(s, "\n")] = '\0';
 	uint64_t v;
 	if (uk_parse_u64(s, 1, INT_MAX, &v) < 0)
 		return -EINVAL;
@@ -427,7 +372,7 @@ static bool find_running(struct dnsmasq *d, struct proc_ref *ret)
 		safe_close(p.pidfd);
 	}
 	if (daemon_pid_read(d, &pid) == 0 && proc_ref_open(pid, &p) == 0) {
-		_cleanup_free_ char *arg = fmt("--pid-file=%s", d->daemon_pidfile);
+		_cleanup_free_ char *arg = uk_strf("--pid-file=%s", d->daemon_pidfile);
 		if (arg && cmdline_has_arg(pid, arg)) {
 			*ret = p;
 			return true;
@@ -440,12 +385,14 @@ static bool find_running(struct dnsmasq *d, struct proc_ref *ret)
 /* SIGTERM, a bounded wait, SIGKILL, another bounded wait. */
 static int stop_process(int pidfd, pid_t pid, uk_error *err)
 {
-	if (pidfd_signal(pidfd, SIGTERM) < 0 && errno != ESRCH)
-		return uk_err_errno(err, errno, "signal dnsmasq (pid %d)", (int)pid);
+	int r = uk_pidfd_signal(pidfd, SIGTERM);
+	if (r < 0 && r != -ESRCH)
+		return uk_err_errno(err, -r, "signal dnsmasq (pid %d)", (int)pid);
 	if (uk_pidfd_wait(pidfd, STOP_TIMEOUT_MS))
 		return 0;
-	if (pidfd_signal(pidfd, SIGKILL) < 0 && errno != ESRCH)
-		return uk_err_errno(err, errno, "kill dnsmasq (pid %d)", (int)pid);
+	r = uk_pidfd_signal(pidfd, SIGKILL);
+	if (r < 0 && r != -ESRCH)
+		return uk_err_errno(err, -r, "kill dnsmasq (pid %d)", (int)pid);
 	if (uk_pidfd_wait(pidfd, STOP_TIMEOUT_MS))
 		return 0;
 	return uk_err(err, ETIMEDOUT, "dnsmasq (pid %d) did not exit after SIGKILL", (int)pid);
@@ -458,103 +405,97 @@ static void forget_process(struct dnsmasq *d)
 	d->start_time = 0;
 }
 
-/* Read what the starting dnsmasq wrote to stderr (its reason for failing). */
-static void read_stderr(int fd, char *buf, size_t size)
+/* ---- the log ---- */
+
+/* Keep dnsmasq.log within d->log_max. Past it, the file becomes dnsmasq.log.1 (replacing the
+ * older one). A running dnsmasq writes on into the renamed file until told to reopen its log
+ * (SIGUSR2); it reopens as its unprivileged user, which cannot create files here, so the new
+ * file is made first with the old one's owner and mode. Returns 1 if rotated. Lock held. */
+static int log_bound_locked(struct dnsmasq *d, uk_error *err)
 {
-	size_t len = 0;
-	while (len + 1 < size) {
-		ssize_t n = read(fd, buf + len, size - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	trim_message(buf);
+	struct stat st;
+	if (lstat(d->log, &st) < 0)
+		return errno == ENOENT ? 0 : uk_err_errno(err, errno, "stat %s", d->log);
+	if (!S_ISREG(st.st_mode))
+		return uk_err(err, EINVAL, "%s is not a regular file", d->log);
+	if ((uint64_t)st.st_size <= d->log_max)
+		return 0;
+	if (rename(d->log, d->log_old) < 0)
+		return uk_err_errno(err, errno, "rotate %s", d->log);
+	if (d->pidfd < 0 || pidfd_exited(d->pidfd))
+		return 1; /* the next start opens a new file */
+	_cleanup_close_ int fd = open(d->log, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return uk_err_errno(err, errno, "create %s", d->log);
+	if (fchown(fd, st.st_uid, st.st_gid) < 0 || fchmod(fd, st.st_mode & 07777) < 0)
+		return uk_err_errno(err, errno, "give %s to dnsmasq's user", d->log);
+	int r = uk_pidfd_signal(d->pidfd, SIGUSR2);
+	if (r < 0 && r != -ESRCH)
+		return uk_err_errno(err, -r, "tell dnsmasq (pid %d) to reopen %s", (int)d->pid, d->log);
+	return 1;
 }
 
-/* Start dnsmasq. It daemonizes itself: the process we fork (dnsmasq's "original process")
+int dnsmasq_bound_log(struct dnsmasq *d, uk_error *err)
+{
+	if (!d)
+		return uk_err(err, EINVAL, "dnsmasq: no handle");
+	pthread_mutex_lock(&d->lock);
+	int r = log_bound_locked(d, err);
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+/* A start that did not finish: the daemon may have written its pid file already. */
+static void kill_half_started(struct dnsmasq *d)
+{
+	pid_t dpid;
+	if (daemon_pid_read(d, &dpid) < 0)
+		return;
+	/* The pidfd first, then the identity check: the signal cannot reach a process that
+	 * took the PID in between. */
+	_cleanup_close_ int dfd = uk_pidfd_open(dpid);
+	if (dfd >= 0 && cmdline_matches(d, dpid))
+		(void)uk_pidfd_signal(dfd, SIGKILL); /* ESRCH: it is gone already */
+}
+
+/* Run dnsmasq's "original process" to its exit (see spawn). */
+static int run_original(struct dnsmasq *d, uk_error *err)
+{
+	struct uk_spawn_opts o;
+	uk_spawn_opts_init(&o, (const char *const *)d->argv);
+	struct uk_run_result res;
+	int r = uk_run(&o, NULL, 0, 0, START_TIMEOUT_MS, &res, err);
+	if (r == 0)
+		r = uk_run_result_check(&res, "dnsmasq", err);
+	bool timed_out = res.timed_out;
+	uk_run_result_done(&res);
+	if (r == 0)
+		return 0;
+	if (timed_out) {
+		kill_half_started(d);
+		return uk_err(err, ETIMEDOUT, "dnsmasq did not finish starting within %d s (log: %s)",
+			      START_TIMEOUT_MS / 1000, d->log);
+	}
+	return uk_err_ctx_r(err, r, "start dnsmasq");
+}
+
+/* Start dnsmasq. It daemonizes itself: the process we start (dnsmasq's "original process")
  * exits 0 only once the daemon has bound its sockets, opened its files and dropped
  * privileges, or exits non-zero with the reason on stderr. That exit is the readiness
  * signal; the daemon is never our child. */
 static int spawn(struct dnsmasq *d, uk_error *err)
 {
-	if (access(d->argv[0], X_OK) < 0)
-		return uk_err_errno(err, errno, "dnsmasq binary %s", d->argv[0]);
 	if (unlink(d->daemon_pidfile) < 0 && errno != ENOENT)
 		return uk_err_errno(err, errno, "remove %s", d->daemon_pidfile);
-
-	_cleanup_close_ int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (nullfd < 0)
-		return uk_err_errno(err, errno, "open /dev/null");
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return uk_err_errno(err, errno, "pipe");
-	_cleanup_close_ int rd = p[0];
-	_cleanup_close_ int wr = p[1];
-	if (uk_set_nonblock(rd, true) < 0)
-		return uk_err_errno(err, errno, "pipe");
-	char *envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	sigset_t none;
-	sigemptyset(&none);
-
-	pid_t child = fork();
-	if (child < 0)
-		return uk_err_errno(err, errno, "fork");
-	if (child == 0) {
-		/* Only async-signal-safe calls: the caller may have other threads. */
-		for (int s = 1; s < NSIG; s++)
-			sigaction(s, &dfl, NULL);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (dup2(nullfd, 0) < 0 || dup2(wr, 1) < 0 || dup2(wr, 2) < 0)
-			_exit(127);
-		close_range(3, ~0U, 0);
-		execve(d->argv[0], d->argv, envp);
-		_exit(127);
-	}
-	wr = safe_close(wr);
-
-	/* Our own child: its pid cannot be reused until we reap it. */
-	_cleanup_close_ int cfd = uk_pidfd_open(child);
-	if (cfd < 0 || !uk_pidfd_wait(cfd, START_TIMEOUT_MS)) {
-		int e = cfd < 0 ? -cfd : ETIMEDOUT;
-		kill(child, SIGKILL);
-		waitpid(child, NULL, 0);
-		pid_t dpid;
-		if (daemon_pid_read(d, &dpid) == 0) {
-			/* The pidfd first, then the identity check: the signal cannot reach a process
-			 * that took the PID in between. */
-			_cleanup_close_ int dfd = uk_pidfd_open(dpid);
-			if (dfd >= 0 && cmdline_matches(d, dpid))
-				pidfd_signal(dfd, SIGKILL);
-		}
-		return e == ETIMEDOUT ? uk_err(err, e, "dnsmasq did not finish starting within %d s (log: %s)",
-					       START_TIMEOUT_MS / 1000, d->log)
-				      : uk_err_errno(err, e, "pidfd_open");
-	}
-	int status = 0;
-	pid_t w;
-	while ((w = waitpid(child, &status, 0)) < 0 && errno == EINTR)
-		;
-	char msg[STDERR_MAX];
-	read_stderr(rd, msg, sizeof(msg));
-	/* With SIGCHLD ignored by the caller, the status is gone; the pid file tells. */
-	if (w == child && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-			return uk_err(err, ENOEXEC, "cannot execute %s", d->argv[0]);
-		if (WIFEXITED(status))
-			return uk_err(err, EIO, "dnsmasq failed to start (exit status %d): %s", WEXITSTATUS(status),
-				      *msg ? msg : "no message");
-		return uk_err(err, EIO, "dnsmasq died while starting (signal %d)", WTERMSIG(status));
-	}
-
-	pid_t pid;
-	int r = daemon_pid_read(d, &pid);
+	/* Not running: a plain rename bounds the log, the new process makes a new one. */
+	(void)log_bound_locked(d, NULL); /* housekeeping: retried at the next start */
+	int r = run_original(d, err);
 	if (r < 0)
-		return uk_err_errno(err, -r, "dnsmasq started but its pid file %s is unusable%s%s", d->daemon_pidfile,
-				    *msg ? "; it said: " : "", msg);
+		return r;
+	pid_t pid;
+	r = daemon_pid_read(d, &pid);
+	if (r < 0)
+		return uk_err_errno(err, -r, "dnsmasq started but its pid file %s is unusable", d->daemon_pidfile);
 	struct proc_ref ref;
 	if (proc_ref_open(pid, &ref) < 0)
 		return uk_err(err, ESRCH, "dnsmasq (pid %d) exited right after starting (log: %s)", (int)pid, d->log);
@@ -569,9 +510,9 @@ static int spawn(struct dnsmasq *d, uk_error *err)
 	if (r < 0) {
 		/* Without a record a restarted unikd would still find it by its pid file; but a
 		 * caller that sees an error must not be left with a running process. */
-		stop_process(d->pidfd, d->pid, NULL);
+		(void)stop_process(d->pidfd, d->pid, NULL); /* the record's error is the one to report */
 		forget_process(d);
-		return uk_err_ctx(err, "dnsmasq record");
+		return uk_err_ctx_r(err, r, "dnsmasq record");
 	}
 	return 0;
 }
@@ -591,14 +532,14 @@ static int run_locked(struct dnsmasq *d, uk_error *err)
 			if (record_read(d, &rpid, &rstart) < 0 || rpid != p.pid || rstart != p.start) {
 				int r = record_write(d, err);
 				if (r < 0)
-					return uk_err_ctx(err, "dnsmasq record");
+					return uk_err_ctx_r(err, r, "dnsmasq record");
 			}
 			return 0;
 		}
 		int r = stop_process(p.pidfd, p.pid, err);
 		safe_close(p.pidfd);
 		if (r < 0)
-			return uk_err_ctx(err, "stop dnsmasq with an outdated configuration");
+			return uk_err_ctx_r(err, r, "stop dnsmasq with an outdated configuration");
 	}
 	int r = spawn(d, err);
 	return r < 0 ? r : 1;
@@ -618,6 +559,7 @@ void dnsmasq_free(struct dnsmasq *d)
 	free(d->tmp_dir);
 	free(d->leases);
 	free(d->log);
+	free(d->log_old);
 	free(d->record);
 	free(d->daemon_pidfile);
 	free(d->ranges);
@@ -674,7 +616,7 @@ static int config_check(const struct dnsmasq_config *cfg, uk_error *err)
 		return uk_err(err, EINVAL, "dnsmasq: no configuration");
 	if (cfg->binary && cfg->binary[0] != '/')
 		return uk_err(err, EINVAL, "dnsmasq: binary \"%s\" is not an absolute path", cfg->binary);
-	if (!bridge_name_valid(cfg->bridge))
+	if (!net_ifname_valid(cfg->bridge))
 		return uk_err(err, EINVAL, "dnsmasq: bridge name \"%s\" is not a valid interface name",
 			      cfg->bridge ? cfg->bridge : "");
 	if (!cfg->dir || !*cfg->dir)
@@ -715,15 +657,17 @@ int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_er
 	d->pidfd = -1;
 	d->bridge = strdup(cfg->bridge);
 	d->dir = strdup(abs);
-	d->hosts_dir = fmt("%s/hosts.d", abs);
-	d->opts_dir = fmt("%s/opts.d", abs);
-	d->tmp_dir = fmt("%s/tmp", abs);
-	d->leases = fmt("%s/leases", abs);
-	d->log = fmt("%s/dnsmasq.log", abs);
-	d->record = fmt("%s/dnsmasq.pid", abs);
-	d->daemon_pidfile = fmt("%s/daemon.pid", abs);
+	d->hosts_dir = uk_strf("%s/hosts.d", abs);
+	d->opts_dir = uk_strf("%s/opts.d", abs);
+	d->tmp_dir = uk_strf("%s/tmp", abs);
+	d->leases = uk_strf("%s/leases", abs);
+	d->log = uk_strf("%s/dnsmasq.log", abs);
+	d->log_old = uk_strf("%s/dnsmasq.log.1", abs);
+	d->log_max = cfg->log_max ? cfg->log_max : DNSMASQ_LOG_MAX;
+	d->record = uk_strf("%s/dnsmasq.pid", abs);
+	d->daemon_pidfile = uk_strf("%s/daemon.pid", abs);
 	d->ranges = calloc(cfg->n_ranges, sizeof(*d->ranges));
-	if (!d->bridge || !d->dir || !d->hosts_dir || !d->opts_dir || !d->tmp_dir || !d->leases || !d->log ||
+	if (!d->bridge || !d->dir || !d->hosts_dir || !d->opts_dir || !d->tmp_dir || !d->leases || !d->log || !d->log_old ||
 	    !d->record || !d->daemon_pidfile || !d->ranges)
 		return uk_err(err, ENOMEM, "out of memory");
 	/* Sorted and unique, so the argv (and with it adoption) does not depend on order. */
@@ -748,7 +692,7 @@ int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_er
 	r = run_locked(d, err);
 	pthread_mutex_unlock(&d->lock);
 	if (r < 0)
-		return uk_err_ctx(err, "dnsmasq on %s", d->bridge);
+		return uk_err_ctx_r(err, r, "dnsmasq on %s", d->bridge);
 	*ret = TAKE_PTR(d);
 	return 0;
 }
@@ -765,7 +709,7 @@ int dnsmasq_check(struct dnsmasq *d, uk_error *err)
 		if (r >= 0)
 			r = 1;
 		else
-			uk_err_ctx(err, "restart dnsmasq on %s", d->bridge);
+			r = uk_err_ctx_r(err, r, "restart dnsmasq on %s", d->bridge);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return r;
@@ -830,7 +774,7 @@ static int restart_locked(struct dnsmasq *d, int (*edit)(struct dnsmasq *d, void
 	if (running) {
 		int r = stop_process(d->pidfd, d->pid, err);
 		if (r < 0)
-			return uk_err_ctx(err, "restart dnsmasq");
+			return uk_err_ctx_r(err, r, "restart dnsmasq");
 	}
 	if (d->pidfd >= 0)
 		forget_process(d);
@@ -841,7 +785,7 @@ static int restart_locked(struct dnsmasq *d, int (*edit)(struct dnsmasq *d, void
 		if (r2 < 0 && r >= 0) {
 			if (err)
 				*err = serr;
-			r = uk_err_ctx(err, "restart dnsmasq");
+			r = uk_err_ctx_r(err, r2, "restart dnsmasq");
 		}
 	}
 	return r;
@@ -864,19 +808,19 @@ static int write_watched(struct dnsmasq *d, const char *dir, const char *name, c
 	int r = 0;
 	if (fchmod(fd, 0644) < 0 || (r = uk_write_all(fd, data, strlen(data))) < 0 || fsync(fd) < 0) {
 		r = r < 0 ? -r : errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the write's error is the one to report */
 		return uk_err_errno(err, r, "write %s", tmp);
 	}
 	/* Closed before the rename: closing a written file inside the watched directory would
 	 * be a second inotify event (IN_CLOSE_WRITE) and a second read. */
 	if (close(TAKE_FD(fd)) < 0) {
 		r = errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the write's error is the one to report */
 		return uk_err_errno(err, r, "write %s", tmp);
 	}
 	if (rename(tmp, path) < 0) {
 		r = errno;
-		unlink(tmp);
+		(void)unlink(tmp); /* best effort: the rename's error is the one to report */
 		return uk_err_errno(err, r, "rename %s to %s", tmp, path);
 	}
 	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1024,6 +968,7 @@ int dnsmasq_add_host(struct dnsmasq *d, const char *sandbox_id, const char *mac,
 	struct host_files h = { sandbox_id, host, opts };
 
 	pthread_mutex_lock(&d->lock);
+	(void)log_bound_locked(d, NULL); /* housekeeping: retried at the next call */
 	int so = same_content(d->opts_dir, sandbox_id, opts), sh = same_content(d->hosts_dir, sandbox_id, host);
 	bool opts_same = *opts ? so == 1 : so == -ENOENT;
 	if (opts_same && sh == 1)
@@ -1033,7 +978,7 @@ int dnsmasq_add_host(struct dnsmasq *d, const char *sandbox_id, const char *mac,
 	else
 		r = restart_locked(d, write_host_files, &h, err);
 	pthread_mutex_unlock(&d->lock);
-	return r < 0 ? uk_err_ctx(err, "dhcp host %s", sandbox_id) : 0;
+	return r < 0 ? uk_err_ctx_r(err, r, "dhcp host %s", sandbox_id) : 0;
 }
 
 /* One line of the lease file. */
@@ -1068,11 +1013,14 @@ int dnsmasq_lease_of(struct dnsmasq *d, const char *mac, int64_t *expiry, uk_err
 	if (!mac_parse(mac, want))
 		return uk_err(err, EINVAL, "mac \"%s\" is not of the form xx:xx:xx:xx:xx:xx", mac ? mac : "");
 	_cleanup_free_ char *buf = NULL;
+	pthread_mutex_lock(&d->lock);
+	(void)log_bound_locked(d, NULL); /* housekeeping: retried at the next call */
+	pthread_mutex_unlock(&d->lock);
 	int r = uk_read_file(d->leases, LEASES_MAX, &buf, NULL, err);
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)
-		return uk_err_ctx(err, "lease of %s", mac);
+		return uk_err_ctx_r(err, r, "lease of %s", mac);
 	int64_t now = (int64_t)time(NULL);
 	char *save = NULL;
 	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -1166,7 +1114,7 @@ int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err
 	if (file_exists(d->hosts_dir, sandbox_id) || file_exists(d->opts_dir, sandbox_id))
 		r = restart_locked(d, remove_host_files, &h, err);
 	pthread_mutex_unlock(&d->lock);
-	return r < 0 ? uk_err_ctx(err, "dhcp host %s", sandbox_id) : 0;
+	return r < 0 ? uk_err_ctx_r(err, r, "dhcp host %s", sandbox_id) : 0;
 }
 
 /* The ids named in one directory, appended to *v (deduplicated against what is there). */

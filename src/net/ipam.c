@@ -41,7 +41,11 @@ static void tmp_name(char out[64])
 {
 	unsigned seq = __atomic_fetch_add(&tmp_seq, 1, __ATOMIC_RELAXED);
 	uint64_t st = 0;
-	uk_proc_starttime(getpid(), &st);
+	if (uk_proc_starttime(getpid(), &st) < 0) {
+		/* Without a start time, the older form: remove_stale_tmp checks the pid alone. */
+		snprintf(out, 64, TMP_PREFIX "%d.%u", (int)getpid(), seq);
+		return;
+	}
 	snprintf(out, 64, TMP_PREFIX "%d.%u.%llu", (int)getpid(), seq, (unsigned long long)st);
 }
 
@@ -54,7 +58,7 @@ static void tmpfile_done(struct tmpfile *t)
 {
 	if (t->name[0]) {
 		int saved = errno;
-		unlinkat(t->dfd, t->name, 0);
+		(void)unlinkat(t->dfd, t->name, 0); /* an error path's cleanup; the sweep retries */
 		errno = saved;
 	}
 }
@@ -174,7 +178,7 @@ static void remove_stale_tmp(struct ipam *ip)
 			dead = kill((pid_t)pid, 0) < 0 && errno == ESRCH; /* a name from before start times */
 		}
 		if (dead)
-			unlinkat(ip->dfd, de->d_name, 0);
+			(void)unlinkat(ip->dfd, de->d_name, 0); /* best effort: the next sweep retries */
 	}
 }
 
@@ -186,7 +190,7 @@ int ipam_open(const char *dir, struct ipam **ret, uk_error *err)
 		return uk_err(err, EINVAL, "ipam: no directory given");
 	int r = uk_mkdir_p(dir, 0700, err);
 	if (r < 0)
-		return uk_err_ctx(err, "ipam %s", dir);
+		return uk_err_ctx_r(err, r, "ipam %s", dir);
 	_cleanup_free_ struct ipam *ip = calloc(1, sizeof(*ip));
 	if (!ip)
 		return uk_err(err, ENOMEM, "out of memory");
@@ -381,7 +385,7 @@ int ipam_allocate(struct ipam *ip, const struct net_cidr *cidr, const char *sand
 		r = -errno;
 		char name[NET_IP_MAX];
 		net_ip_str(addr, name);
-		unlinkat(ip->dfd, name, 0);
+		(void)unlinkat(ip->dfd, name, 0); /* best effort: the fsync's error is the one to report */
 		return uk_err_errno(err, -r, "ipam %s: fsync", ip->dir);
 	}
 	cursor_write(ip, addr);

@@ -421,7 +421,7 @@ int nat_setup(const struct net_cidr *cidrs, size_t n, uk_error *err)
 	int r = nft_run(b.p, false, NULL, err);
 	pthread_mutex_unlock(&nat_lock);
 	sb_free(&b);
-	return r < 0 ? uk_err_ctx(err, "nat setup") : 0;
+	return r < 0 ? uk_err_ctx_r(err, r, "nat setup") : 0;
 }
 
 int nat_add_hostports(uint32_t pod_ip, const struct hostport *hp, size_t n, uk_error *err)
@@ -495,7 +495,7 @@ int nat_add_hostports(uint32_t pod_ip, const struct hostport *hp, size_t n, uk_e
 		sb_free(&b);
 	}
 	pthread_mutex_unlock(&nat_lock);
-	return r < 0 ? uk_err_ctx(err, "hostports of %s", pod) : 0;
+	return r < 0 ? uk_err_ctx_r(err, r, "hostports of %s", pod) : 0;
 }
 
 int nat_remove_hostports(uint32_t pod_ip, const struct hostport *hp, size_t n, uk_error *err)
@@ -541,7 +541,7 @@ int nat_remove_hostports(uint32_t pod_ip, const struct hostport *hp, size_t n, u
 		sb_free(&b);
 	}
 	pthread_mutex_unlock(&nat_lock);
-	return r < 0 ? uk_err_ctx(err, "remove hostports of %s", pod) : 0;
+	return r < 0 ? uk_err_ctx_r(err, r, "remove hostports of %s", pod) : 0;
 }
 
 int nat_prune_hostports(bool (*keep)(uint32_t pod_ip, void *ud), void *ud, size_t *removed, uk_error *err)
@@ -572,7 +572,7 @@ int nat_prune_hostports(bool (*keep)(uint32_t pod_ip, void *ud), void *ud, size_
 	sb_free(&b);
 	pthread_mutex_unlock(&nat_lock);
 	if (r < 0)
-		return uk_err_ctx(err, "prune hostports");
+		return uk_err_ctx_r(err, r, "prune hostports");
 	if (removed)
 		*removed = n;
 	return 0;
@@ -584,5 +584,5 @@ int nat_teardown(uk_error *err)
 	pthread_mutex_lock(&nat_lock);
 	int r = nft_run("add table ip unikd\ndelete table ip unikd\n", false, NULL, err);
 	pthread_mutex_unlock(&nat_lock);
-	return r < 0 ? uk_err_ctx(err, "nat teardown") : 0;
+	return r < 0 ? uk_err_ctx_r(err, r, "nat teardown") : 0;
 }

@@ -30,6 +30,8 @@ int net_ip_parse(const char *s, uint32_t *ret);        /* dotted in, host order 
 void net_netmask_str(int prefix, char out[NET_IP_MAX]);
 
 /* ---- netlink.c (libnl-route-3) ---- */
+/* An interface name unikd accepts: 1..IFNAMSIZ-1 of [A-Za-z0-9_.-], not "." or "..". */
+bool net_ifname_valid(const char *name);
 /* Create the bridge if missing, give it gw/prefix if it lacks it, bring it up. */
 int net_bridge_ensure(const char *name, uint32_t gw, int prefix, uk_error *err);
 /* A tap named ifname on the bridge, up; returns its fd (O_CLOEXEC). The tap is not
@@ -86,7 +88,9 @@ struct dnsmasq_config {
 	const char *dir;        /* its files: pid, hosts.d/, opts.d/, leases, log */
 	const struct net_cidr *ranges; /* static ranges, one per pod CIDR in use */
 	size_t n_ranges;
+	uint64_t log_max;       /* dnsmasq.log's bound in bytes; 0: DNSMASQ_LOG_MAX */
 };
+#define DNSMASQ_LOG_MAX (1024 * 1024)
 struct dnsmasq;
 /* Adopt the dnsmasq recorded in dir if it is alive and ours (pid + start time + argv), or
  * start one. It runs detached (own session) and outlives unikd. */
@@ -106,6 +110,10 @@ int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err
 /* Call fn with the sandbox id of every file in hosts.d/ and opts.d/ (each id once), for
  * reconciliation; fn may remove hosts. fn returning <0 stops the walk with that error. */
 int dnsmasq_foreach_host(struct dnsmasq *d, int (*fn)(const char *sandbox_id, void *ud), void *ud, uk_error *err);
+/* Keep dnsmasq.log within its bound: past it, it becomes dnsmasq.log.1 (one old file is
+ * kept) and dnsmasq reopens a new one. add/remove/lease_of and every start do it; a caller
+ * with a timer may call it too. Returns 1 if it rotated, 0 if not needed. */
+int dnsmasq_bound_log(struct dnsmasq *d, uk_error *err);
 /* From the lease file: 1 and the expiry if mac holds a lease, 0 if not. */
 int dnsmasq_lease_of(struct dnsmasq *d, const char *mac, int64_t *expiry, uk_error *err);
 /* Frees the handle; dnsmasq keeps running. */

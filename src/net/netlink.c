@@ -95,7 +95,7 @@ static int nl_fail(uk_error *err, int nle, const char *what)
 	return uk_err(err, nlerr_errno(nle), "%s: %s", what, nl_geterror(nle));
 }
 
-static bool ifname_valid(const char *name)
+bool net_ifname_valid(const char *name)
 {
 	if (!name)
 		return false;
@@ -116,7 +116,7 @@ static bool ifname_valid(const char *name)
 
 static int check_ifname(const char *what, const char *name, uk_error *err)
 {
-	if (!ifname_valid(name))
+	if (!net_ifname_valid(name))
 		return uk_err(err, EINVAL, "invalid %s name \"%.*s\": must be 1..%d characters of [A-Za-z0-9_.-]",
 			      what, IFNAMSIZ * 2, name ? name : "(null)", IFNAMSIZ - 1);
 	return 0;
@@ -215,7 +215,7 @@ int net_bridge_ensure(const char *name, uint32_t gw, int prefix, uk_error *err)
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
 	r = route_socket(&sk, err);
 	if (r < 0)
-		return uk_err_ctx(err, "bridge %s", name);
+		return uk_err_ctx_r(err, r, "bridge %s", name);
 
 	_cleanup_rtnl_link_ struct rtnl_link *link = NULL;
 	r = link_get(sk, name, &link, err);
@@ -296,12 +296,12 @@ int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
 	r = route_socket(&sk, err);
 	if (r < 0)
-		return uk_err_ctx(err, "tap %s", ifname);
+		return uk_err_ctx_r(err, r, "tap %s", ifname);
 	/* The bridge first: a missing one costs no tap. */
 	_cleanup_rtnl_link_ struct rtnl_link *br = NULL;
 	r = link_get(sk, bridge, &br, err);
 	if (r < 0)
-		return uk_err_ctx(err, "tap %s", ifname);
+		return uk_err_ctx_r(err, r, "tap %s", ifname);
 	if (!br)
 		return uk_err(err, ENODEV, "tap %s: bridge %s does not exist", ifname, bridge);
 	if (!link_is_bridge(br))
@@ -326,7 +326,7 @@ int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
 	_cleanup_rtnl_link_ struct rtnl_link *tap = NULL;
 	r = link_get(sk, ifname, &tap, err);
 	if (r < 0)
-		return uk_err_ctx(err, "tap %s", ifname);
+		return uk_err_ctx_r(err, r, "tap %s", ifname);
 	if (!tap)
 		return uk_err(err, ENODEV, "tap %s vanished right after its creation", ifname);
 	_cleanup_rtnl_link_ struct rtnl_link *ch = rtnl_link_alloc();
@@ -351,7 +351,7 @@ int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
 
 bool net_link_exists(const char *ifname)
 {
-	if (!ifname_valid(ifname))
+	if (!net_ifname_valid(ifname))
 		return false;
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
 	if (route_socket(&sk, NULL) < 0)
@@ -370,7 +370,7 @@ int net_link_delete(const char *ifname, uk_error *err)
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
 	r = route_socket(&sk, err);
 	if (r < 0)
-		return uk_err_ctx(err, "delete link %s", ifname);
+		return uk_err_ctx_r(err, r, "delete link %s", ifname);
 	_cleanup_rtnl_link_ struct rtnl_link *l = rtnl_link_alloc();
 	if (!l)
 		return uk_err(err, ENOMEM, "out of memory");

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include "../common/util.h"
 #include "qmp.h"
@@ -114,7 +113,7 @@ static void conn_close(qmp *q, int error, const char *fmt, ...)
 	va_end(ap);
 
 	/* Let the peer see the end too, and drop what it would never read. */
-	shutdown(q->fd, SHUT_RDWR);
+	(void)shutdown(q->fd, SHUT_RDWR); /* the fd is closed right after anyway */
 	free(q->out);
 	q->out = NULL;
 	q->out_start = q->out_len = q->out_cap = 0;
@@ -507,20 +506,13 @@ int qmp_new(int fd, qmp **ret)
 
 int qmp_connect_unix(const char *path, qmp **ret, uk_error *err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (!path || !*path || !ret)
 		return uk_err(err, EINVAL, "invalid QMP socket path");
 	*ret = NULL;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return uk_err(err, ENAMETOOLONG, "QMP socket path too long: %s", path);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-
-	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = uk_unix_connect(path, err);
 	if (fd < 0)
-		return uk_err_errno(err, errno, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return uk_err_errno(err, errno, "connect %s", path);
-	int r = qmp_new(TAKE_FD(fd), ret);
+		return uk_err_ctx_r(err, fd, "QMP");
+	int r = qmp_new(fd, ret);
 	if (r < 0)
 		return uk_err_errno(err, -r, "QMP client for %s", path);
 	return 0;
@@ -533,7 +525,7 @@ void qmp_free(qmp *q)
 	q->free_requested = true;
 	q->busy++;
 	conn_close(q, -ECANCELED, "connection closed by client");
-	leave(q, 0);
+	(void)leave(q, 0); /* returns the 0 given: nothing to report from a free */
 }
 
 int qmp_fd(const qmp *q)

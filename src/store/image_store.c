@@ -4,7 +4,6 @@
  * under a shared one, and every file is replaced atomically. */
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/file.h>
@@ -26,32 +25,6 @@ struct image_store {
 #define KIND_MAX 64
 
 /* ---- small helpers ---- */
-
-static char *pathf(const char *fmt, ...) _printf_(1, 2);
-static char *pathf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	va_start(ap, fmt);
-	int r = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	return r < 0 ? NULL : s;
-}
-
-/* Prefix err with context while keeping the code r, also when err is NULL. */
-static int ctx(uk_error *err, int r, const char *fmt, ...) _printf_(3, 4);
-static int ctx(uk_error *err, int r, const char *fmt, ...)
-{
-	if (err) {
-		char prefix[256];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(prefix, sizeof(prefix), fmt, ap);
-		va_end(ap);
-		uk_err_ctx(err, "%s", prefix);
-	}
-	return r;
-}
 
 static int oom(uk_error *err)
 {
@@ -148,7 +121,7 @@ static int store_lock(struct image_store *s, int op, uk_error *err)
 static void unlockp(int *fd)
 {
 	if (*fd >= 0)
-		flock(*fd, LOCK_UN);
+		(void)flock(*fd, LOCK_UN); /* cannot fail on a locked fd; closing drops it anyway */
 }
 #define _cleanup_unlock_ __attribute__((cleanup(unlockp)))
 
@@ -158,13 +131,13 @@ static void unlockp(int *fd)
 static char *ref_key(const struct image_ref *r)
 {
 	if (r->digest)
-		return pathf("%s/%s@%s", r->domain, r->path, r->digest);
-	return pathf("%s/%s:%s", r->domain, r->path, r->tag);
+		return uk_strf("%s/%s@%s", r->domain, r->path, r->digest);
+	return uk_strf("%s/%s:%s", r->domain, r->path, r->tag);
 }
 
 static int load_refs(struct image_store *s, json_object **ret, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/refs.json", s->root);
+	_cleanup_free_ char *path = uk_strf("%s/refs.json", s->root);
 	_cleanup_free_ char *data = NULL;
 	if (!path)
 		return oom(err);
@@ -202,7 +175,7 @@ static int load_refs(struct image_store *s, json_object **ret, uk_error *err)
 
 static int save_refs(struct image_store *s, json_object *refs, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/refs.json", s->root);
+	_cleanup_free_ char *path = uk_strf("%s/refs.json", s->root);
 	_cleanup_json_ json_object *doc = json_object_new_object();
 	if (!path || !doc || json_object_object_add(doc, "version", json_object_new_int(1)) < 0 ||
 	    json_object_object_add(doc, "refs", json_object_get(refs)) < 0)
@@ -349,7 +322,7 @@ static int read_layers(json_object *config, char ***ret)
 
 static int read_meta(struct image_store *s, const char *hex, struct image_meta *ret, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/images/%s.json", s->root, hex);
+	_cleanup_free_ char *path = uk_strf("%s/images/%s.json", s->root, hex);
 	_cleanup_free_ char *data = NULL;
 	if (!path)
 		return oom(err);
@@ -420,8 +393,8 @@ static int read_meta(struct image_store *s, const char *hex, struct image_meta *
 
 static int write_meta(struct image_store *s, const struct image_meta *m, uk_error *err)
 {
-	_cleanup_free_ char *path = pathf("%s/images/%s.json", s->root, m->hex);
-	_cleanup_free_ char *id = pathf("sha256:%s", m->hex);
+	_cleanup_free_ char *path = uk_strf("%s/images/%s.json", s->root, m->hex);
+	_cleanup_free_ char *id = uk_strf("sha256:%s", m->hex);
 	_cleanup_json_ json_object *doc = json_object_new_object();
 	json_object *config = meta_config(m);
 	if (!path || !id || !doc || !config || json_object_object_add(doc, "version", json_object_new_int(1)) < 0 ||
@@ -442,7 +415,7 @@ static int write_meta(struct image_store *s, const struct image_meta *m, uk_erro
 
 static char *blob_path(struct image_store *s, const char *digest)
 {
-	return digest ? pathf("%s/blobs/sha256/%s", s->root, digest + 7) : NULL;
+	return digest ? uk_strf("%s/blobs/sha256/%s", s->root, digest + 7) : NULL;
 }
 
 /* The public view: metadata plus the references that point at it. */
@@ -513,8 +486,8 @@ void image_info_list_free(struct image_info **v)
  * atomic writes in images/ (all writes there happen under this lock, so none is live). */
 static int gc_locked(struct image_store *s, json_object *refs, uk_error *err)
 {
-	_cleanup_free_ char *images = pathf("%s/images", s->root);
-	_cleanup_free_ char *blobs = pathf("%s/blobs/sha256", s->root);
+	_cleanup_free_ char *images = uk_strf("%s/images", s->root);
+	_cleanup_free_ char *blobs = uk_strf("%s/blobs/sha256", s->root);
 	if (!images || !blobs)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(images);
@@ -600,7 +573,7 @@ static int gc_locked(struct image_store *s, json_object *refs, uk_error *err)
  * file we can lock belongs to an import that died. */
 static int clean_tmp_locked(struct image_store *s, uk_error *err)
 {
-	_cleanup_free_ char *tmp = pathf("%s/tmp", s->root);
+	_cleanup_free_ char *tmp = uk_strf("%s/tmp", s->root);
 	if (!tmp)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(tmp);
@@ -618,7 +591,7 @@ static int clean_tmp_locked(struct image_store *s, uk_error *err)
 			if (errno != EISDIR)
 				return uk_err_errno(err, errno, "remove %s/%s", tmp, de->d_name);
 			/* The work directory of a pull that died. */
-			_cleanup_free_ char *p = pathf("%s/%s", tmp, de->d_name);
+			_cleanup_free_ char *p = uk_strf("%s/%s", tmp, de->d_name);
 			if (!p)
 				return oom(err);
 			int r = uk_rm_rf(p, err);
@@ -627,7 +600,7 @@ static int clean_tmp_locked(struct image_store *s, uk_error *err)
 		}
 	}
 	/* Lock files of pulls that died: unlocked ones go (a waiter that opened one notices). */
-	_cleanup_free_ char *locks = pathf("%s/locks", s->root);
+	_cleanup_free_ char *locks = uk_strf("%s/locks", s->root);
 	if (!locks)
 		return oom(err);
 	_cleanup_closedir_ DIR *ld = opendir(locks);
@@ -675,20 +648,20 @@ int image_store_open(const char *root, struct image_store **ret, uk_error *err)
 		return uk_err(err, ENAMETOOLONG, "image store root %s is too long", s->root);
 	const char *dirs[] = { "blobs/sha256", "images", "locks" };
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		_cleanup_free_ char *p = pathf("%s/%s", s->root, dirs[i]);
+		_cleanup_free_ char *p = uk_strf("%s/%s", s->root, dirs[i]);
 		if (!p)
 			return oom(err);
 		if ((r = uk_mkdir_p(p, 0755, err)) < 0)
 			return r;
 	}
 	/* Partial copies are nobody else's business. */
-	_cleanup_free_ char *tmp = pathf("%s/tmp", s->root);
+	_cleanup_free_ char *tmp = uk_strf("%s/tmp", s->root);
 	if (!tmp)
 		return oom(err);
 	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		return uk_err_errno(err, errno, "mkdir %s", tmp);
 	/* 0600: anyone who can open the lock file can block the store with it. */
-	_cleanup_free_ char *lock = pathf("%s/lock", s->root);
+	_cleanup_free_ char *lock = uk_strf("%s/lock", s->root);
 	if (!lock)
 		return oom(err);
 	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
@@ -702,7 +675,7 @@ int image_store_open(const char *root, struct image_store **ret, uk_error *err)
 	_cleanup_json_ json_object *refs = NULL;
 	if ((r = clean_tmp_locked(s, err)) < 0 || (r = load_refs(s, &refs, err)) < 0 ||
 	    (r = gc_locked(s, refs, err)) < 0)
-		return ctx(err, r, "image store %s", s->root);
+		return uk_err_ctx_r(err, r, "image store %s", s->root);
 	*ret = TAKE_PTR(s);
 	return 0;
 }
@@ -734,7 +707,7 @@ struct staged {
 static void staged_clear(struct staged *st)
 {
 	if (st->tmp) {
-		unlink(st->tmp);
+		(void)unlink(st->tmp); /* best effort: the next open empties tmp/ */
 		free(st->tmp);
 		st->tmp = NULL;
 	}
@@ -798,7 +771,7 @@ static int stage_file(struct image_store *s, const char *field, const char *src,
 		if (r < 0)
 			return r;
 		locked = s->lock_fd;
-		if (!(st->tmp = pathf("%s/tmp/import-XXXXXX", s->root)))
+		if (!(st->tmp = uk_strf("%s/tmp/import-XXXXXX", s->root)))
 			return oom(err);
 		st->fd = mkostemp(st->tmp, O_CLOEXEC);
 		if (st->fd < 0) {
@@ -909,7 +882,7 @@ static int commit_blob(struct image_store *s, struct staged *st, uk_error *err)
 		return oom(err);
 	struct stat sb;
 	if (lstat(dst, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == st->size) {
-		unlink(st->tmp);
+		(void)unlink(st->tmp); /* a copy we do not need; the next open empties tmp/ */
 	} else if (rename(st->tmp, dst) < 0) {
 		return uk_err_errno(err, errno, "rename %s to %s", st->tmp, dst);
 	}
@@ -962,8 +935,8 @@ static int import_commit(struct image_store *s, const char *const *keys, struct 
 	if (r < 0)
 		return r;
 	locked = s->lock_fd;
-	_cleanup_free_ char *blobs = pathf("%s/blobs/sha256", s->root);
-	_cleanup_free_ char *id = pathf("sha256:%s", m->hex);
+	_cleanup_free_ char *blobs = uk_strf("%s/blobs/sha256", s->root);
+	_cleanup_free_ char *id = uk_strf("sha256:%s", m->hex);
 	if (!blobs || !id)
 		return oom(err);
 	for (int i = 0; i < N_FILES; i++)
@@ -1009,43 +982,36 @@ int image_store_import(struct image_store *s, const char *ref, const struct imag
 	return image_store_import_ex(s, ref, NULL, NULL, in, ret, err);
 }
 
-int image_store_import_ex(struct image_store *s, const char *ref, const char *repo_digest, const char *kind,
-			  const struct image_import *in, struct image_info **ret, uk_error *err)
+/* The ref map keys an import goes under: name[:tag] and/or a repo digest. */
+static int import_keys(const char *ref, const char *repo_digest, char **key, char **dkey, uk_error *err)
 {
 	int r;
-	if (!in)
-		return uk_err(err, EINVAL, "nothing to import");
-	if (!ref && !repo_digest)
-		return uk_err(err, EINVAL, "ref: give a reference or a repo digest");
-	if (!kind)
-		kind = IMAGE_KIND_IMPORT;
-	if (strlen(kind) > KIND_MAX || !uk_id_valid(kind))
-		return uk_err(err, EINVAL, "kind: \"%s\" is not a valid kind", kind);
-	_cleanup_free_ char *key = NULL, *dkey = NULL;
 	if (ref) {
 		_cleanup_image_ref_ struct image_ref iref = { 0 };
 		if ((r = image_ref_parse(ref, &iref, err)) < 0)
-			return ctx(err, r, "ref");
+			return uk_err_ctx_r(err, r, "ref");
 		if (iref.digest)
 			return uk_err(err, EINVAL, "ref: \"%s\" has a digest; give name[:tag]", ref);
-		if (!(key = ref_key(&iref)))
+		if (!(*key = ref_key(&iref)))
 			return oom(err);
 	}
 	if (repo_digest) {
 		_cleanup_image_ref_ struct image_ref dref = { 0 };
 		if ((r = image_ref_parse(repo_digest, &dref, err)) < 0)
-			return ctx(err, r, "repo digest");
+			return uk_err_ctx_r(err, r, "repo digest");
 		if (!dref.digest)
 			return uk_err(err, EINVAL, "repo digest: \"%s\" has no digest", repo_digest);
-		if (!(dkey = ref_key(&dref)))
+		if (!(*dkey = ref_key(&dref)))
 			return oom(err);
 	}
-	const char *keys[3] = { 0 };
-	size_t nk = 0;
-	if (key)
-		keys[nk++] = key;
-	if (dkey)
-		keys[nk++] = dkey;
+	return 0;
+}
+
+/* What an import may hold, checked before anything is copied; kept[] gets the blobs it
+ * links as they are (config and layers). */
+static int import_check(const struct image_import *in, const char *kind, const struct image_blob_file **kept,
+			size_t *nkept, uk_error *err)
+{
 	bool urunc = strcmp(kind, "urunc") == 0;
 	if (in->not_runnable) {
 		if (in->kernel || in->disk || strcmp(kind, IMAGE_KIND_IMPORT) == 0)
@@ -1061,13 +1027,12 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 	}
 	if (in->n_layers > IMAGE_LAYERS_MAX)
 		return uk_err(err, E2BIG, "layers: %zu, more than %d", in->n_layers, IMAGE_LAYERS_MAX);
-	const struct image_blob_file *kept[IMAGE_LAYERS_MAX + 1];
-	size_t nkept = 0;
+	*nkept = 0;
 	if (in->config)
-		kept[nkept++] = in->config;
+		kept[(*nkept)++] = in->config;
 	for (size_t i = 0; i < in->n_layers; i++)
-		kept[nkept++] = &in->layers[i];
-	for (size_t i = 0; i < nkept; i++)
+		kept[(*nkept)++] = &in->layers[i];
+	for (size_t i = 0; i < *nkept; i++)
 		if (!kept[i]->path || !image_digest_valid(kept[i]->digest))
 			return uk_err(err, EINVAL, "layers: a blob without a path or a sha256 digest");
 	if (in->initrd && !in->kernel)
@@ -1084,6 +1049,78 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 		return uk_err(err, E2BIG, "cmdline: longer than %d bytes", IMAGE_CMDLINE_MAX - 1);
 	if (!text_valid(cmdline))
 		return uk_err(err, EINVAL, "cmdline: must be UTF-8 text without control characters");
+	return 0;
+}
+
+/* The image document of an import whose files are staged: digests, size (every distinct
+ * blob once) and the id computed from them. */
+static int import_meta(const struct image_import *in, const char *kind, const char *format,
+		       const struct staged *st, const struct image_blob_file *const *kept, size_t nkept,
+		       struct image_meta *m, uk_error *err)
+{
+	const char *srcs[N_FILES] = { in->kernel, in->initrd, in->disk };
+	if (!(m->kind = strdup(kind)) || !(m->cmdline = strdup(in->cmdline ? in->cmdline : "")) ||
+	    (format && !(m->disk_format = strdup(format))) ||
+	    (in->not_runnable && !(m->not_runnable = strdup(in->not_runnable))) ||
+	    (in->config && !(m->image_config = strdup(in->config->digest))))
+		return oom(err);
+	if (in->layers || in->config) {
+		if (!(m->layers = calloc(in->n_layers + 1, sizeof(char *))))
+			return oom(err);
+		for (size_t i = 0; i < in->n_layers; i++)
+			if (!(m->layers[i] = strdup(in->layers[i].digest)))
+				return oom(err);
+	}
+	for (size_t i = 0; i < nkept; i++) {
+		bool dup = false;
+		for (size_t k = 0; k < i && !dup; k++)
+			dup = strcmp(kept[k]->digest, kept[i]->digest) == 0;
+		for (int k = 0; k < N_FILES && !dup; k++)
+			dup = srcs[k] && strcmp(st[k].digest, kept[i]->digest) == 0;
+		if (!dup)
+			m->size += kept[i]->size;
+	}
+	char **mdig[N_FILES] = { &m->kernel, &m->initrd, &m->disk };
+	for (int i = 0; i < N_FILES; i++) {
+		if (!srcs[i])
+			continue;
+		if (!(*mdig[i] = strdup(st[i].digest)))
+			return oom(err);
+		/* The same content twice (kernel == initrd) is one blob. */
+		bool dup = false;
+		for (int k = 0; k < i; k++)
+			dup |= srcs[k] && strcmp(st[k].digest, st[i].digest) == 0;
+		if (!dup)
+			m->size += st[i].size;
+	}
+	return meta_compute_id(m, m->hex) < 0 ? oom(err) : 0;
+}
+
+int image_store_import_ex(struct image_store *s, const char *ref, const char *repo_digest, const char *kind,
+			  const struct image_import *in, struct image_info **ret, uk_error *err)
+{
+	int r;
+	if (!in)
+		return uk_err(err, EINVAL, "nothing to import");
+	if (!ref && !repo_digest)
+		return uk_err(err, EINVAL, "ref: give a reference or a repo digest");
+	if (!kind)
+		kind = IMAGE_KIND_IMPORT;
+	if (strlen(kind) > KIND_MAX || !uk_id_valid(kind))
+		return uk_err(err, EINVAL, "kind: \"%s\" is not a valid kind", kind);
+	_cleanup_free_ char *key = NULL, *dkey = NULL;
+	if ((r = import_keys(ref, repo_digest, &key, &dkey, err)) < 0)
+		return r;
+	const char *keys[3] = { 0 };
+	size_t nk = 0;
+	if (key)
+		keys[nk++] = key;
+	if (dkey)
+		keys[nk++] = dkey;
+	const struct image_blob_file *kept[IMAGE_LAYERS_MAX + 1];
+	size_t nkept = 0;
+	if ((r = import_check(in, kind, kept, &nkept, err)) < 0)
+		return r;
 
 	/* Copy outside the store lock: a 64 GiB disk must not block the daemon. */
 	const char *fields[N_FILES] = { "kernel", "initrd", "disk" };
@@ -1096,45 +1133,9 @@ int image_store_import_ex(struct image_store *s, const char *ref, const char *re
 	const char *format = NULL;
 	if (in->disk && (r = check_disk(&st[F_DISK], in->disk, in->disk_format, &format, err)) < 0)
 		return r;
-
 	_cleanup_image_meta_ struct image_meta m = { 0 };
-	if (!(m.kind = strdup(kind)) || !(m.cmdline = strdup(cmdline)) ||
-	    (format && !(m.disk_format = strdup(format))) ||
-	    (in->not_runnable && !(m.not_runnable = strdup(in->not_runnable))) ||
-	    (in->config && !(m.image_config = strdup(in->config->digest))))
-		return oom(err);
-	if (in->layers || in->config) {
-		if (!(m.layers = calloc(in->n_layers + 1, sizeof(char *))))
-			return oom(err);
-		for (size_t i = 0; i < in->n_layers; i++)
-			if (!(m.layers[i] = strdup(in->layers[i].digest)))
-				return oom(err);
-	}
-	/* Size: every distinct blob once. */
-	for (size_t i = 0; i < nkept; i++) {
-		bool dup = false;
-		for (size_t k = 0; k < i && !dup; k++)
-			dup = strcmp(kept[k]->digest, kept[i]->digest) == 0;
-		for (int k = 0; k < N_FILES && !dup; k++)
-			dup = srcs[k] && strcmp(st[k].digest, kept[i]->digest) == 0;
-		if (!dup)
-			m.size += kept[i]->size;
-	}
-	char **mdig[N_FILES] = { &m.kernel, &m.initrd, &m.disk };
-	for (int i = 0; i < N_FILES; i++) {
-		if (!srcs[i])
-			continue;
-		if (!(*mdig[i] = strdup(st[i].digest)))
-			return oom(err);
-		/* The same content twice (kernel == initrd) is one blob. */
-		bool dup = false;
-		for (int k = 0; k < i; k++)
-			dup |= srcs[k] && strcmp(st[k].digest, st[i].digest) == 0;
-		if (!dup)
-			m.size += st[i].size;
-	}
-	if (meta_compute_id(&m, m.hex) < 0)
-		return oom(err);
+	if ((r = import_meta(in, kind, format, st, kept, nkept, &m, err)) < 0)
+		return r;
 	return import_commit(s, keys, st, kept, nkept, &m, ret, err);
 }
 
@@ -1152,7 +1153,7 @@ int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, 
 	if (r < 0)
 		return r;
 	locked = s->lock_fd;
-	_cleanup_free_ char *p = pathf("%s/tmp/%sXXXXXX", s->root, prefix);
+	_cleanup_free_ char *p = uk_strf("%s/tmp/%sXXXXXX", s->root, prefix);
 	if (!p)
 		return oom(err);
 	if (!mkdtemp(p))
@@ -1161,7 +1162,7 @@ int image_store_mkdtemp(struct image_store *s, const char *prefix, char **path, 
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		r = uk_err_errno(err, errno, "lock %s", p);
 		safe_close(fd);
-		rmdir(p);
+		(void)rmdir(p); /* best effort: the next open empties tmp/ */
 		return r;
 	}
 	*path = TAKE_PTR(p);
@@ -1176,7 +1177,7 @@ int image_store_lock_key(struct image_store *s, const char *key, int *fd, uk_err
 	*fd = -1;
 	if (!key || strlen(key) > 128 || !uk_id_valid(key))
 		return uk_err(err, EINVAL, "lock key \"%s\" is not valid", key ? key : "");
-	_cleanup_free_ char *path = pathf("%s/locks/%s", s->root, key);
+	_cleanup_free_ char *path = uk_strf("%s/locks/%s", s->root, key);
 	if (!path)
 		return oom(err);
 	for (;;) {
@@ -1201,15 +1202,15 @@ void image_store_unlock_key(struct image_store *s, const char *key, int fd)
 {
 	if (fd < 0)
 		return;
-	_cleanup_free_ char *path = pathf("%s/locks/%s", s->root, key);
+	_cleanup_free_ char *path = uk_strf("%s/locks/%s", s->root, key);
 	if (path)
-		unlink(path);
+		(void)unlink(path); /* best effort: a stale lock file is harmless, the flock is what locks */
 	safe_close(fd);
 }
 
 int image_store_blob_dir(struct image_store *s, char **ret)
 {
-	return (*ret = pathf("%s/blobs/sha256", s->root)) ? 0 : -ENOMEM;
+	return (*ret = uk_strf("%s/blobs/sha256", s->root)) ? 0 : -ENOMEM;
 }
 
 int image_store_blob_get(struct image_store *s, const char *digest, uint64_t size, const char *dst,
@@ -1244,7 +1245,7 @@ int image_store_blob_get(struct image_store *s, const char *digest, uint64_t siz
 		else if (link(dst, src) < 0 && errno != EEXIST)
 			r = uk_err_errno(err, errno, "link %s to %s", dst, src);
 		if (r < 0)
-			unlink(dst);
+			(void)unlink(dst); /* best effort: the link's error is the one to report */
 	}
 	image_store_unlock_key(s, key, lfd);
 	return r;
@@ -1256,7 +1257,7 @@ int image_store_tag(struct image_store *s, const char *target, const char *ref, 
 	_cleanup_image_ref_ struct image_ref iref = { 0 };
 	int r = image_ref_parse(ref, &iref, err);
 	if (r < 0)
-		return ctx(err, r, "ref");
+		return uk_err_ctx_r(err, r, "ref");
 	_cleanup_free_ char *key = ref_key(&iref);
 	if (!key)
 		return oom(err);
@@ -1271,7 +1272,7 @@ int image_store_tag(struct image_store *s, const char *target, const char *ref, 
 	if ((r = load_refs(s, &refs, err)) < 0 || (r = resolve_locked(s, refs, target, hex, &tkey, err)) < 0 ||
 	    (r = read_meta(s, hex, &m, err)) < 0)
 		return r;
-	_cleanup_free_ char *id = pathf("sha256:%s", hex);
+	_cleanup_free_ char *id = uk_strf("sha256:%s", hex);
 	json_object *idv = id ? json_object_new_string(id) : NULL;
 	if (!idv || json_object_object_add(refs, key, idv) < 0) {
 		json_object_put(idv);
@@ -1288,7 +1289,7 @@ int image_store_tag(struct image_store *s, const char *target, const char *ref, 
 static int find_by_prefix(struct image_store *s, const char *prefix, const char *ref, char hex[SHA256_HEX_SIZE],
 			  uk_error *err)
 {
-	_cleanup_free_ char *images = pathf("%s/images", s->root);
+	_cleanup_free_ char *images = uk_strf("%s/images", s->root);
 	if (!images)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(images);
@@ -1317,7 +1318,7 @@ static int resolve_locked(struct image_store *s, json_object *refs, const char *
 	const char *bare = strncmp(ref, "sha256:", 7) == 0 ? ref + 7 : NULL;
 	if ((bare && image_hex_valid(bare, 64, 64)) || image_hex_valid(ref, 64, 64)) {
 		const char *h = bare ? bare : ref;
-		_cleanup_free_ char *p = pathf("%s/images/%s.json", s->root, h);
+		_cleanup_free_ char *p = uk_strf("%s/images/%s.json", s->root, h);
 		if (!p)
 			return oom(err);
 		if (access(p, F_OK) < 0)
@@ -1391,7 +1392,7 @@ int image_store_list(struct image_store *s, struct image_info ***ret, size_t *n,
 	_cleanup_json_ json_object *refs = NULL;
 	if ((r = load_refs(s, &refs, err)) < 0)
 		return r;
-	_cleanup_free_ char *images = pathf("%s/images", s->root);
+	_cleanup_free_ char *images = uk_strf("%s/images", s->root);
 	if (!images)
 		return oom(err);
 	_cleanup_closedir_ DIR *d = opendir(images);
@@ -1498,7 +1499,7 @@ static int usage_walk(int dfd, const char *path, int depth, uint64_t *bytes, uin
 				continue;
 			return uk_err_errno(err, errno, "open %s/%s", path, de->d_name);
 		}
-		_cleanup_free_ char *subpath = pathf("%s/%s", path, de->d_name);
+		_cleanup_free_ char *subpath = uk_strf("%s/%s", path, de->d_name);
 		if (!subpath) {
 			close(sub);
 			return oom(err);

@@ -8,13 +8,12 @@
 
 #define OVERLAY_QEMU_IMG "/usr/bin/qemu-img" /* Debian package qemu-utils */
 #define OVERLAY_TIMEOUT_MS 60000
-#define OVERLAY_STDERR_MAX 4096 /* the tail of qemu-img's stderr kept for the message */
 
 /* Create overlay_path (which must not exist; made 0600) as a qcow2 image backed by base,
  * whose format base_format is "raw" or "qcow2". Runs
  *   qemu-img create -q -f qcow2 -F <base_format> -b <base> <overlay_path>
- * with fork + execve (no shell), stdin/stdout on /dev/null, a minimal environment and
- * stderr captured for the message. base must be an absolute path: the overlay records it
+ * with uk_run (no shell, stdin/stdout on /dev/null, a fixed environment, the tail of
+ * stderr in the message). base must be an absolute path: the overlay records it
  * as is, and QEMU would read a relative one against the overlay's directory and could take
  * "proto:…" for a protocol. On failure the overlay file is removed.
  * -EINVAL bad arguments, -ENOENT base or qemu-img missing, -EEXIST overlay exists,

@@ -384,6 +384,6 @@ int records_load(const char *dir, int (*fn)(json_object *o, const char *id, void
 		}
 	}
 	if (removed_tmp)
-		fsync_dir(dir);
+		(void)fsync_dir(dir); /* removals of leftovers only: not durable is harmless */
 	return 0;
 }

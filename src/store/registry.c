@@ -1126,6 +1126,115 @@ static int fetch_small_blob(registry_client *c, const struct registry_blob *b, c
 	return 0;
 }
 
+/* An index (or Docker list): fetch the linux/amd64 image manifest it names into *child. */
+static int resolve_index(registry_client *c, const struct fetched *top, struct fetched *child, uk_error *err)
+{
+	char what[IMAGE_REF_MAX + 64];
+	snprintf(what, sizeof(what), "index %s/%s@%s", c->domain, c->name, top->digest);
+	json_object *d;
+	int e = registry_index_pick(top->json, "linux", "amd64", &d);
+	if (e == -ENOENT)
+		return uk_err(err, ENOENT, "%s: no manifest for linux/amd64", what);
+	if (e < 0)
+		return uk_err(err, EBADMSG, "%s: \"manifests\" is not an array", what);
+	struct registry_blob desc;
+	e = parse_descriptor(c, d, what, &desc, err);
+	if (e < 0)
+		return e;
+	if (desc.media_type[0]) {
+		enum registry_media_kind k = registry_media_kind(desc.media_type);
+		if (k != REGISTRY_MT_OCI_MANIFEST && k != REGISTRY_MT_DOCKER_MANIFEST) {
+			char mtc[SERVER_TEXT_MAX + 64];
+			server_text(c, desc.media_type, mtc, sizeof(mtc));
+			return uk_err(err, EPROTONOSUPPORT, "%s: linux/amd64 entry has unsupported media type %s",
+				      what, mtc);
+		}
+	}
+	if (desc.size > REGISTRY_MANIFEST_MAX)
+		return uk_err(err, EFBIG, "%s: linux/amd64 manifest of %" PRIu64 " bytes", what, desc.size);
+	e = fetch_manifest(c, desc.digest, child, err);
+	if (e < 0)
+		return e;
+	if (child->raw.len != desc.size)
+		return uk_err(err, EBADMSG, "%s: size mismatch for manifest %s", what, desc.digest);
+	if (child->kind != REGISTRY_MT_OCI_MANIFEST && child->kind != REGISTRY_MT_DOCKER_MANIFEST)
+		return uk_err(err, EPROTONOSUPPORT, "%s: manifest %s is of media type %s, not an image manifest",
+			      what, desc.digest, child->media_type);
+	return 0;
+}
+
+/* The image manifest *m into *img: config and layer descriptors, annotations, digest; the
+ * manifest's JSON and bytes are taken over. */
+static int parse_image_manifest(registry_client *c, struct fetched *m, struct registry_image *img,
+				uk_error *err)
+{
+	char what[IMAGE_REF_MAX + 64];
+	snprintf(what, sizeof(what), "manifest %s/%s@%s", c->domain, c->name, m->digest);
+	json_object *v;
+	if (!json_object_object_get_ex(m->json, "schemaVersion", &v) || json_object_get_int(v) != 2)
+		return uk_err(err, EBADMSG, "%s: schemaVersion is not 2", what);
+	if (!json_object_object_get_ex(m->json, "config", &v))
+		return uk_err(err, EBADMSG, "%s: config missing", what);
+	char dwhat[sizeof(what) + 32];
+	snprintf(dwhat, sizeof(dwhat), "%s: config", what);
+	int e = parse_descriptor(c, v, dwhat, &img->config_blob, err);
+	if (e < 0)
+		return e;
+	json_object *layers;
+	if (!json_object_object_get_ex(m->json, "layers", &layers) || !json_object_is_type(layers, json_type_array))
+		return uk_err(err, EBADMSG, "%s: layers missing or not an array", what);
+	size_t n = json_object_array_length(layers);
+	if (n && !(img->layers = calloc(n, sizeof(*img->layers))))
+		return uk_err(err, ENOMEM, "%s", what);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(dwhat, sizeof(dwhat), "%s: layers[%zu]", what, i);
+		e = parse_descriptor(c, json_object_array_get_idx(layers, i), dwhat, &img->layers[i], err);
+		if (e < 0)
+			return e;
+		img->n_layers++;
+	}
+	if (json_object_object_get_ex(m->json, "annotations", &v) && json_object_is_type(v, json_type_object))
+		img->annotations = json_object_get(v);
+	snprintf(img->manifest_digest, sizeof(img->manifest_digest), "%s", m->digest);
+	img->manifest_media_type = strdup(m->media_type[0] ? m->media_type : MT_OCI_MANIFEST);
+	if (!img->manifest_media_type)
+		return uk_err(err, ENOMEM, "%s", what);
+	img->manifest = TAKE_PTR(m->json);
+	img->manifest_raw = TAKE_PTR(m->raw.data);
+	img->manifest_len = m->raw.len;
+	return 0;
+}
+
+/* The image config blob, which must be one JSON object, into img->config and config_raw. */
+static int fetch_image_config(registry_client *c, struct registry_image *img, uk_error *err)
+{
+	struct membuf cfg = { 0 };
+	int e = fetch_small_blob(c, &img->config_blob, "config", &cfg, err);
+	if (e < 0) {
+		membuf_free(&cfg);
+		return uk_err_ctx_r(err, e, "%s/%s", c->domain, c->name);
+	}
+	json_tokener *tok = json_tokener_new();
+	if (!tok) {
+		membuf_free(&cfg);
+		return uk_err(err, ENOMEM, "config");
+	}
+	img->config = cfg.len ? json_tokener_parse_ex(tok, cfg.data, (int)cfg.len) : NULL;
+	bool complete = json_tokener_get_error(tok) == json_tokener_success &&
+			json_tokener_get_parse_end(tok) == cfg.len;
+	json_tokener_free(tok);
+	if (!img->config || !complete || !json_object_is_type(img->config, json_type_object)) {
+		membuf_free(&cfg);
+		return uk_err(err, EBADMSG, "config %s of %s/%s: not a JSON object", img->config_blob.digest,
+			      c->domain, c->name);
+	}
+	img->config_raw = cfg.data ? cfg.data : strdup("");
+	img->config_len = cfg.len;
+	if (!img->config_raw)
+		return uk_err(err, ENOMEM, "config");
+	return 0;
+}
+
 int registry_client_resolve(registry_client *c, struct registry_image *ret, uk_error *err)
 {
 	memset(ret, 0, sizeof(*ret));
@@ -1133,144 +1242,20 @@ int registry_client_resolve(registry_client *c, struct registry_image *ret, uk_e
 	struct fetched top = { 0 }, child = { 0 }, *m = &top;
 	const char *reference = c->ref.digest ? c->ref.digest : c->ref.tag;
 	int e = fetch_manifest(c, reference, &top, err);
-	if (e < 0)
-		goto out;
-	if (top.kind == REGISTRY_MT_OCI_INDEX || top.kind == REGISTRY_MT_DOCKER_LIST) {
-		char what[IMAGE_REF_MAX + 64];
-		snprintf(what, sizeof(what), "index %s/%s@%s", c->domain, c->name, top.digest);
-		json_object *d;
-		e = registry_index_pick(top.json, "linux", "amd64", &d);
-		if (e == -ENOENT) {
-			e = uk_err(err, ENOENT, "%s: no manifest for linux/amd64", what);
-			goto out;
-		}
-		if (e < 0) {
-			e = uk_err(err, EBADMSG, "%s: \"manifests\" is not an array", what);
-			goto out;
-		}
-		struct registry_blob desc;
-		e = parse_descriptor(c, d, what, &desc, err);
-		if (e < 0)
-			goto out;
-		if (desc.media_type[0]) {
-			enum registry_media_kind k = registry_media_kind(desc.media_type);
-			if (k != REGISTRY_MT_OCI_MANIFEST && k != REGISTRY_MT_DOCKER_MANIFEST) {
-				char mtc[SERVER_TEXT_MAX + 64];
-				server_text(c, desc.media_type, mtc, sizeof(mtc));
-				e = uk_err(err, EPROTONOSUPPORT,
-					   "%s: linux/amd64 entry has unsupported media type %s",
-					   what, mtc);
-				goto out;
-			}
-		}
-		if (desc.size > REGISTRY_MANIFEST_MAX) {
-			e = uk_err(err, EFBIG, "%s: linux/amd64 manifest of %" PRIu64 " bytes", what,
-				   desc.size);
-			goto out;
-		}
-		e = fetch_manifest(c, desc.digest, &child, err);
-		if (e < 0)
-			goto out;
-		if (child.raw.len != desc.size) {
-			e = uk_err(err, EBADMSG, "%s: size mismatch for manifest %s", what,
-				   desc.digest);
-			goto out;
-		}
-		if (child.kind != REGISTRY_MT_OCI_MANIFEST &&
-		    child.kind != REGISTRY_MT_DOCKER_MANIFEST) {
-			e = uk_err(err, EPROTONOSUPPORT,
-				   "%s: manifest %s is of media type %s, not an image manifest",
-				   what, desc.digest, child.media_type);
-			goto out;
-		}
+	if (e >= 0 && (top.kind == REGISTRY_MT_OCI_INDEX || top.kind == REGISTRY_MT_DOCKER_LIST)) {
+		e = resolve_index(c, &top, &child, err);
 		snprintf(img.index_digest, sizeof(img.index_digest), "%s", top.digest);
 		m = &child;
 	}
-	char what[IMAGE_REF_MAX + 64];
-	snprintf(what, sizeof(what), "manifest %s/%s@%s", c->domain, c->name, m->digest);
-	json_object *v;
-	if (!json_object_object_get_ex(m->json, "schemaVersion", &v) ||
-	    json_object_get_int(v) != 2) {
-		e = uk_err(err, EBADMSG, "%s: schemaVersion is not 2", what);
-		goto out;
+	if (e >= 0)
+		e = parse_image_manifest(c, m, &img, err);
+	if (e >= 0)
+		e = fetch_image_config(c, &img, err);
+	if (e >= 0) {
+		*ret = img;
+		memset(&img, 0, sizeof(img));
+		e = 0;
 	}
-	if (!json_object_object_get_ex(m->json, "config", &v)) {
-		e = uk_err(err, EBADMSG, "%s: config missing", what);
-		goto out;
-	}
-	char dwhat[sizeof(what) + 32];
-	snprintf(dwhat, sizeof(dwhat), "%s: config", what);
-	e = parse_descriptor(c, v, dwhat, &img.config_blob, err);
-	if (e < 0)
-		goto out;
-	json_object *layers;
-	if (!json_object_object_get_ex(m->json, "layers", &layers) ||
-	    !json_object_is_type(layers, json_type_array)) {
-		e = uk_err(err, EBADMSG, "%s: layers missing or not an array", what);
-		goto out;
-	}
-	size_t n = json_object_array_length(layers);
-	if (n) {
-		img.layers = calloc(n, sizeof(*img.layers));
-		if (!img.layers) {
-			e = uk_err(err, ENOMEM, "%s", what);
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		snprintf(dwhat, sizeof(dwhat), "%s: layers[%zu]", what, i);
-		e = parse_descriptor(c, json_object_array_get_idx(layers, i), dwhat, &img.layers[i],
-				     err);
-		if (e < 0)
-			goto out;
-		img.n_layers++;
-	}
-	if (json_object_object_get_ex(m->json, "annotations", &v) &&
-	    json_object_is_type(v, json_type_object))
-		img.annotations = json_object_get(v);
-	snprintf(img.manifest_digest, sizeof(img.manifest_digest), "%s", m->digest);
-	img.manifest_media_type = strdup(m->media_type[0] ? m->media_type : MT_OCI_MANIFEST);
-	if (!img.manifest_media_type) {
-		e = uk_err(err, ENOMEM, "%s", what);
-		goto out;
-	}
-	img.manifest = TAKE_PTR(m->json);
-	img.manifest_raw = TAKE_PTR(m->raw.data);
-	img.manifest_len = m->raw.len;
-
-	struct membuf cfg = { 0 };
-	e = fetch_small_blob(c, &img.config_blob, "config", &cfg, err);
-	if (e < 0) {
-		membuf_free(&cfg);
-		uk_err_ctx(err, "%s/%s", c->domain, c->name);
-		goto out;
-	}
-	json_tokener *tok = json_tokener_new();
-	if (!tok) {
-		membuf_free(&cfg);
-		e = uk_err(err, ENOMEM, "config");
-		goto out;
-	}
-	img.config = cfg.len ? json_tokener_parse_ex(tok, cfg.data, (int)cfg.len) : NULL;
-	bool complete = json_tokener_get_error(tok) == json_tokener_success &&
-			json_tokener_get_parse_end(tok) == cfg.len;
-	json_tokener_free(tok);
-	if (!img.config || !complete || !json_object_is_type(img.config, json_type_object)) {
-		membuf_free(&cfg);
-		e = uk_err(err, EBADMSG, "config %s of %s/%s: not a JSON object",
-			   img.config_blob.digest, c->domain, c->name);
-		goto out;
-	}
-	img.config_raw = cfg.data ? cfg.data : strdup("");
-	img.config_len = cfg.len;
-	if (!img.config_raw) {
-		e = uk_err(err, ENOMEM, "config");
-		goto out;
-	}
-	*ret = img;
-	memset(&img, 0, sizeof(img));
-	e = 0;
-out:
 	fetched_clear(&top);
 	fetched_clear(&child);
 	return e;
@@ -1320,7 +1305,7 @@ int registry_client_fetch_blob(registry_client *c, const struct registry_blob *b
 	else if (e < 0)
 		safe_close(fd);
 	if (e < 0)
-		unlink(path);
+		(void)unlink(path); /* best effort: the fetch's error is the one to report */
 	return e;
 }
 

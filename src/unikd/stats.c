@@ -7,32 +7,22 @@
 #include "../common/util.h"
 #include "stats.h"
 
-#define PROC_STAT_MAX 4096
-
 struct proc_sample {
 	uint64_t cpu_ns, rss, minflt, majflt;
 };
 
-/* /proc/PID/stat fields after the ')' : 10 minflt, 12 majflt, 14 utime, 15 stime, 24 rss. */
+/* Add a process's CPU time, RSS and page faults (from /proc/PID/stat) to *s. */
 static int proc_sample(pid_t pid, struct proc_sample *s)
 {
-	char path[64];
-	_cleanup_free_ char *text = NULL;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (uk_read_file(path, PROC_STAT_MAX, &text, NULL, NULL) < 0)
-		return -ESRCH;
-	char *p = strrchr(text, ')');
-	if (!p)
-		return -EIO;
-	uint64_t f[64] = { 0 };
-	int field = 3;
-	for (char *tok = strtok(p + 1, " "); tok && field < 64; tok = strtok(NULL, " "))
-		f[field++] = strtoull(tok, NULL, 10);
+	struct uk_proc_stat st;
+	int r = uk_proc_stat(pid, &st);
+	if (r < 0)
+		return r;
 	long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-	s->minflt += f[10];
-	s->majflt += f[12];
-	s->cpu_ns += (f[14] + f[15]) * (1000000000ull / (uint64_t)(hz > 0 ? hz : 100));
-	s->rss += f[24] * (uint64_t)(page > 0 ? page : 4096);
+	s->minflt += st.minflt;
+	s->majflt += st.majflt;
+	s->cpu_ns += (st.utime + st.stime) * (1000000000ull / (uint64_t)(hz > 0 ? hz : 100));
+	s->rss += st.rss * (uint64_t)(page > 0 ? page : 4096);
 	return 0;
 }
 
@@ -116,10 +106,11 @@ int rt_container_stats(struct runtime *rt, struct container *c, struct rt_stats 
 		pid_t wrapper = 0, qemu = 0;
 		struct proc_sample s = { 0 };
 		if (vm_pids(rt, c, &wrapper, &qemu) == 0) {
+			/* A process that just ended counts as nothing: the sample is best effort. */
 			if (qemu > 0)
-				proc_sample(qemu, &s);
+				(void)proc_sample(qemu, &s);
 			if (wrapper > 0)
-				proc_sample(wrapper, &s);
+				(void)proc_sample(wrapper, &s);
 		}
 		st->cpu_ns = s.cpu_ns;
 		st->mem_usage = st->mem_working_set = st->mem_rss = s.rss;

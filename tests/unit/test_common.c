@@ -103,6 +103,17 @@ static void error_context(void **state)
 	assert_int_equal(uk_err_errno(&err, ENOENT, "open %s", "/x"), -ENOENT);
 	assert_string_equal(err.msg, "open /x: No such file or directory");
 	assert_int_equal(uk_err(NULL, EPERM, "ignored"), -EPERM);
+	/* A callee's code survives its caller's context, with or without an err. */
+	assert_int_equal(uk_err(&err, ENOSPC, "write x"), -ENOSPC);
+	assert_int_equal(uk_err_ctx_r(&err, -ENOSPC, "save %s", "y"), -ENOSPC);
+	assert_string_equal(err.msg, "save y: write x");
+	assert_int_equal(err.code, ENOSPC);
+	assert_int_equal(uk_err_ctx_r(NULL, -ENOSPC, "save %s", "y"), -ENOSPC);
+	assert_int_equal(uk_err_ctx_r(NULL, 0, "no code"), -EIO);
+	uk_error fresh = { 0 };
+	assert_int_equal(uk_err_ctx_r(&fresh, -EAGAIN, "ctx"), -EAGAIN);
+	assert_int_equal(fresh.code, EAGAIN);
+	assert_string_equal(fresh.msg, "ctx: ");
 }
 
 static void proc_starttime(void **state)
@@ -115,7 +126,80 @@ static void proc_starttime(void **state)
 	assert_int_equal(a, b);
 	assert_int_equal(uk_proc_starttime(1, &b), 0);
 	assert_true(b <= a);
-	assert_int_equal(uk_proc_starttime(0x7ffffff0, &b), -ENOENT);
+	assert_int_equal(uk_proc_starttime(0x7ffffff0, &b), -ESRCH);
+	assert_int_equal(uk_proc_starttime(0, &b), -ESRCH);
+}
+
+/* A real line (kernel 6.x: 52 fields) around a given comm. */
+static void stat_line(char *buf, size_t size, const char *comm, const char *tail)
+{
+	snprintf(buf, size, "4242 (%s) %s", comm, tail);
+}
+
+#define STAT_TAIL                                                                                  \
+	"S 17 4242 4242 34816 4242 4194560 1234 0 7 0 150 25 0 0 20 0 3 0 987654 12345678 "       \
+	"321 18446744073709551615 1 1 0 0 0 0 0 4096 65536 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+
+static void proc_stat_parse(void **state)
+{
+	(void)state;
+	char line[1024];
+	struct uk_proc_stat st;
+	/* Whatever the command name holds, the fields after it are found. */
+	const char *comms[] = { "cat", "a b c", "x) S 1 2 (y", ")", "((", "new\nline", "", "tab\there" };
+	for (size_t i = 0; i < ARRAY_SIZE(comms); i++) {
+		stat_line(line, sizeof(line), comms[i], STAT_TAIL);
+		memset(&st, 0xff, sizeof(st));
+		if (uk_proc_stat_parse(line, &st) != 0)
+			fail_msg("comm \"%s\" not parsed", comms[i]);
+		assert_int_equal(st.state, 'S');
+		assert_int_equal(st.ppid, 17);
+		assert_int_equal(st.minflt, 1234);
+		assert_int_equal(st.majflt, 7);
+		assert_int_equal(st.utime, 150);
+		assert_int_equal(st.stime, 25);
+		assert_int_equal(st.starttime, 987654);
+		assert_int_equal(st.rss, 321);
+	}
+	/* A zombie, and signed fields (tpgid -1, nice -5) on the way. */
+	stat_line(line, sizeof(line), "z", "Z 1 0 0 0 -1 4194560 0 0 0 0 0 0 0 0 20 -5 1 0 5 0 0");
+	assert_int_equal(uk_proc_stat_parse(line, &st), 0);
+	assert_int_equal(st.state, 'Z');
+	assert_int_equal(st.starttime, 5);
+	/* Not that line. */
+	const char *bad[] = {
+		"", "4242", "4242 (cat)", "4242 (cat) S", "4242 (cat) S 17", "(cat) S " STAT_TAIL,
+		"x42 (cat) S " STAT_TAIL, "4242 cat) S 17 " STAT_TAIL, "4242 (cat) S x 1 2 3",
+		"4242 (cat)S 17 4242 4242 34816 4242 4194560 1234 0 7 0 150 25 0 0 20 0 3 0 987654 1 321",
+		"4242 (cat) S 17 4242 4242 34816 4242 4194560 1234 0 7 0 150 25 0 0 20 0 3 0 99999999999999999999999 1 321",
+		"4242 (cat) S 17 4242 4242 34816 4242 4194560 1234 0 7 0 150 25 0 0 20 0 3 0 987654 1 321x",
+		"4242 (cat) S 1x 4242",
+		"4242 (cat) S 17 4242 4242 34816 4242 4194560 1234 0 7 0 150 25 0 0 20 0 3 0 987654 1",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (uk_proc_stat_parse(bad[i], &st) != -EINVAL)
+			fail_msg("\"%s\" accepted", bad[i]);
+	assert_int_equal(uk_proc_stat_parse(NULL, &st), -EINVAL);
+	/* The reader on this very process. */
+	assert_int_equal(uk_proc_stat(getpid(), &st), 0);
+	assert_int_equal(st.state, 'R');
+	assert_int_equal(st.ppid, getppid());
+	assert_true(st.rss > 0);
+	assert_int_equal(uk_proc_stat(0x7ffffff0, &st), -ESRCH);
+}
+
+static void strf(void **state)
+{
+	(void)state;
+	char *s = uk_strf("%s/%d", "a", 7);
+	assert_string_equal(s, "a/7");
+	free(s);
+	char big[5000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	s = uk_strf("%s!", big);
+	assert_int_equal(strlen(s), sizeof(big));
+	free(s);
 }
 
 /* A zombie is not alive, though kill(pid, 0) and its /proc entry say otherwise. */
@@ -155,6 +239,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(atomic_write, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test(error_context),
 		cmocka_unit_test(proc_starttime),
+		cmocka_unit_test(proc_stat_parse),
+		cmocka_unit_test(strf),
 		cmocka_unit_test(proc_alive_and_zombie),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

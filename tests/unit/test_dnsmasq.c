@@ -161,7 +161,7 @@ static size_t expected_cmdline(char *out, size_t size, const char *dir, const ch
 	size_t n = 0;
 	const char *fixed[] = { "/usr/sbin/dnsmasq", "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
 				"--user=nobody", "--bind-interfaces", "--except-interface=lo", "--dhcp-authoritative",
-				"--dhcp-no-override", "--no-ping", "--interface=" BRIDGE };
+				"--dhcp-no-override", "--no-ping", "--quiet-dhcp", "--interface=" BRIDGE };
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(*fixed); i++)
 		snprintf(buf[n++], sizeof(buf[0]), "%s", fixed[i]);
 	for (size_t i = 0; ranges[i]; i++)
@@ -551,7 +551,7 @@ static void ensure_starts(void **state)
 	assert_true(json_object_object_get_ex(o, "start_time", &v));
 	assert_int_equal((uint64_t)json_object_get_int64(v), st);
 	assert_true(json_object_object_get_ex(o, "argv", &v));
-	assert_int_equal(json_object_array_length(v), 18);
+	assert_int_equal(json_object_array_length(v), 19);
 	json_object_put(o);
 	free(rec);
 	/* The layout. */
@@ -967,6 +967,82 @@ static void lease_parsing(void **state)
 	dnsmasq_free(d);
 }
 
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* dnsmasq.log stays bounded through pod churn. Every removal restarts dnsmasq, and every
+ * start logs a line per file in hosts.d/ and opts.d/: with pods that stay, the log grew
+ * quadratically in churn. Past log_max it becomes dnsmasq.log.1 (one old file kept). */
+static void log_stays_bounded(void **state)
+{
+	(void)state;
+	enum { LOG_MAX = 16 * 1024, KEEP = 20, CYCLES = 40 };
+	char dir[160], log[200], old[200];
+	snprintf(dir, sizeof(dir), "%s/logtest", g_root);
+	path_in(log, sizeof(log), dir, "dnsmasq.log");
+	path_in(old, sizeof(old), dir, "dnsmasq.log.1");
+	struct dnsmasq_config c = config(dir, &R88, 1);
+	c.log_max = LOG_MAX;
+	struct dnsmasq *d = NULL;
+	uk_error err = { 0 };
+	if (dnsmasq_ensure(&c, &d, &err) < 0)
+		fail_msg("%s", err.msg);
+	char id[32], mac[18];
+	for (int i = 0; i < KEEP; i++) {
+		snprintf(id, sizeof(id), "keep-%d", i);
+		snprintf(mac, sizeof(mac), "02:00:00:00:01:%02x", i);
+		assert_int_equal(dnsmasq_add_host(d, id, mac, ip4("10.88.0.10") + (uint32_t)i, NULL, NULL, &err), 0);
+	}
+	off_t most = 0, most_old = 0;
+	for (int i = 0; i < CYCLES; i++) {
+		snprintf(id, sizeof(id), "churn-%d", i);
+		snprintf(mac, sizeof(mac), "02:00:00:00:02:%02x", i);
+		assert_int_equal(dnsmasq_add_host(d, id, mac, ip4("10.88.0.100") + (uint32_t)i, NULL, NULL, &err), 0);
+		pid_t before = dnsmasq_pid(d);
+		assert_int_equal(dnsmasq_remove_host(d, id, &err), 0);
+		assert_int_not_equal(dnsmasq_pid(d), before); /* a removal restarts it */
+		off_t n = file_size(log), o = file_size(old);
+		most = n > most ? n : most;
+		most_old = o > most_old ? o : most_old;
+	}
+	/* Each start adds one start's lines (about 3 KiB here) after the check: 2x is generous,
+	 * and far below the ~110 KiB these 40 restarts log. */
+	if (most > 2 * LOG_MAX || most_old > 2 * LOG_MAX)
+		fail_msg("dnsmasq.log reached %lld bytes, dnsmasq.log.1 %lld (bound %d)", (long long)most,
+			 (long long)most_old, LOG_MAX);
+	assert_true(most_old > LOG_MAX / 2); /* it did rotate */
+
+	/* A running dnsmasq is rotated too (SIGUSR2), and goes on logging into the new file,
+	 * which it can reopen as its unprivileged user. */
+	pid_t pid = dnsmasq_pid(d);
+	for (int i = 0; file_size(log) <= LOG_MAX; i++) {
+		assert_true(i < 400);
+		snprintf(id, sizeof(id), "fill-%d", i);
+		snprintf(mac, sizeof(mac), "02:00:00:00:03:%02x", i % 256);
+		assert_int_equal(dnsmasq_add_host(d, id, mac, ip4("10.88.0.1") + (uint32_t)(i % 8), NULL, NULL, &err), 0);
+		char line[64];
+		snprintf(line, sizeof(line), "hosts.d/%s", id);
+		assert_true(wait_file(log, has_text, line, 5000));
+	}
+	assert_int_equal(dnsmasq_bound_log(d, &err), 1);
+	assert_int_equal(dnsmasq_pid(d), pid);
+	struct stat a, b;
+	assert_int_equal(stat(log, &a), 0);
+	assert_int_equal(stat(old, &b), 0);
+	assert_true(a.st_size < b.st_size);
+	assert_int_equal(a.st_uid, b.st_uid);
+	assert_int_equal(a.st_mode, b.st_mode);
+	assert_int_equal(dnsmasq_add_host(d, "after-rotation", "02:00:00:00:04:01", ip4("10.88.0.200"), NULL, NULL, &err),
+			 0);
+	assert_true(wait_file(log, has_text, "hosts.d/after-rotation", 5000));
+	assert_int_equal(dnsmasq_bound_log(d, &err), 0);
+	assert_int_equal(dnsmasq_stop(d, &err), 0);
+	dnsmasq_free(d);
+}
+
 static void stop_stops(void **state)
 {
 	(void)state;
@@ -996,6 +1072,7 @@ static int run_all(void)
 		cmocka_unit_test(bad_inputs),
 		cmocka_unit_test(start_failure_message),
 		cmocka_unit_test(lease_parsing),
+		cmocka_unit_test(log_stays_bounded),
 		cmocka_unit_test(stop_stops),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

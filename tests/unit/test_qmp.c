@@ -1147,6 +1147,29 @@ static void test_connect_unix(void **state)
 	longpath[sizeof(longpath) - 1] = '\0';
 	assert_int_equal(qmp_connect_unix(longpath, &q, &err), -ENAMETOOLONG);
 
+	/* A path longer than sun_path whose last component fits: reached through its
+	 * directory's fd (a VM directory deep under a long root). */
+	char deep[256];
+	snprintf(deep, sizeof(deep), "%s/%0120d", dir, 0);
+	assert_int_equal(mkdir(deep, 0700), 0);
+	char deep_sock[300];
+	snprintf(deep_sock, sizeof(deep_sock), "%s/qmp.sock", deep);
+	assert_true(strlen(deep_sock) >= sizeof(((struct sockaddr_un *)0)->sun_path));
+	int dfd = open(deep, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	int dl = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un dsa = { .sun_family = AF_UNIX };
+	snprintf(dsa.sun_path, sizeof(dsa.sun_path), "/proc/self/fd/%d/qmp.sock", dfd);
+	assert_int_equal(bind(dl, (struct sockaddr *)&dsa, sizeof(dsa)), 0);
+	assert_int_equal(listen(dl, 1), 0);
+	assert_int_equal(qmp_connect_unix(deep_sock, &q, &err), 0);
+	qmp_free(q);
+	q = NULL;
+	close(dl);
+	close(dfd);
+	assert_int_equal(unlink(deep_sock), 0);
+	assert_int_equal(rmdir(deep), 0);
+
 	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(l >= 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
