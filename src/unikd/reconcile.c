@@ -2,7 +2,6 @@
  * against what exists. VMs are reattached or recorded as ended, half-made objects are
  * completed or removed, orphans go. Each clean-up is logged: nobody else would see it. */
 #include <dirent.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -160,21 +159,11 @@ static void destroy_container(struct runtime *rt, struct container *c)
 	log_warn("pod=%s ctr=%s msg=\"removed a container whose pod is gone\"", c->sandbox_id, c->id);
 }
 
-/* The parent of a process (field 4 of /proc/PID/stat), 0 if unknown. */
+/* The parent of a process, 0 if unknown. */
 static pid_t proc_ppid(pid_t pid)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	int ppid = 0;
-	if (!p || sscanf(p, ") %*c %d", &ppid) != 1)
-		return 0;
-	return (pid_t)ppid;
+	struct uk_proc_stat st;
+	return uk_proc_stat(pid, &st) < 0 ? 0 : st.ppid;
 }
 
 /* Every vmwrapper serving our VM directory that no container names is killed: its record
