@@ -1,10 +1,8 @@
 /* vmwrapper: boots one VM and supervises it, as conmon does for one container.
  *
- * It is QEMU's parent: it owns the console, a private QMP monitor and the two QMP
- * listening sockets, reaps QEMU and records how the VM ended in exit.json. */
+ * It is QEMU's parent: it owns the console, a private QMP monitor, the two QMP listening
+ * sockets and its control socket, reaps QEMU and records how the VM ended in exit.json. */
 #include <fcntl.h>
-#include <getopt.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -17,25 +15,26 @@
 
 #include "../src/common/log.h"
 #include "../src/common/util.h"
+#include "../src/common/vmctl.h"
 #include "../src/qmp/qmp.h"
+#include "args.h"
 #include "crilog.h"
 #include "exit_status.h"
 #include "kernel_probe.h"
+#include "logfile.h"
 #include "qemu_argv.h"
 #include "spec.h"
+#include "vmctl_server.h"
 
 #ifndef UNIKD_VERSION
 #define UNIKD_VERSION "0.0.0"
 #endif
 
-#define SPEC_MAX (64 * 1024)
 #define STDERR_TAIL_MAX 4096
 #define STDERR_TAIL_LINES 10
 #define CONSOLE_CHUNK (64 * 1024)
-
-/* How the console reaches its file: as the guest wrote it, or as CRI log records. */
-enum log_format { LOG_FORMAT_RAW, LOG_FORMAT_CRI };
-static const char *const log_format_names[] = { "raw", "cri" };
+/* Before a reopen, the console bytes already queued go to the old file, up to this much. */
+#define REOPEN_DRAIN_MAX (1024 * 1024)
 
 /* Exit codes of vmwrapper itself when the VM never ran. */
 #define EXIT_BAD_INPUT 125
@@ -54,7 +53,10 @@ struct wrapper {
 	enum log_format log_format;
 	struct crilog cri; /* LOG_FORMAT_CRI: the pending line, at most 16 KiB */
 	int stderr_fd;
-	qmp *ctl;
+	qmp *mon; /* the private monitor */
+	struct vmctl_server vmctl;
+	bool con_open, err_open, mon_open; /* the channels from QEMU that have not ended */
+	bool in_state_dir; /* the cwd is the state directory, where our sockets go */
 	pid_t qemu_pid;
 	bool qemu_exited;
 	int wait_status;
@@ -68,240 +70,6 @@ struct wrapper {
 	uint64_t started_ns;
 };
 
-static void usage(FILE *f)
-{
-	fputs("Usage: vmwrapper --kernel FILE [--append CMDLINE] [--initrd FILE] [options]\n"
-	      "       vmwrapper --disk FILE [--disk-format raw|qcow2] [options]\n"
-	      "       vmwrapper --kernel FILE --disk FILE [options]  (a kernel and a data disk)\n"
-	      "       vmwrapper --spec FILE.json [--sync-fd N]   (how unikd runs it)\n"
-	      "\n"
-	      "Boots one VM in QEMU with its serial console on stdout and exits with the\n"
-	      "guest's exit code (isa-debug-exit value), 0 on poweroff.\n"
-	      "\n"
-	      "Options:\n"
-	      "  --kernel FILE        PVH ELF, bzImage or multiboot kernel\n"
-	      "  --initrd FILE        initial ramdisk\n"
-	      "  --append CMDLINE     kernel command line\n"
-	      "  --disk FILE          boot from a disk image instead of a kernel; with --kernel,\n"
-	      "                       a data disk (virtio-blk); its writes go to a throwaway snapshot\n"
-	      "  --disk-format FMT    raw (default) or qcow2\n"
-	      "  --memory MIB         guest memory in MiB (default 64)\n"
-	      "  --cpus N             vCPUs (default 1)\n"
-	      "  --machine M          auto (default), microvm, pc or q35\n"
-	      "  --accel A            auto (default: kvm if /dev/kvm opens), kvm or tcg\n"
-	      "  --cpu MODEL          QEMU CPU model (default: QEMU's)\n"
-	      "  --qemu PATH          QEMU binary (default " QEMU_DEFAULT_BINARY ")\n"
-	      "  --state-dir DIR      where the QMP sockets and exit.json go (default: a temp dir)\n"
-	      "  --console-log FILE   append the console to FILE instead of stdout\n"
-	      "  --log-format F       raw (default): the console's bytes as they come;\n"
-	      "                       cri: kubelet's CRI log records (TIME stdout F|P LINE)\n"
-	      "  --id ID              VM name (default vm)\n"
-	      "  -v, --verbose        log decisions to stderr\n"
-	      "  -h, --help           this text\n"
-	      "      --version        print the version\n"
-	      "\n"
-	      "Exit status: the guest's code; 0 on poweroff; 1 on panic or reset; 128+N if QEMU\n"
-	      "died of signal N; 137 if stopped; 125 for bad input; 126 if QEMU failed.\n",
-	      f);
-}
-
-static int parse_enum(const char *opt, const char *val, const char *const *names, size_t n, int *ret,
-		      uk_error *err)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(val, names[i]) == 0) {
-			*ret = (int)i;
-			return 0;
-		}
-	return uk_err(err, EINVAL, "--%s: unknown value \"%s\"", opt, val);
-}
-
-static int set_str(char **dst, const char *val)
-{
-	free(*dst);
-	*dst = strdup(val);
-	return *dst ? 0 : -ENOMEM;
-}
-
-/* Person mode accepts relative paths; the spec holds absolute ones. */
-static int set_path(char **dst, const char *opt, const char *val, uk_error *err)
-{
-	char buf[PATH_MAX];
-	if (!realpath(val, buf))
-		return uk_err_errno(err, errno, "--%s: %s", opt, val);
-	return set_str(dst, buf) < 0 ? uk_err(err, ENOMEM, "out of memory") : 0;
-}
-
-/* The spec's "log_format" (vm_spec_parse leaves fields it does not know alone): "cri" or
- * "raw", by default "cri" when the console goes to a log file (unikd's case, kubelet reads
- * it) and "raw" when it goes to stdout. */
-static int spec_log_format(const char *json, const struct vm_spec *s, enum log_format *ret, uk_error *err)
-{
-	_cleanup_json_ json_object *o = json_tokener_parse(json);
-	json_object *v;
-	*ret = s->console_log ? LOG_FORMAT_CRI : LOG_FORMAT_RAW;
-	if (!o || !json_object_object_get_ex(o, "log_format", &v) || json_object_is_type(v, json_type_null))
-		return 0;
-	if (!json_object_is_type(v, json_type_string))
-		return uk_err(err, EINVAL, "field \"log_format\" must be a string");
-	const char *name = json_object_get_string(v);
-	for (size_t i = 0; i < ARRAY_SIZE(log_format_names); i++)
-		if (strcmp(name, log_format_names[i]) == 0) {
-			*ret = (enum log_format)i;
-			return 0;
-		}
-	return uk_err(err, EINVAL, "field \"log_format\" has unknown value \"%s\" (cri or raw)", name);
-}
-
-enum {
-	OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_DISK, OPT_DISK_FORMAT, OPT_MEMORY, OPT_CPUS,
-	OPT_MACHINE, OPT_ACCEL, OPT_CPU, OPT_QEMU, OPT_STATE_DIR, OPT_CONSOLE_LOG, OPT_LOG_FORMAT, OPT_ID,
-	OPT_SPEC, OPT_SYNC_FD, OPT_VERSION,
-};
-
-static int parse_args(int argc, char **argv, struct wrapper *w, uk_error *err)
-{
-	static const struct option opts[] = {
-		{ "kernel", required_argument, NULL, OPT_KERNEL },
-		{ "initrd", required_argument, NULL, OPT_INITRD },
-		{ "append", required_argument, NULL, OPT_APPEND },
-		{ "disk", required_argument, NULL, OPT_DISK },
-		{ "disk-format", required_argument, NULL, OPT_DISK_FORMAT },
-		{ "memory", required_argument, NULL, OPT_MEMORY },
-		{ "cpus", required_argument, NULL, OPT_CPUS },
-		{ "machine", required_argument, NULL, OPT_MACHINE },
-		{ "accel", required_argument, NULL, OPT_ACCEL },
-		{ "cpu", required_argument, NULL, OPT_CPU },
-		{ "qemu", required_argument, NULL, OPT_QEMU },
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
-		{ "console-log", required_argument, NULL, OPT_CONSOLE_LOG },
-		{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
-		{ "id", required_argument, NULL, OPT_ID },
-		{ "spec", required_argument, NULL, OPT_SPEC },
-		{ "sync-fd", required_argument, NULL, OPT_SYNC_FD },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ 0 },
-	};
-	static const char *const machines[] = { "auto", "microvm", "pc", "q35" };
-	static const char *const accels[] = { "auto", "kvm", "tcg" };
-	static const char *const formats[] = { "raw", "qcow2" };
-	_cleanup_vm_spec_ struct vm_spec *s = vm_spec_new();
-	const char *spec_file = NULL;
-	bool person_opts = false;
-	uint64_t n;
-	int c, r = 0, e;
-
-	if (!s)
-		return uk_err(err, ENOMEM, "out of memory");
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		person_opts |= c >= OPT_KERNEL && c <= OPT_ID;
-		switch (c) {
-		case OPT_KERNEL: r = set_path(&s->kernel, "kernel", optarg, err); break;
-		case OPT_INITRD: r = set_path(&s->initrd, "initrd", optarg, err); break;
-		case OPT_DISK: r = set_path(&s->disk, "disk", optarg, err); break;
-		case OPT_APPEND: r = set_str(&s->cmdline, optarg); break;
-		case OPT_CPU: r = set_str(&s->cpu_model, optarg); break;
-		case OPT_ID: r = set_str(&s->id, optarg); break;
-		case OPT_QEMU: r = set_path(&s->qemu_binary, "qemu", optarg, err); break;
-		case OPT_CONSOLE_LOG: r = set_str(&s->console_log, optarg); break;
-		case OPT_STATE_DIR: r = set_str(&s->state_dir, optarg); break;
-		case OPT_LOG_FORMAT:
-			r = parse_enum("log-format", optarg, log_format_names, ARRAY_SIZE(log_format_names), &e, err);
-			w->log_format = (enum log_format)e;
-			break;
-		case OPT_DISK_FORMAT:
-			r = parse_enum("disk-format", optarg, formats, ARRAY_SIZE(formats), &e, err);
-			s->disk_format = (enum vm_disk_format)e;
-			break;
-		case OPT_MACHINE:
-			r = parse_enum("machine", optarg, machines, ARRAY_SIZE(machines), &e, err);
-			s->machine = (enum vm_machine)e;
-			break;
-		case OPT_ACCEL:
-			r = parse_enum("accel", optarg, accels, ARRAY_SIZE(accels), &e, err);
-			s->accel = (enum vm_accel)e;
-			break;
-		case OPT_MEMORY:
-			if (uk_parse_u64(optarg, VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &n) < 0)
-				return uk_err(err, EINVAL, "--memory: \"%s\" is not a size in MiB within %d..%d",
-					      optarg, VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB);
-			s->memory_mib = (unsigned)n;
-			break;
-		case OPT_CPUS:
-			if (uk_parse_u64(optarg, 1, VM_VCPUS_MAX, &n) < 0)
-				return uk_err(err, EINVAL, "--cpus: \"%s\" is not a count within 1..%d", optarg,
-					      VM_VCPUS_MAX);
-			s->vcpus = (unsigned)n;
-			break;
-		case OPT_SPEC: spec_file = optarg; break;
-		case OPT_SYNC_FD:
-			if (uk_parse_u64(optarg, 3, INT_MAX, &n) < 0)
-				return uk_err(err, EINVAL, "--sync-fd: \"%s\" is not an fd >= 3", optarg);
-			w->sync_fd = (int)n;
-			break;
-		case 'v': uk_log_set_level(UK_LOG_DEBUG); break;
-		case 'h': usage(stdout); exit(0);
-		case OPT_VERSION: printf("vmwrapper %s\n", UNIKD_VERSION); exit(0);
-		default:
-			return uk_err(err, EINVAL, "unknown or incomplete option \"%s\" (see --help)",
-				      argv[optind - 1]);
-		}
-		if (r < 0)
-			return r == -ENOMEM ? uk_err(err, ENOMEM, "out of memory") : r;
-	}
-	if (optind < argc)
-		return uk_err(err, EINVAL, "unexpected argument \"%s\" (see --help)", argv[optind]);
-
-	if (spec_file) {
-		if (person_opts)
-			return uk_err(err, EINVAL, "--spec cannot be combined with VM options");
-		_cleanup_free_ char *json = NULL;
-		vm_spec_free(TAKE_PTR(s));
-		if ((r = uk_read_file(spec_file, SPEC_MAX, &json, NULL, err)) < 0 ||
-		    (r = vm_spec_parse(json, &s, err)) < 0 ||
-		    (r = spec_log_format(json, s, &w->log_format, err)) < 0)
-			return uk_err_ctx(err, "spec %s", spec_file);
-		w->spec = TAKE_PTR(s);
-		return 0;
-	}
-	if (w->sync_fd >= 0)
-		return uk_err(err, EINVAL, "--sync-fd needs --spec");
-	if (!s->kernel && !s->disk)
-		return uk_err(err, EINVAL, "give --kernel or --disk (see --help)");
-	w->person = true;
-	if (!s->id && set_str(&s->id, "vm") < 0)
-		return uk_err(err, ENOMEM, "out of memory");
-	if (!s->state_dir) {
-		const char *base = getenv("XDG_RUNTIME_DIR");
-		char tmpl[PATH_MAX];
-		snprintf(tmpl, sizeof(tmpl), "%s/vmwrapper.XXXXXX", base && *base ? base : "/tmp");
-		if (!mkdtemp(tmpl))
-			return uk_err_errno(err, errno, "create a state directory under %s", tmpl);
-		if (set_str(&s->state_dir, tmpl) < 0 || !(w->tmp_state_dir = strdup(tmpl)))
-			return uk_err(err, ENOMEM, "out of memory");
-	} else {
-		char buf[PATH_MAX];
-		if (uk_mkdir_p(s->state_dir, 0700, err) < 0 || !realpath(s->state_dir, buf))
-			return uk_err_errno(err, errno, "--state-dir %s", s->state_dir);
-		set_str(&s->state_dir, buf);
-	}
-	if (s->console_log && s->console_log[0] != '/') {
-		char buf[PATH_MAX];
-		if (!getcwd(buf, sizeof(buf)) || strlen(buf) + strlen(s->console_log) + 2 > sizeof(buf))
-			return uk_err(err, ENAMETOOLONG, "--console-log: path too long");
-		strcat(buf, "/");
-		strcat(buf, s->console_log);
-		set_str(&s->console_log, buf);
-	}
-	if ((r = vm_spec_validate(s, err)) < 0)
-		return r;
-	w->spec = TAKE_PTR(s);
-	return 0;
-}
-
 /* A listening unix socket named relative to the cwd (the state directory), which keeps
  * sun_path short however deep the state directory is. */
 static int listen_unix(const char *name, uk_error *err)
@@ -311,7 +79,8 @@ static int listen_unix(const char *name, uk_error *err)
 	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return uk_err_errno(err, errno, "socket");
-	unlink(name);
+	/* A socket file left by an earlier run would make bind fail; none is fine. */
+	(void)unlink(name);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return uk_err_errno(err, errno, "bind %s", name);
 	if (chmod(name, 0600) < 0 || listen(fd, 8) < 0)
@@ -344,7 +113,8 @@ static void on_ready(qmp *q, void *userdata)
 	int maj = 0, min = 0, mic = 0;
 	w->started = true;
 	w->t_ready = uk_now_mono_ns();
-	qmp_version(q, &maj, &min, &mic);
+	/* The greeting came before ready: the version is there (0.0.0 for the log if not). */
+	(void)qmp_version(q, &maj, &min, &mic);
 	log_debug("vm=%s msg=\"qemu ready\" qemu_version=%d.%d.%d ms_since_start=%.3f", w->spec->id, maj,
 		  min, mic, (double)(w->t_ready - w->t_start) / 1e6);
 	send_sync(w, true, NULL);
@@ -451,31 +221,83 @@ static ssize_t pump_stderr(struct wrapper *w)
 static void request_stop(struct wrapper *w)
 {
 	w->stop_requests++;
-	if (w->stop_requests == 1 && w->ctl && qmp_get_state(w->ctl) != QMP_STATE_CLOSED &&
-	    qmp_send(w->ctl, "quit", NULL, NULL, NULL) >= 0)
+	if (w->stop_requests == 1 && w->mon && qmp_get_state(w->mon) != QMP_STATE_CLOSED &&
+	    qmp_send(w->mon, "quit", NULL, NULL, NULL) >= 0)
 		return;
-	kill(w->qemu_pid, w->stop_requests == 1 ? SIGTERM : SIGKILL);
+	/* ESRCH: QEMU is gone already, and SIGCHLD tells the loop. */
+	(void)kill(w->qemu_pid, w->stop_requests == 1 ? SIGTERM : SIGKILL);
+}
+
+/* A channel from QEMU: go on while it has more, stop watching it at EOF or on an error. */
+static void on_console(struct wrapper *w)
+{
+	ssize_t n = pump_console(w);
+	if (n == 0 || (n < 0 && n != -EAGAIN))
+		w->con_open = false;
+}
+
+static void on_stderr(struct wrapper *w)
+{
+	ssize_t n = pump_stderr(w);
+	if (n == 0 || (n < 0 && n != -EAGAIN))
+		w->err_open = false;
+}
+
+/* The console bytes already queued before a reopen belong to the old file. Bounded, so a
+ * guest that floods its console cannot hold the reopen back. */
+static void drain_console(struct wrapper *w)
+{
+	for (size_t done = 0; w->con_open && done < REOPEN_DRAIN_MAX;) {
+		ssize_t n = pump_console(w);
+		if (n <= 0) {
+			if (n != -EAGAIN)
+				w->con_open = false;
+			return;
+		}
+		done += (size_t)n;
+	}
 }
 
 /* Kubelet renamed the log file: continue in a new one at the same path. Bytes are
  * written whole to one file or the other, so none is lost or duplicated; in the CRI
  * format every record goes whole to one file, and a line still pending continues in
- * the new one. */
-static void reopen_log(struct wrapper *w)
+ * the new one. When the new file cannot be opened, the old one stays in use. */
+static int reopen_log(struct wrapper *w, uk_error *err)
 {
 	if (!w->spec->console_log)
-		return;
-	int fd = open(w->spec->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
-	if (fd < 0) {
-		log_error("vm=%s msg=\"cannot reopen the console log\" path=%s error=\"%s\"", w->spec->id,
-			  w->spec->console_log, strerror(errno));
-		return;
-	}
+		return uk_err(err, ENOENT, "the console goes to stdout: there is no log file to reopen");
+	drain_console(w);
+	int fd = logfile_open(w->spec->console_log, err);
+	if (fd < 0)
+		return uk_err_ctx(err, "reopen the console log");
 	if (w->out_fd > STDERR_FILENO)
-		close(w->out_fd);
+		safe_close(w->out_fd);
 	w->out_fd = fd;
 	w->out_failed = false;
 	crilog_set_fd(&w->cri, fd);
+	return 0;
+}
+
+/* A reopen asked for by SIGHUP or the control socket; the edge that logs. */
+static int reopen_log_logged(struct wrapper *w, uk_error *err)
+{
+	int r = reopen_log(w, err);
+	if (r < 0)
+		log_error("vm=%s msg=\"cannot reopen the console log, it goes on in the old file\" error=\"%s\"",
+			  w->spec->id, err->msg);
+	else
+		log_debug("vm=%s msg=\"console log reopened\" path=%s", w->spec->id, w->spec->console_log);
+	return r;
+}
+
+static int on_vmctl(enum vmctl_command cmd, uk_error *err, void *userdata)
+{
+	struct wrapper *w = userdata;
+	switch (cmd) {
+	case VMCTL_REOPEN_LOG:
+		return reopen_log_logged(w, err);
+	}
+	return uk_err(err, EINVAL, VMCTL_ERR_UNKNOWN);
 }
 
 static void handle_signals(struct wrapper *w)
@@ -492,7 +314,11 @@ static void handle_signals(struct wrapper *w)
 			request_stop(w);
 			break;
 		case SIGHUP:
-			reopen_log(w);
+			/* Old callers' way, without an answer: the outcome is in the log. */
+			if (w->spec->console_log) {
+				uk_error err = { 0 };
+				(void)reopen_log_logged(w, &err);
+			}
 			break;
 		default:
 			break;
@@ -551,8 +377,10 @@ static int write_state(struct wrapper *w, uk_error *err)
 	uint64_t st = 0, qst = 0;
 	if (!o)
 		return uk_err(err, ENOMEM, "out of memory");
-	uk_proc_starttime(getpid(), &st);
-	uk_proc_starttime(w->qemu_pid, &qst);
+	/* 0 stands for unknown: unikd then cannot tell these processes from a recycled PID
+	 * and treats them as gone, which is the safe side. */
+	(void)uk_proc_starttime(getpid(), &st);
+	(void)uk_proc_starttime(w->qemu_pid, &qst);
 	json_object_object_add(o, "pid", json_object_new_int(getpid()));
 	json_object_object_add(o, "start_time", json_object_new_uint64(st));
 	json_object_object_add(o, "qemu_pid", json_object_new_int(w->qemu_pid));
@@ -614,50 +442,78 @@ static int setup(struct wrapper *w, uk_error *err)
 		return r;
 	if (chdir(s->state_dir) < 0)
 		return uk_err_errno(err, errno, "chdir %s", s->state_dir);
-	unlink("exit.json");
+	w->in_state_dir = true;
+	/* An earlier run's record must not pass for this one's; none is fine, and one that
+	 * cannot go is replaced atomically at the end anyway. */
+	(void)unlink("exit.json");
 	if (s->console_log) {
-		w->out_fd = open(s->console_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+		w->out_fd = logfile_open(s->console_log, err);
 		if (w->out_fd < 0)
-			return uk_err_errno(err, errno, "open console log %s", s->console_log);
+			return uk_err_ctx(err, w->person ? "--console-log" : "field \"console_log\"");
 	} else {
 		w->out_fd = STDOUT_FILENO;
 	}
 	crilog_init(&w->cri, w->out_fd);
 	log_debug("vm=%s msg=\"console\" path=%s log_format=%s", s->id, s->console_log ? s->console_log : "(stdout)",
-		  log_format_names[w->log_format]);
+		  log_format_name(w->log_format));
 	return 0;
 }
 
-static int run(struct wrapper *w, uk_error *err)
+/* QEMU's ends of its channels: ours to close once QEMU holds them. */
+struct qemu_ends {
+	int con, mon, qmp_l, dbg_l, err_w;
+};
+
+static void qemu_ends_close(struct qemu_ends *e)
 {
-	_cleanup_strv_ char **argv = NULL;
-	_cleanup_close_ int con_q = -1, ctl_q = -1, qmp_l = -1, dbg_l = -1, err_w = -1;
-	int con[2], ctl[2], errp[2], r;
+	e->con = safe_close(e->con);
+	e->mon = safe_close(e->mon);
+	e->qmp_l = safe_close(e->qmp_l);
+	e->dbg_l = safe_close(e->dbg_l);
+	e->err_w = safe_close(e->err_w);
+}
 
-	if ((r = qemu_build_argv(w->spec, &w->plan, &argv, err)) < 0)
-		return r;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, con) < 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0 || pipe2(errp, O_CLOEXEC) < 0)
-		return uk_err_errno(err, errno, "create the console and monitor channels");
+/* The console, the monitor, QEMU's stderr and the listening sockets, all made before QEMU
+ * starts, so a client can connect the moment the sync pipe says ok. */
+static int open_channels(struct wrapper *w, struct qemu_ends *e, uk_error *err)
+{
+	int con[2], mon[2], errp[2], r;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, con) < 0)
+		return uk_err_errno(err, errno, "create the console channel");
 	w->console_fd = con[0];
-	con_q = con[1];
-	ctl_q = ctl[1];
-	w->stderr_fd = errp[0];
-	err_w = errp[1];
-	if ((r = qmp_new(ctl[0], &w->ctl)) < 0)
+	e->con = con[1];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mon) < 0)
+		return uk_err_errno(err, errno, "create the monitor channel");
+	e->mon = mon[1];
+	if ((r = qmp_new(mon[0], &w->mon)) < 0)
 		return uk_err(err, -r, "set up the control monitor");
-	qmp_set_event_handler(w->ctl, on_event, w);
-	qmp_set_ready_handler(w->ctl, on_ready, w);
-	if ((qmp_l = listen_unix("qmp.sock", err)) < 0 || (dbg_l = listen_unix("qmp-debug.sock", err)) < 0)
-		return qmp_l < 0 ? qmp_l : dbg_l;
+	qmp_set_event_handler(w->mon, on_event, w);
+	qmp_set_ready_handler(w->mon, on_ready, w);
+	if (pipe2(errp, O_CLOEXEC) < 0)
+		return uk_err_errno(err, errno, "create QEMU's stderr pipe");
+	w->stderr_fd = errp[0];
+	e->err_w = errp[1];
+	if ((e->qmp_l = listen_unix("qmp.sock", err)) < 0 || (e->dbg_l = listen_unix("qmp-debug.sock", err)) < 0)
+		return -err->code;
+	int ctl = listen_unix(VMCTL_SOCKET, err);
+	if (ctl < 0)
+		return ctl;
+	vmctl_server_init(&w->vmctl, ctl, VMCTL_CLIENT_TIMEOUT_MS, on_vmctl, w);
+	return 0;
+}
 
+/* Start QEMU with its channels and the NICs' fds on the numbers its argv names, then let go
+ * of QEMU's ends: EOF on a channel must mean that QEMU is gone. */
+static int start_qemu(struct wrapper *w, char **argv, struct qemu_ends *e, uk_error *err)
+{
 	int fds[4 + 2 * VM_NETS_MAX][2] = {
-		{ con_q, QEMU_FD_CONSOLE },
-		{ ctl_q, QEMU_FD_QMP_CTL },
-		{ qmp_l, QEMU_FD_QMP },
-		{ dbg_l, QEMU_FD_QMP_DEBUG },
+		{ e->con, QEMU_FD_CONSOLE },
+		{ e->mon, QEMU_FD_QMP_CTL },
+		{ e->qmp_l, QEMU_FD_QMP },
+		{ e->dbg_l, QEMU_FD_QMP_DEBUG },
 	};
 	size_t nfds = 4;
+	int r;
 	for (unsigned i = 0; i < w->spec->n_nets; i++) {
 		fds[nfds][0] = w->spec->nets[i].tap_fd;
 		fds[nfds++][1] = QEMU_FD_NET_BASE + 2 * (int)i;
@@ -667,53 +523,170 @@ static int run(struct wrapper *w, uk_error *err)
 		}
 	}
 	w->started_ns = uk_now_realtime_ns();
-	if ((r = spawn_qemu(w, argv, fds, nfds, err_w, err)) < 0)
+	if ((r = spawn_qemu(w, argv, fds, nfds, e->err_w, err)) < 0)
 		return r;
 	w->t_forked = uk_now_mono_ns();
-	/* QEMU holds its ends now; ours must close so EOF means QEMU is gone. */
-	con_q = safe_close(con_q);
-	ctl_q = safe_close(ctl_q);
-	qmp_l = safe_close(qmp_l);
-	dbg_l = safe_close(dbg_l);
-	err_w = safe_close(err_w);
+	qemu_ends_close(e);
 	for (unsigned i = 0; i < w->spec->n_nets; i++) {
 		w->spec->nets[i].tap_fd = safe_close(w->spec->nets[i].tap_fd);
 		w->spec->nets[i].vhost_fd = safe_close(w->spec->nets[i].vhost_fd);
 	}
-	uk_set_nonblock(w->console_fd, true);
-	uk_set_nonblock(w->stderr_fd, true);
-	if ((r = write_state(w, err)) < 0)
-		log_warn("vm=%s msg=\"cannot write vmwrapper.json\" error=\"%s\"", w->spec->id, err->msg);
+	w->con_open = w->err_open = w->mon_open = true;
+	if ((r = uk_set_nonblock(w->console_fd, true)) < 0 || (r = uk_set_nonblock(w->stderr_fd, true)) < 0)
+		return uk_err_errno(err, -r, "make QEMU's channels non-blocking");
+	return 0;
+}
 
-	bool con_open = true, err_open = true, ctl_open = true;
+static int event_loop(struct wrapper *w, uk_error *err)
+{
 	while (!w->qemu_exited) {
-		struct pollfd p[4] = {
+		struct pollfd p[4 + VMCTL_POLLFDS] = {
 			{ .fd = w->sig_fd, .events = POLLIN },
-			{ .fd = con_open ? w->console_fd : -1, .events = POLLIN },
-			{ .fd = err_open ? w->stderr_fd : -1, .events = POLLIN },
-			{ .fd = ctl_open ? qmp_fd(w->ctl) : -1, .events = ctl_open ? qmp_poll_events(w->ctl) : 0 },
+			{ .fd = w->con_open ? w->console_fd : -1, .events = POLLIN },
+			{ .fd = w->err_open ? w->stderr_fd : -1, .events = POLLIN },
+			{ .fd = w->mon_open ? qmp_fd(w->mon) : -1, .events = w->mon_open ? qmp_poll_events(w->mon) : 0 },
 		};
-		if (poll(p, 4, -1) < 0) {
+		uint64_t now = uk_now_mono_ns();
+		vmctl_server_pollfds(&w->vmctl, now, p + 4);
+		if (poll(p, ARRAY_SIZE(p), vmctl_server_timeout_ms(&w->vmctl, now)) < 0) {
 			if (errno == EINTR)
 				continue;
 			return uk_err_errno(err, errno, "poll");
 		}
 		if (p[0].revents)
 			handle_signals(w);
-		if (p[1].revents && pump_console(w) == 0)
-			con_open = false;
-		if (p[2].revents && pump_stderr(w) == 0)
-			err_open = false;
-		if (p[3].revents && qmp_process(w->ctl) < 0)
-			ctl_open = false;
+		if (p[1].revents)
+			on_console(w);
+		if (p[2].revents)
+			on_stderr(w);
+		if (p[3].revents && qmp_process(w->mon) < 0)
+			w->mon_open = false;
+		vmctl_server_process(&w->vmctl, p + 4, uk_now_mono_ns());
 	}
+	return 0;
+}
+
+static int run(struct wrapper *w, uk_error *err)
+{
+	_cleanup_strv_ char **argv = NULL;
+	struct qemu_ends e = { -1, -1, -1, -1, -1 };
+	int r;
+
+	if ((r = qemu_build_argv(w->spec, &w->plan, &argv, err)) < 0)
+		return r;
+	if ((r = open_channels(w, &e, err)) < 0 || (r = start_qemu(w, argv, &e, err)) < 0) {
+		qemu_ends_close(&e);
+		return r;
+	}
+	if (write_state(w, err) < 0)
+		log_warn("vm=%s msg=\"cannot write vmwrapper.json\" error=\"%s\"", w->spec->id, err->msg);
+	if ((r = event_loop(w, err)) < 0)
+		return r;
 	/* QEMU is gone and its ends are closed: everything left is buffered, so drain it. */
-	while (con_open && pump_console(w) > 0)
+	while (w->con_open && pump_console(w) > 0)
 		;
-	while (err_open && pump_stderr(w) > 0)
+	while (w->err_open && pump_stderr(w) > 0)
 		;
-	while (ctl_open && qmp_process(w->ctl) == 0)
+	while (w->mon_open && qmp_process(w->mon) == 0)
 		;
+	return 0;
+}
+
+/* How the VM ended: exit.json, the sync pipe if it is still open, and our exit code. */
+static int report_end(struct wrapper *w, const uk_error *run_err)
+{
+	if (!w->qemu_exited) {
+		fprintf(stderr, "vmwrapper: %s\n", run_err->msg);
+		send_sync(w, false, run_err->msg);
+		return EXIT_QEMU_FAILED;
+	}
+	struct vm_facts f = {
+		.started = w->started,
+		.shutdown_reason = w->shutdown_reason[0] ? w->shutdown_reason : NULL,
+		.panicked = w->panicked,
+		.wait_status = w->wait_status,
+		.stderr_tail = stderr_tail(w),
+	};
+	struct vm_exit e;
+	vm_exit_classify(&f, &e);
+	uk_error err = { 0 };
+	if (write_exit(w, &e, &f, &err) < 0)
+		log_error("vm=%s msg=\"cannot record the exit\" error=\"%s\"", w->spec->id, err.msg);
+	log_info("vm=%s msg=\"vm ended\" end=%s exit_code=%d reason=%s", w->spec->id, vm_end_name(e.end),
+		 e.exit_code, e.reason);
+	/* A guest may run and end before our monitor handshake: that is a successful start. */
+	if (e.end == VM_END_QEMU_ERROR) {
+		const char *tail = stderr_tail(w);
+		send_sync(w, false, tail ? tail : "QEMU exited before it was ready");
+		return EXIT_QEMU_FAILED;
+	}
+	send_sync(w, true, NULL);
+	return e.exit_code;
+}
+
+/* Everything but exit.json goes with the VM. */
+static void cleanup(struct wrapper *w)
+{
+	/* Best effort on the way out: a socket file left behind is replaced by the next run.
+	 * Never in a cwd that is not the state directory: those names are not ours there. */
+	if (w->in_state_dir) {
+		(void)unlink("qmp.sock");
+		(void)unlink("qmp-debug.sock");
+		(void)unlink(VMCTL_SOCKET);
+	}
+	vmctl_server_done(&w->vmctl);
+	if (w->tmp_state_dir) {
+		/* Best effort: what cannot go stays under /tmp, and the error is of no use now. */
+		(void)uk_rm_rf(w->tmp_state_dir, NULL);
+		free(w->tmp_state_dir);
+	}
+	qmp_free(w->mon);
+	safe_close(w->console_fd);
+	safe_close(w->stderr_fd);
+	if (w->out_fd > STDERR_FILENO)
+		safe_close(w->out_fd);
+	safe_close(w->sig_fd);
+	safe_close(w->sync_fd);
+	vm_spec_free(w->spec);
+}
+
+/* The options; returns 1 when there is nothing to run (--help, --version). */
+static int take_args(struct wrapper *w, int argc, char **argv, uk_error *err)
+{
+	struct vmw_args a = { .sync_fd = -1 };
+	int r = vmw_args_parse(argc, argv, &a, err);
+	w->sync_fd = a.sync_fd;
+	w->tmp_state_dir = TAKE_PTR(a.tmp_state_dir);
+	w->spec = TAKE_PTR(a.spec);
+	w->person = a.person;
+	w->log_format = a.log_format;
+	vmw_args_done(&a);
+	if (r < 0)
+		return r;
+	if (a.action == VMW_HELP)
+		vmw_usage(stdout);
+	else if (a.action == VMW_VERSION)
+		printf("vmwrapper %s\n", UNIKD_VERSION);
+	if (a.action != VMW_RUN)
+		return 1;
+	uk_log_set_level(a.verbose ? UK_LOG_DEBUG : w->person ? UK_LOG_WARN : UK_LOG_INFO);
+	return 0;
+}
+
+/* SIGCHLD, SIGTERM, SIGINT and SIGHUP come through a signalfd. */
+static int signals_to_fd(struct wrapper *w, uk_error *err)
+{
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return uk_err_errno(err, errno, "block signals");
+	w->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (w->sig_fd < 0)
+		return uk_err_errno(err, errno, "signalfd");
 	return 0;
 }
 
@@ -726,85 +699,40 @@ int main(int argc, char **argv)
 	w.t_start = uk_now_mono_ns();
 	uk_log_set_ident("vmwrapper");
 	uk_log_set_level(UK_LOG_WARN);
-	signal(SIGPIPE, SIG_IGN);
+	/* Writes to a gone reader return EPIPE instead; SIG_IGN on SIGPIPE cannot fail. */
+	(void)signal(SIGPIPE, SIG_IGN);
+	vmctl_server_init(&w.vmctl, -1, VMCTL_CLIENT_TIMEOUT_MS, on_vmctl, &w);
 
-	if (parse_args(argc, argv, &w, &err) < 0) {
+	if ((r = take_args(&w, argc, argv, &err)) != 0) {
+		if (r > 0) {
+			cleanup(&w);
+			return 0;
+		}
 		log_error("msg=\"invalid input, nothing started\" error=\"%s\"", err.msg);
 		fprintf(stderr, "vmwrapper: %s\n", err.msg);
-		if (w.sync_fd >= 0)
-			send_sync(&w, false, err.msg);
+		send_sync(&w, false, err.msg);
+		cleanup(&w);
 		return EXIT_BAD_INPUT;
 	}
-	if (!w.person) {
-		uk_log_set_level(UK_LOG_INFO);
-		/* Survive unikd: a session of our own, away from its terminal and signals. */
-		setsid();
-	}
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	w.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-
-	if ((r = setup(&w, &err)) < 0) {
+	/* Survive unikd: a session of our own, away from its terminal and signals. Started by
+	 * hand as a group leader it cannot have one (EPERM) and stays where it is. */
+	if (!w.person)
+		(void)setsid();
+	if ((r = signals_to_fd(&w, &err)) < 0 || (r = setup(&w, &err)) < 0) {
 		fprintf(stderr, "vmwrapper: %s\n", err.msg);
 		send_sync(&w, false, err.msg);
-		if (w.tmp_state_dir)
-			uk_rm_rf(w.tmp_state_dir, NULL);
-		vm_spec_free(w.spec);
+		cleanup(&w);
 		return EXIT_BAD_INPUT;
 	}
 	r = run(&w, &err);
 	flush_console(&w);
 	if (r < 0 && w.qemu_pid > 0 && !w.qemu_exited) {
-		kill(w.qemu_pid, SIGKILL);
-		waitpid(w.qemu_pid, &w.wait_status, 0);
-		w.qemu_exited = true;
+		/* QEMU must not outlive a vmwrapper that cannot watch it. */
+		(void)kill(w.qemu_pid, SIGKILL);
+		if (waitpid(w.qemu_pid, &w.wait_status, 0) == w.qemu_pid)
+			w.qemu_exited = true;
 	}
-
-	int code = EXIT_QEMU_FAILED;
-	if (w.qemu_exited) {
-		struct vm_facts f = {
-			.started = w.started,
-			.shutdown_reason = w.shutdown_reason[0] ? w.shutdown_reason : NULL,
-			.panicked = w.panicked,
-			.wait_status = w.wait_status,
-			.stderr_tail = stderr_tail(&w),
-		};
-		struct vm_exit e;
-		vm_exit_classify(&f, &e);
-		uk_error werr = { 0 };
-		if (write_exit(&w, &e, &f, &werr) < 0)
-			log_error("vm=%s msg=\"cannot record the exit\" error=\"%s\"", w.spec->id, werr.msg);
-		log_info("vm=%s msg=\"vm ended\" end=%s exit_code=%d reason=%s", w.spec->id, vm_end_name(e.end),
-			 e.exit_code, e.reason);
-		/* A guest may run and end before our monitor handshake: that is a successful start. */
-		if (e.end == VM_END_QEMU_ERROR) {
-			const char *tail = stderr_tail(&w);
-			send_sync(&w, false, tail ? tail : "QEMU exited before it was ready");
-		} else {
-			send_sync(&w, true, NULL);
-		}
-		code = e.end == VM_END_QEMU_ERROR ? EXIT_QEMU_FAILED : e.exit_code;
-	} else {
-		fprintf(stderr, "vmwrapper: %s\n", err.msg);
-		send_sync(&w, false, err.msg);
-	}
-	unlink("qmp.sock");
-	unlink("qmp-debug.sock");
-	if (w.tmp_state_dir) {
-		uk_rm_rf(w.tmp_state_dir, NULL);
-		free(w.tmp_state_dir);
-	}
-	qmp_free(w.ctl);
-	safe_close(w.console_fd);
-	safe_close(w.stderr_fd);
-	if (w.out_fd > STDERR_FILENO)
-		close(w.out_fd);
-	safe_close(w.sig_fd);
-	vm_spec_free(w.spec);
+	int code = report_end(&w, &err);
+	cleanup(&w);
 	return code;
 }

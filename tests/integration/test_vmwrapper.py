@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,8 @@ class Spec:
         spec = {"version": 1, "id": "vm-" + scratch.name, "kernel": str(HELLO), "cmdline": append,
                 "state_dir": str(self.dir), "console_log": str(self.log), "memory_mib": 64}
         spec.update(over)
+        if spec.get("console_log"):
+            self.log = Path(spec["console_log"])
         self.spec_path = scratch / "spec.json"
         self.spec_path.write_text(json.dumps(spec))
         r, w = os.pipe()
@@ -131,9 +134,10 @@ def test_idle_guest_stays_up_until_quit(scratch):
         assert ex["end"] == "host-quit" and ex["exit_code"] == 137
     finally:
         vm.kill()
-    # The QMP sockets go with the VM.
+    # The QMP and control sockets go with the VM.
     assert not (vm.dir / "qmp.sock").exists()
     assert not (vm.dir / "qmp-debug.sock").exists()
+    assert not (vm.dir / "ctl.sock").exists()
 
 
 def test_sigkill_to_qemu_is_recorded_as_signal_9(scratch):
@@ -446,3 +450,145 @@ def test_console_flood_loses_nothing_and_memory_does_not_grow(scratch):
     print(f"vmwrapper max RSS: {rss_1mb} KiB after 1 MB, {rss_5mb} KiB after 5 MB; {mbps:.2f} MB/s")
     assert rss_5mb - rss_1mb < 2048
     assert rss_5mb < 64 * 1024  # the sanitized build included
+
+
+# ---- the console log file and the control socket (docs/architecture.md, "vmwrapper's control socket") ----
+
+def vmctl(vm, data, timeout=10):
+    """Send bytes to the VM's control socket and return all it answers before it closes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(vm.dir / "ctl.sock"))
+        if data:
+            s.sendall(data)
+        out = b""
+        while chunk := s.recv(4096):
+            out += chunk
+        return out
+
+
+def wait_for_line(vm, path, line, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and line in cri_lines(path, partial_ok=True)):
+        assert time.monotonic() < deadline, f"{line!r} never reached {path}"
+        assert vm.proc.poll() is None, "vmwrapper ended"
+        time.sleep(0.01)
+
+
+# The guest prints "before", sleeps 3 s (the test's window to rotate), prints "after".
+BEFORE_AFTER = "print:before sleep:3000 print:after exit:0"
+
+
+def test_reopen_over_the_control_socket_answers_once_done(scratch):
+    vm = Spec(scratch, BEFORE_AFTER)
+    old = scratch / "console.log.1"
+    try:
+        wait_for_line(vm, vm.log, "before")
+        os.rename(vm.log, old)  # as kubelet rotates: rename, then ReopenContainerLog
+        assert vmctl(vm, b"reopen-log\n") == b"ok\n"
+        # "ok" comes after the reopen: the new file is there at once.
+        assert vm.log.exists()
+        assert vm.wait() == 0
+    finally:
+        vm.kill()
+    check_record_lines(old)
+    check_record_lines(vm.log)
+    assert cri_lines(old) == [FIRST_LINE, "before"]
+    assert cri_lines(vm.log) == ["after"]
+
+
+@pytest.mark.parametrize("how", ["directory-gone", "symlink"])
+def test_failed_reopen_says_why_and_the_old_file_goes_on(scratch, how):
+    logs = scratch / "logs"
+    logs.mkdir()
+    vm = Spec(scratch, BEFORE_AFTER, console_log=str(logs / "0.log"))
+    target = scratch / "target"
+    target.write_bytes(b"not the console's\n")
+    try:
+        wait_for_line(vm, vm.log, "before")
+        if how == "directory-gone":
+            old = scratch / "logs.old" / "0.log"
+            os.rename(logs, scratch / "logs.old")
+        else:
+            old = logs / "0.log.1"
+            os.rename(vm.log, old)
+            os.symlink(target, vm.log)
+        reply = vmctl(vm, b"reopen-log\n")
+        assert reply.startswith(b"error ") and reply.endswith(b"\n") and reply.count(b"\n") == 1, reply
+        assert str(logs / "0.log").encode() in reply
+        assert (b"No such file or directory" if how == "directory-gone" else b"symbolic link") in reply
+        assert vm.wait() == 0
+    finally:
+        vm.kill()
+    # Everything went on into the file vmwrapper had open.
+    assert cri_lines(old) == [FIRST_LINE, "before", "after"]
+    assert target.read_bytes() == b"not the console's\n"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling-symlink", "fifo", "directory"])
+def test_a_log_path_that_is_not_a_regular_file_fails_the_start(scratch, kind):
+    log = scratch / "console.log"
+    target = scratch / "target"
+    if kind == "symlink":
+        target.write_bytes(b"precious\n")
+        os.symlink(target, log)
+    elif kind == "dangling-symlink":
+        os.symlink(target, log)
+    elif kind == "fifo":
+        os.mkfifo(log)  # nobody reads it: opening it to write would block
+    else:
+        log.mkdir()
+    vm = Spec(scratch, "print:hi exit:0")
+    try:
+        assert vm.sync["ok"] is False
+        assert '"console_log"' in vm.sync["error"] and str(log) in vm.sync["error"]
+        want = {"symlink": "symbolic link", "dangling-symlink": "symbolic link", "fifo": "a FIFO",
+                "directory": "a directory"}[kind]
+        assert want in vm.sync["error"]
+        assert vm.wait() == 125
+    finally:
+        vm.kill()
+    assert not (vm.dir / "exit.json").exists()
+    if kind == "symlink":
+        assert target.read_bytes() == b"precious\n"
+    if kind == "dangling-symlink":
+        assert not target.exists()
+
+
+def test_control_socket_bounds(scratch):
+    vm = Spec(scratch, "idle")
+    held = []
+    try:
+        assert vm.sync["ok"] is True
+        assert vmctl(vm, b"x" * 300) == b"error line too long\n"
+        assert vmctl(vm, b"reopen-log\r\n") == b"error control character in the line\n"
+        assert vmctl(vm, b"frobnicate\n") == b"error unknown command\n"
+        # Four clients at most: a fifth is answered and closed at once (it sends nothing: its
+        # send could meet the closed socket).
+        for _ in range(4):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.settimeout(10)
+            c.connect(str(vm.dir / "ctl.sock"))
+            held.append(c)
+        assert vmctl(vm, b"") == b"error too many clients\n"
+        # The held ones are still served, and afterwards a new one is.
+        for c in held:
+            c.sendall(b"reopen-log\n")
+            assert c.recv(4096) == b"ok\n"
+            c.close()
+        assert vmctl(vm, b"reopen-log\n") == b"ok\n"
+        # A client that never finishes its line is cut off (after 5 s), and answered.
+        assert vmctl(vm, b"reopen", timeout=30) == b"error timed out waiting for the line\n"
+        # SIGHUP, the old way, still reopens.
+        os.rename(vm.log, scratch / "console.log.1")
+        vm.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while not vm.log.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        vm.qmp("quit")
+        assert vm.wait() == 137
+    finally:
+        for c in held:
+            c.close()
+        vm.kill()

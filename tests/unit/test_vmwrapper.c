@@ -1,16 +1,25 @@
-/* Unit tests for vmwrapper's pure logic: spec parsing, kernel probing, QEMU argv, exit classification. */
+/* Unit tests for vmwrapper's logic: spec parsing, options, kernel probing, QEMU argv, exit
+ * classification, and how the console log file is opened (on a real file system). */
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
 #include <elf.h>
 
+#include "../../src/common/util.h"
+#include "../../vmwrapper/args.h"
 #include "../../vmwrapper/exit_status.h"
 #include "../../vmwrapper/kernel_probe.h"
+#include "../../vmwrapper/logfile.h"
 #include "../../vmwrapper/qemu_argv.h"
 #include "../../vmwrapper/spec.h"
 
@@ -384,6 +393,245 @@ static void exit_classes(void **state)
 	json_object_put(o);
 }
 
+/* ---- the console log file (logfile.c) and the options (args.c), in a scratch directory ---- */
+
+static int tmpdir_setup(void **state)
+{
+	static char dir[64];
+	snprintf(dir, sizeof(dir), "/tmp/uk-test-vmwrapper-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	*state = dir;
+	return 0;
+}
+
+/* cmocka runs it even when an assertion failed. */
+static int tmpdir_teardown(void **state)
+{
+	return uk_rm_rf(*state, NULL);
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+	char *p = NULL;
+	assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+	return p;
+}
+
+static void file_is(const char *path, const char *content)
+{
+	char *data = NULL;
+	uk_error err = { 0 };
+	assert_int_equal(uk_read_file(path, 1024, &data, NULL, &err), 0);
+	assert_string_equal(data, content);
+	free(data);
+}
+
+static void logfile_regular(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *p = path_in(dir, "0.log");
+	uk_error err = { 0 };
+	/* Missing: created, 0640 (less what the umask takes). */
+	int fd = logfile_open(p, &err);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "a", 1), 1);
+	close(fd);
+	struct stat st;
+	assert_int_equal(stat(p, &st), 0);
+	mode_t um = umask(0);
+	umask(um);
+	assert_int_equal(st.st_mode & 07777, 0640 & ~um);
+	/* There: appended to, and the descriptor is close-on-exec and blocking. */
+	fd = logfile_open(p, &err);
+	assert_true(fd >= 0);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	assert_false(fcntl(fd, F_GETFL) & O_NONBLOCK);
+	assert_true(fcntl(fd, F_GETFL) & O_APPEND);
+	assert_int_equal(write(fd, "b", 1), 1);
+	close(fd);
+	file_is(p, "ab");
+}
+
+static void logfile_refuses_links(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *target = path_in(dir, "target");
+	_cleanup_free_ char *link = path_in(dir, "0.log");
+	_cleanup_free_ char *dangling = path_in(dir, "1.log");
+	_cleanup_free_ char *gone = path_in(dir, "nothing-here");
+	uk_error err = { 0 };
+	int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "secret", 6), 6);
+	close(fd);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(logfile_open(link, &err), -ELOOP);
+	assert_non_null(strstr(err.msg, link));
+	assert_non_null(strstr(err.msg, "symbolic link"));
+	file_is(target, "secret");
+	/* A link to nothing: refused too, and its target is not created. */
+	assert_int_equal(symlink(gone, dangling), 0);
+	assert_int_equal(logfile_open(dangling, &err), -ELOOP);
+	assert_int_equal(access(gone, F_OK), -1);
+}
+
+/* Each kind of file that is not a regular one, made at a path in the scratch directory. */
+static void make_kind(const char *path, const char *kind)
+{
+	if (strcmp(kind, "a FIFO") == 0) {
+		assert_int_equal(mkfifo(path, 0600), 0);
+	} else if (strcmp(kind, "a directory") == 0) {
+		assert_int_equal(mkdir(path, 0700), 0);
+	} else {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		assert_true(strlen(path) < sizeof(sa.sun_path));
+		memcpy(sa.sun_path, path, strlen(path) + 1);
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(s);
+	}
+}
+
+static void logfile_refuses_other_kinds(void **state)
+{
+	const char *dir = *state;
+	static const char *const kinds[] = { "a FIFO", "a directory", "a socket" };
+	uk_error err = { 0 };
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "%zu.log", i);
+		_cleanup_free_ char *p = path_in(dir, name);
+		make_kind(p, kinds[i]);
+		/* A FIFO nobody reads would block an open for writing: it is never opened. A
+		 * hang here fails the test through SIGALRM. */
+		alarm(10);
+		int r = logfile_open(p, &err);
+		alarm(0);
+		if (r != -EINVAL || !strstr(err.msg, kinds[i]) || !strstr(err.msg, p))
+			fail_msg("%s: r=%d msg=\"%s\"", kinds[i], r, err.msg);
+	}
+	assert_int_equal(logfile_open("/dev/null", &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "a character device"));
+	/* A directory that is not there. */
+	_cleanup_free_ char *missing = path_in(dir, "no-dir/0.log");
+	assert_int_equal(logfile_open(missing, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, missing));
+}
+
+static int parse_argv(struct vmw_args *a, uk_error *err, ...)
+{
+	char *argv[32] = { "vmwrapper" };
+	int argc = 1;
+	va_list ap;
+	va_start(ap, err);
+	for (char *s; argc < 31 && (s = va_arg(ap, char *));)
+		argv[argc++] = s;
+	va_end(ap);
+	*a = (struct vmw_args){ .sync_fd = -1 };
+	memset(err, 0, sizeof(*err));
+	return vmw_args_parse(argc, argv, a, err);
+}
+
+static void args_person(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *sd = path_in(dir, "state/deep");
+	struct vmw_args a;
+	uk_error err;
+	char cwd[PATH_MAX];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(dir), 0);
+	int r = parse_argv(&a, &err, "--kernel", READABLE, "--state-dir", "state/deep", "--console-log", "c.log",
+			   "--log-format", "cri", "--memory", "128", "--machine", "pc", "-v", NULL);
+	assert_int_equal(chdir(cwd), 0);
+	if (r < 0)
+		fail_msg("%s", err.msg);
+	assert_true(a.person);
+	assert_true(a.verbose);
+	assert_int_equal(a.action, VMW_RUN);
+	assert_int_equal(a.log_format, LOG_FORMAT_CRI);
+	assert_int_equal(a.spec->memory_mib, 128);
+	assert_int_equal(a.spec->machine, VM_MACHINE_PC);
+	assert_string_equal(a.spec->id, "vm");
+	/* Relative paths become absolute; the state directory is made. */
+	assert_string_equal(a.spec->state_dir, sd);
+	assert_int_equal(access(sd, F_OK), 0);
+	_cleanup_free_ char *log = path_in(dir, "c.log");
+	assert_string_equal(a.spec->console_log, log);
+	assert_null(a.tmp_state_dir);
+	vmw_args_done(&a);
+}
+
+static void args_help_and_errors(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *sd = path_in(dir, "s");
+	struct vmw_args a;
+	uk_error err;
+	assert_int_equal(parse_argv(&a, &err, "--help", "--bogus", NULL), 0);
+	assert_int_equal(a.action, VMW_HELP);
+	assert_int_equal(parse_argv(&a, &err, "--version", NULL), 0);
+	assert_int_equal(a.action, VMW_VERSION);
+	static const struct {
+		const char *argv[6];
+		const char *needle;
+	} cases[] = {
+		{ { "--bogus" }, "\"--bogus\"" },
+		{ { "--kernel" }, "\"--kernel\"" },
+		{ { "--kernel", READABLE, "--memory", "1" }, "--memory" },
+		{ { "--kernel", READABLE, "--cpus", "x" }, "--cpus" },
+		{ { "--kernel", READABLE, "--accel", "hvf" }, "--accel" },
+		{ { "--kernel", READABLE, "--log-format", "json" }, "--log-format" },
+		{ { "--kernel", READABLE, "--sync-fd", "5" }, "--sync-fd needs --spec" },
+		{ { "--kernel", READABLE, "--sync-fd", "2" }, "--sync-fd" },
+		{ { "--spec", "/x.json", "--kernel", READABLE }, "cannot be combined" },
+		{ { "--append", "x" }, "--kernel or --disk" },
+		{ { "--kernel", READABLE, "extra" }, "\"extra\"" },
+		{ { "--spec", "/nonexistent/spec.json" }, "spec /nonexistent/spec.json" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const char *const *v = cases[i].argv;
+		int r = parse_argv(&a, &err, v[0], v[1], v[2], v[3], "--state-dir", sd, NULL);
+		if (r >= 0 || !strstr(err.msg, cases[i].needle))
+			fail_msg("case %zu: r=%d msg=\"%s\", wanted \"%s\"", i, r, err.msg, cases[i].needle);
+		vmw_args_done(&a);
+	}
+	/* The sync fd is known even when a later option is bad, so the error can go through it. */
+	assert_true(parse_argv(&a, &err, "--sync-fd", "7", "--bogus", NULL) < 0);
+	assert_int_equal(a.sync_fd, 7);
+}
+
+static void args_spec(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *spec = path_in(dir, "spec.json");
+	struct vmw_args a;
+	uk_error err;
+	static const char json[] = "{\"version\":1,\"id\":\"v\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\","
+				   "\"console_log\":\"/l/0.log\"}";
+	assert_int_equal(uk_write_file_atomic(spec, json, strlen(json), 0600, &err), 0);
+	assert_int_equal(parse_argv(&a, &err, "--spec", spec, "--sync-fd", "9", NULL), 0);
+	assert_false(a.person);
+	assert_int_equal(a.sync_fd, 9);
+	/* With a log file, kubelet's format by default. */
+	assert_int_equal(a.log_format, LOG_FORMAT_CRI);
+	assert_string_equal(a.spec->console_log, "/l/0.log");
+	vmw_args_done(&a);
+	static const char raw[] = "{\"version\":1,\"id\":\"v\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\","
+				  "\"console_log\":\"/l/0.log\",\"log_format\":\"raw\"}";
+	assert_int_equal(uk_write_file_atomic(spec, raw, strlen(raw), 0600, &err), 0);
+	assert_int_equal(parse_argv(&a, &err, "--spec", spec, NULL), 0);
+	assert_int_equal(a.log_format, LOG_FORMAT_RAW);
+	vmw_args_done(&a);
+	static const char bad[] = "{\"version\":1,\"id\":\"v\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\","
+				  "\"log_format\":7}";
+	assert_int_equal(uk_write_file_atomic(spec, bad, strlen(bad), 0600, &err), 0);
+	assert_int_equal(parse_argv(&a, &err, "--spec", spec, NULL), -EINVAL);
+	assert_non_null(strstr(err.msg, "\"log_format\""));
+	vmw_args_done(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +640,12 @@ int main(void)
 		cmocka_unit_test(plan_choices),    cmocka_unit_test(argv_kernel_microvm),
 		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(kernel_and_data_disk),
 		cmocka_unit_test(exit_classes),
+		cmocka_unit_test_setup_teardown(logfile_regular, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(logfile_refuses_links, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(logfile_refuses_other_kinds, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(args_person, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(args_help_and_errors, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(args_spec, tmpdir_setup, tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,166 @@
+/* vmwrapper's control protocol: framing, parsing and the client; see vmctl.h. */
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "util.h"
+#include "vmctl.h"
+
+static bool is_control(char c)
+{
+	return (unsigned char)c < 0x20 || c == 0x7f;
+}
+
+int vmctl_line_take(char *buf, size_t len, size_t max, size_t *line_len)
+{
+	for (size_t i = 0; i < len && i < max; i++) {
+		if (buf[i] == '\n') {
+			buf[i] = '\0';
+			*line_len = i;
+			return 1;
+		}
+		if (is_control(buf[i]))
+			return -EBADMSG;
+	}
+	return len >= max ? -EMSGSIZE : 0;
+}
+
+int vmctl_parse_command(const char *line, enum vmctl_command *ret)
+{
+	static const struct {
+		const char *name;
+		enum vmctl_command cmd;
+	} commands[] = {
+		{ VMCTL_CMD_REOPEN_LOG, VMCTL_REOPEN_LOG },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (strcmp(line, commands[i].name) == 0) {
+			*ret = commands[i].cmd;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+size_t vmctl_format_reply(char out[VMCTL_REPLY_MAX], int r, const char *msg)
+{
+	static const char prefix[] = VMCTL_REPLY_ERROR " ", cut[] = "...";
+	size_t n = 0;
+	if (r >= 0) {
+		memcpy(out, VMCTL_REPLY_OK, sizeof(VMCTL_REPLY_OK) - 1);
+		n = sizeof(VMCTL_REPLY_OK) - 1;
+		out[n++] = '\n';
+		out[n] = '\0';
+		return n;
+	}
+	if (!msg || !*msg)
+		msg = "unknown error";
+	memcpy(out, prefix, sizeof(prefix) - 1);
+	n = sizeof(prefix) - 1;
+	/* Room for the message: the "\n" and the NUL come after it. */
+	size_t room = VMCTL_REPLY_MAX - n - 2, len = strlen(msg);
+	bool too_long = len > room;
+	if (too_long) {
+		len = room - (sizeof(cut) - 1);
+		/* Cut between characters, not inside a UTF-8 sequence. */
+		while (len > 0 && ((unsigned char)msg[len] & 0xc0) == 0x80)
+			len--;
+	}
+	for (size_t i = 0; i < len; i++)
+		out[n++] = is_control(msg[i]) ? ' ' : msg[i];
+	if (too_long) {
+		memcpy(out + n, cut, sizeof(cut) - 1);
+		n += sizeof(cut) - 1;
+	}
+	out[n++] = '\n';
+	out[n] = '\0';
+	return n;
+}
+
+int vmctl_parse_reply(const char *line, const char **msg)
+{
+	static const char prefix[] = VMCTL_REPLY_ERROR " ";
+	if (strcmp(line, VMCTL_REPLY_OK) == 0)
+		return 0;
+	if (strncmp(line, prefix, sizeof(prefix) - 1) == 0 && line[sizeof(prefix) - 1]) {
+		*msg = line + sizeof(prefix) - 1;
+		return -EIO;
+	}
+	return -EPROTO;
+}
+
+/* Read one reply line into buf (VMCTL_REPLY_MAX bytes) before deadline (CLOCK_MONOTONIC). */
+static int read_reply(int fd, char *buf, uint64_t deadline, const char *command, int timeout_ms, uk_error *err)
+{
+	size_t len = 0, line_len = 0;
+	for (;;) {
+		int r = vmctl_line_take(buf, len, VMCTL_REPLY_MAX, &line_len);
+		if (r > 0)
+			return 0;
+		if (r == -EMSGSIZE)
+			return uk_err(err, EPROTO, "%s: the reply is longer than %d bytes", command, VMCTL_REPLY_MAX);
+		if (r < 0)
+			return uk_err(err, EPROTO, "%s: the reply holds a control character", command);
+		uint64_t now = uk_now_mono_ns();
+		if (now >= deadline)
+			return uk_err(err, ETIMEDOUT, "%s: no answer from vmwrapper within %d ms", command, timeout_ms);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int n = poll(&p, 1, (int)((deadline - now + 999999) / 1000000));
+		if (n < 0 && errno != EINTR)
+			return uk_err_errno(err, errno, "%s: poll", command);
+		if (n <= 0)
+			continue;
+		ssize_t k = read(fd, buf + len, VMCTL_REPLY_MAX - len);
+		if (k < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (k < 0)
+			return uk_err_errno(err, errno, "%s: read the reply", command);
+		if (k == 0)
+			return uk_err(err, ECONNRESET, "%s: vmwrapper closed the connection without an answer", command);
+		len += (size_t)k;
+	}
+}
+
+int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char *reply, size_t reply_len,
+		  uk_error *err)
+{
+	char line[VMCTL_LINE_MAX], buf[VMCTL_REPLY_MAX];
+	size_t n = strlen(command), line_len;
+	if (n == 0 || n + 1 > sizeof(line))
+		return uk_err(err, EINVAL, "command: must be 1..%d bytes", VMCTL_LINE_MAX - 1);
+	memcpy(line, command, n);
+	line[n] = '\n';
+	if (vmctl_line_take(line, n + 1, sizeof(line), &line_len) != 1 || line_len != n)
+		return uk_err(err, EINVAL, "command: must be one line without control characters");
+	line[n] = '\n';
+
+	uint64_t deadline = uk_now_mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+	_cleanup_free_ char *path = NULL;
+	if (asprintf(&path, "%s/%s", vm_dir, VMCTL_SOCKET) < 0)
+		return uk_err(err, ENOMEM, "out of memory");
+	_cleanup_close_ int fd = uk_unix_connect(path, err);
+	if (fd < 0)
+		return fd;
+	/* A new socket's buffer takes the whole line: the send never waits. */
+	ssize_t w = send(fd, line, n + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (w < 0)
+		return uk_err_errno(err, errno, "%s: send to %s", command, path);
+	if ((size_t)w != n + 1)
+		return uk_err(err, EIO, "%s: send to %s: short write", command, path);
+	int r = read_reply(fd, buf, deadline, command, timeout_ms, err);
+	if (r < 0)
+		return r;
+
+	const char *msg = NULL;
+	r = vmctl_parse_reply(buf, &msg);
+	if (r == -EPROTO)
+		return uk_err(err, EPROTO, "%s: not a reply: \"%s\"", command, buf);
+	if (reply) {
+		if (strlen(buf) >= reply_len)
+			return uk_err(err, EMSGSIZE, "%s: the reply does not fit %zu bytes", command, reply_len);
+		strcpy(reply, buf);
+	}
+	if (r < 0)
+		return uk_err(err, EIO, "%s", msg);
+	return 0;
+}

@@ -1,0 +1,73 @@
+/* vmwrapper's control socket: requests that must be answered once they are done, which a
+ * signal cannot do (docs/architecture.md, "vmwrapper's control socket").
+ *
+ * vmwrapper listens on VMCTL_SOCKET in the VM's state directory, bound before QEMU starts.
+ * A client connects, sends one request line and reads one reply line; vmwrapper then
+ * closes the connection:
+ *
+ *     -> reopen-log\n
+ *     <- ok\n                              the new log file is in use
+ *     <- error <message>\n                 it is not; <message> says why
+ *
+ * Everything is bounded: a request line of at most VMCTL_LINE_MAX bytes with its "\n", a
+ * reply of at most VMCTL_REPLY_MAX, VMCTL_CLIENTS_MAX clients at once (the next ones are
+ * closed at once) and VMCTL_CLIENT_TIMEOUT_MS for a client to send its line.
+ *
+ * The framing and the parsing are pure functions over byte buffers (tests/unit/test_vmctl.c);
+ * vmctl_request() is the client that unikd uses. */
+#ifndef UK_VMCTL_H
+#define UK_VMCTL_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+#define VMCTL_SOCKET "ctl.sock"
+#define VMCTL_LINE_MAX 256   /* a request line, its "\n" included */
+#define VMCTL_REPLY_MAX 1024 /* a reply line, its "\n" included */
+#define VMCTL_CLIENTS_MAX 4
+#define VMCTL_CLIENT_TIMEOUT_MS 5000
+
+/* The commands. */
+#define VMCTL_CMD_REOPEN_LOG "reopen-log"
+
+/* The replies: "ok", or "error" and a space and a message of one line. */
+#define VMCTL_REPLY_OK "ok"
+#define VMCTL_REPLY_ERROR "error"
+
+/* The messages of the protocol's own errors. */
+#define VMCTL_ERR_UNKNOWN "unknown command"
+#define VMCTL_ERR_TOO_LONG "line too long"
+#define VMCTL_ERR_BAD_LINE "control character in the line"
+#define VMCTL_ERR_TIMEOUT "timed out waiting for the line"
+#define VMCTL_ERR_BUSY "too many clients"
+
+enum vmctl_command { VMCTL_REOPEN_LOG };
+
+/* The first line in buf[0..len), a buffer that holds at most max bytes. Returns 1 when it
+ * is complete: its "\n" becomes a NUL and *line_len is its length without it. Returns 0
+ * when more bytes are needed (no "\n" yet and len < max), -EMSGSIZE when max bytes hold no
+ * "\n", -EBADMSG when the line holds a control character (NUL and "\r" included): a line
+ * is printable, so it can never smuggle a second one. */
+int vmctl_line_take(char *buf, size_t len, size_t max, size_t *line_len);
+
+/* The command a request line names; -EINVAL for anything else. */
+int vmctl_parse_command(const char *line, enum vmctl_command *ret);
+
+/* The reply line for a result: "ok\n" when r >= 0, else "error <msg>\n". msg's control
+ * characters become spaces, and a message too long for VMCTL_REPLY_MAX is cut and ends
+ * with "...". Returns the length (without a NUL; out is NUL-terminated as well). */
+size_t vmctl_format_reply(char out[VMCTL_REPLY_MAX], int r, const char *msg);
+
+/* A reply line without its "\n": 0 for "ok"; -EIO for "error <message>", *msg pointing at
+ * the message; -EPROTO for anything else. */
+int vmctl_parse_reply(const char *line, const char **msg);
+
+/* Send one command to the vmwrapper whose state directory is vm_dir and wait up to
+ * timeout_ms for its answer. The reply line (without "\n") goes to reply when it is not
+ * NULL. Returns 0 for "ok"; -EIO for "error …", with the message in err; -ETIMEDOUT,
+ * -ECONNRESET (closed without an answer), -EPROTO (not a reply) or the connect's error. */
+int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char *reply, size_t reply_len,
+		  uk_error *err);
+
+#endif

@@ -1,0 +1,450 @@
+/* Unit tests for vmwrapper's control protocol: the framing and parsing (src/common/vmctl.c),
+ * and the client against vmwrapper's own server (vmwrapper/vmctl_server.c) or a fake one,
+ * over real unix sockets, each server in a child process of its own. */
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "../../src/common/util.h"
+#include "../../src/common/vmctl.h"
+#include "../../vmwrapper/vmctl_server.h"
+
+/* ---- framing and parsing ---- */
+
+static int take(const char *bytes, size_t len, size_t max, char *line, size_t *line_len)
+{
+	char buf[VMCTL_REPLY_MAX];
+	memcpy(buf, bytes, len);
+	int r = vmctl_line_take(buf, len, max, line_len);
+	if (r == 1)
+		memcpy(line, buf, *line_len + 1);
+	return r;
+}
+
+static void line_framing(void **state)
+{
+	(void)state;
+	char line[VMCTL_REPLY_MAX];
+	size_t n = 0;
+	assert_int_equal(take("reopen-log\n", 11, VMCTL_LINE_MAX, line, &n), 1);
+	assert_int_equal(n, 10);
+	assert_string_equal(line, "reopen-log");
+	/* Not complete yet, whatever is there so far. */
+	assert_int_equal(take("", 0, VMCTL_LINE_MAX, line, &n), 0);
+	assert_int_equal(take("reopen", 6, VMCTL_LINE_MAX, line, &n), 0);
+	/* Bytes after the first line are not looked at. */
+	assert_int_equal(take("a\nb\x01\n", 5, VMCTL_LINE_MAX, line, &n), 1);
+	assert_string_equal(line, "a");
+	/* An empty line is a line. */
+	assert_int_equal(take("\n", 1, VMCTL_LINE_MAX, line, &n), 1);
+	assert_int_equal(n, 0);
+	/* Bytes that are not ASCII pass (a path may be UTF-8). */
+	assert_int_equal(take("\xc3\xa9\xff\n", 4, VMCTL_LINE_MAX, line, &n), 1);
+	assert_string_equal(line, "\xc3\xa9\xff");
+}
+
+static void line_limits(void **state)
+{
+	(void)state;
+	char buf[VMCTL_LINE_MAX + 1], line[VMCTL_REPLY_MAX];
+	size_t n = 0;
+	/* max bytes with the "\n" last fit; max bytes without one do not. */
+	memset(buf, 'a', sizeof(buf));
+	buf[VMCTL_LINE_MAX - 1] = '\n';
+	assert_int_equal(take(buf, VMCTL_LINE_MAX, VMCTL_LINE_MAX, line, &n), 1);
+	assert_int_equal(n, VMCTL_LINE_MAX - 1);
+	memset(buf, 'a', sizeof(buf));
+	assert_int_equal(take(buf, VMCTL_LINE_MAX, VMCTL_LINE_MAX, line, &n), -EMSGSIZE);
+	assert_int_equal(take(buf, VMCTL_LINE_MAX - 1, VMCTL_LINE_MAX, line, &n), 0);
+	/* A "\n" beyond max is not seen. */
+	buf[VMCTL_LINE_MAX] = '\n';
+	assert_int_equal(take(buf, VMCTL_LINE_MAX + 1, VMCTL_LINE_MAX, line, &n), -EMSGSIZE);
+	/* Control characters, also before the line is complete; "\r" and NUL included. */
+	assert_int_equal(take("reopen-log\r\n", 12, VMCTL_LINE_MAX, line, &n), -EBADMSG);
+	assert_int_equal(take("reo\0pen\n", 8, VMCTL_LINE_MAX, line, &n), -EBADMSG);
+	assert_int_equal(take("a\tb", 3, VMCTL_LINE_MAX, line, &n), -EBADMSG);
+	assert_int_equal(take("a\x7f", 2, VMCTL_LINE_MAX, line, &n), -EBADMSG);
+}
+
+static void commands(void **state)
+{
+	(void)state;
+	enum vmctl_command c = (enum vmctl_command)-1;
+	assert_int_equal(vmctl_parse_command("reopen-log", &c), 0);
+	assert_int_equal(c, VMCTL_REOPEN_LOG);
+	const char *bad[] = { "", "reopen-log ", " reopen-log", "REOPEN-LOG", "reopen", "reopen-logs", "ok" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (vmctl_parse_command(bad[i], &c) != -EINVAL)
+			fail_msg("\"%s\" accepted", bad[i]);
+}
+
+static void reply_format(void **state)
+{
+	(void)state;
+	char out[VMCTL_REPLY_MAX];
+	assert_int_equal(vmctl_format_reply(out, 0, "ignored"), 3);
+	assert_string_equal(out, "ok\n");
+	assert_int_equal(vmctl_format_reply(out, -EIO, "create /l/0.log: No such file or directory"), 49);
+	assert_string_equal(out, "error create /l/0.log: No such file or directory\n");
+	/* Always one line: control characters become spaces. */
+	vmctl_format_reply(out, -EIO, "a\nb\rc\x01" "d\x7f");
+	assert_string_equal(out, "error a b c d \n");
+	/* An error always says something. */
+	vmctl_format_reply(out, -EIO, NULL);
+	assert_string_equal(out, "error unknown error\n");
+	vmctl_format_reply(out, -EIO, "");
+	assert_string_equal(out, "error unknown error\n");
+}
+
+static void reply_cut(void **state)
+{
+	(void)state;
+	char out[VMCTL_REPLY_MAX], msg[2 * VMCTL_REPLY_MAX];
+	/* The longest message that fits is whole; one byte more is cut and marked. */
+	size_t fits = VMCTL_REPLY_MAX - strlen("error ") - 2;
+	memset(msg, 'm', sizeof(msg));
+	msg[fits] = '\0';
+	assert_int_equal(vmctl_format_reply(out, -EIO, msg), VMCTL_REPLY_MAX - 1);
+	assert_null(strstr(out, "..."));
+	msg[fits] = 'm';
+	msg[fits + 1] = '\0';
+	size_t n = vmctl_format_reply(out, -EIO, msg);
+	assert_int_equal(n, VMCTL_REPLY_MAX - 1);
+	assert_int_equal(strlen(out), n);
+	assert_memory_equal(out + n - 4, "...\n", 4);
+	/* A cut never splits a UTF-8 character: "é" is two bytes. */
+	for (size_t i = 0; i + 1 < sizeof(msg); i += 2)
+		memcpy(msg + i, "\xc3\xa9", 2);
+	msg[sizeof(msg) - 1] = '\0';
+	n = vmctl_format_reply(out, -EIO, msg);
+	assert_true(n <= VMCTL_REPLY_MAX - 1);
+	const char *body = out + strlen("error ");
+	size_t body_len = n - strlen("error ") - 4;
+	assert_int_equal(body_len % 2, 0);
+	assert_memory_equal(body + body_len - 2, "\xc3\xa9", 2);
+}
+
+static void reply_parse(void **state)
+{
+	(void)state;
+	const char *msg = NULL;
+	assert_int_equal(vmctl_parse_reply("ok", &msg), 0);
+	assert_int_equal(vmctl_parse_reply("error it broke", &msg), -EIO);
+	assert_string_equal(msg, "it broke");
+	const char *bad[] = { "", "ok ", "okay", "error", "error ", "Error x", "errorx" };
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (vmctl_parse_reply(bad[i], &msg) != -EPROTO)
+			fail_msg("\"%s\" taken for a reply", bad[i]);
+	/* What the server formats, the client reads back. */
+	char out[VMCTL_REPLY_MAX];
+	size_t n = vmctl_format_reply(out, -ENOENT, "x\ny"), len = 0;
+	assert_int_equal(vmctl_line_take(out, n, VMCTL_REPLY_MAX, &len), 1);
+	assert_int_equal(vmctl_parse_reply(out, &msg), -EIO);
+	assert_string_equal(msg, "x y");
+}
+
+/* ---- the client and the server over real sockets ---- */
+
+struct fixture {
+	char dir[64];
+	char sock[128];
+	int listen_fd;
+	pid_t server;
+};
+
+static int fixture_setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/uk-test-vmctl-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->sock, sizeof(f->sock), "%s/%s", f->dir, VMCTL_SOCKET);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(f->sock) >= sizeof(sa.sun_path))
+		return -1;
+	memcpy(sa.sun_path, f->sock, strlen(f->sock) + 1);
+	f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (f->listen_fd < 0 || bind(f->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(f->listen_fd, 16) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+/* cmocka runs this even when an assertion failed: no server outlives its test. */
+static int fixture_teardown(void **state)
+{
+	struct fixture *f = *state;
+	if (f->server > 0) {
+		kill(f->server, SIGKILL);
+		waitpid(f->server, NULL, 0);
+	}
+	safe_close(f->listen_fd);
+	int r = uk_rm_rf(f->dir, NULL);
+	free(f);
+	return r;
+}
+
+/* The server's handler: userdata 0 succeeds, anything else fails with a two-line message. */
+static int handler(enum vmctl_command cmd, uk_error *err, void *userdata)
+{
+	if (cmd != VMCTL_REOPEN_LOG)
+		return uk_err(err, EINVAL, "wrong command");
+	if (!userdata)
+		return 0;
+	return uk_err(err, EACCES, "reopen the console log: create /l/0.log: Permission denied\nsecond line");
+}
+
+/* vmwrapper's server in a child, looping until it is killed. */
+static void start_server(struct fixture *f, int timeout_ms, bool fail)
+{
+	f->server = fork();
+	assert_true(f->server >= 0);
+	if (f->server > 0)
+		return;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	struct vmctl_server s;
+	vmctl_server_init(&s, f->listen_fd, timeout_ms, handler, fail ? (void *)1 : NULL);
+	for (;;) {
+		struct pollfd p[VMCTL_POLLFDS];
+		uint64_t now = uk_now_mono_ns();
+		vmctl_server_pollfds(&s, now, p);
+		if (poll(p, VMCTL_POLLFDS, vmctl_server_timeout_ms(&s, now)) < 0 && errno != EINTR)
+			_exit(1);
+		vmctl_server_process(&s, p, uk_now_mono_ns());
+	}
+}
+
+/* A fake server in a child: accepts one client, reads its line, writes reply, closes. */
+static void start_fake(struct fixture *f, const char *reply, size_t len)
+{
+	f->server = fork();
+	assert_true(f->server >= 0);
+	if (f->server > 0)
+		return;
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	int c = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	char buf[VMCTL_LINE_MAX];
+	if (c < 0 || read(c, buf, sizeof(buf)) <= 0)
+		_exit(1);
+	if (len && uk_write_all(c, reply, len) < 0)
+		_exit(1);
+	close(c);
+	pause();
+	_exit(0);
+}
+
+/* A raw client: connect, send bytes, return the fd (reads time out after 10 s). */
+static int raw_client(struct fixture *f, const char *bytes, size_t len)
+{
+	int fd = uk_unix_connect(f->sock, NULL);
+	assert_true(fd >= 0);
+	struct timeval tv = { .tv_sec = 10 };
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	if (len)
+		assert_int_equal(uk_write_all(fd, bytes, len), 0);
+	return fd;
+}
+
+/* Everything the server sends until it closes. */
+static void read_all(int fd, char *buf, size_t size)
+{
+	size_t len = 0;
+	ssize_t n;
+	while (len + 1 < size && (n = read(fd, buf + len, size - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+}
+
+static void request_ok(void **state)
+{
+	struct fixture *f = *state;
+	start_server(f, 5000, false);
+	char reply[VMCTL_REPLY_MAX];
+	uk_error err = { 0 };
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, reply, sizeof(reply), &err), 0);
+	assert_string_equal(reply, "ok");
+	/* Again: the server serves one request per connection, any number of connections. */
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, NULL, 0, &err), 0);
+}
+
+static void request_error(void **state)
+{
+	struct fixture *f = *state;
+	start_server(f, 5000, true);
+	char reply[VMCTL_REPLY_MAX];
+	uk_error err = { 0 };
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, reply, sizeof(reply), &err), -EIO);
+	assert_string_equal(err.msg, "reopen the console log: create /l/0.log: Permission denied second line");
+	assert_string_equal(reply, "error reopen the console log: create /l/0.log: Permission denied second line");
+	/* An unknown command is the server's answer too. */
+	assert_int_equal(vmctl_request(f->dir, "frobnicate", 5000, NULL, 0, &err), -EIO);
+	assert_string_equal(err.msg, VMCTL_ERR_UNKNOWN);
+	/* A reply that does not fit the caller's buffer is an error, not a cut. */
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, reply, 8, &err), -EMSGSIZE);
+}
+
+static void request_bad_command(void **state)
+{
+	struct fixture *f = *state;
+	char big[VMCTL_LINE_MAX + 1];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	uk_error err = { 0 };
+	/* Refused before anything is sent: no server runs, and none is needed. */
+	assert_int_equal(vmctl_request(f->dir, "", 100, NULL, 0, &err), -EINVAL);
+	assert_int_equal(vmctl_request(f->dir, "reopen-log\nquit", 100, NULL, 0, &err), -EINVAL);
+	assert_int_equal(vmctl_request(f->dir, big, 100, NULL, 0, &err), -EINVAL);
+	big[VMCTL_LINE_MAX - 1] = '\0'; /* with its "\n", exactly VMCTL_LINE_MAX: sent */
+	start_server(f, 5000, false);
+	assert_int_equal(vmctl_request(f->dir, big, 5000, NULL, 0, &err), -EIO);
+	assert_string_equal(err.msg, VMCTL_ERR_UNKNOWN);
+}
+
+static void server_limits(void **state)
+{
+	struct fixture *f = *state;
+	char buf[VMCTL_REPLY_MAX], big[VMCTL_LINE_MAX + 10];
+	start_server(f, 5000, false);
+	/* A line longer than the limit. */
+	memset(big, 'a', sizeof(big));
+	int fd = raw_client(f, big, sizeof(big));
+	read_all(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "error " VMCTL_ERR_TOO_LONG "\n");
+	safe_close(fd);
+	/* A control character. */
+	fd = raw_client(f, "reopen-log\r\n", 12);
+	read_all(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "error " VMCTL_ERR_BAD_LINE "\n");
+	safe_close(fd);
+	/* A line in pieces is one line. */
+	fd = raw_client(f, "reopen", 6);
+	assert_int_equal(uk_write_all(fd, "-log\n", 5), 0);
+	read_all(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "ok\n");
+	safe_close(fd);
+}
+
+static void server_too_many_clients(void **state)
+{
+	struct fixture *f = *state;
+	char buf[VMCTL_REPLY_MAX];
+	int held[VMCTL_CLIENTS_MAX];
+	start_server(f, 5000, false);
+	/* The server accepts in order: these take every slot. */
+	for (size_t i = 0; i < VMCTL_CLIENTS_MAX; i++)
+		held[i] = raw_client(f, "reo", 3);
+	/* It sends nothing: its send could meet the socket already closed. */
+	int fd = raw_client(f, "", 0);
+	read_all(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "error " VMCTL_ERR_BUSY "\n");
+	safe_close(fd);
+	/* The held ones are still served, and their slots free up. */
+	for (size_t i = 0; i < VMCTL_CLIENTS_MAX; i++) {
+		assert_int_equal(uk_write_all(held[i], "pen-log\n", 8), 0);
+		read_all(held[i], buf, sizeof(buf));
+		assert_string_equal(buf, "ok\n");
+		safe_close(held[i]);
+	}
+	uk_error err = { 0 };
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, NULL, 0, &err), 0);
+}
+
+static void server_timeout(void **state)
+{
+	struct fixture *f = *state;
+	char buf[VMCTL_REPLY_MAX];
+	start_server(f, 200, false);
+	int idle = raw_client(f, "reopen-l", 8);
+	/* Other clients are served meanwhile. */
+	uk_error err = { 0 };
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, NULL, 0, &err), 0);
+	read_all(idle, buf, sizeof(buf));
+	assert_string_equal(buf, "error " VMCTL_ERR_TIMEOUT "\n");
+	safe_close(idle);
+}
+
+static void client_timeout(void **state)
+{
+	struct fixture *f = *state;
+	uk_error err = { 0 };
+	/* Nobody accepts: the connection waits in the backlog, the answer never comes. */
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 200, NULL, 0, &err), -ETIMEDOUT);
+	assert_non_null(strstr(err.msg, "no answer"));
+}
+
+static void client_bad_replies(void **state)
+{
+	struct fixture *f = *state;
+	uk_error err = { 0 };
+	char big[VMCTL_REPLY_MAX + 1];
+	memset(big, 'x', sizeof(big));
+	struct {
+		const char *reply;
+		size_t len;
+		int r;
+		const char *needle;
+	} cases[] = {
+		{ "", 0, -ECONNRESET, "without an answer" },
+		{ "o", 1, -ECONNRESET, "without an answer" },
+		{ "hello\n", 6, -EPROTO, "not a reply: \"hello\"" },
+		{ "ok\r\n", 4, -EPROTO, "control character" },
+		{ big, sizeof(big), -EPROTO, "longer than" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		start_fake(f, cases[i].reply, cases[i].len);
+		memset(&err, 0, sizeof(err));
+		int r = vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, NULL, 0, &err);
+		if (r != cases[i].r || !strstr(err.msg, cases[i].needle))
+			fail_msg("case %zu: %d \"%s\"", i, r, err.msg);
+		kill(f->server, SIGKILL);
+		waitpid(f->server, NULL, 0);
+		f->server = 0;
+	}
+}
+
+static void client_no_server(void **state)
+{
+	struct fixture *f = *state;
+	uk_error err = { 0 };
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/none", f->dir);
+	assert_int_equal(vmctl_request(dir, VMCTL_CMD_REOPEN_LOG, 200, NULL, 0, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "none/" VMCTL_SOCKET));
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(line_framing),
+		cmocka_unit_test(line_limits),
+		cmocka_unit_test(commands),
+		cmocka_unit_test(reply_format),
+		cmocka_unit_test(reply_cut),
+		cmocka_unit_test(reply_parse),
+		T(request_ok),
+		T(request_error),
+		T(request_bad_command),
+		T(server_limits),
+		T(server_too_many_clients),
+		T(server_timeout),
+		T(client_timeout),
+		T(client_bad_replies),
+		T(client_no_server),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
