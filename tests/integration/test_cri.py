@@ -320,6 +320,24 @@ def test_reopen_log_during_a_flood_loses_and_duplicates_nothing(uk):
     assert lines.count(FIRST_LINE) == 1
 
 
+def test_reopen_log_answers_once_reopened_or_with_its_error(uk):
+    """ReopenContainerLog returns after vmwrapper has the new file open; when the path
+    cannot be a log file, it fails and says why, and the console goes on in the old file."""
+    sid, cfg = uk.run_pod(name="reo")
+    cid = uk.create(sid, cfg, args=["print:before", "sleep:3000", "print:after", "exit:0"])
+    uk.start_ctr(cid)
+    path = uk.status(cid).status.log_path
+    os.rename(path, path + ".1")
+    os.mkdir(path)  # a directory where the log file should be
+    code, msg = code_of(uk.rs.ReopenContainerLog, uk.pb.ReopenContainerLogRequest(container_id=cid))
+    assert code != grpc.StatusCode.OK and path in msg
+    os.rmdir(path)
+    uk.rs.ReopenContainerLog(uk.pb.ReopenContainerLogRequest(container_id=cid))
+    assert os.path.isfile(path)  # made by the reopen, before the call returned
+    assert uk.wait_exited(cid).exit_code == 0
+    assert "after" in log_lines(path) and "before" in log_lines(path + ".1")
+
+
 @pytest.mark.parametrize("method,req", [
     ("ExecSync", "ExecSyncRequest"), ("Exec", "ExecRequest"), ("Attach", "AttachRequest"),
     ("PortForward", "PortForwardRequest"), ("CheckpointContainer", "CheckpointContainerRequest"),
