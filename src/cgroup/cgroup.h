@@ -53,10 +53,16 @@ int cg_detect(struct cg_system *sys, const char *root, uk_error *err);
  *   "kubepods-burstable-pod1.slice" (systemd)  -> "kubepods.slice/kubepods-burstable.slice/
  *                                                  kubepods-burstable-pod1.slice/unikd-<id>.scope"
  *   "" or NULL                                 -> "unikd/unikd-<id>";  "/" and "-.slice": the root
- * A parent is systemd form when it has no '/' and ends in ".slice". Components are
- * [A-Za-z0-9_.:@\-]+ (no "..", no control characters), at most 255 bytes; the parent at most
- * CG_PARENT_MAX. -EINVAL / -ENAMETOOLONG name the value. */
+ * A parent is systemd form when it has no '/' and ends in ".slice": systemd's slice-name rules
+ * (no empty dash part, no leading or trailing '-', no '@'). Components are
+ * [A-Za-z0-9_.:@\-]+ (no "..", no control characters), at most 255 bytes, and neither start
+ * with '.' nor look like a control file ("cgroup.x", "<controller>.x", "tasks"...); the parent
+ * at most CG_PARENT_MAX. -EINVAL / -ENAMETOOLONG name the value. */
 int cg_path_for(const char *cgroup_parent, const char *id, char *out, size_t len, uk_error *err);
+
+/* Whether cg_path_for accepts cgroup_parent for container ids of id_len bytes (the whole
+ * path must fit too): the check at the door, before any container exists. */
+int cg_parent_check(const char *cgroup_parent, size_t id_len, uk_error *err);
 
 struct cg_limits {
 	int64_t memory_bytes;  /* <= 0: no limit (v2 "max", v1 -1) */
