@@ -592,6 +592,9 @@ static int check_limits(const struct cg_limits *l, int64_t *period, uk_error *er
 	if (l->cpu_quota_us > 0 && l->cpu_quota_us < CG_CPU_QUOTA_MIN)
 		return uk_err(err, EINVAL, "cpu_quota_us %" PRId64 " is below the kernel's minimum %d",
 			      l->cpu_quota_us, CG_CPU_QUOTA_MIN);
+	if (l->cpu_quota_us > CG_CPU_QUOTA_MAX)
+		return uk_err(err, EINVAL, "cpu_quota_us %" PRId64 " is above the kernel's maximum %" PRId64,
+			      l->cpu_quota_us, CG_CPU_QUOTA_MAX);
 	return 0;
 }
 

@@ -20,6 +20,7 @@
 #define CG_CPU_PERIOD_MIN 1000      /* kernel bounds for cpu.cfs_period_us / cpu.max */
 #define CG_CPU_PERIOD_MAX 1000000
 #define CG_CPU_QUOTA_MIN 1000
+#define CG_CPU_QUOTA_MAX ((INT64_C(1) << 44) - 1) /* the kernel's max_cfs_runtime, in us */
 #define CG_SHARES_MIN 2             /* v1 cpu.shares range; out-of-range shares are clamped */
 #define CG_SHARES_MAX 262144
 #define CG_SHARES_DEFAULT 1024      /* written when no shares are given (v2: cpu.weight 100) */
@@ -66,7 +67,7 @@ int cg_parent_check(const char *cgroup_parent, size_t id_len, uk_error *err);
 
 struct cg_limits {
 	int64_t memory_bytes;  /* <= 0: no limit (v2 "max", v1 -1) */
-	int64_t cpu_quota_us;  /* <= 0: no limit; else >= 1000 */
+	int64_t cpu_quota_us;  /* <= 0: no limit; else 1000..CG_CPU_QUOTA_MAX */
 	int64_t cpu_period_us; /* <= 0: 100000; else 1000..1000000 */
 	uint64_t cpu_shares;   /* 0: the default (1024 / weight 100); else clamped to 2..262144 */
 };
