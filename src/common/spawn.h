@@ -25,6 +25,7 @@
 #include "error.h"
 
 #define UK_SPAWN_MAX_FDS 16      /* extra fds a child may be given */
+#define UK_SPAWN_MAX_CHILD_FD 1023 /* the highest child_fd */
 #define UK_SPAWN_MAX_CGROUP_FILES 8
 #define UK_SPAWN_TAIL_MAX 4096   /* bytes of stderr kept by uk_run */
 #define UK_SPAWN_DEFAULT_ENV_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
@@ -44,10 +45,11 @@ struct uk_spawn_opts {
 	const struct uk_spawn_fd *fds; /* at most UK_SPAWN_MAX_FDS, distinct child_fd numbers */
 	size_t n_fds;
 	const char *cwd;       /* NULL: unchanged */
-	bool new_session;      /* setsid() */
+	bool new_session;      /* setsid() (which makes a new process group too) */
 	bool new_pgrp;         /* setpgid(0, 0) */
 	int pdeathsig;         /* PR_SET_PDEATHSIG (0: none); the child exits at once if the
-				* parent is already gone */
+				* parent is already gone. The kernel sends it when the *thread*
+				* that called uk_spawn ends, not only the process. Not with detach. */
 	/* cgroup.procs files the child writes its pid to before exec (written async-signal-safely), so
 	 * the program is born inside its cgroup. A failure exits the child with 126. */
 	const char (*cgroup_files)[PATH_MAX];
@@ -71,7 +73,16 @@ struct uk_child {
 #define UK_CHILD_INIT { .pid = 0, .start_time = 0, .pidfd = -1, .go_fd = -1 }
 
 /* Start the child. On success *ret owns pidfd (and go_fd). A non-detached child is ours to
- * reap (waitid on the pidfd, or waitpid). */
+ * reap (waitid on the pidfd, or waitpid). uk_spawn returns once the child has exec'd (or,
+ * with hold, reached the hold): a failure before that, exec's included, is returned here
+ * (-ENOENT, -EACCES... with a message naming argv[0]); after a release, an exec failure
+ * exits the child with 127. A child that cannot join a cgroup exits 126 and uk_spawn
+ * fails. Detached, the pidfd is taken before the child can be reaped, so it is valid even
+ * for a child that ended at once.
+ *
+ * SIGCHLD: a process that ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT) has its children
+ * reaped by the kernel, their status lost and their pid free for reuse at once; uk_spawn
+ * and uk_run refuse with -ECHILD there, except with detach (the child is never ours). */
 int uk_spawn(const struct uk_spawn_opts *o, struct uk_child *ret, uk_error *err);
 /* hold: let the child exec. Closes go_fd. */
 int uk_spawn_release(struct uk_child *c, uk_error *err);
@@ -88,11 +99,23 @@ struct uk_run_result {
 };
 void uk_run_result_done(struct uk_run_result *r); /* frees out; NULL-safe */
 
+/* 0 when res->status is exit 0; else -EIO with "<what> exited with status N: <tail>" (or
+ * "killed by signal N"). For callers with no use for other statuses. */
+int uk_run_result_check(const struct uk_run_result *res, const char *what, uk_error *err);
+
+/* buf[0..len) as one line of at most UK_SPAWN_TAIL_MAX bytes, keeping its end: trailing
+ * blanks dropped, newlines become "; ", other control characters spaces. */
+void uk_spawn_tail_line(const char *buf, size_t len, char out[UK_SPAWN_TAIL_MAX + 1]);
+
 /* Run to completion. stdin gets in[0..in_len) (or /dev/null when in is NULL); stdout is
  * captured when out_max > 0 (more than out_max bytes: the child is killed and -EMSGSIZE
  * returned), discarded otherwise; stderr's tail is kept. At timeout_ms the child gets
  * SIGKILL and res->timed_out is set, and -ETIMEDOUT is returned. A child that ran, whatever
- * its status, returns 0: the caller judges res->status. err names argv[0]. */
+ * its status, returns 0: the caller judges res->status. err names argv[0].
+ * The child is always reaped before uk_run returns. It is done when it has ended: what it
+ * wrote is read then, without waiting for the pipes' EOF, which a daemon it forked may hold
+ * (dnsmasq's start). A child that closes stdin early is no error (EPIPE ends the feeding;
+ * no SIGPIPE reaches the caller). */
 int uk_run(const struct uk_spawn_opts *o, const void *in, size_t in_len, size_t out_max, int timeout_ms,
 	   struct uk_run_result *res, uk_error *err);
 
