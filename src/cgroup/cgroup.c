@@ -550,8 +550,8 @@ static int v2_enable(const char *dir, uk_error *err)
 		return 0;
 	r = write_at(dir, "", "cgroup.subtree_control", add, err);
 	if (r == -EBUSY)
-		uk_err_ctx(err, "processes live in %s; cgroup v2 enables controllers only for cgroups "
-				"without processes of their own", dir);
+		return uk_err_ctx(err, "processes live in %s; cgroup v2 enables controllers only for cgroups "
+				       "without processes of their own", dir);
 	return r;
 }
 
@@ -743,7 +743,7 @@ int cg_enter_files_self(char files[][PATH_MAX], size_t n)
 			w = write(fd, buf, len);
 		while (w < 0 && errno == EINTR);
 		int e = w < 0 ? errno : (size_t)w != len ? EIO : 0;
-		close(fd);
+		(void)close(fd); /* the write is what counts; cgroupfs reports its errors there */
 		if (e)
 			return -e;
 	}

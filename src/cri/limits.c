@@ -1,6 +1,7 @@
 /* The limits of CRI requests: one table for the lists, Kubernetes' key rules, resources,
  * enums. Pure; see limits.h and docs/cri.md ("Limits"). */
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 
 #include "../guest/cmdline.h"
@@ -189,6 +190,15 @@ int cri_check_selector(const char *field, size_t n, void *const *sel, uk_error *
 }
 
 /* ---- scalars, enums ---- */
+
+void cri_quote(char out[CRI_QUOTE_MAX], const char *v)
+{
+	size_t n = 0;
+	v = nz(v);
+	for (; v[n] && n < CRI_QUOTE_MAX - 4; n++)
+		out[n] = v[n] >= 0x20 && v[n] < 0x7f ? v[n] : '?';
+	strcpy(out + n, v[n] ? "..." : "");
+}
 
 int cri_require(const char *v, const char *field, uk_error *err)
 {
@@ -705,6 +715,17 @@ int cri_log_path_join(const char *log_directory, const char *log_path, char *out
 		return uk_err(err, ENAMETOOLONG,
 			      "config.log_path: the pod's log_directory, \"/\" and log_path make %d bytes, more than %zu",
 			      n, len ? len - 1 : 0);
+	}
+	/* open() and mkdir() refuse a component longer than NAME_MAX. */
+	for (const char *p = out; *p;) {
+		size_t c = strcspn(p, "/");
+		if (c > NAME_MAX) {
+			out[0] = '\0';
+			return uk_err(err, ENAMETOOLONG, "config.log_path: a component of the log file's path is longer than %d bytes",
+				      NAME_MAX);
+		}
+		p += c;
+		p += *p == '/';
 	}
 	return 0;
 }

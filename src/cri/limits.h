@@ -76,6 +76,11 @@ int cri_check_strings(enum cri_limit_id id, const char *field, size_t n, char *c
  * and annotations also check their keys (Kubernetes' qualified names), labels their values. */
 int cri_check_map(enum cri_limit_id id, const char *field, size_t n, void *const *entries, uk_error *err);
 
+/* A value for an error message: printable ASCII as it is, other bytes as '?', cut with
+ * "..." to fit CRI_QUOTE_MAX (NUL included). */
+#define CRI_QUOTE_MAX 72
+void cri_quote(char out[CRI_QUOTE_MAX], const char *v);
+
 /* A required name or id: non-empty, at most CRI_NAME_MAX bytes. -EINVAL naming field. */
 int cri_require(const char *v, const char *field, uk_error *err);
 
@@ -128,8 +133,9 @@ int cri_check_pod_filter(const Runtime__V1__PodSandboxFilter *f, uk_error *err);
 int cri_check_container_filter(const Runtime__V1__ContainerFilter *f, uk_error *err);
 int cri_check_selector(const char *field, size_t n, void *const *sel, uk_error *err);
 
-/* The console log's path: log_directory "/" log_path, which must fit len bytes (PATH_MAX);
- * -ENAMETOOLONG naming config.log_path otherwise, never a truncated path. */
+/* The console log's path: log_directory "/" log_path, which must fit len bytes (PATH_MAX)
+ * with no component over NAME_MAX; -ENAMETOOLONG naming config.log_path otherwise, never a
+ * truncated path. */
 int cri_log_path_join(const char *log_directory, const char *log_path, char *out, size_t len, uk_error *err);
 
 /* QEMU's CPU models and CPUID flags, from `qemu-system-x86_64 -cpu help` (limits_cpu.c). */

@@ -148,19 +148,10 @@ static bool flag_ok(const struct cri_cpu_models *m, const char *w, size_t len)
 	return on_off && flag_listed(m, w, (size_t)(eq - w));
 }
 
-/* The value for a message: printable ASCII as it is, anything else as '?', cut at 64. */
-static void quote(char out[72], const char *v)
-{
-	size_t n = 0;
-	for (; v[n] && n < 64; n++)
-		out[n] = v[n] >= 0x20 && v[n] < 0x7f ? v[n] : '?';
-	strcpy(out + n, v[n] ? "..." : "");
-}
-
 int cri_cpu_check(const struct cri_cpu_models *m, const char *value, const char *field, uk_error *err)
 {
-	char q[72];
-	quote(q, value);
+	char q[CRI_QUOTE_MAX];
+	cri_quote(q, value);
 	size_t len = strnlen(value, CPU_VALUE_MAX + 1);
 	if (len > CPU_VALUE_MAX)
 		return uk_err(err, E2BIG, "%s is longer than %d bytes", field, CPU_VALUE_MAX);

@@ -847,6 +847,8 @@ static void image_filters_log_path(void **state)
 	assert_int_equal(cri_log_path_join("/logs", "c/0.log", out, sizeof(out), &err), 0);
 	assert_string_equal(out, "/logs/c/0.log");
 	char *rel = rep('a', PATH_MAX - 1 - 6); /* "/logs/" + rel = PATH_MAX - 1 */
+	for (size_t i = 200; i < PATH_MAX - 7; i += 200)
+		rel[i] = '/';
 	assert_int_equal(cri_log_path_join("/logs", rel, out, sizeof(out), &err), 0);
 	assert_int_equal(strlen(out), PATH_MAX - 1);
 	free(rel);
@@ -854,6 +856,15 @@ static void image_filters_log_path(void **state)
 	assert_int_equal(cri_log_path_join("/logs", rel, out, sizeof(out), &err), -ENAMETOOLONG);
 	assert_contains(err.msg, "config.log_path");
 	assert_string_equal(out, "");
+	/* Components: NAME_MAX bytes each at most. */
+	rel[NAME_MAX] = '\0';
+	assert_int_equal(cri_log_path_join("/logs", rel, out, sizeof(out), &err), 0);
+	rel[NAME_MAX] = 'a';
+	rel[NAME_MAX + 1] = '\0';
+	assert_int_equal(cri_log_path_join("/logs", rel, out, sizeof(out), &err), -ENAMETOOLONG);
+	assert_contains(err.msg, "component");
+	rel[NAME_MAX] = '/';
+	assert_int_equal(cri_log_path_join("/logs", rel, out, sizeof(out), &err), 0);
 	free(rel);
 }
 
