@@ -589,6 +589,9 @@ static void fake_v2_lifecycle(void **state)
 	struct cg_limits badq = { .cpu_quota_us = 999 };
 	assert_int_equal(cg_update(&sys, path, &badq, &err), -EINVAL);
 	assert_contains(err.msg, "cpu_quota_us 999");
+	struct cg_limits badmax = { .cpu_quota_us = CG_CPU_QUOTA_MAX + 1 };
+	assert_int_equal(cg_update(&sys, path, &badmax, &err), -EINVAL);
+	assert_contains(err.msg, "above the kernel's maximum");
 	struct cg_limits badp = { .cpu_period_us = 2000000 };
 	assert_int_equal(cg_update(&sys, path, &badp, &err), -EINVAL);
 	assert_contains(err.msg, "cpu_period_us 2000000");
