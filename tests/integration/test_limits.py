@@ -327,7 +327,7 @@ def test_dns_error_path_does_not_grow_rss(uk_noquarantine):
                 uk.rs.CreateContainer(orphan)
             assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
-    burst(1000)  # warm up: gRPC's and the allocator's caches reach their working size
+    burst(2000)  # warm up: gRPC's and the allocator's caches reach their working size
     before = vm_rss_kib(pid)
     burst(10000)
     after = vm_rss_kib(pid)
