@@ -40,8 +40,42 @@ static int check_chars(const char *what, const char *text, uk_error *err)
 	return 0;
 }
 
+/* Names the kernel or systemd keep for themselves in a cgroup directory: control files are
+ * "<controller>.<knob>" and "cgroup.<knob>" (a directory of that name collides with the file
+ * once the controller is enabled), v1's root has three more, and systemd escapes names
+ * that start with '.'. systemd's cg_needs_escape() keeps the same set. */
+static const char *reserved_component(const char *name, size_t n)
+{
+	static const char *const prefixes[] = { "cgroup",  "cpu",     "cpuacct",   "cpuset", "io",
+						"blkio",   "memory",  "devices",   "freezer", "net_cls",
+						"net_prio", "perf_event", "hugetlb", "pids",  "rdma",
+						"misc" };
+	static const char *const files[] = { "tasks", "notify_on_release", "release_agent" };
+	if (n > 0 && name[0] == '.')
+		return "starts with '.'";
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+		if (strlen(files[i]) == n && !memcmp(name, files[i], n))
+			return "is the name of a cgroup v1 control file";
+	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++) {
+		size_t k = strlen(prefixes[i]);
+		if (n > k && !memcmp(name, prefixes[i], k) && name[k] == '.')
+			return "has the form of a control file (<controller>.<name>)";
+	}
+	return NULL;
+}
+
+static int check_component(const char *what, const char *text, const char *name, size_t n,
+			   uk_error *err)
+{
+	const char *why = reserved_component(name, n);
+	if (why)
+		return uk_err(err, EINVAL, "%s \"%s\": component \"%.*s\" %s", what, text, (int)n,
+			      name, why);
+	return 0;
+}
+
 /* A relative cgroup path as cg_path_for makes them: components separated by single '/',
- * none empty, none "." or longer than NAME_MAX. */
+ * none empty, none "." or longer than NAME_MAX, none reserved. */
 static int check_rel(const char *path, uk_error *err)
 {
 	if (!path || !*path)
@@ -58,6 +92,8 @@ static int check_rel(const char *path, uk_error *err)
 		if (n == 0 || n > NAME_MAX_CG || (n == 1 && p[0] == '.'))
 			return uk_err(err, EINVAL, "cgroup path \"%s\": bad component at offset %zu",
 				      path, (size_t)(p - path));
+		if ((r = check_component("cgroup path", path, p, n, err)) < 0)
+			return r;
 		p += n;
 		if (!*p)
 			break;
@@ -104,6 +140,10 @@ static int path_for(const char *cgroup_parent, const char *id, char *out, size_t
 		/* systemd nests slices by their dash-separated prefixes: a-b-c.slice lives in
 		 * a.slice/a-b.slice/a-b-c.slice; "-.slice" is the root slice. */
 		size_t nlen = plen - 6;
+		/* systemd's slice names are plain unit names: no '@' (that makes a template). */
+		if (memchr(parent, '@', nlen))
+			return uk_err(err, EINVAL, "cgroup_parent \"%s\": '@' is not allowed in a slice name",
+				      parent);
 		if (!(nlen == 1 && parent[0] == '-')) {
 			for (size_t i = 0; i <= nlen; i++) {
 				if (i < nlen && parent[i] != '-')
@@ -116,6 +156,10 @@ static int path_for(const char *cgroup_parent, const char *id, char *out, size_t
 				if (i + 6 > NAME_MAX_CG)
 					return uk_err(err, ENAMETOOLONG,
 						      "cgroup_parent \"%s\": slice name too long", parent);
+				char slice[NAME_MAX_CG + 1];
+				snprintf(slice, sizeof(slice), "%.*s.slice", (int)i, parent);
+				if ((r = check_component("cgroup_parent", parent, slice, i + 6, err)) < 0)
+					return r;
 				if ((pos > 0 && append(out, len, &pos, "/", 1) < 0) ||
 				    append(out, len, &pos, parent, i) < 0 ||
 				    append(out, len, &pos, ".slice", 6) < 0)
@@ -141,6 +185,8 @@ static int path_for(const char *cgroup_parent, const char *id, char *out, size_t
 				return uk_err(err, ENAMETOOLONG,
 					      "cgroup_parent \"%s\": component longer than %d bytes", parent,
 					      NAME_MAX_CG);
+			if ((r = check_component("cgroup_parent", parent, p + i, c, err)) < 0)
+				return r;
 			if ((pos > 0 && append(out, len, &pos, "/", 1) < 0) ||
 			    append(out, len, &pos, p + i, c) < 0)
 				goto too_long;
@@ -169,6 +215,16 @@ int cg_path_for(const char *cgroup_parent, const char *id, char *out, size_t len
 	if (r < 0)
 		out[0] = '\0'; /* never a partial path */
 	return r;
+}
+
+int cg_parent_check(const char *cgroup_parent, size_t id_len, uk_error *err)
+{
+	char id[UK_ID_MAX + 1], out[CG_PATH_MAX];
+	if (id_len == 0 || id_len > UK_ID_MAX)
+		return uk_err(err, EINVAL, "container ids of %zu bytes cannot name a cgroup", id_len);
+	memset(id, 'f', id_len);
+	id[id_len] = '\0';
+	return cg_path_for(cgroup_parent, id, out, sizeof(out), err);
 }
 
 /* ---- parsing ---- */
@@ -494,8 +550,8 @@ static int v2_enable(const char *dir, uk_error *err)
 		return 0;
 	r = write_at(dir, "", "cgroup.subtree_control", add, err);
 	if (r == -EBUSY)
-		uk_err_ctx(err, "processes live in %s; cgroup v2 enables controllers only for cgroups "
-				"without processes of their own", dir);
+		return uk_err_ctx(err, "processes live in %s; cgroup v2 enables controllers only for cgroups "
+				       "without processes of their own", dir);
 	return r;
 }
 
@@ -536,6 +592,9 @@ static int check_limits(const struct cg_limits *l, int64_t *period, uk_error *er
 	if (l->cpu_quota_us > 0 && l->cpu_quota_us < CG_CPU_QUOTA_MIN)
 		return uk_err(err, EINVAL, "cpu_quota_us %" PRId64 " is below the kernel's minimum %d",
 			      l->cpu_quota_us, CG_CPU_QUOTA_MIN);
+	if (l->cpu_quota_us > CG_CPU_QUOTA_MAX)
+		return uk_err(err, EINVAL, "cpu_quota_us %" PRId64 " is above the kernel's maximum %" PRId64,
+			      l->cpu_quota_us, CG_CPU_QUOTA_MAX);
 	return 0;
 }
 
@@ -684,7 +743,7 @@ int cg_enter_files_self(char files[][PATH_MAX], size_t n)
 			w = write(fd, buf, len);
 		while (w < 0 && errno == EINTR);
 		int e = w < 0 ? errno : (size_t)w != len ? EIO : 0;
-		close(fd);
+		(void)close(fd); /* the write is what counts; cgroupfs reports its errors there */
 		if (e)
 			return -e;
 	}

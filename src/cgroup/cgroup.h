@@ -20,6 +20,7 @@
 #define CG_CPU_PERIOD_MIN 1000      /* kernel bounds for cpu.cfs_period_us / cpu.max */
 #define CG_CPU_PERIOD_MAX 1000000
 #define CG_CPU_QUOTA_MIN 1000
+#define CG_CPU_QUOTA_MAX ((INT64_C(1) << 44) - 1) /* the kernel's max_cfs_runtime, in us */
 #define CG_SHARES_MIN 2             /* v1 cpu.shares range; out-of-range shares are clamped */
 #define CG_SHARES_MAX 262144
 #define CG_SHARES_DEFAULT 1024      /* written when no shares are given (v2: cpu.weight 100) */
@@ -53,14 +54,20 @@ int cg_detect(struct cg_system *sys, const char *root, uk_error *err);
  *   "kubepods-burstable-pod1.slice" (systemd)  -> "kubepods.slice/kubepods-burstable.slice/
  *                                                  kubepods-burstable-pod1.slice/unikd-<id>.scope"
  *   "" or NULL                                 -> "unikd/unikd-<id>";  "/" and "-.slice": the root
- * A parent is systemd form when it has no '/' and ends in ".slice". Components are
- * [A-Za-z0-9_.:@\-]+ (no "..", no control characters), at most 255 bytes; the parent at most
- * CG_PARENT_MAX. -EINVAL / -ENAMETOOLONG name the value. */
+ * A parent is systemd form when it has no '/' and ends in ".slice": systemd's slice-name rules
+ * (no empty dash part, no leading or trailing '-', no '@'). Components are
+ * [A-Za-z0-9_.:@\-]+ (no "..", no control characters), at most 255 bytes, and neither start
+ * with '.' nor look like a control file ("cgroup.x", "<controller>.x", "tasks"...); the parent
+ * at most CG_PARENT_MAX. -EINVAL / -ENAMETOOLONG name the value. */
 int cg_path_for(const char *cgroup_parent, const char *id, char *out, size_t len, uk_error *err);
+
+/* Whether cg_path_for accepts cgroup_parent for container ids of id_len bytes (the whole
+ * path must fit too): the check at the door, before any container exists. */
+int cg_parent_check(const char *cgroup_parent, size_t id_len, uk_error *err);
 
 struct cg_limits {
 	int64_t memory_bytes;  /* <= 0: no limit (v2 "max", v1 -1) */
-	int64_t cpu_quota_us;  /* <= 0: no limit; else >= 1000 */
+	int64_t cpu_quota_us;  /* <= 0: no limit; else 1000..CG_CPU_QUOTA_MAX */
 	int64_t cpu_period_us; /* <= 0: 100000; else 1000..1000000 */
 	uint64_t cpu_shares;   /* 0: the default (1024 / weight 100); else clamped to 2..262144 */
 };

@@ -31,6 +31,13 @@ typedef Runtime__V1__PodSandboxConfig__LabelsEntry cri_map_entry; /* all map<str
 json_object *cri_map_to_json(size_t n, void **entries);
 void cri_json_to_map(arena *a, json_object *o, size_t *n, void ***entries, const ProtobufCMessageDescriptor *d);
 bool cri_labels_match(json_object *labels, size_t n, void **selector);
+/* A map's value for key: in protobuf entries (the last one wins, as in the JSON made of
+ * them), or in a JSON object; NULL when absent. */
+const char *cri_map_get(size_t n, void *const *entries, const char *key);
+const char *cri_json_get(json_object *o, const char *key);
+/* unikd.io/cpu against the models and flags this QEMU lists (`-cpu help`, run on first
+ * use, once per process, under a mutex; cri_util.c). -EINVAL naming field when refused. */
+int cri_cpu_model_check(const struct cri_context *ctx, const char *value, const char *field, uk_error *err);
 /* The CRI's list filters: id and pod id match by prefix, state < 0 matches any state,
  * and every selector label must match. */
 bool cri_container_matches(const struct container *c, const char *id, const char *pod_id, int state, size_t n_sel,

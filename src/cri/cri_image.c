@@ -6,6 +6,7 @@
 #include "../store/pull.h"
 #include "../store/reference.h"
 #include "cri.h"
+#include "limits.h"
 
 #define MAP_ENTRY_DESC (&runtime__v1__pod_sandbox_config__labels_entry__descriptor)
 
@@ -36,9 +37,20 @@ static Runtime__V1__Image *image_msg(arena *a, const struct image_info *i)
 	return m;
 }
 
-static const char *image_name(const Runtime__V1__ImageSpec *s)
+/* The image a request names, its spec checked against the limits; *ret NULL when none is
+ * named, which is -EINVAL "<field>.image is required" when required. */
+static int image_name(const Runtime__V1__ImageSpec *s, const char *field, bool required, const char **ret,
+		      uk_error *err)
 {
-	return s && s->image && *s->image ? s->image : NULL;
+	*ret = NULL;
+	int r = cri_check_image_spec(s, field, err);
+	if (r < 0)
+		return r;
+	if (s && s->image && *s->image)
+		*ret = s->image;
+	else if (required)
+		return uk_err(err, EINVAL, "%s.image is required", field);
+	return 0;
 }
 
 CRI_HANDLER(cri_list_images)
@@ -47,11 +59,13 @@ CRI_HANDLER(cri_list_images)
 	const Runtime__V1__ListImagesRequest *q = (const void *)req;
 	_cleanup_image_info_list_ struct image_info **list = NULL;
 	size_t n = 0;
-	int r;
+	const char *want;
+	int r = image_name(q->filter ? q->filter->image : NULL, "filter.image", false, &want, err);
+	if (r < 0)
+		return r;
 	Runtime__V1__ListImagesResponse *resp_ = arena_new0(a, Runtime__V1__ListImagesResponse);
 	*resp_ = (Runtime__V1__ListImagesResponse)RUNTIME__V1__LIST_IMAGES_RESPONSE__INIT;
 	*resp = (ProtobufCMessage *)resp_;
-	const char *want = q->filter ? image_name(q->filter->image) : NULL;
 	if (want) {
 		_cleanup_image_info_ struct image_info *i = NULL;
 		r = image_store_resolve(ctx->rt->images, want, &i, err);
@@ -75,14 +89,15 @@ CRI_HANDLER(cri_image_status)
 {
 	struct cri_context *ctx = ud;
 	const Runtime__V1__ImageStatusRequest *q = (const void *)req;
-	const char *want = image_name(q->image);
-	if (!want)
-		return uk_err(err, EINVAL, "image.image is required");
+	const char *want;
+	int r = image_name(q->image, "image", true, &want, err);
+	if (r < 0)
+		return r;
 	Runtime__V1__ImageStatusResponse *resp_ = arena_new0(a, Runtime__V1__ImageStatusResponse);
 	*resp_ = (Runtime__V1__ImageStatusResponse)RUNTIME__V1__IMAGE_STATUS_RESPONSE__INIT;
 	*resp = (ProtobufCMessage *)resp_;
 	_cleanup_image_info_ struct image_info *i = NULL;
-	int r = image_store_resolve(ctx->rt->images, want, &i, err);
+	r = image_store_resolve(ctx->rt->images, want, &i, err);
 	if (r == -ENOENT)
 		return 0; /* the CRI: an absent image is an empty answer, not an error */
 	if (r < 0)
@@ -142,12 +157,13 @@ CRI_HANDLER(cri_pull_image)
 {
 	struct cri_context *ctx = ud;
 	const Runtime__V1__PullImageRequest *q = (const void *)req;
-	const char *want = image_name(q->image);
-	if (!want)
-		return uk_err(err, EINVAL, "image.image is required");
+	const char *want;
 	_cleanup_free_ char *decoded = NULL; /* before any goto: the cleanup runs at scope end */
 	_cleanup_image_info_ struct image_info *i = NULL;
-	int r = image_store_resolve(ctx->rt->images, want, &i, err);
+	int r = image_name(q->image, "image", true, &want, err);
+	if (r < 0)
+		return r;
+	r = image_store_resolve(ctx->rt->images, want, &i, err);
 	/* Local imports are served as they are; ids are not pullable names. Pulled images are
 	 * pulled again (cheap when the registry's digest has not changed). */
 	_cleanup_image_ref_ struct image_ref ref = { 0 };
@@ -182,7 +198,7 @@ CRI_HANDLER(cri_pull_image)
 	*err = (uk_error){ 0 };
 	r = image_store_pull(ctx->rt->images, want, &o, &i, err);
 	if (r < 0) {
-		uk_err_ctx(err, "pull %s from its registry", want);
+		(void)uk_err_ctx(err, "pull %s from its registry", want); /* pull_error keeps r's class */
 		return pull_error(err, r);
 	}
 done:;
@@ -197,13 +213,14 @@ CRI_HANDLER(cri_remove_image)
 {
 	struct cri_context *ctx = ud;
 	const Runtime__V1__RemoveImageRequest *q = (const void *)req;
-	const char *want = image_name(q->image);
-	if (!want)
-		return uk_err(err, EINVAL, "image.image is required");
+	const char *want;
+	int r = image_name(q->image, "image", true, &want, err);
+	if (r < 0)
+		return r;
 	/* As containerd's CRI: the image goes with all its tags and digests, not just the
 	 * reference named (kubelet's image GC names one and expects the space back). */
 	_cleanup_image_info_ struct image_info *i = NULL;
-	int r = image_store_resolve(ctx->rt->images, want, &i, err);
+	r = image_store_resolve(ctx->rt->images, want, &i, err);
 	if (r == -ENOENT)
 		r = 0;
 	else if (r == 0)

@@ -1,12 +1,13 @@
-/* RuntimeService: the CRI's pod and container calls, mapped onto the runtime core. */
+/* RuntimeService: the CRI's pod and container calls, mapped onto the runtime core. Every
+ * request is checked at the door (limits.c) before anything is allocated for it. */
 #include <limits.h>
 #include <string.h>
 
 #include "../common/util.h"
+#include "../guest/cmdline.h"
 #include "cri.h"
+#include "limits.h"
 
-#define NAME_MAX_LEN 253
-#define WORD_MAX 4096
 #define MAP_ENTRY_DESC (&runtime__v1__pod_sandbox_config__labels_entry__descriptor)
 
 #define REQ(type, var) const type *var = (const type *)req
@@ -20,38 +21,6 @@ static const char *nz(const char *s)
 	return s ? s : "";
 }
 
-static int require(const char *v, const char *field, uk_error *err)
-{
-	if (!v || !*v)
-		return uk_err(err, EINVAL, "%s is required", field);
-	if (strlen(v) > NAME_MAX_LEN)
-		return uk_err(err, EINVAL, "%s is longer than %d bytes", field, NAME_MAX_LEN);
-	return 0;
-}
-
-static bool has_space(const char *s)
-{
-	for (; *s; s++)
-		if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\v' || *s == '\f')
-			return true;
-	return false;
-}
-
-/* A path kubelet gives us: relative parts must not climb out with "..". */
-static bool path_climbs(const char *p)
-{
-	for (const char *s = p; (s = strstr(s, "..")); s += 2)
-		if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
-			return true;
-	return false;
-}
-
-static const char *annotation(json_object *ann, const char *key)
-{
-	json_object *v;
-	return ann && json_object_object_get_ex(ann, key, &v) ? json_object_get_string(v) : NULL;
-}
-
 static int check_choice(const char *v, const char *field, const char *const *ok, uk_error *err)
 {
 	if (!v)
@@ -59,7 +28,9 @@ static int check_choice(const char *v, const char *field, const char *const *ok,
 	for (; *ok; ok++)
 		if (strcmp(v, *ok) == 0)
 			return 0;
-	return uk_err(err, EINVAL, "%s: unknown value \"%s\"", field, v);
+	char q[CRI_QUOTE_MAX];
+	cri_quote(q, v);
+	return uk_err(err, EINVAL, "%s: unknown value \"%s\"", field, q);
 }
 
 static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
@@ -125,64 +96,72 @@ CRI_HANDLER(cri_status)
 	return 0;
 }
 
-static bool dns_word_ok(const char *w)
+/* port_mappings and dns_config into the record, as JSON. cri_check_pod_config has checked
+ * them; each object is attached before it is filled, so no path can leave one unowned. */
+static void ports_and_dns(const Runtime__V1__PodSandboxConfig *cfg, struct sandbox *s)
 {
-	if (!w || !*w || strlen(w) > 253)
-		return false;
-	for (; *w; w++)
-		if (!((*w >= 'a' && *w <= 'z') || (*w >= 'A' && *w <= 'Z') || (*w >= '0' && *w <= '9') || *w == '.' ||
-		      *w == '-' || *w == ':' || *w == '_'))
-			return false;
-	return true;
-}
-
-/* port_mappings and dns_config, checked and kept in the record as JSON. */
-static int ports_and_dns(const Runtime__V1__PodSandboxConfig *cfg, struct sandbox *s, uk_error *err)
-{
-	if (cfg->hostname && *cfg->hostname && !dns_word_ok(cfg->hostname))
-		return uk_err(err, EINVAL, "config.hostname \"%s\" is not a host name", cfg->hostname);
 	s->port_mappings = json_object_new_array();
 	for (size_t i = 0; i < cfg->n_port_mappings; i++) {
 		const Runtime__V1__PortMapping *pm = cfg->port_mappings[i];
-		if (pm->protocol == RUNTIME__V1__PROTOCOL__SCTP)
-			return uk_err(err, EINVAL, "config.port_mappings[%zu].protocol SCTP is not supported", i);
-		if (pm->host_port < 0 || pm->host_port > 65535 || pm->container_port < 0 || pm->container_port > 65535)
-			return uk_err(err, EINVAL, "config.port_mappings[%zu]: ports must be within 0..65535", i);
-		if (pm->host_port > 0 && pm->container_port == 0)
-			return uk_err(err, EINVAL, "config.port_mappings[%zu].container_port is required with host_port", i);
-		if (pm->host_ip && *pm->host_ip && !dns_word_ok(pm->host_ip))
-			return uk_err(err, EINVAL, "config.port_mappings[%zu].host_ip is not an address", i);
 		json_object *e = json_object_new_object();
+		json_object_array_add(s->port_mappings, e);
 		json_object_object_add(e, "proto", json_object_new_string(pm->protocol == RUNTIME__V1__PROTOCOL__UDP ? "udp" : "tcp"));
 		json_object_object_add(e, "host_port", json_object_new_int(pm->host_port));
 		json_object_object_add(e, "container_port", json_object_new_int(pm->container_port));
 		json_object_object_add(e, "host_ip", json_object_new_string(nz(pm->host_ip)));
-		json_object_array_add(s->port_mappings, e);
 	}
 	const Runtime__V1__DNSConfig *d = cfg->dns_config;
-	s->dns = json_object_new_object();
-	struct {
+	const struct {
 		const char *key;
 		size_t n;
 		char **v;
 	} lists[] = { { "servers", d ? d->n_servers : 0, d ? d->servers : NULL },
 		      { "searches", d ? d->n_searches : 0, d ? d->searches : NULL },
 		      { "options", d ? d->n_options : 0, d ? d->options : NULL } };
-	for (size_t k = 0; k < 3; k++) {
+	s->dns = json_object_new_object();
+	for (size_t k = 0; k < ARRAY_SIZE(lists); k++) {
 		json_object *arr = json_object_new_array();
-		if (lists[k].n > 32)
-			return uk_err(err, E2BIG, "config.dns_config.%s has more than 32 entries", lists[k].key);
-		for (size_t i = 0; i < lists[k].n; i++) {
-			if (!dns_word_ok(lists[k].v[i]) && !(k == 2 && lists[k].v[i] && strlen(lists[k].v[i]) < 64)) {
-				json_object_put(arr);
-				return uk_err(err, EINVAL, "config.dns_config.%s[%zu] \"%s\" is not valid", lists[k].key, i,
-					      nz(lists[k].v[i]));
-			}
-			json_object_array_add(arr, json_object_new_string(lists[k].v[i]));
-		}
 		json_object_object_add(s->dns, lists[k].key, arr);
+		for (size_t i = 0; i < lists[k].n; i++)
+			json_object_array_add(arr, json_object_new_string(lists[k].v[i]));
 	}
-	return 0;
+}
+
+/* The pod's VM annotations: accel and machine among their choices, cpu among QEMU's models. */
+static int check_vm_annotations(struct cri_context *ctx, size_t n, void *const *ann, const char *prefix,
+				uk_error *err)
+{
+	char f[64];
+	int r;
+	snprintf(f, sizeof(f), "%s[" ANN_ACCEL "]", prefix);
+	if ((r = check_choice(cri_map_get(n, ann, ANN_ACCEL), f, accels, err)) < 0)
+		return r;
+	snprintf(f, sizeof(f), "%s[" ANN_MACHINE "]", prefix);
+	if ((r = check_choice(cri_map_get(n, ann, ANN_MACHINE), f, machines, err)) < 0)
+		return r;
+	const char *cpu = cri_map_get(n, ann, ANN_CPU);
+	snprintf(f, sizeof(f), "%s[" ANN_CPU "]", prefix);
+	return cpu ? cri_cpu_model_check(ctx, cpu, f, err) : 0;
+}
+
+static struct sandbox *sandbox_from(const Runtime__V1__RunPodSandboxRequest *q)
+{
+	const Runtime__V1__PodSandboxConfig *cfg = q->config;
+	struct sandbox *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->name = strdup(cfg->metadata->name);
+	s->uid = strdup(cfg->metadata->uid);
+	s->ns = strdup(cfg->metadata->namespace_);
+	s->attempt = cfg->metadata->attempt;
+	s->labels = cri_map_to_json(cfg->n_labels, (void **)cfg->labels);
+	s->annotations = cri_map_to_json(cfg->n_annotations, (void **)cfg->annotations);
+	s->log_directory = *nz(cfg->log_directory) ? strdup(cfg->log_directory) : NULL;
+	s->runtime_handler = strdup(nz(q->runtime_handler));
+	s->hostname = *nz(cfg->hostname) ? strdup(cfg->hostname) : NULL;
+	s->cgroup_parent = cfg->linux && *nz(cfg->linux->cgroup_parent) ? strdup(cfg->linux->cgroup_parent) : NULL;
+	ports_and_dns(cfg, s);
+	return s;
 }
 
 CRI_HANDLER(cri_run_pod_sandbox)
@@ -191,49 +170,21 @@ CRI_HANDLER(cri_run_pod_sandbox)
 	REQ(Runtime__V1__RunPodSandboxRequest, q);
 	const Runtime__V1__PodSandboxConfig *cfg = q->config;
 	int r;
-	if (!cfg)
-		return uk_err(err, EINVAL, "config is required");
-	if (!cfg->metadata)
-		return uk_err(err, EINVAL, "config.metadata is required");
-	if ((r = require(cfg->metadata->name, "config.metadata.name", err)) < 0 ||
-	    (r = require(cfg->metadata->uid, "config.metadata.uid", err)) < 0 ||
-	    (r = require(cfg->metadata->namespace_, "config.metadata.namespace", err)) < 0)
+	if ((r = cri_check_pod_config(cfg, err)) < 0)
 		return r;
-	if (q->runtime_handler && *q->runtime_handler && strcmp(q->runtime_handler, CRI_HANDLER_NAME) != 0)
-		return uk_err(err, EINVAL, "runtime_handler \"%s\" is not served here; use \"\" or \"%s\"",
+	if (*nz(q->runtime_handler) && strcmp(q->runtime_handler, CRI_HANDLER_NAME) != 0)
+		return uk_err(err, EINVAL, "runtime_handler \"%.64s\" is not served here; use \"\" or \"%s\"",
 			      q->runtime_handler, CRI_HANDLER_NAME);
-	if (cfg->log_directory && *cfg->log_directory &&
-	    (cfg->log_directory[0] != '/' || path_climbs(cfg->log_directory)))
-		return uk_err(err, EINVAL, "config.log_directory must be an absolute path without \"..\"");
-	if (cfg->linux && cfg->linux->security_context && cfg->linux->security_context->namespace_options &&
-	    cfg->linux->security_context->namespace_options->network == RUNTIME__V1__NAMESPACE_MODE__NODE)
-		return uk_err(err, EINVAL,
-			      "config.linux.security_context.namespace_options.network is NODE: a VM cannot share "
-			      "the node's network namespace; unikd runs no host-network pods");
-	struct sandbox *s = calloc(1, sizeof(*s));
+	/* The runtime builds the VM's cgroup path by these rules at start: a parent it could
+	 * never use is refused now, not run without a cgroup later. */
+	if ((r = cg_parent_check(cfg->linux ? cfg->linux->cgroup_parent : NULL, UK_FULL_ID_LEN, err)) < 0)
+		return uk_err_ctx(err, "config.linux.cgroup_parent");
+	if ((r = check_vm_annotations(ctx, cfg->n_annotations, (void *const *)cfg->annotations, "config.annotations",
+				      err)) < 0)
+		return r;
+	struct sandbox *s = sandbox_from(q);
 	if (!s)
 		return uk_err(err, ENOMEM, "out of memory");
-	s->name = strdup(cfg->metadata->name);
-	s->uid = strdup(cfg->metadata->uid);
-	s->ns = strdup(cfg->metadata->namespace_);
-	s->attempt = cfg->metadata->attempt;
-	s->labels = cri_map_to_json(cfg->n_labels, (void **)cfg->labels);
-	s->annotations = cri_map_to_json(cfg->n_annotations, (void **)cfg->annotations);
-	s->log_directory = cfg->log_directory && *cfg->log_directory ? strdup(cfg->log_directory) : NULL;
-	s->runtime_handler = strdup(nz(q->runtime_handler));
-	s->hostname = cfg->hostname && *cfg->hostname ? strdup(cfg->hostname) : NULL;
-	s->cgroup_parent = cfg->linux && cfg->linux->cgroup_parent && *cfg->linux->cgroup_parent
-				   ? strdup(cfg->linux->cgroup_parent)
-				   : NULL;
-	if ((r = ports_and_dns(cfg, s, err)) < 0) {
-		sandbox_free(s);
-		return r;
-	}
-	if ((r = check_choice(annotation(s->annotations, ANN_ACCEL), "config.annotations[" ANN_ACCEL "]", accels, err)) < 0 ||
-	    (r = check_choice(annotation(s->annotations, ANN_MACHINE), "config.annotations[" ANN_MACHINE "]", machines, err)) < 0) {
-		sandbox_free(s);
-		return r;
-	}
 	char id[UK_FULL_ID_LEN + 1];
 	if ((r = rt_sandbox_create(ctx->rt, s, id, err)) < 0)
 		return r;
@@ -247,7 +198,7 @@ CRI_HANDLER(cri_stop_pod_sandbox)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__StopPodSandboxRequest, q);
 	int r;
-	if ((r = require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0 ||
+	if ((r = cri_require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0 ||
 	    (r = rt_sandbox_stop(ctx->rt, q->pod_sandbox_id, err)) < 0)
 		return r;
 	NEW_RESP(a, Runtime__V1__StopPodSandboxResponse, x, RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT);
@@ -260,7 +211,7 @@ CRI_HANDLER(cri_remove_pod_sandbox)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__RemovePodSandboxRequest, q);
 	int r;
-	if ((r = require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0 ||
+	if ((r = cri_require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0 ||
 	    (r = rt_sandbox_remove(ctx->rt, q->pod_sandbox_id, err)) < 0)
 		return r;
 	NEW_RESP(a, Runtime__V1__RemovePodSandboxResponse, x, RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT);
@@ -285,7 +236,7 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	REQ(Runtime__V1__PodSandboxStatusRequest, q);
 	struct sandbox *s;
 	int r;
-	if ((r = require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0)
+	if ((r = cri_require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0)
 		return r;
 	rt_lock(ctx->rt);
 	if ((r = rt_find_sandbox(ctx->rt, q->pod_sandbox_id, &s, err)) < 0) {
@@ -340,7 +291,9 @@ CRI_HANDLER(cri_list_pod_sandbox)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__ListPodSandboxRequest, q);
 	const Runtime__V1__PodSandboxFilter *f = q->filter;
-	(void)err;
+	int r = cri_check_pod_filter(f, err);
+	if (r < 0)
+		return r;
 	NEW_RESP(a, Runtime__V1__ListPodSandboxResponse, resp_, RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT);
 	rt_lock(ctx->rt);
 	resp_->items = arena_array(a, Runtime__V1__PodSandbox *, ctx->rt->n_sb);
@@ -365,55 +318,104 @@ CRI_HANDLER(cri_list_pod_sandbox)
 	return 0;
 }
 
-/* Append a word to the command line; words are space separated, so none may hold space. */
-static int add_word(char *buf, size_t *len, const char *w, const char *field, size_t idx, uk_error *err)
+/* The kernel command line (src/guest/cmdline) from the config and the image's default. */
+static int container_cmdline(const Runtime__V1__ContainerConfig *cfg, const char *image_cmdline, char *buf,
+			     size_t len, uk_error *err)
 {
-	if (has_space(w))
-		return uk_err(err, EINVAL, "%s[%zu] holds white space, which a kernel command line cannot carry", field, idx);
-	size_t n = strlen(w);
-	if (n == 0)
-		return 0;
-	if (*len + n + 2 > WORD_MAX)
-		return uk_err(err, E2BIG, "the command line built from %s is longer than %d bytes", field, WORD_MAX - 1);
-	if (*len)
-		buf[(*len)++] = ' ';
-	memcpy(buf + *len, w, n);
-	*len += n;
-	buf[*len] = '\0';
+	/* n_envs is bounded by cri_check_container_config. */
+	_cleanup_free_ struct guest_env *envs = calloc(cfg->n_envs + 1, sizeof(*envs));
+	if (!envs)
+		return uk_err(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < cfg->n_envs; i++)
+		envs[i] = (struct guest_env){ .key = cfg->envs[i]->key, .value = cfg->envs[i]->value };
+	struct guest_cmdline_in in = {
+		.envs = envs, .n_envs = cfg->n_envs,
+		.command = (const char *const *)cfg->command, .n_command = cfg->n_command,
+		.args = (const char *const *)cfg->args, .n_args = cfg->n_args,
+		.image_cmdline = image_cmdline, .field_prefix = "config.",
+	};
+	return guest_cmdline_build(&in, buf, len, err);
+}
+
+static int resolve_image(struct runtime *rt, const Runtime__V1__ContainerConfig *cfg, struct image_info **img,
+			 uk_error *err)
+{
+	int r = image_store_resolve(rt->images, cfg->image->image, img, err);
+	if (r == -ENOENT)
+		return uk_err(err, ENOENT, "config.image.image \"%s\" is not in the image store", cfg->image->image);
+	if (r < 0)
+		return uk_err_ctx(err, "config.image.image");
+	if ((*img)->not_runnable || (!(*img)->kernel && !(*img)->disk))
+		return uk_err(err, EINVAL, "config.image.image \"%s\" (%s) cannot run on unikd: %s", cfg->image->image,
+			      (*img)->id,
+			      (*img)->not_runnable ? (*img)->not_runnable : "the image has neither a kernel nor a disk");
 	return 0;
 }
 
-static int build_cmdline(const Runtime__V1__ContainerConfig *cfg, const char *image_cmdline, char *buf, uk_error *err)
+/* What the container takes from its pod, under the runtime's lock: the id, the command line
+ * with the pod's network expanded, the VM annotations (the container's over the pod's),
+ * the log path. */
+static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRequest *q, const char *cmdline,
+			struct container *c, uk_error *err)
 {
-	size_t len = 0;
+	const Runtime__V1__ContainerConfig *cfg = q->config;
+	struct sandbox *s;
 	int r;
-	buf[0] = '\0';
-	for (size_t i = 0; i < cfg->n_envs; i++) {
-		const Runtime__V1__KeyValue *kv = cfg->envs[i];
-		if (!kv->key || !*kv->key || strchr(kv->key, '='))
-			return uk_err(err, EINVAL, "config.envs[%zu].key must be non-empty and hold no \"=\"", i);
-		char word[WORD_MAX];
-		if (snprintf(word, sizeof(word), "%s=%s", kv->key, nz(kv->value)) >= (int)sizeof(word))
-			return uk_err(err, E2BIG, "config.envs[%zu] is too long", i);
-		if ((r = add_word(buf, &len, word, "config.envs", i, err)) < 0)
+	if ((r = rt_find_sandbox(rt, q->pod_sandbox_id, &s, err)) < 0)
+		return r;
+	memcpy(c->sandbox_id, s->id, sizeof(c->sandbox_id));
+	if ((r = rt_net_expand(rt->net, s, cmdline, &c->cmdline, err)) < 0)
+		return uk_err_ctx(err, "the command line");
+	const char *accel = cri_json_get(c->annotations, ANN_ACCEL), *machine = cri_json_get(c->annotations, ANN_MACHINE),
+		   *cpu = cri_json_get(c->annotations, ANN_CPU);
+	accel = accel ? accel : cri_json_get(s->annotations, ANN_ACCEL);
+	machine = machine ? machine : cri_json_get(s->annotations, ANN_MACHINE);
+	cpu = cpu ? cpu : cri_json_get(s->annotations, ANN_CPU);
+	c->accel = strdup(accel ? accel : rt->cfg.default_accel);
+	c->machine = machine ? strdup(machine) : NULL;
+	c->cpu = cpu ? strdup(cpu) : NULL;
+	if (*nz(cfg->log_path)) {
+		char log_path[PATH_MAX];
+		if (!s->log_directory)
+			return uk_err(err, EINVAL, "config.log_path is set but the pod has no log_directory");
+		if ((r = cri_log_path_join(s->log_directory, cfg->log_path, log_path, sizeof(log_path), err)) < 0)
 			return r;
+		c->log_path = strdup(log_path);
 	}
-	if (cfg->n_command > 0) {
-		for (size_t i = 0; i < cfg->n_command; i++)
-			if ((r = add_word(buf, &len, cfg->command[i], "config.command", i, err)) < 0)
-				return r;
-	} else if (image_cmdline && *image_cmdline) {
-		if (len + strlen(image_cmdline) + 2 > WORD_MAX)
-			return uk_err(err, E2BIG, "the image's command line is too long");
-		if (len)
-			buf[len++] = ' ';
-		strcpy(buf + len, image_cmdline);
-		len += strlen(image_cmdline);
-	}
-	for (size_t i = 0; i < cfg->n_args; i++)
-		if ((r = add_word(buf, &len, cfg->args[i], "config.args", i, err)) < 0)
-			return r;
 	return 0;
+}
+
+/* The VM's size and the fields that come from the request and the image. */
+static void fill_container(struct runtime *rt, const Runtime__V1__ContainerConfig *cfg, const struct image_info *img,
+			   const struct cri_resources *res, struct container *c)
+{
+	/* A reload may change the defaults (main.c stores them atomically). */
+	unsigned memory = __atomic_load_n(&rt->cfg.default_memory_mib, __ATOMIC_RELAXED);
+	unsigned vcpus = __atomic_load_n(&rt->cfg.default_vcpus, __ATOMIC_RELAXED);
+	c->name = strdup(cfg->metadata->name);
+	c->attempt = cfg->metadata->attempt;
+	c->labels = cri_map_to_json(cfg->n_labels, (void **)cfg->labels);
+	c->image = strdup(cfg->image->image);
+	c->image_ref = strdup(img->id);
+	c->kernel = img->kernel ? strdup(img->kernel) : NULL;
+	c->initrd = img->initrd ? strdup(img->initrd) : NULL;
+	c->disk = img->disk ? strdup(img->disk) : NULL;
+	c->disk_format = img->disk_format ? strdup(img->disk_format) : NULL;
+	c->memory_mib = res->memory_mib ? res->memory_mib : memory;
+	c->vcpus = res->vcpus ? res->vcpus : vcpus;
+	c->memory_limit = res->memory_limit;
+	c->cpu_quota = res->cpu_quota;
+	c->cpu_period = res->cpu_period;
+	c->cpu_shares = res->cpu_shares;
+}
+
+static int make_log_dir(const char *log_path, uk_error *err)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", log_path); /* fits: cri_log_path_join made it */
+	*strrchr(dir, '/') = '\0';
+	int r = uk_mkdir_p(dir, 0755, err);
+	return r < 0 ? uk_err_ctx(err, "log directory") : 0;
 }
 
 CRI_HANDLER(cri_create_container)
@@ -422,131 +424,34 @@ CRI_HANDLER(cri_create_container)
 	struct runtime *rt = ctx->rt;
 	REQ(Runtime__V1__CreateContainerRequest, q);
 	const Runtime__V1__ContainerConfig *cfg = q->config;
+	struct cri_resources res;
 	int r;
-	if ((r = require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0)
+	if ((r = cri_require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0 ||
+	    (r = cri_check_container_config(cfg, &res, err)) < 0 ||
+	    (r = check_vm_annotations(ctx, cfg->n_annotations, (void *const *)cfg->annotations, "config.annotations",
+				      err)) < 0)
 		return r;
-	if (!cfg)
-		return uk_err(err, EINVAL, "config is required");
-	if (!cfg->metadata)
-		return uk_err(err, EINVAL, "config.metadata is required");
-	if ((r = require(cfg->metadata->name, "config.metadata.name", err)) < 0)
-		return r;
-	if (!cfg->image || !cfg->image->image || !*cfg->image->image)
-		return uk_err(err, EINVAL, "config.image.image is required");
-	if (cfg->log_path && *cfg->log_path && (cfg->log_path[0] == '/' || path_climbs(cfg->log_path)))
-		return uk_err(err, EINVAL, "config.log_path must be relative to the pod's log_directory, without \"..\"");
-	if (cfg->tty || cfg->stdin)
-		return uk_err(err, EINVAL, "config.tty and config.stdin are not supported: a VM's console is its log");
-
 	_cleanup_image_info_ struct image_info *img = NULL;
-	if ((r = image_store_resolve(rt->images, cfg->image->image, &img, err)) < 0) {
-		if (r == -ENOENT)
-			return uk_err(err, ENOENT, "config.image.image \"%s\" is not in the image store", cfg->image->image);
-		return uk_err_ctx(err, "config.image.image");
-	}
-	if (img->not_runnable || (!img->kernel && !img->disk))
-		return uk_err(err, EINVAL, "config.image.image \"%s\" (%s) cannot run on unikd: %s", cfg->image->image,
-			      img->id, img->not_runnable ? img->not_runnable : "the image has neither a kernel nor a disk");
-
-	_cleanup_free_ char *cmdline = malloc(WORD_MAX);
-	if (!cmdline)
-		return uk_err(err, ENOMEM, "out of memory");
-	if ((r = build_cmdline(cfg, img->cmdline, cmdline, err)) < 0)
+	char cmdline[GUEST_CMDLINE_MAX];
+	if ((r = resolve_image(rt, cfg, &img, err)) < 0 ||
+	    (r = container_cmdline(cfg, img->cmdline, cmdline, sizeof(cmdline), err)) < 0)
 		return r;
-
-	/* A reload may change the defaults (main.c stores them atomically). */
-	unsigned memory = __atomic_load_n(&rt->cfg.default_memory_mib, __ATOMIC_RELAXED);
-	unsigned vcpus = __atomic_load_n(&rt->cfg.default_vcpus, __ATOMIC_RELAXED);
-	const Runtime__V1__LinuxContainerResources *res = cfg->linux ? cfg->linux->resources : NULL;
-	if (res && res->memory_limit_in_bytes > 0) {
-		int64_t mib = (res->memory_limit_in_bytes + (1 << 20) - 1) >> 20;
-		if (mib < 16 || mib > 1024 * 1024)
-			return uk_err(err, EINVAL,
-				      "config.linux.resources.memory_limit_in_bytes is %lld: a VM needs 16 MiB to 1 TiB",
-				      (long long)res->memory_limit_in_bytes);
-		memory = (unsigned)mib;
-	}
-	if (res && res->cpu_quota > 0 && res->cpu_period > 0) {
-		int64_t n = (res->cpu_quota + res->cpu_period - 1) / res->cpu_period;
-		if (n > 256)
-			return uk_err(err, EINVAL, "config.linux.resources.cpu_quota asks for %lld vCPUs, at most 256",
-				      (long long)n);
-		vcpus = (unsigned)n;
-	}
-
-	json_object *ann = cri_map_to_json(cfg->n_annotations, (void **)cfg->annotations);
-	const char *accel, *machine, *cpu;
-	char log_path[PATH_MAX] = "";
-	rt_lock(rt);
-	struct sandbox *s;
-	if ((r = rt_find_sandbox(rt, q->pod_sandbox_id, &s, err)) < 0) {
-		rt_unlock(rt);
-		json_object_put(ann);
-		return r;
-	}
-	_cleanup_free_ char *expanded = NULL;
-	if ((r = rt_net_expand(rt->net, s, cmdline, &expanded, err)) < 0) {
-		rt_unlock(rt);
-		json_object_put(ann);
-		return uk_err_ctx(err, "the command line");
-	}
-	accel = annotation(ann, ANN_ACCEL) ? annotation(ann, ANN_ACCEL) : annotation(s->annotations, ANN_ACCEL);
-	machine = annotation(ann, ANN_MACHINE) ? annotation(ann, ANN_MACHINE) : annotation(s->annotations, ANN_MACHINE);
-	cpu = annotation(ann, ANN_CPU) ? annotation(ann, ANN_CPU) : annotation(s->annotations, ANN_CPU);
-	if (cfg->log_path && *cfg->log_path) {
-		if (!s->log_directory) {
-			rt_unlock(rt);
-			json_object_put(ann);
-			return uk_err(err, EINVAL, "config.log_path is set but the pod has no log_directory");
-		}
-		snprintf(log_path, sizeof(log_path), "%s/%s", s->log_directory, cfg->log_path);
-	}
 	struct container *c = calloc(1, sizeof(*c));
-	if (!c) {
-		rt_unlock(rt);
-		json_object_put(ann);
+	if (!c)
 		return uk_err(err, ENOMEM, "out of memory");
-	}
-	memcpy(c->sandbox_id, s->id, sizeof(c->sandbox_id));
-	c->accel = strdup(accel ? accel : rt->cfg.default_accel);
-	c->machine = machine ? strdup(machine) : NULL;
-	c->cpu = cpu ? strdup(cpu) : NULL;
+	c->annotations = cri_map_to_json(cfg->n_annotations, (void **)cfg->annotations);
+	rt_lock(rt);
+	r = from_sandbox(rt, q, cmdline, c, err);
 	rt_unlock(rt);
-
-	c->annotations = ann;
-	c->name = strdup(cfg->metadata->name);
-	c->attempt = cfg->metadata->attempt;
-	c->labels = cri_map_to_json(cfg->n_labels, (void **)cfg->labels);
-	c->image = strdup(cfg->image->image);
-	c->image_ref = strdup(img->id);
-	c->log_path = *log_path ? strdup(log_path) : NULL;
-	c->kernel = img->kernel ? strdup(img->kernel) : NULL;
-	c->initrd = img->initrd ? strdup(img->initrd) : NULL;
-	c->disk = img->disk ? strdup(img->disk) : NULL;
-	c->disk_format = img->disk_format ? strdup(img->disk_format) : NULL;
-	c->cmdline = strdup(expanded);
-	c->memory_mib = memory;
-	c->vcpus = vcpus;
-	if (res) {
-		c->memory_limit = res->memory_limit_in_bytes;
-		c->cpu_quota = res->cpu_quota;
-		c->cpu_period = res->cpu_period;
-		c->cpu_shares = res->cpu_shares;
-	}
-	if ((r = check_choice(c->accel, "annotation " ANN_ACCEL, accels, err)) < 0 ||
-	    (r = check_choice(c->machine, "annotation " ANN_MACHINE, machines, err)) < 0) {
+	/* Values inherited from the pod are checked too (its record may predate the checks). */
+	if (r < 0 || (r = check_choice(c->accel, "annotation " ANN_ACCEL, accels, err)) < 0 ||
+	    (r = check_choice(c->machine, "annotation " ANN_MACHINE, machines, err)) < 0 ||
+	    (c->cpu && (r = cri_cpu_model_check(ctx, c->cpu, "annotation " ANN_CPU, err)) < 0) ||
+	    (c->log_path && (r = make_log_dir(c->log_path, err)) < 0)) {
 		container_free(c);
 		return r;
 	}
-	if (c->log_path) {
-		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s", c->log_path);
-		*strrchr(dir, '/') = '\0';
-		if ((r = uk_mkdir_p(dir, 0755, err)) < 0) {
-			container_free(c);
-			return uk_err_ctx(err, "log directory");
-		}
-	}
+	fill_container(rt, cfg, img, &res, c);
 	char id[UK_FULL_ID_LEN + 1];
 	if ((r = rt_container_create(rt, c, id, err)) < 0)
 		return r;
@@ -560,7 +465,7 @@ CRI_HANDLER(cri_start_container)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__StartContainerRequest, q);
 	int r;
-	if ((r = require(q->container_id, "container_id", err)) < 0 ||
+	if ((r = cri_require(q->container_id, "container_id", err)) < 0 ||
 	    (r = rt_container_start(ctx->rt, q->container_id, err)) < 0)
 		return r;
 	NEW_RESP(a, Runtime__V1__StartContainerResponse, x, RUNTIME__V1__START_CONTAINER_RESPONSE__INIT);
@@ -573,7 +478,7 @@ CRI_HANDLER(cri_stop_container)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__StopContainerRequest, q);
 	int r;
-	if ((r = require(q->container_id, "container_id", err)) < 0)
+	if ((r = cri_require(q->container_id, "container_id", err)) < 0)
 		return r;
 	if (q->timeout < 0)
 		return uk_err(err, EINVAL, "timeout must not be negative");
@@ -592,7 +497,7 @@ CRI_HANDLER(cri_remove_container)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__RemoveContainerRequest, q);
 	int r;
-	if ((r = require(q->container_id, "container_id", err)) < 0 ||
+	if ((r = cri_require(q->container_id, "container_id", err)) < 0 ||
 	    (r = rt_container_remove(ctx->rt, q->container_id, err)) < 0)
 		return r;
 	NEW_RESP(a, Runtime__V1__RemoveContainerResponse, x, RUNTIME__V1__REMOVE_CONTAINER_RESPONSE__INIT);
@@ -622,7 +527,9 @@ CRI_HANDLER(cri_list_containers)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__ListContainersRequest, q);
 	const Runtime__V1__ContainerFilter *f = q->filter;
-	(void)err;
+	int r = cri_check_container_filter(f, err);
+	if (r < 0)
+		return r;
 	NEW_RESP(a, Runtime__V1__ListContainersResponse, resp_, RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT);
 	rt_lock(ctx->rt);
 	rt_refresh(ctx->rt);
@@ -655,7 +562,7 @@ CRI_HANDLER(cri_container_status)
 	REQ(Runtime__V1__ContainerStatusRequest, q);
 	struct container *c;
 	int r;
-	if ((r = require(q->container_id, "container_id", err)) < 0)
+	if ((r = cri_require(q->container_id, "container_id", err)) < 0)
 		return r;
 	rt_lock(ctx->rt);
 	rt_refresh(ctx->rt);
@@ -684,9 +591,12 @@ CRI_HANDLER(cri_container_status)
 	if (q->verbose) {
 		_cleanup_json_ json_object *o = container_to_json(c);
 		char dir[PATH_MAX];
-		rt_vm_dir(ctx->rt, c->id, dir, sizeof(dir));
+		/* Both were made at create, so they fit; a miss shows as "". */
+		if (rt_vm_dir(ctx->rt, c->id, dir, sizeof(dir)) < 0)
+			dir[0] = '\0';
 		json_object_object_add(o, "vm_state_dir", json_object_new_string(dir));
-		rt_ctr_dir(ctx->rt, c->id, dir, sizeof(dir));
+		if (rt_ctr_dir(ctx->rt, c->id, dir, sizeof(dir)) < 0)
+			dir[0] = '\0';
 		json_object_object_add(o, "container_dir", json_object_new_string(dir));
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
@@ -701,7 +611,7 @@ CRI_HANDLER(cri_reopen_container_log)
 	struct cri_context *ctx = ud;
 	REQ(Runtime__V1__ReopenContainerLogRequest, q);
 	int r;
-	if ((r = require(q->container_id, "container_id", err)) < 0 ||
+	if ((r = cri_require(q->container_id, "container_id", err)) < 0 ||
 	    (r = rt_container_reopen_log(ctx->rt, q->container_id, err)) < 0)
 		return r;
 	NEW_RESP(a, Runtime__V1__ReopenContainerLogResponse, x, RUNTIME__V1__REOPEN_CONTAINER_LOG_RESPONSE__INIT);
@@ -742,24 +652,17 @@ CRI_HANDLER(cri_runtime_config)
 CRI_HANDLER(cri_update_container_resources)
 {
 	struct cri_context *ctx = ud;
-	const Runtime__V1__UpdateContainerResourcesRequest *q = (const void *)req;
+	REQ(Runtime__V1__UpdateContainerResourcesRequest, q);
+	struct cri_resources res;
 	int r;
-	if ((r = require(q->container_id, "container_id", err)) < 0)
+	/* The same check as CreateContainer's (cri_check_resources), so only values a create
+	 * would take reach the runtime. */
+	if ((r = cri_require(q->container_id, "container_id", err)) < 0 || (r = cri_check_update(q, &res, err)) < 0 ||
+	    (r = rt_container_update_resources(ctx->rt, q->container_id, res.memory_limit, res.cpu_quota,
+						res.cpu_period, res.cpu_shares, err)) < 0)
 		return r;
-	const Runtime__V1__LinuxContainerResources *l = q->linux;
-	if (!l)
-		return uk_err(err, EINVAL, "linux is required: the new CPU and memory limits");
-	if (l->memory_limit_in_bytes < 0 || l->cpu_quota < -1 || l->cpu_period < 0 || l->cpu_shares < 0)
-		return uk_err(err, EINVAL, "linux: limits must not be negative");
-	if (l->cpu_period && (l->cpu_period < 1000 || l->cpu_period > 1000000))
-		return uk_err(err, EINVAL, "linux.cpu_period %lld is outside 1000..1000000 us", (long long)l->cpu_period);
-	if (l->cpu_quota > 0 && l->cpu_quota < 1000)
-		return uk_err(err, EINVAL, "linux.cpu_quota %lld is below 1000 us", (long long)l->cpu_quota);
-	if ((r = rt_container_update_resources(ctx->rt, q->container_id, l->memory_limit_in_bytes, l->cpu_quota,
-						l->cpu_period, l->cpu_shares, err)) < 0)
-		return r;
-	Runtime__V1__UpdateContainerResourcesResponse *o = arena_new0(a, Runtime__V1__UpdateContainerResourcesResponse);
-	*o = (Runtime__V1__UpdateContainerResourcesResponse)RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT;
-	*resp = (ProtobufCMessage *)o;
+	NEW_RESP(a, Runtime__V1__UpdateContainerResourcesResponse, x,
+		 RUNTIME__V1__UPDATE_CONTAINER_RESOURCES_RESPONSE__INIT);
+	(void)x;
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include "../common/util.h"
 #include "../unikd/stats.h"
 #include "cri.h"
+#include "limits.h"
 
 #define MAP_ENTRY_DESC (&runtime__v1__pod_sandbox_config__labels_entry__descriptor)
 
@@ -43,7 +44,8 @@ static Runtime__V1__ContainerStats *container_msg(arena *a, struct runtime *rt, 
 						  struct rt_stats *sum)
 {
 	struct rt_stats s;
-	rt_container_stats(rt, c, &s, NULL);
+	/* What cannot be read stays zero with its timestamp: a list answers for every container. */
+	(void)rt_container_stats(rt, c, &s, NULL);
 	if (sum) {
 		sum->timestamp_ns = s.timestamp_ns;
 		sum->cpu_ns += s.cpu_ns;
@@ -84,12 +86,12 @@ CRI_HANDLER(cri_container_stats)
 	struct cri_context *ctx = ud;
 	const Runtime__V1__ContainerStatsRequest *q = (const void *)req;
 	struct container *c;
-	if (!q->container_id || !*q->container_id)
-		return uk_err(err, EINVAL, "container_id is required");
+	int r = cri_require(q->container_id, "container_id", err);
+	if (r < 0)
+		return r;
 	rt_lock(ctx->rt);
 	rt_refresh(ctx->rt);
-	int r = rt_find_container(ctx->rt, q->container_id, &c, err);
-	if (r < 0) {
+	if ((r = rt_find_container(ctx->rt, q->container_id, &c, err)) < 0) {
 		rt_unlock(ctx->rt);
 		return r;
 	}
@@ -106,7 +108,10 @@ CRI_HANDLER(cri_list_container_stats)
 	struct cri_context *ctx = ud;
 	const Runtime__V1__ListContainerStatsRequest *q = (const void *)req;
 	const Runtime__V1__ContainerStatsFilter *f = q->filter;
-	(void)err;
+	int r = f ? cri_check_selector("filter.label_selector", f->n_label_selector, (void *const *)f->label_selector, err)
+		  : 0;
+	if (r < 0)
+		return r;
 	Runtime__V1__ListContainerStatsResponse *o = arena_new0(a, Runtime__V1__ListContainerStatsResponse);
 	*o = (Runtime__V1__ListContainerStatsResponse)RUNTIME__V1__LIST_CONTAINER_STATS_RESPONSE__INIT;
 	rt_lock(ctx->rt);
@@ -153,12 +158,12 @@ CRI_HANDLER(cri_pod_sandbox_stats)
 	struct cri_context *ctx = ud;
 	const Runtime__V1__PodSandboxStatsRequest *q = (const void *)req;
 	struct sandbox *s;
-	if (!q->pod_sandbox_id || !*q->pod_sandbox_id)
-		return uk_err(err, EINVAL, "pod_sandbox_id is required");
+	int r = cri_require(q->pod_sandbox_id, "pod_sandbox_id", err);
+	if (r < 0)
+		return r;
 	rt_lock(ctx->rt);
 	rt_refresh(ctx->rt);
-	int r = rt_find_sandbox(ctx->rt, q->pod_sandbox_id, &s, err);
-	if (r < 0) {
+	if ((r = rt_find_sandbox(ctx->rt, q->pod_sandbox_id, &s, err)) < 0) {
 		rt_unlock(ctx->rt);
 		return r;
 	}
@@ -175,7 +180,10 @@ CRI_HANDLER(cri_list_pod_sandbox_stats)
 	struct cri_context *ctx = ud;
 	const Runtime__V1__ListPodSandboxStatsRequest *q = (const void *)req;
 	const Runtime__V1__PodSandboxStatsFilter *f = q->filter;
-	(void)err;
+	int r = f ? cri_check_selector("filter.label_selector", f->n_label_selector, (void *const *)f->label_selector, err)
+		  : 0;
+	if (r < 0)
+		return r;
 	Runtime__V1__ListPodSandboxStatsResponse *o = arena_new0(a, Runtime__V1__ListPodSandboxStatsResponse);
 	*o = (Runtime__V1__ListPodSandboxStatsResponse)RUNTIME__V1__LIST_POD_SANDBOX_STATS_RESPONSE__INIT;
 	rt_lock(ctx->rt);

@@ -1,6 +1,13 @@
+#include <pthread.h>
 #include <string.h>
 
+#include "../common/spawn.h"
+#include "../unikd/config.h"
 #include "cri.h"
+#include "limits.h"
+
+#define CPU_HELP_OUT_MAX (256 * 1024) /* QEMU 7.2 prints 12 KB */
+#define CPU_HELP_TIMEOUT_MS 10000
 
 json_object *cri_map_to_json(size_t n, void **entries)
 {
@@ -60,4 +67,58 @@ bool cri_container_matches(const struct container *c, const char *id, const char
 bool cri_sandbox_matches(const struct sandbox *s, const char *id, int state, size_t n_sel, void **sel)
 {
 	return prefix_ok(s->id, id) && (state < 0 || state == (int)s->state) && cri_labels_match(s->labels, n_sel, sel);
+}
+
+const char *cri_map_get(size_t n, void *const *entries, const char *key)
+{
+	for (size_t i = n; i-- > 0;) {
+		const cri_map_entry *e = entries[i];
+		if (e->key && strcmp(e->key, key) == 0)
+			return e->value ? e->value : "";
+	}
+	return NULL;
+}
+
+const char *cri_json_get(json_object *o, const char *key)
+{
+	json_object *v;
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+}
+
+/* QEMU's list, kept for the life of the process once read (QEMU's binary is a setting
+ * that a reload does not change). A failed run is not kept: the next call tries again. */
+static pthread_mutex_t cpu_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cri_cpu_models *cpu_models;
+
+static int load_cpu_models(const char *qemu, uk_error *err)
+{
+	const char *argv[] = { qemu, "-cpu", "help", NULL };
+	struct uk_spawn_opts o;
+	uk_spawn_opts_init(&o, argv);
+	struct uk_run_result res = { 0 };
+	int r = uk_run(&o, NULL, 0, CPU_HELP_OUT_MAX, CPU_HELP_TIMEOUT_MS, &res, err);
+	if (r == 0)
+		r = uk_run_result_check(&res, "qemu -cpu help", err);
+	if (r == 0)
+		r = cri_cpu_models_parse(res.out ? res.out : "", &cpu_models, err);
+	uk_run_result_done(&res);
+	return r;
+}
+
+int cri_cpu_model_check(const struct cri_context *ctx, const char *value, const char *field, uk_error *err)
+{
+	const char *qemu = ctx->rt->cfg.qemu ? ctx->rt->cfg.qemu : CONFIG_DEFAULT_QEMU;
+	int r = 0;
+	pthread_mutex_lock(&cpu_lock);
+	if (!cpu_models && (r = load_cpu_models(qemu, err)) < 0) {
+		/* Not the client's fault: UNAVAILABLE, whatever the run's own errno. */
+		(void)uk_err_ctx(err, "%s: cannot list QEMU's CPU models", field);
+		if (err)
+			err->code = EAGAIN;
+		r = -EAGAIN;
+	}
+	if (r == 0)
+		r = cri_cpu_check(cpu_models, value, field, err);
+	pthread_mutex_unlock(&cpu_lock);
+	return r;
 }

@@ -169,6 +169,10 @@ static void path_for_table(void **state)
 		{ "-.slice", "x", "unikd-x.scope" },
 		/* With a '/', it is a cgroupfs path even if it names slices. */
 		{ "/kubepods.slice/kubepods-pod1.slice", "x", "kubepods.slice/kubepods-pod1.slice/unikd-x" },
+		/* A controller's name is only reserved followed by '.'. */
+		{ "/cpuhog/memoryless/io", "x", "cpuhog/memoryless/io/unikd-x" },
+		{ "cpus-a.slice", "x", "cpus.slice/cpus-a.slice/unikd-x.scope" },
+		{ "/a.b/x\\x2d", "x", "a.b/x\\x2d/unikd-x" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
 		char out[CG_PATH_MAX];
@@ -199,6 +203,23 @@ static void path_for_table(void **state)
 		{ "/kubepods", "a/b", -EINVAL },
 		{ "/kubepods", "..", -EINVAL },
 		{ "/kubepods", "-x", -EINVAL },
+		/* The two: climbing out, and ".." inside a slice name. */
+		{ "../../../evil", "x", -EINVAL },
+		{ "a-..-b.slice", "x", -EINVAL },
+		/* systemd's slice rules: plain unit names, no empty dash part anywhere. */
+		{ "a@b.slice", "x", -EINVAL },
+		{ "a-b-.slice", "x", -EINVAL },
+		{ "-.slice.slice", "x", -EINVAL },
+		/* Names the kernel keeps for control files, and hidden names. */
+		{ "/kubepods/cgroup.procs", "x", -EINVAL },
+		{ "/memory.max", "x", -EINVAL },
+		{ "/a/cpu.weight/b", "x", -EINVAL },
+		{ "/a/tasks", "x", -EINVAL },
+		{ "/release_agent", "x", -EINVAL },
+		{ "/.hidden", "x", -EINVAL },
+		{ "cpu.slice", "x", -EINVAL },
+		{ "pids-x.slice", "x", -EINVAL },
+		{ ".a.slice", "x", -EINVAL },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		char out[CG_PATH_MAX] = "junk";
@@ -243,6 +264,39 @@ static void path_for_table(void **state)
 	char exact[sizeof("kubepods/unikd-abc")];
 	assert_int_equal(cg_path_for("/kubepods", "abc", exact, sizeof(exact), &err), 0);
 	assert_string_equal(exact, "kubepods/unikd-abc");
+}
+
+/* The check at RunPodSandbox: the same rules, and room for the runtime's 64-byte ids. */
+static void parent_check(void **state)
+{
+	(void)state;
+	uk_error err = { 0 };
+	assert_int_equal(cg_parent_check("/kubepods/burstable/pod1", 64, &err), 0);
+	assert_int_equal(cg_parent_check("kubepods-besteffort-pod1.slice", 64, &err), 0);
+	assert_int_equal(cg_parent_check("", 64, &err), 0);
+	assert_int_equal(cg_parent_check(NULL, 64, &err), 0);
+	assert_int_equal(cg_parent_check("../../../evil", 64, &err), -EINVAL);
+	assert_contains(err.msg, "../../../evil");
+	assert_int_equal(cg_parent_check("a-..-b.slice", 64, &err), -EINVAL);
+	assert_contains(err.msg, "a-..-b.slice");
+	assert_int_equal(cg_parent_check("a--b.slice", 64, &err), -EINVAL);
+	assert_contains(err.msg, "empty component");
+	assert_int_equal(cg_parent_check("/x", 0, &err), -EINVAL);
+	assert_int_equal(cg_parent_check("/x", UK_ID_MAX + 1, &err), -EINVAL);
+
+	/* The longest cgroupfs parent, and one byte more: its own bound (CG_PARENT_MAX) comes
+	 * before the path's, since "<parent>/unikd-<64 bytes>" still fits CG_PATH_MAX. */
+	size_t room = CG_PARENT_MAX - 1;
+	assert_true(CG_PARENT_MAX + strlen("/unikd-") + 64 < CG_PATH_MAX);
+	char p[CG_PARENT_MAX + 2];
+	p[0] = '/';
+	for (size_t i = 1; i <= room; i++)
+		p[i] = i % 200 == 0 ? '/' : 'a';
+	p[room + 1] = '\0';
+	assert_int_equal(cg_parent_check(p, 64, &err), 0);
+	p[room + 1] = 'a';
+	p[room + 2] = '\0';
+	assert_int_equal(cg_parent_check(p, 64, &err), -ENAMETOOLONG);
 }
 
 static void shares_to_weight(void **state)
@@ -535,6 +589,9 @@ static void fake_v2_lifecycle(void **state)
 	struct cg_limits badq = { .cpu_quota_us = 999 };
 	assert_int_equal(cg_update(&sys, path, &badq, &err), -EINVAL);
 	assert_contains(err.msg, "cpu_quota_us 999");
+	struct cg_limits badmax = { .cpu_quota_us = CG_CPU_QUOTA_MAX + 1 };
+	assert_int_equal(cg_update(&sys, path, &badmax, &err), -EINVAL);
+	assert_contains(err.msg, "above the kernel's maximum");
 	struct cg_limits badp = { .cpu_period_us = 2000000 };
 	assert_int_equal(cg_update(&sys, path, &badp, &err), -EINVAL);
 	assert_contains(err.msg, "cpu_period_us 2000000");
@@ -1096,6 +1153,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(path_for_table),
+		cmocka_unit_test(parent_check),
 		cmocka_unit_test(shares_to_weight),
 		cmocka_unit_test(parse_flat_keyed),
 		cmocka_unit_test(parse_cpu_stat),
