@@ -248,11 +248,12 @@ def test_container_name_clash_and_start_twice(uk):
 
 def test_start_failure_carries_qemus_message(uk):
     sid, cfg = uk.run_pod(name="fail")
-    cid = uk.create(sid, cfg, args=["exit:0"], annotations={"unikd.io/cpu": "no-such-cpu"})
+    # A valid CPU model that QEMU refuses under the chosen accelerator: "host" needs KVM.
+    cid = uk.create(sid, cfg, args=["exit:0"], annotations={"unikd.io/cpu": "host", "unikd.io/accel": "tcg"})
     code, msg = code_of(uk.start_ctr, cid)
-    assert code == grpc.StatusCode.UNKNOWN and "no-such-cpu" in msg
+    assert code == grpc.StatusCode.UNKNOWN and "requires KVM" in msg
     st = uk.status(cid).status
-    assert st.state == uk.pb.CONTAINER_EXITED and st.reason == "Error" and "no-such-cpu" in st.message
+    assert st.state == uk.pb.CONTAINER_EXITED and st.reason == "Error" and "requires KVM" in st.message
     assert st.exit_code != 0
 
 
