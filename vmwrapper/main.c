@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -14,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "../src/common/log.h"
+#include "../src/common/spawn.h"
 #include "../src/common/util.h"
 #include "../src/common/vmctl.h"
 #include "../src/qmp/qmp.h"
@@ -58,6 +58,7 @@ struct wrapper {
 	bool con_open, err_open, mon_open; /* the channels from QEMU that have not ended */
 	bool in_state_dir; /* the cwd is the state directory, where our sockets go */
 	pid_t qemu_pid;
+	uint64_t qemu_start_time; /* /proc/PID/stat field 22, from uk_spawn */
 	bool qemu_exited;
 	int wait_status;
 	bool started;
@@ -326,51 +327,6 @@ static void handle_signals(struct wrapper *w)
 	}
 }
 
-/* Start QEMU with the sockets on the fd numbers its argv names. */
-static int spawn_qemu(struct wrapper *w, char **argv, int fds[][2], size_t nfds, int err_w,
-		      uk_error *err)
-{
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return uk_err_errno(err, errno, "fork");
-	if (pid > 0) {
-		w->qemu_pid = pid;
-		return 0;
-	}
-
-	/* Child: only async-signal-safe calls from here. */
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	/* QEMU dies with its supervisor: an unsupervised VM would have no log and no exit record. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	setpgid(0, 0);
-	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(err_w, 2) < 0)
-		_exit(127);
-	/* Lift every fd out of the target range first, so dup2 cannot clobber a source. */
-	for (size_t i = 0; i < nfds; i++) {
-		int hi = fcntl(fds[i][0], F_DUPFD_CLOEXEC, 100);
-		if (hi < 0)
-			_exit(127);
-		fds[i][0] = hi;
-	}
-	for (size_t i = 0; i < nfds; i++)
-		if (dup2(fds[i][0], fds[i][1]) < 0)
-			_exit(127);
-	int first_free = QEMU_FD_NET_BASE + 2 * (int)w->spec->n_nets;
-	close_range((unsigned)first_free, ~0U, 0);
-	char *envp[] = { "PATH=/usr/bin:/bin", NULL };
-	execve(argv[0], argv, envp);
-	static const char msg[] = "vmwrapper: cannot execute QEMU\n";
-	(void)!write(2, msg, sizeof(msg) - 1);
-	_exit(127);
-}
-
 static int write_state(struct wrapper *w, uk_error *err)
 {
 	_cleanup_json_ json_object *o = json_object_new_object();
@@ -380,7 +336,7 @@ static int write_state(struct wrapper *w, uk_error *err)
 	/* 0 stands for unknown: unikd then cannot tell these processes from a recycled PID
 	 * and treats them as gone, which is the safe side. */
 	(void)uk_proc_starttime(getpid(), &st);
-	(void)uk_proc_starttime(w->qemu_pid, &qst);
+	qst = w->qemu_start_time;
 	json_object_object_add(o, "pid", json_object_new_int(getpid()));
 	json_object_object_add(o, "start_time", json_object_new_uint64(st));
 	json_object_object_add(o, "qemu_pid", json_object_new_int(w->qemu_pid));
@@ -502,29 +458,50 @@ static int open_channels(struct wrapper *w, struct qemu_ends *e, uk_error *err)
 	return 0;
 }
 
-/* Start QEMU with its channels and the NICs' fds on the numbers its argv names, then let go
- * of QEMU's ends: EOF on a channel must mean that QEMU is gone. */
+/* QEMU's channels and the NICs' fds, each on the number its argv names. */
+#define QEMU_FDS_MAX (4 + 2 * VM_NETS_MAX)
+_Static_assert(QEMU_FDS_MAX <= UK_SPAWN_MAX_FDS, "uk_spawn cannot hand QEMU every NIC's fds");
+
+static size_t qemu_fds(const struct wrapper *w, const struct qemu_ends *e, struct uk_spawn_fd fds[QEMU_FDS_MAX])
+{
+	size_t n = 0;
+	fds[n++] = (struct uk_spawn_fd){ e->con, QEMU_FD_CONSOLE };
+	fds[n++] = (struct uk_spawn_fd){ e->mon, QEMU_FD_QMP_CTL };
+	fds[n++] = (struct uk_spawn_fd){ e->qmp_l, QEMU_FD_QMP };
+	fds[n++] = (struct uk_spawn_fd){ e->dbg_l, QEMU_FD_QMP_DEBUG };
+	for (unsigned i = 0; i < w->spec->n_nets; i++) {
+		fds[n++] = (struct uk_spawn_fd){ w->spec->nets[i].tap_fd, QEMU_FD_NET_BASE + 2 * (int)i };
+		if (w->spec->nets[i].vhost_fd >= 0)
+			fds[n++] = (struct uk_spawn_fd){ w->spec->nets[i].vhost_fd, QEMU_FD_NET_BASE + 2 * (int)i + 1 };
+	}
+	return n;
+}
+
+/* Start QEMU with its channels, then let go of QEMU's ends: EOF on a channel must mean that
+ * QEMU is gone. stdin and stdout on /dev/null, stderr to our pipe, the fixed environment
+ * (LC_ALL=C keeps QEMU's messages in the words exit_status.c reads). */
 static int start_qemu(struct wrapper *w, char **argv, struct qemu_ends *e, uk_error *err)
 {
-	int fds[4 + 2 * VM_NETS_MAX][2] = {
-		{ e->con, QEMU_FD_CONSOLE },
-		{ e->mon, QEMU_FD_QMP_CTL },
-		{ e->qmp_l, QEMU_FD_QMP },
-		{ e->dbg_l, QEMU_FD_QMP_DEBUG },
-	};
-	size_t nfds = 4;
+	struct uk_spawn_fd fds[QEMU_FDS_MAX];
+	struct uk_spawn_opts o;
+	struct uk_child child = UK_CHILD_INIT;
 	int r;
-	for (unsigned i = 0; i < w->spec->n_nets; i++) {
-		fds[nfds][0] = w->spec->nets[i].tap_fd;
-		fds[nfds++][1] = QEMU_FD_NET_BASE + 2 * (int)i;
-		if (w->spec->nets[i].vhost_fd >= 0) {
-			fds[nfds][0] = w->spec->nets[i].vhost_fd;
-			fds[nfds++][1] = QEMU_FD_NET_BASE + 2 * (int)i + 1;
-		}
-	}
+
+	uk_spawn_opts_init(&o, (const char *const *)argv);
+	o.stderr_fd = e->err_w;
+	o.fds = fds;
+	o.n_fds = qemu_fds(w, e, fds);
+	/* Its own process group, so a terminal's ^C reaches vmwrapper, which stops QEMU in order. */
+	o.new_pgrp = true;
+	/* QEMU dies with its supervisor: an unsupervised VM would have no log and no exit record. */
+	o.pdeathsig = SIGKILL;
 	w->started_ns = uk_now_realtime_ns();
-	if ((r = spawn_qemu(w, argv, fds, nfds, e->err_w, err)) < 0)
-		return r;
+	if ((r = uk_spawn(&o, &child, err)) < 0)
+		return uk_err_ctx(err, "start QEMU");
+	w->qemu_pid = child.pid;
+	w->qemu_start_time = child.start_time;
+	/* SIGCHLD and waitpid tell us when it ends. */
+	uk_child_done(&child);
 	w->t_forked = uk_now_mono_ns();
 	qemu_ends_close(e);
 	for (unsigned i = 0; i < w->spec->n_nets; i++) {

@@ -12,7 +12,8 @@
 #define VM_MEMORY_MAX_MIB (1024 * 1024)
 #define VM_VCPUS_MAX 256
 #define VM_CMDLINE_MAX 4096
-#define VM_NETS_MAX 8
+/* QEMU gets 4 channels and 2 fds per NIC through uk_spawn, which passes at most 16. */
+#define VM_NETS_MAX 6
 
 enum vm_machine { VM_MACHINE_AUTO, VM_MACHINE_MICROVM, VM_MACHINE_PC, VM_MACHINE_Q35 };
 enum vm_accel { VM_ACCEL_AUTO, VM_ACCEL_KVM, VM_ACCEL_TCG };

@@ -242,6 +242,20 @@ def test_qemu_failure_is_reported_with_its_message(scratch):
     assert "no-such-cpu-model" in ex["message"]
 
 
+@pytest.mark.parametrize("qemu", ["/nonexistent/qemu", "/etc/hostname"])
+def test_a_qemu_that_cannot_run_is_reported(scratch, qemu):
+    vm = Spec(scratch, "exit:0", qemu=qemu)
+    try:
+        assert vm.sync["ok"] is False
+        assert f"cannot execute {qemu}" in vm.sync["error"]
+        assert vm.wait() == 126
+    finally:
+        vm.kill()
+    # Nothing ran, so there is no exit to record, and no socket is left.
+    assert not (vm.dir / "exit.json").exists()
+    assert not list(vm.dir.glob("*.sock"))
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--kernel", "/nonexistent/kernel"], "--kernel"),
     (["--kernel", "HELLO", "--memory", "0"], "--memory"),

@@ -106,6 +106,9 @@ static void spec_errors(void **state)
 		  "tap_fd" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"net\":[{\"tap_fd\":9,\"mac\":\"zz\"}]}",
 		  "mac" },
+		/* Every NIC's fds must fit what uk_spawn hands QEMU. */
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"net\":[{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"}]}",
+		  "\"net\" has 7 entries, at most 6" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct vm_spec *s = NULL;
