@@ -667,21 +667,20 @@ static void run_io_done(struct run_io *io)
 	io->out = NULL;
 }
 
-static void tail_add(struct run_io *io, const char *p, size_t n)
+void uk_tail_append(char *buf, size_t cap, size_t *len, const char *p, size_t n)
 {
-	const size_t max = sizeof(io->tail);
-	if (n >= max) {
-		memcpy(io->tail, p + n - max, max);
-		io->tail_len = max;
+	if (n >= cap) {
+		memcpy(buf, p + n - cap, cap);
+		*len = cap;
 		return;
 	}
-	if (io->tail_len + n > max) {
-		size_t drop = io->tail_len + n - max;
-		memmove(io->tail, io->tail + drop, io->tail_len - drop);
-		io->tail_len -= drop;
+	if (*len + n > cap) {
+		size_t drop = *len + n - cap;
+		memmove(buf, buf + drop, *len - drop);
+		*len -= drop;
 	}
-	memcpy(io->tail + io->tail_len, p, n);
-	io->tail_len += n;
+	memcpy(buf + *len, p, n);
+	*len += n;
 }
 
 void uk_spawn_tail_line(const char *buf, size_t len, char out[UK_SPAWN_TAIL_MAX + 1])
@@ -780,7 +779,7 @@ static void io_read_err(struct run_io *io)
 			io->err_r = safe_close(io->err_r);
 			return;
 		}
-		tail_add(io, buf, (size_t)n);
+		uk_tail_append(io->tail, sizeof(io->tail), &io->tail_len, buf, (size_t)n);
 	}
 }
 

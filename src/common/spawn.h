@@ -103,6 +103,9 @@ void uk_run_result_done(struct uk_run_result *r); /* frees out; NULL-safe */
  * "killed by signal N"). For callers with no use for other statuses. */
 int uk_run_result_check(const struct uk_run_result *res, const char *what, uk_error *err);
 
+/* Append p[0..n) to buf, which keeps the last cap bytes of a stream (*len of them in use):
+ * for a caller that reads a child's stderr in its own event loop. */
+void uk_tail_append(char *buf, size_t cap, size_t *len, const char *p, size_t n);
 /* buf[0..len) as one line of at most UK_SPAWN_TAIL_MAX bytes, keeping its end: trailing
  * blanks dropped, newlines become "; ", other control characters spaces. */
 void uk_spawn_tail_line(const char *buf, size_t len, char out[UK_SPAWN_TAIL_MAX + 1]);

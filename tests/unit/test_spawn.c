@@ -221,6 +221,26 @@ static void stderr_tail(void **state)
 	uk_run_result_done(&res);
 }
 
+static void tail_append(void **state)
+{
+	(void)state;
+	char buf[8];
+	size_t len = 0;
+	uk_tail_append(buf, sizeof(buf), &len, "abc", 3);
+	assert_int_equal(len, 3);
+	assert_memory_equal(buf, "abc", 3);
+	uk_tail_append(buf, sizeof(buf), &len, "defgh", 5);
+	assert_int_equal(len, 8);
+	assert_memory_equal(buf, "abcdefgh", 8);
+	uk_tail_append(buf, sizeof(buf), &len, "ij", 2);
+	assert_memory_equal(buf, "cdefghij", 8);
+	uk_tail_append(buf, sizeof(buf), &len, "0123456789", 10);
+	assert_int_equal(len, 8);
+	assert_memory_equal(buf, "23456789", 8);
+	uk_tail_append(buf, sizeof(buf), &len, "", 0);
+	assert_memory_equal(buf, "23456789", 8);
+}
+
 static void tail_line(void **state)
 {
 	(void)state;
@@ -738,6 +758,7 @@ int main(void)
 		cmocka_unit_test(fixed_environment),
 		cmocka_unit_test(deadline_kills),
 		cmocka_unit_test(stderr_tail),
+		cmocka_unit_test(tail_append),
 		cmocka_unit_test(tail_line),
 		cmocka_unit_test(exec_failures),
 		cmocka_unit_test(bad_options),
