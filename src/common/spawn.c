@@ -223,14 +223,19 @@ _noreturn_ static void child_run(const struct plan *p)
 	}
 	if (o->cwd && chdir(o->cwd) < 0)
 		fail(err_fd, STEP_CWD, -1, 127);
-	size_t bad = 0;
-	if (o->n_cgroup_files && join_cgroups(o, &bad) < 0)
-		fail(err_fd, STEP_CGROUP, (int)bad, 126);
 	if (o->hold) {
 		/* Setup done: the parent sees EOF. While held only the go pipe stays open. */
 		close(err_fd);
 		err_fd = -1;
 		hold(go);
+	}
+	/* Held, the cgroups are joined only after the release: a start called off leaves no
+	 * process in them, so they can be removed at once. */
+	size_t bad = 0;
+	if (o->n_cgroup_files && join_cgroups(o, &bad) < 0) {
+		if (err_fd >= 0)
+			fail(err_fd, STEP_CGROUP, (int)bad, 126);
+		_exit(126);
 	}
 	execve(o->argv[0], (char *const *)o->argv, (char *const *)p->envp);
 	if (err_fd >= 0)

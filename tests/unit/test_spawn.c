@@ -649,6 +649,34 @@ static void hold_abandoned(void **state)
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	uk_child_done(&c);
 
+	/* Held, the cgroups are joined after the release: the file is untouched before it, and
+	 * a file that went away by then exits the child with 126. */
+	char procs[128];
+	snprintf(procs, sizeof(procs), "%s/held-procs", g_dir);
+	make_file(procs, "", 0644);
+	char files[1][PATH_MAX];
+	snprintf(files[0], PATH_MAX, "%s", procs);
+	const char *const t[] = { "/bin/true", NULL };
+	uk_spawn_opts_init(&o, t);
+	o.hold = true;
+	o.cgroup_files = (const char(*)[PATH_MAX])files;
+	o.n_cgroup_files = 1;
+	assert_int_equal(uk_spawn(&o, &c, &err), 0);
+	struct stat sb;
+	assert_int_equal(stat(procs, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+	assert_int_equal(uk_spawn_release(&c, &err), 0);
+	assert_int_equal(waitpid(c.pid, &st, 0), c.pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_true(stat(procs, &sb) == 0 && sb.st_size > 0);
+	uk_child_done(&c);
+	assert_int_equal(uk_spawn(&o, &c, &err), 0);
+	assert_int_equal(unlink(procs), 0);
+	assert_int_equal(uk_spawn_release(&c, &err), 0);
+	assert_int_equal(waitpid(c.pid, &st, 0), c.pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 126);
+	uk_child_done(&c);
+
 	/* Released after the program became unusable: exec fails in the child, status 127. */
 	char path[128];
 	snprintf(path, sizeof(path), "%s/prog", g_dir);
