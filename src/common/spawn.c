@@ -223,14 +223,19 @@ _noreturn_ static void child_run(const struct plan *p)
 	}
 	if (o->cwd && chdir(o->cwd) < 0)
 		fail(err_fd, STEP_CWD, -1, 127);
-	size_t bad = 0;
-	if (o->n_cgroup_files && join_cgroups(o, &bad) < 0)
-		fail(err_fd, STEP_CGROUP, (int)bad, 126);
 	if (o->hold) {
 		/* Setup done: the parent sees EOF. While held only the go pipe stays open. */
 		close(err_fd);
 		err_fd = -1;
 		hold(go);
+	}
+	/* Held, the cgroups are joined only after the release: a start called off leaves no
+	 * process in them, so they can be removed at once. */
+	size_t bad = 0;
+	if (o->n_cgroup_files && join_cgroups(o, &bad) < 0) {
+		if (err_fd >= 0)
+			fail(err_fd, STEP_CGROUP, (int)bad, 126);
+		_exit(126);
 	}
 	execve(o->argv[0], (char *const *)o->argv, (char *const *)p->envp);
 	if (err_fd >= 0)
@@ -667,21 +672,20 @@ static void run_io_done(struct run_io *io)
 	io->out = NULL;
 }
 
-static void tail_add(struct run_io *io, const char *p, size_t n)
+void uk_tail_append(char *buf, size_t cap, size_t *len, const char *p, size_t n)
 {
-	const size_t max = sizeof(io->tail);
-	if (n >= max) {
-		memcpy(io->tail, p + n - max, max);
-		io->tail_len = max;
+	if (n >= cap) {
+		memcpy(buf, p + n - cap, cap);
+		*len = cap;
 		return;
 	}
-	if (io->tail_len + n > max) {
-		size_t drop = io->tail_len + n - max;
-		memmove(io->tail, io->tail + drop, io->tail_len - drop);
-		io->tail_len -= drop;
+	if (*len + n > cap) {
+		size_t drop = *len + n - cap;
+		memmove(buf, buf + drop, *len - drop);
+		*len -= drop;
 	}
-	memcpy(io->tail + io->tail_len, p, n);
-	io->tail_len += n;
+	memcpy(buf + *len, p, n);
+	*len += n;
 }
 
 void uk_spawn_tail_line(const char *buf, size_t len, char out[UK_SPAWN_TAIL_MAX + 1])
@@ -780,7 +784,7 @@ static void io_read_err(struct run_io *io)
 			io->err_r = safe_close(io->err_r);
 			return;
 		}
-		tail_add(io, buf, (size_t)n);
+		uk_tail_append(io->tail, sizeof(io->tail), &io->tail_len, buf, (size_t)n);
 	}
 }
 

@@ -51,7 +51,8 @@ struct uk_spawn_opts {
 				* parent is already gone. The kernel sends it when the *thread*
 				* that called uk_spawn ends, not only the process. Not with detach. */
 	/* cgroup.procs files the child writes its pid to before exec (written async-signal-safely), so
-	 * the program is born inside its cgroup. A failure exits the child with 126. */
+	 * the program is born inside its cgroup. A failure exits the child with 126. With hold,
+	 * after the release: a held child never keeps a cgroup busy. */
 	const char (*cgroup_files)[PATH_MAX];
 	size_t n_cgroup_files;
 	/* uk_spawn only. detach: double fork, the child is reparented away from us (and is not
@@ -77,7 +78,7 @@ struct uk_child {
  * with hold, reached the hold): a failure before that, exec's included, is returned here
  * (-ENOENT, -EACCES... with a message naming argv[0]); after a release, an exec failure
  * exits the child with 127. A child that cannot join a cgroup exits 126 and uk_spawn
- * fails. Detached, the pidfd is taken before the child can be reaped, so it is valid even
+ * fails (held: after the release, so only the exit status tells). Detached, the pidfd is taken before the child can be reaped, so it is valid even
  * for a child that ended at once.
  *
  * SIGCHLD: a process that ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT) has its children
@@ -103,6 +104,9 @@ void uk_run_result_done(struct uk_run_result *r); /* frees out; NULL-safe */
  * "killed by signal N"). For callers with no use for other statuses. */
 int uk_run_result_check(const struct uk_run_result *res, const char *what, uk_error *err);
 
+/* Append p[0..n) to buf, which keeps the last cap bytes of a stream (*len of them in use):
+ * for a caller that reads a child's stderr in its own event loop. */
+void uk_tail_append(char *buf, size_t cap, size_t *len, const char *p, size_t n);
 /* buf[0..len) as one line of at most UK_SPAWN_TAIL_MAX bytes, keeping its end: trailing
  * blanks dropped, newlines become "; ", other control characters spaces. */
 void uk_spawn_tail_line(const char *buf, size_t len, char out[UK_SPAWN_TAIL_MAX + 1]);

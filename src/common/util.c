@@ -296,9 +296,11 @@ int uk_proc_stat_parse(const char *text, struct uk_proc_stat *ret)
 			return -EINVAL;
 		switch (field) {
 		case 4:
+		case 5:
+		case 6:
 			if (v > INT32_MAX)
 				return -EINVAL;
-			st.ppid = (pid_t)v;
+			*(field == 4 ? &st.ppid : field == 5 ? &st.pgrp : &st.session) = (pid_t)v;
 			break;
 		case 10: st.minflt = v; break;
 		case 12: st.majflt = v; break;

@@ -46,6 +46,8 @@ char *uk_strf(const char *fmt, ...) _printf_(1, 2);
 struct uk_proc_stat {
 	char state;         /* 3: R, S, D, Z, X... */
 	pid_t ppid;         /* 4 */
+	pid_t pgrp;         /* 5 */
+	pid_t session;      /* 6 */
 	uint64_t minflt;    /* 10 */
 	uint64_t majflt;    /* 12 */
 	uint64_t utime;     /* 14, clock ticks */

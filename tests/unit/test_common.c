@@ -154,6 +154,8 @@ static void proc_stat_parse(void **state)
 			fail_msg("comm \"%s\" not parsed", comms[i]);
 		assert_int_equal(st.state, 'S');
 		assert_int_equal(st.ppid, 17);
+		assert_int_equal(st.pgrp, 4242);
+		assert_int_equal(st.session, 4242);
 		assert_int_equal(st.minflt, 1234);
 		assert_int_equal(st.majflt, 7);
 		assert_int_equal(st.utime, 150);

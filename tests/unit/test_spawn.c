@@ -22,6 +22,8 @@
 
 #define LONG_MS 60000 /* a deadline that only a hang reaches */
 
+static const char *const sleep_argv[] = { "/bin/sleep", "100", NULL };
+
 static char g_dir[64];
 
 static int dir_setup(void **state)
@@ -176,8 +178,7 @@ static void deadline_kills(void **state)
 	(void)state;
 	struct uk_run_result res;
 	uk_error err = { 0 };
-	const char *const sl[] = { "/bin/sleep", "100", NULL };
-	assert_int_equal(run(sl, NULL, 0, 0, 200, &res, &err), -ETIMEDOUT);
+	assert_int_equal(run(sleep_argv, NULL, 0, 0, 200, &res, &err), -ETIMEDOUT);
 	assert_true(res.timed_out);
 	assert_true(WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGKILL);
 	assert_contains(err.msg, "/bin/sleep did not finish within 200 ms");
@@ -219,6 +220,26 @@ static void stderr_tail(void **state)
 	for (size_t i = 0; i < len; i++)
 		assert_true((unsigned char)res.err_tail[i] >= 0x20);
 	uk_run_result_done(&res);
+}
+
+static void tail_append(void **state)
+{
+	(void)state;
+	char buf[8];
+	size_t len = 0;
+	uk_tail_append(buf, sizeof(buf), &len, "abc", 3);
+	assert_int_equal(len, 3);
+	assert_memory_equal(buf, "abc", 3);
+	uk_tail_append(buf, sizeof(buf), &len, "defgh", 5);
+	assert_int_equal(len, 8);
+	assert_memory_equal(buf, "abcdefgh", 8);
+	uk_tail_append(buf, sizeof(buf), &len, "ij", 2);
+	assert_memory_equal(buf, "cdefghij", 8);
+	uk_tail_append(buf, sizeof(buf), &len, "0123456789", 10);
+	assert_int_equal(len, 8);
+	assert_memory_equal(buf, "23456789", 8);
+	uk_tail_append(buf, sizeof(buf), &len, "", 0);
+	assert_memory_equal(buf, "23456789", 8);
 }
 
 static void tail_line(void **state)
@@ -445,22 +466,18 @@ static void cwd_and_session(void **state)
 	assert_contains(err.msg, "/bin/pwd");
 	assert_contains(err.msg, "chdir");
 
-	/* /proc/self/stat: after the comm, fields 3.. (state ppid pgrp session). */
 	const char *const cat[] = { "/bin/cat", "/proc/self/stat", NULL };
 	for (int mode = 0; mode < 3; mode++) {
 		uk_spawn_opts_init(&o, cat);
 		o.new_session = mode == 1;
 		o.new_pgrp = mode == 2;
 		assert_int_equal(uk_run(&o, NULL, 0, 4096, LONG_MS, &res, &err), 0);
-		int pid, ppid, pgrp, sid;
-		char st;
-		const char *p = strrchr(res.out, ')');
-		assert_non_null(p);
-		assert_int_equal(sscanf(res.out, "%d", &pid), 1);
-		assert_int_equal(sscanf(p + 1, " %c %d %d %d", &st, &ppid, &pgrp, &sid), 4);
-		assert_int_equal(ppid, getpid());
-		assert_int_equal(pgrp == pid, mode != 0);
-		assert_int_equal(sid == pid, mode == 1);
+		struct uk_proc_stat st;
+		int pid = atoi(res.out);
+		assert_int_equal(uk_proc_stat_parse(res.out, &st), 0);
+		assert_int_equal(st.ppid, getpid());
+		assert_int_equal(st.pgrp == pid, mode != 0);
+		assert_int_equal(st.session == pid, mode == 1);
 		uk_run_result_done(&res);
 	}
 }
@@ -484,9 +501,8 @@ static void parent_death(void **state)
 	if (helper == 0) {
 		close(rep[0]);
 		close(go[1]);
-		const char *const sl[] = { "/bin/sleep", "100", NULL };
 		struct uk_spawn_opts o;
-		uk_spawn_opts_init(&o, sl);
+		uk_spawn_opts_init(&o, sleep_argv);
 		o.pdeathsig = SIGKILL;
 		struct uk_child c = UK_CHILD_INIT;
 		uint64_t v[2] = { 0, 0 };
@@ -612,21 +628,58 @@ static void hold_and_release(void **state)
 	assert_int_equal(uk_spawn_release(&c, &err), -EINVAL);
 }
 
+/* `sleep 100`, held and/or detached, started or the test fails. */
+static void start_sleep(struct uk_spawn_opts *o, bool hold, bool detach, struct uk_child *c)
+{
+	uk_error err = { 0 };
+	uk_spawn_opts_init(o, sleep_argv);
+	o->hold = hold;
+	o->detach = detach;
+	*c = (struct uk_child)UK_CHILD_INIT;
+	if (uk_spawn(o, c, &err) < 0)
+		fail_msg("%s", err.msg);
+}
+
 static void hold_abandoned(void **state)
 {
 	(void)state;
 	uk_error err = { 0 };
-	const char *const sl[] = { "/bin/sleep", "100", NULL };
 	struct uk_spawn_opts o;
-	uk_spawn_opts_init(&o, sl);
-	o.hold = true;
-	struct uk_child c = UK_CHILD_INIT;
-	assert_int_equal(uk_spawn(&o, &c, &err), 0);
+	struct uk_child c;
+	start_sleep(&o, true, false, &c);
 	/* The go pipe closes without a byte: the child ends with 0, sleep never ran. */
 	c.go_fd = safe_close(c.go_fd);
 	int st;
 	assert_int_equal(waitpid(c.pid, &st, 0), c.pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	uk_child_done(&c);
+
+	/* Held, the cgroups are joined after the release: the file is untouched before it, and
+	 * a file that went away by then exits the child with 126. */
+	char procs[128];
+	snprintf(procs, sizeof(procs), "%s/held-procs", g_dir);
+	make_file(procs, "", 0644);
+	char files[1][PATH_MAX];
+	snprintf(files[0], PATH_MAX, "%s", procs);
+	const char *const t[] = { "/bin/true", NULL };
+	uk_spawn_opts_init(&o, t);
+	o.hold = true;
+	o.cgroup_files = (const char(*)[PATH_MAX])files;
+	o.n_cgroup_files = 1;
+	assert_int_equal(uk_spawn(&o, &c, &err), 0);
+	struct stat sb;
+	assert_int_equal(stat(procs, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
+	assert_int_equal(uk_spawn_release(&c, &err), 0);
+	assert_int_equal(waitpid(c.pid, &st, 0), c.pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_true(stat(procs, &sb) == 0 && sb.st_size > 0);
+	uk_child_done(&c);
+	assert_int_equal(uk_spawn(&o, &c, &err), 0);
+	assert_int_equal(unlink(procs), 0);
+	assert_int_equal(uk_spawn_release(&c, &err), 0);
+	assert_int_equal(waitpid(c.pid, &st, 0), c.pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 126);
 	uk_child_done(&c);
 
 	/* Released after the program became unusable: exec fails in the child, status 127. */
@@ -643,33 +696,16 @@ static void hold_abandoned(void **state)
 	uk_child_done(&c);
 }
 
-static pid_t ppid_of(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	assert_true(n > 0);
-	buf[n] = '\0';
-	char st;
-	int ppid;
-	assert_int_equal(sscanf(strrchr(buf, ')') + 1, " %c %d", &st, &ppid), 2);
-	return ppid;
-}
-
 static void detach(void **state)
 {
 	(void)state;
 	uk_error err = { 0 };
-	const char *const sl[] = { "/bin/sleep", "100", NULL };
 	struct uk_spawn_opts o;
-	uk_spawn_opts_init(&o, sl);
-	o.detach = true;
-	struct uk_child c = UK_CHILD_INIT;
-	assert_int_equal(uk_spawn(&o, &c, &err), 0);
-	assert_true(ppid_of(c.pid) != getpid());
+	struct uk_child c;
+	start_sleep(&o, false, true, &c);
+	struct uk_proc_stat ps;
+	assert_int_equal(uk_proc_stat(c.pid, &ps), 0);
+	assert_true(ps.ppid != getpid());
 	/* Not ours: nothing to reap, the intermediate process included. */
 	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 	assert_int_equal(errno, ECHILD);
@@ -686,9 +722,7 @@ static void detach(void **state)
 	uk_child_done(&c);
 
 	/* Detached and held, as for vmwrapper; then an exec failure, reported. */
-	o.argv = sl;
-	o.hold = true;
-	assert_int_equal(uk_spawn(&o, &c, &err), 0);
+	start_sleep(&o, true, true, &c);
 	assert_int_equal(count_fds(c.pid), 4);
 	assert_int_equal(uk_spawn_release(&c, &err), 0);
 	assert_int_equal(uk_pidfd_signal(c.pidfd, SIGKILL), 0);
@@ -738,6 +772,7 @@ int main(void)
 		cmocka_unit_test(fixed_environment),
 		cmocka_unit_test(deadline_kills),
 		cmocka_unit_test(stderr_tail),
+		cmocka_unit_test(tail_append),
 		cmocka_unit_test(tail_line),
 		cmocka_unit_test(exec_failures),
 		cmocka_unit_test(bad_options),
