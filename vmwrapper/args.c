@@ -240,7 +240,7 @@ static int finish_spec(struct vmw_args *a, const char *spec_file, uk_error *err)
 	int r;
 	if ((r = uk_read_file(spec_file, SPEC_MAX, &json, NULL, err)) < 0 || (r = vm_spec_parse(json, &s, err)) < 0 ||
 	    (r = spec_log_format(json, s, &a->log_format, err)) < 0)
-		return uk_err_ctx(err, "spec %s", spec_file);
+		return uk_err_ctx_r(err, r, "spec %s", spec_file);
 	a->spec = TAKE_PTR(s);
 	return 0;
 }
@@ -250,8 +250,9 @@ static int person_state_dir(struct vmw_args *a, struct vm_spec *s, uk_error *err
 {
 	char buf[PATH_MAX];
 	if (s->state_dir) {
-		if (uk_mkdir_p(s->state_dir, 0700, err) < 0)
-			return uk_err_ctx(err, "--state-dir");
+		int r = uk_mkdir_p(s->state_dir, 0700, err);
+		if (r < 0)
+			return uk_err_ctx_r(err, r, "--state-dir");
 		if (!realpath(s->state_dir, buf))
 			return uk_err_errno(err, errno, "--state-dir %s", s->state_dir);
 		return set_str(&s->state_dir, buf, err);

@@ -140,17 +140,7 @@ static void on_event(qmp *q, const char *event, json_object *data, uint64_t ts, 
 
 static void stderr_append(struct wrapper *w, const char *buf, size_t n)
 {
-	if (n >= STDERR_TAIL_MAX) {
-		buf += n - STDERR_TAIL_MAX;
-		n = STDERR_TAIL_MAX;
-	}
-	if (w->errlen + n > STDERR_TAIL_MAX) {
-		size_t drop = w->errlen + n - STDERR_TAIL_MAX;
-		memmove(w->errtail, w->errtail + drop, w->errlen - drop);
-		w->errlen -= drop;
-	}
-	memcpy(w->errtail + w->errlen, buf, n);
-	w->errlen += n;
+	uk_tail_append(w->errtail, STDERR_TAIL_MAX, &w->errlen, buf, n);
 	w->errtail[w->errlen] = '\0';
 }
 
@@ -270,7 +260,7 @@ static int reopen_log(struct wrapper *w, uk_error *err)
 	drain_console(w);
 	int fd = logfile_open(w->spec->console_log, err);
 	if (fd < 0)
-		return uk_err_ctx(err, "reopen the console log");
+		return uk_err_ctx_r(err, fd, "reopen the console log");
 	if (w->out_fd > STDERR_FILENO)
 		safe_close(w->out_fd);
 	w->out_fd = fd;
@@ -405,7 +395,7 @@ static int setup(struct wrapper *w, uk_error *err)
 	if (s->console_log) {
 		w->out_fd = logfile_open(s->console_log, err);
 		if (w->out_fd < 0)
-			return uk_err_ctx(err, w->person ? "--console-log" : "field \"console_log\"");
+			return uk_err_ctx_r(err, w->out_fd, w->person ? "--console-log" : "field \"console_log\"");
 	} else {
 		w->out_fd = STDOUT_FILENO;
 	}
@@ -497,7 +487,7 @@ static int start_qemu(struct wrapper *w, char **argv, struct qemu_ends *e, uk_er
 	o.pdeathsig = SIGKILL;
 	w->started_ns = uk_now_realtime_ns();
 	if ((r = uk_spawn(&o, &child, err)) < 0)
-		return uk_err_ctx(err, "start QEMU");
+		return uk_err_ctx_r(err, r, "start QEMU");
 	w->qemu_pid = child.pid;
 	w->qemu_start_time = child.start_time;
 	/* SIGCHLD and waitpid tell us when it ends. */

@@ -138,7 +138,7 @@ static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
 		s->n_nets = (unsigned)i + 1;
 		int r = get_string(e, "mac", true, &net->mac, err);
 		if (r < 0)
-			return uk_err_ctx(err, "net[%zu]", i);
+			return uk_err_ctx_r(err, r, "net[%zu]", i);
 	}
 	return 0;
 }

@@ -550,7 +550,7 @@ static int v2_enable(const char *dir, uk_error *err)
 		return 0;
 	r = write_at(dir, "", "cgroup.subtree_control", add, err);
 	if (r == -EBUSY)
-		return uk_err_ctx(err, "processes live in %s; cgroup v2 enables controllers only for cgroups "
+		return uk_err_ctx_r(err, r, "processes live in %s; cgroup v2 enables controllers only for cgroups "
 				       "without processes of their own", dir);
 	return r;
 }
@@ -718,35 +718,6 @@ int cg_procs_files(const struct cg_system *s, const char *path, char files[][PAT
 		if ((r = path_join(files[i], h[i], path, "cgroup.procs", err)) < 0)
 			return r;
 	*n = k;
-	return 0;
-}
-
-int cg_enter_files_self(char files[][PATH_MAX], size_t n)
-{
-	/* Only async-signal-safe calls: getpid, open, write, close. */
-	char digits[24], buf[24];
-	size_t nd = 0, len = 0;
-	unsigned long pid = (unsigned long)getpid();
-	do {
-		digits[nd++] = (char)('0' + pid % 10);
-		pid /= 10;
-	} while (pid);
-	while (nd)
-		buf[len++] = digits[--nd];
-	buf[len++] = '\n';
-	for (size_t i = 0; i < n; i++) {
-		int fd = open(files[i], O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY);
-		if (fd < 0)
-			return -errno;
-		ssize_t w;
-		do
-			w = write(fd, buf, len);
-		while (w < 0 && errno == EINTR);
-		int e = w < 0 ? errno : (size_t)w != len ? EIO : 0;
-		(void)close(fd); /* the write is what counts; cgroupfs reports its errors there */
-		if (e)
-			return -e;
-	}
 	return 0;
 }
 

@@ -86,13 +86,10 @@ int cg_update(const struct cg_system *s, const char *path, const struct cg_limit
 	      uk_error *err);
 
 /* The cgroup.procs files a process writes its pid to in order to join the cgroup, one per
- * hierarchy (at most CG_PROCS_MAX). Precompute them before fork. -ENOSPC if max is short. */
+ * hierarchy (at most CG_PROCS_MAX), for uk_spawn's cgroup_files (or uk_enter_cgroup_files,
+ * src/common/spawn.h). Precompute them before fork. -ENOSPC if max is short. */
 int cg_procs_files(const struct cg_system *s, const char *path, char files[][PATH_MAX], size_t max,
 		   size_t *n, uk_error *err);
-
-/* Async-signal-safe, for a forked child before execve: write the calling process's pid to
- * each file (open, write, close; no allocation, no stdio). Returns 0 or the first -errno. */
-int cg_enter_files_self(char files[][PATH_MAX], size_t n);
 
 struct cg_stats {
 	uint64_t cpu_usage_ns;             /* v2 cpu.stat usage_usec * 1000; v1 cpuacct.usage */

@@ -163,8 +163,9 @@ static int map_fds(const struct plan *p, int *go)
 	return err_fd;
 }
 
-static int join_cgroups(const struct uk_spawn_opts *o, size_t *failed)
+int uk_enter_cgroup_files(const char (*files)[PATH_MAX], size_t n, size_t *failed)
 {
+	/* Only async-signal-safe calls: getpid, open, write, close. */
 	char buf[24];
 	size_t len = sizeof(buf);
 	unsigned long pid = (unsigned long)getpid();
@@ -173,21 +174,20 @@ static int join_cgroups(const struct uk_spawn_opts *o, size_t *failed)
 		buf[--len] = (char)('0' + pid % 10);
 		pid /= 10;
 	} while (pid);
-	for (size_t i = 0; i < o->n_cgroup_files; i++) {
-		*failed = i;
-		int fd = open(o->cgroup_files[i], O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	for (size_t i = 0; i < n; i++) {
+		if (failed)
+			*failed = i;
+		int fd = open(files[i], O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY); /* a plain file in tests */
 		if (fd < 0)
-			return -1;
+			return -errno;
 		ssize_t w;
 		do
 			w = write(fd, buf + len, sizeof(buf) - len);
 		while (w < 0 && errno == EINTR);
 		int e = w < 0 ? errno : (size_t)w != sizeof(buf) - len ? EIO : 0;
 		close(fd);
-		if (e) {
-			errno = e;
-			return -1;
-		}
+		if (e)
+			return -e;
 	}
 	return 0;
 }
@@ -232,7 +232,9 @@ _noreturn_ static void child_run(const struct plan *p)
 	/* Held, the cgroups are joined only after the release: a start called off leaves no
 	 * process in them, so they can be removed at once. */
 	size_t bad = 0;
-	if (o->n_cgroup_files && join_cgroups(o, &bad) < 0) {
+	int jr = o->n_cgroup_files ? uk_enter_cgroup_files(o->cgroup_files, o->n_cgroup_files, &bad) : 0;
+	if (jr < 0) {
+		errno = -jr;
 		if (err_fd >= 0)
 			fail(err_fd, STEP_CGROUP, (int)bad, 126);
 		_exit(126);

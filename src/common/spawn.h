@@ -62,6 +62,12 @@ struct uk_spawn_opts {
 	bool hold;
 };
 
+/* Async-signal-safe, for a child between fork and exec: write the calling process's pid to
+ * each cgroup.procs file (open, write, close; no allocation), joining those cgroups.
+ * Returns 0 or the first -errno, *failed (if not NULL) the index of the file it came from.
+ * uk_spawn uses it for cgroup_files; tests that fork a child of their own call it too. */
+int uk_enter_cgroup_files(const char (*files)[PATH_MAX], size_t n, size_t *failed);
+
 /* Fill *o with the defaults: stdin/stdout/stderr on /dev/null, nothing else. */
 void uk_spawn_opts_init(struct uk_spawn_opts *o, const char *const *argv);
 

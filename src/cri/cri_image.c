@@ -72,7 +72,7 @@ CRI_HANDLER(cri_list_images)
 		if (r == -ENOENT)
 			return 0;
 		if (r < 0)
-			return uk_err_ctx(err, "filter.image.image");
+			return uk_err_ctx_r(err, r, "filter.image.image");
 		resp_->images = arena_array(a, Runtime__V1__Image *, 1);
 		resp_->images[resp_->n_images++] = image_msg(a, i);
 		return 0;
@@ -101,7 +101,7 @@ CRI_HANDLER(cri_image_status)
 	if (r == -ENOENT)
 		return 0; /* the CRI: an absent image is an empty answer, not an error */
 	if (r < 0)
-		return uk_err_ctx(err, "image.image");
+		return uk_err_ctx_r(err, r, "image.image");
 	resp_->image = image_msg(a, i);
 	if (q->verbose) {
 		_cleanup_json_ json_object *o = json_object_new_object();
@@ -169,7 +169,7 @@ CRI_HANDLER(cri_pull_image)
 	_cleanup_image_ref_ struct image_ref ref = { 0 };
 	bool pullable = image_ref_parse(want, &ref, NULL) == 0;
 	if (r < 0 && r != -ENOENT)
-		return uk_err_ctx(err, "image.image");
+		return uk_err_ctx_r(err, r, "image.image");
 	if (r == 0 && (!pullable || (i->kind && strcmp(i->kind, IMAGE_KIND_IMPORT) == 0)))
 		goto done;
 	if (!pullable)
@@ -198,7 +198,7 @@ CRI_HANDLER(cri_pull_image)
 	*err = (uk_error){ 0 };
 	r = image_store_pull(ctx->rt->images, want, &o, &i, err);
 	if (r < 0) {
-		(void)uk_err_ctx(err, "pull %s from its registry", want); /* pull_error keeps r's class */
+		(void)uk_err_ctx_r(err, r, "pull %s from its registry", want); /* pull_error keeps r's class */
 		return pull_error(err, r);
 	}
 done:;
@@ -226,7 +226,7 @@ CRI_HANDLER(cri_remove_image)
 	else if (r == 0)
 		r = image_store_remove(ctx->rt->images, i->id, err);
 	if (r < 0)
-		return uk_err_ctx(err, "image.image");
+		return uk_err_ctx_r(err, r, "image.image");
 	Runtime__V1__RemoveImageResponse *resp_ = arena_new0(a, Runtime__V1__RemoveImageResponse);
 	*resp_ = (Runtime__V1__RemoveImageResponse)RUNTIME__V1__REMOVE_IMAGE_RESPONSE__INIT;
 	*resp = (ProtobufCMessage *)resp_;

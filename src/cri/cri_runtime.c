@@ -178,7 +178,7 @@ CRI_HANDLER(cri_run_pod_sandbox)
 	/* The runtime builds the VM's cgroup path by these rules at start: a parent it could
 	 * never use is refused now, not run without a cgroup later. */
 	if ((r = cg_parent_check(cfg->linux ? cfg->linux->cgroup_parent : NULL, UK_FULL_ID_LEN, err)) < 0)
-		return uk_err_ctx(err, "config.linux.cgroup_parent");
+		return uk_err_ctx_r(err, r, "config.linux.cgroup_parent");
 	if ((r = check_vm_annotations(ctx, cfg->n_annotations, (void *const *)cfg->annotations, "config.annotations",
 				      err)) < 0)
 		return r;
@@ -344,7 +344,7 @@ static int resolve_image(struct runtime *rt, const Runtime__V1__ContainerConfig 
 	if (r == -ENOENT)
 		return uk_err(err, ENOENT, "config.image.image \"%s\" is not in the image store", cfg->image->image);
 	if (r < 0)
-		return uk_err_ctx(err, "config.image.image");
+		return uk_err_ctx_r(err, r, "config.image.image");
 	if ((*img)->not_runnable || (!(*img)->kernel && !(*img)->disk))
 		return uk_err(err, EINVAL, "config.image.image \"%s\" (%s) cannot run on unikd: %s", cfg->image->image,
 			      (*img)->id,
@@ -365,7 +365,7 @@ static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRe
 		return r;
 	memcpy(c->sandbox_id, s->id, sizeof(c->sandbox_id));
 	if ((r = rt_net_expand(rt->net, s, cmdline, &c->cmdline, err)) < 0)
-		return uk_err_ctx(err, "the command line");
+		return uk_err_ctx_r(err, r, "the command line");
 	const char *accel = cri_json_get(c->annotations, ANN_ACCEL), *machine = cri_json_get(c->annotations, ANN_MACHINE),
 		   *cpu = cri_json_get(c->annotations, ANN_CPU);
 	accel = accel ? accel : cri_json_get(s->annotations, ANN_ACCEL);
@@ -415,7 +415,7 @@ static int make_log_dir(const char *log_path, uk_error *err)
 	snprintf(dir, sizeof(dir), "%s", log_path); /* fits: cri_log_path_join made it */
 	*strrchr(dir, '/') = '\0';
 	int r = uk_mkdir_p(dir, 0755, err);
-	return r < 0 ? uk_err_ctx(err, "log directory") : 0;
+	return r < 0 ? uk_err_ctx_r(err, r, "log directory") : 0;
 }
 
 CRI_HANDLER(cri_create_container)
@@ -629,7 +629,7 @@ CRI_HANDLER(cri_update_runtime_config)
 	if (cidr && *cidr) {
 		int r = rt_net_set_cidr(ctx->rt->net, cidr, err);
 		if (r < 0)
-			return uk_err_ctx(err, "runtime_config.network_config.pod_cidr");
+			return uk_err_ctx_r(err, r, "runtime_config.network_config.pod_cidr");
 	}
 	NEW_RESP(a, Runtime__V1__UpdateRuntimeConfigResponse, x, RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT);
 	(void)x;

@@ -112,7 +112,7 @@ int cri_cpu_model_check(const struct cri_context *ctx, const char *value, const 
 	pthread_mutex_lock(&cpu_lock);
 	if (!cpu_models && (r = load_cpu_models(qemu, err)) < 0) {
 		/* Not the client's fault: UNAVAILABLE, whatever the run's own errno. */
-		(void)uk_err_ctx(err, "%s: cannot list QEMU's CPU models", field);
+		(void)uk_err_ctx_r(err, r, "%s: cannot list QEMU's CPU models", field);
 		if (err)
 			err->code = EAGAIN;
 		r = -EAGAIN;

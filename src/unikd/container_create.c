@@ -140,7 +140,7 @@ int rt_container_create(struct runtime *rt, struct container *c, char *id_out, u
 	/* The container's directory first, the record last: a crash in between leaves a
 	 * directory without a record, which start-up removes. */
 	if ((r = make_ctr_dir(rt, c, err)) < 0) {
-		(void)uk_err_ctx(err, "container %s", c->id);
+		(void)uk_err_ctx_r(err, r, "container %s", c->id);
 		r = rt_state_full_ctx(rt, r, err);
 		goto fail_unlocked;
 	}

@@ -243,7 +243,7 @@ int rt_container_remove(struct runtime *rt, const char *id, uk_error *err)
 	vm_reap_qemu(rt, c->id);
 	rt_lock(rt);
 	if ((r = rt_remove_cgroup(rt, c, err)) < 0 || (r = forget_container(rt, c, err)) < 0) {
-		(void)uk_err_ctx(err, "remove container %s", c->id);
+		(void)uk_err_ctx_r(err, r, "remove container %s", c->id);
 		rt_release(c);
 		rt_unlock(rt);
 		return r;
@@ -292,7 +292,7 @@ int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err)
 	}
 	if (r < 0) {
 		*err = e;
-		(void)uk_err_ctx(err, "reopen the log of container %s", id);
+		(void)uk_err_ctx_r(err, r, "reopen the log of container %s", id);
 	}
 	return r;
 }
@@ -355,7 +355,7 @@ int rt_container_update_resources(struct runtime *rt, const char *id, int64_t me
 	if ((r = apply_cgroup(rt, c, err)) < 0 || (r = rt_save_container(rt, c, err)) < 0) {
 		set_resources(c, &old);
 		(void)apply_cgroup(rt, c, NULL); /* the old values were accepted before */
-		(void)uk_err_ctx(err, "update the resources of container %s", c->id);
+		(void)uk_err_ctx_r(err, r, "update the resources of container %s", c->id);
 		goto out;
 	}
 	log_info("pod=%s ctr=%s msg=\"resources updated\" memory_limit=%lld cpu_quota=%lld cpu_period=%lld "

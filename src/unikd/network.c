@@ -106,7 +106,7 @@ int rt_net_open(const struct rt_net_config *cfg, struct rt_net **ret, uk_error *
 	}
 	if ((r = net_cidr_parse(cfg->cidr, &def, err)) < 0) {
 		rt_net_free(n);
-		return uk_err_ctx(err, "pod CIDR");
+		return uk_err_ctx_r(err, r, "pod CIDR");
 	}
 	snprintf(n->bridge, sizeof(n->bridge), "%s", cfg->bridge);
 	if (asprintf(&n->dir, "%s/net", cfg->state_dir) < 0 || asprintf(&n->cidr_file, "%s/net/cidrs.json", cfg->state_dir) < 0 ||
@@ -125,7 +125,7 @@ int rt_net_open(const struct rt_net_config *cfg, struct rt_net **ret, uk_error *
 	load_cidrs(n);
 	if (!has_cidr(n, &def) && n->n_cidrs == 0)
 		n->cidrs[n->n_cidrs++] = def;
-	save_cidrs(n, NULL);
+	(void)save_cidrs(n, NULL); /* the CIDR is in use; a failed save is redone by the next change */
 	uk_error e = { 0 };
 	if (bring_up(n, &e) < 0)
 		log_error("msg=\"pod network is not ready\" reason=\"%s\"", n->why);
@@ -278,15 +278,15 @@ int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err)
 	net_ip_str(ip, ipstr);
 	net_mac_from_id(s->id, mac);
 	if ((r = add_dhcp_host(n, s, ip, mac, err)) < 0) {
-		ipam_release(n->ipam, s->id, NULL);
+		(void)ipam_release(n->ipam, s->id, NULL); /* or by id at the next start-up */
 		return r;
 	}
 	if ((r = nat_add_hostports(ip, hp, nhp, err)) < 0) {
 		pthread_mutex_lock(&n->lock);
-		dnsmasq_remove_host(n->dns, s->id, NULL);
+		(void)dnsmasq_remove_host(n->dns, s->id, NULL); /* or by id at the next start-up */
 		pthread_mutex_unlock(&n->lock);
-		ipam_release(n->ipam, s->id, NULL);
-		return uk_err_ctx(err, "hostPorts");
+		(void)ipam_release(n->ipam, s->id, NULL); /* or by id at the next start-up */
+		return uk_err_ctx_r(err, r, "hostPorts");
 	}
 	free(s->ip);
 	free(s->mac);
@@ -306,10 +306,10 @@ int rt_net_sandbox_down(struct rt_net *n, struct sandbox *s, uk_error *err)
 		return 0;
 	char tap[IFNAMSIZ];
 	net_tap_name(s->id, tap);
-	net_link_delete(tap, NULL);
+	(void)net_link_delete(tap, NULL); /* a missing tap is what we want; start-up sweeps the rest */
 	if (s->ip && *s->ip && net_ip_parse(s->ip, &ip) == 0 && rt_net_parse_ports(s->port_mappings, hp, &nhp, NULL) == 0 &&
 	    (r = nat_remove_hostports(ip, hp, nhp, err)) < 0)
-		return uk_err_ctx(err, "remove hostPorts");
+		return uk_err_ctx_r(err, r, "remove hostPorts");
 	pthread_mutex_lock(&n->lock);
 	r = n->dns ? dnsmasq_remove_host(n->dns, s->id, err) : 0;
 	pthread_mutex_unlock(&n->lock);
@@ -328,8 +328,8 @@ int rt_net_tap(struct rt_net *n, const struct sandbox *s, uk_error *err)
 		return -ENOENT;
 	char tap[IFNAMSIZ];
 	net_tap_name(s->id, tap);
-	/* A tap left by a VM that died uncleanly would block the name. */
-	net_link_delete(tap, NULL);
+	/* A tap left by a VM that died uncleanly would block the name; its create says so. */
+	(void)net_link_delete(tap, NULL);
 	return net_tap_create(tap, n->bridge, err);
 }
 
@@ -415,7 +415,7 @@ int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error 
 			continue;
 		int r = nat_add_hostports(ip, hp, nhp, err);
 		if (r < 0)
-			return uk_err_ctx(err, "restore hostPorts of %s", sb[i]->id);
+			return uk_err_ctx_r(err, r, "restore hostPorts of %s", sb[i]->id);
 	}
 	return 0;
 }
@@ -509,7 +509,7 @@ int rt_net_reconcile(struct rt_net *n, struct sandbox **sb, size_t n_sb, bool (*
 	if (!n->enabled)
 		return 0;
 	if ((r = ipam_foreach(n->ipam, drop_address, &x, err)) < 0)
-		return uk_err_ctx(err, "reconcile addresses");
+		return uk_err_ctx_r(err, r, "reconcile addresses");
 	if (n->ready) {
 		/* Ready pods get their DHCP entry back if it is missing (a run directory emptied
 		 * under us); anything else in hosts.d/ and opts.d/ goes. */
@@ -522,7 +522,7 @@ int rt_net_reconcile(struct rt_net *n, struct sandbox **sb, size_t n_sb, bool (*
 				log_error("pod=%s msg=\"cannot restore the DHCP entry\" error=\"%s\"", sb[i]->id, e.msg);
 		}
 		if (n->dns && (r = dnsmasq_foreach_host(n->dns, check_dhcp_host, &x, err)) < 0)
-			return uk_err_ctx(err, "reconcile DHCP entries");
+			return uk_err_ctx_r(err, r, "reconcile DHCP entries");
 		if ((r = nat_prune_hostports(keep_hostports_of, &x, &out->hostports, err)) < 0)
 			return r;
 		if (out->hostports)

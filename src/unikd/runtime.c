@@ -118,7 +118,7 @@ int rt_containers_of(struct runtime *rt, const char *sandbox_id, rt_id **ids, si
 int rt_state_full_ctx(struct runtime *rt, int r, uk_error *err)
 {
 	if (r == -ENOSPC || r == -EDQUOT)
-		(void)uk_err_ctx(err, "the state directory %s is full", rt->cfg.state_dir);
+		(void)uk_err_ctx_r(err, r, "the state directory %s is full", rt->cfg.state_dir);
 	return r;
 }
 
@@ -131,7 +131,7 @@ static int save_record(struct runtime *rt, const char *dir, const char *what, co
 		log_error("pod=%s%s%s msg=\"cannot save the %s record\" error=\"%s\"", pod, *what == 'c' ? " ctr=" : "",
 			  *what == 'c' ? id : "", what, e.msg);
 	if (r < 0)
-		(void)uk_err_ctx(err, "save the %s record of %s", what, id);
+		(void)uk_err_ctx_r(err, r, "save the %s record of %s", what, id);
 	return r < 0 ? rt_state_full_ctx(rt, r, err) : 0;
 }
 

@@ -116,7 +116,7 @@ static int sandbox_release(struct runtime *rt, struct sandbox *s, uk_error *err)
 	/* The CRI: network resources are reclaimed at StopPodSandbox. Idempotent, and done
 	 * again on a second stop: whatever a VM that died uncleanly left (its tap) goes too. */
 	if ((r = rt_net_sandbox_down(rt->net, s, err)) < 0) {
-		(void)uk_err_ctx(err, "release the network of pod %s", s->id);
+		(void)uk_err_ctx_r(err, r, "release the network of pod %s", s->id);
 		return r;
 	}
 	/* ip is NULL now; a failure here leaves NOTREADY with the old address, which the next
@@ -158,7 +158,7 @@ int rt_sandbox_stop(struct runtime *rt, const char *id, uk_error *err)
 	for (size_t i = 0; i < n; i++) {
 		r = rt_container_stop(rt, ids[i], 0, err);
 		if (r < 0 && r != -ENOENT) {
-			(void)uk_err_ctx(err, "stop container %s", ids[i]);
+			(void)uk_err_ctx_r(err, r, "stop container %s", ids[i]);
 			return r;
 		}
 	}
@@ -183,7 +183,7 @@ int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err)
 	/* The containers first: a crash in between leaves the pod with fewer of them. */
 	for (size_t i = 0; i < n; i++)
 		if ((r = rt_container_remove(rt, ids[i], err)) < 0) {
-			(void)uk_err_ctx(err, "remove container %s", ids[i]);
+			(void)uk_err_ctx_r(err, r, "remove container %s", ids[i]);
 			return r;
 		}
 	rt_lock(rt);

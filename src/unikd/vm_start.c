@@ -78,7 +78,7 @@ static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
 		st->tap_fd = rt_net_tap(rt->net, sb, err);
 		if (st->tap_fd < 0) {
 			int r = st->tap_fd;
-			(void)uk_err_ctx(err, "create the pod's tap");
+			(void)uk_err_ctx_r(err, r, "create the pod's tap");
 			return r;
 		}
 		/* Optional: without vhost-net QEMU moves the packets itself. */
@@ -153,7 +153,7 @@ static int start_spawn(struct runtime *rt, struct start *st, uk_error *err)
 	if (st->cg_path[0] &&
 	    ((r = cg_create(&rt->cg, st->cg_path, &st->limits, err)) < 0 ||
 	     (r = cg_procs_files(&rt->cg, st->cg_path, cg_files, CG_PROCS_MAX, &n_cg_files, err)) < 0)) {
-		(void)uk_err_ctx(err, "the VM's cgroup %s", st->cg_path);
+		(void)uk_err_ctx_r(err, r, "the VM's cgroup %s", st->cg_path);
 		return r;
 	}
 	char specpath[PATH_MAX + 16];
@@ -237,7 +237,7 @@ static int start_record(struct runtime *rt, struct start *st, uk_error *err)
 	if (st->cg_path[0])
 		(void)cg_remove(&rt->cg, st->cg_path, NULL);
 	rt_lock(rt);
-	(void)uk_err_ctx(err, "container %s was not started", c->id);
+	(void)uk_err_ctx_r(err, r, "container %s was not started", c->id);
 	return r;
 }
 

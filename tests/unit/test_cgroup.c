@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "../../src/cgroup/cgroup.h"
+#include "../../src/common/spawn.h"
 #include "../../src/common/util.h"
 
 #define MiB (1024ull * 1024)
@@ -518,7 +519,7 @@ static void none_unsupported(void **state)
 	assert_int_equal(cg_read_stats(&sys, "unikd/unikd-x", &st, &err), -EOPNOTSUPP);
 	assert_int_equal(cg_remove(&sys, "unikd/unikd-x", &err), 0);
 	/* The files for an empty list are no files. */
-	assert_int_equal(cg_enter_files_self(files, 0), 0);
+	assert_int_equal(uk_enter_cgroup_files((const char(*)[PATH_MAX])files, 0, NULL), 0);
 }
 
 static void fake_v2_setup_tree(const char *root)
@@ -772,7 +773,7 @@ static void fake_v1_lifecycle(void **state)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
-		_exit(cg_enter_files_self(files, n) < 0 ? 1 : 0);
+		_exit(uk_enter_cgroup_files((const char(*)[PATH_MAX])files, n, NULL) < 0 ? 1 : 0);
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -783,7 +784,7 @@ static void fake_v1_lifecycle(void **state)
 	/* A failure returns the errno of the first file that failed. */
 	char missing[1][PATH_MAX];
 	FMT(missing[0], "%s/nope/cgroup.procs", root);
-	assert_int_equal(cg_enter_files_self(missing, 1), -ENOENT);
+	assert_int_equal(uk_enter_cgroup_files((const char(*)[PATH_MAX])missing, 1, NULL), -ENOENT);
 
 	/* Removal goes on in the other hierarchies when one fails, and reports that one. */
 	fake_unlink_files(leaf[0]);
@@ -975,7 +976,7 @@ static void real_lifecycle(void **state)
 		close(p[0]);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(30);
-		int r = cg_enter_files_self(files, n);
+		int r = uk_enter_cgroup_files((const char(*)[PATH_MAX])files, n, NULL);
 		if (r < 0) {
 			child_say(p[1], r);
 			_exit(1);
@@ -1093,7 +1094,7 @@ static void real_oom_kill(void **state)
 		close(p[0]);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(20); /* a child that is never OOM-killed dies of SIGALRM: the test fails */
-		int r = cg_enter_files_self(files, n);
+		int r = uk_enter_cgroup_files((const char(*)[PATH_MAX])files, n, NULL);
 		child_say(p[1], r);
 		if (r < 0)
 			_exit(1);
