@@ -124,12 +124,15 @@ struct uk_grpc_server {
 	pthread_mutex_t lock;
 	struct rpc *live; /* every call past RPC_REQUESTED */
 	unsigned n_live;
+	unsigned n_requested; /* calls asked of gRPC whose tag has not come back */
+	bool stopping;        /* uk_grpc_server_stop waits on `idle` for both counts to reach 0 */
+	pthread_cond_t idle;
 	bool workers_exit; /* stopping, and every call is done */
 	uint64_t armed; /* when the deadline timer fires; UINT64_MAX: disarmed */
 
 	/* The door thread's; the fds are made before it starts and closed after it ends. */
 	pthread_t door;
-	bool door_started, door_exit;
+	bool door_started, door_exit, hang_up; /* set by stop, read by the door thread */
 	bool closed; /* the door thread's: no longer accepting */
 	int listen_fd, epoll_fd, backoff_fd, deadline_fd, stop_fd;
 	int *conns; /* a dup of each live connection, watched for its end */
@@ -219,14 +222,29 @@ static void unlink_live(struct uk_grpc_server *s, struct rpc *r)
 	s->n_live--;
 }
 
+/* Under the lock: wake a stop waiting for the last call. */
+static void note_idle(struct uk_grpc_server *s)
+{
+	if (s->stopping && !s->n_live && !s->n_requested)
+		pthread_cond_broadcast(&s->idle);
+}
+
 static void rpc_unref_n(struct rpc *r, unsigned n)
 {
 	struct uk_grpc_server *s = r->srv;
 	pthread_mutex_lock(&s->lock);
 	r->refs -= n;
 	bool last = r->refs == 0;
-	if (last)
+	if (last) {
 		unlink_live(s, r);
+		note_idle(s);
+	}
+	if (last && !s->n_live && s->armed != UINT64_MAX) {
+		/* No call left to expire: an idle unikd wakes for nothing. */
+		struct itimerspec off = { 0 };
+		if (timerfd_settime(s->deadline_fd, TFD_TIMER_ABSTIME, &off, NULL) == 0)
+			s->armed = UINT64_MAX;
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (last)
 		rpc_free(r);
@@ -351,9 +369,17 @@ static void request_call(struct uk_grpc_server *s)
 	struct rpc *r = rpc_new(s);
 	if (!r)
 		return; /* the next arrival asks again */
-	if (grpc_server_request_call(s->server, &r->call, &r->details, &r->md, s->cq, s->cq, &r->tags[TAG_NEW]) !=
+	pthread_mutex_lock(&s->lock);
+	s->n_requested++;
+	pthread_mutex_unlock(&s->lock);
+	if (grpc_server_request_call(s->server, &r->call, &r->details, &r->md, s->cq, s->cq, &r->tags[TAG_NEW]) ==
 	    GRPC_CALL_OK)
-		rpc_free(r);
+		return;
+	rpc_free(r);
+	pthread_mutex_lock(&s->lock);
+	s->n_requested--;
+	note_idle(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static const struct grpc_method *find_method(struct uk_grpc_server *s, grpc_slice method)
@@ -390,7 +416,12 @@ static void on_new(struct rpc *r, bool ok)
 {
 	struct uk_grpc_server *s = r->srv;
 	if (!ok) {
-		rpc_unref(r); /* the server is shutting down */
+		/* The server is shutting down. */
+		pthread_mutex_lock(&s->lock);
+		s->n_requested--;
+		note_idle(s);
+		pthread_mutex_unlock(&s->lock);
+		rpc_unref(r);
 		return;
 	}
 	request_call(s);
@@ -405,6 +436,7 @@ static void on_new(struct rpc *r, bool ok)
 	}
 	int code = GRPC_STATUS_OK;
 	pthread_mutex_lock(&s->lock);
+	s->n_requested--;
 	r->next = s->live;
 	if (s->live)
 		s->live->prev = r;
@@ -701,6 +733,7 @@ static int add_connection(struct uk_grpc_server *s, int fd)
 	}
 	s->conns[s->n_conns++] = watch;
 	grpc_server_add_channel_from_fd(s->server, fd, s->creds);
+	log_debug("msg=\"connection accepted\" connections=%u", s->n_conns);
 	return 0;
 }
 
@@ -711,6 +744,7 @@ static void drop_connection(struct uk_grpc_server *s, uint32_t slot)
 	(void)epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->conns[slot], NULL); /* before close: gRPC's fd shares the file */
 	close(s->conns[slot]);
 	s->conns[slot] = s->conns[--s->n_conns];
+	log_debug("msg=\"connection closed\" connections=%u", s->n_conns);
 	if (slot < s->n_conns &&
 	    epoll_set(s->epoll_fd, EPOLL_CTL_MOD, s->conns[slot], EPOLLRDHUP, KEY_CONN, slot) < 0)
 		log_error("msg=\"cannot watch a connection\" error=\"%s\"", strerror(errno));
@@ -748,6 +782,20 @@ static void accept_connections(struct uk_grpc_server *s)
 	}
 }
 
+/* Stopping: no more connections, first; once every call is done, the connections left are
+ * shut down, so gRPC closes them now rather than after its 20 s GOAWAY grace for clients
+ * that never answer its ping. Deadlines and connection ends still count meanwhile. */
+static void door_stopping(struct uk_grpc_server *s)
+{
+	if (!s->closed) {
+		(void)epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL); /* closed at the end anyway */
+		s->closed = true;
+	}
+	if (__atomic_load_n(&s->hang_up, __ATOMIC_ACQUIRE))
+		for (unsigned i = 0; i < s->n_conns; i++)
+			(void)shutdown(s->conns[i], SHUT_RDWR); /* a connection already gone: nothing to do */
+}
+
 static void *door_main(void *arg)
 {
 	struct uk_grpc_server *s = arg;
@@ -775,10 +823,8 @@ static void *door_main(void *arg)
 				(void)!read(s->stop_fd, &expirations, sizeof(expirations)); /* only clears it */
 				if (__atomic_load_n(&s->door_exit, __ATOMIC_ACQUIRE))
 					return NULL;
-				/* Stopping: no more connections; deadlines and connection ends still count. */
-				(void)epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, s->listen_fd, NULL); /* closed at the end anyway */
+				door_stopping(s);
 				incoming = false;
-				s->closed = true;
 				break;
 			case KEY_CONN: drop_connection(s, (uint32_t)evs[i].data.u64); break;
 			}
@@ -901,6 +947,7 @@ int uk_grpc_server_start(const struct grpc_server_config *cfg, uk_grpc_server **
 	s->armed = UINT64_MAX;
 	s->backoff_ns = BACKOFF_MIN_NS;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->idle, NULL);
 	for (int c = 0; c < GRPC_N_CLASSES; c++) {
 		s->pools[c] = (struct pool){ .srv = s, .spec = &pool_specs[c], .n_threads = cfg->threads[c] };
 		pthread_cond_init(&s->pools[c].cond, NULL);
@@ -931,7 +978,18 @@ void uk_grpc_server_stop(uk_grpc_server *s)
 		door_signal(s);
 	int tag;
 	if (s->grpc_started) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = true;
+		pthread_mutex_unlock(&s->lock);
 		grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &tag);
+		pthread_mutex_lock(&s->lock);
+		while (s->pollers_started && (s->n_live || s->n_requested))
+			pthread_cond_wait(&s->idle, &s->lock);
+		pthread_mutex_unlock(&s->lock);
+		if (s->door_started) {
+			__atomic_store_n(&s->hang_up, true, __ATOMIC_RELEASE);
+			door_signal(s);
+		}
 		grpc_completion_queue_pluck(s->shutdown_cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 	}
 	pthread_mutex_lock(&s->lock);
@@ -973,6 +1031,7 @@ void uk_grpc_server_stop(uk_grpc_server *s)
 	safe_close(s->stop_fd);
 	for (int c = 0; c < GRPC_N_CLASSES; c++)
 		pthread_cond_destroy(&s->pools[c].cond);
+	pthread_cond_destroy(&s->idle);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 	grpc_shutdown();
