@@ -24,7 +24,9 @@ STOP_TIMEOUT_S = 20
 
 
 class BlackHole:
-    """Accepts connections inside the namespace and never answers them."""
+    """A plain-HTTP 'registry' inside the network namespace ns that accepts connections and
+    never answers: a pull hangs until curl gives up, or until close(). The integration
+    tests use it too (tests/integration/test_availability.py)."""
 
     def __init__(self, ns):
         self.listener = B.socket_in_netns(ns, socket.AF_INET, socket.SOCK_STREAM, 0)
@@ -46,12 +48,13 @@ class BlackHole:
                 self.conns.append(c)
                 self.cond.notify_all()
 
-    def wait_accepted(self, n, timeout):
+    def wait_accepted(self, n, timeout=60):
         with self.cond:
             if not self.cond.wait_for(lambda: len(self.conns) >= n, timeout):
                 raise RuntimeError(f"only {len(self.conns)} of {n} pulls reached the black hole")
 
     def close(self):
+        """The pulls in flight fail at once (EOF); later ones are refused."""
         try:
             self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:

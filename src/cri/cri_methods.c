@@ -5,7 +5,8 @@
 
 #define RS "/runtime.v1.RuntimeService/"
 #define IS "/runtime.v1.ImageService/"
-#define MX(svc, name, msg, fn, cls, extra) { svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, extra }
+#define MX(svc, name, msg, fn, cls, extra)                                                         \
+	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, extra }
 #define M(svc, name, msg, fn, cls) MX(svc, name, msg, fn, cls, NULL)
 #define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_READ, NULL }
 

@@ -15,6 +15,7 @@
 #include <grpc/slice.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -60,6 +61,16 @@ static const struct pool_spec pool_specs[GRPC_N_CLASSES] = {
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_CLOSE, TAG_SEND, N_TAGS };
 
+/* A doubly linked list threaded through the calls: the live ones, and each pool's queue. */
+struct link {
+	struct rpc *prev, *next;
+};
+struct list {
+	struct rpc *head, *tail;
+	unsigned n;
+	size_t off; /* of the struct link in struct rpc */
+};
+
 struct rpc;
 struct tag {
 	struct rpc *r;
@@ -92,18 +103,16 @@ struct rpc {
 	/* Under srv->lock. */
 	enum rpc_state state, expired_from;
 	unsigned refs;
-	bool linked;
-	struct rpc *prev, *next;   /* srv->live */
-	struct rpc *qprev, *qnext; /* the pool's queue */
-	struct rpc *expired;       /* a list built by expire_calls */
+	struct link live;    /* in srv->live */
+	struct link queue;   /* in its pool's queue */
+	struct rpc *expired; /* a list built by expire_calls */
 };
 
 struct pool {
 	struct uk_grpc_server *srv;
 	const struct pool_spec *spec;
 	pthread_cond_t cond;
-	struct rpc *head, *tail;
-	unsigned queued;
+	struct list queue;
 	pthread_t threads[GRPC_MAX_THREADS];
 	unsigned n_threads, started;
 };
@@ -122,8 +131,7 @@ struct uk_grpc_server {
 	struct pool pools[GRPC_N_CLASSES];
 
 	pthread_mutex_t lock;
-	struct rpc *live; /* every call past RPC_REQUESTED */
-	unsigned n_live;
+	struct list live; /* every call past RPC_REQUESTED */
 	unsigned n_requested; /* calls asked of gRPC whose tag has not come back */
 	bool stopping;        /* uk_grpc_server_stop waits on `idle` for both counts to reach 0 */
 	pthread_cond_t idle;
@@ -208,24 +216,43 @@ static void rpc_free(struct rpc *r)
 	free(r);
 }
 
-static void unlink_live(struct uk_grpc_server *s, struct rpc *r)
+static struct link *link_of(const struct list *l, struct rpc *r)
 {
-	if (!r->linked)
-		return;
-	if (r->prev)
-		r->prev->next = r->next;
+	return (struct link *)((char *)r + l->off);
+}
+
+static void list_append(struct list *l, struct rpc *r)
+{
+	struct link *k = link_of(l, r);
+	k->prev = l->tail;
+	k->next = NULL;
+	if (l->tail)
+		link_of(l, l->tail)->next = r;
 	else
-		s->live = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	r->linked = false;
-	s->n_live--;
+		l->head = r;
+	l->tail = r;
+	l->n++;
+}
+
+static void list_remove(struct list *l, struct rpc *r)
+{
+	struct link *k = link_of(l, r);
+	if (k->prev)
+		link_of(l, k->prev)->next = k->next;
+	else
+		l->head = k->next;
+	if (k->next)
+		link_of(l, k->next)->prev = k->prev;
+	else
+		l->tail = k->prev;
+	k->prev = k->next = NULL;
+	l->n--;
 }
 
 /* Under the lock: wake a stop waiting for the last call. */
 static void note_idle(struct uk_grpc_server *s)
 {
-	if (s->stopping && !s->n_live && !s->n_requested)
+	if (s->stopping && !s->live.n && !s->n_requested)
 		pthread_cond_broadcast(&s->idle);
 }
 
@@ -235,11 +262,11 @@ static void rpc_unref_n(struct rpc *r, unsigned n)
 	pthread_mutex_lock(&s->lock);
 	r->refs -= n;
 	bool last = r->refs == 0;
-	if (last) {
-		unlink_live(s, r);
+	if (last && r->state != RPC_REQUESTED) { /* past RPC_REQUESTED: in srv->live */
+		list_remove(&s->live, r);
 		note_idle(s);
 	}
-	if (last && !s->n_live && s->armed != UINT64_MAX) {
+	if (last && !s->live.n && s->armed != UINT64_MAX) {
 		/* No call left to expire: an idle unikd wakes for nothing. */
 		struct itimerspec off = { 0 };
 		if (timerfd_settime(s->deadline_fd, TFD_TIMER_ABSTIME, &off, NULL) == 0)
@@ -255,32 +282,6 @@ static void rpc_unref(struct rpc *r)
 	rpc_unref_n(r, 1);
 }
 
-static void enqueue(struct pool *p, struct rpc *r)
-{
-	r->qnext = NULL;
-	r->qprev = p->tail;
-	if (p->tail)
-		p->tail->qnext = r;
-	else
-		p->head = r;
-	p->tail = r;
-	p->queued++;
-}
-
-static void dequeue(struct pool *p, struct rpc *r)
-{
-	if (r->qprev)
-		r->qprev->qnext = r->qnext;
-	else
-		p->head = r->qnext;
-	if (r->qnext)
-		r->qnext->qprev = r->qprev;
-	else
-		p->tail = r->qprev;
-	r->qprev = r->qnext = NULL;
-	p->queued--;
-}
-
 /* Under the lock: claim the call's one reply. A queued call leaves its queue, whose
  * reference the reply takes over; otherwise the reply takes a reference of its own. */
 static bool take_answer(struct rpc *r)
@@ -288,7 +289,7 @@ static bool take_answer(struct rpc *r)
 	if (r->state == RPC_DONE)
 		return false;
 	if (r->state == RPC_QUEUED)
-		dequeue(r->pool, r);
+		list_remove(&r->pool->queue, r);
 	else
 		r->refs++;
 	r->state = RPC_DONE;
@@ -437,16 +438,11 @@ static void on_new(struct rpc *r, bool ok)
 	int code = GRPC_STATUS_OK;
 	pthread_mutex_lock(&s->lock);
 	s->n_requested--;
-	r->next = s->live;
-	if (s->live)
-		s->live->prev = r;
-	s->live = r;
-	r->linked = true;
-	s->n_live++;
+	list_append(&s->live, r);
 	r->state = RPC_RECEIVING;
 	if (!r->m || !r->m->fn)
 		code = GRPC_STATUS_UNIMPLEMENTED;
-	else if (s->n_live > MAX_CALLS)
+	else if (s->live.n > MAX_CALLS)
 		code = GRPC_STATUS_RESOURCE_EXHAUSTED;
 	if (code != GRPC_STATUS_OK) {
 		take_answer(r);
@@ -522,8 +518,8 @@ static void on_recv(struct rpc *r, bool ok)
 		r->deadline = deadline;
 		r->client_deadline = client;
 	}
-	if (r->state == RPC_RECEIVING && p->queued < p->spec->queue_max) {
-		enqueue(p, r); /* TAG_RECV's reference is the queue's now */
+	if (r->state == RPC_RECEIVING && p->queue.n < p->spec->queue_max) {
+		list_append(&p->queue, r); /* TAG_RECV's reference is the queue's now */
 		r->state = RPC_QUEUED;
 		queued = true;
 		pthread_cond_signal(&p->cond);
@@ -548,7 +544,7 @@ static void on_close(struct rpc *r)
 	pthread_mutex_lock(&s->lock);
 	if (r->cancelled && (r->state == RPC_RECEIVING || r->state == RPC_QUEUED)) {
 		if (r->state == RPC_QUEUED) {
-			dequeue(r->pool, r);
+			list_remove(&r->pool->queue, r);
 			drop++; /* the queue's reference */
 		}
 		r->state = RPC_DONE;
@@ -619,11 +615,11 @@ static void *worker_main(void *arg)
 	struct uk_grpc_server *s = p->srv;
 	for (;;) {
 		pthread_mutex_lock(&s->lock);
-		while (!p->head && !s->workers_exit)
+		while (!p->queue.head && !s->workers_exit)
 			pthread_cond_wait(&p->cond, &s->lock);
-		struct rpc *r = p->head;
+		struct rpc *r = p->queue.head;
 		if (r) {
-			dequeue(p, r);
+			list_remove(&p->queue, r);
 			r->state = RPC_RUNNING;
 		}
 		pthread_mutex_unlock(&s->lock);
@@ -642,7 +638,7 @@ static void expire_calls(struct uk_grpc_server *s)
 	uint64_t now = uk_now_mono_ns(), next = UINT64_MAX;
 	struct rpc *expired = NULL;
 	pthread_mutex_lock(&s->lock);
-	for (struct rpc *r = s->live; r; r = r->next) {
+	for (struct rpc *r = s->live.head; r; r = r->live.next) {
 		if (r->state != RPC_RECEIVING && r->state != RPC_QUEUED && r->state != RPC_RUNNING)
 			continue;
 		if (r->deadline > now) {
@@ -946,10 +942,12 @@ int uk_grpc_server_start(const struct grpc_server_config *cfg, uk_grpc_server **
 	s->listen_fd = s->epoll_fd = s->backoff_fd = s->deadline_fd = s->stop_fd = -1;
 	s->armed = UINT64_MAX;
 	s->backoff_ns = BACKOFF_MIN_NS;
+	s->live.off = offsetof(struct rpc, live);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle, NULL);
 	for (int c = 0; c < GRPC_N_CLASSES; c++) {
-		s->pools[c] = (struct pool){ .srv = s, .spec = &pool_specs[c], .n_threads = cfg->threads[c] };
+		s->pools[c] = (struct pool){ .srv = s, .spec = &pool_specs[c], .n_threads = cfg->threads[c],
+					     .queue.off = offsetof(struct rpc, queue) };
 		pthread_cond_init(&s->pools[c].cond, NULL);
 	}
 	grpc_init();
@@ -983,7 +981,7 @@ void uk_grpc_server_stop(uk_grpc_server *s)
 		pthread_mutex_unlock(&s->lock);
 		grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &tag);
 		pthread_mutex_lock(&s->lock);
-		while (s->pollers_started && (s->n_live || s->n_requested))
+		while (s->pollers_started && (s->live.n || s->n_requested))
 			pthread_cond_wait(&s->idle, &s->lock);
 		pthread_mutex_unlock(&s->lock);
 		if (s->door_started) {

@@ -7,18 +7,21 @@ import os
 import select
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 import grpc
 import pytest
 
-from conftest import HELLO
+from conftest import HELLO, REPO
 from cri import Unikd, stubs
-from test_cri import code_of
-from test_pull import in_netns
 
-BLACK_HOLE_PORT = 5999
+sys.path.insert(0, str(REPO / "bench"))
+import cri_load  # noqa: E402  (its black-hole registry)
+from cri_load import BlackHole  # noqa: E402
+from test_cri import code_of
+
 IN_MODIFY = 0x2
 # A client's call must come back within this, whatever else unikd is doing (a generous bound).
 FAST = 1.0
@@ -47,52 +50,8 @@ def wait_log_any(u, *texts, timeout=30):
         os.close(fd)
 
 
-class BlackHole:
-    """A plain-HTTP 'registry' inside unikd's network namespace that accepts connections
-    and never answers: a pull hangs until curl gives up, or until close()."""
-
-    def __init__(self, ns, port=BLACK_HOLE_PORT):
-        def listen():
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", port))
-            s.listen(256)
-            return s
-        self.listener = in_netns(ns, listen)
-        self.conns = []
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            with self.cond:
-                self.conns.append(c)
-                self.cond.notify_all()
-
-    def wait_accepted(self, n, timeout=60):
-        with self.cond:
-            assert self.cond.wait_for(lambda: len(self.conns) >= n, timeout), f"{len(self.conns)} of {n} pulls came"
-
-    def close(self):
-        """The pulls in flight fail at once (EOF); later ones are refused."""
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.listener.close()
-        self.thread.join(10)
-        with self.cond:
-            for c in self.conns:
-                c.close()
-
-
 def pull_req(pb, n):
-    return pb.PullImageRequest(image=pb.ImageSpec(image=f"127.0.0.1:{BLACK_HOLE_PORT}/x{n}:1"))
+    return pb.PullImageRequest(image=pb.ImageSpec(image=f"127.0.0.1:{cri_load.PORT}/x{n}:1"))
 
 
 def raw_connect(u):

@@ -95,123 +95,93 @@ static void ids(void **state)
 	expect_refused(&rp.base, "pod_sandbox_id holds a NUL byte");
 }
 
-/* A pod config with a marker in one place, chosen by `where`. */
+/* One string field of a message set to a bad value, the message expected, then put back. */
+struct mutation {
+	char **field;
+	char *bad;
+	const char *want;
+};
+
+static void expect_each(const ProtobufCMessage *m, const struct mutation *mu, size_t n)
+{
+	expect_clean(m);
+	for (size_t i = 0; i < n; i++) {
+		char *good = *mu[i].field;
+		*mu[i].field = mu[i].bad;
+		expect_refused(m, mu[i].want);
+		*mu[i].field = good;
+	}
+}
+
+/* A CRI message built from designated fields; unnamed strings stay NULL, which protobuf-c
+ * packs as unset, like the empty string. */
+#define MSG(type, desc, ...)                                                                       \
+	((Runtime__V1__##type){ .base = PROTOBUF_C_MESSAGE_INIT(&runtime__v1__##desc##__descriptor), __VA_ARGS__ })
+
 static void pod_fields(void **state)
 {
 	(void)state;
-	Runtime__V1__PodSandboxMetadata md = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
-	Runtime__V1__PodSandboxConfig cfg = RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
-	Runtime__V1__PodSandboxConfig__LabelsEntry l0 = RUNTIME__V1__POD_SANDBOX_CONFIG__LABELS_ENTRY__INIT,
-						   l1 = RUNTIME__V1__POD_SANDBOX_CONFIG__LABELS_ENTRY__INIT;
-	Runtime__V1__PodSandboxConfig__AnnotationsEntry a0 = RUNTIME__V1__POD_SANDBOX_CONFIG__ANNOTATIONS_ENTRY__INIT;
+	Runtime__V1__PodSandboxMetadata md = MSG(PodSandboxMetadata, pod_sandbox_metadata, .name = "web", .uid = "u1",
+						 .namespace_ = "default");
+	Runtime__V1__PodSandboxConfig__LabelsEntry
+		l0 = MSG(PodSandboxConfig__LabelsEntry, pod_sandbox_config__labels_entry, .key = "app", .value = "web"),
+		l1 = MSG(PodSandboxConfig__LabelsEntry, pod_sandbox_config__labels_entry, .key = "k", .value = "v");
+	Runtime__V1__PodSandboxConfig__AnnotationsEntry a0 =
+		MSG(PodSandboxConfig__AnnotationsEntry, pod_sandbox_config__annotations_entry, .key = "note",
+		    .value = "hello");
 	Runtime__V1__PodSandboxConfig__LabelsEntry *labels[] = { &l0, &l1 };
 	Runtime__V1__PodSandboxConfig__AnnotationsEntry *ann[] = { &a0 };
-	Runtime__V1__RunPodSandboxRequest req = RUNTIME__V1__RUN_POD_SANDBOX_REQUEST__INIT;
-	md.name = "web";
-	md.uid = "u1";
-	md.namespace_ = "default";
-	cfg.metadata = &md;
-	cfg.hostname = "web-0";
-	cfg.log_directory = "/var/log/pods/x";
-	l0.key = "app";
-	l0.value = "web";
-	l1.key = "k";
-	l1.value = "v";
-	a0.key = "note";
-	a0.value = "hello";
-	cfg.n_labels = 2;
-	cfg.labels = labels;
-	cfg.n_annotations = 1;
-	cfg.annotations = ann;
-	req.config = &cfg;
-	req.runtime_handler = "unikd";
-	expect_clean(&req.base);
-
-	md.name = "we<0>b";
-	expect_refused(&req.base, "config.metadata.name holds a NUL byte");
-	md.name = "web";
-	cfg.hostname = "web<0>evil";
-	expect_refused(&req.base, "config.hostname holds a NUL byte");
-	cfg.hostname = "web-0";
-	l1.value = "v<0>";
-	expect_refused(&req.base, "config.labels[\"k\"]: value holds a NUL byte");
-	l1.value = "v";
-	l1.key = "a<0>b";
-	expect_refused(&req.base, "config.labels[\"a\\x000>b\"]: key holds a NUL byte");
-	l1.key = "k";
-	a0.value = "x<0>";
-	expect_refused(&req.base, "config.annotations[\"note\"]: value holds a NUL byte");
-	a0.value = "hello";
+	Runtime__V1__PodSandboxConfig cfg = MSG(PodSandboxConfig, pod_sandbox_config, .metadata = &md,
+						.hostname = "web-0", .log_directory = "/var/log/pods/x", .n_labels = 2,
+						.labels = labels, .n_annotations = 1, .annotations = ann);
+	Runtime__V1__RunPodSandboxRequest req =
+		MSG(RunPodSandboxRequest, run_pod_sandbox_request, .config = &cfg, .runtime_handler = "unikd");
+	const struct mutation mu[] = {
+		{ &md.name, "we<0>b", "config.metadata.name holds a NUL byte" },
+		{ &cfg.hostname, "web<0>evil", "config.hostname holds a NUL byte" },
+		{ &l1.value, "v<0>", "config.labels[\"k\"]: value holds a NUL byte" },
+		{ &l1.key, "a<0>b", "config.labels[\"a\\x000>b\"]: key holds a NUL byte" },
+		{ &a0.value, "x<0>", "config.annotations[\"note\"]: value holds a NUL byte" },
+		{ &req.runtime_handler, "un<0>ikd", "runtime_handler holds a NUL byte" },
+	};
+	expect_each(&req.base, mu, ARRAY_SIZE(mu));
 	/* A long key is cut, and quotes and backslashes are escaped. */
 	a0.key = "\"quoted\\key\" that is much longer than the part shown";
 	a0.value = "<0>";
 	expect_refused(&req.base, "config.annotations[\"\\x22quoted\\x5ckey\\x22 that is much longer...\"]: value "
 				  "holds a NUL byte");
-	a0.key = "note";
-	a0.value = "hello";
-	req.runtime_handler = "un<0>ikd";
-	expect_refused(&req.base, "runtime_handler holds a NUL byte");
 }
 
 static void container_fields(void **state)
 {
 	(void)state;
-	Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
-	Runtime__V1__ImageSpec img = RUNTIME__V1__IMAGE_SPEC__INIT;
-	Runtime__V1__KeyValue e0 = RUNTIME__V1__KEY_VALUE__INIT, e1 = RUNTIME__V1__KEY_VALUE__INIT;
+	Runtime__V1__ContainerMetadata md = MSG(ContainerMetadata, container_metadata, .name = "c");
+	Runtime__V1__ImageSpec img = MSG(ImageSpec, image_spec, .image = "hello:1");
+	Runtime__V1__KeyValue e0 = MSG(KeyValue, key_value, .key = "A", .value = "1"),
+			      e1 = MSG(KeyValue, key_value, .key = "B", .value = "2");
 	Runtime__V1__KeyValue *envs[] = { &e0, &e1 };
-	Runtime__V1__Mount m0 = RUNTIME__V1__MOUNT__INIT, m1 = RUNTIME__V1__MOUNT__INIT;
+	Runtime__V1__Mount m0 = MSG(Mount, mount, .container_path = "/a", .host_path = "/h/a"),
+			   m1 = MSG(Mount, mount, .container_path = "/b", .host_path = "/h/b");
 	Runtime__V1__Mount *mounts[] = { &m0, &m1 };
 	char *args[] = { "print:a", "print:b", "exit:0" };
-	Runtime__V1__ContainerConfig cfg = RUNTIME__V1__CONTAINER_CONFIG__INIT;
-	Runtime__V1__PodSandboxMetadata pmd = RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
-	Runtime__V1__PodSandboxConfig pcfg = RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
-	Runtime__V1__CreateContainerRequest req = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
-	md.name = "c";
-	img.image = "hello:1";
-	e0.key = "A";
-	e0.value = "1";
-	e1.key = "B";
-	e1.value = "2";
-	m0.container_path = "/a";
-	m0.host_path = "/h/a";
-	m1.container_path = "/b";
-	m1.host_path = "/h/b";
-	cfg.metadata = &md;
-	cfg.image = &img;
-	cfg.n_args = 3;
-	cfg.args = args;
-	cfg.n_envs = 2;
-	cfg.envs = envs;
-	cfg.n_mounts = 2;
-	cfg.mounts = mounts;
-	cfg.log_path = "c/0.log";
-	pmd.name = "pod";
-	pcfg.metadata = &pmd;
-	req.pod_sandbox_id = "p";
-	req.config = &cfg;
-	req.sandbox_config = &pcfg;
-	expect_clean(&req.base);
+	Runtime__V1__ContainerConfig cfg = MSG(ContainerConfig, container_config, .metadata = &md, .image = &img,
+					       .n_args = 3, .args = args, .n_envs = 2, .envs = envs, .n_mounts = 2,
+					       .mounts = mounts, .log_path = "c/0.log");
+	Runtime__V1__PodSandboxMetadata pmd = MSG(PodSandboxMetadata, pod_sandbox_metadata, .name = "pod");
+	Runtime__V1__PodSandboxConfig pcfg = MSG(PodSandboxConfig, pod_sandbox_config, .metadata = &pmd);
+	Runtime__V1__CreateContainerRequest req = MSG(CreateContainerRequest, create_container_request,
+						      .pod_sandbox_id = "p", .config = &cfg, .sandbox_config = &pcfg);
+	const struct mutation mu[] = {
+		{ &args[2], "exit<0>:0", "config.args[2] holds a NUL byte" },
+		{ &e1.value, "<0>2", "config.envs[1].value holds a NUL byte" },
+		{ &m1.host_path, "/h<0>/b", "config.mounts[1].host_path holds a NUL byte" },
+		{ &img.image, "hello<0>:1", "config.image.image holds a NUL byte" },
+		{ &pmd.name, "p<0>od", "sandbox_config.metadata.name holds a NUL byte" },
+	};
+	expect_each(&req.base, mu, ARRAY_SIZE(mu));
 
-	args[2] = "exit<0>:0";
-	expect_refused(&req.base, "config.args[2] holds a NUL byte");
-	args[2] = "exit:0";
-	e1.value = "<0>2";
-	expect_refused(&req.base, "config.envs[1].value holds a NUL byte");
-	e1.value = "2";
-	m1.host_path = "/h<0>/b";
-	expect_refused(&req.base, "config.mounts[1].host_path holds a NUL byte");
-	m1.host_path = "/h/b";
-	img.image = "hello<0>:1";
-	expect_refused(&req.base, "config.image.image holds a NUL byte");
-	img.image = "hello:1";
-	pmd.name = "p<0>od";
-	expect_refused(&req.base, "sandbox_config.metadata.name holds a NUL byte");
-
-	Runtime__V1__PullImageRequest pull = RUNTIME__V1__PULL_IMAGE_REQUEST__INIT;
-	Runtime__V1__ImageSpec ref = RUNTIME__V1__IMAGE_SPEC__INIT;
-	ref.image = "127.0.0.1:5000/x<0>:1";
-	pull.image = &ref;
+	Runtime__V1__ImageSpec ref = MSG(ImageSpec, image_spec, .image = "127.0.0.1:5000/x<0>:1");
+	Runtime__V1__PullImageRequest pull = MSG(PullImageRequest, pull_image_request, .image = &ref);
 	expect_refused(&pull.base, "image.image holds a NUL byte");
 }
 
@@ -266,7 +236,7 @@ static void malformed(void **state)
 		  "malformed message: a varint is cut off" },
 		{ "string as varint", { 0x08, 0x01 }, 2, "malformed message: container_id: a string has the wrong wire type" },
 	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		uk_error err = { 0 };
 		int r = wire_check_strings(&runtime__v1__container_status_request__descriptor, cases[i].bytes,
 					   cases[i].n, &err);
@@ -329,39 +299,22 @@ static void depth(void **state)
 /* A full CreateContainerRequest, packed: the corpus for truncation and mutation. */
 static struct packed corpus(void)
 {
-	Runtime__V1__ContainerMetadata md = RUNTIME__V1__CONTAINER_METADATA__INIT;
-	Runtime__V1__ImageSpec img = RUNTIME__V1__IMAGE_SPEC__INIT;
-	Runtime__V1__KeyValue e0 = RUNTIME__V1__KEY_VALUE__INIT;
+	Runtime__V1__ContainerMetadata md = MSG(ContainerMetadata, container_metadata, .name = "c", .attempt = 3);
+	Runtime__V1__ImageSpec img = MSG(ImageSpec, image_spec, .image = "hello:1");
+	Runtime__V1__KeyValue e0 = MSG(KeyValue, key_value, .key = "A", .value = "1");
 	Runtime__V1__KeyValue *envs[] = { &e0 };
-	Runtime__V1__ContainerConfig__LabelsEntry l0 = RUNTIME__V1__CONTAINER_CONFIG__LABELS_ENTRY__INIT;
+	Runtime__V1__ContainerConfig__LabelsEntry l0 =
+		MSG(ContainerConfig__LabelsEntry, container_config__labels_entry, .key = "app", .value = "web");
 	Runtime__V1__ContainerConfig__LabelsEntry *labels[] = { &l0 };
-	Runtime__V1__LinuxContainerResources res = RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
-	Runtime__V1__LinuxContainerConfig lx = RUNTIME__V1__LINUX_CONTAINER_CONFIG__INIT;
+	Runtime__V1__LinuxContainerResources res = MSG(LinuxContainerResources, linux_container_resources,
+						       .memory_limit_in_bytes = 1 << 26, .cpu_quota = -5);
+	Runtime__V1__LinuxContainerConfig lx = MSG(LinuxContainerConfig, linux_container_config, .resources = &res);
 	char *args[] = { "print:hello", "idle" };
-	Runtime__V1__ContainerConfig cfg = RUNTIME__V1__CONTAINER_CONFIG__INIT;
-	Runtime__V1__CreateContainerRequest req = RUNTIME__V1__CREATE_CONTAINER_REQUEST__INIT;
-	md.name = "c";
-	md.attempt = 3;
-	img.image = "hello:1";
-	e0.key = "A";
-	e0.value = "1";
-	l0.key = "app";
-	l0.value = "web";
-	res.memory_limit_in_bytes = 1 << 26;
-	res.cpu_quota = -5;
-	lx.resources = &res;
-	cfg.metadata = &md;
-	cfg.image = &img;
-	cfg.n_args = 2;
-	cfg.args = args;
-	cfg.n_envs = 1;
-	cfg.envs = envs;
-	cfg.n_labels = 1;
-	cfg.labels = labels;
-	cfg.linux = &lx;
-	cfg.log_path = "c/3.log";
-	req.pod_sandbox_id = "0123456789abcdef";
-	req.config = &cfg;
+	Runtime__V1__ContainerConfig cfg = MSG(ContainerConfig, container_config, .metadata = &md, .image = &img,
+					       .n_args = 2, .args = args, .n_envs = 1, .envs = envs, .n_labels = 1,
+					       .labels = labels, .linux = &lx, .log_path = "c/3.log");
+	Runtime__V1__CreateContainerRequest req = MSG(CreateContainerRequest, create_container_request,
+						      .pod_sandbox_id = "0123456789abcdef", .config = &cfg);
 	return pack(&req.base);
 }
 
