@@ -1,9 +1,21 @@
-/* A unary gRPC server on the gRPC C core: a bounded pool of workers, each serving one
- * call at a time from its own completion queue, so a slow call only holds its worker. */
+/* The unary gRPC server of the CRI, on the gRPC C core.
+ *
+ * Three kinds of threads, so that no call ever waits behind another kind:
+ *  - pollers drive gRPC: they sit in grpc_completion_queue_next, where gRPC's epoll engine
+ *    does all the I/O (handshakes included), and never run a handler. They read a call's
+ *    request, refuse a bad one at once (unknown method, NUL bytes, malformed) and queue the
+ *    rest on the pool of its class;
+ *  - one pool of threads per class of call (read, lifecycle, image), each with a bounded
+ *    queue: a full queue answers RESOURCE_EXHAUSTED naming the pool;
+ *  - the door thread accepts connections on a socket unikd owns, caps them, sees gRPC close
+ *    them, re-enables accepting after EMFILE and the like, and answers every call that
+ *    reaches its deadline DEADLINE_EXCEEDED, queued or running.
+ * docs/architecture.md ("The CRI server") tells the whole story. */
 #ifndef UK_GRPC_SERVER_H
 #define UK_GRPC_SERVER_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
 
 #include "../common/error.h"
 #include "arena.h"
@@ -13,17 +25,43 @@
 typedef int (*grpc_handler_fn)(void *userdata, arena *a, const ProtobufCMessage *req,
 			       ProtobufCMessage **resp, uk_error *err);
 
+/* Each class of call has its own pool of threads and queue, and a cap on how long a call
+ * may take from its arrival (its deadline is the earlier of the cap and the client's). */
+enum grpc_call_class {
+	GRPC_CLASS_READ,      /* Version, Status, List*, *Status, *Stats: answers from records */
+	GRPC_CLASS_LIFECYCLE, /* create, start, stop, remove, update: may wait on a VM */
+	GRPC_CLASS_IMAGE,     /* PullImage, RemoveImage: may wait on a registry */
+	GRPC_N_CLASSES,
+};
+
+/* The caps, in seconds. A StopContainer may run its own timeout on top of its cap. */
+#define GRPC_READ_CAP_S 30
+#define GRPC_LIFECYCLE_CAP_S 240
+#define GRPC_IMAGE_CAP_S 1800
+/* Calls waiting for a thread, per pool. */
+#define GRPC_READ_QUEUE 256
+#define GRPC_LIFECYCLE_QUEUE 256
+#define GRPC_IMAGE_QUEUE 64
+/* Threads per pool. */
+#define GRPC_MAX_THREADS 64
+
 struct grpc_method {
 	const char *path; /* "/runtime.v1.RuntimeService/Version" */
 	const ProtobufCMessageDescriptor *input;
 	grpc_handler_fn fn; /* NULL: UNIMPLEMENTED */
 	const char *unimplemented_msg;
+	enum grpc_call_class cls;
+	/* Seconds the call may take beyond its class's cap, from its request (StopContainer's
+	 * timeout); NULL for none. */
+	uint64_t (*extra_s)(const ProtobufCMessage *req);
 };
 
 struct grpc_server_config {
 	const char *socket_path;
 	unsigned socket_mode; /* e.g. 0660 */
-	unsigned workers;
+	unsigned threads[GRPC_N_CLASSES]; /* 1..GRPC_MAX_THREADS each */
+	unsigned max_connections;         /* more are closed as they come */
+	unsigned idle_timeout_s;          /* a connection without calls for this long is closed */
 	int max_message_bytes;
 	const struct grpc_method *methods;
 	size_t n_methods;
@@ -32,9 +70,17 @@ struct grpc_server_config {
 
 typedef struct uk_grpc_server uk_grpc_server;
 
+/* Listen on cfg->socket_path (replacing a stale socket: the caller holds the lock that
+ * makes it ours) and serve. */
 int uk_grpc_server_start(const struct grpc_server_config *cfg, uk_grpc_server **ret, uk_error *err);
-/* Stop accepting calls, let the ones in flight finish, join the workers, free. */
+/* Stop accepting; answer calls not yet started UNAVAILABLE; let the running ones finish;
+ * join every thread; free. */
 void uk_grpc_server_stop(uk_grpc_server *s);
+
+/* In a handler: the CLOCK_MONOTONIC time (ns) at which its call is answered
+ * DEADLINE_EXCEEDED whatever the handler does; a handler that must finish something
+ * (StopContainer's kill) does it before. UINT64_MAX outside a handler. */
+uint64_t grpc_call_deadline_mono_ns(void);
 
 int errno_to_grpc_status(int neg_errno);
 

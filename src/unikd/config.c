@@ -45,6 +45,12 @@ static const struct key keys[] = {
 	KEY("daemon", "state_dir", "state-dir", K_PATH, state_dir),
 	KEY("daemon", "run_dir", "run-dir", K_PATH, run_dir),
 	KEY("daemon", "workers", "workers", K_UINT, workers, .min = 1, .max = 64, .unit = "workers"),
+	KEY("daemon", "read_workers", "read-workers", K_UINT, read_workers, .min = 1, .max = 64, .unit = "workers"),
+	KEY("daemon", "image_workers", "image-workers", K_UINT, image_workers, .min = 1, .max = 64, .unit = "workers"),
+	KEY("daemon", "max_connections", "max-connections", K_UINT, max_connections, .min = 1, .max = 65536,
+	    .unit = "connections"),
+	KEY("daemon", "connection_idle_timeout", "connection-idle-timeout", K_UINT, idle_timeout_s, .min = 1,
+	    .max = 86400, .unit = "seconds"),
 	KEY("daemon", "log_level", "log-level", K_LEVEL, log_level, .live = true),
 	KEY("vm", "vmwrapper", "vmwrapper", K_PATH, vmwrapper),
 	KEY("vm", "qemu", "qemu", K_PATH, qemu),
@@ -79,7 +85,8 @@ static char ***strv_at(struct unikd_config *c, const struct key *k)
 int config_init(struct unikd_config *c)
 {
 	*c = (struct unikd_config){
-		.socket_mode = 0660, .workers = 16, .log_level = UK_LOG_INFO,
+		.socket_mode = 0660, .workers = 16, .read_workers = 4, .image_workers = 4, .max_connections = 256,
+		.idle_timeout_s = 120, .log_level = UK_LOG_INFO,
 		.memory_mib = 64, .vcpus = 1, .overhead_mib = 64,
 		.state_dir = strdup(CONFIG_DEFAULT_STATE_DIR), .run_dir = strdup(CONFIG_DEFAULT_RUN_DIR),
 		.accel = strdup("auto"), .network = strdup("bridge"), .bridge = strdup(NET_DEFAULT_BRIDGE),

@@ -22,7 +22,11 @@ struct unikd_config {
 	char *socket; /* NULL: RUN_DIR/unikd.sock, set by config_finish */
 	unsigned socket_mode;
 	char *state_dir, *run_dir;
-	unsigned workers;
+	unsigned workers;       /* threads for lifecycle calls (create, start, stop, remove) */
+	unsigned read_workers;  /* threads for Version, Status, List*, *Status, *Stats */
+	unsigned image_workers; /* threads for PullImage, RemoveImage */
+	unsigned max_connections;
+	unsigned idle_timeout_s; /* a CRI connection without calls is closed after it */
 	enum uk_log_level log_level;
 	/* [vm] */
 	char *vmwrapper; /* NULL: next to unikd */

@@ -69,7 +69,17 @@ static void usage(FILE *f)
 	      "                         (default " CONFIG_DEFAULT_RUN_DIR ")\n"
 	      "  --socket PATH          [daemon] socket: the CRI socket (default RUN_DIR/unikd.sock)\n"
 	      "  --socket-mode MODE     [daemon] socket_mode: octal mode of the socket (default 0660)\n"
-	      "  --workers N            [daemon] workers: concurrent CRI calls, 1..64 (default 16)\n"
+	      "  --workers N            [daemon] workers: threads for lifecycle calls (run, create,\n"
+	      "                         start, stop, remove, update), 1..64 (default 16)\n"
+	      "  --read-workers N       [daemon] read_workers: threads for Version, Status, List*,\n"
+	      "                         *Status and *Stats calls, 1..64 (default 4)\n"
+	      "  --image-workers N      [daemon] image_workers: threads for PullImage and RemoveImage,\n"
+	      "                         1..64 (default 4)\n"
+	      "  --max-connections N    [daemon] max_connections: CRI connections open at once; more\n"
+	      "                         are closed as they come, 1..65536 (default 256)\n"
+	      "  --connection-idle-timeout S\n"
+	      "                         [daemon] connection_idle_timeout: a CRI connection without\n"
+	      "                         calls for S seconds is closed, 1..86400 (default 120)\n"
 	      "  --log-level L          [daemon] log_level: error, warn, info (default) or debug\n"
 	      "  --vmwrapper PATH       [vm] vmwrapper: the vmwrapper binary (default: next to unikd)\n"
 	      "  --qemu PATH            [vm] qemu: the QEMU binary (default " CONFIG_DEFAULT_QEMU ")\n"
@@ -314,6 +324,21 @@ done:
 	notify_serving(rt, d->cfg.socket, "READY=1\n");
 }
 
+/* The CRI server: a pool of threads per class of call, the connection limits. */
+static int start_cri_server(const struct unikd_config *o, struct cri_context *ctx, uk_grpc_server **srv,
+			    uk_error *err)
+{
+	struct grpc_server_config gc = {
+		.socket_path = o->socket, .socket_mode = o->socket_mode,
+		.threads = { [GRPC_CLASS_READ] = o->read_workers, [GRPC_CLASS_LIFECYCLE] = o->workers,
+			     [GRPC_CLASS_IMAGE] = o->image_workers },
+		.max_connections = o->max_connections, .idle_timeout_s = o->idle_timeout_s,
+		.max_message_bytes = MAX_MESSAGE, .methods = cri_methods, .n_methods = cri_n_methods,
+		.userdata = ctx,
+	};
+	return uk_grpc_server_start(&gc, srv, err);
+}
+
 static int run_daemon(struct daemon *d)
 {
 	struct unikd_config *o = &d->cfg;
@@ -397,13 +422,8 @@ static int run_daemon(struct daemon *d)
 	json_object_object_add(ctx.config_info, "accel", json_object_new_string(o->accel));
 	json_object_object_add(ctx.config_info, "workers", json_object_new_int((int)o->workers));
 
-	struct grpc_server_config gc = {
-		.socket_path = o->socket, .socket_mode = o->socket_mode, .workers = o->workers,
-		.max_message_bytes = MAX_MESSAGE, .methods = cri_methods, .n_methods = cri_n_methods,
-		.userdata = &ctx,
-	};
 	uk_grpc_server *srv = NULL;
-	if ((r = uk_grpc_server_start(&gc, &srv, &err)) < 0) {
+	if ((r = start_cri_server(o, &ctx, &srv, &err)) < 0) {
 		start_failed("cannot start the CRI server", err.msg);
 		runtime_free(rt);
 		json_object_put(ctx.config_info);
@@ -493,6 +513,9 @@ int main(int argc, char **argv)
 		{ "bridge", required_argument, NULL, SETTING },      { "pod-cidr", required_argument, NULL, SETTING },
 		{ "dnsmasq", required_argument, NULL, SETTING },     { "memory-overhead", required_argument, NULL, SETTING },
 		{ "cgroup-root", required_argument, NULL, SETTING }, { "insecure-registry", required_argument, NULL, SETTING },
+		{ "read-workers", required_argument, NULL, SETTING }, { "image-workers", required_argument, NULL, SETTING },
+		{ "max-connections", required_argument, NULL, SETTING },
+		{ "connection-idle-timeout", required_argument, NULL, SETTING },
 		{ "config", required_argument, NULL, 'f' },          { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },               { 0 },
 	};

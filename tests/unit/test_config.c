@@ -50,6 +50,10 @@ static void defaults(void **state)
 	assert_string_equal(c->state_dir, "/var/lib/unikd");
 	assert_string_equal(c->run_dir, "/run/unikd");
 	assert_int_equal(c->workers, 16);
+	assert_int_equal(c->read_workers, 4);
+	assert_int_equal(c->image_workers, 4);
+	assert_int_equal(c->max_connections, 256);
+	assert_int_equal(c->idle_timeout_s, 120);
 	assert_int_equal(c->log_level, UK_LOG_INFO);
 	assert_null(c->vmwrapper);
 	assert_null(c->qemu);
@@ -78,6 +82,10 @@ static void every_key(void **state)
 			   "state_dir = /srv/u/state\n"
 			   "run_dir=/srv/u/run\n"
 			   "workers = 4 ; inline comment\n"
+			   "read_workers = 2\n"
+			   "image_workers = 1\n"
+			   "max_connections = 32\n"
+			   "connection_idle_timeout = 600\n"
 			   "log_level = debug\n"
 			   "\n"
 			   "[vm]\n"
@@ -101,6 +109,10 @@ static void every_key(void **state)
 	assert_string_equal(c->state_dir, "/srv/u/state");
 	assert_string_equal(c->run_dir, "/srv/u/run");
 	assert_int_equal(c->workers, 4);
+	assert_int_equal(c->read_workers, 2);
+	assert_int_equal(c->image_workers, 1);
+	assert_int_equal(c->max_connections, 32);
+	assert_int_equal(c->idle_timeout_s, 600);
 	assert_int_equal(c->log_level, UK_LOG_DEBUG);
 	assert_string_equal(c->vmwrapper, "/opt/u/vmwrapper");
 	assert_string_equal(c->qemu, "/opt/q/qemu-system-x86_64");
@@ -131,6 +143,15 @@ static void errors_name_the_line(void **state)
 		{ "[vm]\nvcpus = -1\n", "t.conf:2: [vm] vcpus: \"-1\" is not a number of vCPUs" },
 		{ "[vm]\nmemory = 64 # MiB\n", "t.conf:2: [vm] memory: \"64 # MiB\" is not a number of MiB" },
 		{ "[daemon]\nworkers = 65\n", "t.conf:2: [daemon] workers: \"65\" is out of range: 1..64 workers" },
+		{ "[daemon]\nread_workers = 0\n", "t.conf:2: [daemon] read_workers: \"0\" is out of range: 1..64 workers" },
+		{ "[daemon]\nimage_workers = 65\n",
+		  "t.conf:2: [daemon] image_workers: \"65\" is out of range: 1..64 workers" },
+		{ "[daemon]\nmax_connections = 0\n",
+		  "t.conf:2: [daemon] max_connections: \"0\" is out of range: 1..65536 connections" },
+		{ "[daemon]\nconnection_idle_timeout = 1d\n",
+		  "t.conf:2: [daemon] connection_idle_timeout: \"1d\" is not a number of seconds" },
+		{ "[daemon]\nconnection_idle_timeout = 86401\n",
+		  "t.conf:2: [daemon] connection_idle_timeout: \"86401\" is out of range: 1..86400 seconds" },
 		{ "[daemon]\nsocket_mode = 0999\n", "t.conf:2: [daemon] socket_mode: \"0999\" is not an octal mode like 0660" },
 		{ "[daemon]\nsocket_mode =\n", "t.conf:2: [daemon] socket_mode: \"\" is not an octal mode like 0660" },
 		{ "[daemon]\nlog_level = loud\n",
@@ -269,6 +290,15 @@ static void flags_over_the_file(void **state)
 	const struct config_flag bad2[] = { { "accel", "xen" } };
 	assert_int_equal(config_apply_flags(&f->b, bad2, 1, &err), -EINVAL);
 	assert_string_equal(err.msg, "--accel: \"xen\" is not one of auto, kvm, tcg");
+	const struct config_flag pools[] = { { "read-workers", "8" },
+					      { "image-workers", "2" },
+					      { "max-connections", "1000" },
+					      { "connection-idle-timeout", "30" } };
+	assert_int_equal(config_apply_flags(&f->b, pools, ARRAY_SIZE(pools), &err), 0);
+	assert_int_equal(f->b.read_workers, 8);
+	assert_int_equal(f->b.image_workers, 2);
+	assert_int_equal(f->b.max_connections, 1000);
+	assert_int_equal(f->b.idle_timeout_s, 30);
 	const struct config_flag bad3[] = { { "nope", "1" } };
 	assert_int_equal(config_apply_flags(&f->b, bad3, 1, &err), -EINVAL);
 	assert_true(config_is_flag("pod-cidr"));
@@ -310,13 +340,14 @@ static void reload_diff(void **state)
 	free(live);
 	free(restart);
 	assert_int_equal(config_load_string(&f->b,
-					    "[daemon]\nlog_level = debug\nworkers = 2\n[vm]\naccel = kvm\nmemory = 80\n"
+					    "[daemon]\nlog_level = debug\nworkers = 2\nmax_connections = 9\n[vm]\naccel = kvm\n"
+					    "memory = 80\n"
 					    "[network]\nmode = none\n[registries]\ninsecure = r:5000\n",
 					    "t.conf", &err),
 			 0);
 	assert_int_equal(config_diff(&f->a, &f->b, &live, &restart), 0);
 	assert_string_equal(live, "daemon.log_level vm.memory vm.accel registries.insecure");
-	assert_string_equal(restart, "daemon.workers network.mode");
+	assert_string_equal(restart, "daemon.workers daemon.max_connections network.mode");
 	free(live);
 	free(restart);
 	char *d = config_describe(&f->b);
@@ -354,7 +385,7 @@ static void shipped_file_shows_the_defaults(void **state)
 	free(out);
 	if (r < 0)
 		fail_msg("%s", err.msg);
-	assert_int_equal(keys, 18); /* every key of the table */
+	assert_int_equal(keys, 22); /* every key of the table */
 	assert_int_equal(config_finish(&f->a, &err), 0);
 	assert_int_equal(config_finish(&f->b, &err), 0);
 	char *live = NULL, *restart = NULL;
