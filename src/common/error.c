@@ -45,19 +45,6 @@ static void vctx(uk_error *err, const char *fmt, va_list ap)
 		err->msg[0] = '\0';
 }
 
-int uk_err_ctx(uk_error *err, const char *fmt, ...)
-{
-	if (!err)
-		return -EIO; /* the code is not known here: callers that may pass NULL use uk_err_ctx_r */
-	va_list ap;
-	va_start(ap, fmt);
-	vctx(err, fmt, ap);
-	va_end(ap);
-	if (err->code <= 0)
-		err->code = EIO;
-	return -err->code;
-}
-
 int uk_err_ctx_r(uk_error *err, int r, const char *fmt, ...)
 {
 	if (r >= 0)

@@ -473,6 +473,18 @@ CRI_HANDLER(cri_start_container)
 	return 0;
 }
 
+/* The call's own deadline cuts the grace period short: the VM is killed in time for the
+ * answer to reach the client before its deadline, with room for vmwrapper's record. */
+#define STOP_KILL_MARGIN_NS (3 * 1000000000ull)
+static int64_t stop_timeout(int64_t timeout)
+{
+	uint64_t deadline = grpc_call_deadline_mono_ns(), now = uk_now_mono_ns();
+	if (deadline == UINT64_MAX)
+		return timeout;
+	int64_t left = deadline > now + STOP_KILL_MARGIN_NS ? (int64_t)((deadline - now - STOP_KILL_MARGIN_NS) / 1000000000ull) : 0;
+	return timeout < left ? timeout : left;
+}
+
 CRI_HANDLER(cri_stop_container)
 {
 	struct cri_context *ctx = ud;
@@ -482,7 +494,7 @@ CRI_HANDLER(cri_stop_container)
 		return r;
 	if (q->timeout < 0)
 		return uk_err(err, EINVAL, "timeout must not be negative");
-	r = rt_container_stop(ctx->rt, q->container_id, q->timeout, err);
+	r = rt_container_stop(ctx->rt, q->container_id, stop_timeout(q->timeout), err);
 	if (r < 0 && r != -ENOENT)
 		return r;
 	if (r == -ENOENT)

@@ -34,6 +34,10 @@
 #define PENDING_REQUESTS 16
 /* Calls in flight at once, queued or not; more are answered RESOURCE_EXHAUSTED. */
 #define MAX_CALLS 2048
+/* Bytes of request messages held at once (received and not yet freed, each counted once
+ * for its bytes and once for what it unpacks to); a request past it is answered
+ * RESOURCE_EXHAUSTED, so 2048 calls of 16 MiB cannot make us hold 64 GiB. */
+#define MAX_HELD_BYTES (512ULL << 20)
 /* Concurrent streams per connection. */
 #define MAX_STREAMS 1024
 /* Connections accepted per wake-up, so timers are served in between. */
@@ -98,6 +102,7 @@ struct rpc {
 	ProtobufCMessage *req;
 	arena *a;
 	char path[128];
+	size_t held; /* bytes counted in srv->held_bytes for this request */
 	uint64_t t0, deadline;
 	bool client_deadline; /* the deadline is the client's, not the cap */
 	/* Under srv->lock. */
@@ -130,6 +135,7 @@ struct uk_grpc_server {
 	unsigned pollers_started;
 	struct pool pools[GRPC_N_CLASSES];
 
+	uint64_t held_bytes; /* atomic: see MAX_HELD_BYTES */
 	pthread_mutex_t lock;
 	struct list live; /* every call past RPC_REQUESTED */
 	unsigned n_requested; /* calls asked of gRPC whose tag has not come back */
@@ -204,6 +210,8 @@ static struct rpc *rpc_new(struct uk_grpc_server *s)
 
 static void rpc_free(struct rpc *r)
 {
+	if (r->held)
+		(void)__atomic_sub_fetch(&r->srv->held_bytes, r->held, __ATOMIC_RELAXED);
 	if (r->call)
 		grpc_call_unref(r->call);
 	grpc_call_details_destroy(&r->details);
@@ -478,6 +486,13 @@ static int unpack_request(struct rpc *r, uk_error *err)
 		return uk_err(err, EINVAL, "request message missing");
 	if (!grpc_byte_buffer_reader_init(&rd, r->in))
 		return uk_err(err, EIO, "cannot read the request");
+	size_t held = 2 * grpc_byte_buffer_length(r->in);
+	r->held = held;
+	if (__atomic_add_fetch(&r->srv->held_bytes, held, __ATOMIC_RELAXED) > MAX_HELD_BYTES) {
+		grpc_byte_buffer_reader_destroy(&rd);
+		return uk_err(err, ENOMEM, "the requests in flight hold more than %llu MiB; retry",
+			      (unsigned long long)(MAX_HELD_BYTES >> 20));
+	}
 	grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
 	grpc_byte_buffer_reader_destroy(&rd);
 	const uint8_t *p = GRPC_SLICE_START_PTR(sl);

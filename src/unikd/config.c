@@ -463,7 +463,7 @@ int config_finish(struct unikd_config *c, uk_error *err)
 	}
 	for (size_t i = 0; i < N_KEYS; i++)
 		if (keys[i].kind == K_PATH && (r = make_absolute(str_at(c, &keys[i]), cwd, err)) < 0)
-			return uk_err_ctx(err, "--%s", keys[i].flag);
+			return uk_err_ctx_r(err, r, "--%s", keys[i].flag);
 	return 0;
 }
 

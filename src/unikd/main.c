@@ -13,11 +13,13 @@
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
 #include "../common/log.h"
+#include "../common/spawn.h"
 #include "../common/util.h"
 #include "../cri/cri.h"
 #include "config.h"
@@ -114,34 +116,22 @@ static void usage(FILE *f)
 	      f);
 }
 
-/* Run a command and keep the first line it prints; for QEMU's version. */
-static char *first_line_of(char *const argv[])
+#define VERSION_TIMEOUT_MS 10000
+#define VERSION_OUT_MAX 4096
+#define LOG_BOUND_INTERVAL_S 60
+
+/* Run a command and keep the first line it prints; for QEMU's version. NULL if it cannot
+ * be run or fails. */
+static char *first_line_of(const char *const argv[])
 {
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
+	struct uk_spawn_opts o;
+	_cleanup_(uk_run_result_done) struct uk_run_result res = { 0 };
+	uk_spawn_opts_init(&o, argv);
+	if (uk_run(&o, NULL, 0, VERSION_OUT_MAX, VERSION_TIMEOUT_MS, &res, NULL) < 0 || !WIFEXITED(res.status) ||
+	    WEXITSTATUS(res.status) != 0 || !res.out)
 		return NULL;
-	pid_t pid = fork();
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-		dup2(devnull, 0);
-		dup2(p[1], 1);
-		dup2(devnull, 2);
-		char *envp[] = { NULL };
-		execve(argv[0], argv, envp);
-		_exit(127);
-	}
-	close(p[1]);
-	char buf[256];
-	ssize_t n = pid > 0 ? read(p[0], buf, sizeof(buf) - 1) : -1;
-	close(p[0]);
-	int st = 0;
-	if (pid > 0)
-		waitpid(pid, &st, 0);
-	if (n <= 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return NULL;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return strdup(buf);
+	res.out[strcspn(res.out, "\n")] = '\0';
+	return *res.out ? strdup(res.out) : NULL;
 }
 
 static int image_command(int argc, char **argv, const struct unikd_config *o)
@@ -339,13 +329,10 @@ static int start_cri_server(const struct unikd_config *o, struct cri_context *ct
 	return uk_grpc_server_start(&gc, srv, err);
 }
 
-static int run_daemon(struct daemon *d)
+/* vmwrapper: the configured one, or the one beside our own binary. */
+static int find_vmwrapper(struct daemon *d)
 {
-	struct unikd_config *o = &d->cfg;
-	uk_error err = { 0 };
-	char lockpath[PATH_MAX + 16];
-	int r;
-
+	const struct unikd_config *o = &d->cfg;
 	if (!o->vmwrapper) {
 		char self[PATH_MAX];
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -362,19 +349,23 @@ static int run_daemon(struct daemon *d)
 		sd_notifyf(0, "STATUS=failed: vmwrapper %s is not executable", d->vmwrapper);
 		return 1;
 	}
-	_cleanup_free_ char *described = config_describe(o);
-	log_debug("msg=\"config\" file=%s found=%s %s", d->config_path, d->config_read ? "yes" : "no",
-		  described ? described : "");
+	return 0;
+}
 
+/* Signals through a signalfd, the directories, and the single-instance lock. Returns 0 or
+ * main's exit status. */
+static int prepare_process(const struct unikd_config *o, int *sfd, int *lockfd)
+{
+	uk_error err = { 0 };
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	_cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (sfd < 0)
+	(void)sigprocmask(SIG_BLOCK, &mask, NULL); /* cannot fail with a valid how */
+	(void)signal(SIGPIPE, SIG_IGN);
+	*sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (*sfd < 0)
 		return start_failed("signalfd failed", strerror(errno));
 	if (uk_mkdir_p(o->state_dir, 0700, &err) < 0 || uk_mkdir_p(o->run_dir, 0755, &err) < 0)
 		return start_failed("cannot create directories", err.msg);
@@ -382,17 +373,113 @@ static int run_daemon(struct daemon *d)
 	snprintf(sockdir, sizeof(sockdir), "%s", o->socket);
 	if (strrchr(sockdir, '/') && strrchr(sockdir, '/') != sockdir) {
 		*strrchr(sockdir, '/') = '\0';
-		uk_mkdir_p(sockdir, 0755, NULL);
+		if (uk_mkdir_p(sockdir, 0755, &err) < 0)
+			return start_failed("cannot create the socket's directory", err.msg);
 	}
 	/* One unikd per run directory: the lock is what makes replacing the socket safe. */
+	char lockpath[PATH_MAX + 16];
 	snprintf(lockpath, sizeof(lockpath), "%s/unikd.lock", o->run_dir);
-	_cleanup_close_ int lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+	*lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*lockfd < 0 || flock(*lockfd, LOCK_EX | LOCK_NB) < 0) {
 		log_error("msg=\"another unikd is running with this run directory\" lock=%s", lockpath);
 		sd_notifyf(0, "STATUS=failed: another unikd holds %s", lockpath);
 		return 1;
 	}
+	return 0;
+}
 
+/* What the CRI handlers share: the runtime, QEMU's version, KVM, and for Status verbose the
+ * settings unikd started with. */
+static void make_context(const struct daemon *d, struct runtime *rt, struct cri_context *ctx)
+{
+	const struct unikd_config *o = &d->cfg;
+	const char *qv_argv[] = { qemu_of(o), "--version", NULL };
+	*ctx = (struct cri_context){ .rt = rt, .qemu_version = first_line_of(qv_argv),
+				     .insecure_registries = (const char *const *)o->insecure };
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	ctx->kvm_available = kvm >= 0;
+	safe_close(kvm);
+	json_object *ci = ctx->config_info = json_object_new_object();
+	json_object_object_add(ci, "configFile", d->config_read ? json_object_new_string(d->config_path) : NULL);
+	json_object_object_add(ci, "stateDir", json_object_new_string(o->state_dir));
+	json_object_object_add(ci, "runDir", json_object_new_string(o->run_dir));
+	json_object_object_add(ci, "socket", json_object_new_string(o->socket));
+	json_object_object_add(ci, "vmwrapper", json_object_new_string(d->vmwrapper));
+	json_object_object_add(ci, "defaultMemoryMiB", json_object_new_int((int)o->memory_mib));
+	json_object_object_add(ci, "defaultVcpus", json_object_new_int((int)o->vcpus));
+	json_object_object_add(ci, "accel", json_object_new_string(o->accel));
+	json_object_object_add(ci, "workers", json_object_new_int((int)o->workers));
+	json_object_object_add(ci, "readWorkers", json_object_new_int((int)o->read_workers));
+	json_object_object_add(ci, "imageWorkers", json_object_new_int((int)o->image_workers));
+	json_object_object_add(ci, "maxConnections", json_object_new_int((int)o->max_connections));
+	json_object_object_add(ci, "connectionIdleTimeout", json_object_new_int((int)o->idle_timeout_s));
+}
+
+static void context_done(struct cri_context *ctx)
+{
+	json_object_put(ctx->config_info);
+	free(ctx->qemu_version);
+}
+
+/* The event loop: signals; dnsmasq's pidfd, so a dead dnsmasq is restarted at once; a timer
+ * that keeps dnsmasq's log bounded. Returns the signal that ended it (0: an error). */
+static int event_loop(struct daemon *d, struct runtime *rt, struct cri_context *ctx, int sfd)
+{
+	_cleanup_close_ int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	struct itimerspec every = { .it_interval = { LOG_BOUND_INTERVAL_S, 0 }, .it_value = { LOG_BOUND_INTERVAL_S, 0 } };
+	if (tfd < 0 || timerfd_settime(tfd, 0, &every, NULL) < 0)
+		log_warn("msg=\"no timer for dnsmasq's log: it is bounded at pod changes only\" error=\"%s\"",
+			 strerror(errno));
+	for (;;) {
+		/* A fresh pidfd each pass: a restart elsewhere replaces the process it watches. */
+		_cleanup_close_ int dfd = rt_net_dnsmasq_pidfd(rt->net);
+		struct pollfd p[3] = { { .fd = sfd, .events = POLLIN }, { .fd = dfd, .events = POLLIN },
+				       { .fd = tfd, .events = POLLIN } };
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("msg=\"poll failed\" error=\"%s\"", strerror(errno));
+			return 0;
+		}
+		if (p[1].revents)
+			rt_net_dnsmasq_restart(rt->net);
+		if (p[2].revents) {
+			uint64_t ticks;
+			uk_error e = { 0 };
+			(void)!read(tfd, &ticks, sizeof(ticks)); /* only to rearm; the count does not matter */
+			if (rt_net_bound_logs(rt->net, &e) < 0)
+				log_warn("msg=\"cannot bound dnsmasq's log\" error=\"%s\"", e.msg);
+		}
+		if (!p[0].revents)
+			continue;
+		struct signalfd_siginfo si = { 0 };
+		ssize_t n = read(sfd, &si, sizeof(si));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != sizeof(si)) {
+			log_error("msg=\"reading signals failed\" error=\"%s\"", strerror(errno));
+			return 0;
+		}
+		if (si.ssi_signo == SIGHUP)
+			reload(d, rt, ctx);
+		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			return (int)si.ssi_signo;
+	}
+}
+
+static int run_daemon(struct daemon *d)
+{
+	struct unikd_config *o = &d->cfg;
+	uk_error err = { 0 };
+	_cleanup_close_ int sfd = -1, lockfd = -1;
+	int r;
+	if ((r = find_vmwrapper(d)) != 0)
+		return r;
+	_cleanup_free_ char *described = config_describe(o);
+	log_debug("msg=\"config\" file=%s found=%s %s", d->config_path, d->config_read ? "yes" : "no",
+		  described ? described : "");
+	if ((r = prepare_process(o, &sfd, &lockfd)) != 0)
+		return r;
 	struct rt_config rc = {
 		.state_dir = o->state_dir, .run_dir = o->run_dir, .vmwrapper = d->vmwrapper, .qemu = o->qemu,
 		.default_memory_mib = o->memory_mib, .default_vcpus = o->vcpus, .default_accel = o->accel,
@@ -403,31 +490,13 @@ static int run_daemon(struct daemon *d)
 	struct runtime *rt = NULL;
 	if ((r = runtime_open(&rc, &rt, &err)) < 0)
 		return start_failed("cannot open the state", err.msg);
-	char *qv_argv[] = { (char *)qemu_of(o), "--version", NULL };
-	struct cri_context ctx = { .rt = rt, .qemu_version = first_line_of(qv_argv),
-				   .insecure_registries = (const char *const *)o->insecure };
-	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ctx.kvm_available = kvm >= 0;
-	safe_close(kvm);
-	/* Status verbose shows the settings unikd started with. */
-	ctx.config_info = json_object_new_object();
-	json_object_object_add(ctx.config_info, "configFile",
-			       d->config_read ? json_object_new_string(d->config_path) : NULL);
-	json_object_object_add(ctx.config_info, "stateDir", json_object_new_string(o->state_dir));
-	json_object_object_add(ctx.config_info, "runDir", json_object_new_string(o->run_dir));
-	json_object_object_add(ctx.config_info, "socket", json_object_new_string(o->socket));
-	json_object_object_add(ctx.config_info, "vmwrapper", json_object_new_string(d->vmwrapper));
-	json_object_object_add(ctx.config_info, "defaultMemoryMiB", json_object_new_int((int)o->memory_mib));
-	json_object_object_add(ctx.config_info, "defaultVcpus", json_object_new_int((int)o->vcpus));
-	json_object_object_add(ctx.config_info, "accel", json_object_new_string(o->accel));
-	json_object_object_add(ctx.config_info, "workers", json_object_new_int((int)o->workers));
-
+	struct cri_context ctx;
+	make_context(d, rt, &ctx);
 	uk_grpc_server *srv = NULL;
 	if ((r = start_cri_server(o, &ctx, &srv, &err)) < 0) {
-		start_failed("cannot start the CRI server", err.msg);
+		(void)start_failed("cannot start the CRI server", err.msg); /* logged and notified */
 		runtime_free(rt);
-		json_object_put(ctx.config_info);
-		free(ctx.qemu_version);
+		context_done(&ctx);
 		return 1;
 	}
 	log_info("msg=\"ready\" version=%s socket=%s state_dir=%s run_dir=%s qemu=\"%s\" kvm=%s", UNIKD_VERSION,
@@ -435,49 +504,20 @@ static int run_daemon(struct daemon *d)
 		 ctx.kvm_available ? "yes" : "no");
 	/* The socket is listening: a call made now is served. */
 	notify_serving(rt, o->socket, "READY=1\n");
-
-	/* The event loop: signals, and dnsmasq's pidfd so a dead dnsmasq is restarted at once. */
-	struct signalfd_siginfo si = { 0 };
-	for (;;) {
-		/* A fresh pidfd each pass: a restart elsewhere replaces the process it watches. */
-		_cleanup_close_ int dfd = rt_net_dnsmasq_pidfd(rt->net);
-		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = dfd, .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			log_error("msg=\"poll failed\" error=\"%s\"", strerror(errno));
-			break;
-		}
-		if (p[1].revents)
-			rt_net_dnsmasq_restart(rt->net);
-		if (!p[0].revents)
-			continue;
-		ssize_t n = read(sfd, &si, sizeof(si));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != sizeof(si)) {
-			log_error("msg=\"reading signals failed\" error=\"%s\"", strerror(errno));
-			break;
-		}
-		if (si.ssi_signo == SIGHUP)
-			reload(d, rt, &ctx);
-		else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			break;
-	}
+	int sig = event_loop(d, rt, &ctx, sfd);
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping: calls in flight finish, VMs keep running");
 	log_info("msg=\"stopping\" signal=%s; calls in flight finish, VMs keep running",
-		 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+		 sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "none (an error)");
 	uk_grpc_server_stop(srv);
 	runtime_free(rt);
-	json_object_put(ctx.config_info);
-	free(ctx.qemu_version);
+	context_done(&ctx);
 	log_info("msg=\"stopped\"");
 	return 0;
 }
 
 static void print_version(const struct unikd_config *c)
 {
-	char *argv[] = { (char *)qemu_of(c), "--version", NULL };
+	const char *argv[] = { qemu_of(c), "--version", NULL };
 	_cleanup_free_ char *qv = first_line_of(argv);
 	printf("unikd %s\n", UNIKD_VERSION);
 	if (qv)

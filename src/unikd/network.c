@@ -402,6 +402,14 @@ void rt_net_dnsmasq_restart(struct rt_net *n)
 	pthread_mutex_unlock(&n->lock);
 }
 
+int rt_net_bound_logs(struct rt_net *n, uk_error *err)
+{
+	pthread_mutex_lock(&n->lock);
+	int r = n->dns ? dnsmasq_bound_log(n->dns, err) : 0;
+	pthread_mutex_unlock(&n->lock);
+	return r;
+}
+
 int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error *err)
 {
 	if (!n->enabled || !n->ready)

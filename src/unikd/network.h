@@ -58,6 +58,9 @@ int rt_net_lease(struct rt_net *n, const struct sandbox *s, int64_t *expiry);
 int rt_net_dnsmasq_pidfd(struct rt_net *n);
 /* dnsmasq died: start it again. */
 void rt_net_dnsmasq_restart(struct rt_net *n);
+/* Keep dnsmasq's log within its bound (rotated past it); for a timer of the main loop,
+ * since a guest's DHCP problems log lines between pod changes. 1 if it rotated. */
+int rt_net_bound_logs(struct rt_net *n, uk_error *err);
 /* Re-add the hostPorts of live pods after a restart. */
 int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error *err);
 

@@ -98,7 +98,7 @@ static void error_context(void **state)
 	(void)state;
 	uk_error err = { 0 };
 	assert_int_equal(uk_err(&err, EINVAL, "field \"%s\" is bad", "x"), -EINVAL);
-	assert_int_equal(uk_err_ctx(&err, "spec %s", "/a.json"), -EINVAL);
+	assert_int_equal(uk_err_ctx_r(&err, -EINVAL, "spec %s", "/a.json"), -EINVAL);
 	assert_string_equal(err.msg, "spec /a.json: field \"x\" is bad");
 	assert_int_equal(uk_err_errno(&err, ENOENT, "open %s", "/x"), -ENOENT);
 	assert_string_equal(err.msg, "open /x: No such file or directory");
