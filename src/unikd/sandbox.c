@@ -126,44 +126,38 @@ static int sandbox_release(struct runtime *rt, struct sandbox *s, uk_error *err)
 	return 0;
 }
 
-/* The full id of the sandbox and the ids of its containers, with the lock held for the
- * moment. 0 with *found false: no such sandbox. */
-static int sandbox_and_containers(struct runtime *rt, const char *id, rt_id sid, rt_id **ids, size_t *n,
-				  bool *found, uk_error *err)
+/* Stop or remove every container of the pod: the ids are taken under the lock, the work
+ * runs without it. *found false (and 0) when there is no such pod; sid gets its full id. */
+static int each_container(struct runtime *rt, const char *id, bool remove, rt_id sid, bool *found, uk_error *err)
 {
+	_cleanup_free_ rt_id *ids = NULL;
 	struct sandbox *s;
+	size_t n = 0;
 	int r = 0;
-	*found = false;
-	*ids = NULL;
-	*n = 0;
 	rt_lock(rt);
-	if (rt_find_sandbox(rt, id, &s, NULL) == 0) {
-		*found = true;
+	if ((*found = rt_find_sandbox(rt, id, &s, NULL) == 0)) {
 		memcpy(sid, s->id, sizeof(rt_id));
-		r = rt_containers_of(rt, sid, ids, n, err);
+		r = rt_containers_of(rt, sid, &ids, &n, err);
 	}
 	rt_unlock(rt);
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		r = remove ? rt_container_remove(rt, ids[i], err) : rt_container_stop(rt, ids[i], 0, err);
+		if (r == -ENOENT)
+			r = 0; /* removed meanwhile: as good as stopped */
+		else if (r < 0)
+			(void)uk_err_ctx_r(err, r, "%s container %s", remove ? "remove" : "stop", ids[i]);
+	}
 	return r;
 }
 
 int rt_sandbox_stop(struct runtime *rt, const char *id, uk_error *err)
 {
-	_cleanup_free_ rt_id *ids = NULL;
 	rt_id sid;
-	size_t n;
 	bool found;
-	int r = sandbox_and_containers(rt, id, sid, &ids, &n, &found, err);
+	int r = each_container(rt, id, false, sid, &found, err);
 	if (r < 0 || !found)
 		return r; /* the CRI: stopping a missing sandbox succeeds */
-	for (size_t i = 0; i < n; i++) {
-		r = rt_container_stop(rt, ids[i], 0, err);
-		if (r < 0 && r != -ENOENT) {
-			(void)uk_err_ctx_r(err, r, "stop container %s", ids[i]);
-			return r;
-		}
-	}
 	struct sandbox *s;
-	r = 0;
 	rt_lock(rt);
 	if (rt_find_sandbox(rt, sid, &s, NULL) == 0)
 		r = sandbox_release(rt, s, err);
@@ -173,19 +167,12 @@ int rt_sandbox_stop(struct runtime *rt, const char *id, uk_error *err)
 
 int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err)
 {
-	_cleanup_free_ rt_id *ids = NULL;
 	rt_id sid;
-	size_t n;
 	bool found;
-	int r = sandbox_and_containers(rt, id, sid, &ids, &n, &found, err);
+	/* The containers first: a crash in between leaves the pod with fewer of them. */
+	int r = each_container(rt, id, true, sid, &found, err);
 	if (r < 0 || !found)
 		return r;
-	/* The containers first: a crash in between leaves the pod with fewer of them. */
-	for (size_t i = 0; i < n; i++)
-		if ((r = rt_container_remove(rt, ids[i], err)) < 0) {
-			(void)uk_err_ctx_r(err, r, "remove container %s", ids[i]);
-			return r;
-		}
 	rt_lock(rt);
 	for (size_t i = 0; i < rt->n_sb; i++) {
 		if (strcmp(rt->sb[i]->id, sid) != 0)
