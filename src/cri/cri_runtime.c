@@ -576,12 +576,8 @@ CRI_HANDLER(cri_container_status)
 	int r;
 	if ((r = cri_require(q->container_id, "container_id", err)) < 0)
 		return r;
-	rt_lock(ctx->rt);
-	rt_refresh(ctx->rt);
-	if ((r = rt_find_container(ctx->rt, q->container_id, &c, err)) < 0) {
-		rt_unlock(ctx->rt);
+	if ((r = rt_lock_container(ctx->rt, q->container_id, &c, err)) < 0)
 		return r;
-	}
 	NEW_RESP(a, Runtime__V1__ContainerStatusResponse, resp_, RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT);
 	Runtime__V1__ContainerStatus *st = arena_new0(a, Runtime__V1__ContainerStatus);
 	*st = (Runtime__V1__ContainerStatus)RUNTIME__V1__CONTAINER_STATUS__INIT;

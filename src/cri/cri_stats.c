@@ -89,12 +89,8 @@ CRI_HANDLER(cri_container_stats)
 	int r = cri_require(q->container_id, "container_id", err);
 	if (r < 0)
 		return r;
-	rt_lock(ctx->rt);
-	rt_refresh(ctx->rt);
-	if ((r = rt_find_container(ctx->rt, q->container_id, &c, err)) < 0) {
-		rt_unlock(ctx->rt);
+	if ((r = rt_lock_container(ctx->rt, q->container_id, &c, err)) < 0)
 		return r;
-	}
 	Runtime__V1__ContainerStatsResponse *o = arena_new0(a, Runtime__V1__ContainerStatsResponse);
 	*o = (Runtime__V1__ContainerStatsResponse)RUNTIME__V1__CONTAINER_STATS_RESPONSE__INIT;
 	o->stats = container_msg(a, ctx->rt, c, NULL);

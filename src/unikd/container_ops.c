@@ -32,10 +32,10 @@ int rt_claim(struct runtime *rt, const char *id, struct container **ret, uk_erro
 
 int rt_begin_op(struct runtime *rt, const char *id, struct container **ret, uk_error *err)
 {
-	rt_lock(rt);
-	rt_refresh(rt);
-	int r = rt_claim(rt, id, ret, err);
+	int r = rt_lock_container(rt, id, ret, err);
 	if (r < 0)
+		return r;
+	if ((r = rt_claim(rt, (*ret)->id, ret, err)) < 0)
 		rt_unlock(rt);
 	return r;
 }
@@ -267,12 +267,8 @@ int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err)
 	struct container *c;
 	char vmdir[PATH_MAX];
 	int r;
-	rt_lock(rt);
-	rt_refresh(rt);
-	if ((r = rt_find_container(rt, id, &c, err)) < 0) {
-		rt_unlock(rt);
+	if ((r = rt_lock_container(rt, id, &c, err)) < 0)
 		return r;
-	}
 	if (c->state != CTR_RUNNING) {
 		rt_unlock(rt);
 		return uk_err(err, EBUSY, "container %s is not running", c->id);

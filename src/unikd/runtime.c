@@ -80,6 +80,16 @@ int rt_find_container(struct runtime *rt, const char *id, struct container **ret
 			   (void **)ret, err);
 }
 
+int rt_lock_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err)
+{
+	rt_lock(rt);
+	rt_refresh(rt);
+	int r = rt_find_container(rt, id, ret, err);
+	if (r < 0)
+		rt_unlock(rt);
+	return r;
+}
+
 struct sandbox *rt_sandbox_by_id(struct runtime *rt, const char *id)
 {
 	for (size_t i = 0; i < rt->n_sb; i++)

@@ -58,6 +58,8 @@ int rt_find_sandbox(struct runtime *rt, const char *id, struct sandbox **ret, uk
 int rt_find_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
 /* Bring RUNNING containers up to date with their VMs (exit.json, a dead vmwrapper). */
 void rt_refresh(struct runtime *rt);
+/* Lock, refresh and find a container; the lock stays held on success only. */
+int rt_lock_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
 
 /* tmpl: the fields from the request; id and reserved names are made here. Takes tmpl. */
 int rt_sandbox_create(struct runtime *rt, struct sandbox *tmpl, char *id_out, uk_error *err);
