@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -118,13 +119,23 @@ static int close_all_but(unsigned from, const int *keep, size_t n)
 	return close_range(from, ~0u, 0);
 }
 
+/* The kernel's struct sigaction for rt_sigaction(2). */
+struct kernel_sigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	unsigned long mask;
+};
+
 static void reset_signals(void)
 {
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	/* Handlers would be reset by execve anyway, but ignored signals would stay ignored.
-	 * Errors (SIGKILL, SIGSTOP, glibc's reserved signals) do not matter. */
+	 * The raw system call, because glibc's sigaction refuses its own two real-time signals
+	 * (32, 33), which a parent such as make may have ignored. Errors (SIGKILL, SIGSTOP) do
+	 * not matter. */
+	struct kernel_sigaction dfl = { .handler = SIG_DFL };
 	for (int s = 1; s < NSIG; s++)
-		(void)sigaction(s, &dfl, NULL);
+		(void)syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(dfl.mask));
 	sigset_t none;
 	sigemptyset(&none);
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);

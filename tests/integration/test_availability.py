@@ -279,6 +279,42 @@ def test_queues_are_bounded_and_every_call_has_a_deadline(small):
     assert u.stop() == 0
 
 
+def test_requests_in_flight_hold_a_bounded_number_of_bytes(small):
+    """Queued calls keep their requests; together those may hold at most 512 MiB (counted
+    twice: the bytes and what they unpack to), past which a request is refused before it is
+    unpacked, and the budget comes back as calls end."""
+    u = small("--image-workers", "1")
+    pb = u.pb
+    # PullImage's sandbox_config is not kept by unikd, so nothing bounds it but the message.
+    big = pb.PodSandboxConfig(annotations={"x": "a" * (12 << 20)})
+
+    def pull(n):
+        return pb.PullImageRequest(image=pb.ImageSpec(image=f"127.0.0.1:{cri_load.PORT}/x{n}:1"),
+                                   sandbox_config=big)
+    hole = BlackHole(u.ns)
+    calls = []
+    try:
+        calls = [u.im.PullImage.future(pull(n), timeout=120) for n in range(30)]
+        hole.wait_accepted(1)
+        budget = "the requests in flight hold more than 512 MiB"
+        wait_log(u, budget)
+        assert timed(u.rs.Version, pb.VersionRequest(), timeout=10) < FAST
+    finally:
+        hole.close()
+    codes = {}
+    for f in calls:
+        e = f.exception(timeout=120)
+        key = (e.code(), budget in e.details()) if e else ("ok", False)
+        codes[key] = codes.get(key, 0) + 1
+    # Some were refused by the budget (not all: about 20 fit), and every call was answered.
+    assert 0 < codes.get((grpc.StatusCode.RESOURCE_EXHAUSTED, True), 0) < 30, codes
+    assert sum(codes.values()) == 30
+    # With the calls gone, the budget is whole again: a big request is no longer refused for it.
+    e = code_of(u.im.PullImage, pull(99), timeout=60)
+    assert budget not in e[1], e
+    assert u.stop() == 0
+
+
 # ---- NUL bytes ----
 
 def test_nul_bytes_are_refused_and_name_the_field(uk):
