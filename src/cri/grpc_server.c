@@ -35,9 +35,12 @@
 /* Calls in flight at once, queued or not; more are answered RESOURCE_EXHAUSTED. */
 #define MAX_CALLS 2048
 /* Bytes of request messages held at once (received and not yet freed, each counted once
- * for its bytes and once for what it unpacks to); a request past it is answered
- * RESOURCE_EXHAUSTED, so 2048 calls of 16 MiB cannot make us hold 64 GiB. */
+ * for its bytes and once for what it unpacks to); a large request past it is answered
+ * RESOURCE_EXHAUSTED, so 2048 calls of 16 MiB cannot make us hold 64 GiB. A small one is
+ * always taken, so that big ones never keep Version or a relist out: those are bounded by
+ * MAX_CALLS instead (2048 x 2 x 64 KiB). */
 #define MAX_HELD_BYTES (512ULL << 20)
+#define SMALL_REQUEST_BYTES (64U << 10)
 /* Concurrent streams per connection. */
 #define MAX_STREAMS 1024
 /* Connections accepted per wake-up, so timers are served in between. */
@@ -488,7 +491,8 @@ static int unpack_request(struct rpc *r, uk_error *err)
 		return uk_err(err, EIO, "cannot read the request");
 	size_t held = 2 * grpc_byte_buffer_length(r->in);
 	r->held = held;
-	if (__atomic_add_fetch(&r->srv->held_bytes, held, __ATOMIC_RELAXED) > MAX_HELD_BYTES) {
+	if (__atomic_add_fetch(&r->srv->held_bytes, held, __ATOMIC_RELAXED) > MAX_HELD_BYTES &&
+	    held > 2 * SMALL_REQUEST_BYTES) {
 		grpc_byte_buffer_reader_destroy(&rd);
 		return uk_err(err, ENOMEM, "the requests in flight hold more than %llu MiB; retry",
 			      (unsigned long long)(MAX_HELD_BYTES >> 20));

@@ -281,8 +281,9 @@ def test_queues_are_bounded_and_every_call_has_a_deadline(small):
 
 def test_requests_in_flight_hold_a_bounded_number_of_bytes(small):
     """Queued calls keep their requests; together those may hold at most 512 MiB (counted
-    twice: the bytes and what they unpack to), past which a request is refused before it is
-    unpacked, and the budget comes back as calls end."""
+    twice: the bytes and what they unpack to), past which a large request is refused before
+    it is unpacked, while small ones (Version) are still served; the budget comes back as
+    calls end."""
     u = small("--image-workers", "1")
     pb = u.pb
     # PullImage's sandbox_config is not kept by unikd, so nothing bounds it but the message.
