@@ -29,6 +29,7 @@ def test_stop_of_a_stopped_qemu_returns_at_its_timeout(uk, timeout):
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
+    print(f"StopContainer(timeout={timeout}) of a SIGSTOPped QEMU returned after {took:.2f} s")
     assert took < timeout + 1, f"StopContainer(timeout={timeout}) took {took:.1f} s"
     st = uk.status(cid).status
     assert st.state == uk.pb.CONTAINER_EXITED and st.exit_code == 137 and st.reason == "Killed"
