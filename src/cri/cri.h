@@ -4,6 +4,7 @@
 
 #include "api.pb-c.h"
 #include "grpc_server.h"
+#include "../guest/guest.h"
 #include "../unikd/runtime.h"
 
 #define CRI_RUNTIME_NAME "unikd"
@@ -14,6 +15,8 @@
 #define ANN_ACCEL "unikd.io/accel"
 #define ANN_MACHINE "unikd.io/machine"
 #define ANN_CPU "unikd.io/cpu"
+#define ANN_FIRMWARE "unikd.io/firmware"         /* auto | qboot | seabios */
+#define ANN_NETCFG "unikd.io/network-config"     /* auto | dhcp | static (docs/guests.md) */
 
 struct cri_context {
 	struct runtime *rt;
@@ -45,6 +48,19 @@ bool cri_container_matches(const struct container *c, const char *id, const char
 bool cri_sandbox_matches(const struct sandbox *s, const char *id, int state, size_t n_sel, void **sel);
 Runtime__V1__PodSandboxMetadata *cri_sandbox_metadata(arena *a, const struct sandbox *s);
 Runtime__V1__ContainerMetadata *cri_container_metadata(arena *a, const struct container *c);
+
+/* The guest contract (cri_guest.c). Probe the image's kernel, without the lock (NULL without
+ * a kernel). Then, under the runtime's lock, plan the guest from the pod, the request and the
+ * image and fill the container's VM fields: the command line (network placeholders
+ * expanded), machine and firmware (the annotations over the contract's choice), exit,
+ * devices, nic and the plan for people; *use_disk: whether the image's disk is attached. */
+struct guest_binary;
+int cri_guest_probe(const struct image_info *img, struct guest_binary **ret, uk_error *err);
+int cri_guest_plan(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
+		   const struct image_info *img, const struct guest_binary *bin, struct container *c, bool *use_disk,
+		   uk_error *err);
+/* For ImageStatus verbose: the framework the image's kernel is taken for, and why. */
+json_object *cri_guest_of_image(const struct image_info *img);
 
 /* Handlers per service (cri_runtime.c, cri_image.c). */
 #define CRI_HANDLER(name) int name(void *ud, arena *a, const ProtobufCMessage *req, ProtobufCMessage **resp, uk_error *err)

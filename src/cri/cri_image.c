@@ -118,6 +118,12 @@ CRI_HANDLER(cri_image_status)
 		if (i->not_runnable)
 			json_object_object_add(o, "notRunnable", json_object_new_string(i->not_runnable));
 		json_object_object_add(o, "createdNs", json_object_new_uint64(i->created_ns));
+		if (i->unikernel_type)
+			json_object_object_add(o, "unikernelType", json_object_new_string(i->unikernel_type));
+		if (i->unikernel_version)
+			json_object_object_add(o, "unikernelVersion", json_object_new_string(i->unikernel_version));
+		if (!i->not_runnable)
+			json_object_object_add(o, "guest", cri_guest_of_image(i));
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
 		cri_json_to_map(a, info, &resp_->n_info, (void ***)&resp_->info, MAP_ENTRY_DESC);

@@ -35,6 +35,8 @@ static int check_choice(const char *v, const char *field, const char *const *ok,
 
 static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 static const char *const machines[] = { "auto", "microvm", "pc", "q35", NULL };
+static const char *const firmwares[] = { "auto", "qboot", "seabios", NULL };
+static const char *const netcfgs[] = { "auto", "dhcp", "static", NULL };
 
 CRI_HANDLER(cri_version)
 {
@@ -138,6 +140,12 @@ static int check_vm_annotations(struct cri_context *ctx, size_t n, void *const *
 		return r;
 	snprintf(f, sizeof(f), "%s[" ANN_MACHINE "]", prefix);
 	if ((r = check_choice(cri_map_get(n, ann, ANN_MACHINE), f, machines, err)) < 0)
+		return r;
+	snprintf(f, sizeof(f), "%s[" ANN_FIRMWARE "]", prefix);
+	if ((r = check_choice(cri_map_get(n, ann, ANN_FIRMWARE), f, firmwares, err)) < 0)
+		return r;
+	snprintf(f, sizeof(f), "%s[" ANN_NETCFG "]", prefix);
+	if ((r = check_choice(cri_map_get(n, ann, ANN_NETCFG), f, netcfgs, err)) < 0)
 		return r;
 	const char *cpu = cri_map_get(n, ann, ANN_CPU);
 	snprintf(f, sizeof(f), "%s[" ANN_CPU "]", prefix);
@@ -318,25 +326,6 @@ CRI_HANDLER(cri_list_pod_sandbox)
 	return 0;
 }
 
-/* The kernel command line (src/guest/cmdline) from the config and the image's default. */
-static int container_cmdline(const Runtime__V1__ContainerConfig *cfg, const char *image_cmdline, char *buf,
-			     size_t len, uk_error *err)
-{
-	/* n_envs is bounded by cri_check_container_config. */
-	_cleanup_free_ struct guest_env *envs = calloc(cfg->n_envs + 1, sizeof(*envs));
-	if (!envs)
-		return uk_err(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < cfg->n_envs; i++)
-		envs[i] = (struct guest_env){ .key = cfg->envs[i]->key, .value = cfg->envs[i]->value };
-	struct guest_cmdline_in in = {
-		.envs = envs, .n_envs = cfg->n_envs,
-		.command = (const char *const *)cfg->command, .n_command = cfg->n_command,
-		.args = (const char *const *)cfg->args, .n_args = cfg->n_args,
-		.image_cmdline = image_cmdline, .field_prefix = "config.",
-	};
-	return guest_cmdline_build(&in, buf, len, err);
-}
-
 static int resolve_image(struct runtime *rt, const Runtime__V1__ContainerConfig *cfg, struct image_info **img,
 			 uk_error *err)
 {
@@ -352,11 +341,12 @@ static int resolve_image(struct runtime *rt, const Runtime__V1__ContainerConfig 
 	return 0;
 }
 
-/* What the container takes from its pod, under the runtime's lock: the id, the command line
- * with the pod's network expanded, the VM annotations (the container's over the pod's),
- * the log path. */
-static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRequest *q, const char *cmdline,
-			struct container *c, uk_error *err)
+/* What the container takes from its pod, under the runtime's lock: the id, the guest
+ * contract's plan (the command line with the pod's network expanded, machine, firmware,
+ * devices), the VM annotations (the container's over the pod's), the log path. */
+static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRequest *q,
+			const struct image_info *img, const struct guest_binary *bin, struct container *c,
+			bool *use_disk, uk_error *err)
 {
 	const Runtime__V1__ContainerConfig *cfg = q->config;
 	struct sandbox *s;
@@ -364,15 +354,12 @@ static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRe
 	if ((r = rt_find_sandbox(rt, q->pod_sandbox_id, &s, err)) < 0)
 		return r;
 	memcpy(c->sandbox_id, s->id, sizeof(c->sandbox_id));
-	if ((r = rt_net_expand(rt->net, s, cmdline, &c->cmdline, err)) < 0)
-		return uk_err_ctx_r(err, r, "the command line");
-	const char *accel = cri_json_get(c->annotations, ANN_ACCEL), *machine = cri_json_get(c->annotations, ANN_MACHINE),
-		   *cpu = cri_json_get(c->annotations, ANN_CPU);
+	if ((r = cri_guest_plan(rt, s, cfg, img, bin, c, use_disk, err)) < 0)
+		return r;
+	const char *accel = cri_json_get(c->annotations, ANN_ACCEL), *cpu = cri_json_get(c->annotations, ANN_CPU);
 	accel = accel ? accel : cri_json_get(s->annotations, ANN_ACCEL);
-	machine = machine ? machine : cri_json_get(s->annotations, ANN_MACHINE);
 	cpu = cpu ? cpu : cri_json_get(s->annotations, ANN_CPU);
 	c->accel = strdup(accel ? accel : rt->cfg.default_accel);
-	c->machine = machine ? strdup(machine) : NULL;
 	c->cpu = cpu ? strdup(cpu) : NULL;
 	if (*nz(cfg->log_path)) {
 		char log_path[PATH_MAX];
@@ -387,7 +374,7 @@ static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRe
 
 /* The VM's size and the fields that come from the request and the image. */
 static void fill_container(struct runtime *rt, const Runtime__V1__ContainerConfig *cfg, const struct image_info *img,
-			   const struct cri_resources *res, struct container *c)
+			   bool use_disk, const struct cri_resources *res, struct container *c)
 {
 	/* A reload may change the defaults (main.c stores them atomically). */
 	unsigned memory = __atomic_load_n(&rt->cfg.default_memory_mib, __ATOMIC_RELAXED);
@@ -399,8 +386,10 @@ static void fill_container(struct runtime *rt, const Runtime__V1__ContainerConfi
 	c->image_ref = strdup(img->id);
 	c->kernel = img->kernel ? strdup(img->kernel) : NULL;
 	c->initrd = img->initrd ? strdup(img->initrd) : NULL;
-	c->disk = img->disk ? strdup(img->disk) : NULL;
-	c->disk_format = img->disk_format ? strdup(img->disk_format) : NULL;
+	/* The disk only when the guest contract attaches it (a Solo5 guest without BLOCK_BASIC
+	 * does not get one). */
+	c->disk = use_disk && img->disk ? strdup(img->disk) : NULL;
+	c->disk_format = c->disk && img->disk_format ? strdup(img->disk_format) : NULL;
 	c->memory_mib = res->memory_mib ? res->memory_mib : memory;
 	c->vcpus = res->vcpus ? res->vcpus : vcpus;
 	c->memory_limit = res->memory_limit;
@@ -432,16 +421,16 @@ CRI_HANDLER(cri_create_container)
 				      err)) < 0)
 		return r;
 	_cleanup_image_info_ struct image_info *img = NULL;
-	char cmdline[GUEST_CMDLINE_MAX];
-	if ((r = resolve_image(rt, cfg, &img, err)) < 0 ||
-	    (r = container_cmdline(cfg, img->cmdline, cmdline, sizeof(cmdline), err)) < 0)
+	_cleanup_free_ struct guest_binary *bin = NULL;
+	if ((r = resolve_image(rt, cfg, &img, err)) < 0 || (r = cri_guest_probe(img, &bin, err)) < 0)
 		return r;
 	struct container *c = calloc(1, sizeof(*c));
 	if (!c)
 		return uk_err(err, ENOMEM, "out of memory");
 	c->annotations = cri_map_to_json(cfg->n_annotations, (void **)cfg->annotations);
+	bool use_disk = false;
 	rt_lock(rt);
-	r = from_sandbox(rt, q, cmdline, c, err);
+	r = from_sandbox(rt, q, img, bin, c, &use_disk, err);
 	rt_unlock(rt);
 	/* Values inherited from the pod are checked too (its record may predate the checks). */
 	if (r < 0 || (r = check_choice(c->accel, "annotation " ANN_ACCEL, accels, err)) < 0 ||
@@ -451,7 +440,7 @@ CRI_HANDLER(cri_create_container)
 		container_free(c);
 		return r;
 	}
-	fill_container(rt, cfg, img, &res, c);
+	fill_container(rt, cfg, img, use_disk, &res, c);
 	char id[UK_FULL_ID_LEN + 1];
 	if ((r = rt_container_create(rt, c, id, err)) < 0)
 		return r;

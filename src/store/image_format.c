@@ -16,9 +16,10 @@
 #define VALUE_PATH_MAX 4096    /* binary, initrd, block, with the NUL */
 #define DISK_DIR_SCAN_MAX 4096 /* entries of /disk/ looked at */
 
-enum { K_TYPE, K_HYPERVISOR, K_BINARY, K_CMDLINE, K_INITRD, K_BLOCK, K_COUNT };
+enum { K_TYPE, K_VERSION, K_HYPERVISOR, K_BINARY, K_CMDLINE, K_INITRD, K_BLOCK, K_COUNT };
 static const char *const urunc_keys[K_COUNT] = {
-	[K_TYPE] = URUNC_PREFIX "unikernelType", [K_HYPERVISOR] = URUNC_PREFIX "hypervisor",
+	[K_TYPE] = URUNC_PREFIX "unikernelType", [K_VERSION] = URUNC_PREFIX "unikernelVersion",
+	[K_HYPERVISOR] = URUNC_PREFIX "hypervisor",
 	[K_BINARY] = URUNC_PREFIX "binary",      [K_CMDLINE] = URUNC_PREFIX "cmdline",
 	[K_INITRD] = URUNC_PREFIX "initrd",      [K_BLOCK] = URUNC_PREFIX "block",
 };
@@ -49,6 +50,7 @@ void image_format_clear(struct image_format *f)
 	free(f->disk_format);
 	free(f->block);
 	free(f->unikernel_type);
+	free(f->unikernel_version);
 	free(f->hypervisor);
 	memset(f, 0, sizeof(*f));
 }
@@ -124,6 +126,7 @@ static int check_value(const struct urunc_src *s, size_t k, const char *v, uk_er
 	size_t len = strlen(v);
 	switch (k) {
 	case K_TYPE:
+	case K_VERSION:
 	case K_HYPERVISOR:
 		if (*v && !printable_name(v))
 			return uk_err(err, EINVAL, "%s %s: \"%.64s\" is not a name ([A-Za-z0-9_.-], "
@@ -420,6 +423,7 @@ static int detect_urunc(json_object *annotations, json_object *config, int rootf
 		goto out;
 	}
 	out->unikernel_type = TAKE_PTR(use->v[K_TYPE]);
+	out->unikernel_version = TAKE_PTR(use->v[K_VERSION]);
 	out->hypervisor = TAKE_PTR(use->v[K_HYPERVISOR]);
 	snprintf(out->kind, sizeof(out->kind), "%s", IMAGE_FORMAT_URUNC);
 out:

@@ -2,8 +2,8 @@
  *
  * Two layouts, tried in this order:
  *
- * 1. urunc: the keys com.urunc.unikernel.{unikernelType,hypervisor,binary,cmdline,initrd,
- *    block}, taken from the first source that sets a non-empty .binary, of
+ * 1. urunc: the keys com.urunc.unikernel.{unikernelType,unikernelVersion,hypervisor,binary,
+ *    cmdline,initrd,block}, taken from the first source that sets a non-empty .binary, of
  *      a. the manifest's annotations,
  *      b. the image config's labels (config.Labels, or Labels at the top level),
  *      c. /urunc.json in the rootfs: a JSON object with the same keys, each value
@@ -11,7 +11,8 @@
  *    Sources are not mixed. binary (required), initrd and block are paths inside the
  *    rootfs ("/unikernel/kernel" or "unikernel/kernel"); cmdline is the default kernel
  *    command line (may be empty). An empty value counts as unset, as in urunc. Other
- *    urunc keys (blkMntPoint, useDMBlock, mountRootfs, unikernelVersion) are ignored.
+ *    urunc keys (blkMntPoint, useDMBlock, mountRootfs) are ignored. unikernelType and
+ *    unikernelVersion choose the guest contract (src/guest/).
  * 2. KubeVirt containerDisk: exactly one *.qcow2, *.raw or *.img file directly under
  *    /disk/ (other names there are ignored). Its format comes from its content (qcow2
  *    magic or raw; a *.qcow2 that is not qcow2 is refused), and a qcow2 with a backing
@@ -40,7 +41,7 @@ struct image_format {
 	char *disk;            /* containerdisk: absolute host path */
 	char *disk_format;     /* containerdisk: "raw" or "qcow2" */
 	char *block;           /* urunc: an extra disk image (host path) or NULL */
-	char *unikernel_type, *hypervisor; /* urunc: as given, NULL when unset */
+	char *unikernel_type, *unikernel_version, *hypervisor; /* urunc: as given, NULL when unset */
 };
 
 /* Decide how to run the image whose rootfs was unpacked at rootfs (a directory).

@@ -197,6 +197,7 @@ struct image_meta {
 	char *cmdline;
 	char *not_runnable;
 	char *image_config; /* pulled: the OCI config blob */
+	char *unikernel_type, *unikernel_version;
 	char **layers;      /* pulled: the layer blobs, in order; NULL-terminated or NULL */
 	uint64_t size;
 	uint64_t created_ns;
@@ -213,6 +214,8 @@ static void image_meta_clear(struct image_meta *m)
 	free(m->disk);
 	free(m->disk_format);
 	free(m->cmdline);
+	free(m->unikernel_type);
+	free(m->unikernel_version);
 	*m = (struct image_meta){ 0 };
 }
 #define _cleanup_image_meta_ __attribute__((cleanup(image_meta_clear)))
@@ -224,10 +227,12 @@ static json_object *meta_config(const struct image_meta *m)
 	_cleanup_json_ json_object *c = json_object_new_object();
 	if (!c)
 		return NULL;
+	/* New keys go last: an image without them keeps its id. */
 	const char *keys[] = { "kind", "kernel", "initrd", "disk", "disk_format", "cmdline", "not_runnable",
-			       "image_config" };
+			       "image_config", "unikernel_type", "unikernel_version" };
 	const char *vals[] = { m->kind,	   m->kernel,	    m->initrd,	     m->disk,
-			       m->disk_format, m->cmdline, m->not_runnable, m->image_config };
+			       m->disk_format, m->cmdline, m->not_runnable, m->image_config,
+			       m->unikernel_type, m->unikernel_version };
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		if (!vals[i])
 			continue;
@@ -348,9 +353,10 @@ static int read_meta(struct image_store *s, const char *hex, struct image_meta *
 	if (!json_object_object_get_ex(doc, "config", &config) || !json_object_is_type(config, json_type_object))
 		return uk_err(err, EBADMSG, "%s: field \"config\" must be an object", path);
 	const char *keys[] = { "kind", "kernel", "initrd", "disk", "disk_format", "cmdline", "not_runnable",
-			       "image_config" };
+			       "image_config", "unikernel_type", "unikernel_version" };
 	char **dst[] = { &m.kind,	 &m.kernel,  &m.initrd,	      &m.disk,
-			 &m.disk_format, &m.cmdline, &m.not_runnable, &m.image_config };
+			 &m.disk_format, &m.cmdline, &m.not_runnable, &m.image_config,
+			 &m.unikernel_type, &m.unikernel_version };
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
 		r = get_opt_string(config, keys[i], dst[i]);
 		if (r == -ENOMEM)
@@ -361,6 +367,8 @@ static int read_meta(struct image_store *s, const char *hex, struct image_meta *
 	/* Digests become blob paths: only the strict form passes. */
 	if (!m.kind || strlen(m.kind) > KIND_MAX || !uk_id_valid(m.kind))
 		return uk_err(err, EBADMSG, "%s: field \"config.kind\" is missing or invalid", path);
+	if ((m.unikernel_type && !uk_id_valid(m.unikernel_type)) || (m.unikernel_version && !uk_id_valid(m.unikernel_version)))
+		return uk_err(err, EBADMSG, "%s: fields \"config.unikernel_type\" and \"config.unikernel_version\" must be names", path);
 	if ((r = read_layers(config, &m.layers)) == -ENOMEM)
 		return oom(err);
 	if (r < 0)
@@ -449,7 +457,9 @@ static int build_info(struct image_store *s, const struct image_meta *m, json_ob
 	    (m->disk && !(i->disk = blob_path(s, m->disk))) ||
 	    (m->disk_format && !(i->disk_format = strdup(m->disk_format))) ||
 	    !(i->cmdline = strdup(m->cmdline)) || !(i->kind = strdup(m->kind)) ||
-	    (m->not_runnable && !(i->not_runnable = strdup(m->not_runnable))))
+	    (m->not_runnable && !(i->not_runnable = strdup(m->not_runnable))) ||
+	    (m->unikernel_type && !(i->unikernel_type = strdup(m->unikernel_type))) ||
+	    (m->unikernel_version && !(i->unikernel_version = strdup(m->unikernel_version))))
 		return oom(err);
 	*ret = TAKE_PTR(i);
 	return 0;
@@ -468,6 +478,8 @@ void image_info_free(struct image_info *i)
 	free(i->cmdline);
 	free(i->kind);
 	free(i->not_runnable);
+	free(i->unikernel_type);
+	free(i->unikernel_version);
 	free(i);
 }
 
@@ -1047,6 +1059,14 @@ static int import_check(const struct image_import *in, const char *kind, const s
 		return uk_err(err, EINVAL, "cmdline: only goes with a kernel");
 	if (strnlen(cmdline, IMAGE_CMDLINE_MAX) >= IMAGE_CMDLINE_MAX)
 		return uk_err(err, E2BIG, "cmdline: longer than %d bytes", IMAGE_CMDLINE_MAX - 1);
+	const char *names[] = { in->unikernel_type, in->unikernel_version };
+	const char *fields[] = { "unikernel_type", "unikernel_version" };
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (names[i] && (!*names[i] || strlen(names[i]) >= IMAGE_NAME_VALUE_MAX || !uk_id_valid(names[i])))
+			return uk_err(err, EINVAL, "%s: \"%.64s\" is not a name ([A-Za-z0-9_.-], < %d bytes)", fields[i],
+				      names[i], IMAGE_NAME_VALUE_MAX);
+	if ((in->unikernel_type || in->unikernel_version) && !in->kernel)
+		return uk_err(err, EINVAL, "unikernel_type: only goes with a kernel");
 	if (!text_valid(cmdline))
 		return uk_err(err, EINVAL, "cmdline: must be UTF-8 text without control characters");
 	return 0;
@@ -1062,6 +1082,8 @@ static int import_meta(const struct image_import *in, const char *kind, const ch
 	if (!(m->kind = strdup(kind)) || !(m->cmdline = strdup(in->cmdline ? in->cmdline : "")) ||
 	    (format && !(m->disk_format = strdup(format))) ||
 	    (in->not_runnable && !(m->not_runnable = strdup(in->not_runnable))) ||
+	    (in->unikernel_type && !(m->unikernel_type = strdup(in->unikernel_type))) ||
+	    (in->unikernel_version && !(m->unikernel_version = strdup(in->unikernel_version))) ||
 	    (in->config && !(m->image_config = strdup(in->config->digest))))
 		return oom(err);
 	if (in->layers || in->config) {

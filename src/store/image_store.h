@@ -21,6 +21,7 @@
 #define IMAGE_KIND_NONE "none" /* pulled, but no layout unikd can boot */
 #define IMAGE_LAYERS_MAX 256
 #define IMAGE_NOT_RUNNABLE_MAX 1024
+#define IMAGE_NAME_VALUE_MAX 64 /* unikernel_type, unikernel_version, with the NUL */
 
 struct image_store;
 
@@ -34,6 +35,10 @@ struct image_info {
 	 * is an extra data disk the kernel mounts, not a boot disk. */
 	char *disk_format;
 	char *cmdline;          /* default kernel command line, may be "" */
+	/* urunc's com.urunc.unikernel.unikernelType and unikernelVersion (or `unikd image import
+	 * --unikernel-type/--unikernel-version`); NULL when not given: the guest contract is then
+	 * found from the kernel itself (src/guest/). */
+	char *unikernel_type, *unikernel_version;
 	char *kind;             /* IMAGE_KIND_IMPORT, or "urunc" / "containerdisk" / "none" when pulled */
 	/* NULL for a runnable image. For a pulled image with no layout unikd can boot (kind
 	 * "none", no kernel, no disk): why, and which annotations or layout would make it
@@ -57,6 +62,7 @@ struct image_blob_file {
  * content, kept so a later pull of an image sharing it downloads nothing again. */
 struct image_import {
 	const char *kernel, *initrd, *disk, *disk_format, *cmdline;
+	const char *unikernel_type, *unikernel_version; /* names ([A-Za-z0-9_.-], < 64 bytes) or NULL */
 	const char *not_runnable;
 	const struct image_blob_file *config;
 	const struct image_blob_file *layers;

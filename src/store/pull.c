@@ -168,6 +168,8 @@ static int pull_import(struct image_store *s, const struct registry_image *img, 
 		in.initrd = f.initrd;
 		in.cmdline = f.cmdline;
 		in.disk = f.block;
+		in.unikernel_type = f.unikernel_type;
+		in.unikernel_version = f.unikernel_version;
 	} else {
 		kind = f.kind;
 		in.disk = f.disk;

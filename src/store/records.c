@@ -51,6 +51,10 @@ void container_free(struct container *c)
 	free(c->machine);
 	free(c->accel);
 	free(c->cpu);
+	free(c->firmware);
+	free(c->exit_contract);
+	json_object_put(c->devices);
+	json_object_put(c->guest);
 	free(c->cgroup);
 	free(c->cgroup_error);
 	free(c);
@@ -103,8 +107,12 @@ void container_vm_fields_to_json(const struct container *c, json_object *o)
 	uk_json_add_str(o, "machine", c->machine);
 	uk_json_add_str(o, "accel", c->accel);
 	uk_json_add_str(o, "cpu", c->cpu);
+	uk_json_add_str(o, "firmware", c->firmware);
 	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
 	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
+	uk_json_add_str(o, "exit", c->exit_contract);
+	if (c->devices)
+		json_object_object_add(o, "devices", json_object_get(c->devices));
 }
 
 json_object *container_to_json(const struct container *c)
@@ -139,6 +147,9 @@ json_object *container_to_json(const struct container *c)
 	json_object_object_add(o, "cpu_shares", json_object_new_int64(c->cpu_shares));
 	uk_json_add_str(o, "cgroup", c->cgroup);
 	uk_json_add_str(o, "cgroup_error", c->cgroup_error);
+	json_object_object_add(o, "nic", json_object_new_boolean(c->nic));
+	if (c->guest)
+		json_object_object_add(o, "guest", json_object_get(c->guest));
 	return o;
 }
 
@@ -193,6 +204,36 @@ static int get_map(json_object *o, const char *k, json_object **ret, uk_error *e
 	}
 	if (!json_object_is_type(v, json_type_object))
 		return uk_err(err, EINVAL, "field \"%s\" is not an object", k);
+	*ret = json_object_get(v);
+	return 0;
+}
+
+/* An optional object, kept as it is. */
+static int get_object(json_object *o, const char *k, json_object **ret, uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_object))
+		return uk_err(err, EINVAL, "field \"%s\" is not an object", k);
+	*ret = json_object_get(v);
+	return 0;
+}
+
+/* The devices' order: an array of "block" and "net", at most RECORD_DEVICES_MAX. */
+static int get_devices(json_object *o, json_object **ret, uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, "devices", &v))
+		return 0;
+	size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : SIZE_MAX;
+	if (n > RECORD_DEVICES_MAX)
+		return uk_err(err, EINVAL, "field \"devices\" is not an array of at most %d names", RECORD_DEVICES_MAX);
+	for (size_t i = 0; i < n; i++) {
+		const char *d = json_object_get_string(json_object_array_get_idx(v, i));
+		if (!d || (strcmp(d, "block") != 0 && strcmp(d, "net") != 0))
+			return uk_err(err, EINVAL, "field \"devices[%zu]\" must be \"block\" or \"net\"", i);
+	}
 	*ret = json_object_get(v);
 	return 0;
 }
@@ -254,6 +295,9 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	    (r = get_str(o, "machine", false, &c->machine, err)) < 0 ||
 	    (r = get_str(o, "accel", false, &c->accel, err)) < 0 ||
 	    (r = get_str(o, "cpu", false, &c->cpu, err)) < 0 ||
+	    (r = get_str(o, "firmware", false, &c->firmware, err)) < 0 ||
+	    (r = get_str(o, "exit", false, &c->exit_contract, err)) < 0 ||
+	    (r = get_devices(o, &c->devices, err)) < 0 || (r = get_object(o, "guest", &c->guest, err)) < 0 ||
 	    (r = get_str(o, "cgroup", false, &c->cgroup, err)) < 0 ||
 	    (r = get_str(o, "cgroup_error", false, &c->cgroup_error, err)) < 0) {
 		container_free(c);
@@ -261,6 +305,7 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	}
 	json_object *v;
 	c->disk_snapshot = !json_object_object_get_ex(o, "disk_snapshot", &v) || json_object_get_boolean(v);
+	c->nic = !json_object_object_get_ex(o, "nic", &v) || json_object_get_boolean(v);
 	c->memory_limit = get_i64(o, "memory_limit");
 	c->cpu_quota = get_i64(o, "cpu_quota");
 	c->cpu_period = get_i64(o, "cpu_period");

@@ -47,6 +47,8 @@ struct sandbox {
 	bool removed;
 };
 
+#define RECORD_DEVICES_MAX 8
+
 struct container {
 	char id[UK_FULL_ID_LEN + 1];
 	char sandbox_id[UK_FULL_ID_LEN + 1];
@@ -69,7 +71,17 @@ struct container {
 	 * disk is the container's own qcow2 overlay. Missing in a record: true. */
 	bool disk_snapshot;
 	char *machine, *accel, *cpu;
+	char *firmware; /* "qboot" | "seabios" | NULL: the machine's choice */
 	unsigned vcpus, memory_mib;
+	/* The guest contract (src/guest): how vmwrapper reads the VM's end ("default" |
+	 * "unikraft" | "solo5"), the order of its devices (["block", "net"] in the guest's
+	 * order; NULL: the disk, then the NIC), whether it gets the pod's NIC (false: the guest
+	 * declares no network), and for people what was chosen and why ({"framework", "version",
+	 * "found_by", "why", "dhcp"}). Missing in older records: "default", NULL, true, NULL. */
+	char *exit_contract;
+	json_object *devices;
+	bool nic;
+	json_object *guest;
 	/* vmwrapper, set (and saved) before it may exec: CREATED with a wrapper_pid is a start
 	 * under way, which a restarted unikd completes or undoes */
 	pid_t wrapper_pid;

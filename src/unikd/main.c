@@ -50,6 +50,7 @@ static void usage(FILE *f)
 	fputs("Usage: unikd [options]\n"
 	      "       unikd image import NAME[:TAG] (--kernel FILE [--initrd FILE] | --disk FILE\n"
 	      "                          [--disk-format raw|qcow2]) [--cmdline CMDLINE]\n"
+	      "                          [--unikernel-type TYPE [--unikernel-version V]]\n"
 	      "       unikd image list\n"
 	      "       unikd image rm REF\n"
 	      "\n"
@@ -182,7 +183,8 @@ static int image_command(int argc, char **argv, const struct unikd_config *o)
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, 'k' }, { "initrd", required_argument, NULL, 'i' },
 		{ "disk", required_argument, NULL, 'd' },   { "disk-format", required_argument, NULL, 'f' },
-		{ "cmdline", required_argument, NULL, 'c' }, { 0 },
+		{ "cmdline", required_argument, NULL, 'c' }, { "unikernel-type", required_argument, NULL, 't' },
+		{ "unikernel-version", required_argument, NULL, 'v' }, { 0 },
 	};
 	struct image_import in = { 0 };
 	char kbuf[PATH_MAX], ibuf[PATH_MAX], dbuf[PATH_MAX];
@@ -198,6 +200,8 @@ static int image_command(int argc, char **argv, const struct unikd_config *o)
 		case 'd': in.disk = realpath(optarg, dbuf) ? dbuf : optarg; break;
 		case 'f': in.disk_format = optarg; break;
 		case 'c': in.cmdline = optarg; break;
+		case 't': in.unikernel_type = optarg; break;
+		case 'v': in.unikernel_version = optarg; break;
 		default: fprintf(stderr, "unikd image import: unknown option \"%s\"\n", argv[optind - 1]); return 2;
 		}
 	}

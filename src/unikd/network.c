@@ -350,23 +350,37 @@ static char *join(json_object *o, const char *key)
 	return s;
 }
 
+bool rt_net_pod(struct rt_net *n, const struct sandbox *s, struct rt_pod_net *out)
+{
+	uint32_t ip;
+	*out = (struct rt_pod_net){ 0 };
+	if (!n->enabled || !s->ip || net_ip_parse(s->ip, &ip) < 0)
+		return false;
+	struct net_cidr c = { .prefix = s->prefix };
+	c.net = ip & (s->prefix ? ~0u << (32 - s->prefix) : 0);
+	snprintf(out->ip, sizeof(out->ip), "%s", s->ip);
+	out->prefix = (unsigned)s->prefix;
+	net_netmask_str(s->prefix, out->mask);
+	net_ip_str(net_cidr_gateway(&c), out->gateway);
+	json_object *a;
+	if (s->dns && json_object_object_get_ex(s->dns, "servers", &a) && json_object_is_type(a, json_type_array) &&
+	    json_object_array_length(a) > 0)
+		snprintf(out->dns, sizeof(out->dns), "%s", json_object_get_string(json_object_array_get_idx(a, 0)));
+	return true;
+}
+
 int rt_net_expand(struct rt_net *n, const struct sandbox *s, const char *in, char **out, uk_error *err)
 {
-	char prefix[8] = "", mask[NET_IP_MAX] = "", gw[NET_IP_MAX] = "";
-	uint32_t ip;
-	if (n->enabled && s->ip && net_ip_parse(s->ip, &ip) == 0) {
-		struct net_cidr c = { .prefix = s->prefix };
-		c.net = ip & (s->prefix ? ~0u << (32 - s->prefix) : 0);
-		snprintf(prefix, sizeof(prefix), "%d", s->prefix);
-		net_netmask_str(s->prefix, mask);
-		net_ip_str(net_cidr_gateway(&c), gw);
-	} else if (net_template_has_placeholders(in)) {
+	char prefix[8] = "";
+	struct rt_pod_net pn;
+	if (rt_net_pod(n, s, &pn))
+		snprintf(prefix, sizeof(prefix), "%u", pn.prefix);
+	else if (net_template_has_placeholders(in))
 		return uk_err(err, EINVAL, "the command line uses network placeholders but the pod has no address");
-	}
 	_cleanup_free_ char *dns = join(s->dns, "servers");
 	_cleanup_free_ char *search = join(s->dns, "searches");
-	struct net_template_vars v = { .ip = s->ip, .prefix = prefix, .netmask = mask, .gateway = gw, .mac = s->mac,
-				       .dns = dns, .dns_search = search, .hostname = s->hostname };
+	struct net_template_vars v = { .ip = s->ip, .prefix = prefix, .netmask = pn.mask, .gateway = pn.gateway,
+				       .mac = s->mac, .dns = dns, .dns_search = search, .hostname = s->hostname };
 	return net_template_expand(in, &v, 4095, out, err);
 }
 

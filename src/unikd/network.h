@@ -50,6 +50,14 @@ int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err);
 int rt_net_sandbox_down(struct rt_net *n, struct sandbox *s, uk_error *err);
 /* A tap on the bridge for the pod's VM; the fd goes to QEMU. */
 int rt_net_tap(struct rt_net *n, const struct sandbox *s, uk_error *err);
+/* The pod's address as a guest sees it, as text; false when the pod has none. dns is its
+ * first dns_config server, "" if none. */
+struct rt_pod_net {
+	char ip[NET_IP_MAX], mask[NET_IP_MAX], gateway[NET_IP_MAX];
+	unsigned prefix;
+	char dns[256];
+};
+bool rt_net_pod(struct rt_net *n, const struct sandbox *s, struct rt_pod_net *out);
 /* Fill in the network placeholders of a command line. */
 int rt_net_expand(struct rt_net *n, const struct sandbox *s, const char *in, char **out, uk_error *err);
 /* The lease dnsmasq holds for the pod: 1 with expiry, 0 none. */

@@ -74,7 +74,8 @@ static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
 	if (rt_vm_dir(rt, c->id, st->vmdir, sizeof(st->vmdir) - 32) < 0)
 		return uk_err(err, ENAMETOOLONG, "run directory path too long");
 	struct sandbox *sb = rt_sandbox_by_id(rt, c->sandbox_id);
-	if (sb && sb->ip && rt->net->enabled) {
+	/* The guest contract may leave the NIC out (a Solo5 guest that declares no network). */
+	if (sb && sb->ip && rt->net->enabled && c->nic) {
 		st->tap_fd = rt_net_tap(rt->net, sb, err);
 		if (st->tap_fd < 0) {
 			int r = st->tap_fd;

@@ -1,0 +1,165 @@
+/* The guest contract of a container (src/guest): its kernel probed, the facts gathered from
+ * the image, the pod and the request, the plan applied to the container's VM fields. */
+#include <string.h>
+
+#include "../guest/probe.h"
+#include "cri.h"
+
+int cri_guest_probe(const struct image_info *img, struct guest_binary **ret, uk_error *err)
+{
+	*ret = NULL;
+	if (!img->kernel)
+		return 0;
+	_cleanup_free_ struct guest_binary *bin = calloc(1, sizeof(*bin));
+	if (!bin)
+		return uk_err(err, ENOMEM, "out of memory");
+	int r = guest_probe_file(img->kernel, bin, err);
+	if (r < 0)
+		return uk_err_ctx_r(err, r, "config.image.image \"%s\": its kernel", img->id);
+	*ret = TAKE_PTR(bin);
+	return 0;
+}
+
+/* A VM annotation: the container's, else the pod's. */
+static const char *vm_annotation(const struct container *c, const struct sandbox *s, const char *key)
+{
+	const char *v = cri_json_get(c->annotations, key);
+	return v ? v : cri_json_get(s->annotations, key);
+}
+
+static enum guest_netcfg netcfg_of(const char *v)
+{
+	if (v && strcmp(v, "dhcp") == 0)
+		return GUEST_NETCFG_DHCP;
+	if (v && strcmp(v, "static") == 0)
+		return GUEST_NETCFG_STATIC;
+	return GUEST_NETCFG_AUTO; /* the value was checked at the door */
+}
+
+/* What the plan says for people: kept in the record, shown by ContainerStatus verbose. */
+static json_object *plan_json(const struct guest_plan *p)
+{
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "framework", json_object_new_string(guest_framework_name(p->framework)));
+	if (p->version[0])
+		json_object_object_add(o, "version", json_object_new_string(p->version));
+	json_object_object_add(o, "found_by", json_object_new_string(p->found_by));
+	json_object_object_add(o, "why", json_object_new_string(p->why));
+	json_object_object_add(o, "dhcp", json_object_new_boolean(p->dhcp));
+	json_object_object_add(o, "exit", json_object_new_string(guest_exit_name(p->exit)));
+	return o;
+}
+
+/* The container's VM fields from the plan; machine and firmware from the annotations when
+ * they are given (a person's choice over the contract's). */
+static int apply_plan(const struct guest_plan *p, const struct sandbox *s, struct container *c, bool *use_disk)
+{
+	const char *machine = vm_annotation(c, s, ANN_MACHINE), *firmware = vm_annotation(c, s, ANN_FIRMWARE);
+	if (!machine && p->machine != GUEST_MACHINE_AUTO)
+		machine = guest_machine_name(p->machine);
+	if (!firmware && p->firmware != GUEST_FW_AUTO)
+		firmware = guest_firmware_name(p->firmware);
+	free(c->machine);
+	c->machine = machine && strcmp(machine, "auto") != 0 ? strdup(machine) : NULL;
+	c->firmware = firmware && strcmp(firmware, "auto") != 0 ? strdup(firmware) : NULL;
+	c->exit_contract = strdup(guest_exit_name(p->exit));
+	c->devices = json_object_new_array();
+	c->guest = plan_json(p);
+	if (!c->exit_contract || !c->devices || !c->guest || (machine && strcmp(machine, "auto") && !c->machine) ||
+	    (firmware && strcmp(firmware, "auto") && !c->firmware))
+		return -ENOMEM;
+	c->nic = false;
+	*use_disk = false;
+	for (size_t i = 0; i < p->n_devices; i++) {
+		bool net = p->devices[i].kind == GUEST_DEV_NET;
+		json_object_array_add(c->devices, json_object_new_string(net ? "net" : "block"));
+		c->nic |= net;
+		*use_disk |= !net;
+	}
+	return 0;
+}
+
+/* The guest's facts: what the request asks (its command, arguments and environment), what
+ * the image is, and the pod's network as the guest sees it. */
+struct facts_bufs {
+	struct guest_env *envs;
+	struct rt_pod_net pn;
+	struct guest_net net;
+};
+
+static int gather_facts(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
+			const struct image_info *img, const struct guest_binary *bin, const struct container *c,
+			struct facts_bufs *b, struct guest_facts *f, uk_error *err)
+{
+	/* n_envs is bounded by cri_check_container_config. */
+	if (!(b->envs = calloc(cfg->n_envs + 1, sizeof(*b->envs))))
+		return uk_err(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < cfg->n_envs; i++)
+		b->envs[i] = (struct guest_env){ .key = cfg->envs[i]->key, .value = cfg->envs[i]->value };
+	bool has_net = rt_net_pod(rt->net, s, &b->pn);
+	b->net = (struct guest_net){ .ip = b->pn.ip, .prefix = b->pn.prefix, .gateway = b->pn.gateway,
+				     .mask = b->pn.mask, .dns = b->pn.dns[0] ? b->pn.dns : NULL,
+				     .hostname = s->hostname };
+	*f = (struct guest_facts){
+		.urunc_type = img->unikernel_type, .urunc_version = img->unikernel_version, .bin = bin,
+		.has_block_disk = img->disk != NULL, .net = has_net ? &b->net : NULL,
+		.netcfg = netcfg_of(vm_annotation(c, s, ANN_NETCFG)),
+		.cmd = { .envs = b->envs, .n_envs = cfg->n_envs,
+			 .command = (const char *const *)cfg->command, .n_command = cfg->n_command,
+			 .args = (const char *const *)cfg->args, .n_args = cfg->n_args,
+			 .image_cmdline = img->cmdline, .field_prefix = "config." },
+	};
+	return 0;
+}
+
+int cri_guest_plan(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
+		   const struct image_info *img, const struct guest_binary *bin, struct container *c, bool *use_disk,
+		   uk_error *err)
+{
+	struct facts_bufs b = { 0 };
+	struct guest_facts f;
+	_cleanup_free_ struct guest_plan *p = calloc(1, sizeof(*p));
+	int r = p ? gather_facts(rt, s, cfg, img, bin, c, &b, &f, err) : uk_err(err, ENOMEM, "out of memory");
+	if (r >= 0 && (r = guest_plan_resolve(&f, p, err)) < 0)
+		(void)uk_err_ctx_r(err, r, "the guest contract of config.image.image \"%s\"", cfg->image->image);
+	free(b.envs);
+	if (r < 0)
+		return r;
+	if ((r = rt_net_expand(rt->net, s, p->cmdline, &c->cmdline, err)) < 0)
+		return uk_err_ctx_r(err, r, "the command line");
+	if (apply_plan(p, s, c, use_disk) < 0)
+		return uk_err(err, ENOMEM, "out of memory");
+	return 0;
+}
+
+json_object *cri_guest_of_image(const struct image_info *img)
+{
+	_cleanup_free_ struct guest_binary *bin = NULL;
+	_cleanup_free_ struct guest_plan *p = calloc(1, sizeof(*p));
+	uk_error e = { 0 };
+	json_object *o = json_object_new_object();
+	if (!o || !p)
+		return o;
+	/* As it would run with a pod network and no request of its own. */
+	struct guest_net net = { .ip = "10.0.0.2", .prefix = 24, .gateway = "10.0.0.1", .mask = "255.255.255.0" };
+	struct guest_facts f = { .urunc_type = img->unikernel_type, .urunc_version = img->unikernel_version,
+				 .has_block_disk = img->disk != NULL, .net = &net,
+				 .cmd = { .image_cmdline = img->cmdline, .field_prefix = "config." } };
+	int r = cri_guest_probe(img, &bin, &e);
+	f.bin = bin;
+	if (r >= 0)
+		r = guest_plan_resolve(&f, p, &e);
+	if (r < 0) {
+		json_object_object_add(o, "error", json_object_new_string(e.msg));
+		return o;
+	}
+	json_object_object_add(o, "framework", json_object_new_string(guest_framework_name(p->framework)));
+	if (p->version[0])
+		json_object_object_add(o, "version", json_object_new_string(p->version));
+	json_object_object_add(o, "foundBy", json_object_new_string(p->found_by));
+	if (bin)
+		json_object_object_add(o, "binary", json_object_new_string(bin->why));
+	return o;
+}
