@@ -252,7 +252,8 @@ static int walk_notes(struct probe *p, const struct region *rg, bool is64, uk_er
 	while (end - at >= 12 && p->notes++ < MAX_NOTES) {
 		const uint8_t *h = p->buf + at;
 		uint32_t namesz = rd32(h), descsz = rd32(h + 4), type = rd32(h + 8);
-		uint64_t name_at = at + 12, desc_at = name_at + align_up(namesz, align);
+		/* The descriptor and the next note start at the alignment (readelf's reading). */
+		uint64_t name_at = at + 12, desc_at = at + align_up(12 + (uint64_t)namesz, align);
 		if (desc_at > end)
 			return 0;
 		bool solo5 = namesz == SOLO5_NAMESZ && memcmp(p->buf + name_at, SOLO5_NAME, SOLO5_NAMESZ) == 0 &&
@@ -270,7 +271,7 @@ static int walk_notes(struct probe *p, const struct region *rg, bool is64, uk_er
 			if (r < 0)
 				return r;
 		}
-		uint64_t next = desc_at + align_up(descsz, align);
+		uint64_t next = at + align_up(desc_at - at + descsz, align);
 		if (next > end)
 			break;
 		at = next;
