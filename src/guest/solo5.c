@@ -1,0 +1,75 @@
+/* The Solo5 contract (virtio target): a PCI machine, exactly the devices the binary's
+ * manifest declares, in its order, and its exits read from the console. The application is
+ * not known, so its command line is the plain words (MirageOS has its own, mirage.c). */
+#include "contract.h"
+#include "probe.h"
+
+static int declared(const struct guest_device *d, const char *has, uk_error *err)
+{
+	return uk_err(err, EINVAL, "the Solo5 manifest declares %s device \"%s\", but %s",
+		      d->kind == GUEST_DEV_NET ? "net" : "block", d->name, has);
+}
+
+int guest_solo5_devices(const struct guest_facts *f, struct guest_plan *p, uk_error *err)
+{
+	const struct guest_binary *b = f->bin;
+	bool net = false, block = false;
+	for (size_t i = 0; i < b->n_mft; i++) {
+		const struct guest_device *d = &b->mft[i];
+		if (d->kind == GUEST_DEV_NET && !f->net)
+			return declared(d, "the pod has no network", err);
+		if (d->kind == GUEST_DEV_NET && net)
+			return declared(d, "a pod has one network interface", err);
+		if (d->kind == GUEST_DEV_BLOCK && !f->has_block_disk)
+			return declared(d, "the image has no urunc block disk (com.urunc.unikernel.block)", err);
+		if (d->kind == GUEST_DEV_BLOCK && block)
+			return declared(d, "the image has one urunc block disk", err);
+		int r = guest_add_device(p, d->kind, d->name, err);
+		if (r < 0)
+			return r;
+		net |= d->kind == GUEST_DEV_NET;
+		block |= d->kind == GUEST_DEV_BLOCK;
+	}
+	if (f->net && !net)
+		guest_why(p, "no NIC: the manifest declares no net device (Solo5 aborts on an undeclared one)");
+	if (f->has_block_disk && !block)
+		guest_why(p, "the image's block disk is left out: the manifest declares no block device");
+	return 0;
+}
+
+int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, uk_error *err)
+{
+	const struct guest_binary *b = f->bin;
+	if (b && b->solo5_abi_target && b->solo5_abi_target != GUEST_SOLO5_TARGET_VIRTIO)
+		return uk_err(err, EINVAL, "the Solo5 binary is built for the %s target (ABI note), but unikd boots only Solo5's virtio target",
+			      guest_solo5_target_name(b->solo5_abi_target));
+	p->machine = GUEST_MACHINE_PC;
+	p->firmware = GUEST_FW_QBOOT;
+	p->exit = GUEST_EXIT_SOLO5;
+	guest_why(p, "pc with qboot (Solo5's virtio target needs PCI; it boots with either firmware, qboot is faster)");
+	int r;
+	if (b && b->solo5)
+		r = guest_solo5_devices(f, p, err);
+	else
+		r = guest_default_devices(f, p, err);
+	if (r < 0)
+		return r;
+	guest_why_devices(p);
+	return 0;
+}
+
+static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err)
+{
+	int r;
+	if ((r = guest_solo5_vm(f, p, err)) < 0)
+		return r;
+	if ((r = guest_cmdline_build(&f->cmd, p->cmdline, sizeof(p->cmdline), err)) < 0)
+		return r;
+	p->dhcp = guest_plan_has_net(p) && f->netcfg != GUEST_NETCFG_STATIC;
+	guest_why_net(p, false, "");
+	guest_why(p, "command line: envs, command, args as plain words (the application's parser is not known)");
+	guest_why(p, "exit: the last solo5_exit(N) on the console, solo5_abort() a crash");
+	return 0;
+}
+
+const struct guest_contract guest_contract_solo5 = { .framework = GUEST_SOLO5, .plan = plan };
