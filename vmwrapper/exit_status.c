@@ -121,8 +121,11 @@ static void classify_solo5(const struct vm_facts *f, int v, struct vm_exit *e)
 	const struct exit_scan *c = f->console;
 	if (c && c->solo5_aborted) {
 		/* Whatever came after: a crash never reads Completed. */
+		bool no_reason = strcmp(c->solo5_abort_line, EXIT_SCAN_SOLO5_ABORT_CALLED) == 0 && c->solo5_before_abort[0];
 		set_crash(e);
-		snprintf(e->message, sizeof(e->message), "%s", c->solo5_abort_line);
+		snprintf(e->message, sizeof(e->message), "%s%s%s%s", c->solo5_abort_line,
+			 no_reason ? "; the Solo5 line before it: \"" : "", no_reason ? c->solo5_before_abort : "",
+			 no_reason ? "\"" : "");
 	} else if (v >= 0 && v != SOLO5_EXIT_VALUE) {
 		set_guest_exit(e, v); /* not Solo5's own end: the value, as the default reads it */
 	} else if (c && c->solo5_exited) {

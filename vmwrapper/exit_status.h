@@ -34,7 +34,7 @@ struct vm_facts {
 
 /* The exit code of a crash the contract read, as a process killed by SIGABRT has it. */
 #define VM_EXIT_CRASH_CODE 134
-#define VM_EXIT_MESSAGE_MAX (EXIT_SCAN_LINE_MAX + 128)
+#define VM_EXIT_MESSAGE_MAX (2 * EXIT_SCAN_LINE_MAX + 128)
 
 struct vm_exit {
 	enum vm_end end;

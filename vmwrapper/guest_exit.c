@@ -6,8 +6,8 @@
 
 #define SOLO5_EXIT "Solo5: solo5_exit("
 #define SOLO5_EXIT_END ") called"
-#define SOLO5_ABORT_CALLED "Solo5: solo5_abort() called"
 #define SOLO5_ABORT "Solo5: ABORT: "
+#define SOLO5_ANY "Solo5: "
 #define UNIKRAFT_CRIT "CRIT: "
 
 void exit_scan_init(struct exit_scan *s, enum vm_exit_contract contract)
@@ -55,9 +55,11 @@ static const char *find(const char *l, const char *end, const char *what)
 static void solo5_line(struct exit_scan *s, const char *l, const char *end)
 {
 	const char *m;
-	if (!s->solo5_aborted && ((m = find(l, end, SOLO5_ABORT_CALLED)) || (m = find(l, end, SOLO5_ABORT)))) {
+	if (!s->solo5_aborted && ((m = find(l, end, EXIT_SCAN_SOLO5_ABORT_CALLED)) || (m = find(l, end, SOLO5_ABORT)))) {
 		s->solo5_aborted = true;
 		keep(s->solo5_abort_line, m, end);
+	} else if (!s->solo5_aborted && (m = find(l, end, SOLO5_ANY))) {
+		keep(s->solo5_before_abort, m, end);
 	}
 	/* Each occurrence in turn: a garbled one may come before the real one. */
 	for (const char *p = l; (m = find(p, end, SOLO5_EXIT)); p = m + 1) {

@@ -4,7 +4,9 @@
  * - Solo5 always ends through isa-debug-exit with 41, so its status is on the console:
  *   "Solo5: solo5_exit(N) called" for an exit (the last such line counts), and
  *   "Solo5: solo5_abort() called" or "Solo5: ABORT: <reason>" for an abort (the first one
- *   is kept, and an abort is never undone by a later exit line);
+ *   is kept, and an abort is never undone by a later exit line). "solo5_abort() called"
+ *   gives no reason, so the Solo5 line before it is kept too ("PCI enumeration failed.
+ *   Aborting.");
  * - Unikraft prints its assertion failures and crashes as "[ time] CRIT: …"; the last such
  *   line goes into the crash message.
  *
@@ -22,6 +24,9 @@
 
 #include "spec.h"
 
+/* Solo5's abort that gives no reason of its own. */
+#define EXIT_SCAN_SOLO5_ABORT_CALLED "Solo5: solo5_abort() called"
+
 /* The longest line looked at, without its line end. */
 #define EXIT_SCAN_LINE_MAX 512
 
@@ -38,6 +43,7 @@ struct exit_scan {
 	bool solo5_aborted;  /* a "Solo5: solo5_abort() called" or "Solo5: ABORT: …" line was seen */
 	char solo5_exit_line[EXIT_SCAN_LINE_MAX + 1];  /* the last exit line, from "Solo5:" on */
 	char solo5_abort_line[EXIT_SCAN_LINE_MAX + 1]; /* the first abort line, from "Solo5:" on */
+	char solo5_before_abort[EXIT_SCAN_LINE_MAX + 1]; /* the last "Solo5: " line before it, or "" */
 	/* Unikraft */
 	char crit_line[EXIT_SCAN_LINE_MAX + 1]; /* the last "CRIT: " line, whole; "" if none */
 };

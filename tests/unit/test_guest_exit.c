@@ -32,6 +32,12 @@ static const char ssp_console[] =
 	"1234567890123456789012345678901234567890\r\n"
 	"Solo5: ABORT: Stack corruption detected\r\n\0";
 
+/* test_hello.virtio with a NIC its manifest does not declare. */
+#define NOT_IN_MANIFEST                                   \
+	"Solo5: Virtio net: PCI:00:02 not in manifest\r\n"  \
+	"Solo5: PCI enumeration failed. Aborting.\r\n"      \
+	"Solo5: solo5_abort() called\r\n"
+
 static void scan_all(struct exit_scan *s, enum vm_exit_contract c, const char *buf, size_t n)
 {
 	exit_scan_init(s, c);
@@ -62,6 +68,7 @@ static void same_scan(const struct exit_scan *a, const struct exit_scan *b)
 	assert_int_equal(a->solo5_aborted, b->solo5_aborted);
 	assert_string_equal(a->solo5_exit_line, b->solo5_exit_line);
 	assert_string_equal(a->solo5_abort_line, b->solo5_abort_line);
+	assert_string_equal(a->solo5_before_abort, b->solo5_before_abort);
 	assert_string_equal(a->crit_line, b->crit_line);
 }
 
@@ -104,6 +111,11 @@ static void solo5_abort_lines(void **state)
 
 	scan_all(&s, VM_EXIT_SOLO5, LIT("Solo5: trap: type=#PF ec=0x2\r\nSolo5: ABORT: cpu_x86_64.c:182: Fatal trap\r\n"));
 	assert_string_equal(s.solo5_abort_line, "Solo5: ABORT: cpu_x86_64.c:182: Fatal trap");
+
+	/* The Solo5 line before the abort is kept too (the last before the first abort). */
+	scan_all(&s, VM_EXIT_SOLO5, LIT(NOT_IN_MANIFEST "Solo5: later\r\n"));
+	assert_string_equal(s.solo5_abort_line, "Solo5: solo5_abort() called");
+	assert_string_equal(s.solo5_before_abort, "Solo5: PCI enumeration failed. Aborting.");
 
 	/* The first abort is the cause and is kept; an exit line after it is still read. */
 	scan_all(&s, VM_EXIT_SOLO5,
@@ -366,6 +378,9 @@ static void solo5_contract(void **state)
 		{ E_41, S5_ABORT, VM_END_GUEST_CRASH, 134, "GuestCrashed", "Solo5: ABORT: Stack corruption detected", NULL },
 		{ E_41, "Solo5: solo5_abort() called\r\n", VM_END_GUEST_CRASH, 134, "GuestCrashed",
 		  "Solo5: solo5_abort() called", NULL },
+		{ E_41, NOT_IN_MANIFEST, VM_END_GUEST_CRASH, 134, "GuestCrashed",
+		  "Solo5: solo5_abort() called; the Solo5 line before it: \"Solo5: PCI enumeration failed. Aborting.\"",
+		  NULL },
 		/* An abort is never undone by an exit line, in either order. */
 		{ E_41, S5_ABORT S5_EXIT(0), VM_END_GUEST_CRASH, 134, "GuestCrashed", "Stack corruption", NULL },
 		{ E_41, S5_EXIT(0) S5_ABORT, VM_END_GUEST_CRASH, 134, "GuestCrashed", "Stack corruption", NULL },
