@@ -117,16 +117,31 @@ static int get_enum(json_object *o, const char *key, const char *const *names, s
 	return uk_err(err, EINVAL, "field \"%s\" has unknown value \"%s\"", key, s);
 }
 
+/* An array of at most max entries; *ret is NULL and *n 0 when the field is absent or null. */
+static int get_array(json_object *o, const char *key, size_t max, json_object **ret, size_t *n, uk_error *err)
+{
+	json_object *v;
+	*ret = NULL;
+	*n = 0;
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return uk_err(err, EINVAL, "field \"%s\" must be an array", key);
+	if (json_object_array_length(v) > max)
+		return uk_err(err, E2BIG, "field \"%s\" has %zu entries, at most %zu", key,
+			      json_object_array_length(v), max);
+	*ret = v;
+	*n = json_object_array_length(v);
+	return 0;
+}
+
 static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
 {
 	json_object *arr;
-	if (!json_object_object_get_ex(o, "net", &arr))
-		return 0;
-	if (!json_object_is_type(arr, json_type_array))
-		return uk_err(err, EINVAL, "field \"net\" must be an array");
-	size_t n = json_object_array_length(arr);
-	if (n > VM_NETS_MAX)
-		return uk_err(err, E2BIG, "field \"net\" has %zu entries, at most %d", n, VM_NETS_MAX);
+	size_t n;
+	int r = get_array(o, "net", VM_NETS_MAX, &arr, &n, err);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(arr, i);
 		struct vm_net *net = &s->nets[i];
@@ -143,8 +158,7 @@ static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
 			net->vhost_fd = json_object_get_int(v);
 		}
 		s->n_nets = (unsigned)i + 1;
-		int r = get_string(e, "mac", true, &net->mac, err);
-		if (r < 0)
+		if ((r = get_string(e, "mac", true, &net->mac, err)) < 0)
 			return uk_err_ctx_r(err, r, "net[%zu]", i);
 	}
 	return 0;
@@ -154,13 +168,10 @@ static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
 static int parse_devices(json_object *o, struct vm_spec *s, uk_error *err)
 {
 	json_object *arr;
-	if (!json_object_object_get_ex(o, "devices", &arr) || json_object_is_type(arr, json_type_null))
-		return 0;
-	if (!json_object_is_type(arr, json_type_array))
-		return uk_err(err, EINVAL, "field \"devices\" must be an array of \"block\" and \"net\"");
-	size_t n = json_object_array_length(arr);
-	if (n > VM_DEVICES_MAX)
-		return uk_err(err, E2BIG, "field \"devices\" has %zu entries, at most %d", n, VM_DEVICES_MAX);
+	size_t n;
+	int r = get_array(o, "devices", VM_DEVICES_MAX, &arr, &n, err);
+	if (r < 0 || !arr)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(arr, i);
 		const char *name = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
