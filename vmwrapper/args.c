@@ -36,6 +36,7 @@ void vmw_usage(FILE *f)
 	      "  --memory MIB         guest memory in MiB (default 64)\n"
 	      "  --cpus N             vCPUs (default 1)\n"
 	      "  --machine M          auto (default), microvm, pc or q35\n"
+	      "  --firmware F         auto (default: qboot for a kernel on pc/q35), qboot or seabios\n"
 	      "  --accel A            auto (default: kvm if /dev/kvm opens), kvm or tcg\n"
 	      "  --cpu MODEL          QEMU CPU model (default: QEMU's)\n"
 	      "  --qemu PATH          QEMU binary (default " QEMU_DEFAULT_BINARY ")\n"
@@ -46,13 +47,17 @@ void vmw_usage(FILE *f)
 	      "                       socket's reopen-log reopens it\n"
 	      "  --log-format F       raw (default): the console's bytes as they come;\n"
 	      "                       cri: kubelet's CRI log records (TIME stdout F|P LINE)\n"
+	      "  --exit CONTRACT      how the end reads: default (the isa-debug-exit value),\n"
+	      "                       unikraft (41 is 0, 42 a crash) or solo5 (its console's\n"
+	      "                       solo5_exit(N) line is N, an ABORT line a crash)\n"
 	      "  --id ID              VM name (default vm)\n"
 	      "  -v, --verbose        log decisions to stderr\n"
 	      "  -h, --help           this text\n"
 	      "      --version        print the version\n"
 	      "\n"
-	      "Exit status: the guest's code; 0 on poweroff; 1 on panic or reset; 128+N if QEMU\n"
-	      "died of signal N; 137 if stopped; 125 for bad input; 126 if QEMU failed.\n",
+	      "Exit status: the guest's code; 0 on poweroff; 1 on panic or reset; 134 on a crash\n"
+	      "the exit contract reads; 128+N if QEMU died of signal N; 137 if stopped; 125 for\n"
+	      "bad input; 126 if QEMU failed.\n",
 	      f);
 }
 
@@ -124,7 +129,8 @@ static int spec_log_format(const char *json, const struct vm_spec *s, enum log_f
 
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_DISK, OPT_DISK_FORMAT, OPT_MEMORY, OPT_CPUS,
-	OPT_MACHINE, OPT_ACCEL, OPT_CPU, OPT_QEMU, OPT_STATE_DIR, OPT_CONSOLE_LOG, OPT_LOG_FORMAT, OPT_ID,
+	OPT_MACHINE, OPT_ACCEL, OPT_CPU, OPT_QEMU, OPT_STATE_DIR, OPT_CONSOLE_LOG, OPT_LOG_FORMAT, OPT_FIRMWARE,
+	OPT_EXIT, OPT_ID, /* the VM options end here: --spec takes none of them */
 	OPT_SPEC, OPT_SYNC_FD, OPT_VERSION,
 };
 
@@ -143,6 +149,8 @@ static const struct option options[] = {
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "console-log", required_argument, NULL, OPT_CONSOLE_LOG },
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+	{ "firmware", required_argument, NULL, OPT_FIRMWARE },
+	{ "exit", required_argument, NULL, OPT_EXIT },
 	{ "id", required_argument, NULL, OPT_ID },
 	{ "spec", required_argument, NULL, OPT_SPEC },
 	{ "sync-fd", required_argument, NULL, OPT_SYNC_FD },
@@ -171,6 +179,14 @@ static int parse_choice(int c, const char *arg, struct vmw_args *a, struct vm_sp
 	case OPT_MACHINE:
 		r = parse_enum("machine", arg, machines, ARRAY_SIZE(machines), &e, err);
 		s->machine = (enum vm_machine)e;
+		return r;
+	case OPT_FIRMWARE:
+		r = parse_enum("firmware", arg, vm_firmware_names, ARRAY_SIZE(vm_firmware_names), &e, err);
+		s->firmware = (enum vm_firmware)e;
+		return r;
+	case OPT_EXIT:
+		r = parse_enum("exit", arg, vm_exit_contract_names, ARRAY_SIZE(vm_exit_contract_names), &e, err);
+		s->exit_contract = (enum vm_exit_contract)e;
 		return r;
 	default: /* OPT_ACCEL */
 		r = parse_enum("accel", arg, accels, ARRAY_SIZE(accels), &e, err);
@@ -220,6 +236,8 @@ static int parse_option(int c, const char *arg, const char *name, struct vmw_arg
 	case OPT_LOG_FORMAT:
 	case OPT_DISK_FORMAT:
 	case OPT_MACHINE:
+	case OPT_FIRMWARE:
+	case OPT_EXIT:
 	case OPT_ACCEL: return parse_choice(c, arg, a, s, err);
 	case OPT_MEMORY:
 	case OPT_CPUS:

@@ -20,6 +20,7 @@
 #include "args.h"
 #include "crilog.h"
 #include "exit_status.h"
+#include "guest_exit.h"
 #include "kernel_probe.h"
 #include "logfile.h"
 #include "qemu_argv.h"
@@ -52,6 +53,7 @@ struct wrapper {
 	bool out_failed; /* a write to out_fd failed (logged once per fd) */
 	enum log_format log_format;
 	struct crilog cri; /* LOG_FORMAT_CRI: the pending line, at most 16 KiB */
+	struct exit_scan scan; /* the console lines the exit contract reads */
 	int stderr_fd;
 	qmp *mon; /* the private monitor */
 	struct vmctl_server vmctl;
@@ -181,6 +183,7 @@ static ssize_t pump_console(struct wrapper *w)
 		return 0;
 	if (!w->t_first_output)
 		w->t_first_output = uk_now_mono_ns();
+	exit_scan_feed(&w->scan, buf, (size_t)n);
 	if (w->log_format == LOG_FORMAT_CRI)
 		console_write_result(w, crilog_feed(&w->cri, buf, (size_t)n, uk_now_realtime_ns()));
 	else if (w->out_fd >= 0)
@@ -191,6 +194,7 @@ static ssize_t pump_console(struct wrapper *w)
 /* The console ended: a line still pending becomes the last record. */
 static void flush_console(struct wrapper *w)
 {
+	exit_scan_end(&w->scan);
 	if (w->log_format == LOG_FORMAT_CRI)
 		console_write_result(w, crilog_flush(&w->cri, uk_now_realtime_ns()));
 }
@@ -381,9 +385,9 @@ static int setup(struct wrapper *w, uk_error *err)
 	_cleanup_close_ int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if ((r = vm_plan_resolve(s, kind, kvm >= 0, &w->plan, err)) < 0)
 		return r;
-	log_debug("vm=%s msg=\"plan\" machine=%s accel=%s why=\"%s\" kernel=%s", s->id,
+	log_debug("vm=%s msg=\"plan\" machine=%s accel=%s why=\"%s\" kernel=%s exit=%s", s->id,
 		  vm_machine_name(w->plan.machine), vm_accel_name(w->plan.accel), w->plan.why_accel,
-		  kernel_kind_name(kind));
+		  kernel_kind_name(kind), vm_exit_contract_name(s->exit_contract));
 	if ((r = uk_mkdir_p(s->state_dir, 0700, err)) < 0)
 		return r;
 	if (chdir(s->state_dir) < 0)
@@ -400,6 +404,7 @@ static int setup(struct wrapper *w, uk_error *err)
 		w->out_fd = STDOUT_FILENO;
 	}
 	crilog_init(&w->cri, w->out_fd);
+	exit_scan_init(&w->scan, s->exit_contract);
 	log_debug("vm=%s msg=\"console\" path=%s log_format=%s", s->id, s->console_log ? s->console_log : "(stdout)",
 		  log_format_name(w->log_format));
 	return 0;
@@ -573,14 +578,16 @@ static int report_end(struct wrapper *w, const uk_error *run_err)
 		.panicked = w->panicked,
 		.wait_status = w->wait_status,
 		.stderr_tail = stderr_tail(w),
+		.contract = w->spec->exit_contract,
+		.console = &w->scan,
 	};
 	struct vm_exit e;
 	vm_exit_classify(&f, &e);
 	uk_error err = { 0 };
 	if (write_exit(w, &e, &f, &err) < 0)
 		log_error("vm=%s msg=\"cannot record the exit\" error=\"%s\"", w->spec->id, err.msg);
-	log_info("vm=%s msg=\"vm ended\" end=%s exit_code=%d reason=%s", w->spec->id, vm_end_name(e.end),
-		 e.exit_code, e.reason);
+	log_info("vm=%s msg=\"vm ended\" end=%s exit_code=%d reason=%s contract=%s", w->spec->id,
+		 vm_end_name(e.end), e.exit_code, e.reason, vm_exit_contract_name(w->spec->exit_contract));
 	/* A guest may run and end before our monitor handshake: that is a successful start. */
 	if (e.end == VM_END_QEMU_ERROR) {
 		const char *tail = stderr_tail(w);

@@ -104,6 +104,57 @@ static char *opt_escape(const char *s)
 	return o;
 }
 
+static void add_disk(struct argv_buf *a, const struct vm_spec *s, bool mmio)
+{
+	_cleanup_free_ char *file = opt_escape(s->disk);
+	if (!file)
+		a->err = ENOMEM;
+	add(a, "-drive");
+	/* snapshot=on keeps a person's image unchanged; unikd gives each container an
+	 * overlay of its own, which QEMU writes. */
+	add(a, "file=%s,format=%s,if=none,id=disk0%s", file ? file : "",
+	    s->disk_format == VM_DISK_QCOW2 ? "qcow2" : "raw", s->disk_snapshot ? ",snapshot=on" : "");
+	add(a, "-device");
+	if (!s->kernel)
+		add(a, "virtio-blk-pci,drive=disk0,bootindex=0");
+	else /* a data disk; microvm has no PCI, only virtio-mmio */
+		add(a, "%s,drive=disk0", mmio ? "virtio-blk-device" : "virtio-blk-pci");
+}
+
+static void add_net(struct argv_buf *a, const struct vm_spec *s, unsigned i, bool mmio)
+{
+	int tap = QEMU_FD_NET_BASE + 2 * (int)i;
+	add(a, "-netdev");
+	if (s->nets[i].vhost_fd >= 0)
+		add(a, "tap,id=net%u,fd=%d,vhost=on,vhostfd=%d", i, tap, tap + 1);
+	else
+		add(a, "tap,id=net%u,fd=%d", i, tap);
+	add(a, "-device");
+	add(a, "%s,netdev=net%u,mac=%s", mmio ? "virtio-net-device" : "virtio-net-pci", i, s->nets[i].mac);
+}
+
+/* QEMU puts devices on the bus in command-line order: on pc and q35 the first takes the
+ * first free PCI slot, and so on. A guest that matches devices by that order (Solo5, to its
+ * manifest) gets them in the spec's order. */
+static void add_devices(struct argv_buf *a, const struct vm_spec *s, bool mmio)
+{
+	if (!s->has_device_order) {
+		if (s->disk)
+			add_disk(a, s, mmio);
+		for (unsigned i = 0; i < s->n_nets; i++)
+			add_net(a, s, i, mmio);
+		return;
+	}
+	/* vm_spec_validate made the list name the disk and each NIC exactly once. */
+	unsigned net = 0;
+	for (unsigned k = 0; k < s->n_devices; k++) {
+		if (s->devices[k] == VM_DEV_BLOCK && s->disk)
+			add_disk(a, s, mmio);
+		else if (s->devices[k] == VM_DEV_NET && net < s->n_nets)
+			add_net(a, s, net++, mmio);
+	}
+}
+
 int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char ***ret, uk_error *err)
 {
 	struct argv_buf a = { 0 };
@@ -173,33 +224,7 @@ int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char **
 			add(&a, "%s", s->cmdline);
 		}
 	}
-	if (s->disk) {
-		_cleanup_free_ char *file = opt_escape(s->disk);
-		if (!file)
-			a.err = ENOMEM;
-		add(&a, "-drive");
-		/* snapshot=on keeps a person's image unchanged; unikd gives each container an
-		 * overlay of its own, which QEMU writes. */
-		add(&a, "file=%s,format=%s,if=none,id=disk0%s", file ? file : "",
-		    s->disk_format == VM_DISK_QCOW2 ? "qcow2" : "raw", s->disk_snapshot ? ",snapshot=on" : "");
-		add(&a, "-device");
-		if (!s->kernel)
-			add(&a, "virtio-blk-pci,drive=disk0,bootindex=0");
-		else /* a data disk; microvm has no PCI, only virtio-mmio */
-			add(&a, "%s,drive=disk0", mmio ? "virtio-blk-device" : "virtio-blk-pci");
-	}
-
-	for (unsigned i = 0; i < s->n_nets; i++) {
-		int tap = QEMU_FD_NET_BASE + 2 * (int)i;
-		add(&a, "-netdev");
-		if (s->nets[i].vhost_fd >= 0)
-			add(&a, "tap,id=net%u,fd=%d,vhost=on,vhostfd=%d", i, tap, tap + 1);
-		else
-			add(&a, "tap,id=net%u,fd=%d", i, tap);
-		add(&a, "-device");
-		add(&a, "%s,netdev=net%u,mac=%s", mmio ? "virtio-net-device" : "virtio-net-pci", i,
-		    s->nets[i].mac);
-	}
+	add_devices(&a, s, mmio);
 
 	if (a.err) {
 		strv_free(a.v);

@@ -6,8 +6,10 @@
 
 static const char *machine_names[] = { "auto", "microvm", "pc", "q35" };
 static const char *accel_names[] = { "auto", "kvm", "tcg" };
-static const char *firmware_names[] = { "auto", "qboot", "seabios" };
+const char *const vm_firmware_names[3] = { "auto", "qboot", "seabios" };
+const char *const vm_exit_contract_names[3] = { "default", "unikraft", "solo5" };
 static const char *disk_format_names[] = { "raw", "qcow2" };
+static const char *const device_kind_names[] = { "block", "net" };
 
 const char *vm_machine_name(enum vm_machine m)
 {
@@ -17,6 +19,11 @@ const char *vm_machine_name(enum vm_machine m)
 const char *vm_accel_name(enum vm_accel a)
 {
 	return accel_names[a];
+}
+
+const char *vm_exit_contract_name(enum vm_exit_contract c)
+{
+	return vm_exit_contract_names[c];
 }
 
 struct vm_spec *vm_spec_new(void)
@@ -95,7 +102,7 @@ static int get_bool(json_object *o, const char *key, bool *ret, uk_error *err)
 	return 0;
 }
 
-static int get_enum(json_object *o, const char *key, const char **names, size_t n, int *ret,
+static int get_enum(json_object *o, const char *key, const char *const *names, size_t n, int *ret,
 		    uk_error *err)
 {
 	_cleanup_free_ char *s = NULL;
@@ -110,16 +117,31 @@ static int get_enum(json_object *o, const char *key, const char **names, size_t 
 	return uk_err(err, EINVAL, "field \"%s\" has unknown value \"%s\"", key, s);
 }
 
+/* An array of at most max entries; *ret is NULL and *n 0 when the field is absent or null. */
+static int get_array(json_object *o, const char *key, size_t max, json_object **ret, size_t *n, uk_error *err)
+{
+	json_object *v;
+	*ret = NULL;
+	*n = 0;
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return uk_err(err, EINVAL, "field \"%s\" must be an array", key);
+	if (json_object_array_length(v) > max)
+		return uk_err(err, E2BIG, "field \"%s\" has %zu entries, at most %zu", key,
+			      json_object_array_length(v), max);
+	*ret = v;
+	*n = json_object_array_length(v);
+	return 0;
+}
+
 static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
 {
 	json_object *arr;
-	if (!json_object_object_get_ex(o, "net", &arr))
-		return 0;
-	if (!json_object_is_type(arr, json_type_array))
-		return uk_err(err, EINVAL, "field \"net\" must be an array");
-	size_t n = json_object_array_length(arr);
-	if (n > VM_NETS_MAX)
-		return uk_err(err, E2BIG, "field \"net\" has %zu entries, at most %d", n, VM_NETS_MAX);
+	size_t n;
+	int r = get_array(o, "net", VM_NETS_MAX, &arr, &n, err);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_array_get_idx(arr, i);
 		struct vm_net *net = &s->nets[i];
@@ -136,10 +158,32 @@ static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
 			net->vhost_fd = json_object_get_int(v);
 		}
 		s->n_nets = (unsigned)i + 1;
-		int r = get_string(e, "mac", true, &net->mac, err);
-		if (r < 0)
+		if ((r = get_string(e, "mac", true, &net->mac, err)) < 0)
 			return uk_err_ctx_r(err, r, "net[%zu]", i);
 	}
+	return 0;
+}
+
+/* "devices": ["net", "block", …], each kind by name; the counts are checked by validate. */
+static int parse_devices(json_object *o, struct vm_spec *s, uk_error *err)
+{
+	json_object *arr;
+	size_t n;
+	int r = get_array(o, "devices", VM_DEVICES_MAX, &arr, &n, err);
+	if (r < 0 || !arr)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(arr, i);
+		const char *name = json_object_is_type(e, json_type_string) ? json_object_get_string(e) : NULL;
+		size_t k = 0;
+		while (name && k < ARRAY_SIZE(device_kind_names) && strcmp(name, device_kind_names[k]) != 0)
+			k++;
+		if (!name || k == ARRAY_SIZE(device_kind_names))
+			return uk_err(err, EINVAL, "field \"devices[%zu]\" must be \"block\" or \"net\"", i);
+		s->devices[i] = (enum vm_device_kind)k;
+	}
+	s->n_devices = (unsigned)n;
+	s->has_device_order = true;
 	return 0;
 }
 
@@ -157,7 +201,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	if (!s)
 		return uk_err(err, ENOMEM, "out of memory");
 	unsigned version = 0;
-	int r, m = 0, a = 0, f = 0, df = 0;
+	int r, m = 0, a = 0, f = 0, df = 0, ex = 0;
 	if ((r = get_uint(o, "version", 1, 1000, &version, err)) < 0)
 		return r;
 	if (version != VM_SPEC_VERSION)
@@ -173,17 +217,19 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	    (r = get_string(o, "qemu", false, &s->qemu_binary, err)) < 0 ||
 	    (r = get_enum(o, "machine", machine_names, ARRAY_SIZE(machine_names), &m, err)) < 0 ||
 	    (r = get_enum(o, "accel", accel_names, ARRAY_SIZE(accel_names), &a, err)) < 0 ||
-	    (r = get_enum(o, "firmware", firmware_names, ARRAY_SIZE(firmware_names), &f, err)) < 0 ||
+	    (r = get_enum(o, "firmware", vm_firmware_names, ARRAY_SIZE(vm_firmware_names), &f, err)) < 0 ||
+	    (r = get_enum(o, "exit", vm_exit_contract_names, ARRAY_SIZE(vm_exit_contract_names), &ex, err)) < 0 ||
 	    (r = get_enum(o, "disk_format", disk_format_names, ARRAY_SIZE(disk_format_names), &df, err)) < 0 ||
 	    (r = get_bool(o, "disk_snapshot", &s->disk_snapshot, err)) < 0 ||
 	    (r = get_uint(o, "vcpus", 1, VM_VCPUS_MAX, &s->vcpus, err)) < 0 ||
 	    (r = get_uint(o, "memory_mib", VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &s->memory_mib, err)) < 0 ||
-	    (r = parse_nets(o, s, err)) < 0)
+	    (r = parse_nets(o, s, err)) < 0 || (r = parse_devices(o, s, err)) < 0)
 		return r;
 	s->machine = (enum vm_machine)m;
 	s->accel = (enum vm_accel)a;
 	s->firmware = (enum vm_firmware)f;
 	s->disk_format = (enum vm_disk_format)df;
+	s->exit_contract = (enum vm_exit_contract)ex;
 	if ((r = vm_spec_validate(s, err)) < 0)
 		return r;
 	*ret = TAKE_PTR(s);
@@ -196,6 +242,28 @@ static int check_readable(const char *field, const char *path, uk_error *err)
 		return uk_err(err, EINVAL, "field \"%s\" must be an absolute path, got \"%s\"", field, path);
 	if (access(path, R_OK) < 0)
 		return uk_err_errno(err, errno, "field \"%s\": cannot read %s", field, path);
+	return 0;
+}
+
+/* The order lists the disk and every NIC, each once: a device left out would be missing
+ * from the VM, and one listed without its "disk" or "net" entry has nothing behind it. */
+static int check_device_order(const struct vm_spec *s, uk_error *err)
+{
+	unsigned nets = 0, blocks = 0;
+	if (!s->has_device_order)
+		return 0;
+	for (unsigned i = 0; i < s->n_devices; i++) {
+		if (s->devices[i] == VM_DEV_NET && ++nets > s->n_nets)
+			return uk_err(err, EINVAL, "field \"devices[%u]\" is \"net\" number %u, but \"net\" has %u entries",
+				      i, nets, s->n_nets);
+		if (s->devices[i] == VM_DEV_BLOCK && ++blocks > (s->disk ? 1u : 0u))
+			return uk_err(err, EINVAL, s->disk ? "field \"devices[%u]\" names the disk a second time"
+							  : "field \"devices[%u]\" is \"block\", but there is no \"disk\"", i);
+	}
+	if (nets < s->n_nets)
+		return uk_err(err, EINVAL, "field \"devices\" leaves out net[%u]: it must list every NIC", nets);
+	if (s->disk && !blocks)
+		return uk_err(err, EINVAL, "field \"devices\" leaves out the disk: it must list \"block\"");
 	return 0;
 }
 
@@ -241,6 +309,8 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 		if (!ok)
 			return uk_err(err, EINVAL, "field \"net[%u].mac\" must look like 02:00:00:00:00:01", i);
 	}
+	if ((r = check_device_order(s, err)) < 0)
+		return r;
 	if (!s->state_dir || s->state_dir[0] != '/')
 		return uk_err(err, EINVAL, "field \"state_dir\" must be an absolute path");
 	if (s->console_log && s->console_log[0] != '/')

@@ -19,6 +19,15 @@ enum vm_machine { VM_MACHINE_AUTO, VM_MACHINE_MICROVM, VM_MACHINE_PC, VM_MACHINE
 enum vm_accel { VM_ACCEL_AUTO, VM_ACCEL_KVM, VM_ACCEL_TCG };
 enum vm_firmware { VM_FW_AUTO, VM_FW_QBOOT, VM_FW_SEABIOS };
 enum vm_disk_format { VM_DISK_RAW, VM_DISK_QCOW2 };
+/* How the VM's end reads (docs/architecture.md, "exit.json"): the isa-debug-exit value as the
+ * code (default), Unikraft's 41 (halt) and 42 (crash), or Solo5's console lines. */
+enum vm_exit_contract { VM_EXIT_DEFAULT, VM_EXIT_UNIKRAFT, VM_EXIT_SOLO5 };
+/* What the "devices" list names: the disk, or the next NIC of "net". */
+enum vm_device_kind { VM_DEV_BLOCK, VM_DEV_NET };
+#define VM_DEVICES_MAX (VM_NETS_MAX + 1)
+
+extern const char *const vm_firmware_names[3];
+extern const char *const vm_exit_contract_names[3];
 
 struct vm_net {
 	int tap_fd; /* inherited by vmwrapper, passed on to QEMU */
@@ -49,6 +58,13 @@ struct vm_spec {
 	char *qemu_binary;
 	struct vm_net nets[VM_NETS_MAX];
 	unsigned n_nets;
+	enum vm_exit_contract exit_contract;
+	/* The order in which the disk and the NICs go on the VM's bus (QEMU gives PCI slots in
+	 * command-line order; Solo5 matches its devices to its manifest in that order). The
+	 * k-th VM_DEV_NET is nets[k]. Without it: the disk, then the NICs. */
+	bool has_device_order;
+	enum vm_device_kind devices[VM_DEVICES_MAX];
+	unsigned n_devices;
 };
 
 void vm_spec_free(struct vm_spec *s);
@@ -67,5 +83,6 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err);
 
 const char *vm_machine_name(enum vm_machine m);
 const char *vm_accel_name(enum vm_accel a);
+const char *vm_exit_contract_name(enum vm_exit_contract c);
 
 #endif

@@ -106,6 +106,34 @@ static void spec_errors(void **state)
 		  "tap_fd" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"net\":[{\"tap_fd\":9,\"mac\":\"zz\"}]}",
 		  "mac" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"exit\":\"mirage\"}",
+		  "field \"exit\" has unknown value \"mirage\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"exit\":41}",
+		  "field \"exit\" must be a string" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"devices\":\"net\"}",
+		  "field \"devices\" must be an array" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\","
+		  "\"devices\":[\"block\",\"gpu\"]}",
+		  "field \"devices[1]\" must be \"block\" or \"net\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\","
+		  "\"devices\":[7]}",
+		  "field \"devices[0]\" must be \"block\" or \"net\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"devices\":[\"block\"]}",
+		  "field \"devices[0]\" is \"block\", but there is no \"disk\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\","
+		  "\"devices\":[\"block\",\"block\"]}",
+		  "field \"devices[1]\" names the disk a second time" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\","
+		  "\"devices\":[]}",
+		  "field \"devices\" leaves out the disk" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"devices\":[\"net\"]}",
+		  "field \"devices[0]\" is \"net\" number 1, but \"net\" has 0 entries" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"devices\":[\"net\"],"
+		  "\"net\":[{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":10,\"mac\":\"02:00:00:00:00:02\"}]}",
+		  "field \"devices\" leaves out net[1]" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\","
+		  "\"devices\":[\"net\",\"net\",\"net\",\"net\",\"net\",\"net\",\"net\",\"block\"]}",
+		  "field \"devices\" has 8 entries, at most 7" },
 		/* Every NIC's fds must fit what uk_spawn hands QEMU. */
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"net\":[{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"}]}",
 		  "\"net\" has 7 entries, at most 6" },
@@ -323,6 +351,115 @@ static void argv_disk_q35(void **state)
 	assert_true(has_pair(argv, "-netdev", "tap,id=net0,fd=7"));
 	assert_true(has_pair(argv, "-device", "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:02"));
 	assert_false(has(argv, "-kernel"));
+	strv_free(argv);
+	vm_spec_free(s);
+}
+
+static void spec_exit_and_devices(void **state)
+{
+	(void)state;
+	struct vm_spec *s = NULL;
+	uk_error err = { 0 };
+	assert_int_equal(parse("{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\"}", &s, &err), 0);
+	assert_int_equal(s->exit_contract, VM_EXIT_DEFAULT);
+	assert_false(s->has_device_order);
+	vm_spec_free(s);
+	static const char *const contracts[] = { "default", "unikraft", "solo5" };
+	for (size_t i = 0; i < ARRAY_SIZE(contracts); i++) {
+		char json[256];
+		snprintf(json, sizeof(json),
+			 "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"exit\":\"%s\"}",
+			 contracts[i]);
+		assert_int_equal(parse(json, &s, &err), 0);
+		assert_int_equal(s->exit_contract, (int)i);
+		assert_string_equal(vm_exit_contract_name(s->exit_contract), contracts[i]);
+		vm_spec_free(s);
+	}
+	assert_int_equal(parse("{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE
+			       "\",\"state_dir\":\"/x\",\"devices\":[\"net\",\"block\",\"net\"],\"net\":["
+			       "{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":10,\"mac\":\"02:00:00:00:00:02\"}]}",
+			       &s, &err), 0);
+	assert_true(s->has_device_order);
+	assert_int_equal(s->n_devices, 3);
+	assert_int_equal(s->devices[0], VM_DEV_NET);
+	assert_int_equal(s->devices[1], VM_DEV_BLOCK);
+	assert_int_equal(s->devices[2], VM_DEV_NET);
+	vm_spec_free(s);
+	/* No disk and no NIC: an empty list is the whole of nothing. */
+	assert_int_equal(parse("{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\","
+			       "\"devices\":[]}", &s, &err), 0);
+	assert_true(s->has_device_order);
+	vm_spec_free(s);
+}
+
+/* The index in argv of the -device whose value starts with prefix, -1 if none. */
+static int device_at(char **argv, const char *prefix)
+{
+	for (int i = 0; argv[i] && argv[i + 1]; i++)
+		if (strcmp(argv[i], "-device") == 0 && strncmp(argv[i + 1], prefix, strlen(prefix)) == 0)
+			return i;
+	return -1;
+}
+
+static struct vm_spec *mk_devices(void)
+{
+	struct vm_spec *s = mk();
+	s->disk = strdup(READABLE);
+	s->n_nets = 2;
+	for (unsigned i = 0; i < 2; i++) {
+		s->nets[i].tap_fd = 20 + (int)i;
+		s->nets[i].mac = strdup(i ? "02:00:00:00:00:02" : "02:00:00:00:00:01");
+	}
+	return s;
+}
+
+/* QEMU gives PCI slots in command-line order: the devices come in the spec's order. */
+static void argv_device_order(void **state)
+{
+	(void)state;
+	struct vm_spec *s = mk_devices();
+	struct vm_plan p;
+	char **argv = NULL;
+	uk_error err = { 0 };
+	assert_int_equal(vm_plan_resolve(s, KERNEL_MULTIBOOT, false, &p, &err), 0);
+	/* Without an order: the disk, then the NICs in "net" order. */
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	int blk = device_at(argv, "virtio-blk-pci,drive=disk0"), n0 = device_at(argv, "virtio-net-pci,netdev=net0"),
+	    n1 = device_at(argv, "virtio-net-pci,netdev=net1");
+	assert_true(blk > 0 && blk < n0 && n0 < n1);
+	strv_free(argv);
+
+	static const enum vm_device_kind orders[][3] = {
+		{ VM_DEV_NET, VM_DEV_BLOCK, VM_DEV_NET },
+		{ VM_DEV_NET, VM_DEV_NET, VM_DEV_BLOCK },
+		{ VM_DEV_BLOCK, VM_DEV_NET, VM_DEV_NET },
+	};
+	for (size_t k = 0; k < ARRAY_SIZE(orders); k++) {
+		s->has_device_order = true;
+		s->n_devices = 3;
+		memcpy(s->devices, orders[k], sizeof(orders[k]));
+		assert_int_equal(vm_spec_validate(s, &err), 0);
+		assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+		int at[3] = { -1, -1, -1 }, nets = 0;
+		for (int i = 0; i < 3; i++)
+			at[i] = orders[k][i] == VM_DEV_BLOCK ? device_at(argv, "virtio-blk-pci,drive=disk0")
+			      : device_at(argv, nets++ ? "virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02"
+						       : "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01");
+		if (!(at[0] > 0 && at[0] < at[1] && at[1] < at[2]))
+			fail_msg("order %zu: at %d %d %d", k, at[0], at[1], at[2]);
+		/* Each device once, each NIC with its own tap. */
+		size_t devices = 0;
+		for (char **a = argv; *a; a++)
+			devices += strcmp(*a, "-device") == 0 && strncmp(a[1], "virtio-", 7) == 0;
+		assert_int_equal(devices, 3);
+		assert_true(has_pair(argv, "-netdev", "tap,id=net0,fd=7"));
+		assert_true(has_pair(argv, "-netdev", "tap,id=net1,fd=9"));
+		strv_free(argv);
+	}
+	/* On microvm, the same order over virtio-mmio. */
+	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, false, &p, &err), 0);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_true(device_at(argv, "virtio-blk-device") < device_at(argv, "virtio-net-device,netdev=net0"));
 	strv_free(argv);
 	vm_spec_free(s);
 }
@@ -546,7 +683,8 @@ static void args_person(void **state)
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	assert_int_equal(chdir(dir), 0);
 	int r = parse_argv(&a, &err, "--kernel", READABLE, "--state-dir", "state/deep", "--console-log", "c.log",
-			   "--log-format", "cri", "--memory", "128", "--machine", "pc", "-v", NULL);
+			   "--log-format", "cri", "--memory", "128", "--machine", "pc", "--firmware", "seabios",
+			   "--exit", "solo5", "-v", NULL);
 	assert_int_equal(chdir(cwd), 0);
 	if (r < 0)
 		fail_msg("%s", err.msg);
@@ -556,6 +694,8 @@ static void args_person(void **state)
 	assert_int_equal(a.log_format, LOG_FORMAT_CRI);
 	assert_int_equal(a.spec->memory_mib, 128);
 	assert_int_equal(a.spec->machine, VM_MACHINE_PC);
+	assert_int_equal(a.spec->firmware, VM_FW_SEABIOS);
+	assert_int_equal(a.spec->exit_contract, VM_EXIT_SOLO5);
 	assert_string_equal(a.spec->id, "vm");
 	/* Relative paths become absolute; the state directory is made. */
 	assert_string_equal(a.spec->state_dir, sd);
@@ -586,6 +726,9 @@ static void args_help_and_errors(void **state)
 		{ { "--kernel", READABLE, "--cpus", "x" }, "--cpus" },
 		{ { "--kernel", READABLE, "--accel", "hvf" }, "--accel" },
 		{ { "--kernel", READABLE, "--log-format", "json" }, "--log-format" },
+		{ { "--kernel", READABLE, "--exit", "mirage" }, "--exit: unknown value \"mirage\"" },
+		{ { "--kernel", READABLE, "--firmware", "ovmf" }, "--firmware: unknown value \"ovmf\"" },
+		{ { "--spec", "/x.json", "--exit", "solo5" }, "cannot be combined" },
 		{ { "--kernel", READABLE, "--sync-fd", "5" }, "--sync-fd needs --spec" },
 		{ { "--kernel", READABLE, "--sync-fd", "2" }, "--sync-fd" },
 		{ { "--spec", "/x.json", "--kernel", READABLE }, "cannot be combined" },
@@ -642,7 +785,8 @@ int main(void)
 		cmocka_unit_test(spec_errors),     cmocka_unit_test(probe_kinds),
 		cmocka_unit_test(plan_choices),    cmocka_unit_test(argv_kernel_microvm),
 		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(kernel_and_data_disk),
-		cmocka_unit_test(exit_classes),
+		cmocka_unit_test(exit_classes),    cmocka_unit_test(spec_exit_and_devices),
+		cmocka_unit_test(argv_device_order),
 		cmocka_unit_test_setup_teardown(logfile_regular, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(logfile_refuses_links, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(logfile_refuses_other_kinds, tmpdir_setup, tmpdir_teardown),
