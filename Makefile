@@ -85,7 +85,7 @@ $(OBJ)/$(CRI_GEN_C:.c=.o): $(CRI_GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CRI_GEN_CFLAGS) -Wno-unused-parameter -c $< -o $@
 
-$(BIN)/vmwrapper: $(call objs,vmwrapper/main.c $(VMW_LIB_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(BIN)/vmwrapper: $(call objs,vmwrapper/main.c $(VMW_LIB_SRC) $(GUEST_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS)
 

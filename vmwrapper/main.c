@@ -21,7 +21,6 @@
 #include "crilog.h"
 #include "exit_status.h"
 #include "guest_exit.h"
-#include "kernel_probe.h"
 #include "logfile.h"
 #include "qemu_argv.h"
 #include "spec.h"
@@ -377,17 +376,23 @@ static int write_exit(struct wrapper *w, const struct vm_exit *e, const struct v
 static int setup(struct wrapper *w, uk_error *err)
 {
 	struct vm_spec *s = w->spec;
-	enum kernel_kind kind = KERNEL_UNKNOWN;
+	enum guest_boot kind = GUEST_BOOT_UNKNOWN;
 	int r;
 
-	if (s->kernel && (r = kernel_probe_file(s->kernel, &kind, err)) < 0)
-		return r;
+	if (s->kernel) {
+		_cleanup_free_ struct guest_binary *bin = calloc(1, sizeof(*bin));
+		if (!bin)
+			return uk_err(err, ENOMEM, "out of memory");
+		if ((r = guest_probe_file(s->kernel, bin, err)) < 0)
+			return r;
+		kind = bin->boot;
+	}
 	_cleanup_close_ int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if ((r = vm_plan_resolve(s, kind, kvm >= 0, &w->plan, err)) < 0)
 		return r;
 	log_debug("vm=%s msg=\"plan\" machine=%s accel=%s why=\"%s\" kernel=%s exit=%s", s->id,
 		  vm_machine_name(w->plan.machine), vm_accel_name(w->plan.accel), w->plan.why_accel,
-		  kernel_kind_name(kind), vm_exit_contract_name(s->exit_contract));
+		  guest_boot_name(kind), vm_exit_contract_name(s->exit_contract));
 	if ((r = uk_mkdir_p(s->state_dir, 0700, err)) < 0)
 		return r;
 	if (chdir(s->state_dir) < 0)

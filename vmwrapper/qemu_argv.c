@@ -3,12 +3,12 @@
 
 #include "qemu_argv.h"
 
-int vm_plan_resolve(const struct vm_spec *s, enum kernel_kind kind, bool kvm_ok, struct vm_plan *ret,
+int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, struct vm_plan *ret,
 		    uk_error *err)
 {
 	struct vm_plan p = { .machine = s->machine, .accel = s->accel, .kernel_kind = kind };
 
-	if (s->kernel && (kind == KERNEL_UNKNOWN || kind == KERNEL_ELF))
+	if (s->kernel && (kind == GUEST_BOOT_UNKNOWN || kind == GUEST_BOOT_ELF))
 		return uk_err(err, EINVAL,
 			      "kernel %s is not a PVH ELF (Xen note 18), a bzImage or a multiboot image",
 			      s->kernel);
@@ -18,12 +18,12 @@ int vm_plan_resolve(const struct vm_spec *s, enum kernel_kind kind, bool kvm_ok,
 	if (p.machine == VM_MACHINE_AUTO) {
 		if (boot_disk)
 			p.machine = VM_MACHINE_Q35;
-		else if (kind == KERNEL_MULTIBOOT)
+		else if (kind == GUEST_BOOT_MULTIBOOT)
 			p.machine = VM_MACHINE_PC;
 		else
 			p.machine = VM_MACHINE_MICROVM;
 	}
-	if (p.machine == VM_MACHINE_MICROVM && kind == KERNEL_MULTIBOOT)
+	if (p.machine == VM_MACHINE_MICROVM && kind == GUEST_BOOT_MULTIBOOT)
 		return uk_err(err, EINVAL, "a multiboot kernel needs machine pc or q35, not microvm");
 
 	/* qboot boots -kernel images in a few ms; disks need SeaBIOS. */

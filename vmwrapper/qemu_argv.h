@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "kernel_probe.h"
+#include "../src/guest/probe.h"
 #include "spec.h"
 
 #define QEMU_DEFAULT_BINARY "/usr/bin/qemu-system-x86_64"
@@ -23,12 +23,12 @@ struct vm_plan {
 	enum vm_machine machine; /* never AUTO */
 	enum vm_accel accel;     /* never AUTO */
 	const char *firmware;    /* -bios path, or NULL for the machine's default */
-	enum kernel_kind kernel_kind;
+	enum guest_boot kernel_kind;
 	const char *why_accel;   /* for the log */
 };
 
 /* Resolve the "auto" choices. kvm_ok: /dev/kvm opened. */
-int vm_plan_resolve(const struct vm_spec *s, enum kernel_kind kind, bool kvm_ok, struct vm_plan *ret,
+int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, struct vm_plan *ret,
 		    uk_error *err);
 
 /* NULL-terminated argv, to free with strv_free. */

@@ -13,12 +13,11 @@
 #include <sys/wait.h>
 
 #include <cmocka.h>
-#include <elf.h>
 
 #include "../../src/common/util.h"
 #include "../../vmwrapper/args.h"
 #include "../../vmwrapper/exit_status.h"
-#include "../../vmwrapper/kernel_probe.h"
+#include "../../src/guest/probe.h"
 #include "../../vmwrapper/logfile.h"
 #include "../../vmwrapper/qemu_argv.h"
 #include "../../vmwrapper/spec.h"
@@ -148,47 +147,6 @@ static void spec_errors(void **state)
 	}
 }
 
-static void probe_kinds(void **state)
-{
-	(void)state;
-	unsigned char buf[4096];
-
-	memset(buf, 0, sizeof(buf));
-	memcpy(buf + 0x202, "HdrS", 4);
-	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_BZIMAGE);
-
-	memset(buf, 0, sizeof(buf));
-	uint32_t mb[3] = { 0x1BADB002u, 0x3, (uint32_t)-(0x1BADB002u + 0x3) };
-	memcpy(buf + 64, mb, sizeof(mb));
-	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_MULTIBOOT);
-	mb[2]++; /* bad checksum */
-	memcpy(buf + 64, mb, sizeof(mb));
-	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_UNKNOWN);
-
-	/* A 32-bit ELF with one PT_NOTE holding Xen note 18. */
-	memset(buf, 0, sizeof(buf));
-	Elf32_Ehdr eh = { .e_phoff = sizeof(Elf32_Ehdr), .e_phentsize = sizeof(Elf32_Phdr), .e_phnum = 1 };
-	memcpy(eh.e_ident, ELFMAG, SELFMAG);
-	eh.e_ident[EI_CLASS] = ELFCLASS32;
-	Elf32_Phdr ph = { .p_type = PT_NOTE, .p_offset = 512, .p_filesz = 20 };
-	memcpy(buf, &eh, sizeof(eh));
-	memcpy(buf + sizeof(eh), &ph, sizeof(ph));
-	uint32_t note[5] = { 4, 4, 18, 0, 0x100000 };
-	memcpy(&note[3], "Xen", 4);
-	memcpy(buf + 512, note, sizeof(note));
-	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_PVH);
-	note[2] = 17; /* another Xen note only */
-	memcpy(buf + 512, note, sizeof(note));
-	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_ELF);
-	/* A note that claims to run past the buffer is not trusted. */
-	ph.p_filesz = 100000;
-	memcpy(buf + sizeof(eh), &ph, sizeof(ph));
-	assert_int_equal(kernel_probe_buf(buf, sizeof(buf)), KERNEL_ELF);
-
-	memset(buf, 0, sizeof(buf));
-	assert_int_equal(kernel_probe_buf(buf, 10), KERNEL_UNKNOWN);
-}
-
 static struct vm_spec *mk(void)
 {
 	struct vm_spec *s = vm_spec_new();
@@ -205,36 +163,36 @@ static void plan_choices(void **state)
 	struct vm_plan p;
 	uk_error err = { 0 };
 
-	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, true, &p, &err), 0);
 	assert_int_equal(p.machine, VM_MACHINE_MICROVM);
 	assert_int_equal(p.accel, VM_ACCEL_KVM);
 	assert_null(p.firmware);
-	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, false, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, false, &p, &err), 0);
 	assert_int_equal(p.accel, VM_ACCEL_TCG);
-	assert_int_equal(vm_plan_resolve(s, KERNEL_MULTIBOOT, true, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_MULTIBOOT, true, &p, &err), 0);
 	assert_int_equal(p.machine, VM_MACHINE_PC);
 	assert_string_equal(p.firmware, QEMU_QBOOT_ROM);
-	assert_true(vm_plan_resolve(s, KERNEL_ELF, true, &p, &err) < 0);
+	assert_true(vm_plan_resolve(s, GUEST_BOOT_ELF, true, &p, &err) < 0);
 	assert_non_null(strstr(err.msg, "not a PVH ELF"));
 
 	s->accel = VM_ACCEL_KVM;
-	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, false, &p, &err), -ENODEV);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, false, &p, &err), -ENODEV);
 	s->accel = VM_ACCEL_TCG;
-	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, true, &p, &err), 0);
 	assert_int_equal(p.accel, VM_ACCEL_TCG);
 
 	s->machine = VM_MACHINE_MICROVM;
-	assert_true(vm_plan_resolve(s, KERNEL_MULTIBOOT, true, &p, &err) < 0);
+	assert_true(vm_plan_resolve(s, GUEST_BOOT_MULTIBOOT, true, &p, &err) < 0);
 
 	free(s->kernel);
 	s->kernel = NULL;
 	s->disk = strdup(READABLE);
 	s->machine = VM_MACHINE_AUTO;
-	assert_int_equal(vm_plan_resolve(s, KERNEL_UNKNOWN, true, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_UNKNOWN, true, &p, &err), 0);
 	assert_int_equal(p.machine, VM_MACHINE_Q35);
 	assert_null(p.firmware); /* SeaBIOS */
 	s->firmware = VM_FW_QBOOT;
-	assert_true(vm_plan_resolve(s, KERNEL_UNKNOWN, true, &p, &err) < 0);
+	assert_true(vm_plan_resolve(s, GUEST_BOOT_UNKNOWN, true, &p, &err) < 0);
 	vm_spec_free(s);
 }
 
@@ -268,7 +226,7 @@ static void argv_kernel_microvm(void **state)
 	struct vm_plan p;
 	char **argv = NULL;
 	uk_error err = { 0 };
-	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, true, &p, &err), 0);
 	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
 	assert_string_equal(argv[0], QEMU_DEFAULT_BINARY);
 	assert_true(has_pair(argv, "-machine", "microvm"));
@@ -307,14 +265,14 @@ static void kernel_and_data_disk(void **state)
 	struct vm_plan p;
 	char **argv = NULL;
 	/* The kernel picks the machine and the firmware, not the disk. */
-	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, true, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, true, &p, &err), 0);
 	assert_int_equal(p.machine, VM_MACHINE_MICROVM);
 	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
 	assert_true(has_pair(argv, "-kernel", READABLE));
 	assert_true(has_pair(argv, "-drive", "file=" READABLE ",format=qcow2,if=none,id=disk0"));
 	assert_true(has_pair(argv, "-device", "virtio-blk-device,drive=disk0"));
 	strv_free(argv);
-	assert_int_equal(vm_plan_resolve(s, KERNEL_MULTIBOOT, true, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_MULTIBOOT, true, &p, &err), 0);
 	assert_int_equal(p.machine, VM_MACHINE_PC);
 	assert_string_equal(p.firmware, QEMU_QBOOT_ROM);
 	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
@@ -341,7 +299,7 @@ static void argv_disk_q35(void **state)
 	struct vm_plan p;
 	char **argv = NULL;
 	uk_error err = { 0 };
-	assert_int_equal(vm_plan_resolve(s, KERNEL_UNKNOWN, false, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_UNKNOWN, false, &p, &err), 0);
 	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
 	assert_true(has_pair(argv, "-machine", "q35"));
 	assert_true(has_pair(argv, "-accel", "tcg"));
@@ -421,7 +379,7 @@ static void argv_device_order(void **state)
 	struct vm_plan p;
 	char **argv = NULL;
 	uk_error err = { 0 };
-	assert_int_equal(vm_plan_resolve(s, KERNEL_MULTIBOOT, false, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_MULTIBOOT, false, &p, &err), 0);
 	/* Without an order: the disk, then the NICs in "net" order. */
 	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
 	int blk = device_at(argv, "virtio-blk-pci,drive=disk0"), n0 = device_at(argv, "virtio-net-pci,netdev=net0"),
@@ -457,7 +415,7 @@ static void argv_device_order(void **state)
 		strv_free(argv);
 	}
 	/* On microvm, the same order over virtio-mmio. */
-	assert_int_equal(vm_plan_resolve(s, KERNEL_PVH, false, &p, &err), 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, false, &p, &err), 0);
 	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
 	assert_true(device_at(argv, "virtio-blk-device") < device_at(argv, "virtio-net-device,netdev=net0"));
 	strv_free(argv);
@@ -782,7 +740,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(spec_minimal),    cmocka_unit_test(spec_full),
-		cmocka_unit_test(spec_errors),     cmocka_unit_test(probe_kinds),
+		cmocka_unit_test(spec_errors),
 		cmocka_unit_test(plan_choices),    cmocka_unit_test(argv_kernel_microvm),
 		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(kernel_and_data_disk),
 		cmocka_unit_test(exit_classes),    cmocka_unit_test(spec_exit_and_devices),
