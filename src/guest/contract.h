@@ -25,8 +25,9 @@ int guest_add_device(struct guest_plan *p, enum guest_dev_kind kind, const char 
 int guest_default_devices(const struct guest_facts *f, struct guest_plan *p, uk_error *err);
 /* The devices a Solo5 manifest declares, in its order (solo5.c). */
 int guest_solo5_devices(const struct guest_facts *f, struct guest_plan *p, uk_error *err);
-/* Machine, firmware, devices and exit of a Solo5 virtio guest (solo5.c; MirageOS too). */
-int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, uk_error *err);
+/* Machine, firmware, devices and exit of a Solo5 virtio guest (solo5.c; MirageOS too);
+ * label starts its why ("Solo5 (virtio)"). */
+int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, const char *label, uk_error *err);
 /* "devices: disk, net" into the why. */
 void guest_why_devices(struct guest_plan *p);
 

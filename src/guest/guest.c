@@ -9,6 +9,7 @@
 
 #define URUNC_TYPE "annotation com.urunc.unikernel.unikernelType"
 #define URUNC_VERSION "annotation com.urunc.unikernel.unikernelVersion"
+#define VERSION_MAX (sizeof(((struct guest_plan *)0)->version) - 1)
 
 /* urunc's unikernel types (pkg/unikontainers/unikernels): those unikd has a contract for,
  * and those it knows but cannot run. */
@@ -205,9 +206,8 @@ static int from_urunc(const struct guest_facts *f, struct guest_plan *p, const s
 static int version_check(const char *v, uk_error *err)
 {
 	size_t n = strlen(v);
-	if (n >= sizeof(((struct guest_plan *)0)->version))
-		return uk_err(err, EINVAL, URUNC_VERSION " is longer than %zu bytes",
-			      sizeof(((struct guest_plan *)0)->version) - 1);
+	if (n > VERSION_MAX)
+		return uk_err(err, EINVAL, URUNC_VERSION " is longer than %zu bytes", VERSION_MAX);
 	for (size_t i = 0; i < n; i++)
 		if (!strchr("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-+~_", v[i]))
 			return uk_err(err, EINVAL, URUNC_VERSION "=\"%s\" holds a byte other than letters, digits and .-+~_",

@@ -40,8 +40,9 @@ static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool stati
 static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err)
 {
 	int r;
-	guest_why(p, "MirageOS%s%s", p->version[0] ? " " : "", p->version);
-	if ((r = guest_solo5_vm(f, p, err)) < 0)
+	char label[48];
+	snprintf(label, sizeof(label), "MirageOS%s%s", p->version[0] ? " " : "", p->version);
+	if ((r = guest_solo5_vm(f, p, label, err)) < 0)
 		return r;
 	bool static_net = guest_net_static(f, p, true);
 	p->dhcp = guest_plan_has_net(p) && !static_net;

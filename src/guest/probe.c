@@ -1,5 +1,7 @@
 #include <elf.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/util.h"

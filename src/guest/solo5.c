@@ -13,7 +13,7 @@ static int declared(const struct guest_device *d, const char *has, uk_error *err
 int guest_solo5_devices(const struct guest_facts *f, struct guest_plan *p, uk_error *err)
 {
 	const struct guest_binary *b = f->bin;
-	bool net = false, block = false;
+	bool net = false, block = false; /* one of each can be given */
 	for (size_t i = 0; i < b->n_mft; i++) {
 		const struct guest_device *d = &b->mft[i];
 		if (d->kind == GUEST_DEV_NET && !f->net)
@@ -30,14 +30,18 @@ int guest_solo5_devices(const struct guest_facts *f, struct guest_plan *p, uk_er
 		net |= d->kind == GUEST_DEV_NET;
 		block |= d->kind == GUEST_DEV_BLOCK;
 	}
-	if (f->net && !net)
-		guest_why(p, "no NIC: the manifest declares no net device (Solo5 aborts on an undeclared one)");
-	if (f->has_block_disk && !block)
-		guest_why(p, "the image's block disk is left out: the manifest declares no block device");
 	return 0;
 }
 
-int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, uk_error *err)
+static bool has_block(const struct guest_plan *p)
+{
+	for (size_t i = 0; i < p->n_devices; i++)
+		if (p->devices[i].kind == GUEST_DEV_BLOCK)
+			return true;
+	return false;
+}
+
+int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, const char *label, uk_error *err)
 {
 	const struct guest_binary *b = f->bin;
 	if (b && b->solo5_abi_target && b->solo5_abi_target != GUEST_SOLO5_TARGET_VIRTIO)
@@ -46,7 +50,8 @@ int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, uk_error *
 	p->machine = GUEST_MACHINE_PC;
 	p->firmware = GUEST_FW_QBOOT;
 	p->exit = GUEST_EXIT_SOLO5;
-	guest_why(p, "pc with qboot (Solo5's virtio target needs PCI; it boots with either firmware, qboot is faster)");
+	guest_why(p, "%s: pc with qboot (Solo5's virtio target needs PCI; it boots with either firmware, qboot is faster)",
+		  label);
 	int r;
 	if (b && b->solo5)
 		r = guest_solo5_devices(f, p, err);
@@ -55,13 +60,17 @@ int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, uk_error *
 	if (r < 0)
 		return r;
 	guest_why_devices(p);
+	if (f->net && !guest_plan_has_net(p))
+		guest_why(p, "no NIC: the manifest declares no net device (Solo5 aborts on an undeclared one)");
+	if (f->has_block_disk && !has_block(p))
+		guest_why(p, "the image's block disk is left out: the manifest declares no block device");
 	return 0;
 }
 
 static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err)
 {
 	int r;
-	if ((r = guest_solo5_vm(f, p, err)) < 0)
+	if ((r = guest_solo5_vm(f, p, "Solo5 (virtio)", err)) < 0)
 		return r;
 	if ((r = guest_cmdline_build(&f->cmd, p->cmdline, sizeof(p->cmdline), err)) < 0)
 		return r;

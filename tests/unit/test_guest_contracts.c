@@ -416,6 +416,33 @@ static void version_and_why(void **state)
 	f.urunc_version = "latest";
 	p = resolve_ok(&f);
 	assert_contains(p.cmdline, "netdev.ip=10.77.0.5/16");
+
+	/* What is left out is said. */
+	static struct guest_env nine[9];
+	for (size_t i = 0; i < N(nine); i++)
+		nine[i] = (struct guest_env){ "K", "v" };
+	f.cmd.envs = nine;
+	f.cmd.n_envs = 9;
+	p = resolve_ok(&f);
+	assert_contains(p.why, "env.vars has 9 variables; a default Unikraft build keeps the first 8");
+	f.urunc_version = "0.16.0";
+	p = resolve_ok(&f);
+	assert_contains(p.why, "environment not passed: Unikraft before 0.16.1");
+	assert_null(strstr(p.cmdline, "env.vars"));
+	struct guest_binary s_none = solo5_bin(NULL, NULL, 0);
+	f = facts(NULL, &s_none, &NET, GUEST_NETCFG_AUTO);
+	f.has_block_disk = true;
+	p = resolve_ok(&f);
+	assert_contains(p.why, "Solo5 (virtio): pc with qboot");
+	assert_contains(p.why, "devices: none; no NIC: the manifest declares no net device");
+	assert_contains(p.why, "the image's block disk is left out");
+	assert_null(strstr(p.why, "..."));
+	f.urunc_type = "mirage";
+	f.cmd.envs = nine;
+	f.cmd.n_envs = 1;
+	p = resolve_ok(&f);
+	assert_contains(p.why, "MirageOS: pc with qboot");
+	assert_contains(p.why, "environment not passed: MirageOS has none");
 }
 
 int main(void)

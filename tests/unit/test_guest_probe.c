@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "../../src/common/util.h"
 #include "../../src/guest/probe.h"
 
 #define IMG_SIZE 16384
@@ -634,28 +635,14 @@ static char tmp_dir[64];
 static int tmp_setup(void **state)
 {
 	(void)state;
-	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/test_guest_probe.XXXXXX");
+	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/uk-test-guest-probe-XXXXXX");
 	return mkdtemp(tmp_dir) ? 0 : -1;
 }
 
 static int tmp_teardown(void **state)
 {
 	(void)state;
-	char path[96];
-	static const char *const names[] = { "kernel", "big" };
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", tmp_dir, names[i]);
-		(void)unlink(path); /* may not exist */
-	}
-	return rmdir(tmp_dir);
-}
-
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, buf, len), (ssize_t)len);
-	assert_int_equal(close(fd), 0);
+	return uk_rm_rf(tmp_dir, NULL);
 }
 
 static void files(void **state)
@@ -670,13 +657,13 @@ static void files(void **state)
 	struct guest_binary b;
 	uk_error err = { 0 };
 
-	write_file(path, m.buf, sizeof(m.buf));
+	assert_int_equal(uk_write_file_atomic(path, m.buf, sizeof(m.buf), 0600, &err), 0);
 	assert_int_equal(guest_probe_file(path, &b, &err), 0);
 	assert_int_equal(b.n_mft, 1);
 
 	/* A manifest error names the file. */
 	wr32(m.buf + AT_NOTES + 20 + 4, 7);
-	write_file(path, m.buf, sizeof(m.buf));
+	assert_int_equal(uk_write_file_atomic(path, m.buf, sizeof(m.buf), 0600, &err), 0);
 	assert_int_equal(guest_probe_file(path, &b, &err), -EINVAL);
 	assert_contains(err.msg, path);
 	assert_contains(err.msg, "version 7");
