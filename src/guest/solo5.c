@@ -48,10 +48,7 @@ int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, const char
 		return uk_err(err, EINVAL, "the Solo5 binary is built for the %s target (ABI note), but unikd boots only Solo5's virtio target",
 			      guest_solo5_target_name(b->solo5_abi_target));
 	p->machine = GUEST_MACHINE_PC;
-	p->firmware = GUEST_FW_QBOOT;
 	p->exit = GUEST_EXIT_SOLO5;
-	guest_why(p, "%s: pc with qboot (Solo5's virtio target needs PCI; it boots with either firmware, qboot is faster)",
-		  label);
 	int r;
 	if (b && b->solo5)
 		r = guest_solo5_devices(f, p, err);
@@ -59,6 +56,11 @@ int guest_solo5_vm(const struct guest_facts *f, struct guest_plan *p, const char
 		r = guest_default_devices(f, p, err);
 	if (r < 0)
 		return r;
+	/* qboot gives PCI devices no I/O space, and Solo5's legacy virtio needs it (the guest
+	 * then aborts with "virtq full"); without devices qboot boots faster. */
+	p->firmware = p->n_devices ? GUEST_FW_SEABIOS : GUEST_FW_QBOOT;
+	guest_why(p, "%s: pc (Solo5's virtio target needs PCI) with %s", label,
+		  p->n_devices ? "SeaBIOS (qboot gives virtio devices no I/O space)" : "qboot (no devices; faster)");
 	guest_why_devices(p);
 	if (f->net && !guest_plan_has_net(p))
 		guest_why(p, "no NIC: the manifest declares no net device (Solo5 aborts on an undeclared one)");

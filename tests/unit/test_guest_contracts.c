@@ -103,16 +103,17 @@ static void vms(void **state)
 		  GUEST_EXIT_UNIKRAFT, "net:net", false, "urunc annotation unikernelType=unikraft" },
 		{ NULL, &uk, true, true, GUEST_NETCFG_DHCP, GUEST_UNIKRAFT, GUEST_MACHINE_PC, GUEST_FW_SEABIOS,
 		  GUEST_EXIT_UNIKRAFT, "block:disk net:net", true, "Unikraft marks" },
-		{ NULL, &s_blk, true, true, GUEST_NETCFG_AUTO, GUEST_SOLO5, GUEST_MACHINE_PC, GUEST_FW_QBOOT,
+		/* A device needs SeaBIOS: qboot gives virtio devices no I/O space. */
+		{ NULL, &s_blk, true, true, GUEST_NETCFG_AUTO, GUEST_SOLO5, GUEST_MACHINE_PC, GUEST_FW_SEABIOS,
 		  GUEST_EXIT_SOLO5, "block:storage", false, "Solo5 notes (1 manifest device)" },
-		{ NULL, &s_net, true, false, GUEST_NETCFG_AUTO, GUEST_SOLO5, GUEST_MACHINE_PC, GUEST_FW_QBOOT,
+		{ NULL, &s_net, true, false, GUEST_NETCFG_AUTO, GUEST_SOLO5, GUEST_MACHINE_PC, GUEST_FW_SEABIOS,
 		  GUEST_EXIT_SOLO5, "net:service0", true, "Solo5 notes" },
 		/* No manifest device: no NIC although the pod has a network; the disk left out. */
 		{ NULL, &s_none, true, true, GUEST_NETCFG_AUTO, GUEST_SOLO5, GUEST_MACHINE_PC, GUEST_FW_QBOOT,
 		  GUEST_EXIT_SOLO5, "", false, "Solo5 notes (0 manifest devices)" },
-		{ "mirage", &s_net, true, false, GUEST_NETCFG_AUTO, GUEST_MIRAGE, GUEST_MACHINE_PC, GUEST_FW_QBOOT,
+		{ "mirage", &s_net, true, false, GUEST_NETCFG_AUTO, GUEST_MIRAGE, GUEST_MACHINE_PC, GUEST_FW_SEABIOS,
 		  GUEST_EXIT_SOLO5, "net:service0", false, "unikernelType=mirage" },
-		{ "mirage", &s_net, true, false, GUEST_NETCFG_DHCP, GUEST_MIRAGE, GUEST_MACHINE_PC, GUEST_FW_QBOOT,
+		{ "mirage", &s_net, true, false, GUEST_NETCFG_DHCP, GUEST_MIRAGE, GUEST_MACHINE_PC, GUEST_FW_SEABIOS,
 		  GUEST_EXIT_SOLO5, "net:service0", true, "unikernelType=mirage" },
 		{ NULL, &bz, true, false, GUEST_NETCFG_AUTO, GUEST_LINUX, GUEST_MACHINE_MICROVM, GUEST_FW_AUTO,
 		  GUEST_EXIT_DEFAULT, "net:net", true, "Linux boot protocol header" },
@@ -433,7 +434,7 @@ static void version_and_why(void **state)
 	f = facts(NULL, &s_none, &NET, GUEST_NETCFG_AUTO);
 	f.has_block_disk = true;
 	p = resolve_ok(&f);
-	assert_contains(p.why, "Solo5 (virtio): pc with qboot");
+	assert_contains(p.why, "Solo5 (virtio): pc (Solo5's virtio target needs PCI) with qboot (no devices");
 	assert_contains(p.why, "devices: none; no NIC: the manifest declares no net device");
 	assert_contains(p.why, "the image's block disk is left out");
 	assert_null(strstr(p.why, "..."));
@@ -441,7 +442,7 @@ static void version_and_why(void **state)
 	f.cmd.envs = nine;
 	f.cmd.n_envs = 1;
 	p = resolve_ok(&f);
-	assert_contains(p.why, "MirageOS: pc with qboot");
+	assert_contains(p.why, "MirageOS: pc (Solo5's virtio target needs PCI) with");
 	assert_contains(p.why, "environment not passed: MirageOS has none");
 }
 
