@@ -129,24 +129,22 @@ static void ports_and_dns(const Runtime__V1__PodSandboxConfig *cfg, struct sandb
 	}
 }
 
-/* The pod's VM annotations: accel and machine among their choices, cpu among QEMU's models. */
+/* The pod's VM annotations: each among its choices, cpu among QEMU's models. */
 static int check_vm_annotations(struct cri_context *ctx, size_t n, void *const *ann, const char *prefix,
 				uk_error *err)
 {
+	static const struct {
+		const char *key;
+		const char *const *choices;
+	} keys[] = { { ANN_ACCEL, accels }, { ANN_MACHINE, machines }, { ANN_FIRMWARE, firmwares },
+		     { ANN_NETCFG, netcfgs } };
 	char f[64];
 	int r;
-	snprintf(f, sizeof(f), "%s[" ANN_ACCEL "]", prefix);
-	if ((r = check_choice(cri_map_get(n, ann, ANN_ACCEL), f, accels, err)) < 0)
-		return r;
-	snprintf(f, sizeof(f), "%s[" ANN_MACHINE "]", prefix);
-	if ((r = check_choice(cri_map_get(n, ann, ANN_MACHINE), f, machines, err)) < 0)
-		return r;
-	snprintf(f, sizeof(f), "%s[" ANN_FIRMWARE "]", prefix);
-	if ((r = check_choice(cri_map_get(n, ann, ANN_FIRMWARE), f, firmwares, err)) < 0)
-		return r;
-	snprintf(f, sizeof(f), "%s[" ANN_NETCFG "]", prefix);
-	if ((r = check_choice(cri_map_get(n, ann, ANN_NETCFG), f, netcfgs, err)) < 0)
-		return r;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		snprintf(f, sizeof(f), "%s[%s]", prefix, keys[i].key);
+		if ((r = check_choice(cri_map_get(n, ann, keys[i].key), f, keys[i].choices, err)) < 0)
+			return r;
+	}
 	const char *cpu = cri_map_get(n, ann, ANN_CPU);
 	snprintf(f, sizeof(f), "%s[" ANN_CPU "]", prefix);
 	return cpu ? cri_cpu_model_check(ctx, cpu, f, err) : 0;
