@@ -163,8 +163,10 @@ class UnikdDriver:
         echo reply from the pod's address."""
         u, pb, rs = self.u, self.u.pb, self.u.rs
         name, cfg = self._new_pod(annotations=ANN_TCG)
-        args = ["static_ip={{ip}}/{{prefix}}", "static_gw={{gateway}}"] if static else []
-        ccfg = u.container_config(args, memory_mib=256)
+        # Kernel words the netguest reads from /proc/cmdline: for a Linux guest, envs (args
+        # would be init's command).
+        envs = {"static_ip": "{{ip}}/{{prefix}}", "static_gw": "{{gateway}}"} if static else {}
+        ccfg = u.container_config([], memory_mib=256, envs=envs)
         ccfg.image.image = "netguest:1"
         t0 = mono_ns()
         sid = rs.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id

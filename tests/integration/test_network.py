@@ -285,14 +285,14 @@ def test_linux_guest_network_end_to_end(uk, netguest):
         # A second pod reaches the first, and the outside through NAT.
         b_sid, b_cfg = uk.run_pod(name="b", annotations=ann)
         b = uk.create(b_sid, b_cfg, image="netguest:1", memory=256 << 20,
-                      args=[f"fetch=http://{a_ip}/", "ping=10.67.0.2"])
+                      envs={"fetch": f"http://{a_ip}/", "ping": "10.67.0.2"})
         uk.start_ctr(b)
         b_log = uk.status(b).status.log_path
         assert wait_line(b_log, "netguest: fetch=") == f"netguest: fetch=netguest podhost-a {a_ip}"
         assert wait_line(b_log, "netguest: ping=") == "netguest: ping=ok"
         c_sid, c_cfg = uk.run_pod(name="c", annotations=ann)
         c = uk.create(c_sid, c_cfg, image="netguest:1", memory=256 << 20,
-                      args=["fetch=http://10.67.0.2:8000/egress.txt"])
+                      envs={"fetch": "http://10.67.0.2:8000/egress.txt"})
         uk.start_ctr(c)
         assert wait_line(uk.status(c).status.log_path, "netguest: fetch=") == "netguest: fetch=egress-ok"
     finally:
