@@ -14,6 +14,7 @@ libinih-dev libsystemd-dev systemd procps
 qemu-system-x86 qemu-system-data qemu-utils dnsmasq-base iproute2
 python3 python3-pytest python3-grpcio python3-grpc-tools socat
 docker-registry apache2-utils
+containernetworking-plugins iptables
 "
 
 if [ "$#" -gt 0 ]; then PACKAGES="$*"; fi

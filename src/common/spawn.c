@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,6 +34,7 @@ enum step {
 	STEP_CGROUP,
 	STEP_EXEC,
 	STEP_FORK, /* detach: the intermediate child could not fork */
+	STEP_NETNS,
 };
 
 /* One record on the error pipe; smaller than PIPE_BUF, so written at once. */
@@ -76,6 +78,8 @@ static const char *step_name(int step)
 		return "execve";
 	case STEP_FORK:
 		return "fork (detach)";
+	case STEP_NETNS:
+		return "join its network namespace";
 	default:
 		return "start";
 	}
@@ -220,6 +224,9 @@ _noreturn_ static void child_run(const struct plan *p)
 {
 	const struct uk_spawn_opts *o = p->o;
 	reset_signals();
+	/* Before the fds move: the namespace's fd is one of ours, not the child's. */
+	if (o->netns_fd > 2 && setns(o->netns_fd, CLONE_NEWNET) < 0)
+		fail(p->err_w, STEP_NETNS, -1, 127);
 	int go = -1, err_fd = map_fds(p, &go);
 	if (o->new_session && setsid() < 0)
 		fail(err_fd, STEP_SESSION, -1, 127);

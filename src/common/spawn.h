@@ -45,6 +45,8 @@ struct uk_spawn_opts {
 	const struct uk_spawn_fd *fds; /* at most UK_SPAWN_MAX_FDS, distinct child_fd numbers */
 	size_t n_fds;
 	const char *cwd;       /* NULL: unchanged */
+	int netns_fd;          /* > 2: the child joins this network namespace (setns) before the
+				* rest of its setup; 0 or -1: stays in ours */
 	bool new_session;      /* setsid() (which makes a new process group too) */
 	bool new_pgrp;         /* setpgid(0, 0) */
 	int pdeathsig;         /* PR_SET_PDEATHSIG (0: none); the child exits at once if the

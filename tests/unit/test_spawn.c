@@ -447,6 +447,43 @@ static void fd_map(void **state)
 	uk_run_result_done(&res);
 }
 
+/* netns_fd: the child runs in that network namespace (a fresh one made with
+ * `ip netns add`, removed at the end, even when an assertion fails first). */
+static int netns_teardown(void **state)
+{
+	(void)state;
+	const char *const del[] = { "/usr/bin/ip", "netns", "del", "uk-spawn-test", NULL };
+	struct uk_run_result res;
+	(void)run(del, NULL, 0, 0, LONG_MS, &res, NULL); /* missing is fine */
+	uk_run_result_done(&res);
+	return 0;
+}
+
+static void netns(void **state)
+{
+	(void)state;
+	struct uk_run_result res;
+	uk_error err = { 0 };
+	const char *const add[] = { "/usr/bin/ip", "netns", "add", "uk-spawn-test", NULL };
+	assert_int_equal(run(add, NULL, 0, 0, LONG_MS, &res, &err), 0);
+	assert_true(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0);
+	uk_run_result_done(&res);
+	int fd = open("/run/netns/uk-spawn-test", O_RDONLY | O_CLOEXEC);
+	assert_true(fd > 2);
+	struct stat want;
+	assert_int_equal(fstat(fd, &want), 0);
+	const char *const readlink_ns[] = { "/usr/bin/readlink", "/proc/self/ns/net", NULL };
+	struct uk_spawn_opts o;
+	uk_spawn_opts_init(&o, readlink_ns);
+	o.netns_fd = fd;
+	assert_int_equal(uk_run(&o, NULL, 0, 4096, LONG_MS, &res, &err), 0);
+	char expect[64];
+	snprintf(expect, sizeof(expect), "net:[%llu]\n", (unsigned long long)want.st_ino);
+	assert_string_equal(res.out, expect);
+	uk_run_result_done(&res);
+	close(fd);
+}
+
 static void cwd_and_session(void **state)
 {
 	(void)state;
@@ -779,6 +816,7 @@ int main(void)
 		cmocka_unit_test(signals_reset),
 		cmocka_unit_test(fd_map),
 		cmocka_unit_test(cwd_and_session),
+		cmocka_unit_test_teardown(netns, netns_teardown),
 		cmocka_unit_test(parent_death),
 		cmocka_unit_test(cgroup_files),
 		cmocka_unit_test(hold_and_release),

@@ -1,0 +1,65 @@
+/* A pod's own network namespace in CNI mode, and the VM wired into it.
+ *
+ * The namespace is pinned at /run/netns/unikd-<sandbox id> (a bind mount of a namespace
+ * file, as `ip netns` does), so a restarted unikd finds it. The CNI plugins give it an
+ * `eth0`; unikd adds a tap beside it, whose fd QEMU holds on the host side, and joins the two
+ * with an ingress qdisc and u32 + mirred redirects in both directions (as Kata and urunc do;
+ * u32, since this kernel has no matchall or gact). DHCP from the guest is kept out of the
+ * redirect so a per-pod dnsmasq on the tap can answer it. eth0 keeps its address (the bridge
+ * plugin's DEL reads it); the guest's NIC gets eth0's MAC, and the tap eth0's MTU.
+ *
+ * Everything runs through libnl-route-3 in the namespace (a thread that setns()es in and
+ * back, or a socket opened inside it); nothing is exec'ed. */
+#ifndef UK_NET_PODNET_H
+#define UK_NET_PODNET_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/error.h"
+#include "net.h"
+
+#define PODNET_NETNS_DIR "/run/netns"
+#define PODNET_TAP "tap0"   /* the VM's tap inside the pod's namespace */
+#define PODNET_ROUTES_MAX 32
+
+/* /run/netns/unikd-<id> into path (PATH_MAX). */
+void podnet_netns_path(const char *sandbox_id, char *path, size_t len);
+/* Create and pin the namespace (its loopback up). -EEXIST if pinned already. The directory
+ * /run/netns is made, and made a shared mount as iproute2 does, if needed. */
+int podnet_netns_create(const char *sandbox_id, uk_error *err);
+/* Unpin and remove (idempotent). */
+int podnet_netns_remove(const char *sandbox_id, uk_error *err);
+bool podnet_netns_exists(const char *sandbox_id);
+/* An fd (O_CLOEXEC) of the pinned namespace, for setns or uk_spawn's netns_fd. */
+int podnet_netns_open(const char *sandbox_id, uk_error *err);
+
+/* What the guest sees of eth0 after the plugins ran: read from the namespace itself
+ * (addresses and routes, as Kata does), not only from the CNI result: Calico puts its
+ * gateway in the routes. */
+struct podnet_route {
+	uint32_t dst;     /* host order */
+	int prefix;
+	uint32_t gateway; /* 0: on-link */
+};
+struct podnet_info {
+	char mac[18];
+	unsigned mtu;
+	uint32_t ip;       /* the first IPv4 of eth0, host order; 0 if none */
+	int prefix;
+	uint32_t gateway;  /* the default route's gateway, 0 if none */
+	struct podnet_route routes[PODNET_ROUTES_MAX];
+	size_t n_routes;
+};
+int podnet_read(const char *sandbox_id, struct podnet_info *ret, uk_error *err);
+
+/* The tap tap0 in the namespace, up with eth0's MTU, redirected to and from eth0 (ingress
+ * qdiscs, u32 + mirred both ways, DHCP from the tap kept local). Returns the tap's fd
+ * (O_CLOEXEC, the host side for QEMU); the tap goes with its last fd. Idempotent: an old
+ * tap0 and old filters are replaced. */
+int podnet_tap_wire(const char *sandbox_id, const struct podnet_info *info, uk_error *err);
+/* Remove the tap and the redirects (eth0 is the plugins' and stays). Idempotent. */
+int podnet_tap_unwire(const char *sandbox_id, uk_error *err);
+
+#endif
