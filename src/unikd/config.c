@@ -19,6 +19,7 @@ enum kind {
 	K_LEVEL,  /* enum uk_log_level */
 	K_CIDR,   /* char *, an IPv4 CIDR */
 	K_IFNAME, /* char *, a network interface name */
+	K_PATHS,  /* char *, absolute paths separated by ':' */
 	K_HOSTS,  /* char **, HOST[:PORT] entries; a comma-separated list in the file */
 };
 
@@ -33,7 +34,7 @@ struct key {
 };
 
 static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
-static const char *const net_modes[] = { "bridge", "none", NULL };
+static const char *const net_modes[] = { "bridge", "cni", "none", NULL };
 static const char *const sections[] = { "daemon", "vm", "network", "registries" };
 
 #define KEY(sec, nm, fl, kd, field, ...)                                                            \
@@ -64,6 +65,8 @@ static const struct key keys[] = {
 	KEY("network", "bridge", "bridge", K_IFNAME, bridge),
 	KEY("network", "pod_cidr", "pod-cidr", K_CIDR, pod_cidr),
 	KEY("network", "dnsmasq", "dnsmasq", K_PATH, dnsmasq),
+	KEY("network", "cni_conf_dir", "cni-conf-dir", K_PATH, cni_conf_dir),
+	KEY("network", "cni_bin_dirs", "cni-bin-dirs", K_PATHS, cni_bin_dirs),
 	KEY("registries", "insecure", "insecure-registry", K_HOSTS, insecure, .live = true),
 };
 #undef KEY
@@ -91,10 +94,11 @@ int config_init(struct unikd_config *c)
 		.state_dir = strdup(CONFIG_DEFAULT_STATE_DIR), .run_dir = strdup(CONFIG_DEFAULT_RUN_DIR),
 		.accel = strdup("auto"), .network = strdup("bridge"), .bridge = strdup(NET_DEFAULT_BRIDGE),
 		.pod_cidr = strdup(NET_DEFAULT_CIDR), .dnsmasq = strdup(CONFIG_DEFAULT_DNSMASQ),
+		.cni_conf_dir = strdup(CONFIG_DEFAULT_CNI_CONF_DIR), .cni_bin_dirs = strdup(CONFIG_DEFAULT_CNI_BIN_DIRS),
 		.insecure = calloc(1, sizeof(char *)),
 	};
 	if (!c->state_dir || !c->run_dir || !c->accel || !c->network || !c->bridge || !c->pod_cidr ||
-	    !c->dnsmasq || !c->insecure) {
+	    !c->dnsmasq || !c->cni_conf_dir || !c->cni_bin_dirs || !c->insecure) {
 		config_done(c);
 		return -ENOMEM;
 	}
@@ -183,6 +187,22 @@ static int add_hosts(char ***list, const char *v, uk_error *err)
 	return 0;
 }
 
+/* A list of absolute directories separated by ':', none empty: relative ones would depend
+ * on the directory unikd starts in. */
+static int set_paths(char **dst, const char *v, uk_error *err)
+{
+	if (strlen(v) >= PATH_MAX)
+		return uk_err(err, ENAMETOOLONG, "the list is longer than %d bytes", PATH_MAX - 1);
+	for (const char *p = v;; p++) {
+		if (*p != '/')
+			return uk_err(err, EINVAL, "\"%s\" is not a list of absolute paths separated by ':'", v);
+		p = strchr(p, ':');
+		if (!p)
+			break;
+	}
+	return set_str(dst, v, err);
+}
+
 /* Check v and store it; messages say what is wrong with the value, the caller says where. */
 static int set_value(struct unikd_config *c, const struct key *k, const char *v, bool from_file, uk_error *err)
 {
@@ -244,6 +264,8 @@ static int set_value(struct unikd_config *c, const struct key *k, const char *v,
 		return set_str(str_at(c, k), v, err);
 	case K_HOSTS:
 		return add_hosts(strv_at(c, k), v, err);
+	case K_PATHS:
+		return set_paths(str_at(c, k), v, err);
 	}
 	return uk_err(err, EINVAL, "unknown kind of setting");
 }

@@ -16,6 +16,9 @@
 #define CONFIG_DEFAULT_RUN_DIR "/run/unikd"
 #define CONFIG_DEFAULT_QEMU "/usr/bin/qemu-system-x86_64"
 #define CONFIG_DEFAULT_DNSMASQ "/usr/sbin/dnsmasq"
+#define CONFIG_DEFAULT_CNI_CONF_DIR "/etc/cni/net.d"
+/* Debian installs its plugins in /usr/lib/cni; the reference place is /opt/cni/bin. */
+#define CONFIG_DEFAULT_CNI_BIN_DIRS "/opt/cni/bin:/usr/lib/cni"
 
 struct unikd_config {
 	/* [daemon] */
@@ -35,8 +38,9 @@ struct unikd_config {
 	char *accel;       /* auto, kvm, tcg */
 	char *cgroup_root; /* NULL: /sys/fs/cgroup */
 	/* [network] */
-	char *network; /* bridge, none */
+	char *network; /* bridge, cni, none */
 	char *bridge, *pod_cidr, *dnsmasq;
+	char *cni_conf_dir, *cni_bin_dirs; /* cni: the config directory; plugin dirs, ':'-separated */
 	/* [registries] */
 	char **insecure; /* HOST or HOST:PORT, NULL-terminated; never NULL once initialised */
 };

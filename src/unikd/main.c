@@ -98,12 +98,15 @@ static void usage(FILE *f)
 	      "                         (default /sys/fs/cgroup); without usable cgroups VMs run\n"
 	      "                         unlimited\n"
 	      "  --network MODE         [network] mode: bridge (default): pods get addresses on the\n"
-	      "                         bridge; none: pods have no network\n"
+	      "                         bridge; cni: from the node's CNI plugins; none: no network\n"
 	      "  --bridge NAME          [network] bridge: the pods' bridge (default " NET_DEFAULT_BRIDGE ")\n"
 	      "  --pod-cidr CIDR        [network] pod_cidr: pod addresses until kubelet sends a CIDR\n"
 	      "                         (default " NET_DEFAULT_CIDR ")\n"
 	      "  --dnsmasq PATH         [network] dnsmasq: the dnsmasq binary\n"
 	      "                         (default " CONFIG_DEFAULT_DNSMASQ ")\n"
+	      "  --cni-conf-dir DIR     [network] cni_conf_dir: CNI configs (default " CONFIG_DEFAULT_CNI_CONF_DIR ")\n"
+	      "  --cni-bin-dirs DIRS    [network] cni_bin_dirs: CNI plugin directories, ':'-separated\n"
+	      "                         (default " CONFIG_DEFAULT_CNI_BIN_DIRS ")\n"
 	      "  --insecure-registry HOST[:PORT]\n"
 	      "                         [registries] insecure (comma-separated in the file): pull\n"
 	      "                         from this registry over plain HTTP (repeatable; given at\n"
@@ -555,7 +558,8 @@ int main(int argc, char **argv)
 		{ "accel", required_argument, NULL, SETTING },       { "workers", required_argument, NULL, SETTING },
 		{ "log-level", required_argument, NULL, SETTING },   { "network", required_argument, NULL, SETTING },
 		{ "bridge", required_argument, NULL, SETTING },      { "pod-cidr", required_argument, NULL, SETTING },
-		{ "dnsmasq", required_argument, NULL, SETTING },     { "memory-overhead", required_argument, NULL, SETTING },
+		{ "dnsmasq", required_argument, NULL, SETTING },     { "cni-conf-dir", required_argument, NULL, SETTING },
+		{ "cni-bin-dirs", required_argument, NULL, SETTING },     { "memory-overhead", required_argument, NULL, SETTING },
 		{ "cgroup-root", required_argument, NULL, SETTING }, { "insecure-registry", required_argument, NULL, SETTING },
 		{ "read-workers", required_argument, NULL, SETTING }, { "image-workers", required_argument, NULL, SETTING },
 		{ "max-connections", required_argument, NULL, SETTING },
