@@ -157,7 +157,7 @@ static void errors_name_the_line(void **state)
 		{ "[daemon]\nlog_level = loud\n",
 		  "t.conf:2: [daemon] log_level: \"loud\" is not one of error, warn, info, debug" },
 		{ "[vm]\naccel = fast\n", "t.conf:2: [vm] accel: \"fast\" is not one of auto, kvm, tcg" },
-		{ "[network]\nmode = host\n", "t.conf:2: [network] mode: \"host\" is not one of bridge, none" },
+		{ "[network]\nmode = host\n", "t.conf:2: [network] mode: \"host\" is not one of bridge, cni, none" },
 		{ "[network]\npod_cidr = 10.77.0.0\n",
 		  "t.conf:2: [network] pod_cidr: invalid CIDR \"10.77.0.0\": expected a.b.c.d/prefix with decimal "
 		  "octets 0..255" },
