@@ -78,7 +78,9 @@ CRI_HANDLER(cri_status)
 				      "qemu-system-x86_64 could not be run; install qemu-system-x86");
 	char why[512];
 	bool net_ok = rt_net_ready(ctx->rt->net, why, sizeof(why));
-	st->conditions[1] = condition(a, "NetworkReady", net_ok, "NetworkNotReady", arena_strdup(a, why));
+	/* CNI mode says it as kubelet's other runtimes do, until a config loads. */
+	st->conditions[1] = condition(a, "NetworkReady", net_ok, ctx->rt->net->cni ? "NetworkPluginNotReady" : "NetworkNotReady",
+				      arena_strdup(a, why));
 	r->status = st;
 	if (q->verbose) {
 		_cleanup_json_ json_object *o = json_object_new_object();
@@ -236,6 +238,27 @@ Runtime__V1__PodSandboxMetadata *cri_sandbox_metadata(arena *a, const struct san
 	return m;
 }
 
+/* CNI: the result's other addresses (an IPv6 one, a second IPv4), after the pod IP. */
+static void additional_ips(arena *a, const struct sandbox *s, Runtime__V1__PodSandboxNetworkStatus *net)
+{
+	json_object *ips;
+	if (!s->cni || !s->ip || !json_object_object_get_ex(s->cni, "ips", &ips) || !json_object_is_type(ips, json_type_array))
+		return;
+	size_t n = json_object_array_length(ips);
+	net->additional_ips = arena_array(a, Runtime__V1__PodIP *, n);
+	for (size_t i = 0; i < n; i++) {
+		char ip[64];
+		snprintf(ip, sizeof(ip), "%s", json_object_get_string(json_object_array_get_idx(ips, i)));
+		ip[strcspn(ip, "/")] = '\0';
+		if (strcmp(ip, s->ip) == 0)
+			continue;
+		Runtime__V1__PodIP *p = arena_new0(a, Runtime__V1__PodIP);
+		*p = (Runtime__V1__PodIP)RUNTIME__V1__POD_IP__INIT;
+		p->ip = arena_strdup(a, ip);
+		net->additional_ips[net->n_additional_ips++] = p;
+	}
+}
+
 CRI_HANDLER(cri_pod_sandbox_status)
 {
 	struct cri_context *ctx = ud;
@@ -260,6 +283,7 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	Runtime__V1__PodSandboxNetworkStatus *net = arena_new0(a, Runtime__V1__PodSandboxNetworkStatus);
 	*net = (Runtime__V1__PodSandboxNetworkStatus)RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
 	net->ip = arena_strdup(a, nz(s->ip));
+	additional_ips(a, s, net);
 	st->network = net;
 	Runtime__V1__LinuxPodSandboxStatus *lx = arena_new0(a, Runtime__V1__LinuxPodSandboxStatus);
 	*lx = (Runtime__V1__LinuxPodSandboxStatus)RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
@@ -305,6 +329,8 @@ CRI_HANDLER(cri_list_pod_sandbox)
 	resp_->items = arena_array(a, Runtime__V1__PodSandbox *, ctx->rt->n_sb);
 	for (size_t i = 0; i < ctx->rt->n_sb; i++) {
 		struct sandbox *s = ctx->rt->sb[i];
+		if (s->adding)
+			continue; /* its RunPodSandbox has not answered yet */
 		if (f && !cri_sandbox_matches(s, f->id, f->state ? (int)f->state->state : -1, f->n_label_selector,
 					      (void **)f->label_selector))
 			continue;

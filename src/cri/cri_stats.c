@@ -187,7 +187,7 @@ CRI_HANDLER(cri_list_pod_sandbox_stats)
 	o->stats = arena_array(a, Runtime__V1__PodSandboxStats *, ctx->rt->n_sb);
 	for (size_t i = 0; i < ctx->rt->n_sb; i++) {
 		struct sandbox *s = ctx->rt->sb[i];
-		if (f && !cri_sandbox_matches(s, f->id, -1, f->n_label_selector, (void **)f->label_selector))
+		if (s->adding || (f && !cri_sandbox_matches(s, f->id, -1, f->n_label_selector, (void **)f->label_selector)))
 			continue;
 		o->stats[o->n_stats++] = sandbox_msg(a, ctx->rt, s);
 	}

@@ -27,6 +27,7 @@ void sandbox_free(struct sandbox *s)
 	free(s->mac);
 	json_object_put(s->port_mappings);
 	json_object_put(s->dns);
+	json_object_put(s->cni);
 	free(s);
 }
 
@@ -90,6 +91,8 @@ json_object *sandbox_to_json(const struct sandbox *s)
 		json_object_object_add(o, "port_mappings", json_object_get(s->port_mappings));
 	if (s->dns)
 		json_object_object_add(o, "dns", json_object_get(s->dns));
+	if (s->cni)
+		json_object_object_add(o, "cni", json_object_get(s->cni));
 	if (s->boot_id[0])
 		json_object_object_add(o, "boot_id", json_object_new_string(s->boot_id));
 	return o;
@@ -262,6 +265,8 @@ int sandbox_from_json(json_object *o, struct sandbox **ret, uk_error *err)
 		s->port_mappings = json_object_get(v);
 	if (json_object_object_get_ex(o, "dns", &v) && json_object_is_type(v, json_type_object))
 		s->dns = json_object_get(v);
+	if (json_object_object_get_ex(o, "cni", &v) && json_object_is_type(v, json_type_object))
+		s->cni = json_object_get(v);
 	get_boot_id(o, s->boot_id);
 	s->prefix = (int)get_i64(o, "prefix");
 	s->attempt = (uint32_t)get_i64(o, "attempt");

@@ -39,12 +39,18 @@ struct sandbox {
 	int prefix;
 	json_object *port_mappings; /* [{"proto":"tcp","host_port":N,"container_port":N,"host_ip":"…"}] */
 	json_object *dns;           /* {"servers":[…],"searches":[…],"options":[…]} */
+	/* CNI mode: {"phase": "adding" | "added" | "deleting" | "deleted", "state": what ADD ran
+	 * (config, arguments, results: DEL takes it back), "ips": [all its addresses]}. The
+	 * pod's namespace is /run/netns/unikd-<id>. NULL in the other modes. */
+	json_object *cni;
 	/* the kernel's boot id when the sandbox was made ready: a ready sandbox recorded under
 	 * another boot lost its network with the reboot ("" in records from before) */
 	char boot_id[UK_BOOT_ID_MAX];
 	/* in memory only */
 	int refs;
 	bool removed;
+	bool adding; /* CNI: its ADD runs; invisible to lookups and lists until it is done */
+	bool busy;   /* CNI: an ADD or DEL of its runs without the lock; others wait their turn */
 };
 
 #define RECORD_DEVICES_MAX 8

@@ -429,7 +429,8 @@ static void context_done(struct cri_context *ctx)
 }
 
 /* The event loop: signals; dnsmasq's pidfd, so a dead dnsmasq is restarted at once; a timer
- * that keeps dnsmasq's log bounded. Returns the signal that ended it (0: an error). */
+ * that keeps dnsmasq's log bounded; the CNI config directory (cni mode). Returns the signal
+ * that ended it (0: an error). */
 static int event_loop(struct daemon *d, struct runtime *rt, struct cri_context *ctx, int sfd)
 {
 	_cleanup_close_ int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -440,9 +441,10 @@ static int event_loop(struct daemon *d, struct runtime *rt, struct cri_context *
 	for (;;) {
 		/* A fresh pidfd each pass: a restart elsewhere replaces the process it watches. */
 		_cleanup_close_ int dfd = rt_net_dnsmasq_pidfd(rt->net);
-		struct pollfd p[3] = { { .fd = sfd, .events = POLLIN }, { .fd = dfd, .events = POLLIN },
-				       { .fd = tfd, .events = POLLIN } };
-		if (poll(p, 3, -1) < 0) {
+		struct pollfd p[4] = { { .fd = sfd, .events = POLLIN }, { .fd = dfd, .events = POLLIN },
+				       { .fd = tfd, .events = POLLIN },
+				       { .fd = rt_cni_watch_fd(rt->net->cni), .events = POLLIN } };
+		if (poll(p, 4, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error("msg=\"poll failed\" error=\"%s\"", strerror(errno));
@@ -450,6 +452,8 @@ static int event_loop(struct daemon *d, struct runtime *rt, struct cri_context *
 		}
 		if (p[1].revents)
 			rt_net_dnsmasq_restart(rt->net);
+		if (p[3].revents)
+			rt_cni_reload(rt->net->cni); /* the CNI config directory changed */
 		if (p[2].revents) {
 			uint64_t ticks;
 			uk_error e = { 0 };
@@ -491,7 +495,8 @@ static int run_daemon(struct daemon *d)
 		.state_dir = o->state_dir, .run_dir = o->run_dir, .vmwrapper = d->vmwrapper, .qemu = o->qemu,
 		.default_memory_mib = o->memory_mib, .default_vcpus = o->vcpus, .default_accel = o->accel,
 		.memory_overhead_mib = o->overhead_mib, .cgroup_root = o->cgroup_root,
-		.net = { .enabled = strcmp(o->network, "bridge") == 0, .bridge = o->bridge, .cidr = o->pod_cidr,
+		.net = { .enabled = strcmp(o->network, "bridge") == 0, .cni = strcmp(o->network, "cni") == 0,
+			 .cni_conf_dir = o->cni_conf_dir, .cni_bin_dirs = o->cni_bin_dirs, .bridge = o->bridge, .cidr = o->pod_cidr,
 			 .dnsmasq = o->dnsmasq, .state_dir = o->state_dir, .run_dir = o->run_dir },
 	};
 	struct runtime *rt = NULL;

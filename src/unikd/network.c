@@ -95,6 +95,14 @@ int rt_net_open(const struct rt_net_config *cfg, struct rt_net **ret, uk_error *
 		return uk_err(err, ENOMEM, "out of memory");
 	pthread_mutex_init(&n->lock, NULL);
 	n->enabled = cfg->enabled;
+	if (cfg->cni) {
+		if ((r = rt_cni_open(cfg, &n->cni, err)) < 0) {
+			rt_net_free(n);
+			return r;
+		}
+		*ret = n;
+		return 0;
+	}
 	if (!n->enabled) {
 		snprintf(n->why, sizeof(n->why), "pod networking is turned off (--network none)");
 		*ret = n;
@@ -139,6 +147,7 @@ void rt_net_free(struct rt_net *n)
 		return;
 	ipam_free(n->ipam);
 	dnsmasq_free(n->dns);
+	rt_cni_free(n->cni);
 	free(n->dir);
 	free(n->cidr_file);
 	free(n->dnsmasq_bin);
@@ -149,6 +158,8 @@ void rt_net_free(struct rt_net *n)
 
 bool rt_net_ready(struct rt_net *n, char *why, size_t len)
 {
+	if (n->cni)
+		return rt_cni_ready(n->cni, why, len);
 	pthread_mutex_lock(&n->lock);
 	bool ok = n->enabled && n->ready;
 	snprintf(why, len, "%s", n->why);
@@ -322,8 +333,10 @@ int rt_net_sandbox_down(struct rt_net *n, struct sandbox *s, uk_error *err)
 	return 0;
 }
 
-int rt_net_tap(struct rt_net *n, const struct sandbox *s, uk_error *err)
+int rt_net_tap(struct rt_net *n, const struct sandbox *s, bool dhcp, uk_error *err)
 {
+	if (n->cni && s->ip)
+		return rt_cni_tap(n->cni, s, dhcp, err);
 	if (!n->enabled || !s->ip)
 		return -ENOENT;
 	char tap[IFNAMSIZ];
@@ -353,15 +366,20 @@ static char *join(json_object *o, const char *key)
 bool rt_net_pod(struct rt_net *n, const struct sandbox *s, struct rt_pod_net *out)
 {
 	uint32_t ip;
+	json_object *gw;
 	*out = (struct rt_pod_net){ 0 };
-	if (!n->enabled || !s->ip || net_ip_parse(s->ip, &ip) < 0)
+	if (!(n->enabled || n->cni) || !s->ip || net_ip_parse(s->ip, &ip) < 0)
 		return false;
 	struct net_cidr c = { .prefix = s->prefix };
 	c.net = ip & (s->prefix ? ~0u << (32 - s->prefix) : 0);
 	snprintf(out->ip, sizeof(out->ip), "%s", s->ip);
 	out->prefix = (unsigned)s->prefix;
 	net_netmask_str(s->prefix, out->mask);
-	net_ip_str(net_cidr_gateway(&c), out->gateway);
+	/* CNI: the gateway the pod's namespace routes through (read after ADD); bridge: ours. */
+	if (n->cni && s->cni && json_object_object_get_ex(s->cni, "gateway", &gw))
+		snprintf(out->gateway, sizeof(out->gateway), "%s", json_object_get_string(gw));
+	else
+		net_ip_str(net_cidr_gateway(&c), out->gateway);
 	json_object *a;
 	if (s->dns && json_object_object_get_ex(s->dns, "servers", &a) && json_object_is_type(a, json_type_array) &&
 	    json_object_array_length(a) > 0)

@@ -11,8 +11,13 @@
 #define RT_NET_MAX_CIDRS 8
 #define RT_NET_MAX_PORTS 64
 
+struct rt_cni;
+
 struct rt_net_config {
-	bool enabled;
+	bool enabled;          /* bridge mode: unikd's own bridge, addresses, dnsmasq, NAT */
+	bool cni;              /* cni mode: the node's CNI plugins (network_cni.c) */
+	const char *cni_conf_dir;
+	const char *cni_bin_dirs; /* ':'-separated */
 	const char *bridge;
 	const char *cidr;      /* the default pod CIDR */
 	const char *dnsmasq;   /* binary */
@@ -21,7 +26,8 @@ struct rt_net_config {
 };
 
 struct rt_net {
-	bool enabled;
+	bool enabled;      /* bridge mode */
+	struct rt_cni *cni; /* cni mode, else NULL */
 	char bridge[IFNAMSIZ];
 	struct net_cidr cidrs[RT_NET_MAX_CIDRS]; /* in use; the last one is where new pods go */
 	size_t n_cidrs;
@@ -48,8 +54,9 @@ int rt_net_parse_ports(json_object *mappings, struct hostport *out, size_t *n, u
 int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err);
 /* Idempotent: releases everything sandbox_up made, and any tap left by name. */
 int rt_net_sandbox_down(struct rt_net *n, struct sandbox *s, uk_error *err);
-/* A tap on the bridge for the pod's VM; the fd goes to QEMU. */
-int rt_net_tap(struct rt_net *n, const struct sandbox *s, uk_error *err);
+/* A tap for the pod's VM, on the bridge or (CNI) wired to eth0 in the pod's namespace, where
+ * with dhcp the pod's own DHCP server answers the guest; the fd goes to QEMU. */
+int rt_net_tap(struct rt_net *n, const struct sandbox *s, bool dhcp, uk_error *err);
 /* The pod's address as a guest sees it, as text; false when the pod has none. dns is its
  * first dns_config server, "" if none. */
 struct rt_pod_net {
@@ -69,6 +76,35 @@ void rt_net_dnsmasq_restart(struct rt_net *n);
 /* Keep dnsmasq's log within its bound (rotated past it); for a timer of the main loop,
  * since a guest's DHCP problems log lines between pod changes. 1 if it rotated. */
 int rt_net_bound_logs(struct rt_net *n, uk_error *err);
+/* ---- cni mode (network_cni.c) ---- */
+
+/* Load the CNI config and watch its directory. Not having a usable config is not fatal:
+ * NetworkReady is false (NetworkPluginNotReady) with the cause until one loads. */
+int rt_cni_open(const struct rt_net_config *cfg, struct rt_cni **ret, uk_error *err);
+void rt_cni_free(struct rt_cni *c);
+bool rt_cni_ready(struct rt_cni *c, char *why, size_t len);
+/* For the main loop: the inotify fd of the config directory (-1: none); when it is
+ * readable, rt_cni_reload() drains it and loads the directory again. */
+int rt_cni_watch_fd(struct rt_cni *c);
+void rt_cni_reload(struct rt_cni *c);
+/* The pod's network: its namespace, then ADD with the config in use now; on success s gets
+ * ip, prefix, mac (eth0's) and s->cni = {"phase": "added", "state", "ips", "gateway", "mtu"}.
+ * On failure nothing is left: DEL ran, the namespace is gone. Runs without the runtime's
+ * lock (a plugin may take seconds); s is the caller's, claimed for this call. */
+int rt_cni_up(struct rt_cni *c, struct sandbox *s, uk_error *err);
+/* DEL with what ADD recorded (or, without a record of it, the config in use now), then the
+ * pod's DHCP server and namespace go. netns may be gone (after a reboot): DEL runs with an
+ * empty CNI_NETNS so the plugins release their reservations. Idempotent. */
+int rt_cni_down(struct rt_cni *c, struct sandbox *s, uk_error *err);
+/* The VM's tap in the pod's namespace, wired to eth0 (fd for QEMU); with dhcp, the pod's
+ * own dnsmasq answers the guest on it with eth0's address. */
+int rt_cni_tap(struct rt_cni *c, const struct sandbox *s, bool dhcp, uk_error *err);
+/* At start-up: every pinned unikd-* namespace without a sandbox record goes (DEL with the
+ * config in use, then the namespace). has(id) says whether a record exists. */
+void rt_cni_reconcile_orphans(struct rt_cni *c, bool (*has)(const char *sandbox_id, void *ud), void *ud);
+/* Whether the config in use has a plugin for hostPorts (portMappings). */
+bool rt_cni_has_portmap(struct rt_cni *c);
+
 /* Re-add the hostPorts of live pods after a restart. */
 int rt_net_restore(struct rt_net *n, struct sandbox **sb, size_t n_sb, uk_error *err);
 

@@ -322,6 +322,10 @@ static void apply_recorded_limits(struct runtime *rt)
 /* The network: a stop cut short is finished, then whatever no ready pod holds goes. */
 static void reconcile_network(struct runtime *rt)
 {
+	if (rt->net->cni) {
+		rt_reconcile_cni(rt);
+		return;
+	}
 	if (!rt->net->enabled)
 		return;
 	for (size_t i = 0; i < rt->n_sb; i++) {

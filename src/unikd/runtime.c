@@ -70,8 +70,12 @@ static int find_prefix(void **items, size_t n, size_t id_off, const char *id, co
 
 int rt_find_sandbox(struct runtime *rt, const char *id, struct sandbox **ret, uk_error *err)
 {
-	return find_prefix((void **)rt->sb, rt->n_sb, offsetof(struct sandbox, id), id, "pod sandbox",
-			   (void **)ret, err);
+	int r = find_prefix((void **)rt->sb, rt->n_sb, offsetof(struct sandbox, id), id, "pod sandbox",
+			    (void **)ret, err);
+	/* A pod whose RunPodSandbox still runs (CNI ADD) is nobody's to see yet. */
+	if (r >= 0 && (*ret)->adding)
+		return uk_err(err, ENOENT, "pod sandbox \"%s\" not found", id);
+	return r;
 }
 
 int rt_find_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err)

@@ -73,6 +73,15 @@ int rt_ctr_cgroup_path(struct runtime *rt, const struct container *c, char *out,
 /* Remove the VM's cgroup if it exists (idempotent). */
 int rt_remove_cgroup(struct runtime *rt, const struct container *c, uk_error *err);
 
+/* ---- sandbox_cni.c: pods in CNI mode ---- */
+
+/* The checks done, lock held: record (adding), ADD without the lock, record (ready); takes s
+ * (freed on failure, which leaves nothing behind). */
+int rt_sandbox_create_cni(struct runtime *rt, struct sandbox *s, uk_error *err);
+/* NOTREADY is recorded; DEL, then the namespace. Lock held (dropped around DEL). */
+int rt_sandbox_release_cni(struct runtime *rt, struct sandbox *s, uk_error *err);
+void rt_reconcile_cni(struct runtime *rt);
+
 /* ---- reconcile.c ---- */
 
 /* Start-up: records against reality (docs/architecture.md, "Crash safety and restarts"). */

@@ -72,6 +72,15 @@ int rt_sandbox_create(struct runtime *rt, struct sandbox *s, char *id_out, uk_er
 	rt_lock(rt);
 	if ((r = check_sandbox(rt, s, err)) < 0)
 		goto fail;
+	if (rt->net->cni) {
+		r = rt_sandbox_create_cni(rt, s, err); /* takes s */
+		if (r >= 0) {
+			memcpy(id_out, s->id, UK_FULL_ID_LEN + 1);
+			log_info("pod=%s msg=\"sandbox created\" name=%s ip=%s", s->id, s->reserved_name, s->ip);
+		}
+		rt_unlock(rt);
+		return r;
+	}
 	/* The network first, the record last: until the record exists, nothing reaches the
 	 * pod, and start-up finds what a crash left (addresses, DHCP entries and hostPorts all
 	 * lead to the id) and releases it. */
@@ -110,6 +119,8 @@ static int sandbox_release(struct runtime *rt, struct sandbox *s, uk_error *err)
 		}
 		log_info("pod=%s msg=\"sandbox stopped\"", s->id);
 	}
+	if (rt->net->cni)
+		return rt_sandbox_release_cni(rt, s, err);
 	if (!rt->net->enabled)
 		return 0;
 	bool had_ip = s->ip != NULL;
