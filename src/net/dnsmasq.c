@@ -43,6 +43,7 @@ struct dnsmasq {
 	struct net_cidr *ranges; /* sorted, unique */
 	size_t n_ranges;
 	char **argv;     /* NULL-terminated */
+	int netns_fd;    /* the caller's, for the start only (> 2), else -1 */
 	char *cmdline;   /* argv joined with NULs, as /proc/PID/cmdline shows it */
 	size_t cmdline_len;
 	/* The running dnsmasq, if any. */
@@ -217,7 +218,7 @@ static int strv_push(char ***v, size_t *n, char *s)
 	return 0;
 }
 
-static int build_argv(struct dnsmasq *d, const char *binary)
+static int build_argv(struct dnsmasq *d, const char *binary, const char *const *extra)
 {
 	_cleanup_strv_ char **v = NULL;
 	size_t n = 0;
@@ -255,6 +256,8 @@ static int build_argv(struct dnsmasq *d, const char *binary)
 		r = strv_push(&v, &n, uk_strf("--log-facility=%s", d->log));
 	if (r == 0)
 		r = strv_push(&v, &n, uk_strf("--pid-file=%s", d->daemon_pidfile));
+	for (size_t i = 0; r == 0 && extra && extra[i]; i++)
+		r = strv_push(&v, &n, strdup(extra[i]));
 	if (r < 0)
 		return r;
 	size_t len = 0;
@@ -463,6 +466,7 @@ static int run_original(struct dnsmasq *d, uk_error *err)
 {
 	struct uk_spawn_opts o;
 	uk_spawn_opts_init(&o, (const char *const *)d->argv);
+	o.netns_fd = d->netns_fd;
 	struct uk_run_result res;
 	int r = uk_run(&o, NULL, 0, 0, START_TIMEOUT_MS, &res, err);
 	if (r == 0)
@@ -610,6 +614,17 @@ static int check_searchable(const char *dir, uk_error *err)
 	return 0;
 }
 
+/* An option's text: letters, digits and the punctuation dnsmasq options use; never white
+ * space, quotes or backslashes. */
+static bool option_chars_ok(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      strchr("-_.,:=/@+", *s)))
+			return false;
+	return true;
+}
+
 static int config_check(const struct dnsmasq_config *cfg, uk_error *err)
 {
 	if (!cfg)
@@ -625,6 +640,12 @@ static int config_check(const struct dnsmasq_config *cfg, uk_error *err)
 		return uk_err(err, EINVAL, "dnsmasq: no DHCP ranges");
 	if (cfg->n_ranges > MAX_RANGES)
 		return uk_err(err, EINVAL, "dnsmasq: %zu DHCP ranges, at most %d", cfg->n_ranges, MAX_RANGES);
+	size_t n_extra = 0;
+	for (; cfg->extra && cfg->extra[n_extra]; n_extra++)
+		if (n_extra == DNSMASQ_EXTRA_MAX || strncmp(cfg->extra[n_extra], "--", 2) != 0 ||
+		    strlen(cfg->extra[n_extra]) > 256 || !option_chars_ok(cfg->extra[n_extra] + 2))
+			return uk_err(err, EINVAL, "dnsmasq: extra option %zu is not a plain --option (at most %d)",
+				      n_extra, DNSMASQ_EXTRA_MAX);
 	for (size_t i = 0; i < cfg->n_ranges; i++) {
 		const struct net_cidr *c = &cfg->ranges[i];
 		char net[NET_IP_MAX];
@@ -637,7 +658,8 @@ static int config_check(const struct dnsmasq_config *cfg, uk_error *err)
 	return 0;
 }
 
-int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_error *err)
+/* The handle cfg describes, its directories made; nothing started. */
+static int handle_new(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_error *err)
 {
 	int r = config_check(cfg, err);
 	if (r < 0)
@@ -655,6 +677,7 @@ int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_er
 		return uk_err(err, ENOMEM, "out of memory");
 	pthread_mutex_init(&d->lock, NULL);
 	d->pidfd = -1;
+	d->netns_fd = cfg->netns_fd > 2 ? cfg->netns_fd : -1;
 	d->bridge = strdup(cfg->bridge);
 	d->dir = strdup(abs);
 	d->hosts_dir = uk_strf("%s/hosts.d", abs);
@@ -676,7 +699,7 @@ int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_er
 	for (size_t i = 0; i < cfg->n_ranges; i++)
 		if (d->n_ranges == 0 || ranges_cmp(&d->ranges[d->n_ranges - 1], &d->ranges[i]) != 0)
 			d->ranges[d->n_ranges++] = d->ranges[i];
-	if (build_argv(d, cfg->binary ? cfg->binary : DNSMASQ_DEFAULT_BINARY) < 0)
+	if (build_argv(d, cfg->binary ? cfg->binary : DNSMASQ_DEFAULT_BINARY, cfg->extra) < 0)
 		return uk_err(err, ENOMEM, "out of memory");
 
 	if ((r = mkdir_mode(abs, 0755, err)) < 0 || (r = mkdir_mode(d->hosts_dir, 0755, err)) < 0 ||
@@ -687,9 +710,20 @@ int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_er
 		return r;
 	if ((r = check_searchable(d->hosts_dir, err)) < 0)
 		return r;
+	*ret = TAKE_PTR(d);
+	return 0;
+}
+
+int dnsmasq_ensure(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk_error *err)
+{
+	_cleanup_(dnsmasq_freep) struct dnsmasq *d = NULL;
+	int r = handle_new(cfg, &d, err);
+	if (r < 0)
+		return r;
 
 	pthread_mutex_lock(&d->lock);
 	r = run_locked(d, err);
+	d->netns_fd = -1; /* the caller's fd: only for this start */
 	pthread_mutex_unlock(&d->lock);
 	if (r < 0)
 		return uk_err_ctx_r(err, r, "dnsmasq on %s", d->bridge);
@@ -730,6 +764,13 @@ int dnsmasq_pidfd(struct dnsmasq *d)
 pid_t dnsmasq_pid(const struct dnsmasq *d)
 {
 	return d ? d->pid : 0;
+}
+
+int dnsmasq_stop_config(const struct dnsmasq_config *cfg, uk_error *err)
+{
+	_cleanup_(dnsmasq_freep) struct dnsmasq *d = NULL;
+	int r = handle_new(cfg, &d, err);
+	return r < 0 ? r : dnsmasq_stop(d, err);
 }
 
 int dnsmasq_stop(struct dnsmasq *d, uk_error *err)

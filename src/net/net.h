@@ -89,7 +89,12 @@ struct dnsmasq_config {
 	const struct net_cidr *ranges; /* static ranges, one per pod CIDR in use */
 	size_t n_ranges;
 	uint64_t log_max;       /* dnsmasq.log's bound in bytes; 0: DNSMASQ_LOG_MAX */
+	/* A pod's own dnsmasq (CNI mode): it runs in this network namespace (> 2; 0 or -1: ours),
+	 * with these extra options ("--…", NULL-terminated, at most DNSMASQ_EXTRA_MAX). */
+	int netns_fd;
+	const char *const *extra;
 };
+#define DNSMASQ_EXTRA_MAX 16
 #define DNSMASQ_LOG_MAX (1024 * 1024)
 struct dnsmasq;
 /* Adopt the dnsmasq recorded in dir if it is alive and ours (pid + start time + argv), or
@@ -120,6 +125,9 @@ int dnsmasq_lease_of(struct dnsmasq *d, const char *mac, int64_t *expiry, uk_err
 void dnsmasq_free(struct dnsmasq *d);
 /* Stop it (tests, and when networking is turned off). */
 int dnsmasq_stop(struct dnsmasq *d, uk_error *err);
+/* Stop the dnsmasq cfg describes, if one runs (adopted as dnsmasq_ensure would), without
+ * starting one; its directory stays. Idempotent. */
+int dnsmasq_stop_config(const struct dnsmasq_config *cfg, uk_error *err);
 
 /* ---- nat.c (libnftables) ---- */
 struct hostport {
