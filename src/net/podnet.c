@@ -47,29 +47,6 @@
 
 /* ---- libnl ---- */
 
-static inline void nl_sock_freep(struct nl_sock **p)
-{
-	if (*p)
-		nl_socket_free(*p);
-}
-#define _cleanup_nl_sock_ _cleanup_(nl_sock_freep)
-
-static inline void nl_cache_freep(struct nl_cache **p)
-{
-	if (*p)
-		nl_cache_free(*p);
-}
-#define _cleanup_nl_cache_ _cleanup_(nl_cache_freep)
-
-/* Any libnl object (link, qdisc, classifier, action): one reference dropped. */
-static inline void nl_object_putp(void *p)
-{
-	struct nl_object **o = p;
-	if (*o)
-		nl_object_put(*o);
-}
-#define _cleanup_nl_object_ _cleanup_(nl_object_putp)
-
 /* libnl's NLE_* code as an errno, for the codes the kernel's answers map to. */
 static int nl_errno(int nle)
 {
@@ -151,7 +128,7 @@ static int link_set(struct nl_sock *sk, const char *name, unsigned mtu, struct n
 
 static bool sandbox_id_ok(const char *id)
 {
-	if (!id || strlen(id) != 64)
+	if (!id || strnlen(id, 65) != 64)
 		return false;
 	for (const char *p = id; *p; p++)
 		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
@@ -301,7 +278,7 @@ bool podnet_netns_exists(const char *sandbox_id)
 	char path[PATH_MAX];
 	if (netns_path(sandbox_id, path, NULL) < 0)
 		return false;
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
 	return fd >= 0 && is_netns_fd(fd);
 }
 
@@ -316,8 +293,9 @@ int podnet_netns_create(const char *sandbox_id, uk_error *err)
 		return uk_err_ctx_r(err, r, "network namespace %s", path);
 	if (podnet_netns_exists(sandbox_id))
 		return uk_err(err, EEXIST, "network namespace %s is pinned already", path);
-	/* A file left by a create that died before its mount is taken over. */
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0444);
+	/* A file left by a create that died before its mount is taken over; a symlink is not
+	 * followed (the bind mount would follow it). */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0444);
 	if (fd < 0)
 		return uk_err_errno(err, errno, "create %s", path);
 	fd = safe_close(fd);
@@ -358,7 +336,7 @@ int podnet_netns_open(const char *sandbox_id, uk_error *err)
 	int r = netns_path(sandbox_id, path, err);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return uk_err(err, ENOENT, "network namespace %s does not exist", path);
