@@ -17,14 +17,26 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <netlink/netlink.h>
+#include <netlink/cache.h>
+#include <netlink/object.h>
+
 #include "../common/error.h"
 #include "net.h"
 
 #define PODNET_NETNS_DIR "/run/netns"
 #define PODNET_TAP "tap0"   /* the VM's tap inside the pod's namespace */
 #define PODNET_ROUTES_MAX 32
+#define PODNET_ETH "eth0"   /* the plugins' interface (CNI_IFNAME) */
+/* The tc filters' priorities, on the ingress qdiscs (ffff:) of eth0 and tap0: unwire and a
+ * new wire remove exactly these. */
+#define PODNET_PRIO_ETH_REDIRECT 0x756b /* eth0: everything → tap0 ("uk") */
+#define PODNET_PRIO_TAP_DHCP 1          /* tap0: IPv4 UDP to port 67 stays in the namespace */
+#define PODNET_PRIO_TAP_REDIRECT 2      /* tap0: everything else → eth0 */
 
-/* /run/netns/unikd-<id> into path (PATH_MAX). */
+/* /run/netns/unikd-<id> into path (PATH_MAX). The id must be 64 lowercase hex characters
+ * (unikd's sandbox ids): for any other, and every function below returns -EINVAL, the path is
+ * "". */
 void podnet_netns_path(const char *sandbox_id, char *path, size_t len);
 /* Create and pin the namespace (its loopback up). -EEXIST if pinned already. The directory
  * /run/netns is made, and made a shared mount as iproute2 does, if needed. */
@@ -32,12 +44,45 @@ int podnet_netns_create(const char *sandbox_id, uk_error *err);
 /* Unpin and remove (idempotent). */
 int podnet_netns_remove(const char *sandbox_id, uk_error *err);
 bool podnet_netns_exists(const char *sandbox_id);
-/* An fd (O_CLOEXEC) of the pinned namespace, for setns or uk_spawn's netns_fd. */
+/* An fd (O_CLOEXEC) of the pinned namespace, for setns or uk_spawn's netns_fd. -ENOENT when
+ * it is not pinned. */
 int podnet_netns_open(const char *sandbox_id, uk_error *err);
+
+/* Run fn(ud, err) on a thread of its own that joins the namespace (setns) and then ends: no
+ * thread of the caller ever changes namespace. What fn opens (sockets, /dev/net/tun) stays
+ * bound to that namespace and usable from any thread. Returns what fn returns. */
+int podnet_run_in(int netns_fd, int (*fn)(void *ud, uk_error *err), void *ud, uk_error *err);
+/* A connected rtnetlink socket (libnl-3, close-on-exec) bound to the namespace: every libnl
+ * call made on it acts there, from whatever thread. Free with nl_socket_free. */
+int podnet_nl_socket(int netns_fd, struct nl_sock **ret, uk_error *err);
+
+/* Cleanup helpers for what such a socket gives. */
+static inline void podnet_nl_sock_freep(struct nl_sock **p)
+{
+	if (*p)
+		nl_socket_free(*p);
+}
+#define _cleanup_nl_sock_ _cleanup_(podnet_nl_sock_freep)
+static inline void podnet_nl_cache_freep(struct nl_cache **p)
+{
+	if (*p)
+		nl_cache_free(*p);
+}
+#define _cleanup_nl_cache_ _cleanup_(podnet_nl_cache_freep)
+/* Any libnl object (link, address, route, qdisc, classifier, action): one reference. */
+static inline void podnet_nl_object_putp(void *p)
+{
+	struct nl_object **o = p;
+	if (*o)
+		nl_object_put(*o);
+}
+#define _cleanup_nl_object_ _cleanup_(podnet_nl_object_putp)
 
 /* What the guest sees of eth0 after the plugins ran: read from the namespace itself
  * (addresses and routes, as Kata does), not only from the CNI result: Calico puts its
- * gateway in the routes. */
+ * gateway in the routes. The routes are the main table's IPv4 unicast routes out of eth0
+ * (the default route and on-link ones included; a multipath route by its first hop); more
+ * than PODNET_ROUTES_MAX is -E2BIG. -ENODEV without eth0, -ENOENT without the namespace. */
 struct podnet_route {
 	uint32_t dst;     /* host order */
 	int prefix;
@@ -59,7 +104,8 @@ int podnet_read(const char *sandbox_id, struct podnet_info *ret, uk_error *err);
  * (O_CLOEXEC, the host side for QEMU); the tap goes with its last fd. Idempotent: an old
  * tap0 and old filters are replaced. */
 int podnet_tap_wire(const char *sandbox_id, const struct podnet_info *info, uk_error *err);
-/* Remove the tap and the redirects (eth0 is the plugins' and stays). Idempotent. */
+/* Remove the tap and the redirects (eth0 is the plugins' and stays; its ingress qdisc goes
+ * when no filter is left on it). Idempotent: a namespace or eth0 that is gone is fine. */
 int podnet_tap_unwire(const char *sandbox_id, uk_error *err);
 
 #endif
