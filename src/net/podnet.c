@@ -639,6 +639,26 @@ static int tap_set(struct nl_sock *sk, struct rtnl_link *eth, unsigned mtu, uk_e
 	return r;
 }
 
+/* tap0's link-local /32, for the pod's DHCP server. */
+static int tap_addr(struct nl_sock *sk, int tap, uk_error *err)
+{
+	_cleanup_nl_object_ struct rtnl_addr *a = rtnl_addr_alloc();
+	struct nl_addr *local = NULL;
+	if (!a)
+		return uk_err(err, ENOMEM, "out of memory");
+	int r = nl_addr_parse(PODNET_TAP_ADDR "/32", AF_INET, &local);
+	if (r < 0)
+		return nl_fail(err, r, "address %s", PODNET_TAP_ADDR);
+	rtnl_addr_set_ifindex(a, tap);
+	r = rtnl_addr_set_local(a, local);
+	nl_addr_put(local);
+	if (r >= 0)
+		rtnl_addr_set_scope(a, RT_SCOPE_LINK);
+	if (r >= 0 && (r = rtnl_addr_add(sk, a, NLM_F_REPLACE)) < 0 && r != -NLE_EXIST)
+		return nl_fail(err, r, "add %s to %s", PODNET_TAP_ADDR, PODNET_TAP);
+	return 0;
+}
+
 /* The qdiscs and filters of a new tap0, then eth0's redirect to it. */
 static int redirects_add(struct nl_sock *sk, int eth, int tap, uk_error *err)
 {
@@ -698,6 +718,8 @@ int podnet_tap_wire(const char *sandbox_id, const struct podnet_info *info, uk_e
 	if (r >= 0) {
 		_cleanup_nl_object_ struct rtnl_link *tap = NULL;
 		r = link_get(sk, PODNET_TAP, &tap, err);
+		if (r >= 0)
+			r = tap_addr(sk, rtnl_link_get_ifindex(tap), err);
 		if (r >= 0)
 			r = redirects_add(sk, eth_index, rtnl_link_get_ifindex(tap), err);
 	}

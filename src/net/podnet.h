@@ -26,6 +26,9 @@
 
 #define PODNET_NETNS_DIR "/run/netns"
 #define PODNET_TAP "tap0"   /* the VM's tap inside the pod's namespace */
+/* tap0's own address: link-local, a /32, so it routes nothing; the pod's DHCP server answers
+ * the guest from it (dnsmasq needs an address on the interface it serves). */
+#define PODNET_TAP_ADDR "169.254.77.1"
 #define PODNET_ROUTES_MAX 32
 #define PODNET_ETH "eth0"   /* the plugins' interface (CNI_IFNAME) */
 /* The tc filters' priorities, on the ingress qdiscs (ffff:) of eth0 and tap0: unwire and a

@@ -229,7 +229,7 @@ int rt_net_parse_ports(json_object *m, struct hostport *out, size_t *n, uk_error
 	return 0;
 }
 
-static char **strv_of(json_object *o, const char *key)
+char **rt_net_strv(json_object *o, const char *key)
 {
 	json_object *a;
 	if (!o || !json_object_object_get_ex(o, key, &a) || !json_object_is_type(a, json_type_array))
@@ -244,9 +244,9 @@ static char **strv_of(json_object *o, const char *key)
 /* The pod's DHCP host entry (MAC, address, host name, DNS options). Idempotent. */
 static int add_dhcp_host(struct rt_net *n, const struct sandbox *s, uint32_t ip, const char *mac, uk_error *err)
 {
-	_cleanup_strv_ char **servers = strv_of(s->dns, "servers");
-	_cleanup_strv_ char **searches = strv_of(s->dns, "searches");
-	_cleanup_strv_ char **options = strv_of(s->dns, "options");
+	_cleanup_strv_ char **servers = rt_net_strv(s->dns, "servers");
+	_cleanup_strv_ char **searches = rt_net_strv(s->dns, "searches");
+	_cleanup_strv_ char **options = rt_net_strv(s->dns, "options");
 	struct dns_options dns = { .servers = servers, .searches = searches, .options = options };
 	/* DHCP's host name is one label: "web.example" is offered as "web". */
 	char host[64] = "";

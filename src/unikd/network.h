@@ -76,6 +76,9 @@ void rt_net_dnsmasq_restart(struct rt_net *n);
 /* Keep dnsmasq's log within its bound (rotated past it); for a timer of the main loop,
  * since a guest's DHCP problems log lines between pod changes. 1 if it rotated. */
 int rt_net_bound_logs(struct rt_net *n, uk_error *err);
+/* The strings of o[key] (an array), NULL-terminated and malloc'd; empty if absent. */
+char **rt_net_strv(json_object *o, const char *key);
+
 /* ---- cni mode (network_cni.c) ---- */
 
 /* Load the CNI config and watch its directory. Not having a usable config is not fatal:

@@ -24,6 +24,8 @@ struct rt_cni {
 	const char *bin_dirs[BIN_DIRS_MAX];
 	size_t n_bin_dirs;
 	int ifd;
+	char *run_dir;     /* the pods' DHCP servers: RUN/cni/<id>/ */
+	char *dnsmasq_bin;
 	pthread_mutex_t lock; /* ready, why, portmap_warned */
 	bool ready, portmap_warned;
 	char why[512];
@@ -81,7 +83,8 @@ int rt_cni_open(const struct rt_net_config *cfg, struct rt_cni **ret, uk_error *
 	pthread_rwlock_init(&c->cfg_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	c->ifd = -1;
-	if (!(c->conf_dir = strdup(cfg->cni_conf_dir))) {
+	if (!(c->conf_dir = strdup(cfg->cni_conf_dir)) || asprintf(&c->run_dir, "%s/cni", cfg->run_dir) < 0 ||
+	    !(c->dnsmasq_bin = strdup(cfg->dnsmasq))) {
 		rt_cni_free(c);
 		return uk_err(err, ENOMEM, "out of memory");
 	}
@@ -109,6 +112,8 @@ void rt_cni_free(struct rt_cni *c)
 	cni_config_free(c->conf);
 	safe_close(c->ifd);
 	free(c->conf_dir);
+	free(c->run_dir);
+	free(c->dnsmasq_bin);
 	free(c->bin_buf);
 	pthread_rwlock_destroy(&c->cfg_lock);
 	pthread_mutex_destroy(&c->lock);
@@ -247,6 +252,78 @@ static struct cni_runner runner_of(const struct rt_cni *c)
 	return (struct cni_runner){ .bin_dirs = c->bin_dirs, .n_bin_dirs = c->n_bin_dirs };
 }
 
+/* ---- the pod's DHCP server ---- */
+
+/* The pod's own DHCP server: dnsmasq in the pod's namespace on tap0 only, from tap0's
+ * link-local address (--shared-network lets it serve eth0's subnet there), replies
+ * broadcast (the guest's address routes through eth0 in this namespace), one host: the
+ * guest, with eth0's MAC and address, the gateway, the pod's DNS and the MTU. */
+#define DHCP_EXTRA 5
+static int dhcp_config(struct rt_cni *c, const struct sandbox *s, const struct podnet_info *info, char *dir,
+		       char extra[DHCP_EXTRA][96], const char *argv[DHCP_EXTRA + 1], struct net_cidr *range)
+{
+	char ip[NET_IP_MAX], gw[NET_IP_MAX];
+	net_ip_str(info->ip, ip);
+	net_ip_str(info->gateway, gw);
+	snprintf(dir, PATH_MAX, "%s/%s", c->run_dir, s->id);
+	snprintf(extra[0], 96, "--shared-network=" PODNET_TAP ",%s", ip);
+	snprintf(extra[1], 96, "--dhcp-broadcast");
+	snprintf(extra[2], 96, "--dhcp-option=option:mtu,%u", info->mtu);
+	size_t n = 3;
+	if (info->gateway)
+		snprintf(extra[n++], 96, "--dhcp-option=option:router,%s", gw);
+	for (size_t i = 0; i < n; i++)
+		argv[i] = extra[i];
+	argv[n] = NULL;
+	*range = (struct net_cidr){ .net = info->ip & (info->prefix ? ~0u << (32 - info->prefix) : 0),
+				    .prefix = info->prefix };
+	return info->ip && info->prefix >= 8 && info->prefix <= 30 ? 0 : -EINVAL;
+}
+
+static int dhcp_start(struct rt_cni *c, const struct sandbox *s, const struct podnet_info *info, uk_error *err)
+{
+	char dir[PATH_MAX], extra[DHCP_EXTRA][96], mac[18];
+	const char *argv[DHCP_EXTRA + 1];
+	struct net_cidr range;
+	if (dhcp_config(c, s, info, dir, extra, argv, &range) < 0)
+		return uk_err(err, EINVAL, "the pod's address cannot be served by DHCP (its prefix must be 8..30); "
+			      "configure the guest on its command line (unikd.io/network-config: static)");
+	_cleanup_close_ int nsfd = podnet_netns_open(s->id, err);
+	if (nsfd < 0)
+		return nsfd;
+	struct dnsmasq_config dc = { .binary = c->dnsmasq_bin, .bridge = PODNET_TAP, .dir = dir, .ranges = &range,
+				     .n_ranges = 1, .netns_fd = nsfd, .extra = argv };
+	struct dnsmasq *d = NULL;
+	int r = dnsmasq_ensure(&dc, &d, err);
+	if (r < 0)
+		return uk_err_ctx_r(err, r, "the pod's DHCP server");
+	_cleanup_strv_ char **servers = rt_net_strv(s->dns, "servers");
+	_cleanup_strv_ char **searches = rt_net_strv(s->dns, "searches");
+	_cleanup_strv_ char **options = rt_net_strv(s->dns, "options");
+	struct dns_options dns = { .servers = servers, .searches = searches, .options = options };
+	char host[64] = "";
+	if (s->hostname)
+		snprintf(host, sizeof(host), "%.*s", (int)strcspn(s->hostname, "."), s->hostname);
+	snprintf(mac, sizeof(mac), "%s", info->mac);
+	r = dnsmasq_add_host(d, s->id, mac, info->ip, *host ? host : NULL, &dns, err);
+	dnsmasq_free(d); /* it runs on, in the pod's namespace, until the pod's network goes */
+	return r;
+}
+
+static int dhcp_stop(struct rt_cni *c, const struct sandbox *s, uk_error *err)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/%s", c->run_dir, s->id);
+	if (access(dir, F_OK) < 0)
+		return 0; /* never started */
+	/* Its handle wants a range; which one does not matter to stop it. */
+	struct net_cidr any = { .net = 0x0a000000, .prefix = 8 };
+	struct dnsmasq_config dc = { .binary = c->dnsmasq_bin, .bridge = PODNET_TAP, .dir = dir, .ranges = &any,
+				     .n_ranges = 1 };
+	int r = dnsmasq_stop_config(&dc, err);
+	return r < 0 ? r : uk_rm_rf(dir, err);
+}
+
 /* ---- ADD and DEL ---- */
 
 static json_object *ips_json(const struct cni_result *res)
@@ -355,22 +432,25 @@ int rt_cni_down(struct rt_cni *c, struct sandbox *s, uk_error *err)
 	pthread_rwlock_unlock(&c->cfg_lock);
 	if (r < 0)
 		return r;
+	/* Before the namespace: a process in it would keep it alive, unpinned. */
+	if ((r = dhcp_stop(c, s, err)) < 0)
+		return uk_err_ctx_r(err, r, "stop the pod's DHCP server");
 	(void)podnet_tap_unwire(s->id, NULL); /* the namespace goes next, with whatever is left */
 	return podnet_netns_remove(s->id, err);
 }
 
 int rt_cni_tap(struct rt_cni *c, const struct sandbox *s, bool dhcp, uk_error *err)
 {
-	(void)c;
 	struct podnet_info info;
 	int r = podnet_read(s->id, &info, err);
 	if (r < 0)
 		return uk_err_ctx_r(err, r, "the pod's eth0");
-	int fd = podnet_tap_wire(s->id, &info, err);
+	_cleanup_close_ int fd = podnet_tap_wire(s->id, &info, err);
 	if (fd < 0)
 		return fd;
-	(void)dhcp; /* the per-pod DHCP server: rt_cni_dhcp (below) */
-	return fd;
+	if (dhcp && (r = dhcp_start(c, s, &info, err)) < 0)
+		return r;
+	return TAKE_FD(fd);
 }
 
 /* ---- start-up ---- */
