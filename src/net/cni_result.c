@@ -86,10 +86,11 @@ void cni_clean_append(char *out, size_t len, size_t *off, const char *text, size
 				out[o] = '\0';
 				break;
 			}
-			if (o + 3 >= len)
+			if (o + 3 >= len) { /* back into what is written: not into a character */
 				o = len - 4;
-			while (o > 0 && ((unsigned char)out[o] & 0xc0) == 0x80)
-				o--; /* never leave half a character before the dots */
+				while (o > 0 && ((unsigned char)out[o] & 0xc0) == 0x80)
+					o--;
+			}
 			memcpy(out + o, "...", 4);
 			*off = o + 3;
 			return;
