@@ -111,4 +111,57 @@ int cni_add(const struct cni_runner *r, const struct cni_config *c, const struct
 int cni_del(const struct cni_runner *r, json_object *state, const struct cni_config *c, const struct cni_pod *pod,
 	    uk_error *err);
 
+/* ---- additions (cni_conf.c, cni_result.c, cni_exec.c) ---- */
+
+#define CNI_JSON_DEPTH 32        /* nesting of any JSON we parse (json-c's tokener depth) */
+#define CNI_STATE_MAX (4 * 1024 * 1024) /* a serialized state: read it back with this bound */
+#define CNI_CONF_FILES_MAX 1024  /* candidate files in the config directory */
+#define CNI_PORTS_MAX 1024       /* port mappings of one pod */
+#define CNI_DNS_MAX 32           /* entries of each DNS list */
+#define CNI_BIN_DIRS_MAX 16
+#define CNI_INTERFACES_MAX 32    /* interfaces in a result */
+
+/* A JSON object from text of at most max bytes (strict JSON, valid UTF-8, nesting at most
+ * CNI_JSON_DEPTH, nothing but blanks after it). what names it in errors. -EINVAL/-EFBIG. */
+int cni_json_parse(const char *what, const char *text, size_t max, json_object **ret, uk_error *err);
+/* text[0..n) as one printable line appended at out[*off] (out has len bytes, stays
+ * NUL-terminated): control characters become one space, invalid UTF-8 '?', and a cut
+ * ends in "..." without splitting a character. For messages that quote outside bytes. */
+void cni_clean_append(char *out, size_t len, size_t *off, const char *text, size_t n);
+
+/* The config as a JSON list (cniVersion, name, plugins), borrowed: what the state records.
+ * A .conf holding one plugin appears as a list of one. */
+json_object *cni_config_json(const struct cni_config *c);
+/* A config from such a list (a state's); file names it. Validated as cni_config_parse. */
+int cni_config_from_json(const char *file, json_object *list, struct cni_config **ret, uk_error *err);
+/* The cniVersion the plugins get ("0.3.0", "0.3.1", "0.4.0" or "1.0.0"). */
+const char *cni_config_version(const struct cni_config *c);
+bool cni_config_disable_check(const struct cni_config *c);
+/* One plugin's object as configured, borrowed. */
+json_object *cni_plugin_config(const struct cni_config *c, size_t plugin);
+
+/* Validate what a pod brings before any plugin runs: the sandbox id (a plain id), netns (an
+ * absolute path; "" only when !add), names without ';', '=' or control characters, ports
+ * (protocol tcp, udp or sctp; a host_port of 0 is skipped, as containerd does), DNS entries
+ * and the bandwidth. -EINVAL naming the field. */
+int cni_pod_check(const struct cni_pod *pod, bool add, uk_error *err);
+/* The capability arguments a pod offers (portMappings, dns, bandwidth; only those it has),
+ * unfiltered; cni_plugin_stdin keeps those a plugin declares. NULL on ENOMEM. Pure. */
+json_object *cni_capability_args(const struct cni_pod *pod);
+/* cni_plugin_stdin with capability arguments given as JSON (cni_capability_args', or a
+ * state's) rather than a pod. NULL on ENOMEM. Pure; c is only read, so one config may serve
+ * threads in parallel. */
+json_object *cni_plugin_stdin_caps(const struct cni_config *c, size_t plugin, const char *command, json_object *caps,
+				   json_object *prev_result);
+/* The code of a plugin's error output ({"code": N, ...}), 0 if there is none. Pure. */
+long cni_error_code(const char *text);
+
+/* A state before any plugin ran (config, the pod's arguments, no results): record it
+ * before cni_add, so that DEL can run with the same config after a crash in the middle of
+ * ADD. NULL on ENOMEM. cni_add's state is this plus each plugin's result. */
+json_object *cni_state_new(const struct cni_config *c, const struct cni_pod *pod);
+/* The last plugin's result recorded in a state (as cni_result_parse gives it), for a
+ * restarted unikd. -ENOENT if the state holds none, -EINVAL if it is malformed. */
+int cni_state_result(json_object *state, struct cni_result *ret, uk_error *err);
+
 #endif
