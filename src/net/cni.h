@@ -83,7 +83,8 @@ struct cni_ip {
 struct cni_result {
 	struct cni_ip ips[CNI_IPS_MAX];
 	size_t n_ips;
-	char pod_ip[64];    /* the first IPv4 of eth0 (an address with no interface counts), "" if none */
+	char pod_ip[64];    /* the first IPv4 of eth0 (an address with no interface counts), "" if none;
+			     * without its prefix: "10.22.0.5" */
 	char mac[18];       /* eth0's MAC in the pod's namespace from the result, "" if absent */
 };
 /* Parse a result; -EINVAL naming the fault. Pure. */
@@ -115,6 +116,7 @@ int cni_del(const struct cni_runner *r, json_object *state, const struct cni_con
 
 #define CNI_JSON_DEPTH 32        /* nesting of any JSON we parse (json-c's tokener depth) */
 #define CNI_STATE_MAX (4 * 1024 * 1024) /* a serialized state: read it back with this bound */
+#define CNI_STATE_VERSION 1      /* the state's "version" */
 #define CNI_CONF_FILES_MAX 1024  /* candidate files in the config directory */
 #define CNI_PORTS_MAX 1024       /* port mappings of one pod */
 #define CNI_DNS_MAX 32           /* entries of each DNS list */

@@ -193,6 +193,29 @@ json_object *cni_capability_args(const struct cni_pod *pod)
 	return TAKE_PTR(o);
 }
 
+/* ---- the state before ADD (cni_run.c reads it back) ---- */
+
+static bool put_str(json_object *o, const char *key, const char *v)
+{
+	return !v || put(o, key, json_object_new_string(v));
+}
+
+/* The format is described in cni_run.c, which reads it back. */
+json_object *cni_state_new(const struct cni_config *c, const struct cni_pod *pod)
+{
+	_cleanup_json_ json_object *o = json_object_new_object(), *config = NULL, *k8s = json_object_new_object();
+	if (!o || !k8s || !put_str(k8s, "namespace", pod->k8s_namespace) || !put_str(k8s, "name", pod->k8s_name) ||
+	    !put_str(k8s, "uid", pod->k8s_uid))
+		return NULL;
+	if (!put(o, "version", json_object_new_int(CNI_STATE_VERSION)) || !put_str(o, "file", cni_config_file(c)) ||
+	    json_object_deep_copy(cni_config_json(c), &config, NULL) < 0 || !put(o, "config", TAKE_PTR(config)) ||
+	    !put_str(o, "containerId", pod->sandbox_id) || !put_str(o, "netns", pod->netns) ||
+	    !put_str(o, "ifname", CNI_IFNAME) || !put(o, "k8s", TAKE_PTR(k8s)) ||
+	    !put(o, "capabilityArgs", cni_capability_args(pod)) || !put(o, "results", json_object_new_array()))
+		return NULL;
+	return TAKE_PTR(o);
+}
+
 /* ---- a plugin's stdin ---- */
 
 /* The spec's section 3: the plugin's object with cniVersion and name from the list,

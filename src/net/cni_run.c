@@ -17,7 +17,6 @@
 #include "../common/util.h"
 #include "cni.h"
 
-#define STATE_VERSION 1
 
 /* One ADD or DEL: the config, the pod's arguments, its capability arguments. */
 struct run_ctx {
@@ -43,7 +42,8 @@ static int runner_check(const struct cni_runner *r, struct run_ctx *x, uk_error 
 	for (size_t i = 0; i < r->n_bin_dirs; i++) {
 		const char *d = r->bin_dirs[i];
 		if (!d || d[0] != '/' || strchr(d, ':') || strlen(d) >= PATH_MAX / 2)
-			return uk_err(err, EINVAL, "CNI plugin directory %zu: not an absolute path without ':'", i);
+			return uk_err(err, EINVAL, "CNI plugin directory %zu: not an absolute path without ':' of less "
+				      "than %d bytes", i, PATH_MAX / 2);
 		for (const char *p = d; *p; p++)
 			if ((unsigned char)*p < 0x20 || *p == 0x7f)
 				return uk_err(err, EINVAL, "CNI plugin directory %zu: holds a control character", i);
@@ -142,38 +142,6 @@ static int del_range(const struct run_ctx *x, size_t count, json_object *prev, u
 
 /* ---- the state ---- */
 
-static bool put(json_object *o, const char *key, json_object *v)
-{
-	if (!v)
-		return false;
-	if (json_object_object_add(o, key, v) < 0) {
-		json_object_put(v);
-		return false;
-	}
-	return true;
-}
-
-static bool put_str(json_object *o, const char *key, const char *v)
-{
-	return !v || put(o, key, json_object_new_string(v));
-}
-
-json_object *cni_state_new(const struct cni_config *c, const struct cni_pod *pod)
-{
-	_cleanup_json_ json_object *o = json_object_new_object(), *config = NULL;
-	json_object *k8s = json_object_new_object();
-	if (!o || !put(o, "version", json_object_new_int(STATE_VERSION)) || !put_str(o, "file", cni_config_file(c)) ||
-	    json_object_deep_copy(cni_config_json(c), &config, NULL) < 0 || !put(o, "config", TAKE_PTR(config)) ||
-	    !put_str(o, "containerId", pod->sandbox_id) || !put_str(o, "netns", pod->netns) ||
-	    !put_str(o, "ifname", CNI_IFNAME) || !put(o, "k8s", k8s))
-		return NULL;
-	if (!put_str(k8s, "namespace", pod->k8s_namespace) || !put_str(k8s, "name", pod->k8s_name) ||
-	    !put_str(k8s, "uid", pod->k8s_uid) || !put(o, "capabilityArgs", cni_capability_args(pod)) ||
-	    !put(o, "results", json_object_new_array()))
-		return NULL;
-	return TAKE_PTR(o);
-}
-
 /* A state as the runtime read it back: its parts, checked (strings borrowed from it). */
 struct state_view {
 	struct cni_config *c;
@@ -221,8 +189,9 @@ static int state_read(json_object *st, struct state_view *v, uk_error *err)
 	int r;
 	if (!st || !json_object_is_type(st, json_type_object))
 		return uk_err(err, EINVAL, "CNI state: not a JSON object");
-	if (!json_object_object_get_ex(st, "version", &version) || json_object_get_int(version) != STATE_VERSION)
-		return uk_err(err, EINVAL, "CNI state: version is not %d", STATE_VERSION);
+	if (!json_object_object_get_ex(st, "version", &version) || !json_object_is_type(version, json_type_int) ||
+	    json_object_get_int(version) != CNI_STATE_VERSION)
+		return uk_err(err, EINVAL, "CNI state: version is not %d", CNI_STATE_VERSION);
 	if ((r = state_str(st, "file", true, &file, err)) < 0 ||
 	    (r = state_str(st, "containerId", true, &v->pod.sandbox_id, err)) < 0 ||
 	    (r = state_results(st, &v->last, err)) < 0)

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -100,7 +101,33 @@ static char *repeat(char ch, size_t n)
 	return s;
 }
 
+/* head, n items from fmt (its one %zu is the index) separated by ", ", then tail. */
+static char *json_items(const char *head, const char *fmt, size_t n, const char *tail)
+{
+	size_t cap = strlen(head) + strlen(tail) + n * (strlen(fmt) + 24) + 1;
+	char *s = malloc(cap);
+	assert_non_null(s);
+	size_t off = (size_t)snprintf(s, cap, "%s", head);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			off += (size_t)snprintf(s + off, cap - off, ", ");
+		off += (size_t)snprintf(s + off, cap - off, fmt, i);
+	}
+	snprintf(s + off, cap - off, "%s", tail);
+	return s;
+}
+
 /* ---- configs ---- */
+
+/* The config's name, version, plugin count and first type. */
+static void assert_conf(const struct cni_config *c, const char *name, const char *version, size_t n, const char *type0)
+{
+	assert_string_equal(cni_config_name(c), name);
+	assert_string_equal(cni_config_version(c), version);
+	assert_int_equal(cni_config_n_plugins(c), n);
+	assert_string_equal(cni_plugin_type(c, 0), type0);
+}
+
 
 static const char *const BRIDGE_LIST =
 	"{\"cniVersion\": \"1.0.0\", \"name\": \"podnet\", \"plugins\": ["
@@ -113,11 +140,8 @@ static void config_conflist(void **state)
 {
 	(void)state;
 	struct cni_config *c = parse_ok(BRIDGE_LIST);
-	assert_string_equal(cni_config_name(c), "podnet");
+	assert_conf(c, "podnet", "1.0.0", 3, "bridge");
 	assert_string_equal(cni_config_file(c), "test.conflist");
-	assert_string_equal(cni_config_version(c), "1.0.0");
-	assert_int_equal(cni_config_n_plugins(c), 3);
-	assert_string_equal(cni_plugin_type(c, 0), "bridge");
 	assert_string_equal(cni_plugin_type(c, 1), "portmap");
 	assert_string_equal(cni_plugin_type(c, 2), "loopback");
 	assert_null(cni_plugin_type(c, 3));
@@ -134,10 +158,7 @@ static void config_single_plugin(void **state)
 	(void)state;
 	struct cni_config *c = parse_ok("{\"cniVersion\": \"0.4.0\", \"name\": \"one\", \"type\": \"bridge\","
 					" \"capabilities\": {\"bandwidth\": true, \"portMappings\": false}}");
-	assert_string_equal(cni_config_name(c), "one");
-	assert_string_equal(cni_config_version(c), "0.4.0");
-	assert_int_equal(cni_config_n_plugins(c), 1);
-	assert_string_equal(cni_plugin_type(c, 0), "bridge");
+	assert_conf(c, "one", "0.4.0", 1, "bridge");
 	assert_true(cni_config_has_capability(c, "bandwidth"));
 	assert_false(cni_config_has_capability(c, "portMappings"));
 	/* Recorded as a list of one, which reads back the same. */
@@ -146,7 +167,7 @@ static void config_single_plugin(void **state)
 	assert_string_equal(str(list, "cniVersion"), "0.4.0");
 	struct cni_config *again = NULL;
 	assert_int_equal(cni_config_from_json("state", list, &again, NULL), 0);
-	assert_string_equal(cni_plugin_type(again, 0), "bridge");
+	assert_conf(again, "one", "0.4.0", 1, "bridge");
 	assert_string_equal(cni_config_file(again), "state");
 	cni_config_free(again);
 	cni_config_free(c);
@@ -158,11 +179,11 @@ static void config_versions(void **state)
 	/* CNI 1.1's cniVersions: the highest unikd speaks. */
 	struct cni_config *c = parse_ok("{\"cniVersions\": [\"0.4.0\", \"1.0.0\", \"1.1.0\"], \"name\": \"n\","
 					" \"disableCheck\": \"true\", \"plugins\": [{\"type\": \"bridge\"}]}");
-	assert_string_equal(cni_config_version(c), "1.0.0");
+	assert_conf(c, "n", "1.0.0", 1, "bridge");
 	assert_true(cni_config_disable_check(c));
 	cni_config_free(c);
 	c = parse_ok("{\"cniVersion\": \"0.3.1\", \"name\": \"n\", \"disableCheck\": true, \"plugins\": [{\"type\": \"b\"}]}");
-	assert_string_equal(cni_config_version(c), "0.3.1");
+	assert_conf(c, "n", "0.3.1", 1, "b");
 	assert_true(cni_config_disable_check(c));
 	cni_config_free(c);
 	parse_fails("{\"cniVersion\": \"0.2.0\", \"name\": \"n\", \"plugins\": [{\"type\": \"b\"}]}", EINVAL,
@@ -221,14 +242,8 @@ static void config_bad_fields(void **state)
 
 static char *list_of(size_t n_plugins)
 {
-	size_t cap = 128 + n_plugins * 32;
-	char *s = malloc(cap);
-	assert_non_null(s);
-	size_t off = (size_t)snprintf(s, cap, "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"plugins\": [");
-	for (size_t i = 0; i < n_plugins; i++)
-		off += (size_t)snprintf(s + off, cap - off, "%s{\"type\": \"p%zu\"}", i ? ", " : "", i);
-	snprintf(s + off, cap - off, "]}");
-	return s;
+	return json_items("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"plugins\": [", "{\"type\": \"p%zu\"}",
+			  n_plugins, "]}");
 }
 
 static void config_plugin_count(void **state)
@@ -248,15 +263,11 @@ static void config_plugin_count(void **state)
 /* A plugin whose "x" is nested depth levels deep. */
 static char *nested(size_t depth)
 {
-	size_t cap = 128 + depth * 8;
-	char *s = malloc(cap);
+	char *open = repeat('[', depth), *close = repeat(']', depth);
+	char *s = uk_strf("{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"b\", \"x\": %s%s}", open, close);
 	assert_non_null(s);
-	size_t off = (size_t)snprintf(s, cap, "{\"cniVersion\": \"1.0.0\", \"name\": \"n\", \"type\": \"b\", \"x\": ");
-	for (size_t i = 0; i < depth; i++)
-		off += (size_t)snprintf(s + off, cap - off, "[");
-	for (size_t i = 0; i < depth; i++)
-		off += (size_t)snprintf(s + off, cap - off, "]");
-	snprintf(s + off, cap - off, "}");
+	free(open);
+	free(close);
 	return s;
 }
 
@@ -654,14 +665,7 @@ static void result_pod_ip_rules(void **state)
 
 static char *result_with_ips(size_t n)
 {
-	size_t cap = 128 + n * 64;
-	char *s = malloc(cap);
-	assert_non_null(s);
-	size_t off = (size_t)snprintf(s, cap, "{\"cniVersion\": \"1.0.0\", \"ips\": [");
-	for (size_t i = 0; i < n; i++)
-		off += (size_t)snprintf(s + off, cap - off, "%s{\"address\": \"10.0.%zu.1/24\"}", i ? ", " : "", i);
-	snprintf(s + off, cap - off, "]}");
-	return s;
+	return json_items("{\"cniVersion\": \"1.0.0\", \"ips\": [", "{\"address\": \"10.0.%zu.1/24\"}", n, "]}");
 }
 
 static void result_bounds(void **state)
@@ -676,13 +680,12 @@ static void result_bounds(void **state)
 	s = result_with_ips(CNI_IPS_MAX + 1);
 	result_fails(s, "17 ips, at most 16");
 	free(s);
-	/* 33 interfaces. */
-	char many[4096];
-	size_t off = (size_t)snprintf(many, sizeof(many), "{\"interfaces\": [");
-	for (int i = 0; i <= CNI_INTERFACES_MAX; i++)
-		off += (size_t)snprintf(many + off, sizeof(many) - off, "%s{\"name\": \"v%d\"}", i ? "," : "", i);
-	snprintf(many + off, sizeof(many) - off, "]}");
-	result_fails(many, "33 interfaces, at most 32");
+	s = json_items("{\"interfaces\": [", "{\"name\": \"v%zu\"}", CNI_INTERFACES_MAX, "]}");
+	result_parse_ok(s, &res);
+	free(s);
+	s = json_items("{\"interfaces\": [", "{\"name\": \"v%zu\"}", CNI_INTERFACES_MAX + 1, "]}");
+	result_fails(s, "33 interfaces, at most 32");
+	free(s);
 	/* Overlong strings. */
 	char *pad = repeat('1', 80);
 	char buf[512];
@@ -1162,6 +1165,60 @@ static void real_del_after_reboot(void **state)
 	cni_config_free(c);
 }
 
+/* Two pods ADD and DEL at once, from two threads, with one config. */
+struct parallel_pod {
+	const struct cni_config *c;
+	struct cni_pod pod;
+	char id[48], netns[300];
+	struct cni_result res;
+	int add, del;
+	uk_error e;
+};
+
+static void *parallel_run(void *arg)
+{
+	struct parallel_pod *p = arg;
+	json_object *st = NULL;
+	p->add = cni_add(&RUNNER, p->c, &p->pod, &p->res, &st, &p->e);
+	p->del = p->add < 0 ? 0 : cni_del(&RUNNER, st, NULL, &p->pod, &p->e);
+	json_object_put(st);
+	return NULL;
+}
+
+static void real_parallel(void **state)
+{
+	(void)state;
+	char bridge[2048];
+	bridge_json(bridge, sizeof(bridge), "10.127.0.0/24");
+	conf_write(bridge);
+	struct cni_config *c = conf_load();
+	struct parallel_pod pods[2];
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++) {
+		struct parallel_pod *p = &pods[i];
+		memset(p, 0, sizeof(*p));
+		snprintf(p->id, sizeof(p->id), "%s-%d", g_sandbox, i);
+		snprintf(p->netns, sizeof(p->netns), "%s-%d", g_podns, i);
+		netns_pin(p->netns);
+		p->c = c;
+		p->pod = (struct cni_pod){ .sandbox_id = p->id, .netns = p->netns };
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, parallel_run, &pods[i]), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		(void)umount2(pods[i].netns, MNT_DETACH); /* DEL removed the veths */
+		(void)unlink(pods[i].netns);
+		if (pods[i].add < 0 || pods[i].del < 0)
+			fail_msg("pod %d: ADD %d, DEL %d: %s", i, pods[i].add, pods[i].del, pods[i].e.msg);
+	}
+	assert_string_not_equal(pods[0].res.pod_ip, pods[1].res.pod_ip);
+	assert_int_equal(reservations(NULL), 0);
+	assert_int_equal(links_named("veth"), 0);
+	cni_config_free(c);
+}
+
 /* ADD failed: what the plugins before made is gone, and so is what the failing one left. */
 static void assert_nothing_left(void)
 {
@@ -1281,6 +1338,7 @@ static int run_real_plugins(void)
 		cmocka_unit_test_setup_teardown(real_plugin_error, real_setup, real_teardown),
 		cmocka_unit_test_setup_teardown(real_plugin_hangs, real_setup, real_teardown),
 		cmocka_unit_test_setup_teardown(real_no_ip, real_setup, real_teardown),
+		cmocka_unit_test_setup_teardown(real_parallel, real_setup, real_teardown),
 	};
 	fflush(stdout);
 	pid_t child = fork();
