@@ -178,6 +178,8 @@ int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_
 	/* Every signal goes through a pidfd of the recorded process (PID and start time). */
 	_cleanup_close_ int pidfd = vm_wrapper_pidfd(c);
 	rt_unlock(rt);
+	log_debug("pod=%s ctr=%s msg=\"stopping container\" timeout=%lld", c->sandbox_id, c->id,
+		  (long long)timeout_s);
 	if (pidfd >= 0)
 		stop_vm(rt, c, vmdir, pidfd, timeout_s);
 	rt_lock(rt);

@@ -1,10 +1,13 @@
 """A real unikd under test, driven through gRPC stubs generated from the project's .proto."""
+import ctypes
 import importlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import grpc
@@ -116,6 +119,23 @@ class Unikd:
         return (self.root / "unikd.log").read_text()
 
     # --- helpers that build the usual requests ---
+    def wait_log(self, *texts, timeout=30):
+        """Wait (on inotify, not a timer) until unikd's log holds one of texts; return the log."""
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+        assert fd >= 0
+        try:
+            assert libc.inotify_add_watch(fd, str(self.root / "unikd.log").encode(), 0x2) >= 0  # IN_MODIFY
+            end = time.monotonic() + timeout
+            while not any(t in (log := self.log()) for t in texts):
+                left = end - time.monotonic()
+                assert left > 0, f"{texts!r} never came in the log"
+                if select.select([fd], [], [], left)[0]:
+                    os.read(fd, 4096)
+            return log
+        finally:
+            os.close(fd)
+
     def pod_config(self, name="pod", uid=None, namespace="default", attempt=0, labels=None, annotations=None,
                    **kw):
         pb = self.pb

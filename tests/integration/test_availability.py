@@ -2,9 +2,7 @@
 idle ones closed, fast calls answer while slow ones (black-hole pulls, long stops) are in
 flight, queues are bounded, every call has a deadline, and NUL bytes in strings are refused
 before anything acts on them."""
-import ctypes
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -22,32 +20,16 @@ import cri_load  # noqa: E402  (its black-hole registry)
 from cri_load import BlackHole  # noqa: E402
 from test_cri import code_of
 
-IN_MODIFY = 0x2
 # A client's call must come back within this, whatever else unikd is doing (a generous bound).
 FAST = 1.0
 
 
 def wait_log(u, text, timeout=30):
-    """Wait (on inotify, not a timer) until unikd's log holds text; return the log."""
-    return wait_log_any(u, text, timeout=timeout)
+    return u.wait_log(text, timeout=timeout)
 
 
 def wait_log_any(u, *texts, timeout=30):
-    """Wait (on inotify, not a timer) until unikd's log holds one of texts; return the log."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
-    assert fd >= 0
-    try:
-        assert libc.inotify_add_watch(fd, str(u.root / "unikd.log").encode(), IN_MODIFY) >= 0
-        end = time.monotonic() + timeout
-        while not any(t in (log := u.log()) for t in texts):
-            left = end - time.monotonic()
-            assert left > 0, f"{texts!r} never came in the log"
-            if select.select([fd], [], [], left)[0]:
-                os.read(fd, 4096)
-        return log
-    finally:
-        os.close(fd)
+    return u.wait_log(*texts, timeout=timeout)
 
 
 def pull_req(pb, n):

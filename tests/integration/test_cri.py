@@ -466,8 +466,9 @@ def test_sigterm_finishes_calls_in_flight_and_leaves_vms_running(uk):
 
     t = threading.Thread(target=stop)
     t.start()
-    # Wait until the stop is really in flight: unikd logs nothing for it yet, but the
-    # powerdown reaches the VM's QMP log; simplest is to check the call is still open.
+    # The stop must really be in flight, in unikd's hands, before the signal: a call not yet
+    # read when the listener closes is refused, as it should be.
+    uk.wait_log(f'ctr={slow} msg="stopping container"')
     assert t.is_alive()
     uk.proc.send_signal(signal.SIGTERM)
     t.join()
