@@ -20,6 +20,7 @@
 #define CNI_RESULT_MAX (1024 * 1024)   /* a plugin's stdout */
 #define CNI_PLUGINS_MAX 16             /* plugins in one conflist */
 #define CNI_TIMEOUT_MS 60000           /* one plugin run */
+#define CNI_STRAYS_WAIT_MS 5000        /* a process sent SIGKILL is gone within this */
 #define CNI_IFNAME "eth0"
 #define CNI_NETNS_PREFIX "unikd-"      /* /run/netns/unikd-<sandbox id> */
 
@@ -113,6 +114,14 @@ int cni_del(const struct cni_runner *r, json_object *state, const struct cni_con
 	    uk_error *err);
 
 /* ---- additions (cni_conf.c, cni_result.c, cni_exec.c) ---- */
+
+/* Processes left by plugins of an earlier unikd (cni_strays.c): does the environment
+ * (NUL-separated, len bytes, as /proc/PID/environ) hold CNI_CONTAINERID=container_id? Pure. */
+bool cni_environ_has_container(const char *env, size_t len, const char *container_id);
+/* Wait up to grace_ms for every process whose environment carries the pod's
+ * CNI_CONTAINERID to end, then SIGKILL what is left and wait for it. Returns how many there
+ * were, or -errno. Never while one of this unikd's own plugin runs for the pod is under way. */
+int cni_stop_strays(const char *container_id, int grace_ms, uk_error *err);
 
 #define CNI_JSON_DEPTH 32        /* nesting of any JSON we parse (json-c's tokener depth) */
 #define CNI_STATE_MAX (4 * 1024 * 1024) /* a serialized state: read it back with this bound */

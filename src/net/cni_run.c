@@ -109,10 +109,13 @@ static int plugin_run(const struct run_ctx *x, size_t i, const char *command, js
 	struct uk_spawn_opts o;
 	uk_spawn_opts_init(&o, argv);
 	o.envp = env;
-	o.pdeathsig = SIGKILL; /* a plugin must not finish an ADD after unikd died and a restart ran DEL */
+	/* No PR_SET_PDEATHSIG: a plugin cut short by unikd's death leaves what DEL cannot undo;
+	 * start-up lets it finish before DEL (cni_strays.c). */
 	_cleanup_(uk_run_result_done) struct uk_run_result res = { 0 };
 	uk_error e = { 0 };
 	r = uk_run(&o, text, in_len, CNI_RESULT_MAX, x->timeout_ms, &res, &e);
+	if (r == -ETIMEDOUT) /* uk_run killed the plugin; what it started must not outlive it */
+		(void)cni_stop_strays(x->pod->sandbox_id, 0, NULL);
 	if (r == -ETIMEDOUT && x->timeout_ms % 1000 == 0)
 		return uk_err(err, ETIMEDOUT, "plugin %s did not answer within %d s", type, x->timeout_ms / 1000);
 	if (r == -ETIMEDOUT)

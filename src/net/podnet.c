@@ -678,15 +678,32 @@ static int redirects_add(struct nl_sock *sk, int eth, int tap, uk_error *err)
 }
 
 /* An old tap0 (and its filters with it), deleted; none is fine. */
-static int tap_delete(struct nl_sock *sk, uk_error *err)
+static int link_delete(struct nl_sock *sk, const char *name, uk_error *err)
 {
 	_cleanup_nl_object_ struct rtnl_link *l = rtnl_link_alloc();
 	if (!l)
 		return uk_err(err, ENOMEM, "out of memory");
-	rtnl_link_set_name(l, PODNET_TAP);
+	rtnl_link_set_name(l, name);
 	int r = rtnl_link_delete(sk, l);
 	if (r < 0 && r != -NLE_OBJ_NOTFOUND && r != -NLE_NODEV)
-		return nl_fail(err, r, "delete link %s", PODNET_TAP);
+		return nl_fail(err, r, "delete link %s", name);
+	return 0;
+}
+
+static int tap_delete(struct nl_sock *sk, uk_error *err)
+{
+	return link_delete(sk, PODNET_TAP, err);
+}
+
+int podnet_eth_delete(const char *sandbox_id, uk_error *err)
+{
+	_cleanup_close_ int nsfd = -1;
+	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
+	int r = open_nl(sandbox_id, &nsfd, &sk, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0 || (r = link_delete(sk, PODNET_ETH, err)) < 0)
+		return uk_err_ctx_r(err, r, "sandbox %.12s", sandbox_id);
 	return 0;
 }
 

@@ -110,5 +110,8 @@ int podnet_tap_wire(const char *sandbox_id, const struct podnet_info *info, uk_e
 /* Remove the tap and the redirects (eth0 is the plugins' and stays; its ingress qdisc goes
  * when no filter is left on it). Idempotent: a namespace or eth0 that is gone is fine. */
 int podnet_tap_unwire(const char *sandbox_id, uk_error *err);
+/* Delete eth0 (with its veth peer) from the pod's namespace: only for taking back an ADD that
+ * never finished, whose DEL failed on what the cut-short ADD left half made. Idempotent. */
+int podnet_eth_delete(const char *sandbox_id, uk_error *err);
 
 #endif

@@ -67,6 +67,7 @@ static const struct key keys[] = {
 	KEY("network", "dnsmasq", "dnsmasq", K_PATH, dnsmasq),
 	KEY("network", "cni_conf_dir", "cni-conf-dir", K_PATH, cni_conf_dir),
 	KEY("network", "cni_bin_dirs", "cni-bin-dirs", K_PATHS, cni_bin_dirs),
+	KEY("network", "cni_timeout", "cni-timeout", K_UINT, cni_timeout_s, .min = 1, .max = 3600, .unit = "seconds"),
 	KEY("registries", "insecure", "insecure-registry", K_HOSTS, insecure, .live = true),
 };
 #undef KEY
@@ -95,6 +96,7 @@ int config_init(struct unikd_config *c)
 		.accel = strdup("auto"), .network = strdup("bridge"), .bridge = strdup(NET_DEFAULT_BRIDGE),
 		.pod_cidr = strdup(NET_DEFAULT_CIDR), .dnsmasq = strdup(CONFIG_DEFAULT_DNSMASQ),
 		.cni_conf_dir = strdup(CONFIG_DEFAULT_CNI_CONF_DIR), .cni_bin_dirs = strdup(CONFIG_DEFAULT_CNI_BIN_DIRS),
+		.cni_timeout_s = CONFIG_DEFAULT_CNI_TIMEOUT_S,
 		.insecure = calloc(1, sizeof(char *)),
 	};
 	if (!c->state_dir || !c->run_dir || !c->accel || !c->network || !c->bridge || !c->pod_cidr ||

@@ -19,6 +19,8 @@
 #define CONFIG_DEFAULT_CNI_CONF_DIR "/etc/cni/net.d"
 /* Debian installs its plugins in /usr/lib/cni; the reference place is /opt/cni/bin. */
 #define CONFIG_DEFAULT_CNI_BIN_DIRS "/opt/cni/bin:/usr/lib/cni"
+#define CONFIG_DEFAULT_CNI_TIMEOUT_S 60 /* containerd's default for a CNI call is none; kubelet's
+					  * RunPodSandbox deadline is 4 minutes */
 
 struct unikd_config {
 	/* [daemon] */
@@ -41,6 +43,7 @@ struct unikd_config {
 	char *network; /* bridge, cni, none */
 	char *bridge, *pod_cidr, *dnsmasq;
 	char *cni_conf_dir, *cni_bin_dirs; /* cni: the config directory; plugin dirs, ':'-separated */
+	unsigned cni_timeout_s;            /* cni: one plugin run */
 	/* [registries] */
 	char **insecure; /* HOST or HOST:PORT, NULL-terminated; never NULL once initialised */
 };

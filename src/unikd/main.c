@@ -107,6 +107,7 @@ static void usage(FILE *f)
 	      "  --cni-conf-dir DIR     [network] cni_conf_dir: CNI configs (default " CONFIG_DEFAULT_CNI_CONF_DIR ")\n"
 	      "  --cni-bin-dirs DIRS    [network] cni_bin_dirs: CNI plugin directories, ':'-separated\n"
 	      "                         (default " CONFIG_DEFAULT_CNI_BIN_DIRS ")\n"
+	      "  --cni-timeout S        [network] cni_timeout: seconds one plugin run may take (default 60)\n"
 	      "  --insecure-registry HOST[:PORT]\n"
 	      "                         [registries] insecure (comma-separated in the file): pull\n"
 	      "                         from this registry over plain HTTP (repeatable; given at\n"
@@ -496,7 +497,8 @@ static int run_daemon(struct daemon *d)
 		.default_memory_mib = o->memory_mib, .default_vcpus = o->vcpus, .default_accel = o->accel,
 		.memory_overhead_mib = o->overhead_mib, .cgroup_root = o->cgroup_root,
 		.net = { .enabled = strcmp(o->network, "bridge") == 0, .cni = strcmp(o->network, "cni") == 0,
-			 .cni_conf_dir = o->cni_conf_dir, .cni_bin_dirs = o->cni_bin_dirs, .bridge = o->bridge, .cidr = o->pod_cidr,
+			 .cni_conf_dir = o->cni_conf_dir, .cni_bin_dirs = o->cni_bin_dirs,
+			 .cni_timeout_s = o->cni_timeout_s, .bridge = o->bridge, .cidr = o->pod_cidr,
 			 .dnsmasq = o->dnsmasq, .state_dir = o->state_dir, .run_dir = o->run_dir },
 	};
 	struct runtime *rt = NULL;
@@ -564,7 +566,8 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, SETTING },   { "network", required_argument, NULL, SETTING },
 		{ "bridge", required_argument, NULL, SETTING },      { "pod-cidr", required_argument, NULL, SETTING },
 		{ "dnsmasq", required_argument, NULL, SETTING },     { "cni-conf-dir", required_argument, NULL, SETTING },
-		{ "cni-bin-dirs", required_argument, NULL, SETTING },     { "memory-overhead", required_argument, NULL, SETTING },
+		{ "cni-bin-dirs", required_argument, NULL, SETTING },
+		{ "cni-timeout", required_argument, NULL, SETTING },     { "memory-overhead", required_argument, NULL, SETTING },
 		{ "cgroup-root", required_argument, NULL, SETTING }, { "insecure-registry", required_argument, NULL, SETTING },
 		{ "read-workers", required_argument, NULL, SETTING }, { "image-workers", required_argument, NULL, SETTING },
 		{ "max-connections", required_argument, NULL, SETTING },

@@ -18,6 +18,7 @@ struct rt_net_config {
 	bool cni;              /* cni mode: the node's CNI plugins (network_cni.c) */
 	const char *cni_conf_dir;
 	const char *cni_bin_dirs; /* ':'-separated */
+	unsigned cni_timeout_s;   /* one plugin run; 0: CNI_TIMEOUT_MS */
 	const char *bridge;
 	const char *cidr;      /* the default pod CIDR */
 	const char *dnsmasq;   /* binary */
@@ -99,6 +100,13 @@ int rt_cni_up(struct rt_cni *c, struct sandbox *s, uk_error *err);
  * pod's DHCP server and namespace go. netns may be gone (after a reboot): DEL runs with an
  * empty CNI_NETNS so the plugins release their reservations. Idempotent. */
 int rt_cni_down(struct rt_cni *c, struct sandbox *s, uk_error *err);
+/* At start-up, before a pod's DEL: the plugin processes an earlier unikd started for it may
+ * finish (within the plugin timeout), then are killed. */
+int rt_cni_settle(struct rt_cni *c, const char *sandbox_id, uk_error *err);
+/* At start-up, DEL for an ADD that never finished (cut short by a crash), after whatever its
+ * plugins still run has ended; should DEL fail on what the cut-short ADD left half made, eth0
+ * goes and DEL runs once more. */
+int rt_cni_undo_add(struct rt_cni *c, struct sandbox *s, uk_error *err);
 /* The VM's tap in the pod's namespace, wired to eth0 (fd for QEMU); with dhcp, the pod's
  * own dnsmasq answers the guest on it with eth0's address. */
 int rt_cni_tap(struct rt_cni *c, const struct sandbox *s, bool dhcp, uk_error *err);

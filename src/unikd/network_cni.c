@@ -23,6 +23,7 @@ struct rt_cni {
 	char *bin_buf;
 	const char *bin_dirs[BIN_DIRS_MAX];
 	size_t n_bin_dirs;
+	int timeout_ms; /* one plugin run */
 	int ifd;
 	char *run_dir;     /* the pods' DHCP servers: RUN/cni/<id>/ */
 	char *dnsmasq_bin;
@@ -83,6 +84,7 @@ int rt_cni_open(const struct rt_net_config *cfg, struct rt_cni **ret, uk_error *
 	pthread_rwlock_init(&c->cfg_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	c->ifd = -1;
+	c->timeout_ms = cfg->cni_timeout_s ? (int)cfg->cni_timeout_s * 1000 : CNI_TIMEOUT_MS;
 	if (!(c->conf_dir = strdup(cfg->cni_conf_dir)) || asprintf(&c->run_dir, "%s/cni", cfg->run_dir) < 0 ||
 	    !(c->dnsmasq_bin = strdup(cfg->dnsmasq))) {
 		rt_cni_free(c);
@@ -249,7 +251,7 @@ static int pod_of(const struct sandbox *s, bool netns, struct pod_bufs *b, struc
 
 static struct cni_runner runner_of(const struct rt_cni *c)
 {
-	return (struct cni_runner){ .bin_dirs = c->bin_dirs, .n_bin_dirs = c->n_bin_dirs };
+	return (struct cni_runner){ .bin_dirs = c->bin_dirs, .n_bin_dirs = c->n_bin_dirs, .timeout_ms = c->timeout_ms };
 }
 
 /* ---- the pod's DHCP server ---- */
@@ -439,6 +441,39 @@ int rt_cni_down(struct rt_cni *c, struct sandbox *s, uk_error *err)
 	return podnet_netns_remove(s->id, err);
 }
 
+int rt_cni_settle(struct rt_cni *c, const char *sandbox_id, uk_error *err)
+{
+	int r = cni_stop_strays(sandbox_id, c->timeout_ms, err);
+	if (r > 0)
+		log_warn("pod=%s msg=\"plugin processes of an earlier unikd ran on; waited for them\" processes=%d",
+			 sandbox_id, r);
+	return r < 0 ? uk_err_ctx_r(err, r, "the plugins still running for pod %.12s", sandbox_id) : 0;
+}
+
+int rt_cni_undo_add(struct rt_cni *c, struct sandbox *s, uk_error *err)
+{
+	uk_error first = { 0 };
+	/* Start-up only (nothing of this unikd runs for the pod yet): what the plugins of the ADD
+	 * cut short still run must end first, or it may make things after DEL. */
+	int r = rt_cni_settle(c, s->id, err);
+	if (r < 0)
+		return r;
+	r = rt_cni_down(c, s, &first);
+	if (r >= 0 || !podnet_netns_exists(s->id))
+		return r >= 0 ? r : uk_err(err, -r, "%s", first.msg);
+	/* A plugin killed half-way may leave what its own DEL trips over (the bridge plugin's
+	 * DEL deletes a masquerade rule for each address of eth0, and fails when ADD never made
+	 * its chain). The pod never ran: without eth0, DEL skips what belongs to its addresses
+	 * and releases the rest. */
+	if ((r = podnet_eth_delete(s->id, err)) < 0)
+		return uk_err_ctx_r(err, r, "after DEL failed (%s)", first.msg);
+	if ((r = rt_cni_down(c, s, err)) < 0)
+		return uk_err_ctx_r(err, r, "DEL again without eth0, after: %s", first.msg);
+	log_warn("pod=%s msg=\"DEL of an unfinished ADD succeeded only without eth0\" first_error=\"%s\"", s->id,
+		 first.msg);
+	return 0;
+}
+
 int rt_cni_tap(struct rt_cni *c, const struct sandbox *s, bool dhcp, uk_error *err)
 {
 	struct podnet_info info;
@@ -470,7 +505,7 @@ void rt_cni_reconcile_orphans(struct rt_cni *c, bool (*has)(const char *sandbox_
 		struct sandbox s = { .name = "", .ns = "", .uid = "" };
 		memcpy(s.id, id, sizeof(s.id));
 		uk_error e = { 0 };
-		if (rt_cni_down(c, &s, &e) < 0)
+		if (rt_cni_undo_add(c, &s, &e) < 0) /* with no record, an ADD cut short */
 			log_error("pod=%s msg=\"cannot remove the network of a pod that has no record\" error=\"%s\"", id,
 				  e.msg);
 		else

@@ -119,7 +119,7 @@ void rt_reconcile_cni(struct runtime *rt)
 		uk_error e = { 0 };
 		if (strcmp(phase, "adding") == 0) {
 			/* The RunPodSandbox never answered: kubelet makes the pod again. */
-			if (rt_cni_down(rt->net->cni, s, &e) < 0) {
+			if (rt_cni_undo_add(rt->net->cni, s, &e) < 0) {
 				log_error("pod=%s msg=\"cannot undo an ADD cut short; the next start retries\" error=\"%s\"",
 					  s->id, e.msg);
 				i++;
@@ -131,7 +131,8 @@ void rt_reconcile_cni(struct runtime *rt)
 			continue;
 		}
 		if (s->state == SANDBOX_NOTREADY && strcmp(phase, "deleted") != 0) {
-			if (rt_sandbox_release_cni(rt, s, &e) < 0)
+			/* A DEL cut short may have left its plugins' programs running. */
+			if (rt_cni_settle(rt->net->cni, s->id, &e) < 0 || rt_sandbox_release_cni(rt, s, &e) < 0)
 				log_error("pod=%s msg=\"cannot release the network of a stopped pod\" error=\"%s\"", s->id,
 					  e.msg);
 			else

@@ -3,8 +3,10 @@
 Every test gets a scratch directory whose name is unique to it; any process still running
 with that name in its command line when the test ends is killed, and the test fails, so a
 leak cannot go unnoticed."""
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -23,6 +25,7 @@ FIRST_LINE = "hello: unikd test guest"
 # (AddressSanitizer, LeakSanitizer at exit, UndefinedBehaviorSanitizer) to files here rather
 # than to a stderr that nobody reads; a test after which a report appears fails with it.
 SAN_DIR = Path(tempfile.mkdtemp(prefix="uk-san-"))
+atexit.register(shutil.rmtree, SAN_DIR, True)  # empty unless a test failed on a report
 os.environ["ASAN_OPTIONS"] = f"detect_leaks=1:log_path={SAN_DIR}/asan"
 os.environ["LSAN_OPTIONS"] = f"log_path={SAN_DIR}/lsan"
 os.environ["UBSAN_OPTIONS"] = f"print_stacktrace=1:halt_on_error=1:log_path={SAN_DIR}/ubsan"

@@ -1,8 +1,10 @@
 """A real unikd under test, driven through gRPC stubs generated from the project's .proto."""
+import atexit
 import ctypes
 import importlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ def stubs():
     global _stubs
     if _stubs is None:
         out = tempfile.mkdtemp(prefix="uk-stubs-")
+        atexit.register(shutil.rmtree, out, True)
         subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", str(REPO / "src/cri/proto"),
                         f"--python_out={out}", f"--grpc_python_out={out}", "api.proto"], check=True)
         sys.path.insert(0, out)

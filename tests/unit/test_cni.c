@@ -1361,6 +1361,66 @@ static int run_real_plugins(void)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
+/* ---- processes left by plugins (cni_strays.c) ---- */
+
+static void environ_match(void **state)
+{
+	(void)state;
+	const char env[] = "PATH=/bin\0CNI_CONTAINERID=abc\0CNI_COMMAND=ADD";
+	assert_true(cni_environ_has_container(env, sizeof(env) - 1, "abc"));
+	assert_false(cni_environ_has_container(env, sizeof(env) - 1, "ab"));   /* a prefix is not the id */
+	assert_false(cni_environ_has_container(env, sizeof(env) - 1, "abcd"));
+	assert_false(cni_environ_has_container(env, sizeof(env) - 1, ""));
+	assert_false(cni_environ_has_container(env, sizeof(env) - 1, NULL));
+	const char value_only[] = "X=CNI_CONTAINERID=abc";                     /* only a whole entry */
+	assert_false(cni_environ_has_container(value_only, sizeof(value_only) - 1, "abc"));
+	const char cut[] = "CNI_CONTAINERID=ab";                               /* no NUL at the end */
+	assert_false(cni_environ_has_container(cut, 17, "ab"));
+	assert_true(cni_environ_has_container(cut, 18, "ab"));
+	char huge[200];
+	memset(huge, 'a', sizeof(huge) - 1);
+	huge[sizeof(huge) - 1] = '\0';
+	assert_false(cni_environ_has_container(env, sizeof(env) - 1, huge));
+}
+
+/* A "plugin" and the program it started, both carrying the id, end; a process with another
+ * id does not. */
+static void strays_end(void **state)
+{
+	(void)state;
+	pid_t pids[3];
+	const char *ids[3] = { "s1", "s1", "s2" };
+	int pfd[2];
+	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+	for (int i = 0; i < 3; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			char env[64];
+			snprintf(env, sizeof(env), "CNI_CONTAINERID=%s", ids[i]);
+			char *argv[] = { "sleep", "600", NULL }, *envp[] = { env, NULL };
+			execve("/bin/sleep", argv, envp);
+			_exit(127);
+		}
+	}
+	/* Each child holds the write end until its execve (O_CLOEXEC): EOF means all have. */
+	close(pfd[1]);
+	char c;
+	assert_int_equal(read(pfd[0], &c, 1), 0);
+	close(pfd[0]);
+	uk_error err = { 0 };
+	assert_int_equal(cni_stop_strays("s1", 5000, &err), 2);
+	int st;
+	assert_int_equal(waitpid(pids[0], &st, 0), pids[0]);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	assert_int_equal(waitpid(pids[1], &st, 0), pids[1]);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	assert_int_equal(waitpid(pids[2], &st, WNOHANG), 0); /* s2 runs on */
+	assert_int_equal(cni_stop_strays("s1", 5000, &err), 0);
+	kill(pids[2], SIGKILL);
+	waitpid(pids[2], &st, 0);
+}
+
 int main(int argc, char **argv)
 {
 	/* Run as the plugin "hang": never answer (see the comment at the top). */
@@ -1399,6 +1459,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(state_round_trip),
 		cmocka_unit_test(state_malformed),
 		cmocka_unit_test(clean_append),
+		cmocka_unit_test(environ_match),
+		cmocka_unit_test(strays_end),
 	};
 	int failed = cmocka_run_group_tests_name("cni (pure)", pure, NULL, NULL);
 	failed += run_real_plugins();

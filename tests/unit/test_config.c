@@ -385,7 +385,7 @@ static void shipped_file_shows_the_defaults(void **state)
 	free(out);
 	if (r < 0)
 		fail_msg("%s", err.msg);
-	assert_int_equal(keys, 24); /* every key of the table */
+	assert_int_equal(keys, 25); /* every key of the table */
 	assert_int_equal(config_finish(&f->a, &err), 0);
 	assert_int_equal(config_finish(&f->b, &err), 0);
 	char *live = NULL, *restart = NULL;
