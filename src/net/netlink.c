@@ -16,15 +16,9 @@
 
 #include "../common/util.h"
 #include "net.h"
+#include "nl.h"
 
 /* ---- cleanup helpers for libnl objects ---- */
-static inline void nl_sock_freep(struct nl_sock **p)
-{
-	if (*p)
-		nl_socket_free(*p);
-}
-#define _cleanup_nl_sock_ _cleanup_(nl_sock_freep)
-
 static inline void rtnl_link_putp(struct rtnl_link **p)
 {
 	if (*p)
@@ -46,53 +40,10 @@ static inline void nl_addr_putp(struct nl_addr **p)
 }
 #define _cleanup_nl_addr_ _cleanup_(nl_addr_putp)
 
-/* For cache dumps (none here yet); kept with the others so callers do not hand-roll one. */
-_unused_ static inline void nl_cache_freep(struct nl_cache **p)
-{
-	if (*p)
-		nl_cache_free(*p);
-}
-#define _cleanup_nl_cache_ _cleanup_(nl_cache_freep)
 
-/* libnl's negative NLE_* code as a positive errno. */
-static int nlerr_errno(int nle)
-{
-	switch (nle < 0 ? -nle : nle) {
-	case NLE_EXIST:
-		return EEXIST;
-	case NLE_OBJ_NOTFOUND:
-	case NLE_NODEV:
-		return ENODEV;
-	case NLE_NOMEM:
-		return ENOMEM;
-	case NLE_PERM:
-		return EPERM;
-	case NLE_NOACCESS:
-		return EACCES;
-	case NLE_BUSY:
-		return EBUSY;
-	case NLE_INVAL:
-		return EINVAL;
-	case NLE_RANGE:
-		return ERANGE;
-	case NLE_OPNOTSUPP:
-	case NLE_AF_NOSUPPORT:
-		return EOPNOTSUPP;
-	case NLE_AGAIN:
-		return EAGAIN;
-	case NLE_INTR:
-		return EINTR;
-	case NLE_MSGSIZE:
-		return EMSGSIZE;
-	default:
-		return EIO;
-	}
-}
-
-/* Fill err with "what: libnl's message" and return -errno. */
 static int nl_fail(uk_error *err, int nle, const char *what)
 {
-	return uk_err(err, nlerr_errno(nle), "%s: %s", what, nl_geterror(nle));
+	return net_nl_fail(err, nle, "%s", what);
 }
 
 bool net_ifname_valid(const char *name)
@@ -119,22 +70,6 @@ static int check_ifname(const char *what, const char *name, uk_error *err)
 	if (!net_ifname_valid(name))
 		return uk_err(err, EINVAL, "invalid %s name \"%.*s\": must be 1..%d characters of [A-Za-z0-9_.-]",
 			      what, IFNAMSIZ * 2, name ? name : "(null)", IFNAMSIZ - 1);
-	return 0;
-}
-
-static int route_socket(struct nl_sock **ret, uk_error *err)
-{
-	_cleanup_nl_sock_ struct nl_sock *sk = nl_socket_alloc();
-	if (!sk)
-		return uk_err(err, ENOMEM, "out of memory");
-	int r = nl_connect(sk, NETLINK_ROUTE);
-	if (r < 0)
-		return nl_fail(err, r, "connect to rtnetlink");
-	/* libnl opens it SOCK_CLOEXEC; make sure whatever the version. */
-	int fd = nl_socket_get_fd(sk);
-	if (fd >= 0 && (r = uk_set_cloexec(fd, true)) < 0)
-		return uk_err_errno(err, -r, "set close-on-exec on the netlink socket");
-	*ret = TAKE_PTR(sk);
 	return 0;
 }
 
@@ -213,7 +148,7 @@ int net_bridge_ensure(const char *name, uint32_t gw, int prefix, uk_error *err)
 	if (prefix < 1 || prefix > 30)
 		return uk_err(err, EINVAL, "bridge %s: prefix /%d is outside 1..30", name, prefix);
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
-	r = route_socket(&sk, err);
+	r = net_route_socket(&sk, err);
 	if (r < 0)
 		return uk_err_ctx_r(err, r, "bridge %s", name);
 
@@ -294,7 +229,7 @@ int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
 		return r;
 
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
-	r = route_socket(&sk, err);
+	r = net_route_socket(&sk, err);
 	if (r < 0)
 		return uk_err_ctx_r(err, r, "tap %s", ifname);
 	/* The bridge first: a missing one costs no tap. */
@@ -354,7 +289,7 @@ bool net_link_exists(const char *ifname)
 	if (!net_ifname_valid(ifname))
 		return false;
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
-	if (route_socket(&sk, NULL) < 0)
+	if (net_route_socket(&sk, NULL) < 0)
 		return false;
 	_cleanup_rtnl_link_ struct rtnl_link *l = NULL;
 	if (link_get(sk, ifname, &l, NULL) < 0)
@@ -368,7 +303,7 @@ int net_link_delete(const char *ifname, uk_error *err)
 	if (r < 0)
 		return r;
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
-	r = route_socket(&sk, err);
+	r = net_route_socket(&sk, err);
 	if (r < 0)
 		return uk_err_ctx_r(err, r, "delete link %s", ifname);
 	_cleanup_rtnl_link_ struct rtnl_link *l = rtnl_link_alloc();

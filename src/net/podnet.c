@@ -47,51 +47,6 @@
 
 /* ---- libnl ---- */
 
-/* libnl's NLE_* code as an errno, for the codes the kernel's answers map to. */
-static int nl_errno(int nle)
-{
-	static const struct {
-		int nle, e;
-	} map[] = {
-		{ NLE_EXIST, EEXIST },	       { NLE_OBJ_NOTFOUND, ENOENT }, { NLE_NODEV, ENODEV },
-		{ NLE_NOMEM, ENOMEM },	       { NLE_PERM, EPERM },	     { NLE_NOACCESS, EACCES },
-		{ NLE_BUSY, EBUSY },	       { NLE_INVAL, EINVAL },	     { NLE_RANGE, ERANGE },
-		{ NLE_OPNOTSUPP, EOPNOTSUPP }, { NLE_AGAIN, EAGAIN },	     { NLE_MSGSIZE, EMSGSIZE },
-	};
-	nle = nle < 0 ? -nle : nle;
-	for (size_t i = 0; i < ARRAY_SIZE(map); i++)
-		if (map[i].nle == nle)
-			return map[i].e;
-	return EIO;
-}
-
-/* "what: libnl's message", and -errno. */
-_printf_(3, 4) static int nl_fail(uk_error *err, int nle, const char *fmt, ...)
-{
-	char what[160];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	return uk_err(err, nl_errno(nle), "%s: %s", what, nl_geterror(nle));
-}
-
-/* A rtnetlink socket in the calling thread's namespace. */
-static int route_socket_here(struct nl_sock **ret, uk_error *err)
-{
-	_cleanup_nl_sock_ struct nl_sock *sk = nl_socket_alloc();
-	if (!sk)
-		return uk_err(err, ENOMEM, "out of memory");
-	int r = nl_connect(sk, NETLINK_ROUTE);
-	if (r < 0)
-		return nl_fail(err, r, "connect to rtnetlink");
-	r = uk_set_cloexec(nl_socket_get_fd(sk), true); /* libnl sets it; whatever its version */
-	if (r < 0)
-		return uk_err_errno(err, -r, "set close-on-exec on a netlink socket");
-	*ret = TAKE_PTR(sk);
-	return 0;
-}
-
 /* The link named name; -ENODEV naming it when there is none. */
 static int link_get(struct nl_sock *sk, const char *name, struct rtnl_link **ret, uk_error *err)
 {
@@ -99,7 +54,7 @@ static int link_get(struct nl_sock *sk, const char *name, struct rtnl_link **ret
 	if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV)
 		return uk_err(err, ENODEV, "no link %s in the pod's network namespace", name);
 	if (r < 0)
-		return nl_fail(err, r, "look up link %s", name);
+		return net_nl_fail(err, r, "look up link %s", name);
 	return 0;
 }
 
@@ -120,7 +75,7 @@ static int link_set(struct nl_sock *sk, const char *name, unsigned mtu, struct n
 		rtnl_link_set_addr(ch, mac);
 	r = rtnl_link_change(sk, link, ch, 0);
 	if (r < 0)
-		return nl_fail(err, r, "set up link %s", name);
+		return net_nl_fail(err, r, "set up link %s", name);
 	return 0;
 }
 
@@ -211,7 +166,7 @@ int podnet_run_in(int netns_fd, int (*fn)(void *ud, uk_error *err), void *ud, uk
 
 static int nl_socket_here(void *ud, uk_error *err)
 {
-	return route_socket_here((struct nl_sock **)ud, err);
+	return net_route_socket((struct nl_sock **)ud, err);
 }
 
 int podnet_nl_socket(int netns_fd, struct nl_sock **ret, uk_error *err)
@@ -262,7 +217,7 @@ static int pin_here(void *ud, uk_error *err)
 {
 	const char *path = ud;
 	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
-	int r = route_socket_here(&sk, err);
+	int r = net_route_socket(&sk, err);
 	if (r < 0)
 		return r;
 	r = link_set(sk, "lo", 0, NULL, err);
@@ -377,7 +332,7 @@ static int read_address(struct nl_sock *sk, int ifindex, struct podnet_info *inf
 	_cleanup_nl_cache_ struct nl_cache *cache = NULL;
 	int r = rtnl_addr_alloc_cache(sk, &cache);
 	if (r < 0)
-		return nl_fail(err, r, "list addresses");
+		return net_nl_fail(err, r, "list addresses");
 	/* The dump's order is the kernel's: a primary address before its secondaries. */
 	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
 		struct rtnl_addr *a = (struct rtnl_addr *)o;
@@ -420,7 +375,7 @@ static int read_routes(struct nl_sock *sk, int ifindex, struct podnet_info *info
 	_cleanup_nl_cache_ struct nl_cache *cache = NULL;
 	int r = rtnl_route_alloc_cache(sk, AF_INET, 0, &cache);
 	if (r < 0)
-		return nl_fail(err, r, "list routes");
+		return net_nl_fail(err, r, "list routes");
 	uint32_t best_metric = UINT32_MAX;
 	for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
 		r = take_route((struct rtnl_route *)o, ifindex, &best_metric, info, err);
@@ -491,7 +446,7 @@ static int ingress_add(struct nl_sock *sk, int ifindex, const char *dev, uk_erro
 	if (r >= 0)
 		r = rtnl_qdisc_add(sk, q, NLM_F_CREATE);
 	if (r < 0 && r != -NLE_EXIST)
-		return nl_fail(err, r, "add an ingress qdisc to %s", dev);
+		return net_nl_fail(err, r, "add an ingress qdisc to %s", dev);
 	return 0;
 }
 
@@ -501,7 +456,7 @@ static int ingress_get(struct nl_sock *sk, int ifindex, struct rtnl_qdisc **ret,
 	_cleanup_nl_cache_ struct nl_cache *cache = NULL;
 	int r = rtnl_qdisc_alloc_cache(sk, &cache);
 	if (r < 0)
-		return nl_fail(err, r, "list qdiscs");
+		return net_nl_fail(err, r, "list qdiscs");
 	*ret = rtnl_qdisc_get_by_parent(cache, ifindex, TC_H_INGRESS);
 	return 0;
 }
@@ -538,10 +493,10 @@ static int filter_add(struct nl_sock *sk, int ifindex, const char *dev, uint16_t
 			r = rtnl_u32_add_action(c, act);
 	}
 	if (r < 0)
-		return nl_fail(err, r, "build the u32 filter %u of %s", prio, dev);
+		return net_nl_fail(err, r, "build the u32 filter %u of %s", prio, dev);
 	r = rtnl_cls_add(sk, c, NLM_F_CREATE | NLM_F_EXCL);
 	if (r < 0)
-		return nl_fail(err, r, "add the u32 filter %u to the ingress of %s", prio, dev);
+		return net_nl_fail(err, r, "add the u32 filter %u to the ingress of %s", prio, dev);
 	return 0;
 }
 
@@ -560,7 +515,7 @@ static int filter_del(struct nl_sock *sk, int ifindex, const char *dev, uint16_t
 	if (r >= 0)
 		r = rtnl_cls_delete(sk, c, 0);
 	if (r < 0 && r != -NLE_OBJ_NOTFOUND)
-		return nl_fail(err, r, "delete the u32 filter %u of %s", prio, dev);
+		return net_nl_fail(err, r, "delete the u32 filter %u of %s", prio, dev);
 	return 0;
 }
 
@@ -578,12 +533,12 @@ static int eth_unwire(struct nl_sock *sk, int ifindex, uk_error *err)
 	_cleanup_nl_cache_ struct nl_cache *filters = NULL;
 	r = rtnl_cls_alloc_cache(sk, ifindex, INGRESS_HANDLE, &filters);
 	if (r < 0)
-		return nl_fail(err, r, "list the ingress filters of %s", PODNET_ETH);
+		return net_nl_fail(err, r, "list the ingress filters of %s", PODNET_ETH);
 	if (nl_cache_nitems(filters) > 0)
 		return 0;
 	r = rtnl_qdisc_delete(sk, q);
 	if (r < 0 && r != -NLE_OBJ_NOTFOUND)
-		return nl_fail(err, r, "delete the ingress qdisc of %s", PODNET_ETH);
+		return net_nl_fail(err, r, "delete the ingress qdisc of %s", PODNET_ETH);
 	return 0;
 }
 
@@ -648,14 +603,14 @@ static int tap_addr(struct nl_sock *sk, int tap, uk_error *err)
 		return uk_err(err, ENOMEM, "out of memory");
 	int r = nl_addr_parse(PODNET_TAP_ADDR "/32", AF_INET, &local);
 	if (r < 0)
-		return nl_fail(err, r, "address %s", PODNET_TAP_ADDR);
+		return net_nl_fail(err, r, "address %s", PODNET_TAP_ADDR);
 	rtnl_addr_set_ifindex(a, tap);
 	r = rtnl_addr_set_local(a, local);
 	nl_addr_put(local);
 	if (r >= 0)
 		rtnl_addr_set_scope(a, RT_SCOPE_LINK);
 	if (r >= 0 && (r = rtnl_addr_add(sk, a, NLM_F_REPLACE)) < 0 && r != -NLE_EXIST)
-		return nl_fail(err, r, "add %s to %s", PODNET_TAP_ADDR, PODNET_TAP);
+		return net_nl_fail(err, r, "add %s to %s", PODNET_TAP_ADDR, PODNET_TAP);
 	return 0;
 }
 
@@ -686,7 +641,7 @@ static int link_delete(struct nl_sock *sk, const char *name, uk_error *err)
 	rtnl_link_set_name(l, name);
 	int r = rtnl_link_delete(sk, l);
 	if (r < 0 && r != -NLE_OBJ_NOTFOUND && r != -NLE_NODEV)
-		return nl_fail(err, r, "delete link %s", name);
+		return net_nl_fail(err, r, "delete link %s", name);
 	return 0;
 }
 

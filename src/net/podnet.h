@@ -17,12 +17,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <netlink/netlink.h>
-#include <netlink/cache.h>
-#include <netlink/object.h>
-
 #include "../common/error.h"
 #include "net.h"
+#include "nl.h"
 
 #define PODNET_NETNS_DIR "/run/netns"
 #define PODNET_TAP "tap0"   /* the VM's tap inside the pod's namespace */
@@ -59,27 +56,7 @@ int podnet_run_in(int netns_fd, int (*fn)(void *ud, uk_error *err), void *ud, uk
  * call made on it acts there, from whatever thread. Free with nl_socket_free. */
 int podnet_nl_socket(int netns_fd, struct nl_sock **ret, uk_error *err);
 
-/* Cleanup helpers for what such a socket gives. */
-static inline void podnet_nl_sock_freep(struct nl_sock **p)
-{
-	if (*p)
-		nl_socket_free(*p);
-}
-#define _cleanup_nl_sock_ _cleanup_(podnet_nl_sock_freep)
-static inline void podnet_nl_cache_freep(struct nl_cache **p)
-{
-	if (*p)
-		nl_cache_free(*p);
-}
-#define _cleanup_nl_cache_ _cleanup_(podnet_nl_cache_freep)
-/* Any libnl object (link, address, route, qdisc, classifier, action): one reference. */
-static inline void podnet_nl_object_putp(void *p)
-{
-	struct nl_object **o = p;
-	if (*o)
-		nl_object_put(*o);
-}
-#define _cleanup_nl_object_ _cleanup_(podnet_nl_object_putp)
+/* Cleanup helpers for what such a socket gives: nl.h's. */
 
 /* What the guest sees of eth0 after the plugins ran: read from the namespace itself
  * (addresses and routes, as Kata does), not only from the CNI result: Calico puts its

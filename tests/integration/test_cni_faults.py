@@ -115,6 +115,19 @@ def in_thread(fn, *args):
     return t, out
 
 
+def kill_unikd_in(u, gd, command, call):
+    """SIGKILL unikd while the gate plugin is in the middle of command for call; the call
+    loses its connection. The gate (a plugin of the dead unikd) is killed too: start-up would
+    otherwise wait the plugin timeout for it."""
+    (gd / f"arm-{command}").touch()
+    t, out = in_thread(call)
+    pid = int(wait_file(gd / f"hit-{command}"))
+    u.kill()
+    kill_pid(pid)
+    t.join()
+    assert "err" in out, out
+
+
 def live_pods_hold_exactly_their_network(u, scratch):
     """What the READY pods own exists, once each; nothing else does."""
     ready = [p for p in u.pods() if p.state == u.pb.SANDBOX_READY]
@@ -167,13 +180,7 @@ def test_sigkill_during_add_is_undone_at_start_up(scratch, gate_at):
     u.start()
     try:
         keep, _ = u.run_pod(name="keep")
-        (gd / "arm-ADD").touch()
-        t, out = in_thread(lambda: u.run_pod(name="cut"))
-        pid = int(wait_file(gd / "hit-ADD"))
-        u.kill()
-        kill_pid(pid)
-        t.join()
-        assert "err" in out, out
+        kill_unikd_in(u, gd, "ADD", lambda: u.run_pod(name="cut"))
         u.start()
         assert "undid a RunPodSandbox cut short (CNI ADD)" in u.log()
         assert [p.id for p in u.pods()] == [keep]
@@ -194,13 +201,7 @@ def test_sigkill_during_del_is_finished_at_start_up(scratch, gate_at):
     u.start()
     try:
         sid, _ = u.run_pod(name="del")
-        (gd / "arm-DEL").touch()
-        t, out = in_thread(lambda: u.rs.StopPodSandbox(u.pb.StopPodSandboxRequest(pod_sandbox_id=sid)))
-        pid = int(wait_file(gd / "hit-DEL"))
-        u.kill()
-        kill_pid(pid)
-        t.join()
-        assert "err" in out, out
+        kill_unikd_in(u, gd, "DEL", lambda: u.rs.StopPodSandbox(u.pb.StopPodSandboxRequest(pod_sandbox_id=sid)))
         # The namespace stays until DEL has succeeded.
         assert f"unikd-{sid}" in netns_pinned()
         u.start()
