@@ -5,6 +5,7 @@ plugins' bridge, veths and iptables rules live there; nothing touches the host's
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -163,6 +164,22 @@ def test_hostport_from_the_node_and_from_outside(cni, netguest, scratch):  # noq
         assert not any(left.values()), left
     finally:
         sh("ip", "netns", "del", other, check=False)
+
+
+def test_pods_add_and_delete_in_parallel(cni, scratch):
+    """Different pods' ADD and DEL run at once; each pod gets an address of its own."""
+    u = cni
+    with ThreadPoolExecutor(6) as ex:
+        sids = [sid for sid, _ in ex.map(lambda i: u.run_pod(name=f"p{i}"), range(6))]
+    ips = [u.pod_status(s).status.network.ip for s in sids]
+    assert len(set(ips)) == 6 and all(ip.startswith("10.88.0.") for ip in ips), ips
+    assert sorted(host_local(scratch)) == sorted(ips)
+    assert sorted(netns_pinned()) == sorted(f"unikd-{s}" for s in sids)
+    with ThreadPoolExecutor(6) as ex:
+        list(ex.map(u.remove_pod, sids))
+    assert u.pods() == []
+    left = leftovers(u, scratch)
+    assert not any(left.values()), left
 
 
 def refused_run_pod(u, name):

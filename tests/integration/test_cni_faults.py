@@ -303,3 +303,21 @@ def test_restart_adopts_the_pod_network_and_a_reboot_releases_it(scratch, netgue
         remove_all_and_check(u, scratch)
     finally:
         u.cleanup()
+
+
+def test_a_pod_namespace_without_a_record_gets_del_and_goes(scratch):
+    """A record lost (or never written) leaves a unikd-* namespace nobody owns: start-up DELs
+    it, so the plugins release what they hold, and removes it."""
+    u = gated_unikd(scratch)
+    u.start()
+    try:
+        sid, _ = u.run_pod(name="lost")
+        ip = u.pod_status(sid).status.network.ip
+        u.kill()
+        (u.state / "sandboxes" / f"{sid}.json").unlink()
+        u.start()
+        assert f'pod={sid} msg="removed the network namespace of a pod that has no record"' in u.log()
+        assert u.pods() == [] and netns_pinned() == [] and ip not in host_local(scratch)
+        remove_all_and_check(u, scratch)
+    finally:
+        u.cleanup()

@@ -13,7 +13,7 @@ from conftest import REPO
 from crilog import cri_lines
 from cri import Unikd
 from test_cri import code_of
-from test_network import netguest  # noqa: F401  (the fixture that builds the Linux guest)
+from test_network import netguest, tsc_khz  # noqa: F401  (the fixture that builds the Linux guest)
 from test_pull import in_netns, reg, tar_with  # noqa: F401  (the registry fixture)
 from registry import Pusher
 from test_vmwrapper import ICMP_ECHO
@@ -179,11 +179,12 @@ def test_solo5_net_answers_ping_on_its_fixed_address(scratch):
 
 def test_linux_guest_runs_its_command_exactly(uk, netguest):  # noqa: F811
     uk.import_image("netguest:1", "--kernel", str(netguest / "vmlinuz"), "--initrd",
-                    str(netguest / "initrd.cpio.gz"), "--cmdline", (netguest / "cmdline").read_text().strip())
+                    str(netguest / "initrd.cpio.gz"), "--cmdline",
+                    (netguest / "cmdline").read_text().strip() + f" tsc_early_khz={tsc_khz()}")  # see its README
     sid, cfg = uk.run_pod(name="linux")
     cid, st, lines = run_to_end(uk, sid, cfg, "echo", image="netguest:1", command=["echo", "hello, world"],
                                 memory=256 << 20)
-    assert "hello, world" in lines, lines[-10:]
+    assert "hello, world" in lines, (lines[-10:], st.exit_code, st.reason, st.message)
     assert info(uk, cid)["guest"]["framework"] == "linux"
 
 
