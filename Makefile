@@ -58,7 +58,7 @@ CRI_SRC := $(wildcard src/cri/*.c)
 # The per-framework guest contracts and the kernel command line (src/guest/README.md).
 GUEST_SRC := $(wildcard src/guest/*.c)
 # The pure CRI pieces that unit tests link without the gRPC server (wire checks, limits).
-CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c)
+CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c src/cri/volumes.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
