@@ -88,20 +88,20 @@ static int path_check(const char *v, const char *field, char **ret, uk_error *er
 	return 0;
 }
 
+/* What a host path is, for messages. (vmwrapper/logfile.c's kind_name says the same for
+ * its log file.) */
 static const char *type_name(mode_t m)
 {
-	if (S_ISDIR(m))
-		return "a directory";
-	if (S_ISREG(m))
-		return "a regular file";
-	if (S_ISBLK(m))
-		return "a block device";
-	if (S_ISCHR(m))
-		return "a character device";
-	if (S_ISFIFO(m))
-		return "a FIFO";
-	if (S_ISSOCK(m))
-		return "a socket";
+	static const struct {
+		mode_t type;
+		const char *name;
+	} types[] = {
+		{ S_IFDIR, "a directory" }, { S_IFREG, "a regular file" }, { S_IFBLK, "a block device" },
+		{ S_IFCHR, "a character device" }, { S_IFIFO, "a FIFO" }, { S_IFSOCK, "a socket" },
+	};
+	for (size_t k = 0; k < ARRAY_SIZE(types); k++)
+		if ((m & S_IFMT) == types[k].type)
+			return types[k].name;
 	return "of an unknown type";
 }
 
