@@ -92,6 +92,22 @@ static int add_app(struct guest_line *l, const struct guest_cmdline_in *in, uk_e
 	return guest_line_words(l, GUEST_QUOTING_UNIKRAFT, in->args, in->n_args, "args", err);
 }
 
+/* The image's parameters (before its "--") set vfs.fstab themselves: unikd cannot add to it. */
+static bool image_fstab(const char *img)
+{
+	struct guest_span before, after;
+	bool dashes;
+	guest_split_dashes(img, GUEST_QUOTING_UNIKRAFT, &before, &after, &dashes);
+	if (!dashes)
+		return false;
+	for (size_t i = 0; i + 10 <= before.len; i++) {
+		const char *w = img + before.at + i;
+		if ((i == 0 || w[-1] == ' ' || w[-1] == '\t') && strncmp(w, "vfs.fstab=", 10) == 0)
+			return true;
+	}
+	return false;
+}
+
 static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool legacy, bool static_net, uk_error *err)
 {
 	const struct guest_cmdline_in *in = &f->cmd;
@@ -99,6 +115,8 @@ static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool legac
 	int r;
 	guest_line_init(&l, p->cmdline, sizeof(p->cmdline), in->field_prefix);
 	if (static_net && (r = add_netdev(&l, f->net, legacy, err)) < 0)
+		return r;
+	if ((r = guest_mounts_fstab(&l, p, err)) < 0)
 		return r;
 	if (!legacy && (r = add_envs(&l, in, err)) < 0)
 		return r;
@@ -121,9 +139,11 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	p->exit = GUEST_EXIT_UNIKRAFT;
 	guest_why(p, "Unikraft %s: pc with SeaBIOS (Unikraft 0.17's memory map breaks under qboot and microvm)",
 		  p->version[0] ? p->version : "(version unknown: the current parameter forms)");
-	if ((r = guest_default_devices(f, p, err)) < 0)
+	if ((r = guest_default_devices(f, p, err)) < 0 || (r = guest_blockdevs_add(f, p, false, err)) < 0 ||
+	    (r = guest_mounts_unikraft(f, p, image_fstab(nz(f->cmd.image_cmdline)), err)) < 0)
 		return r;
 	guest_why_devices(p);
+	guest_why_volumes(p);
 	bool legacy = legacy_version(p->version), static_net = guest_net_static(f, p, true);
 	p->dhcp = guest_plan_has_net(p) && !static_net;
 	if ((r = cmdline(f, p, legacy, static_net, err)) < 0) {
@@ -133,7 +153,8 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	guest_why_net(p, static_net,
 		      legacy ? "netdev.ipv4_addr, netdev.ipv4_gw_addr, netdev.ipv4_subnet_mask: before 0.16.1"
 			     : "netdev.ip");
-	guest_why(p, "command line: library parameters, --, then the application's arguments");
+	guest_why(p, "command line: library parameters%s, --, then the application's arguments",
+		  p->n_mounts ? " (the mounts in vfs.fstab)" : "");
 	if (legacy && f->cmd.n_envs)
 		guest_why(p, "environment not passed: Unikraft before 0.16.1 takes no env.vars");
 	else if (f->cmd.n_envs > UK_ENV_DEFAULT_MAX)
