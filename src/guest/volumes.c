@@ -230,6 +230,12 @@ static const char *unikraft_place(const struct guest_plan *p, size_t i, bool ima
 			return NULL;
 		}
 	}
+	if (at_or_below(at, "/dev")) {
+		why[0] = '\0';
+		guest_textf(why, why_size, "%s would cover Unikraft's devfs at /dev%s", at,
+			    m->is_file ? " (a file's share is mounted at its directory)" : "");
+		return NULL;
+	}
 	int j = unikraft_clash(p, i, at);
 	if (j >= 0) {
 		why[0] = '\0';
