@@ -12,13 +12,17 @@ static const char *nz(const char *s)
 	return s ? s : "";
 }
 
-/* Normalise an absolute guest path into out: "//a//b/" is "/a/b"; "." and ".." components,
- * control bytes and more than GUEST_PATH_MAX bytes are refused (a path must mean one place
- * and fit one log line). what: "mounts" or "devices". */
-static int path_normalise(const char *pfx, const char *what, size_t i, const char *in, char out[GUEST_PATH_MAX + 1],
-			  uk_error *err)
+static int too_many(const char *pfx, const char *what, size_t n, size_t max, uk_error *err)
 {
-	const char *s = nz(in);
+	if (n <= max)
+		return 0;
+	return uk_err(err, E2BIG, "%s%s has %zu entries; a guest takes at most %zu", pfx, what, n, max);
+}
+
+/* The bytes of a container_path: some, at most GUEST_PATH_MAX (one log line), no control
+ * byte. what: "mounts" or "devices". */
+static int path_bytes(const char *pfx, const char *what, size_t i, const char *s, uk_error *err)
+{
 	size_t n = strnlen(s, GUEST_PATH_MAX + 1);
 	if (n == 0)
 		return uk_err(err, EINVAL, "%s%s[%zu].container_path is empty", pfx, what, i);
@@ -29,6 +33,17 @@ static int path_normalise(const char *pfx, const char *what, size_t i, const cha
 		if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f)
 			return uk_err(err, EINVAL, "%s%s[%zu].container_path holds a control byte (0x%02x at %zu)", pfx,
 				      what, i, (unsigned char)s[k], k);
+	return 0;
+}
+
+/* Normalise an absolute guest path into out: "//a//b/" is "/a/b"; a "." or ".." component
+ * is refused (a path must mean one place, and Unikraft's mkmp refuses them too). */
+static int path_normalise(const char *pfx, const char *what, size_t i, const char *s, char out[GUEST_PATH_MAX + 1],
+			  uk_error *err)
+{
+	int r = path_bytes(pfx, what, i, s, err);
+	if (r < 0)
+		return r;
 	if (s[0] != '/')
 		return uk_err(err, EINVAL, "%s%s[%zu].container_path \"%s\" is not absolute", pfx, what, i, s);
 	size_t o = 0;
@@ -52,6 +67,15 @@ static int path_normalise(const char *pfx, const char *what, size_t i, const cha
 	return 0;
 }
 
+/* Entry i's place is entry j's too. */
+static int same_place(const char *pfx, const char *what, size_t i, const char *a, size_t j, const char *b,
+		      uk_error *err)
+{
+	if (strcmp(a, b) != 0)
+		return 0;
+	return uk_err(err, EINVAL, "%s%s[%zu].container_path \"%s\" is also %s%s[%zu]'s", pfx, what, i, a, pfx, what, j);
+}
+
 static const char *last_component(const char *path)
 {
 	const char *slash = strrchr(path, '/');
@@ -60,68 +84,54 @@ static const char *last_component(const char *path)
 
 static int check_mounts(const struct guest_facts *f, struct guest_plan *p, const char *pfx, uk_error *err)
 {
-	if (f->n_mounts > GUEST_MOUNTS_MAX)
-		return uk_err(err, E2BIG, "%smounts has %zu entries; a guest takes at most %d", pfx, f->n_mounts,
-			      GUEST_MOUNTS_MAX);
-	for (size_t i = 0; i < f->n_mounts; i++) {
+	int r = too_many(pfx, "mounts", f->n_mounts, GUEST_MOUNTS_MAX, err);
+	for (size_t i = 0; r >= 0 && i < f->n_mounts; i++) {
 		struct guest_mount_plan *m = &p->mounts[i];
-		int r = path_normalise(pfx, "mounts", i, f->mounts[i].guest_path, m->path, err);
-		if (r < 0)
-			return r;
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(p->mounts[j].path, m->path) == 0)
-				return uk_err(err, EINVAL, "%smounts[%zu].container_path \"%s\" is also %smounts[%zu]'s", pfx,
-					      i, m->path, pfx, j);
-		if (f->mounts[i].is_file && strcmp(m->path, "/") == 0)
-			return uk_err(err, EINVAL, "%smounts[%zu] mounts a file at \"/\"", pfx, i);
+		r = path_normalise(pfx, "mounts", i, nz(f->mounts[i].guest_path), m->path, err);
+		for (size_t j = 0; r >= 0 && j < i; j++)
+			r = same_place(pfx, "mounts", i, m->path, j, p->mounts[j].path, err);
+		if (r >= 0 && f->mounts[i].is_file && strcmp(m->path, "/") == 0)
+			r = uk_err(err, EINVAL, "%smounts[%zu] mounts a file at \"/\"", pfx, i);
 		m->readonly = f->mounts[i].readonly;
 		m->is_file = f->mounts[i].is_file;
 		if (m->is_file)
 			snprintf(m->file, sizeof(m->file), "%s", last_component(m->path));
 	}
-	p->n_mounts = f->n_mounts;
-	return 0;
+	if (r >= 0)
+		p->n_mounts = f->n_mounts;
+	return r;
 }
 
-/* A device's name without a directory ("storage", as Solo5 names a block device). */
-static int bare_name(const char *pfx, size_t i, const char *s, char out[GUEST_PATH_MAX + 1], uk_error *err)
+/* A device's path: absolute (normalised), or a plain name ("storage", as Solo5 names a
+ * block device). */
+static int device_path(const char *pfx, size_t i, const char *s, char out[GUEST_PATH_MAX + 1], uk_error *err)
 {
-	size_t n = strnlen(s, GUEST_PATH_MAX + 1);
-	if (n == 0 || n > GUEST_PATH_MAX)
-		return path_normalise(pfx, "devices", i, s, out, err); /* its message: empty, too long */
-	for (size_t k = 0; k < n; k++)
-		if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f)
-			return path_normalise(pfx, "devices", i, s, out, err);
+	int r = path_bytes(pfx, "devices", i, s, err);
+	if (r < 0 || s[0] == '/')
+		return r < 0 ? r : path_normalise(pfx, "devices", i, s, out, err);
 	if (strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
 		return uk_err(err, EINVAL, "%sdevices[%zu].container_path \"%s\" is neither absolute nor a plain name", pfx,
 			      i, s);
-	memcpy(out, s, n + 1);
+	snprintf(out, GUEST_PATH_MAX + 1, "%s", s);
 	return 0;
 }
 
-/* A device's path: absolute (normalised), or a bare name. */
 static int check_blockdevs(const struct guest_facts *f, struct guest_plan *p, const char *pfx, uk_error *err)
 {
-	if (f->n_blockdevs > GUEST_BLOCKDEVS_MAX)
-		return uk_err(err, E2BIG, "%sdevices has %zu entries; a guest takes at most %d", pfx, f->n_blockdevs,
-			      GUEST_BLOCKDEVS_MAX);
-	for (size_t i = 0; i < f->n_blockdevs; i++) {
+	int r = too_many(pfx, "devices", f->n_blockdevs, GUEST_BLOCKDEVS_MAX, err);
+	for (size_t i = 0; r >= 0 && i < f->n_blockdevs; i++) {
 		struct guest_blockdev_plan *b = &p->blockdevs[i];
-		const char *s = nz(f->blockdevs[i].guest_path);
-		int r = *s == '/' ? path_normalise(pfx, "devices", i, s, b->path, err) : bare_name(pfx, i, s, b->path, err);
-		if (r < 0)
-			return r;
-		if (strcmp(b->path, "/") == 0)
-			return uk_err(err, EINVAL, "%sdevices[%zu].container_path is \"/\"", pfx, i);
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(p->blockdevs[j].path, b->path) == 0)
-				return uk_err(err, EINVAL, "%sdevices[%zu].container_path \"%s\" is also %sdevices[%zu]'s", pfx,
-					      i, b->path, pfx, j);
+		r = device_path(pfx, i, nz(f->blockdevs[i].guest_path), b->path, err);
+		if (r >= 0 && strcmp(b->path, "/") == 0)
+			r = uk_err(err, EINVAL, "%sdevices[%zu].container_path is \"/\"", pfx, i);
+		for (size_t j = 0; r >= 0 && j < i; j++)
+			r = same_place(pfx, "devices", i, b->path, j, p->blockdevs[j].path, err);
 		b->readonly = f->blockdevs[i].readonly;
 		snprintf(b->serial, sizeof(b->serial), "ukd%u", (unsigned)i); /* i < 16 */
 	}
-	p->n_blockdevs = f->n_blockdevs;
-	return 0;
+	if (r >= 0)
+		p->n_blockdevs = f->n_blockdevs;
+	return r;
 }
 
 int guest_volumes_check(const struct guest_facts *f, struct guest_plan *p, uk_error *err)

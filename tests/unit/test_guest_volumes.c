@@ -23,28 +23,17 @@ static void assert_contains(const char *hay, const char *needle)
 		fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
 }
 
-static struct guest_binary unikraft_bin(void)
-{
-	struct guest_binary b = { .boot = GUEST_BOOT_MULTIBOOT, .unikraft = true, .unikraft_version = "0.17.0" };
-	return b;
-}
-
-static struct guest_binary linux_bin(void)
-{
-	struct guest_binary b = { .boot = GUEST_BOOT_BZIMAGE };
-	return b;
-}
-
-static struct guest_binary solo5_bin(const char *const *names, const enum guest_dev_kind *kinds, size_t n)
-{
-	struct guest_binary b = { .boot = GUEST_BOOT_MULTIBOOT, .elf64 = true, .solo5 = true,
-				  .solo5_abi_target = 3, .solo5_abi_version = 1, .n_mft = n };
-	for (size_t i = 0; i < n; i++) {
-		b.mft[i].kind = kinds[i];
-		snprintf(b.mft[i].name, sizeof(b.mft[i].name), "%s", names[i]);
-	}
-	return b;
-}
+static const struct guest_binary UNIKRAFT = { .boot = GUEST_BOOT_MULTIBOOT, .unikraft = true,
+					     .unikraft_version = "0.17.0" };
+static const struct guest_binary LINUX = { .boot = GUEST_BOOT_BZIMAGE };
+/* test_blk's manifest, with a net device between two block devices. */
+static const struct guest_binary SOLO5 = {
+	.boot = GUEST_BOOT_MULTIBOOT, .elf64 = true, .solo5 = true, .solo5_abi_target = 3, .solo5_abi_version = 1,
+	.n_mft = 3, .mft = { { GUEST_DEV_BLOCK, "storage" }, { GUEST_DEV_NET, "service0" }, { GUEST_DEV_BLOCK, "backup" } },
+};
+static const struct guest_binary SOLO5_ONE = { .boot = GUEST_BOOT_MULTIBOOT, .solo5 = true, .n_mft = 1,
+					      .mft = { { GUEST_DEV_BLOCK, "storage" } } };
+static const struct guest_binary SOLO5_NONE = { .boot = GUEST_BOOT_MULTIBOOT, .solo5 = true };
 
 /* What kubelet gives every pod, then a pod's own volumes. */
 static const struct guest_mount POD[] = {
@@ -67,27 +56,22 @@ static struct guest_facts facts(const struct guest_binary *bin, const struct gue
 	return f;
 }
 
-static struct guest_plan resolve_ok(const struct guest_facts *f)
+/* Resolve f: want 0, a plan; or the error -want, whose message must name n1 and n2. */
+static struct guest_plan resolve(const struct guest_facts *f, int want, const char *n1, const char *n2)
 {
-	struct guest_plan p;
-	uk_error err = { 0 };
-	if (guest_plan_resolve(f, &p, &err) < 0)
-		fail_msg("resolve: %s", err.msg);
-	return p;
-}
-
-/* The error, which must name each of the needles. */
-static void resolve_fails(const struct guest_facts *f, int want, const char *n1, const char *n2)
-{
-	struct guest_plan p;
+	struct guest_plan p = { 0 };
 	uk_error err = { 0 };
 	int r = guest_plan_resolve(f, &p, &err);
 	if (r != -want)
 		fail_msg("want %d, got %d (%s)", -want, r, err.msg);
-	assert_contains(err.msg, n1);
+	if (n1)
+		assert_contains(err.msg, n1);
 	if (n2)
 		assert_contains(err.msg, n2);
+	return p;
 }
+#define resolve_ok(f) resolve((f), 0, NULL, NULL)
+#define resolve_fails(f, want, n1, n2) (void)resolve((f), (want), (n1), (n2))
 
 static void assert_fates(const struct guest_plan *p, const char *want)
 {
@@ -115,8 +99,8 @@ static void assert_devices(const struct guest_plan *p, const char *want)
 static void unikraft_fstab(void **state)
 {
 	(void)state;
-	struct guest_binary b = unikraft_bin();
-	struct guest_facts f = facts(&b, POD, N(POD), NULL, 0);
+	const struct guest_binary *b = &UNIKRAFT;
+	struct guest_facts f = facts(b, POD, N(POD), NULL, 0);
 	struct guest_plan p = resolve_ok(&f);
 	assert_string_equal(p.cmdline, "vfs.fstab=[ \"ukv3:/data:9pfs:::mkmp\" \"ukv5:/srv:9pfs:0x1::mkmp\" "
 				       "\"ukv4:/etc/config:9pfs:0x1::mkmp\" "
@@ -133,7 +117,7 @@ static void unikraft_fstab(void **state)
 	assert_int_equal(p.n_devices, 0); /* the VM's 9p devices are the mounts' tags, not devices[] */
 
 	/* Without the pod's /etc/config, /etc/hosts is taken (its share mounted at /etc). */
-	f = facts(&b, POD, 3, NULL, 0);
+	f = facts(b, POD, 3, NULL, 0);
 	p = resolve_ok(&f);
 	assert_string_equal(p.cmdline, "vfs.fstab=[ \"ukv1:/etc:9pfs:::mkmp\" \"ukv0:" SA
 				       ":9pfs:0x1::mkmp\" ] -- hello");
@@ -141,14 +125,14 @@ static void unikraft_fstab(void **state)
 
 	/* A mount over "/" (Unikraft's root is empty): first, and without mkmp. */
 	static const struct guest_mount root[] = { { "/data", false, false, false }, { "/", true, false, false } };
-	f = facts(&b, root, N(root), NULL, 0);
+	f = facts(b, root, N(root), NULL, 0);
 	p = resolve_ok(&f);
 	assert_string_equal(p.cmdline, "vfs.fstab=[ \"ukv1:/:9pfs:0x1::\" \"ukv0:/data:9pfs:::mkmp\" ] -- hello");
 
 	/* With the environment and a static address: netdev, vfs.fstab, env.vars, --. */
 	static const struct guest_net net = { .ip = "10.0.0.2", .prefix = 24, .gateway = "10.0.0.1" };
 	static const struct guest_env env[] = { { "A", "1" } };
-	f = facts(&b, root, 1, NULL, 0);
+	f = facts(b, root, 1, NULL, 0);
 	f.net = &net;
 	f.cmd.envs = env;
 	f.cmd.n_envs = 1;
@@ -161,34 +145,34 @@ static void unikraft_fstab(void **state)
 static void unikraft_refusals(void **state)
 {
 	(void)state;
-	struct guest_binary b = unikraft_bin();
+	const struct guest_binary *b = &UNIKRAFT;
 	/* A user's file whose directory another mount uses: refused, naming both. */
 	static const struct guest_mount clash[] = { { "/etc/conf", false, false, false },
 						    { "/etc/a.conf", true, true, false } };
-	struct guest_facts f = facts(&b, clash, N(clash), NULL, 0);
+	struct guest_facts f = facts(b, clash, N(clash), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[1] (/etc/a.conf): the unikraft guest cannot take it", "mounts[0]");
 	static const struct guest_mount clash2[] = { { "/etc/a.conf", true, true, false },
 						     { "/etc/b.conf", true, true, false } };
-	f = facts(&b, clash2, N(clash2), NULL, 0);
+	f = facts(b, clash2, N(clash2), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[1]", "clashes");
 	static const struct guest_mount top[] = { { "/app.conf", true, true, false } };
-	f = facts(&b, top, N(top), NULL, 0);
+	f = facts(b, top, N(top), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0]", "the root");
 	static const struct guest_mount dev[] = { { "/dev/shm", false, false, false } };
-	f = facts(&b, dev, N(dev), NULL, 0);
+	f = facts(b, dev, N(dev), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0] (/dev/shm)", "devfs");
 	static const struct guest_mount colon[] = { { "/a:b", false, false, false } };
-	f = facts(&b, colon, N(colon), NULL, 0);
+	f = facts(b, colon, N(colon), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0] (/a:b)", "\":\"");
 
 	/* An image whose own line sets vfs.fstab: the defaults are left out, a pod's mount refused. */
-	f = facts(&b, POD, 3, NULL, 0);
+	f = facts(b, POD, 3, NULL, 0);
 	f.cmd.image_cmdline = "vfs.fstab=[ \"initrd0:/:extract:::\" ] -- app";
 	struct guest_plan p = resolve_ok(&f);
 	assert_fates(&p, "skipped skipped skipped");
 	assert_contains(p.mounts[0].why, "sets its own vfs.fstab");
 	assert_string_equal(p.cmdline, "vfs.fstab=[ \"initrd0:/:extract:::\" ] -- app hello");
-	f = facts(&b, POD, 4, NULL, 0);
+	f = facts(b, POD, 4, NULL, 0);
 	f.cmd.image_cmdline = "vfs.fstab=[ \"initrd0:/:extract:::\" ] -- app";
 	resolve_fails(&f, EINVAL, "config.mounts[3] (/data)", "sets its own vfs.fstab");
 }
@@ -198,18 +182,18 @@ static void unikraft_refusals(void **state)
 static void hostile_paths(void **state)
 {
 	(void)state;
-	struct guest_binary uk = unikraft_bin(), lx = linux_bin();
+	const struct guest_binary *uk = &UNIKRAFT, *lx = &LINUX;
 	static const struct guest_mount odd[] = { { "/my dir", false, false, false },
 						  { "/say\"hi\"", true, false, false },
 						  { "//srv//x/", false, false, false } };
-	struct guest_facts f = facts(&uk, odd, N(odd), NULL, 0);
+	struct guest_facts f = facts(uk, odd, N(odd), NULL, 0);
 	struct guest_plan p = resolve_ok(&f);
 	assert_string_equal(p.cmdline, "vfs.fstab=[ \"ukv0:/my dir:9pfs:::mkmp\" 'ukv1:/say\"hi\":9pfs:0x1::mkmp' "
 				       "\"ukv2:/srv/x:9pfs:::mkmp\" ] -- hello");
 	assert_string_equal(p.mounts[2].path, "/srv/x");
 
 	static const struct guest_mount enc[] = { { "/a:b,c d%e\xc3\xa9", false, false, false } };
-	f = facts(&lx, enc, N(enc), NULL, 0);
+	f = facts(lx, enc, N(enc), NULL, 0);
 	p = resolve_ok(&f);
 	assert_string_equal(p.cmdline, "unikd.9p=ukv0:/a%3Ab%2Cc%20d%25e%C3%A9:rw:dir -- hello");
 
@@ -228,7 +212,7 @@ static void hostile_paths(void **state)
 	};
 	for (size_t i = 0; i < N(bad); i++) {
 		struct guest_mount m = { bad[i].path, false, false, false };
-		f = facts(&lx, &m, 1, NULL, 0);
+		f = facts(lx, &m, 1, NULL, 0);
 		resolve_fails(&f, EINVAL, bad[i].want, NULL);
 	}
 	char longp[GUEST_PATH_MAX + 2];
@@ -236,7 +220,7 @@ static void hostile_paths(void **state)
 	longp[0] = '/';
 	longp[sizeof(longp) - 1] = '\0';
 	struct guest_mount m = { longp, false, false, false };
-	f = facts(&lx, &m, 1, NULL, 0);
+	f = facts(lx, &m, 1, NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0].container_path is longer than 255 bytes", NULL);
 	longp[GUEST_PATH_MAX] = '\0'; /* exactly 255: fine */
 	p = resolve_ok(&f);
@@ -244,31 +228,31 @@ static void hostile_paths(void **state)
 
 	/* The same place twice (after normalisation); a file at "/"; a mount over Linux's root. */
 	static const struct guest_mount twice[] = { { "/data", false, false, false }, { "/data/", true, false, false } };
-	f = facts(&lx, twice, N(twice), NULL, 0);
+	f = facts(lx, twice, N(twice), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[1].container_path \"/data\" is also config.mounts[0]'s", NULL);
 	static const struct guest_mount rootfile[] = { { "/", false, true, false } };
-	f = facts(&uk, rootfile, 1, NULL, 0);
+	f = facts(uk, rootfile, 1, NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0] mounts a file at \"/\"", NULL);
 	static const struct guest_mount root[] = { { "//", false, false, false } };
-	f = facts(&lx, root, 1, NULL, 0);
+	f = facts(lx, root, 1, NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0] (/): the linux guest cannot take a mount over its root", NULL);
 
 	/* Devices: the same checks, and Linux wants an absolute path. */
 	static const struct guest_blockdev dbad[] = { { "/dev/../x", false } };
-	f = facts(&lx, NULL, 0, dbad, 1);
+	f = facts(lx, NULL, 0, dbad, 1);
 	resolve_fails(&f, EINVAL, "config.devices[0].container_path", "\"..\"");
 	static const struct guest_blockdev drel[] = { { "storage", false } };
-	f = facts(&lx, NULL, 0, drel, 1);
+	f = facts(lx, NULL, 0, drel, 1);
 	resolve_fails(&f, EINVAL, "config.devices[0].container_path \"storage\" is not absolute", NULL);
 	static const struct guest_blockdev dslash[] = { { "dev/storage", false } };
-	f = facts(&uk, NULL, 0, dslash, 1);
+	f = facts(uk, NULL, 0, dslash, 1);
 	resolve_fails(&f, EINVAL, "config.devices[0].container_path \"dev/storage\" is neither absolute nor a plain name",
 		      NULL);
 	static const struct guest_blockdev dtwice[] = { { "/dev/a", false }, { "/dev//a", false } };
-	f = facts(&uk, NULL, 0, dtwice, 2);
+	f = facts(uk, NULL, 0, dtwice, 2);
 	resolve_fails(&f, EINVAL, "config.devices[1].container_path \"/dev/a\" is also config.devices[0]'s", NULL);
 	static const struct guest_blockdev dctl[] = { { "sto\trage", false } };
-	f = facts(&uk, NULL, 0, dctl, 1);
+	f = facts(uk, NULL, 0, dctl, 1);
 	resolve_fails(&f, EINVAL, "config.devices[0].container_path holds a control byte", NULL);
 }
 
@@ -277,10 +261,10 @@ static void hostile_paths(void **state)
 static void linux_words(void **state)
 {
 	(void)state;
-	struct guest_binary b = linux_bin();
+	const struct guest_binary *b = &LINUX;
 	static const struct guest_blockdev devs[] = { { "/dev/xvdb", true }, { "/dev/data disk", false } };
 	static const struct guest_env env[] = { { "A", "1" } };
-	struct guest_facts f = facts(&b, POD, N(POD), devs, N(devs));
+	struct guest_facts f = facts(b, POD, N(POD), devs, N(devs));
 	f.cmd.envs = env;
 	f.cmd.n_envs = 1;
 	struct guest_plan p = resolve_ok(&f);
@@ -300,7 +284,7 @@ static void linux_words(void **state)
 
 	/* With the image's disk and the pod's NIC: they come first. */
 	static const struct guest_net net = { .ip = "10.0.0.2", .prefix = 24, .gateway = "10.0.0.1" };
-	f = facts(&b, NULL, 0, devs, 1);
+	f = facts(b, NULL, 0, devs, 1);
 	f.has_block_disk = true;
 	f.net = &net;
 	p = resolve_ok(&f);
@@ -314,16 +298,14 @@ static void linux_words(void **state)
 static void no_filesystem(void **state)
 {
 	(void)state;
-	static const enum guest_dev_kind k[] = { GUEST_DEV_BLOCK };
-	static const char *const names[] = { "storage" };
-	struct guest_binary s5 = solo5_bin(names, k, 0), gen = { .boot = GUEST_BOOT_PVH };
+	static const struct guest_binary gen = { .boot = GUEST_BOOT_PVH };
 	struct {
 		const char *type;
 		const struct guest_binary *bin;
 		const char *label, *why;
 	} cases[] = {
-		{ NULL, &s5, "solo5", "Solo5 has no filesystem" },
-		{ "mirage", &s5, "mirage", "Solo5 has no filesystem" },
+		{ NULL, &SOLO5_NONE, "solo5", "Solo5 has no filesystem" },
+		{ "mirage", &SOLO5_NONE, "mirage", "Solo5 has no filesystem" },
 		{ NULL, &gen, "generic", "no way to tell a kernel" },
 		{ NULL, NULL, "generic", "no way to tell a kernel" },
 	};
@@ -352,12 +334,10 @@ static void no_filesystem(void **state)
 static void solo5_blocks(void **state)
 {
 	(void)state;
-	static const enum guest_dev_kind k[] = { GUEST_DEV_BLOCK, GUEST_DEV_NET, GUEST_DEV_BLOCK };
-	static const char *const names[] = { "storage", "service0", "backup" };
 	static const struct guest_net net = { .ip = "10.0.0.2", .prefix = 24, .gateway = "10.0.0.1" };
-	struct guest_binary b = solo5_bin(names, k, N(names));
+	const struct guest_binary *b = &SOLO5;
 	static const struct guest_blockdev devs[] = { { "backup", false }, { "/dev/storage", true } };
-	struct guest_facts f = facts(&b, NULL, 0, devs, N(devs));
+	struct guest_facts f = facts(b, NULL, 0, devs, N(devs));
 	f.net = &net;
 	f.has_block_disk = true; /* left out: the devices take the block entries */
 	struct guest_plan p = resolve_ok(&f);
@@ -383,9 +363,7 @@ static void solo5_blocks(void **state)
 	resolve_fails(&f, EINVAL, "config.devices[1] (/b/storage) has the Solo5 name \"storage\" of config.devices[0]", NULL);
 
 	/* Without devices, the image's disk is the BLOCK entry, as before. */
-	static const char *const one[] = { "storage" };
-	struct guest_binary b1 = solo5_bin(one, k, 1);
-	f = facts(&b1, NULL, 0, NULL, 0);
+	f = facts(&SOLO5_ONE, NULL, 0, NULL, 0);
 	f.has_block_disk = true;
 	p = resolve_ok(&f);
 	assert_devices(&p, "block:storage");
@@ -395,7 +373,7 @@ static void solo5_blocks(void **state)
 static void limits(void **state)
 {
 	(void)state;
-	struct guest_binary uk = unikraft_bin(), lx = linux_bin();
+	const struct guest_binary *uk = &UNIKRAFT, *lx = &LINUX;
 	char paths[GUEST_MOUNTS_MAX + 1][GUEST_PATH_MAX + 1];
 	struct guest_mount m[GUEST_MOUNTS_MAX + 1];
 	struct guest_blockdev d[GUEST_BLOCKDEVS_MAX + 1];
@@ -404,11 +382,11 @@ static void limits(void **state)
 		m[i] = (struct guest_mount){ paths[i], false, false, false };
 		d[i] = (struct guest_blockdev){ paths[i], false };
 	}
-	struct guest_facts f = facts(&uk, m, N(m), NULL, 0);
+	struct guest_facts f = facts(uk, m, N(m), NULL, 0);
 	resolve_fails(&f, E2BIG, "config.mounts has 17 entries; a guest takes at most 16", NULL);
-	f = facts(&lx, NULL, 0, d, N(d));
+	f = facts(lx, NULL, 0, d, N(d));
 	resolve_fails(&f, E2BIG, "config.devices has 17 entries; a guest takes at most 16", NULL);
-	f = facts(&uk, m, GUEST_MOUNTS_MAX, d, GUEST_BLOCKDEVS_MAX);
+	f = facts(uk, m, GUEST_MOUNTS_MAX, d, GUEST_BLOCKDEVS_MAX);
 	struct guest_plan p = resolve_ok(&f);
 	assert_string_equal(p.mounts[15].tag, "ukv15");
 	assert_string_equal(p.blockdevs[15].serial, "ukd15");
@@ -422,9 +400,9 @@ static void limits(void **state)
 		paths[i][1] = (char)('a' + i);
 		paths[i][GUEST_PATH_MAX] = '\0';
 	}
-	f = facts(&lx, m, GUEST_MOUNTS_MAX, NULL, 0);
+	f = facts(lx, m, GUEST_MOUNTS_MAX, NULL, 0);
 	resolve_fails(&f, E2BIG, "config.mounts[", "makes the kernel command line longer than 4095 bytes");
-	f = facts(&uk, m, GUEST_MOUNTS_MAX, NULL, 0);
+	f = facts(uk, m, GUEST_MOUNTS_MAX, NULL, 0);
 	resolve_fails(&f, E2BIG, "config.mounts[", "makes the kernel command line longer than 4095 bytes");
 }
 
