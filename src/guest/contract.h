@@ -52,9 +52,11 @@ int guest_mounts_none(const struct guest_facts *f, struct guest_plan *p, const c
 /* Every mount TAKEN, a file bound at its path by /init; a mount over "/" is -EINVAL. */
 int guest_mounts_linux(const struct guest_facts *f, struct guest_plan *p, uk_error *err);
 /* Unikraft: a directory at its path, a file's share at the file's directory when that place
- * is the share's alone (else a kubelet default is SKIPPED, another mount -EINVAL); with
- * image_fstab (the image's line sets vfs.fstab) no mount can be added. */
-int guest_mounts_unikraft(const struct guest_facts *f, struct guest_plan *p, bool image_fstab, uk_error *err);
+ * is the share's alone (else a kubelet default is SKIPPED, another mount -EINVAL). The
+ * image's own line holds image_entries vfs.fstab entries; with ours past UK_FSTAB_MAX, the
+ * kubelet defaults are SKIPPED, then -E2BIG. */
+#define UK_FSTAB_MAX 16 /* CONFIG_LIBVFSCORE_AUTOMOUNT_UP_SIZE's default */
+int guest_mounts_unikraft(const struct guest_facts *f, struct guest_plan *p, size_t image_entries, uk_error *err);
 /* vfs.fstab=[ "TAG:PATH:9pfs:FLAGS::UKOPTS" … ] for the taken mounts, parents first. */
 int guest_mounts_fstab(struct guest_line *l, const struct guest_plan *p, uk_error *err);
 /* unikd.9p=… and unikd.blk=… (README.md), each only when it has entries. */

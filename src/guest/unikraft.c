@@ -75,37 +75,65 @@ static int add_envs(struct guest_line *l, const struct guest_cmdline_in *in, uk_
 /* The image's parameters (before its "--"), "--", then the command or the image's default
  * arguments (after its "--", or its whole line without one: Unikraft's own reading), then
  * the args. */
-static int add_app(struct guest_line *l, const struct guest_cmdline_in *in, uk_error *err)
+static int add_app(struct guest_line *l, const struct guest_cmdline_in *in, const struct guest_plan *p, uk_error *err)
 {
 	const char *img = nz(in->image_cmdline);
 	struct guest_span before, after;
 	bool dashes;
+	int r;
 	guest_split_dashes(img, GUEST_QUOTING_UNIKRAFT, &before, &after, &dashes);
 	struct guest_span app = dashes ? after : before;
-	if ((dashes && guest_line_raw(l, img + before.at, before.len) < 0) || guest_line_raw(l, "--", 2) < 0 ||
-	    (!in->n_command && guest_line_raw(l, img + app.at, app.len) < 0))
+	if (dashes && guest_line_raw(l, img + before.at, before.len) < 0)
 		return uk_err(err, E2BIG, "the image's default command line makes the kernel command line longer than %zu bytes",
 			      l->cap - 1);
-	int r = guest_line_words(l, GUEST_QUOTING_UNIKRAFT, in->command, in->n_command, "command", err);
+	/* After the image's parameters: its own vfs.fstab (an initrd root) is mounted first. */
+	if ((r = guest_mounts_fstab(l, p, err)) < 0)
+		return r;
+	if (guest_line_raw(l, "--", 2) < 0 || (!in->n_command && guest_line_raw(l, img + app.at, app.len) < 0))
+		return uk_err(err, E2BIG, "the image's default command line makes the kernel command line longer than %zu bytes",
+			      l->cap - 1);
+	r = guest_line_words(l, GUEST_QUOTING_UNIKRAFT, in->command, in->n_command, "command", err);
 	if (r < 0)
 		return r;
 	return guest_line_words(l, GUEST_QUOTING_UNIKRAFT, in->args, in->n_args, "args", err);
 }
 
-/* The image's parameters (before its "--") set vfs.fstab themselves: unikd cannot add to it. */
-static bool image_fstab(const char *img)
+/* Does a word of the line, as written, end with "]" once its quotes are gone? (How
+ * uklibparam sees the end of a list.) */
+static bool ends_list(const char *w, size_t n)
 {
-	struct guest_span before, after;
-	bool dashes;
+	if (n >= 2 && (w[n - 1] == '"' || w[n - 1] == '\''))
+		n--;
+	return n >= 1 && w[n - 1] == ']';
+}
+
+/* How many vfs.fstab entries the image's parameters (before its "--") give: uklibparam adds
+ * ours to them, in one table of UK_FSTAB_MAX. A word "vfs.fstab=X" is one; a list
+ * "vfs.fstab=[ A B ]" as many as it holds. */
+static size_t image_fstab_entries(const char *img)
+{
+	struct guest_span before, after, w;
+	bool dashes, list = false;
+	size_t pos = 0, count = 0;
 	guest_split_dashes(img, GUEST_QUOTING_UNIKRAFT, &before, &after, &dashes);
 	if (!dashes)
-		return false;
-	for (size_t i = 0; i + 10 <= before.len; i++) {
-		const char *w = img + before.at + i;
-		if ((i == 0 || w[-1] == ' ' || w[-1] == '\t') && strncmp(w, "vfs.fstab=", 10) == 0)
-			return true;
+		return 0;
+	while (guest_next_word(img + before.at, before.len, &pos, GUEST_QUOTING_UNIKRAFT, &w)) {
+		const char *t = img + before.at + w.at;
+		size_t n = w.len;
+		if (!list && (n < 10 || strncmp(t, "vfs.fstab=", 10) != 0))
+			continue;
+		if (!list) {
+			t += 10, n -= 10;
+			list = n > 0 && t[0] == '[';
+			if (list)
+				t++, n--;
+		}
+		bool end = list && ends_list(t, n);
+		count += n > (size_t)end; /* "]" alone ends the list and is no entry */
+		list = list && !end;
 	}
-	return false;
+	return count;
 }
 
 static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool legacy, bool static_net, uk_error *err)
@@ -116,11 +144,9 @@ static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool legac
 	guest_line_init(&l, p->cmdline, sizeof(p->cmdline), in->field_prefix);
 	if (static_net && (r = add_netdev(&l, f->net, legacy, err)) < 0)
 		return r;
-	if ((r = guest_mounts_fstab(&l, p, err)) < 0)
-		return r;
 	if (!legacy && (r = add_envs(&l, in, err)) < 0)
 		return r;
-	if ((r = add_app(&l, in, err)) < 0)
+	if ((r = add_app(&l, in, p, err)) < 0)
 		return r;
 	if (strcmp(l.buf, "--") == 0)
 		l.buf[0] = '\0'; /* nothing to pass */
@@ -140,7 +166,7 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	guest_why(p, "Unikraft %s: pc with SeaBIOS (Unikraft 0.17's memory map breaks under qboot and microvm)",
 		  p->version[0] ? p->version : "(version unknown: the current parameter forms)");
 	if ((r = guest_default_devices(f, p, err)) < 0 || (r = guest_blockdevs_add(f, p, false, err)) < 0 ||
-	    (r = guest_mounts_unikraft(f, p, image_fstab(nz(f->cmd.image_cmdline)), err)) < 0)
+	    (r = guest_mounts_unikraft(f, p, image_fstab_entries(nz(f->cmd.image_cmdline)), err)) < 0)
 		return r;
 	guest_why_devices(p);
 	guest_why_volumes(p);

@@ -217,12 +217,13 @@ static int unikraft_clash(const struct guest_plan *p, size_t i, const char *at)
 }
 
 /* Where mount i goes in a Unikraft guest, or why it cannot: NULL and *why. */
-static const char *unikraft_place(const struct guest_plan *p, size_t i, bool image_fstab, char at[GUEST_PATH_MAX + 1],
+static const char *unikraft_place(const struct guest_plan *p, size_t i, size_t room, char at[GUEST_PATH_MAX + 1],
 				  char *why, size_t why_size)
 {
 	const struct guest_mount_plan *m = &p->mounts[i];
-	if (image_fstab) {
-		snprintf(why, why_size, "the image's command line sets its own vfs.fstab");
+	if (room == 0) {
+		snprintf(why, why_size, "Unikraft's vfs.fstab holds %d entries, and the image's own and the pod's fill it",
+			 UK_FSTAB_MAX);
 		return NULL;
 	}
 	if (strchr(m->path, ':')) {
@@ -256,21 +257,24 @@ static const char *unikraft_place(const struct guest_plan *p, size_t i, bool ima
 	return at;
 }
 
-int guest_mounts_unikraft(const struct guest_facts *f, struct guest_plan *p, bool image_fstab, uk_error *err)
+int guest_mounts_unikraft(const struct guest_facts *f, struct guest_plan *p, size_t image_entries, uk_error *err)
 {
+	size_t room = image_entries < UK_FSTAB_MAX ? UK_FSTAB_MAX - image_entries : 0;
 	/* The pod's own mounts first: a kubelet default gives way to them. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < p->n_mounts; i++) {
 			if (f->mounts[i].kubelet_default != (pass == 1))
 				continue;
 			char at[GUEST_PATH_MAX + 1], why[160];
-			if (unikraft_place(p, i, image_fstab, at, why, sizeof(why)))
+			if (unikraft_place(p, i, room, at, why, sizeof(why))) {
 				take(&p->mounts[i], i, at, "at");
-			else if (f->mounts[i].kubelet_default)
+				room--;
+			} else if (f->mounts[i].kubelet_default) {
 				skip(&p->mounts[i], why);
-			else
-				return uk_err(err, EINVAL, "%smounts[%zu] (%s): the unikraft guest cannot take it: %s",
+			} else {
+				return uk_err(err, room ? EINVAL : E2BIG, "%smounts[%zu] (%s): the unikraft guest cannot take it: %s",
 					      nz(f->cmd.field_prefix), i, p->mounts[i].path, why);
+			}
 		}
 	}
 	return 0;

@@ -129,7 +129,7 @@ static void unikraft_fstab(void **state)
 	p = resolve_ok(&f);
 	assert_string_equal(p.cmdline, "vfs.fstab=[ \"ukv1:/:9pfs:0x1::\" \"ukv0:/data:9pfs:::mkmp\" ] -- hello");
 
-	/* With the environment and a static address: netdev, vfs.fstab, env.vars, --. */
+	/* With the environment and a static address: netdev, env.vars, vfs.fstab, --. */
 	static const struct guest_net net = { .ip = "10.0.0.2", .prefix = 24, .gateway = "10.0.0.1" };
 	static const struct guest_env env[] = { { "A", "1" } };
 	f = facts(b, root, 1, NULL, 0);
@@ -137,8 +137,8 @@ static void unikraft_fstab(void **state)
 	f.cmd.envs = env;
 	f.cmd.n_envs = 1;
 	p = resolve_ok(&f);
-	assert_string_equal(p.cmdline, "netdev.ip=10.0.0.2/24:10.0.0.1 vfs.fstab=[ \"ukv0:/data:9pfs:::mkmp\" ] "
-				       "env.vars=[ \"A=1\" ] -- hello");
+	assert_string_equal(p.cmdline, "netdev.ip=10.0.0.2/24:10.0.0.1 env.vars=[ \"A=1\" ] "
+				       "vfs.fstab=[ \"ukv0:/data:9pfs:::mkmp\" ] -- hello");
 }
 
 /* Unikraft: what it cannot take. */
@@ -165,16 +165,27 @@ static void unikraft_refusals(void **state)
 	f = facts(b, colon, N(colon), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0] (/a:b)", "\":\"");
 
-	/* An image whose own line sets vfs.fstab: the defaults are left out, a pod's mount refused. */
-	f = facts(b, POD, 3, NULL, 0);
-	f.cmd.image_cmdline = "vfs.fstab=[ \"initrd0:/:extract:::\" ] -- app";
-	struct guest_plan p = resolve_ok(&f);
-	assert_fates(&p, "skipped skipped skipped");
-	assert_contains(p.mounts[0].why, "sets its own vfs.fstab");
-	assert_string_equal(p.cmdline, "vfs.fstab=[ \"initrd0:/:extract:::\" ] -- app hello");
+	/* An image whose own line sets vfs.fstab (an initrd root): ours follow its parameters,
+	 * and the table holds 16 entries in all. */
 	f = facts(b, POD, 4, NULL, 0);
 	f.cmd.image_cmdline = "vfs.fstab=[ \"initrd0:/:extract:::\" ] -- app";
-	resolve_fails(&f, EINVAL, "config.mounts[3] (/data)", "sets its own vfs.fstab");
+	struct guest_plan p = resolve_ok(&f);
+	assert_string_equal(p.cmdline, "vfs.fstab=[ \"initrd0:/:extract:::\" ] vfs.fstab=[ \"ukv1:/etc:9pfs:::mkmp\" "
+				       "\"ukv3:/data:9pfs:::mkmp\" \"ukv0:" SA ":9pfs:0x1::mkmp\" ] -- app hello");
+	/* 15 of the image's (single words, a list opened on its first entry, a quoted last one):
+	 * room for the pod's /data only; the kubelet defaults give way. */
+	char img[1024] = "vfs.fstab=a:/a:9pfs vfs.fstab=[b:/b:9pfs c:/c:9pfs] vfs.fstab=[ ";
+	for (int i = 0; i < 11; i++)
+		snprintf(img + strlen(img), sizeof(img) - strlen(img), "x%d:/x%d:9pfs ", i, i);
+	snprintf(img + strlen(img), sizeof(img) - strlen(img), "\"y:/y:9pfs]\" -- app");
+	f.cmd.image_cmdline = img;
+	p = resolve_ok(&f);
+	assert_fates(&p, "skipped skipped skipped ukv3");
+	assert_contains(p.mounts[0].why, "vfs.fstab holds 16 entries");
+	/* 16: the pod's own mount does not fit. */
+	snprintf(strstr(img, " -- app"), 64, " vfs.fstab=z:/z:9pfs -- app");
+	resolve_fails(&f, E2BIG, "config.mounts[3] (/data): the unikraft guest cannot take it",
+		      "vfs.fstab holds 16 entries");
 }
 
 /* Hostile paths: quoted as ukargparse reads them for Unikraft, %XX for Linux; refused when
