@@ -56,6 +56,7 @@ struct guest_binary {
 	 * and the version the banner gives ("" if none). */
 	bool unikraft;
 	char unikraft_version[32];
+	bool unikraft_9pfs; /* its 9pfs driver is linked in (the name "9pfs" in its loaded bytes) */
 	char why[256]; /* how it was recognised, for the verbose info: "Solo5 manifest note …" */
 };
 

@@ -260,13 +260,16 @@ static const char *unikraft_place(const struct guest_plan *p, size_t i, size_t r
 int guest_mounts_unikraft(const struct guest_facts *f, struct guest_plan *p, size_t image_entries, uk_error *err)
 {
 	size_t room = image_entries < UK_FSTAB_MAX ? UK_FSTAB_MAX - image_entries : 0;
+	/* A binary the probe knows as Unikraft but without the 9pfs driver would abort at its
+	 * first 9pfs entry; one it does not know (an annotation alone) is given the mounts. */
+	bool no_9pfs = f->bin && f->bin->unikraft && !f->bin->unikraft_9pfs;
 	/* The pod's own mounts first: a kubelet default gives way to them. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < p->n_mounts; i++) {
 			if (f->mounts[i].kubelet_default != (pass == 1))
 				continue;
-			char at[GUEST_PATH_MAX + 1], why[160];
-			if (unikraft_place(p, i, room, at, why, sizeof(why))) {
+			char at[GUEST_PATH_MAX + 1], why[160] = "the binary has no 9pfs driver (Unikraft's lib9pfs)";
+			if (!no_9pfs && unikraft_place(p, i, room, at, why, sizeof(why))) {
 				take(&p->mounts[i], i, at, "at");
 				room--;
 			} else if (f->mounts[i].kubelet_default) {

@@ -3,6 +3,7 @@
  * words, kubelet defaults left out where there is no filesystem, Solo5's block devices
  * matched by name in manifest order, the limits, and hostile paths, each error naming its
  * field. */
+#include <elf.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "../../src/guest/guest.h"
+#include "../../src/guest/probe.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define SA "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -24,7 +26,7 @@ static void assert_contains(const char *hay, const char *needle)
 }
 
 static const struct guest_binary UNIKRAFT = { .boot = GUEST_BOOT_MULTIBOOT, .unikraft = true,
-					     .unikraft_version = "0.17.0" };
+					     .unikraft_version = "0.17.0", .unikraft_9pfs = true };
 static const struct guest_binary LINUX = { .boot = GUEST_BOOT_BZIMAGE };
 /* test_blk's manifest, with a net device between two block devices. */
 static const struct guest_binary SOLO5 = {
@@ -164,6 +166,22 @@ static void unikraft_refusals(void **state)
 	static const struct guest_mount colon[] = { { "/a:b", false, false, false } };
 	f = facts(b, colon, N(colon), NULL, 0);
 	resolve_fails(&f, EINVAL, "config.mounts[0] (/a:b)", "\":\"");
+
+	/* A Unikraft binary without the 9pfs driver (helloworld): kubelet's mounts left out, the
+	 * pod's refused; an annotation without a binary the probe knows gets them. */
+	static const struct guest_binary no9p = { .boot = GUEST_BOOT_MULTIBOOT, .unikraft = true };
+	f = facts(&no9p, POD, 3, NULL, 0);
+	struct guest_plan q = resolve_ok(&f);
+	assert_fates(&q, "skipped skipped skipped");
+	assert_contains(q.mounts[0].why, "no 9pfs driver");
+	assert_string_equal(q.cmdline, "-- hello");
+	f = facts(&no9p, POD, 4, NULL, 0);
+	resolve_fails(&f, EINVAL, "config.mounts[3] (/data): the unikraft guest cannot take it", "no 9pfs driver");
+	static const struct guest_binary unknown = { .boot = GUEST_BOOT_MULTIBOOT };
+	f = facts(&unknown, POD, 4, NULL, 0);
+	f.urunc_type = "unikraft";
+	q = resolve_ok(&f);
+	assert_fates(&q, "ukv0 ukv1 skipped ukv3");
 
 	/* An image whose own line sets vfs.fstab (an initrd root): ours follow its parameters,
 	 * and the table holds 16 entries in all. */
@@ -417,12 +435,54 @@ static void limits(void **state)
 	resolve_fails(&f, E2BIG, "config.mounts[", "makes the kernel command line longer than 4095 bytes");
 }
 
+/* The probe marks a Unikraft binary's 9pfs driver by the name it registers ("9pfs" and its
+ * NUL) in the bytes a PT_LOAD segment loads, and only those. */
+static void probe_9pfs(void **state)
+{
+	(void)state;
+	static const char text[] = "Unikraft Calypso 0.17.0\0..9pfs\0";
+	struct {
+		Elf64_Ehdr h;
+		Elf64_Phdr ph[2];
+		char load[64], other[16];
+	} elf = { 0 };
+	memcpy(elf.h.e_ident, ELFMAG, SELFMAG);
+	elf.h.e_ident[EI_CLASS] = ELFCLASS64;
+	elf.h.e_ident[EI_DATA] = ELFDATA2LSB;
+	elf.h.e_ident[EI_VERSION] = EV_CURRENT;
+	elf.h.e_phoff = offsetof(__typeof__(elf), ph);
+	elf.h.e_phentsize = sizeof(Elf64_Phdr);
+	elf.h.e_phnum = 1;
+	elf.ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_offset = offsetof(__typeof__(elf), load),
+				  .p_filesz = sizeof(text) };
+	memcpy(elf.load, text, sizeof(text));
+	struct guest_binary b;
+	uk_error err = { 0 };
+	assert_int_equal(guest_probe_buf((const uint8_t *)&elf, sizeof(elf), &b, &err), 0);
+	assert_true(b.unikraft);
+	assert_true(b.unikraft_9pfs);
+	assert_non_null(strstr(b.why, "; 9pfs driver"));
+	/* "9pfs" without its NUL (a longer name), or outside the loaded bytes: no driver. */
+	elf.load[sizeof(text) - 2] = 'x';
+	memcpy(elf.other, "9pfs", 5);
+	assert_int_equal(guest_probe_buf((const uint8_t *)&elf, sizeof(elf), &b, &err), 0);
+	assert_true(b.unikraft);
+	assert_false(b.unikraft_9pfs);
+	assert_non_null(strstr(b.why, "; no 9pfs driver"));
+	/* Not Unikraft: no mark either way. */
+	memcpy(elf.load, "NoBanner", 8);
+	memcpy(elf.load + sizeof(text) - 6, "9pfs", 5);
+	assert_int_equal(guest_probe_buf((const uint8_t *)&elf, sizeof(elf), &b, &err), 0);
+	assert_false(b.unikraft);
+	assert_false(b.unikraft_9pfs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(unikraft_fstab), cmocka_unit_test(unikraft_refusals), cmocka_unit_test(hostile_paths),
 		cmocka_unit_test(linux_words),    cmocka_unit_test(no_filesystem),     cmocka_unit_test(solo5_blocks),
-		cmocka_unit_test(limits),
+		cmocka_unit_test(limits),         cmocka_unit_test(probe_9pfs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
