@@ -152,8 +152,9 @@ static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool legac
 		l.buf[0] = '\0'; /* nothing to pass */
 	size_t words = guest_count_words(l.buf, strlen(l.buf), GUEST_QUOTING_UNIKRAFT);
 	if (words > UK_MAX_WORDS)
-		return uk_err(err, E2BIG, "%senvs, %scommand and %sargs make a Unikraft command line of %zu words; Unikraft reads %d (CONFIG_LIBUKBOOT_MAXNBARGS 60, the kernel path included) and glues the rest into the last",
-			      l.prefix, l.prefix, l.prefix, words, UK_MAX_WORDS);
+		return uk_err(err, E2BIG, "%senvs, %scommand and %sargs%s make a Unikraft command line of %zu words; Unikraft reads %d (CONFIG_LIBUKBOOT_MAXNBARGS 60, the kernel path included) and glues the rest into the last",
+			      l.prefix, l.prefix, l.prefix, p->n_mounts ? " (with the mounts' vfs.fstab)" : "", words,
+			      UK_MAX_WORDS);
 	return 0;
 }
 

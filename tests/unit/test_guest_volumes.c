@@ -422,6 +422,18 @@ static void limits(void **state)
 	assert_int_equal(p.n_devices, GUEST_BLOCKDEVS_MAX);
 	assert_contains(p.cmdline, "\"ukv15:/v15:9pfs:::mkmp\" ] -- hello");
 
+	/* The fstab's words count toward Unikraft's 59: "vfs.fstab=[", 16 entries, "]", "--"
+	 * and 41 arguments are 60. */
+	static const char *const many[41] = { "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
+					       "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z", "A", "B",
+					       "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O" };
+	f = facts(uk, m, GUEST_MOUNTS_MAX, NULL, 0);
+	f.cmd.args = many;
+	f.cmd.n_args = 40;
+	(void)resolve_ok(&f);
+	f.cmd.n_args = 41;
+	resolve_fails(&f, E2BIG, "config.args (with the mounts' vfs.fstab) make a Unikraft command line of 60 words", NULL);
+
 	/* 16 long paths, each byte written %20 for Linux: past the line, naming the mount. */
 	for (size_t i = 0; i < GUEST_MOUNTS_MAX; i++) {
 		memset(paths[i], ' ', GUEST_PATH_MAX);
