@@ -275,7 +275,8 @@ int guest_mounts_unikraft(const struct guest_facts *f, struct guest_plan *p, siz
 			} else if (f->mounts[i].kubelet_default) {
 				skip(&p->mounts[i], why);
 			} else {
-				return uk_err(err, room ? EINVAL : E2BIG, "%smounts[%zu] (%s): the unikraft guest cannot take it: %s",
+				return uk_err(err, !no_9pfs && room == 0 ? E2BIG : EINVAL,
+					      "%smounts[%zu] (%s): the unikraft guest cannot take it: %s",
 					      nz(f->cmd.field_prefix), i, p->mounts[i].path, why);
 			}
 		}
