@@ -152,8 +152,8 @@ struct guest_plan {
 	enum guest_machine machine;
 	enum guest_firmware firmware;
 	/* The VM's devices in the order the guest expects them (Solo5: manifest order): a NET
-	 * is the pod's tap, a BLOCK the image's disk. Without the pod network's NET here, the VM
-	 * gets no NIC. */
+	 * is the pod's tap, a BLOCK the image's disk, a VOLUME a CRI device (blockdevs[] says
+	 * which, and its serial). Without the pod network's NET here, the VM gets no NIC. */
 	struct guest_device devices[GUEST_MAX_DEVICES];
 	size_t n_devices;
 	enum guest_exit exit;
