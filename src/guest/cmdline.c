@@ -302,6 +302,15 @@ void guest_split_dashes(const char *line, enum guest_quoting q, struct guest_spa
 	*after = span(0, 0);
 }
 
+bool guest_next_word(const char *text, size_t n, size_t *pos, enum guest_quoting q, struct guest_span *word)
+{
+	size_t start, end;
+	if (!next_word(text, n, pos, q, &start, &end))
+		return false;
+	*word = span(start, end);
+	return true;
+}
+
 size_t guest_count_words(const char *text, size_t n, enum guest_quoting q)
 {
 	size_t pos = 0, start, end, count = 0;

@@ -84,6 +84,9 @@ struct guest_span {
  * *has_dashes is false, *before holds all the words and *after is empty. */
 void guest_split_dashes(const char *line, enum guest_quoting q, struct guest_span *before,
 			struct guest_span *after, bool *has_dashes);
+/* The next word q's parser reads in text[*pos, n), as it is written (quotes kept), into
+ * *word; *pos moves past it. False at the end. */
+bool guest_next_word(const char *text, size_t n, size_t *pos, enum guest_quoting q, struct guest_span *word);
 /* How many words q's parser reads in the n bytes of text. */
 size_t guest_count_words(const char *text, size_t n, enum guest_quoting q);
 

@@ -41,6 +41,34 @@ bool guest_net_static(const struct guest_facts *f, const struct guest_plan *p, b
 /* "255.255.0.0" for 16 into buf (16 bytes), or net->mask if set. */
 const char *guest_net_mask(const struct guest_net *net, char buf[16]);
 
+/* Volumes (volumes.c). */
+/* The mounts' and devices' limits and guest paths; fills p's n_mounts (path, file, readonly,
+ * is_file) and n_blockdevs (path, serial). Done before the contract's plan(). */
+int guest_volumes_check(const struct guest_facts *f, struct guest_plan *p, uk_error *err);
+/* A guest without a filesystem: kubelet defaults SKIPPED (why), any other mount -EINVAL
+ * naming it, the framework (label) and why. */
+int guest_mounts_none(const struct guest_facts *f, struct guest_plan *p, const char *label, const char *why,
+		      uk_error *err);
+/* Every mount TAKEN, a file bound at its path by /init; a mount over "/" is -EINVAL. */
+int guest_mounts_linux(const struct guest_facts *f, struct guest_plan *p, uk_error *err);
+/* Unikraft: a directory at its path, a file's share at the file's directory when that place
+ * is the share's alone (else a kubelet default is SKIPPED, another mount -EINVAL). The
+ * image's own line holds image_entries vfs.fstab entries; with ours past UK_FSTAB_MAX, the
+ * kubelet defaults are SKIPPED, then -E2BIG. */
+#define UK_FSTAB_MAX 16 /* CONFIG_LIBVFSCORE_AUTOMOUNT_UP_SIZE's default */
+int guest_mounts_unikraft(const struct guest_facts *f, struct guest_plan *p, size_t image_entries, uk_error *err);
+/* vfs.fstab=[ "TAG:PATH:9pfs:FLAGS::UKOPTS" … ] for the taken mounts, parents first. */
+int guest_mounts_fstab(struct guest_line *l, const struct guest_plan *p, uk_error *err);
+/* unikd.9p=… and unikd.blk=… (README.md), each only when it has entries. */
+int guest_volumes_linux(struct guest_line *l, const struct guest_plan *p, uk_error *err);
+/* The CRI devices as VOLUME devices named by their serial, after p's devices; absolute:
+ * their paths must be (a device node is made there). */
+int guest_blockdevs_add(const struct guest_facts *f, struct guest_plan *p, bool absolute, uk_error *err);
+/* The name of CRI device i: its path's last component ("/dev/storage": "storage"). */
+const char *guest_blockdev_name(const struct guest_plan *p, size_t i);
+/* "mounts: 2 as 9p shares, 1 kubelet default left out" into the why. */
+void guest_why_volumes(struct guest_plan *p);
+
 /* A version "X.Y[.Z]" with an optional "v" and any suffix ("0.17.0~484ff209"): false if it
  * is not one. */
 bool guest_version_parse(const char *s, unsigned v[3]);

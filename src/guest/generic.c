@@ -10,7 +10,9 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	p->machine = GUEST_MACHINE_AUTO;
 	p->firmware = GUEST_FW_AUTO;
 	p->exit = GUEST_EXIT_DEFAULT;
-	if ((r = guest_default_devices(f, p, err)) < 0)
+	if ((r = guest_default_devices(f, p, err)) < 0 || (r = guest_blockdevs_add(f, p, false, err)) < 0 ||
+	    (r = guest_mounts_none(f, p, "generic",
+				   "unikd has no way to tell a kernel no framework claims where to mount a share", err)) < 0)
 		return r;
 	if ((r = guest_cmdline_build(&f->cmd, p->cmdline, sizeof(p->cmdline), err)) < 0)
 		return r;
@@ -19,6 +21,7 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	guest_why(p, "generic kernel: machine and firmware from its boot protocol (%s)",
 		  f->bin ? guest_boot_name(f->bin->boot) : "none: a disk image");
 	guest_why_devices(p);
+	guest_why_volumes(p);
 	guest_why_net(p, false, "");
 	guest_why(p, "command line: envs, command, args as plain words");
 	guest_why(p, "exit: the isa-debug-exit value");

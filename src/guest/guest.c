@@ -87,7 +87,9 @@ void guest_why_devices(struct guest_plan *p)
 	char list[GUEST_MAX_DEVICES * (GUEST_MFT_NAME_MAX + 12)] = "";
 	for (size_t i = 0; i < p->n_devices; i++)
 		guest_textf(list, sizeof(list), "%s%s (%s)", i ? ", " : "", p->devices[i].name,
-			    p->devices[i].kind == GUEST_DEV_NET ? "the pod's NIC" : "the image's disk");
+			    p->devices[i].kind == GUEST_DEV_NET     ? "the pod's NIC"
+			    : p->devices[i].kind == GUEST_DEV_VOLUME ? "a CRI device"
+								     : "the image's disk");
 	guest_why(p, "devices: %s", p->n_devices ? list : "none");
 }
 
@@ -262,9 +264,15 @@ int guest_plan_resolve(const struct guest_facts *f, struct guest_plan *ret, uk_e
 	snprintf(p.version, sizeof(p.version), "%s", v ? v : "");
 	if (f->net && (r = net_check(f->net, err)) < 0)
 		return r;
+	if ((r = guest_volumes_check(f, &p, err)) < 0)
+		return r;
 	p.framework = c->framework;
 	if ((r = c->plan(f, &p, err)) < 0)
 		return r;
+	for (size_t i = 0; i < p.n_mounts; i++)
+		if (p.mounts[i].fate == GUEST_MOUNT_UNDECIDED) /* a contract's bug: never silently dropped */
+			return uk_err(err, EINVAL, "%smounts[%zu]: the %s contract did not decide it",
+				      f->cmd.field_prefix ? f->cmd.field_prefix : "", i, guest_framework_name(p.framework));
 	*ret = p;
 	return 0;
 }

@@ -100,6 +100,8 @@ static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool stati
 		return uk_err(err, E2BIG, "the image's default command line is longer than %zu bytes", l.cap - 1);
 	if (static_net && (r = add_ip(&l, f->net, err)) < 0)
 		return r;
+	if ((r = guest_volumes_linux(&l, p, err)) < 0)
+		return r;
 	if ((r = add_envs(&l, in, err)) < 0)
 		return r;
 	return add_init(&l, in, img, &defaults, err);
@@ -115,9 +117,11 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	guest_why(p, "Linux%s%s: %s", p->version[0] ? " " : "", p->version,
 		  p->machine == GUEST_MACHINE_MICROVM ? "microvm (a bzImage or PVH kernel boots there fastest)"
 						      : "machine from its boot protocol");
-	if ((r = guest_default_devices(f, p, err)) < 0)
+	if ((r = guest_default_devices(f, p, err)) < 0 || (r = guest_blockdevs_add(f, p, true, err)) < 0 ||
+	    (r = guest_mounts_linux(f, p, err)) < 0)
 		return r;
 	guest_why_devices(p);
+	guest_why_volumes(p);
 	bool static_net = guest_net_static(f, p, false);
 	p->dhcp = guest_plan_has_net(p) && !static_net;
 	if ((r = cmdline(f, p, static_net, err)) < 0) {
@@ -125,7 +129,8 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 		return r;
 	}
 	guest_why_net(p, static_net, "ip=");
-	guest_why(p, "command line: kernel parameters, the environment, --, then init's arguments");
+	guest_why(p, "command line: kernel parameters%s, the environment, --, then init's arguments",
+		  p->n_mounts || p->n_blockdevs ? " (the volumes in unikd.9p, unikd.blk)" : "");
 	guest_why(p, "exit: the isa-debug-exit value, else QEMU's");
 	return 0;
 }

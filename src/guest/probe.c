@@ -351,22 +351,31 @@ static int cmp_range(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* The banner in the bytes PT_LOAD segments bring into memory; overlapping segments are
- * merged first, so no byte is searched twice. The codename is kept for the why. */
-static bool find_banner(struct probe *p, const struct elf *e, char *codename, size_t cn_size)
+/* The byte ranges PT_LOAD segments bring into memory, overlapping ones merged, so no byte
+ * is searched twice; their count. */
+static size_t load_ranges(const struct probe *p, const struct elf *e, struct region out[MAX_LOAD_RANGES])
 {
-	struct region loads[MAX_LOAD_RANGES], r;
-	size_t n = 0;
+	struct region r;
+	size_t n = 0, m = 0;
 	for (unsigned i = 0; i < e->phnum && n < MAX_LOAD_RANGES && elf_phdr(p, e, i, &r); i++)
 		if (r.type == PT_LOAD && r.size && in_buf(p->len, r.off, r.size))
-			loads[n++] = r;
-	qsort(loads, n, sizeof(loads[0]), cmp_range);
+			out[n++] = r;
+	qsort(out, n, sizeof(out[0]), cmp_range);
 	for (size_t i = 0; i < n;) {
-		uint64_t from = loads[i].off, to = loads[i].off + loads[i].size;
-		for (i++; i < n && loads[i].off <= to; i++)
-			if (loads[i].off + loads[i].size > to)
-				to = loads[i].off + loads[i].size;
-		const uint8_t *s = p->buf + from, *end = p->buf + to;
+		uint64_t from = out[i].off, to = out[i].off + out[i].size;
+		for (i++; i < n && out[i].off <= to; i++)
+			if (out[i].off + out[i].size > to)
+				to = out[i].off + out[i].size;
+		out[m++] = (struct region){ .type = PT_LOAD, .off = from, .size = to - from };
+	}
+	return m;
+}
+
+/* The banner in the loaded bytes. The codename is kept for the why. */
+static bool find_banner(struct probe *p, const struct region *loads, size_t n, char *codename, size_t cn_size)
+{
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *s = p->buf + loads[i].off, *end = s + loads[i].size;
 		while ((s = memmem(s, (size_t)(end - s), "Unikraft ", 9)) != NULL) {
 			size_t k;
 			if (banner_at(s, (size_t)(end - s), p->out, &k)) {
@@ -376,6 +385,16 @@ static bool find_banner(struct probe *p, const struct elf *e, char *codename, si
 			s++;
 		}
 	}
+	return false;
+}
+
+/* Unikraft's 9pfs driver registers its file system type by the name "9pfs" (lib/9pfs), a
+ * string no other library holds: without it, a vfs.fstab 9pfs entry aborts the boot. */
+static bool find_9pfs(const struct probe *p, const struct region *loads, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memmem(p->buf + loads[i].off, loads[i].size, "9pfs", 5)) /* with its NUL */
+			return true;
 	return false;
 }
 
@@ -463,6 +482,8 @@ static void describe(const struct probe *p, const char *codename)
 		guest_textf(o->why, sizeof(o->why), "; section %s", p->uk_section);
 	if (o->unikraft_version[0])
 		guest_textf(o->why, sizeof(o->why), "; banner \"Unikraft %s %s\"", codename, o->unikraft_version);
+	if (o->unikraft)
+		guest_textf(o->why, sizeof(o->why), "; %s", o->unikraft_9pfs ? "9pfs driver" : "no 9pfs driver");
 }
 
 int guest_probe_buf(const uint8_t *buf, size_t len, struct guest_binary *out, uk_error *err)
@@ -489,8 +510,11 @@ int guest_probe_buf(const uint8_t *buf, size_t len, struct guest_binary *out, uk
 			*out = (struct guest_binary){ 0 };
 			return rc;
 		}
-		bool banner = find_banner(&p, &e, codename, sizeof(codename));
+		struct region loads[MAX_LOAD_RANGES];
+		size_t n = load_ranges(&p, &e, loads);
+		bool banner = find_banner(&p, loads, n, codename, sizeof(codename));
 		out->unikraft = banner || p.uk_section[0];
+		out->unikraft_9pfs = out->unikraft && find_9pfs(&p, loads, n);
 	}
 	describe(&p, codename);
 	return 0;

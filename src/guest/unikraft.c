@@ -75,21 +75,65 @@ static int add_envs(struct guest_line *l, const struct guest_cmdline_in *in, uk_
 /* The image's parameters (before its "--"), "--", then the command or the image's default
  * arguments (after its "--", or its whole line without one: Unikraft's own reading), then
  * the args. */
-static int add_app(struct guest_line *l, const struct guest_cmdline_in *in, uk_error *err)
+static int add_app(struct guest_line *l, const struct guest_cmdline_in *in, const struct guest_plan *p, uk_error *err)
 {
 	const char *img = nz(in->image_cmdline);
 	struct guest_span before, after;
 	bool dashes;
+	int r;
 	guest_split_dashes(img, GUEST_QUOTING_UNIKRAFT, &before, &after, &dashes);
 	struct guest_span app = dashes ? after : before;
-	if ((dashes && guest_line_raw(l, img + before.at, before.len) < 0) || guest_line_raw(l, "--", 2) < 0 ||
-	    (!in->n_command && guest_line_raw(l, img + app.at, app.len) < 0))
+	if (dashes && guest_line_raw(l, img + before.at, before.len) < 0)
 		return uk_err(err, E2BIG, "the image's default command line makes the kernel command line longer than %zu bytes",
 			      l->cap - 1);
-	int r = guest_line_words(l, GUEST_QUOTING_UNIKRAFT, in->command, in->n_command, "command", err);
+	/* After the image's parameters: its own vfs.fstab (an initrd root) is mounted first. */
+	if ((r = guest_mounts_fstab(l, p, err)) < 0)
+		return r;
+	if (guest_line_raw(l, "--", 2) < 0 || (!in->n_command && guest_line_raw(l, img + app.at, app.len) < 0))
+		return uk_err(err, E2BIG, "the image's default command line makes the kernel command line longer than %zu bytes",
+			      l->cap - 1);
+	r = guest_line_words(l, GUEST_QUOTING_UNIKRAFT, in->command, in->n_command, "command", err);
 	if (r < 0)
 		return r;
 	return guest_line_words(l, GUEST_QUOTING_UNIKRAFT, in->args, in->n_args, "args", err);
+}
+
+/* Does a word of the line, as written, end with "]" once its quotes are gone? (How
+ * uklibparam sees the end of a list.) */
+static bool ends_list(const char *w, size_t n)
+{
+	if (n >= 2 && (w[n - 1] == '"' || w[n - 1] == '\''))
+		n--;
+	return n >= 1 && w[n - 1] == ']';
+}
+
+/* How many vfs.fstab entries the image's parameters (before its "--") give: uklibparam adds
+ * ours to them, in one table of UK_FSTAB_MAX. A word "vfs.fstab=X" is one; a list
+ * "vfs.fstab=[ A B ]" as many as it holds. */
+static size_t image_fstab_entries(const char *img)
+{
+	struct guest_span before, after, w;
+	bool dashes, list = false;
+	size_t pos = 0, count = 0;
+	guest_split_dashes(img, GUEST_QUOTING_UNIKRAFT, &before, &after, &dashes);
+	if (!dashes)
+		return 0;
+	while (guest_next_word(img + before.at, before.len, &pos, GUEST_QUOTING_UNIKRAFT, &w)) {
+		const char *t = img + before.at + w.at;
+		size_t n = w.len;
+		if (!list && (n < 10 || strncmp(t, "vfs.fstab=", 10) != 0))
+			continue;
+		if (!list) {
+			t += 10, n -= 10;
+			list = n > 0 && t[0] == '[';
+			if (list)
+				t++, n--;
+		}
+		bool end = list && ends_list(t, n);
+		count += n > (size_t)end; /* "]" alone ends the list and is no entry */
+		list = list && !end;
+	}
+	return count;
 }
 
 static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool legacy, bool static_net, uk_error *err)
@@ -102,14 +146,15 @@ static int cmdline(const struct guest_facts *f, struct guest_plan *p, bool legac
 		return r;
 	if (!legacy && (r = add_envs(&l, in, err)) < 0)
 		return r;
-	if ((r = add_app(&l, in, err)) < 0)
+	if ((r = add_app(&l, in, p, err)) < 0)
 		return r;
 	if (strcmp(l.buf, "--") == 0)
 		l.buf[0] = '\0'; /* nothing to pass */
 	size_t words = guest_count_words(l.buf, strlen(l.buf), GUEST_QUOTING_UNIKRAFT);
 	if (words > UK_MAX_WORDS)
-		return uk_err(err, E2BIG, "%senvs, %scommand and %sargs make a Unikraft command line of %zu words; Unikraft reads %d (CONFIG_LIBUKBOOT_MAXNBARGS 60, the kernel path included) and glues the rest into the last",
-			      l.prefix, l.prefix, l.prefix, words, UK_MAX_WORDS);
+		return uk_err(err, E2BIG, "%senvs, %scommand and %sargs%s make a Unikraft command line of %zu words; Unikraft reads %d (CONFIG_LIBUKBOOT_MAXNBARGS 60, the kernel path included) and glues the rest into the last",
+			      l.prefix, l.prefix, l.prefix, p->n_mounts ? " (with the mounts' vfs.fstab)" : "", words,
+			      UK_MAX_WORDS);
 	return 0;
 }
 
@@ -121,9 +166,11 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	p->exit = GUEST_EXIT_UNIKRAFT;
 	guest_why(p, "Unikraft %s: pc with SeaBIOS (Unikraft 0.17's memory map breaks under qboot and microvm)",
 		  p->version[0] ? p->version : "(version unknown: the current parameter forms)");
-	if ((r = guest_default_devices(f, p, err)) < 0)
+	if ((r = guest_default_devices(f, p, err)) < 0 || (r = guest_blockdevs_add(f, p, false, err)) < 0 ||
+	    (r = guest_mounts_unikraft(f, p, image_fstab_entries(nz(f->cmd.image_cmdline)), err)) < 0)
 		return r;
 	guest_why_devices(p);
+	guest_why_volumes(p);
 	bool legacy = legacy_version(p->version), static_net = guest_net_static(f, p, true);
 	p->dhcp = guest_plan_has_net(p) && !static_net;
 	if ((r = cmdline(f, p, legacy, static_net, err)) < 0) {
@@ -133,7 +180,8 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	guest_why_net(p, static_net,
 		      legacy ? "netdev.ipv4_addr, netdev.ipv4_gw_addr, netdev.ipv4_subnet_mask: before 0.16.1"
 			     : "netdev.ip");
-	guest_why(p, "command line: library parameters, --, then the application's arguments");
+	guest_why(p, "command line: library parameters%s, --, then the application's arguments",
+		  p->n_mounts ? " (the mounts in vfs.fstab)" : "");
 	if (legacy && f->cmd.n_envs)
 		guest_why(p, "environment not passed: Unikraft before 0.16.1 takes no env.vars");
 	else if (f->cmd.n_envs > UK_ENV_DEFAULT_MAX)
