@@ -56,9 +56,10 @@ Runtime__V1__ContainerMetadata *cri_container_metadata(arena *a, const struct co
  * devices, nic and the plan for people; *use_disk: whether the image's disk is attached. */
 struct guest_binary;
 int cri_guest_probe(const struct image_info *img, struct guest_binary **ret, uk_error *err);
+struct cri_volumes;
 int cri_guest_plan(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
-		   const struct image_info *img, const struct guest_binary *bin, struct container *c, bool *use_disk,
-		   uk_error *err);
+		   const struct image_info *img, const struct guest_binary *bin, const struct cri_volumes *vols,
+		   struct container *c, bool *use_disk, uk_error *err);
 /* For ImageStatus verbose: the framework the image's kernel is taken for, and why. */
 json_object *cri_guest_of_image(const struct image_info *img);
 

@@ -2,8 +2,10 @@
  * the image, the pod and the request, the plan applied to the container's VM fields. */
 #include <string.h>
 
+#include "../common/log.h"
 #include "../guest/probe.h"
 #include "cri.h"
+#include "volumes.h"
 
 int cri_guest_probe(const struct image_info *img, struct guest_binary **ret, uk_error *err)
 {
@@ -73,10 +75,12 @@ static int apply_plan(const struct guest_plan *p, const struct sandbox *s, struc
 	c->nic = false;
 	*use_disk = false;
 	for (size_t i = 0; i < p->n_devices; i++) {
-		bool net = p->devices[i].kind == GUEST_DEV_NET;
-		json_object_array_add(c->devices, json_object_new_string(net ? "net" : "block"));
-		c->nic |= net;
-		*use_disk |= !net;
+		enum guest_dev_kind k = p->devices[i].kind;
+		json_object_array_add(c->devices, json_object_new_string(k == GUEST_DEV_NET	   ? "net"
+									 : k == GUEST_DEV_VOLUME ? "blockdev"
+												  : "block"));
+		c->nic |= k == GUEST_DEV_NET;
+		*use_disk |= k == GUEST_DEV_BLOCK;
 	}
 	return 0;
 }
@@ -87,12 +91,44 @@ struct facts_bufs {
 	struct guest_env *envs;
 	struct rt_pod_net pn;
 	struct guest_net net;
+	struct guest_mount mounts[CRI_VOL_MOUNTS_MAX];
+	size_t mount_of[CRI_VOL_MOUNTS_MAX]; /* facts mount k is vols->mounts[mount_of[k]] */
+	size_t n_mounts;
+	struct guest_blockdev blockdevs[CRI_VOL_DEVICES_MAX];
 };
+
+/* The mounts and devices as the contract sees them. A file mount needs a staging directory
+ * (9p exports directories) that unikd does not make yet: kubelet's defaults of that kind
+ * are left out with a log line, any other file mount is refused. */
+static int volume_facts(const struct cri_volumes *v, const struct container *c, struct facts_bufs *b, uk_error *err)
+{
+	for (size_t i = 0; v && i < v->n_mounts; i++) {
+		const struct cri_vol_mount *m = &v->mounts[i];
+		if (m->kind == CRI_VOL_FILE && m->kubelet_default) {
+			log_info("ctr=%s mount=%s msg=\"left out: file mounts are not staged for guests yet\"",
+				 c->name ? c->name : "", m->container_path);
+			continue;
+		}
+		if (m->kind == CRI_VOL_FILE)
+			return uk_err(err, EINVAL, "config.mounts[%zu]: \"%s\" is a file; unikd gives guests directory "
+				      "mounts only (file mounts are not supported yet)", i, m->container_path);
+		b->mount_of[b->n_mounts] = i;
+		b->mounts[b->n_mounts++] = (struct guest_mount){ .guest_path = m->container_path, .readonly = m->readonly,
+								 .kubelet_default = m->kubelet_default };
+	}
+	for (size_t i = 0; v && i < v->n_devices; i++)
+		b->blockdevs[i] = (struct guest_blockdev){ .guest_path = v->devices[i].container_path,
+							   .readonly = v->devices[i].readonly };
+	return 0;
+}
 
 static int gather_facts(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
 			const struct image_info *img, const struct guest_binary *bin, const struct container *c,
-			struct facts_bufs *b, struct guest_facts *f, uk_error *err)
+			const struct cri_volumes *vols, struct facts_bufs *b, struct guest_facts *f, uk_error *err)
 {
+	int r = volume_facts(vols, c, b, err);
+	if (r < 0)
+		return r;
 	/* n_envs is bounded by cri_check_container_config. */
 	if (!(b->envs = calloc(cfg->n_envs + 1, sizeof(*b->envs))))
 		return uk_err(err, ENOMEM, "out of memory");
@@ -110,26 +146,82 @@ static int gather_facts(struct runtime *rt, const struct sandbox *s, const Runti
 			 .command = (const char *const *)cfg->command, .n_command = cfg->n_command,
 			 .args = (const char *const *)cfg->args, .n_args = cfg->n_args,
 			 .image_cmdline = img->cmdline, .field_prefix = "config." },
+		.mounts = b->mounts, .n_mounts = b->n_mounts,
+		.blockdevs = b->blockdevs, .n_blockdevs = vols ? vols->n_devices : 0,
 	};
 	return 0;
 }
 
-int cri_guest_plan(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
-		   const struct image_info *img, const struct guest_binary *bin, struct container *c, bool *use_disk,
-		   uk_error *err)
+static json_object *obj3(const char *k1, json_object *v1, const char *k2, json_object *v2, const char *k3,
+			 json_object *v3)
 {
-	struct facts_bufs b = { 0 };
+	json_object *o = json_object_new_object();
+	if (o) {
+		json_object_object_add(o, k1, v1);
+		json_object_object_add(o, k2, v2);
+		json_object_object_add(o, k3, v3);
+	}
+	return o;
+}
+
+/* The record's shares, blockdevs and mounts from the plan (NULL when there are none). */
+static int apply_volumes(const struct guest_plan *p, const struct cri_volumes *v, const struct facts_bufs *b,
+			 struct container *c)
+{
+	json_object *shares = json_object_new_array(), *blockdevs = json_object_new_array(),
+		    *mounts = json_object_new_array();
+	c->shares = shares;
+	c->blockdevs = blockdevs;
+	c->mounts = mounts;
+	if (!shares || !blockdevs || !mounts)
+		return -ENOMEM;
+	for (size_t k = 0; k < p->n_mounts; k++) {
+		const struct guest_mount_plan *m = &p->mounts[k];
+		const struct cri_vol_mount *cm = &v->mounts[b->mount_of[k]];
+		if (m->fate != GUEST_MOUNT_TAKEN) {
+			log_info("ctr=%s mount=%s msg=\"left out\" why=\"%s\"", c->name ? c->name : "", m->path, m->why);
+			continue;
+		}
+		json_object_array_add(shares, obj3("tag", json_object_new_string(m->tag), "path",
+						   json_object_new_string(cm->host_path), "readonly",
+						   json_object_new_boolean(m->readonly)));
+		json_object *st = obj3("container_path", json_object_new_string(m->path), "host_path",
+				       json_object_new_string(cm->host_path), "readonly", json_object_new_boolean(m->readonly));
+		if (st)
+			json_object_object_add(st, "tag", json_object_new_string(m->tag));
+		json_object_array_add(mounts, st);
+	}
+	for (size_t k = 0; k < p->n_blockdevs; k++)
+		json_object_array_add(blockdevs, obj3("path", json_object_new_string(v->devices[k].host_path), "serial",
+						      json_object_new_string(p->blockdevs[k].serial), "readonly",
+						      json_object_new_boolean(p->blockdevs[k].readonly)));
+	/* Empty lists are not kept: older records and containers without volumes look alike. */
+	if (!json_object_array_length(shares))
+		json_object_put(TAKE_PTR(c->shares));
+	if (!json_object_array_length(blockdevs))
+		json_object_put(TAKE_PTR(c->blockdevs));
+	if (!json_object_array_length(mounts))
+		json_object_put(TAKE_PTR(c->mounts));
+	return 0;
+}
+
+int cri_guest_plan(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
+		   const struct image_info *img, const struct guest_binary *bin, const struct cri_volumes *vols,
+		   struct container *c, bool *use_disk, uk_error *err)
+{
+	_cleanup_free_ struct facts_bufs *b = calloc(1, sizeof(*b));
 	struct guest_facts f;
 	_cleanup_free_ struct guest_plan *p = calloc(1, sizeof(*p));
-	int r = p ? gather_facts(rt, s, cfg, img, bin, c, &b, &f, err) : uk_err(err, ENOMEM, "out of memory");
+	int r = p && b ? gather_facts(rt, s, cfg, img, bin, c, vols, b, &f, err) : uk_err(err, ENOMEM, "out of memory");
 	if (r >= 0 && (r = guest_plan_resolve(&f, p, err)) < 0)
 		(void)uk_err_ctx_r(err, r, "the guest contract of config.image.image \"%s\"", cfg->image->image);
-	free(b.envs);
+	if (b)
+		free(b->envs);
 	if (r < 0)
 		return r;
 	if ((r = rt_net_expand(rt->net, s, p->cmdline, &c->cmdline, err)) < 0)
 		return uk_err_ctx_r(err, r, "the command line");
-	if (apply_plan(p, s, c, use_disk) < 0)
+	if (apply_plan(p, s, c, use_disk) < 0 || apply_volumes(p, vols, b, c) < 0)
 		return uk_err(err, ENOMEM, "out of memory");
 	return 0;
 }

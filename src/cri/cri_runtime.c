@@ -6,6 +6,7 @@
 #include "../common/util.h"
 #include "../guest/cmdline.h"
 #include "cri.h"
+#include "volumes.h"
 #include "limits.h"
 
 #define MAP_ENTRY_DESC (&runtime__v1__pod_sandbox_config__labels_entry__descriptor)
@@ -369,8 +370,8 @@ static int resolve_image(struct runtime *rt, const Runtime__V1__ContainerConfig 
  * contract's plan (the command line with the pod's network expanded, machine, firmware,
  * devices), the VM annotations (the container's over the pod's), the log path. */
 static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRequest *q,
-			const struct image_info *img, const struct guest_binary *bin, struct container *c,
-			bool *use_disk, uk_error *err)
+			const struct image_info *img, const struct guest_binary *bin, const struct cri_volumes *vols,
+			struct container *c, bool *use_disk, uk_error *err)
 {
 	const Runtime__V1__ContainerConfig *cfg = q->config;
 	struct sandbox *s;
@@ -378,7 +379,7 @@ static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRe
 	if ((r = rt_find_sandbox(rt, q->pod_sandbox_id, &s, err)) < 0)
 		return r;
 	memcpy(c->sandbox_id, s->id, sizeof(c->sandbox_id));
-	if ((r = cri_guest_plan(rt, s, cfg, img, bin, c, use_disk, err)) < 0)
+	if ((r = cri_guest_plan(rt, s, cfg, img, bin, vols, c, use_disk, err)) < 0)
 		return r;
 	const char *accel = cri_json_get(c->annotations, ANN_ACCEL), *cpu = cri_json_get(c->annotations, ANN_CPU);
 	accel = accel ? accel : cri_json_get(s->annotations, ANN_ACCEL);
@@ -446,7 +447,10 @@ CRI_HANDLER(cri_create_container)
 		return r;
 	_cleanup_image_info_ struct image_info *img = NULL;
 	_cleanup_free_ struct guest_binary *bin = NULL;
-	if ((r = resolve_image(rt, cfg, &img, err)) < 0 || (r = cri_guest_probe(img, &bin, err)) < 0)
+	/* Mounts and devices are checked on the host (realpath, stat) before the lock. */
+	_cleanup_(cri_volumes_free) struct cri_volumes vols = { 0 };
+	if ((r = cri_volumes_parse(cfg, &vols, err)) < 0 || (r = resolve_image(rt, cfg, &img, err)) < 0 ||
+	    (r = cri_guest_probe(img, &bin, err)) < 0)
 		return r;
 	struct container *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -454,7 +458,7 @@ CRI_HANDLER(cri_create_container)
 	c->annotations = cri_map_to_json(cfg->n_annotations, (void **)cfg->annotations);
 	bool use_disk = false;
 	rt_lock(rt);
-	r = from_sandbox(rt, q, img, bin, c, &use_disk, err);
+	r = from_sandbox(rt, q, img, bin, &vols, c, &use_disk, err);
 	rt_unlock(rt);
 	/* Values inherited from the pod are checked too (its record may predate the checks). */
 	if (r < 0 || (r = check_choice(c->accel, "annotation " ANN_ACCEL, accels, err)) < 0 ||
@@ -581,6 +585,24 @@ CRI_HANDLER(cri_list_containers)
 	return 0;
 }
 
+/* ContainerStatus.mounts: exactly the mounts that reach the guest (the record's). */
+static void status_mounts(arena *a, const struct container *c, Runtime__V1__ContainerStatus *st)
+{
+	size_t n = c->mounts ? json_object_array_length(c->mounts) : 0;
+	if (!n)
+		return;
+	st->mounts = arena_array(a, Runtime__V1__Mount *, n);
+	for (size_t i = 0; i < n; i++) {
+		json_object *m = json_object_array_get_idx(c->mounts, i), *ro = NULL;
+		Runtime__V1__Mount *o = arena_new0(a, Runtime__V1__Mount);
+		*o = (Runtime__V1__Mount)RUNTIME__V1__MOUNT__INIT;
+		o->container_path = arena_strdup(a, nz(cri_json_get(m, "container_path")));
+		o->host_path = arena_strdup(a, nz(cri_json_get(m, "host_path")));
+		o->readonly = json_object_object_get_ex(m, "readonly", &ro) && json_object_get_boolean(ro);
+		st->mounts[st->n_mounts++] = o;
+	}
+}
+
 CRI_HANDLER(cri_container_status)
 {
 	struct cri_context *ctx = ud;
@@ -608,6 +630,7 @@ CRI_HANDLER(cri_container_status)
 	cri_json_to_map(a, c->labels, &st->n_labels, (void ***)&st->labels, MAP_ENTRY_DESC);
 	cri_json_to_map(a, c->annotations, &st->n_annotations, (void ***)&st->annotations, MAP_ENTRY_DESC);
 	st->log_path = arena_strdup(a, nz(c->log_path));
+	status_mounts(a, c, st);
 	resp_->status = st;
 	if (q->verbose) {
 		_cleanup_json_ json_object *o = container_to_json(c);

@@ -56,6 +56,9 @@ void container_free(struct container *c)
 	free(c->exit_contract);
 	json_object_put(c->devices);
 	json_object_put(c->guest);
+	json_object_put(c->shares);
+	json_object_put(c->blockdevs);
+	json_object_put(c->mounts);
 	free(c->cgroup);
 	free(c->cgroup_error);
 	free(c);
@@ -116,6 +119,10 @@ void container_vm_fields_to_json(const struct container *c, json_object *o)
 	uk_json_add_str(o, "exit", c->exit_contract);
 	if (c->devices)
 		json_object_object_add(o, "devices", json_object_get(c->devices));
+	if (c->shares)
+		json_object_object_add(o, "shares", json_object_get(c->shares));
+	if (c->blockdevs)
+		json_object_object_add(o, "blockdevs", json_object_get(c->blockdevs));
 }
 
 json_object *container_to_json(const struct container *c)
@@ -153,6 +160,8 @@ json_object *container_to_json(const struct container *c)
 	json_object_object_add(o, "nic", json_object_new_boolean(c->nic));
 	if (c->guest)
 		json_object_object_add(o, "guest", json_object_get(c->guest));
+	if (c->mounts)
+		json_object_object_add(o, "mounts", json_object_get(c->mounts));
 	return o;
 }
 
@@ -234,9 +243,26 @@ static int get_devices(json_object *o, json_object **ret, uk_error *err)
 		return uk_err(err, EINVAL, "field \"devices\" is not an array of at most %d names", RECORD_DEVICES_MAX);
 	for (size_t i = 0; i < n; i++) {
 		const char *d = json_object_get_string(json_object_array_get_idx(v, i));
-		if (!d || (strcmp(d, "block") != 0 && strcmp(d, "net") != 0))
-			return uk_err(err, EINVAL, "field \"devices[%zu]\" must be \"block\" or \"net\"", i);
+		if (!d || (strcmp(d, "block") != 0 && strcmp(d, "net") != 0 && strcmp(d, "blockdev") != 0))
+			return uk_err(err, EINVAL, "field \"devices[%zu]\" must be \"block\", \"net\" or \"blockdev\"", i);
 	}
+	*ret = json_object_get(v);
+	return 0;
+}
+
+/* A volume list: an array of at most RECORD_VOLUMES_MAX objects (their fields are checked
+ * by whoever reads them: vmwrapper's spec parser, ContainerStatus). */
+static int get_volumes(json_object *o, const char *key, json_object **ret, uk_error *err)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : SIZE_MAX;
+	if (n > RECORD_VOLUMES_MAX)
+		return uk_err(err, EINVAL, "field \"%s\" is not an array of at most %d objects", key, RECORD_VOLUMES_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (!json_object_is_type(json_object_array_get_idx(v, i), json_type_object))
+			return uk_err(err, EINVAL, "field \"%s[%zu]\" is not an object", key, i);
 	*ret = json_object_get(v);
 	return 0;
 }
@@ -303,6 +329,9 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	    (r = get_str(o, "firmware", false, &c->firmware, err)) < 0 ||
 	    (r = get_str(o, "exit", false, &c->exit_contract, err)) < 0 ||
 	    (r = get_devices(o, &c->devices, err)) < 0 || (r = get_object(o, "guest", &c->guest, err)) < 0 ||
+	    (r = get_volumes(o, "shares", &c->shares, err)) < 0 ||
+	    (r = get_volumes(o, "blockdevs", &c->blockdevs, err)) < 0 ||
+	    (r = get_volumes(o, "mounts", &c->mounts, err)) < 0 ||
 	    (r = get_str(o, "cgroup", false, &c->cgroup, err)) < 0 ||
 	    (r = get_str(o, "cgroup_error", false, &c->cgroup_error, err)) < 0) {
 		container_free(c);

@@ -53,7 +53,8 @@ struct sandbox {
 	bool busy;   /* CNI: an ADD or DEL of its runs without the lock; others wait their turn */
 };
 
-#define RECORD_DEVICES_MAX 8
+#define RECORD_DEVICES_MAX 18 /* the image's disk, the NIC, 16 CRI block devices */
+#define RECORD_VOLUMES_MAX 16 /* shares, block devices and mounts of one container */
 
 struct container {
 	char id[UK_FULL_ID_LEN + 1];
@@ -88,6 +89,12 @@ struct container {
 	json_object *devices;
 	bool nic;
 	json_object *guest;
+	/* The volumes that reach the guest (issue 15; NULL in older records and without any):
+	 * 9p shares [{"tag", "path", "readonly"}] and CRI block devices [{"path", "serial",
+	 * "readonly"}], both as vmwrapper's spec takes them (a "blockdev" in devices places the
+	 * next one), and for ContainerStatus the CRI mounts they came from [{"container_path",
+	 * "host_path", "readonly", "tag"}]. Each at most RECORD_VOLUMES_MAX. */
+	json_object *shares, *blockdevs, *mounts;
 	/* vmwrapper, set (and saved) before it may exec: CREATED with a wrapper_pid is a start
 	 * under way, which a restarted unikd completes or undoes */
 	pid_t wrapper_pid;
