@@ -3,6 +3,20 @@
 
 #include "qemu_argv.h"
 
+/* Every virtio device takes a PCI slot on pc and q35 (-nodefaults leaves 30 free on the
+ * root bus), or one of microvm's virtio-mmio transports. */
+static int check_room(const struct vm_spec *s, enum vm_machine m, uk_error *err)
+{
+	unsigned n = (s->disk ? 1u : 0u) + s->n_nets + s->n_blockdevs + s->n_shares;
+	unsigned room = m == VM_MACHINE_MICROVM ? QEMU_MICROVM_VIRTIO_MAX : QEMU_PCI_SLOTS_FREE;
+	if (n > room)
+		return uk_err(err, E2BIG,
+			      "fields \"disk\", \"net\", \"blockdevs\" and \"shares\" make %u virtio devices, machine %s has "
+			      "room for %u",
+			      n, vm_machine_name(m), room);
+	return 0;
+}
+
 int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, struct vm_plan *ret,
 		    uk_error *err)
 {
@@ -25,6 +39,9 @@ int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, 
 	}
 	if (p.machine == VM_MACHINE_MICROVM && kind == GUEST_BOOT_MULTIBOOT)
 		return uk_err(err, EINVAL, "a multiboot kernel needs machine pc or q35, not microvm");
+	int r = check_room(s, p.machine, err);
+	if (r < 0)
+		return r;
 
 	/* qboot boots -kernel images in a few ms; disks need SeaBIOS. */
 	if (p.machine != VM_MACHINE_MICROVM) {
@@ -133,9 +150,46 @@ static void add_net(struct argv_buf *a, const struct vm_spec *s, unsigned i, boo
 	add(a, "%s,netdev=net%u,mac=%s", mmio ? "virtio-net-device" : "virtio-net-pci", i, s->nets[i].mac);
 }
 
+/* A raw disk the guest finds by its serial. -drive, like the disk's, since QEMU picks the
+ * protocol driver from the file (file for a regular file, host_device for a block device),
+ * which -blockdev would have us choose; never a snapshot: the guest's writes are the point. */
+static void add_blockdev(struct argv_buf *a, const struct vm_spec *s, unsigned i, bool mmio)
+{
+	const struct vm_blockdev *b = &s->blockdevs[i];
+	_cleanup_free_ char *file = opt_escape(b->path);
+	if (!file)
+		a->err = ENOMEM;
+	add(a, "-drive");
+	add(a, "file=%s,format=raw,if=none,id=ukblk%u%s", file ? file : "", i, b->readonly ? ",readonly=on" : "");
+	add(a, "-device");
+	/* serial: a validated name, no commas */
+	add(a, "%s,drive=ukblk%u,serial=%s", mmio ? "virtio-blk-device" : "virtio-blk-pci", i, b->serial);
+}
+
+/* A directory over virtio-9p (README.md, "Shares and block devices"). Read-only: passthrough,
+ * which shows the host's owners, modes and symbolic links (kubelet's ..data layout) as they
+ * are, while readonly=on refuses every change. Read-write: mapped-xattr, so the guest's
+ * owners, modes, devices and links live in user.virtfs.* attributes and the host's files
+ * stay QEMU's (root, 0600/0700): the guest cannot chown a host file or leave a setuid one.
+ * multidevs=remap keeps inode numbers unique when the directory spans mounts (bind-mounted
+ * files). QEMU never follows a symbolic link in the export on the host side. */
+static void add_share(struct argv_buf *a, const struct vm_spec *s, unsigned i, bool mmio)
+{
+	const struct vm_share *sh = &s->shares[i];
+	_cleanup_free_ char *path = opt_escape(sh->path);
+	if (!path)
+		a->err = ENOMEM;
+	add(a, "-fsdev");
+	add(a, "local,id=ukfs%u,path=%s,security_model=%s,multidevs=remap%s", i, path ? path : "",
+	    sh->readonly ? "passthrough" : "mapped-xattr", sh->readonly ? ",readonly=on" : "");
+	add(a, "-device");
+	/* mount_tag: a validated name, no commas */
+	add(a, "%s,fsdev=ukfs%u,mount_tag=%s", mmio ? "virtio-9p-device" : "virtio-9p-pci", i, sh->tag);
+}
+
 /* QEMU puts devices on the bus in command-line order: on pc and q35 the first takes the
  * first free PCI slot, and so on. A guest that matches devices by that order (Solo5, to its
- * manifest) gets them in the spec's order. */
+ * manifest) gets them in the spec's order. Shares come after them all. */
 static void add_devices(struct argv_buf *a, const struct vm_spec *s, bool mmio)
 {
 	if (!s->has_device_order) {
@@ -143,16 +197,23 @@ static void add_devices(struct argv_buf *a, const struct vm_spec *s, bool mmio)
 			add_disk(a, s, mmio);
 		for (unsigned i = 0; i < s->n_nets; i++)
 			add_net(a, s, i, mmio);
-		return;
+		for (unsigned i = 0; i < s->n_blockdevs; i++)
+			add_blockdev(a, s, i, mmio);
+	} else {
+		/* vm_spec_validate made the list name the disk, each NIC and each block device
+		 * exactly once. */
+		unsigned net = 0, bdev = 0;
+		for (unsigned k = 0; k < s->n_devices; k++) {
+			if (s->devices[k] == VM_DEV_BLOCK && s->disk)
+				add_disk(a, s, mmio);
+			else if (s->devices[k] == VM_DEV_NET && net < s->n_nets)
+				add_net(a, s, net++, mmio);
+			else if (s->devices[k] == VM_DEV_BLOCKDEV && bdev < s->n_blockdevs)
+				add_blockdev(a, s, bdev++, mmio);
+		}
 	}
-	/* vm_spec_validate made the list name the disk and each NIC exactly once. */
-	unsigned net = 0;
-	for (unsigned k = 0; k < s->n_devices; k++) {
-		if (s->devices[k] == VM_DEV_BLOCK && s->disk)
-			add_disk(a, s, mmio);
-		else if (s->devices[k] == VM_DEV_NET && net < s->n_nets)
-			add_net(a, s, net++, mmio);
-	}
+	for (unsigned i = 0; i < s->n_shares; i++)
+		add_share(a, s, i, mmio);
 }
 
 int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char ***ret, uk_error *err)

@@ -9,6 +9,10 @@
 
 #define QEMU_DEFAULT_BINARY "/usr/bin/qemu-system-x86_64"
 #define QEMU_QBOOT_ROM "/usr/share/qemu/qboot.rom"
+/* Room for virtio devices: free PCI slots on pc's and q35's root bus with -nodefaults,
+ * virtio-mmio transports on microvm (QEMU 7.2, measured: README.md). */
+#define QEMU_PCI_SLOTS_FREE 30
+#define QEMU_MICROVM_VIRTIO_MAX 24
 
 /* The fd numbers QEMU finds its sockets on; vmwrapper moves them there before execve. */
 enum {

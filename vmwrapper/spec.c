@@ -1,4 +1,5 @@
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../src/common/util.h"
@@ -9,7 +10,7 @@ static const char *accel_names[] = { "auto", "kvm", "tcg" };
 const char *const vm_firmware_names[3] = { "auto", "qboot", "seabios" };
 const char *const vm_exit_contract_names[3] = { "default", "unikraft", "solo5" };
 static const char *disk_format_names[] = { "raw", "qcow2" };
-static const char *const device_kind_names[] = { "block", "net" };
+static const char *const device_kind_names[] = { "block", "net", "blockdev" };
 
 const char *vm_machine_name(enum vm_machine m)
 {
@@ -54,25 +55,43 @@ void vm_spec_free(struct vm_spec *s)
 	free(s->qemu_binary);
 	for (unsigned i = 0; i < s->n_nets; i++)
 		free(s->nets[i].mac);
+	for (unsigned i = 0; i < s->n_shares; i++) {
+		free(s->shares[i].tag);
+		free(s->shares[i].path);
+	}
+	for (unsigned i = 0; i < s->n_blockdevs; i++) {
+		free(s->blockdevs[i].path);
+		free(s->blockdevs[i].serial);
+	}
 	free(s);
 }
 
-static int get_string(json_object *o, const char *key, bool required, char **ret, uk_error *err)
+/* o's member key; errors name it field (a member of an array's entry: "shares[2].tag"). */
+static int get_string_as(json_object *o, const char *key, const char *field, bool required, char **ret,
+			 uk_error *err)
 {
 	json_object *v;
 	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
 		if (required)
-			return uk_err(err, EINVAL, "field \"%s\" is required", key);
+			return uk_err(err, EINVAL, "field \"%s\" is required", field);
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_string))
-		return uk_err(err, EINVAL, "field \"%s\" must be a string", key);
+		return uk_err(err, EINVAL, "field \"%s\" must be a string", field);
+	/* JSON can carry "\u0000", which would cut the C string short unseen. */
+	if (strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+		return uk_err(err, EINVAL, "field \"%s\" must not hold a NUL character", field);
 	char *d = strdup(json_object_get_string(v));
 	if (!d)
 		return uk_err(err, ENOMEM, "out of memory");
 	free(*ret);
 	*ret = d;
 	return 0;
+}
+
+static int get_string(json_object *o, const char *key, bool required, char **ret, uk_error *err)
+{
+	return get_string_as(o, key, key, required, ret, err);
 }
 
 static int get_uint(json_object *o, const char *key, uint64_t min, uint64_t max, unsigned *ret,
@@ -91,15 +110,20 @@ static int get_uint(json_object *o, const char *key, uint64_t min, uint64_t max,
 	return 0;
 }
 
-static int get_bool(json_object *o, const char *key, bool *ret, uk_error *err)
+static int get_bool_as(json_object *o, const char *key, const char *field, bool *ret, uk_error *err)
 {
 	json_object *v;
 	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
 		return 0;
 	if (!json_object_is_type(v, json_type_boolean))
-		return uk_err(err, EINVAL, "field \"%s\" must be true or false", key);
+		return uk_err(err, EINVAL, "field \"%s\" must be true or false", field);
 	*ret = json_object_get_boolean(v);
 	return 0;
+}
+
+static int get_bool(json_object *o, const char *key, bool *ret, uk_error *err)
+{
+	return get_bool_as(o, key, key, ret, err);
 }
 
 static int get_enum(json_object *o, const char *key, const char *const *names, size_t n, int *ret,
@@ -164,7 +188,7 @@ static int parse_nets(json_object *o, struct vm_spec *s, uk_error *err)
 	return 0;
 }
 
-/* "devices": ["net", "block", …], each kind by name; the counts are checked by validate. */
+/* "devices": ["net", "block", "blockdev", …], each kind by name; the counts are checked by validate. */
 static int parse_devices(json_object *o, struct vm_spec *s, uk_error *err)
 {
 	json_object *arr;
@@ -179,12 +203,56 @@ static int parse_devices(json_object *o, struct vm_spec *s, uk_error *err)
 		while (name && k < ARRAY_SIZE(device_kind_names) && strcmp(name, device_kind_names[k]) != 0)
 			k++;
 		if (!name || k == ARRAY_SIZE(device_kind_names))
-			return uk_err(err, EINVAL, "field \"devices[%zu]\" must be \"block\" or \"net\"", i);
+			return uk_err(err, EINVAL, "field \"devices[%zu]\" must be \"block\" or \"net\" or \"blockdev\"", i);
 		s->devices[i] = (enum vm_device_kind)k;
 	}
 	s->n_devices = (unsigned)n;
 	s->has_device_order = true;
 	return 0;
+}
+
+/* The i-th entry of the array name: an object whose string members strs[] (required) and
+ * boolean "readonly" (false when absent) are read into the pointers given; errors name the
+ * field as "name[i].member". */
+static int parse_entry(json_object *arr, const char *name, size_t i, const char *const strs[2], char **vals[2],
+		       bool *readonly, uk_error *err)
+{
+	json_object *e = json_object_array_get_idx(arr, i);
+	char field[64];
+	int r;
+	if (!json_object_is_type(e, json_type_object))
+		return uk_err(err, EINVAL, "field \"%s[%zu]\" must be an object", name, i);
+	for (size_t k = 0; k < 2; k++) {
+		snprintf(field, sizeof(field), "%s[%zu].%s", name, i, strs[k]);
+		if ((r = get_string_as(e, strs[k], field, true, vals[k], err)) < 0)
+			return r;
+	}
+	snprintf(field, sizeof(field), "%s[%zu].readonly", name, i);
+	return get_bool_as(e, "readonly", field, readonly, err);
+}
+
+/* "shares": [{"tag", "path", "readonly"}, …] and "blockdevs": [{"path", "serial",
+ * "readonly"}, …]; the values are checked by validate. */
+static int parse_volumes(json_object *o, struct vm_spec *s, uk_error *err)
+{
+	static const char *const share_strs[2] = { "tag", "path" }, *const blockdev_strs[2] = { "path", "serial" };
+	json_object *arr;
+	size_t n;
+	int r = get_array(o, "shares", VM_SHARES_MAX, &arr, &n, err);
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		struct vm_share *sh = &s->shares[i];
+		s->n_shares = (unsigned)i + 1;
+		r = parse_entry(arr, "shares", i, share_strs, (char **[2]){ &sh->tag, &sh->path }, &sh->readonly, err);
+	}
+	if (r < 0 || (r = get_array(o, "blockdevs", VM_BLOCKDEVS_MAX, &arr, &n, err)) < 0)
+		return r;
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		struct vm_blockdev *b = &s->blockdevs[i];
+		s->n_blockdevs = (unsigned)i + 1;
+		r = parse_entry(arr, "blockdevs", i, blockdev_strs, (char **[2]){ &b->path, &b->serial }, &b->readonly,
+				err);
+	}
+	return r;
 }
 
 int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
@@ -223,7 +291,8 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	    (r = get_bool(o, "disk_snapshot", &s->disk_snapshot, err)) < 0 ||
 	    (r = get_uint(o, "vcpus", 1, VM_VCPUS_MAX, &s->vcpus, err)) < 0 ||
 	    (r = get_uint(o, "memory_mib", VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &s->memory_mib, err)) < 0 ||
-	    (r = parse_nets(o, s, err)) < 0 || (r = parse_devices(o, s, err)) < 0)
+	    (r = parse_nets(o, s, err)) < 0 || (r = parse_devices(o, s, err)) < 0 ||
+	    (r = parse_volumes(o, s, err)) < 0)
 		return r;
 	s->machine = (enum vm_machine)m;
 	s->accel = (enum vm_accel)a;
@@ -245,25 +314,100 @@ static int check_readable(const char *field, const char *path, uk_error *err)
 	return 0;
 }
 
-/* The order lists the disk and every NIC, each once: a device left out would be missing
- * from the VM, and one listed without its "disk" or "net" entry has nothing behind it. */
+/* The order lists the disk, every NIC and every block device, each once: a device left out
+ * would be missing from the VM, and one listed without its entry has nothing behind it. */
 static int check_device_order(const struct vm_spec *s, uk_error *err)
 {
-	unsigned nets = 0, blocks = 0;
+	unsigned nets = 0, blocks = 0, bdevs = 0;
 	if (!s->has_device_order)
 		return 0;
 	for (unsigned i = 0; i < s->n_devices; i++) {
 		if (s->devices[i] == VM_DEV_NET && ++nets > s->n_nets)
 			return uk_err(err, EINVAL, "field \"devices[%u]\" is \"net\" number %u, but \"net\" has %u entries",
 				      i, nets, s->n_nets);
+		if (s->devices[i] == VM_DEV_BLOCKDEV && ++bdevs > s->n_blockdevs)
+			return uk_err(err, EINVAL,
+				      "field \"devices[%u]\" is \"blockdev\" number %u, but \"blockdevs\" has %u entries", i,
+				      bdevs, s->n_blockdevs);
 		if (s->devices[i] == VM_DEV_BLOCK && ++blocks > (s->disk ? 1u : 0u))
 			return uk_err(err, EINVAL, s->disk ? "field \"devices[%u]\" names the disk a second time"
 							  : "field \"devices[%u]\" is \"block\", but there is no \"disk\"", i);
 	}
 	if (nets < s->n_nets)
 		return uk_err(err, EINVAL, "field \"devices\" leaves out net[%u]: it must list every NIC", nets);
+	if (bdevs < s->n_blockdevs)
+		return uk_err(err, EINVAL,
+			      "field \"devices\" leaves out blockdevs[%u]: it must list every block device", bdevs);
 	if (s->disk && !blocks)
 		return uk_err(err, EINVAL, "field \"devices\" leaves out the disk: it must list \"block\"");
+	return 0;
+}
+
+/* A 9p tag or a virtio-blk serial (what[i].key): a name of at most max bytes, unique among
+ * the i before it (earlier(k) gives the k-th). */
+static int check_name(const char *what, unsigned i, const char *key, const char *name, size_t max,
+		      const char *(*earlier)(const struct vm_spec *, unsigned), const struct vm_spec *s, uk_error *err)
+{
+	if (!name || strlen(name) > max || !uk_id_valid(name))
+		return uk_err(err, EINVAL,
+			      "field \"%s[%u].%s\" must be 1..%zu bytes of [A-Za-z0-9_.-], starting with a letter or a "
+			      "digit, without \"..\"",
+			      what, i, key, max);
+	for (unsigned k = 0; k < i; k++)
+		if (strcmp(earlier(s, k), name) == 0)
+			return uk_err(err, EINVAL, "field \"%s[%u].%s\" is \"%s\", as %s[%u] is: each must be unique",
+				      what, i, key, name, what, k);
+	return 0;
+}
+
+static const char *share_tag(const struct vm_spec *s, unsigned k)
+{
+	return s->shares[k].tag;
+}
+
+static const char *blockdev_serial(const struct vm_spec *s, unsigned k)
+{
+	return s->blockdevs[k].serial;
+}
+
+/* Follows symbolic links, as QEMU does when it opens the path: a directory for a share, a
+ * regular file or a block device for a disk. The file can change before QEMU opens it; this
+ * catches a mistake early, with the field's name, and QEMU's own check stays. */
+static int check_path_kind(const char *what, unsigned i, const char *path, bool dir, uk_error *err)
+{
+	struct stat st;
+	if (!path || path[0] != '/')
+		return uk_err(err, EINVAL, "field \"%s[%u].path\" must be an absolute path, got \"%s\"", what, i,
+			      path ? path : "");
+	if (stat(path, &st) < 0)
+		return uk_err_errno(err, errno, "field \"%s[%u].path\": %s", what, i, path);
+	if (dir && !S_ISDIR(st.st_mode))
+		return uk_err(err, ENOTDIR, "field \"%s[%u].path\": %s is not a directory", what, i, path);
+	if (!dir && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return uk_err(err, EINVAL, "field \"%s[%u].path\": %s is not a regular file or a block device", what, i,
+			      path);
+	return 0;
+}
+
+static int check_volumes(const struct vm_spec *s, uk_error *err)
+{
+	int r;
+	for (unsigned i = 0; i < s->n_shares; i++) {
+		const struct vm_share *sh = &s->shares[i];
+		if ((r = check_name("shares", i, "tag", sh->tag, VM_SHARE_TAG_MAX, share_tag, s, err)) < 0 ||
+		    (r = check_path_kind("shares", i, sh->path, true, err)) < 0)
+			return r;
+	}
+	for (unsigned i = 0; i < s->n_blockdevs; i++) {
+		const struct vm_blockdev *b = &s->blockdevs[i];
+		if ((r = check_name("blockdevs", i, "serial", b->serial, VM_BLOCKDEV_SERIAL_MAX, blockdev_serial, s,
+				    err)) < 0 ||
+		    (r = check_path_kind("blockdevs", i, b->path, false, err)) < 0)
+			return r;
+		if (access(b->path, b->readonly ? R_OK : R_OK | W_OK) < 0)
+			return uk_err_errno(err, errno, "field \"blockdevs[%u].path\": cannot %s %s", i,
+					    b->readonly ? "read" : "read and write", b->path);
+	}
 	return 0;
 }
 
@@ -309,7 +453,7 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 		if (!ok)
 			return uk_err(err, EINVAL, "field \"net[%u].mac\" must look like 02:00:00:00:00:01", i);
 	}
-	if ((r = check_device_order(s, err)) < 0)
+	if ((r = check_volumes(s, err)) < 0 || (r = check_device_order(s, err)) < 0)
 		return r;
 	if (!s->state_dir || s->state_dir[0] != '/')
 		return uk_err(err, EINVAL, "field \"state_dir\" must be an absolute path");

@@ -22,9 +22,17 @@ enum vm_disk_format { VM_DISK_RAW, VM_DISK_QCOW2 };
 /* How the VM's end reads (docs/architecture.md, "exit.json"): the isa-debug-exit value as the
  * code (default), Unikraft's 41 (halt) and 42 (crash), or Solo5's console lines. */
 enum vm_exit_contract { VM_EXIT_DEFAULT, VM_EXIT_UNIKRAFT, VM_EXIT_SOLO5 };
-/* What the "devices" list names: the disk, or the next NIC of "net". */
-enum vm_device_kind { VM_DEV_BLOCK, VM_DEV_NET };
-#define VM_DEVICES_MAX (VM_NETS_MAX + 1)
+/* Directories the guest mounts over virtio-9p, and block devices it gets as virtio-blk disks.
+ * A tag is a 9p mount_tag (QEMU and Linux take at most 31 bytes), a serial is virtio-blk's
+ * (20 bytes); both are names: [A-Za-z0-9][A-Za-z0-9_.-]*, without "..". */
+#define VM_SHARES_MAX 16
+#define VM_BLOCKDEVS_MAX 16
+#define VM_SHARE_TAG_MAX 31
+#define VM_BLOCKDEV_SERIAL_MAX 20
+/* What the "devices" list names: the disk, the next NIC of "net", or the next entry of
+ * "blockdevs". */
+enum vm_device_kind { VM_DEV_BLOCK, VM_DEV_NET, VM_DEV_BLOCKDEV };
+#define VM_DEVICES_MAX (VM_NETS_MAX + 1 + VM_BLOCKDEVS_MAX)
 
 extern const char *const vm_firmware_names[3];
 extern const char *const vm_exit_contract_names[3];
@@ -33,6 +41,20 @@ struct vm_net {
 	int tap_fd; /* inherited by vmwrapper, passed on to QEMU */
 	int vhost_fd; /* -1 when vhost-net is not used */
 	char *mac;
+};
+
+/* A host directory exported over virtio-9p (README.md, "Shares and block devices"). */
+struct vm_share {
+	char *tag;
+	char *path;     /* absolute, a directory */
+	bool readonly;  /* QEMU refuses every change (EROFS), whatever the guest mounts */
+};
+
+/* A regular file or a block device given to the guest as a raw virtio-blk disk. */
+struct vm_blockdev {
+	char *path;     /* absolute */
+	char *serial;   /* what the guest finds it by */
+	bool readonly;
 };
 
 struct vm_spec {
@@ -59,9 +81,14 @@ struct vm_spec {
 	struct vm_net nets[VM_NETS_MAX];
 	unsigned n_nets;
 	enum vm_exit_contract exit_contract;
-	/* The order in which the disk and the NICs go on the VM's bus (QEMU gives PCI slots in
-	 * command-line order; Solo5 matches its devices to its manifest in that order). The
-	 * k-th VM_DEV_NET is nets[k]. Without it: the disk, then the NICs. */
+	struct vm_share shares[VM_SHARES_MAX];
+	unsigned n_shares;
+	struct vm_blockdev blockdevs[VM_BLOCKDEVS_MAX];
+	unsigned n_blockdevs;
+	/* The order in which the disk, the NICs and the block devices go on the VM's bus (QEMU
+	 * gives PCI slots in command-line order; Solo5 matches its devices to its manifest in
+	 * that order). The k-th VM_DEV_NET is nets[k], the k-th VM_DEV_BLOCKDEV blockdevs[k].
+	 * Without it: the disk, the NICs, then the block devices. Shares always come last. */
 	bool has_device_order;
 	enum vm_device_kind devices[VM_DEVICES_MAX];
 	unsigned n_devices;

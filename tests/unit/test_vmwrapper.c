@@ -113,10 +113,10 @@ static void spec_errors(void **state)
 		  "field \"devices\" must be an array" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\","
 		  "\"devices\":[\"block\",\"gpu\"]}",
-		  "field \"devices[1]\" must be \"block\" or \"net\"" },
+		  "field \"devices[1]\" must be \"block\" or \"net\" or \"blockdev\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\","
 		  "\"devices\":[7]}",
-		  "field \"devices[0]\" must be \"block\" or \"net\"" },
+		  "field \"devices[0]\" must be \"block\" or \"net\" or \"blockdev\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"devices\":[\"block\"]}",
 		  "field \"devices[0]\" is \"block\", but there is no \"disk\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"disk\":\"" READABLE "\",\"state_dir\":\"/x\","
@@ -131,8 +131,10 @@ static void spec_errors(void **state)
 		  "\"net\":[{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":10,\"mac\":\"02:00:00:00:00:02\"}]}",
 		  "field \"devices\" leaves out net[1]" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\","
-		  "\"devices\":[\"net\",\"net\",\"net\",\"net\",\"net\",\"net\",\"net\",\"block\"]}",
-		  "field \"devices\" has 8 entries, at most 7" },
+		  "\"devices\":[\"net\",\"net\",\"net\",\"net\",\"net\",\"net\",\"net\",\"block\",\"blockdev\",\"blockdev\","
+		  "\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\","
+		  "\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\",\"blockdev\"]}",
+		  "field \"devices\" has 24 entries, at most 23" },
 		/* Every NIC's fds must fit what uk_spawn hands QEMU. */
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\",\"net\":[{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"},{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"}]}",
 		  "\"net\" has 7 entries, at most 6" },
