@@ -152,7 +152,7 @@ class Unikd:
         return self.rs.RunPodSandbox(self.pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id, cfg
 
     def container_config(self, name="c", image="hello:1", args=(), command=(), envs=None, attempt=0,
-                         labels=None, annotations=None, memory=0, quota=0, period=0):
+                         labels=None, annotations=None, memory=0, quota=0, period=0, mounts=(), devices=()):
         pb = self.pb
         res = None
         if memory or quota:
@@ -162,7 +162,8 @@ class Unikd:
             metadata=pb.ContainerMetadata(name=name, attempt=attempt), image=pb.ImageSpec(image=image),
             command=list(command), args=list(args),
             envs=[pb.KeyValue(key=k, value=v) for k, v in (envs or {}).items()],
-            labels=labels or {}, annotations=annotations or {}, log_path=f"{name}/{attempt}.log", linux=res)
+            labels=labels or {}, annotations=annotations or {}, log_path=f"{name}/{attempt}.log", linux=res,
+            mounts=list(mounts), devices=list(devices))
 
     def create(self, sid, pod_cfg, **kw):
         cfg = self.container_config(**kw)

@@ -1,0 +1,142 @@
+"""Volumes through the CRI (issue 15): CRI mounts become 9p shares and CRI devices virtio-blk
+disks, on the unchanged third-party unikernels in ../shared/unikernels (Unikraft 0.17's
+catfile, Solo5 0.12.1's test_blk). What a guest cannot take is refused at CreateContainer
+with the field named, and nothing is left."""
+import json
+import os
+import socket
+import stat
+
+import grpc
+import pytest
+
+from crilog import cri_lines
+from test_cri import code_of
+from test_guests import SOLO5, UNIKRAFT, run_to_end
+
+
+def mount(u, host, guest, ro=False, **kw):
+    return u.pb.Mount(container_path=guest, host_path=str(host), readonly=ro, **kw)
+
+
+def configmap(d, key, value, gen="..2024_01_01"):
+    """kubelet's atomic-writer layout: key -> ..data/key, ..data -> ..<timestamp>."""
+    (d / gen).mkdir(parents=True)
+    (d / gen / key).write_text(value)
+    os.symlink(gen, d / "..data")
+    os.symlink(f"..data/{key}", d / key)
+
+
+@pytest.fixture
+def ukv(uk):
+    for name in ("catfile", "catfile-9pfs-fix"):
+        path = UNIKRAFT / name
+        assert path.exists(), f"the third-party unikernels are expected at {path}"
+        uk.import_image(f"{name}:1", "--kernel", str(path), "--unikernel-type", "unikraft",
+                        "--unikernel-version", "0.17.0")
+    uk.import_image("test_blk:1", "--kernel", str(SOLO5 / "test_blk.virtio"))
+    return uk
+
+
+def test_unikraft_reads_a_configmap_and_writes_a_hostpath(ukv, scratch):
+    u = ukv
+    cm = scratch / "cm"
+    configmap(cm, "greeting", "hello from a configmap\n")
+    data = scratch / "data"
+    data.mkdir()
+    # kubelet's defaults: file mounts, left out (with a log line), not in the status.
+    hosts = scratch / "etc-hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    sid, cfg = u.run_pod(name="vol")
+    mounts = [mount(u, cm, "/config", ro=True), mount(u, data, "/data"), mount(u, hosts, "/etc/hosts")]
+    cid, st, lines = run_to_end(u, sid, cfg, "rw", image="catfile-9pfs-fix:1", memory=128 << 20, mounts=mounts,
+                                args=["cat:/config/greeting", "write:/data/out:written by the guest",
+                                      "write:/config/nope:x"])
+    text = "\n".join(lines)
+    assert "hello from a configmap" in text, lines[-20:]
+    assert (data / "out").read_text().rstrip("\n") == "written by the guest"
+    assert "errno=30" in text, lines[-20:]  # EROFS: QEMU holds the share read-only
+    assert not (cm / "nope").exists() and sorted(p.name for p in cm.iterdir()) == ["..2024_01_01", "..data",
+                                                                                      "greeting"]
+    assert "catfile: 1 command(s) failed" in text and st.exit_code == 0, (st.exit_code, st.reason, lines[-5:])
+    status = u.status(cid).status
+    assert sorted((m.container_path, m.host_path, m.readonly) for m in status.mounts) == \
+        [("/config", str(cm), True), ("/data", str(data), False)]
+    assert 'mount=/etc/hosts msg="left out' in u.log()
+
+
+def test_a_symlink_out_of_a_share_stays_inside(ukv, scratch):
+    u = ukv
+    d = scratch / "hp"
+    d.mkdir()
+    secret = scratch / "host-secret"
+    secret.write_text("must not leak\n")
+    os.symlink(str(secret), d / "abs")
+    os.symlink("../host-secret", d / "rel")
+    sid, cfg = u.run_pod(name="sym")
+    _, st, lines = run_to_end(u, sid, cfg, "sym", image="catfile:1", memory=128 << 20,
+                              mounts=[mount(u, d, "/hp")], args=["cat:/hp/abs", "cat:/hp/rel"])
+    assert "must not leak" not in "\n".join(lines)
+    assert "catfile: 2 command(s) failed" in "\n".join(lines), lines[-10:]
+
+
+def test_solo5_test_blk_on_a_cri_device(ukv, scratch):
+    u = ukv
+    disk = scratch / "disk.raw"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    sid, cfg = u.run_pod(name="blk")
+    dev = u.pb.Device(container_path="/dev/storage", host_path=str(disk), permissions="rw")
+    cid, st, lines = run_to_end(u, sid, cfg, "blk", image="test_blk:1", devices=[dev])
+    assert "SUCCESS" in "\n".join(lines), lines[-10:]
+    assert st.exit_code == 0, (st.exit_code, st.reason)
+    info = json.loads(u.status(cid, verbose=True).info["info"])
+    assert [(b["path"], b["serial"], b["readonly"]) for b in info["blockdevs"]] == [(str(disk), "ukd0", False)]
+    # Read-only ("r"): QEMU refuses the guest's writes, and test_blk does not succeed.
+    before = disk.read_bytes()
+    ro = u.pb.Device(container_path="/dev/storage", host_path=str(disk), permissions="r")
+    _, st, lines = run_to_end(u, sid, cfg, "blk-ro", image="test_blk:1", devices=[ro])
+    assert "SUCCESS" not in "\n".join(lines) and st.exit_code != 0, (st.exit_code, lines[-10:])
+    assert disk.read_bytes() == before
+
+
+def refused(u, sid, cfg, field, **kw):
+    code, msg = code_of(u.create, sid, cfg, **kw)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and field in msg, (code, msg)
+    return msg
+
+
+def test_bad_volumes_are_refused_and_leave_nothing(ukv, scratch):
+    u = ukv
+    sid, cfg = u.run_pod(name="bad")
+    d = scratch / "d"
+    d.mkdir()
+    kw = dict(image="catfile:1")
+    refused(u, sid, cfg, "config.mounts[0].host_path", mounts=[mount(u, scratch / "missing", "/m")], **kw)
+    msg = refused(u, sid, cfg, "config.mounts", mounts=[mount(u, d, f"/m{i}") for i in range(17)], **kw)
+    assert "16" in msg, msg
+    refused(u, sid, cfg, "config.mounts[0].propagation",
+            mounts=[mount(u, d, "/m", propagation=u.pb.PROPAGATION_BIDIRECTIONAL)], **kw)
+    refused(u, sid, cfg, "config.mounts[1].container_path", mounts=[mount(u, d, "/m"), mount(u, d, "/m/")], **kw)
+    fifo = scratch / "fifo"
+    os.mkfifo(fifo)
+    refused(u, sid, cfg, "config.devices[0]", devices=[u.pb.Device(container_path="/dev/x", host_path=str(fifo),
+                                                                   permissions="rw")], **kw)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(scratch / "sock"))
+    try:
+        assert stat.S_ISSOCK(os.stat(scratch / "sock").st_mode)
+        refused(u, sid, cfg, "config.mounts[0].host_path", mounts=[mount(u, scratch / "sock", "/s")], **kw)
+    finally:
+        sock.close()
+    # A file mount that is not one of kubelet's: not supported yet, said so.
+    f = scratch / "f"
+    f.write_text("x")
+    refused(u, sid, cfg, "config.mounts[0]", mounts=[mount(u, f, "/etc/app.conf")], **kw)
+    # Solo5 has no filesystem: a directory mount is refused, naming the framework.
+    disk = scratch / "disk.raw"
+    disk.write_bytes(b"\0" * 4096)
+    msg = refused(u, sid, cfg, "config.mounts[0]", image="test_blk:1", mounts=[mount(u, d, "/m")],
+                  devices=[u.pb.Device(container_path="/dev/storage", host_path=str(disk), permissions="rw")])
+    assert "Solo5" in msg or "solo5" in msg, msg
+    assert u.containers() == []
