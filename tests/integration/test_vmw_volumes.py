@@ -95,6 +95,32 @@ def test_solo5_blk_cannot_write_a_read_only_device(scratch):
     assert disk.read_bytes() == bytes(1 << 20)
 
 
+def test_two_vms_cannot_both_write_one_device(scratch):
+    """QEMU's image lock: a second VM given the device read-write while the first runs is
+    refused, with QEMU's own message over the sync pipe; once the first is gone, another
+    opens it."""
+    disk = raw_file(scratch / "shared.raw")
+    vms = []
+    try:
+        for name in ("first", "second", "third"):
+            (scratch / name).mkdir()
+        vms.append(Spec(scratch / "first", "idle", blockdevs=[{"path": str(disk), "serial": "d"}]))
+        assert vms[0].sync["ok"] is True, vms[0].sync
+        vms.append(Spec(scratch / "second", "idle", blockdevs=[{"path": str(disk), "serial": "d"}]))
+        assert vms[1].sync["ok"] is False and 'Failed to get "write" lock' in vms[1].sync["error"], vms[1].sync
+        assert vms[1].wait() == 126 and vms[1].exit()["end"] == "qemu-error"
+        vms[0].qmp("quit")
+        assert vms[0].wait() == 137
+        # Once the writer is gone, a reader is welcome.
+        vms.append(Spec(scratch / "third", "idle", blockdevs=[{"path": str(disk), "serial": "d", "readonly": True}]))
+        assert vms[2].sync["ok"] is True, vms[2].sync
+        vms[2].qmp("quit")
+        assert vms[2].wait() == 137
+    finally:
+        for vm in vms:
+            vm.kill()
+
+
 def qmp_serial(vm, qdev):
     """The serial property of the virtio-blk device at qdev (query-block's)."""
     got = vm.qmp("qom-get=" + json.dumps({"path": qdev, "property": "serial"}))
