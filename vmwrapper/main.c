@@ -24,6 +24,7 @@
 #include "logfile.h"
 #include "qemu_argv.h"
 #include "spec.h"
+#include "stage.h"
 #include "vmctl_server.h"
 
 #ifndef UNIKD_VERSION
@@ -549,7 +550,7 @@ static int run(struct wrapper *w, uk_error *err)
 	struct qemu_ends e = { -1, -1, -1, -1, -1 };
 	int r;
 
-	if ((r = qemu_build_argv(w->spec, &w->plan, &argv, err)) < 0)
+	if ((r = qemu_build_argv(w->spec, &w->plan, &argv, err)) < 0 || (r = vm_stage_file_shares(w->spec, err)) < 0)
 		return r;
 	if ((r = open_channels(w, &e, err)) < 0 || (r = start_qemu(w, argv, &e, err)) < 0) {
 		qemu_ends_close(&e);

@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -176,7 +177,10 @@ static void add_blockdev(struct argv_buf *a, const struct vm_spec *s, unsigned i
 static void add_share(struct argv_buf *a, const struct vm_spec *s, unsigned i, bool mmio)
 {
 	const struct vm_share *sh = &s->shares[i];
-	_cleanup_free_ char *path = opt_escape(sh->path);
+	char dir[PATH_MAX];
+	if (vm_share_export_dir(s, i, dir, sizeof(dir)) < 0)
+		a->err = ENAMETOOLONG; /* validate made sure it fits */
+	_cleanup_free_ char *path = opt_escape(dir);
 	if (!path)
 		a->err = ENOMEM;
 	add(a, "-fsdev");

@@ -58,6 +58,7 @@ void vm_spec_free(struct vm_spec *s)
 	for (unsigned i = 0; i < s->n_shares; i++) {
 		free(s->shares[i].tag);
 		free(s->shares[i].path);
+		free(s->shares[i].file);
 	}
 	for (unsigned i = 0; i < s->n_blockdevs; i++) {
 		free(s->blockdevs[i].path);
@@ -243,6 +244,11 @@ static int parse_volumes(json_object *o, struct vm_spec *s, uk_error *err)
 		struct vm_share *sh = &s->shares[i];
 		s->n_shares = (unsigned)i + 1;
 		r = parse_entry(arr, "shares", i, share_strs, (char **[2]){ &sh->tag, &sh->path }, &sh->readonly, err);
+		if (r >= 0) {
+			char field[48];
+			snprintf(field, sizeof(field), "shares[%zu].file", i);
+			r = get_string_as(json_object_array_get_idx(arr, i), "file", field, false, &sh->file, err);
+		}
 	}
 	if (r < 0 || (r = get_array(o, "blockdevs", VM_BLOCKDEVS_MAX, &arr, &n, err)) < 0)
 		return r;
@@ -389,14 +395,50 @@ static int check_path_kind(const char *what, unsigned i, const char *path, bool 
 	return 0;
 }
 
+int vm_share_export_dir(const struct vm_spec *s, unsigned i, char *buf, size_t len)
+{
+	const struct vm_share *sh = &s->shares[i];
+	int n = sh->file ? snprintf(buf, len, "%s/shares/%s", s->state_dir ? s->state_dir : "", sh->tag)
+			 : snprintf(buf, len, "%s", sh->path);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* A file share: a plain name for the file (it lands in a directory of its own), a regular
+ * file to bind there, and a state directory to stage it in. */
+static int check_share_file(const struct vm_spec *s, unsigned i, uk_error *err)
+{
+	const struct vm_share *sh = &s->shares[i];
+	size_t n = strlen(sh->file);
+	if (n == 0 || n > 255 || strchr(sh->file, '/') || strcmp(sh->file, ".") == 0 || strcmp(sh->file, "..") == 0)
+		return uk_err(err, EINVAL, "field \"shares[%u].file\" must be a file name of 1..255 bytes without '/', "
+			      "not \".\" or \"..\"", i);
+	for (const char *p = sh->file; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return uk_err(err, EINVAL, "field \"shares[%u].file\" holds a control character", i);
+	if (!s->state_dir)
+		return uk_err(err, EINVAL, "field \"shares[%u].file\" needs a state_dir to stage the file in", i);
+	struct stat st;
+	if (!sh->path || sh->path[0] != '/')
+		return uk_err(err, EINVAL, "field \"shares[%u].path\" must be an absolute path", i);
+	if (stat(sh->path, &st) < 0)
+		return uk_err_errno(err, errno, "field \"shares[%u].path\": %s", i, sh->path);
+	if (!S_ISREG(st.st_mode))
+		return uk_err(err, EINVAL, "field \"shares[%u].path\": %s is not a regular file (\"file\" is given)", i,
+			      sh->path);
+	return 0;
+}
+
 static int check_volumes(const struct vm_spec *s, uk_error *err)
 {
 	int r;
 	for (unsigned i = 0; i < s->n_shares; i++) {
 		const struct vm_share *sh = &s->shares[i];
+		char dir[PATH_MAX];
 		if ((r = check_name("shares", i, "tag", sh->tag, VM_SHARE_TAG_MAX, share_tag, s, err)) < 0 ||
-		    (r = check_path_kind("shares", i, sh->path, true, err)) < 0)
+		    (r = sh->file ? check_share_file(s, i, err) : check_path_kind("shares", i, sh->path, true, err)) < 0)
 			return r;
+		if (vm_share_export_dir(s, i, dir, sizeof(dir)) < 0)
+			return uk_err(err, ENAMETOOLONG, "field \"shares[%u]\": the staging directory's path is too long", i);
 	}
 	for (unsigned i = 0; i < s->n_blockdevs; i++) {
 		const struct vm_blockdev *b = &s->blockdevs[i];

@@ -46,9 +46,15 @@ struct vm_net {
 /* A host directory exported over virtio-9p (README.md, "Shares and block devices"). */
 struct vm_share {
 	char *tag;
-	char *path;     /* absolute, a directory */
+	char *path;     /* absolute, a directory; with file, a regular file */
 	bool readonly;  /* QEMU refuses every change (EROFS), whatever the guest mounts */
+	/* A file mount (kubelet's /etc/hosts, /dev/termination-log, a hostPath file): 9p
+	 * exports directories, so the share is a staging directory holding only this name,
+	 * path bind-mounted onto it in vmwrapper's private mount namespace (stage.c). NULL: a
+	 * directory share. */
+	char *file;
 };
+
 
 /* A regular file or a block device given to the guest as a raw virtio-blk disk. */
 struct vm_blockdev {
@@ -107,6 +113,10 @@ struct vm_spec *vm_spec_new(void);
 int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err);
 /* Checks shared by the JSON and the command-line paths: ids, sizes, readable files. */
 int vm_spec_validate(const struct vm_spec *s, uk_error *err);
+
+/* Where a share's export is: its path, or for a file share its staging directory
+ * STATE_DIR/shares/TAG. -ENAMETOOLONG if it does not fit. */
+int vm_share_export_dir(const struct vm_spec *s, unsigned i, char *buf, size_t len);
 
 const char *vm_machine_name(enum vm_machine m);
 const char *vm_accel_name(enum vm_accel a);

@@ -97,38 +97,26 @@ struct facts_bufs {
 	struct guest_blockdev blockdevs[CRI_VOL_DEVICES_MAX];
 };
 
-/* The mounts and devices as the contract sees them. A file mount needs a staging directory
- * (9p exports directories) that unikd does not make yet: kubelet's defaults of that kind
- * are left out with a log line, any other file mount is refused. */
-static int volume_facts(const struct cri_volumes *v, const struct container *c, struct facts_bufs *b, uk_error *err)
+/* The mounts and devices as the contract sees them. */
+static void volume_facts(const struct cri_volumes *v, struct facts_bufs *b)
 {
 	for (size_t i = 0; v && i < v->n_mounts; i++) {
 		const struct cri_vol_mount *m = &v->mounts[i];
-		if (m->kind == CRI_VOL_FILE && m->kubelet_default) {
-			log_info("ctr=%s mount=%s msg=\"left out: file mounts are not staged for guests yet\"",
-				 c->name ? c->name : "", m->container_path);
-			continue;
-		}
-		if (m->kind == CRI_VOL_FILE)
-			return uk_err(err, EINVAL, "config.mounts[%zu]: \"%s\" is a file; unikd gives guests directory "
-				      "mounts only (file mounts are not supported yet)", i, m->container_path);
 		b->mount_of[b->n_mounts] = i;
 		b->mounts[b->n_mounts++] = (struct guest_mount){ .guest_path = m->container_path, .readonly = m->readonly,
+								 .is_file = m->kind == CRI_VOL_FILE,
 								 .kubelet_default = m->kubelet_default };
 	}
 	for (size_t i = 0; v && i < v->n_devices; i++)
 		b->blockdevs[i] = (struct guest_blockdev){ .guest_path = v->devices[i].container_path,
 							   .readonly = v->devices[i].readonly };
-	return 0;
 }
 
 static int gather_facts(struct runtime *rt, const struct sandbox *s, const Runtime__V1__ContainerConfig *cfg,
 			const struct image_info *img, const struct guest_binary *bin, const struct container *c,
 			const struct cri_volumes *vols, struct facts_bufs *b, struct guest_facts *f, uk_error *err)
 {
-	int r = volume_facts(vols, c, b, err);
-	if (r < 0)
-		return r;
+	volume_facts(vols, b);
 	/* n_envs is bounded by cri_check_container_config. */
 	if (!(b->envs = calloc(cfg->n_envs + 1, sizeof(*b->envs))))
 		return uk_err(err, ENOMEM, "out of memory");
@@ -182,9 +170,11 @@ static int apply_volumes(const struct guest_plan *p, const struct cri_volumes *v
 			log_info("ctr=%s mount=%s msg=\"left out\" why=\"%s\"", c->name ? c->name : "", m->path, m->why);
 			continue;
 		}
-		json_object_array_add(shares, obj3("tag", json_object_new_string(m->tag), "path",
-						   json_object_new_string(cm->host_path), "readonly",
-						   json_object_new_boolean(m->readonly)));
+		json_object *sh = obj3("tag", json_object_new_string(m->tag), "path", json_object_new_string(cm->host_path),
+				       "readonly", json_object_new_boolean(m->readonly));
+		if (sh && m->is_file) /* vmwrapper stages it in a directory of its own */
+			json_object_object_add(sh, "file", json_object_new_string(m->file));
+		json_object_array_add(shares, sh);
 		json_object *st = obj3("container_path", json_object_new_string(m->path), "host_path",
 				       json_object_new_string(cm->host_path), "readonly", json_object_new_boolean(m->readonly));
 		if (st)

@@ -44,15 +44,27 @@ def test_unikraft_reads_a_configmap_and_writes_a_hostpath(ukv, scratch):
     configmap(cm, "greeting", "hello from a configmap\n")
     data = scratch / "data"
     data.mkdir()
-    # kubelet's defaults: file mounts, left out (with a log line), not in the status.
-    hosts = scratch / "etc-hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
+    # File mounts: kubelet's /etc/hosts (the file itself, staged; none of its siblings), a
+    # termination-log-style file the guest writes; /dev/termination-log is left out (devfs).
+    etc = scratch / "kubelet-pod"
+    etc.mkdir()
+    hosts = etc / "etc-hosts"
+    hosts.write_text("127.0.0.1 localhost podhost\n")
+    (etc / "sibling-secret").write_text("not for the guest\n")
+    term = etc / "termination-log"
+    term.write_text("")
     sid, cfg = u.run_pod(name="vol")
-    mounts = [mount(u, cm, "/config", ro=True), mount(u, data, "/data"), mount(u, hosts, "/etc/hosts")]
+    mounts = [mount(u, cm, "/config", ro=True), mount(u, data, "/data"), mount(u, hosts, "/etc/hosts"),
+              mount(u, term, "/dev/termination-log"), mount(u, term, "/var/log/termination")]
     cid, st, lines = run_to_end(u, sid, cfg, "rw", image="catfile-9pfs-fix:1", memory=128 << 20, mounts=mounts,
                                 args=["cat:/config/greeting", "write:/data/out:written by the guest",
-                                      "write:/config/nope:x"])
+                                      "write:/config/nope:x", "cat:/etc/hosts", "ls:/etc",
+                                      "write:/var/log/termination:the guest's last words"])
     text = "\n".join(lines)
+    assert "127.0.0.1 localhost podhost" in text, lines[-20:]
+    assert "sibling-secret" not in text and "etc-hosts" not in text, lines[-20:]
+    assert term.read_text().rstrip("\n") == "the guest's last words"
+    assert 'mount=/dev/termination-log msg="left out' in u.log()
     assert "hello from a configmap" in text, lines[-20:]
     assert (data / "out").read_text().rstrip("\n") == "written by the guest"
     assert "errno=30" in text, lines[-20:]  # EROFS: QEMU holds the share read-only
@@ -61,8 +73,10 @@ def test_unikraft_reads_a_configmap_and_writes_a_hostpath(ukv, scratch):
     assert "catfile: 1 command(s) failed" in text and st.exit_code == 0, (st.exit_code, st.reason, lines[-5:])
     status = u.status(cid).status
     assert sorted((m.container_path, m.host_path, m.readonly) for m in status.mounts) == \
-        [("/config", str(cm), True), ("/data", str(data), False)]
-    assert 'mount=/etc/hosts msg="left out' in u.log()
+        [("/config", str(cm), True), ("/data", str(data), False), ("/etc/hosts", str(hosts), False),
+         ("/var/log/termination", str(term), False)]
+    # The staging binds lived in vmwrapper's own mount namespace: none is left on the node.
+    assert "shares" not in open("/proc/self/mountinfo").read()
 
 
 def test_a_symlink_out_of_a_share_stays_inside(ukv, scratch):
@@ -129,10 +143,11 @@ def test_bad_volumes_are_refused_and_leave_nothing(ukv, scratch):
         refused(u, sid, cfg, "config.mounts[0].host_path", mounts=[mount(u, scratch / "sock", "/s")], **kw)
     finally:
         sock.close()
-    # A file mount that is not one of kubelet's: not supported yet, said so.
+    # Unikraft mounts a file's share at its directory: two file mounts in one directory clash.
     f = scratch / "f"
     f.write_text("x")
-    refused(u, sid, cfg, "config.mounts[0]", mounts=[mount(u, f, "/etc/app.conf")], **kw)
+    refused(u, sid, cfg, "config.mounts[1]", mounts=[mount(u, f, "/etc/a.conf"), mount(u, f, "/etc/b.conf")],
+            **kw)
     # Solo5 has no filesystem: a directory mount is refused, naming the framework.
     disk = scratch / "disk.raw"
     disk.write_bytes(b"\0" * 4096)

@@ -246,8 +246,8 @@ static struct vm_spec *mk_volumes(void)
 	s->blockdevs[0] = (struct vm_blockdev){ strdup("/d/a,b.raw"), strdup("ukd0"), false };
 	s->blockdevs[1] = (struct vm_blockdev){ strdup("/dev/sdz"), strdup("ukd1"), true };
 	s->n_shares = 2;
-	s->shares[0] = (struct vm_share){ strdup("ukv0"), strdup("/v/conf,,ig"), true };
-	s->shares[1] = (struct vm_share){ strdup("ukv1"), strdup("/v/data"), false };
+	s->shares[0] = (struct vm_share){ strdup("ukv0"), strdup("/v/conf,,ig"), true, NULL };
+	s->shares[1] = (struct vm_share){ strdup("ukv1"), strdup("/v/data"), false, NULL };
 	return s;
 }
 
@@ -364,7 +364,7 @@ static void room_on_the_bus(void **state)
 	uk_error err = { 0 };
 	/* 1 NIC + 2 block devices + 2 shares = 5, then up to each limit. */
 	for (unsigned i = s->n_shares; i < VM_SHARES_MAX; i++)
-		s->shares[i] = (struct vm_share){ uk_strf("t%u", i), strdup("/v"), false };
+		s->shares[i] = (struct vm_share){ uk_strf("t%u", i), strdup("/v"), false, NULL };
 	s->n_shares = VM_SHARES_MAX;
 	for (unsigned i = s->n_blockdevs; i < VM_BLOCKDEVS_MAX; i++)
 		s->blockdevs[i] = (struct vm_blockdev){ strdup("/b"), uk_strf("s%u", i), false };
