@@ -6,11 +6,11 @@ import json
 import os
 import socket
 import stat
+from pathlib import Path
 
 import grpc
 import pytest
 
-from crilog import cri_lines
 from test_cri import code_of
 from test_guests import SOLO5, UNIKRAFT, run_to_end
 
@@ -75,8 +75,8 @@ def test_unikraft_reads_a_configmap_and_writes_a_hostpath(ukv, scratch):
     assert sorted((m.container_path, m.host_path, m.readonly) for m in status.mounts) == \
         [("/config", str(cm), True), ("/data", str(data), False), ("/etc/hosts", str(hosts), False),
          ("/var/log/termination", str(term), False)]
-    # The staging binds lived in vmwrapper's own mount namespace: none is left on the node.
-    assert "shares" not in open("/proc/self/mountinfo").read()
+    # The staging binds lived in vmwrapper's own mount namespace, gone with the VM.
+    assert not mounted_anywhere(str(u.run / "vms" / cid / "shares"))
 
 
 def test_a_symlink_out_of_a_share_stays_inside(ukv, scratch):
@@ -112,6 +112,17 @@ def test_solo5_test_blk_on_a_cri_device(ukv, scratch):
     _, st, lines = run_to_end(u, sid, cfg, "blk-ro", image="test_blk:1", devices=[ro])
     assert "SUCCESS" not in "\n".join(lines) and st.exit_code != 0, (st.exit_code, lines[-10:])
     assert disk.read_bytes() == before
+
+
+def mounted_anywhere(path):
+    """Whether any process's mount table (any mount namespace) holds path."""
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and path in Path(f"/proc/{p}/mountinfo").read_text(errors="replace"):
+                return True
+        except OSError:
+            pass  # gone meanwhile
+    return False
 
 
 def refused(u, sid, cfg, field, **kw):
@@ -155,3 +166,23 @@ def test_bad_volumes_are_refused_and_leave_nothing(ukv, scratch):
                   devices=[u.pb.Device(container_path="/dev/storage", host_path=str(disk), permissions="rw")])
     assert "Solo5" in msg or "solo5" in msg, msg
     assert u.containers() == []
+
+
+def test_staging_goes_with_the_container_and_survives_a_sigkill_of_unikd(ukv, scratch):
+    """File shares are staged in the VM's state directory, their binds in the VM's own mount
+    namespace: nothing is ever mounted on the node, and removing the container (after a
+    SIGKILL of unikd and a restart) removes the staging directory."""
+    u = ukv
+    f = scratch / "app.conf"
+    f.write_text("answer=42\n")
+    sid, cfg = u.run_pod(name="stage")
+    cid, st, lines = run_to_end(u, sid, cfg, "stage", image="catfile:1", memory=128 << 20,
+                                mounts=[mount(u, f, "/etc/app.conf", ro=True)], args=["cat:/etc/app.conf"])
+    assert "answer=42" in "\n".join(lines), lines[-10:]
+    staged = u.run / "vms" / cid / "shares"
+    assert staged.is_dir() and [p.name for p in staged.iterdir()] == ["ukv0"]
+    assert not mounted_anywhere(str(staged))
+    u.kill()
+    u.start()
+    u.rs.RemoveContainer(u.pb.RemoveContainerRequest(container_id=cid))
+    assert not (u.run / "vms" / cid).exists()
