@@ -8,11 +8,9 @@ import socket
 import stat
 from pathlib import Path
 
-import grpc
 import pytest
 
-from test_cri import code_of
-from test_guests import SOLO5, UNIKRAFT, run_to_end
+from test_guests import SOLO5, UNIKRAFT, refused, run_to_end
 
 
 def mount(u, host, guest, ro=False, **kw):
@@ -123,12 +121,6 @@ def mounted_anywhere(path):
         except OSError:
             pass  # gone meanwhile
     return False
-
-
-def refused(u, sid, cfg, field, **kw):
-    code, msg = code_of(u.create, sid, cfg, **kw)
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and field in msg, (code, msg)
-    return msg
 
 
 def test_bad_volumes_are_refused_and_leave_nothing(ukv, scratch):
