@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 from crilog import cri_lines
 from test_network import tsc_khz, wait_line
+from test_volumes import configmap, mount
 
 NETGUEST_AMD64 = REPO / "build" / "guests" / "netguest-amd64"
 IMAGE = "netguest-vol:1"
@@ -33,10 +34,6 @@ def import_netguest_amd64(u, d, image=IMAGE):
 def ukl(uk):
     import_netguest_amd64(uk, build_netguest_amd64())
     return uk
-
-
-def mount(u, host, guest, ro=False):
-    return u.pb.Mount(container_path=guest, host_path=str(host), readonly=ro)
 
 
 def start(u, name, script, **kw):
@@ -87,14 +84,6 @@ def test_hostpath_read_write_and_read_only(ukl, scratch):
     assert "new-rc=1" in lines and "append-rc=1" in lines and "unchanged" in lines, lines[-20:]
     assert (data / "out").read_text() == "written by the guest\n"
     assert sorted(p.name for p in ro.iterdir()) == ["keep"] and (ro / "keep").read_text() == "unchanged\n"
-
-
-def configmap(d, key, value, gen):
-    """kubelet's atomic-writer layout: key -> ..data/key, ..data -> ..<timestamp>."""
-    (d / gen).mkdir(parents=True)
-    (d / gen / key).write_text(value)
-    os.symlink(gen, d / "..data")
-    os.symlink(f"..data/{key}", d / key)
 
 
 def test_configmap_update_reaches_the_running_guest(ukl, scratch):
@@ -155,23 +144,26 @@ def test_raw_image_as_a_block_device(ukl, scratch):
     with open(disk, "wb") as f:
         f.write(b"HOSTMARK")
         f.truncate(4 << 20)
-    dev = u.pb.Device(container_path="/dev/xvdb", host_path=str(disk), permissions="rw")
-    script = ("echo read=$(dd if=/dev/xvdb bs=8 count=1 2>/dev/null); "
-              "echo guest-marker | dd of=/dev/xvdb bs=512 seek=1 conv=notrunc,fsync; echo dd-rc=$?")
-    cid, _ = start(u, "blk", script, devices=[dev])
-    lines = finish(u, cid)
-    assert "netguest: mount ukd0 /dev/xvdb blk rw vda" in lines, lines
-    assert "read=HOSTMARK" in lines and "dd-rc=0" in lines, lines[-20:]
+
+    def read_then_write(perm, mode, rc):
+        """The disk at /dev/xvdb: read its first 8 bytes, write a marker at 512."""
+        dev = u.pb.Device(container_path="/dev/xvdb", host_path=str(disk), permissions=perm)
+        script = ("echo read=$(dd if=/dev/xvdb bs=8 count=1 2>/dev/null); "
+                  "echo guest-marker | dd of=/dev/xvdb bs=512 seek=1 conv=notrunc,fsync; echo dd-rc=$?")
+        cid, _ = start(u, f"blk-{perm}", script, devices=[dev])
+        lines = finish(u, cid)
+        assert f"netguest: mount ukd0 /dev/xvdb blk {mode} vda" in lines, lines
+        assert "read=HOSTMARK" in lines and f"dd-rc={rc}" in lines, lines[-20:]
+        return lines
+
+    read_then_write("rw", "rw", 0)
     with open(disk, "rb") as f:
         f.seek(512)
         assert f.read(13) == b"guest-marker\n"
     # Read-only ("r"): readable, and the guest's write fails; the image is unchanged.
+    with open(disk, "r+b") as f:
+        f.seek(512)
+        f.write(b"\0" * 13)
     before = disk.read_bytes()
-    ro = u.pb.Device(container_path="/dev/xvdb", host_path=str(disk), permissions="r")
-    script = ("echo read=$(dd if=/dev/xvdb bs=8 count=1 2>/dev/null); "
-              "echo overwrite | dd of=/dev/xvdb bs=512 conv=notrunc,fsync; echo dd-rc=$?")
-    cid, _ = start(u, "blk-ro", script, devices=[ro])
-    lines = finish(u, cid)
-    assert "netguest: mount ukd0 /dev/xvdb blk ro vda" in lines, lines
-    assert "read=HOSTMARK" in lines and "dd-rc=1" in lines, lines[-20:]
+    read_then_write("r", "ro", 1)
     assert disk.read_bytes() == before
