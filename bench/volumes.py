@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from cri import Unikd  # noqa: E402
 from crilog import cri_lines  # noqa: E402
 from test_network import wait_line  # noqa: E402
-from test_volumes_linux import IMAGE, TCG, build_netguest_amd64, import_netguest_amd64, mount  # noqa: E402
+from test_volumes import mount  # noqa: E402
+from test_volumes_linux import IMAGE, TCG, build_netguest_amd64, import_netguest  # noqa: E402
 
 MIB = 1 << 20
 # Debian's busybox dd prints no timing, only "64+0 records in": the guest reads
@@ -125,7 +126,7 @@ def main():
     root.mkdir()
     u = Unikd(root)
     try:
-        import_netguest_amd64(u, d)
+        import_netguest(u, d)
         u.start()
         start = bench_start(u, root, a.start_runs)
         rates = bench_read(u, root, a.read_runs)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from crilog import cri_lines
-from test_network import tsc_khz, wait_line
+from test_network import netguest, tsc_khz, wait_line  # noqa: F401  (netguest: the cloud flavour's fixture)
 from test_volumes import configmap, mount
 
 NETGUEST_AMD64 = REPO / "build" / "guests" / "netguest-amd64"
@@ -23,7 +23,7 @@ def build_netguest_amd64():
     return NETGUEST_AMD64
 
 
-def import_netguest_amd64(u, d, image=IMAGE):
+def import_netguest(u, d, image=IMAGE):
     # tsc_early_khz: without it a TCG boot sometimes hangs calibrating the TSC (netguest README).
     cmdline = (d / "cmdline").read_text().strip() + f" tsc_early_khz={tsc_khz()}"
     u.import_image(image, "--kernel", str(d / "vmlinuz"), "--initrd", str(d / "initrd.cpio.gz"),
@@ -32,7 +32,7 @@ def import_netguest_amd64(u, d, image=IMAGE):
 
 @pytest.fixture
 def ukl(uk):
-    import_netguest_amd64(uk, build_netguest_amd64())
+    import_netguest(uk, build_netguest_amd64())
     return uk
 
 
@@ -167,3 +167,20 @@ def test_raw_image_as_a_block_device(ukl, scratch):
     before = disk.read_bytes()
     read_then_write("r", "ro", 1)
     assert disk.read_bytes() == before
+
+
+def test_a_mount_the_guest_cannot_make_ends_it(uk, netguest, scratch):  # noqa: F811
+    """The cloud flavour has no 9p: /init says which entry failed and does not run the
+    command; PID 1 exiting panics the kernel and the container ends with a failure."""
+    import_netguest(uk, netguest, image="netguest-cloud:1")
+    d = scratch / "d"
+    d.mkdir()
+    sid, cfg = uk.run_pod(name="nop", annotations=TCG)
+    cid = uk.create(sid, cfg, name="nop", image="netguest-cloud:1", memory=256 << 20,
+                    command=["echo", "must not run"], mounts=[mount(uk, d, "/data")])
+    uk.start_ctr(cid)
+    st = uk.wait_exited(cid, timeout=240)
+    lines = cri_lines(st.log_path)
+    assert "netguest: mount-failed ukv0 /data 9p rw dir" in lines, lines[-20:]
+    assert "must not run" not in lines and not any(l.startswith("netguest: command-exit") for l in lines)
+    assert st.exit_code != 0, (st.exit_code, st.reason)
