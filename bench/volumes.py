@@ -8,9 +8,10 @@ a Linux kernel does not boot on this machine's /dev/kvm):
           read-write directory, a read-only directory, /etc/hosts as a file), alternating.
           With mounts, /init also loads the 9p and virtio-blk modules: that is part of the cost.
   read    one 64 MiB file read in the guest by busybox dd (bs=1M; it must report 64 full
-          records; timed by the guest's /proc/uptime, as Debian's busybox dd prints no time), through a read-only 9p share and as a read-only virtio-blk disk (the same
-          host file, so both come from the host's page cache), one VM per run, the order
-          alternating; each VM starts with a cold guest page cache.
+          records; timed by the guest's /proc/uptime, as Debian's busybox dd prints no
+          time), through a read-only 9p share and as a read-only virtio-blk disk (the
+          same host file, so both come from the host's page cache), one VM per run, the
+          order alternating; each VM starts with a cold guest page cache.
 
 Reuses the integration tests' harness (tests/integration), so it needs what `make test`
 installs and builds. Nothing is asserted: it prints a table.
