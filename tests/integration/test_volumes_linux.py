@@ -109,18 +109,19 @@ def test_configmap_update_reaches_the_running_guest(ukl, scratch):
     assert lines.index("hello-1") < lines.index("now=hello-2"), lines[-20:]
 
 
+def file_with_a_sibling(d, name, text, sibling):
+    """d/name holding text, next to d/sibling, which the guest must not see."""
+    d.mkdir()
+    (d / sibling).write_text("not for the guest\n")
+    (d / name).write_text(text)
+    return d / name
+
+
 def test_file_mounts_etc_hosts_and_termination_log(ukl, scratch):
     u = ukl
-    pod = scratch / "kubelet-pod"
-    pod.mkdir()
-    hosts = pod / "etc-hosts"
-    hosts.write_text("127.0.0.1 localhost\n10.77.0.9 podhost\n")
-    (pod / "sibling-secret").write_text("not for the guest\n")
-    cdir = scratch / "containers"
-    cdir.mkdir()
-    term = cdir / "termination-log"
-    term.write_text("")
-    (cdir / "sibling-other").write_text("not for the guest either\n")
+    hosts = file_with_a_sibling(scratch / "kubelet-pod", "etc-hosts", "127.0.0.1 localhost\n10.77.0.9 podhost\n",
+                                "sibling-secret")
+    term = file_with_a_sibling(scratch / "containers", "termination-log", "", "sibling-other")
     script = ("cat /etc/hosts; echo stage=$(ls -A /run/unikd/9p/ukv0) $(ls -A /run/unikd/9p/ukv1); "
               "find / -path /proc -prune -o -path /sys -prune -o -name sibling-* -print; "
               "echo last words from the guest > /dev/termination-log")
