@@ -1,8 +1,10 @@
 #!/bin/bash
-# tests/guests/netguest/build.sh OUTDIR - build the netguest test guest.
+# tests/guests/netguest/build.sh OUTDIR [FLAVOUR] - build the netguest test guest.
 #
-# Downloads Debian's cloud kernel and busybox-static with apt-get download
-# (nothing is installed), and writes:
+# FLAVOUR "cloud" (the default) takes Debian's cloud kernel; "amd64" takes the
+# generic kernel (linux-image-amd64) and adds the 9p and virtio-blk modules
+# the volume tests need.  Downloads the kernel and busybox-static with apt-get
+# download (nothing is installed), and writes:
 #   OUTDIR/vmlinuz         the kernel
 #   OUTDIR/initrd.cpio.gz  busybox, /init, the virtio/button modules
 #   OUTDIR/cmdline         the default kernel command line
@@ -12,15 +14,28 @@
 # "netguest: cached" and does nothing.  See README.md.
 set -euo pipefail
 
-usage() { echo "usage: $0 OUTDIR" >&2; exit 2; }
-if [ $# -ne 1 ] || [ -z "$1" ]; then usage; fi
+usage() { echo "usage: $0 OUTDIR [cloud|amd64]" >&2; exit 2; }
+if [ $# -lt 1 ] || [ $# -gt 2 ] || [ -z "$1" ]; then usage; fi
 out=$1
+flavour=${2:-cloud}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-META_PKG="linux-image-cloud-amd64"
 BUSYBOX_PKG="busybox-static"
 # Modules /init loads (with their dependencies, unless built in).
 MODULES=(virtio_mmio virtio_pci virtio_net button evdev)
+case "$flavour" in
+cloud)
+	META_PKG="linux-image-cloud-amd64"
+	KERNEL_SUFFIX="cloud-amd64"
+	;;
+amd64)
+	# The cloud kernel has no 9p; the generic one has it as modules.
+	META_PKG="linux-image-amd64"
+	KERNEL_SUFFIX="amd64"
+	MODULES+=(9p 9pnet_virtio virtio_blk)
+	;;
+*) usage ;;
+esac
 # Files whose content changes the result, hashed into the stamp.
 INPUTS=(build.sh init udhcpc.script checks.sh cgi acpi-power)
 CMDLINE="console=ttyS0 quiet panic=-1 cryptomgr.notests"
@@ -58,10 +73,11 @@ resolve_versions() {
 	kernel_pkg='' kernel_ver=''
 	[ -n "$meta_ver" ] && [ -n "$busybox_ver" ] || return 1
 	# The metapackage depends on the versioned image, e.g.
-	# "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)".
+	# "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)" or
+	# "linux-image-6.1.0-57-amd64 (= 6.1.192-3)".
 	dep=$(apt-cache show "$META_PKG=$meta_ver" 2>/dev/null |
 		sed -n 's/^Depends: //p' | head -n 1 | tr ',|' '\n' |
-		grep -E '^ *linux-image-[^ ]+-cloud-amd64' | head -n 1)
+		grep -E "^ *linux-image-[0-9][^ ]*-[0-9]+-$KERNEL_SUFFIX( |\$)" | head -n 1)
 	kernel_pkg=$(awk '{ print $1 }' <<<"$dep")
 	[ -n "$kernel_pkg" ] || return 1
 	kernel_ver=$(sed -n 's/.*(= *\([^ )]*\)).*/\1/p' <<<"$dep")
@@ -74,6 +90,7 @@ inputs_hash() {
 }
 
 stamp_text() {
+	printf 'flavour=%s\n' "$flavour"
 	printf '%s=%s\n' "$META_PKG" "$meta_ver" "$kernel_pkg" "$kernel_ver" \
 		"$BUSYBOX_PKG" "$busybox_ver"
 	printf 'inputs=%s\n' "$(inputs_hash)"
