@@ -14,6 +14,8 @@
 
 /* The buffer a command line is built in, NUL included: at most 4095 bytes of words. */
 #define GUEST_CMDLINE_MAX 4096
+/* A Linux guest's, NUL included: x86's COMMAND_LINE_SIZE. */
+#define GUEST_LINUX_CMDLINE_MAX 2048
 
 struct guest_env {
 	const char *key;   /* non-empty, no '=' */
