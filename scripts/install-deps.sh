@@ -15,6 +15,7 @@ qemu-system-x86 qemu-system-data qemu-utils dnsmasq-base iproute2
 python3 python3-pytest python3-grpcio python3-grpc-tools socat
 docker-registry apache2-utils
 containernetworking-plugins iptables
+containerd runc
 "
 
 if [ "$#" -gt 0 ]; then PACKAGES="$*"; fi
