@@ -171,25 +171,28 @@ def _conflist(subnet, data_dir):
         {"type": "loopback"}]}
 
 
-def _wait_for_file(path, proc, timeout):
-    """Wait on inotify (IN_CREATE | IN_MOVED_TO in its directory) until path exists, and on
-    proc's pidfd to fail at once if it ends first."""
+def wait_in_dir(directory, done, timeout, proc=None, what="the awaited change"):
+    """Wait on inotify (a file created, renamed in or written in directory) until done()
+    holds; with proc, also on its pidfd, to fail at once if it ends first. Returns done()."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
     assert fd >= 0
-    pfd = os.pidfd_open(proc.pid)
+    pfd = os.pidfd_open(proc.pid) if proc else None
     try:
-        assert libc.inotify_add_watch(fd, str(path.parent).encode(), 0x100 | 0x80) >= 0
+        # IN_MODIFY | IN_CREATE | IN_MOVED_TO
+        assert libc.inotify_add_watch(fd, str(directory).encode(), 0x2 | 0x100 | 0x80) >= 0
         end = time.monotonic() + timeout
-        while not path.exists():
-            assert proc.poll() is None, f"containerd ended before its socket appeared (status {proc.returncode})"
+        while not (res := done()):
+            assert proc is None or proc.poll() is None, f"the process ended (status {proc.returncode}) before {what}"
             left = end - time.monotonic()
-            assert left > 0, f"{path} never appeared"
-            if fd in select.select([fd, pfd], [], [], left)[0]:
+            assert left > 0, f"{what} never came"
+            if fd in select.select([fd] + ([pfd] if pfd is not None else []), [], [], left)[0]:
                 os.read(fd, 4096)
+        return res
     finally:
         os.close(fd)
-        os.close(pfd)
+        if pfd is not None:
+            os.close(pfd)
 
 
 def _ppids():
@@ -249,7 +252,7 @@ class Containerd:
              "sh", str(HELPER), str(self.root / "bind/run"), str(self.root / "bind/var-lib"),
              "containerd", "--config", str(cfg)],
             stdout=self.logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        _wait_for_file(self.sock, self.proc, timeout)
+        wait_in_dir(self.sock.parent, self.sock.exists, timeout, self.proc, f"containerd's socket {self.sock}")
         self.channel = grpc.insecure_channel(f"unix://{self.sock}")
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
         return self
@@ -288,7 +291,7 @@ class Containerd:
             ([CG / self.cgroup_parent.lstrip("/")] if (CG / "cgroup.controllers").exists() and
              (CG / self.cgroup_parent.lstrip("/")).is_dir() else [])
 
-    def _cgroup_pids(self):
+    def cgroup_pids(self):
         out = set()
         for top in self.cgroup_dirs():
             for f in top.rglob("cgroup.procs"):
@@ -316,7 +319,7 @@ class Containerd:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         for _ in range(5):  # a process forked while we were killing is caught on the next pass
-            victims = set(self.pids()) | self._cgroup_pids()
+            victims = set(self.pids()) | self.cgroup_pids()
             if not victims:
                 break
             for p in victims:
