@@ -10,7 +10,6 @@ Facts about this machine the harness is built on (see issue 16):
   built offline from Debian's busybox-static as an OCI layout tar and imported with ctr.
 """
 import ctypes
-import gzip
 import hashlib
 import io
 import json
@@ -333,13 +332,16 @@ class Containerd:
             self.proc.wait(timeout=30)
             self.logfile.close()
             self.proc = None
-        for top in self.cgroup_dirs():
-            for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-                d.rmdir()
-            top.rmdir()
-        subprocess.run(["ip", "netns", "delete", self.ns], capture_output=True, timeout=30)
-        if self.root.exists() and not self.mounts():
-            subprocess.run(["rm", "-rf", str(self.root)], check=False, timeout=120)
+        try:
+            for top in self.cgroup_dirs():
+                for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                    d.rmdir()
+                top.rmdir()
+        finally:
+            subprocess.run(["ip", "netns", "delete", self.ns], capture_output=True, timeout=30)
+            # Mounts left on the host (there should be none) would make rm -rf reach into them.
+            if self.root.exists() and not self.mounts():
+                subprocess.run(["rm", "-rf", str(self.root)], check=False, timeout=120)
 
 
 def _wait_gone(pid, timeout=30):
