@@ -34,7 +34,9 @@ HELPER = REPO / "tests" / "helpers" / "private-mounts.sh"
 CG = Path("/sys/fs/cgroup")
 # The applets the images link to busybox; enough for a shell, sleep, echo and cat.
 APPLETS = ("sh", "sleep", "echo", "cat", "ls", "true", "false", "env", "ps", "kill", "hostname")
-PAUSE_CMD = ["/bin/sh", "-c", "trap exit TERM; while :; do sleep 1; done"]
+# The pause process: PID 1 of the pod's PID namespace, it ends at once on SIGTERM (wait is
+# interrupted by the trap; the kernel kills the orphaned sleep with the namespace).
+PAUSE_CMD = ["/bin/sh", "-c", "trap exit TERM; while :; do sleep 3600 & wait; done"]
 
 
 def _busybox():
