@@ -89,33 +89,32 @@ int delegate_owners_add(struct delegate_owners *m, const char *id, enum delegate
 	return 0;
 }
 
+/* The entry of id, or NULL. */
+static struct delegate_owner *owners_get(const struct delegate_owners *m, const char *id)
+{
+	bool found = false;
+	size_t at = id ? owners_find(m, id, &found) : 0;
+	return found ? &m->v[at] : NULL;
+}
+
 int delegate_owners_remove(struct delegate_owners *m, const char *id)
 {
-	bool found;
-	size_t at;
-
-	if (!id)
+	struct delegate_owner *o = owners_get(m, id);
+	if (!o)
 		return -ENOENT;
-	at = owners_find(m, id, &found);
-	if (!found)
-		return -ENOENT;
-	free(m->v[at].id);
-	memmove(&m->v[at], &m->v[at + 1], (m->n - at - 1) * sizeof(*m->v));
+	size_t at = (size_t)(o - m->v);
+	free(o->id);
+	memmove(o, o + 1, (m->n - at - 1) * sizeof(*o));
 	m->n--;
 	return 0;
 }
 
 int delegate_owners_lookup(const struct delegate_owners *m, const char *id, enum delegate_side *side)
 {
-	bool found;
-	size_t at;
-
-	if (!id)
+	const struct delegate_owner *o = owners_get(m, id);
+	if (!o)
 		return -ENOENT;
-	at = owners_find(m, id, &found);
-	if (!found)
-		return -ENOENT;
-	*side = m->v[at].side;
+	*side = o->side;
 	return 0;
 }
 

@@ -242,13 +242,6 @@ static void test_merge_lists(void **state)
 	u.n_items = 2;
 	d.items = da;
 	d.n_items = 1;
-	assert_int_equal(delegate_merge_sandboxes(&u, &d, &out, &err), 0);
-	assert_int_equal(out.n_items, 3);
-	assert_ptr_equal(out.items[0], &a);
-	assert_ptr_equal(out.items[1], &b);
-	assert_ptr_equal(out.items[2], &c);
-	delegate_merge_sandboxes_done(&out);
-	assert_null(out.items);
 	delegate_merge_sandboxes_done(NULL);
 
 	/* Absent or empty answers. */
@@ -273,47 +266,43 @@ static void test_merge_lists(void **state)
 	assert_contains(err.msg, "unikd's ListPodSandbox answer");
 }
 
-static void test_merge_containers_and_stats(void **state)
+/* For each list type: unikd's two items then the delegate's one, borrowed; and the
+ * delegate's NULL item named. */
+#define CHECK_MERGE(fn, done, type, n_field, field, what)                                             \
+	do {                                                                                         \
+		type u, d, out;                                                                      \
+		memset(&u, 0, sizeof(u));                                                            \
+		memset(&d, 0, sizeof(d));                                                            \
+		u.field = (void *)three;                                                             \
+		u.n_field = 2;                                                                       \
+		d.field = (void *)(three + 2);                                                       \
+		d.n_field = 1;                                                                       \
+		assert_int_equal(fn(&u, &d, &out, &err), 0);                                         \
+		assert_int_equal(out.n_field, 3);                                                    \
+		for (size_t i = 0; i < 3; i++)                                                       \
+			assert_ptr_equal(out.field[i], three[i]);                                    \
+		done(&out);                                                                          \
+		d.n_field = 2; /* three[3] is NULL */                                                \
+		assert_int_equal(fn(&u, &d, &out, &err), -EINVAL);                                   \
+		assert_contains(err.msg, "the delegate's " what " answer: item 1 is empty");        \
+		assert_null(out.field);                                                              \
+	} while (0)
+
+static void test_merge_every_list(void **state)
 {
 	(void)state;
-	Runtime__V1__Container c1, c2;
-	Runtime__V1__Container *cu[] = { &c1 }, *cd[] = { &c2 };
-	Runtime__V1__ListContainersResponse u = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT, d = u, out;
-	Runtime__V1__ContainerStats s1, s2;
-	Runtime__V1__ContainerStats *su[] = { &s1 }, *sd[] = { &s2, NULL };
-	Runtime__V1__ListContainerStatsResponse csu = RUNTIME__V1__LIST_CONTAINER_STATS_RESPONSE__INIT, csd = csu,
-						csout;
-	Runtime__V1__PodSandboxStats p1;
-	Runtime__V1__PodSandboxStats *pu[] = { &p1 };
-	Runtime__V1__ListPodSandboxStatsResponse psu = RUNTIME__V1__LIST_POD_SANDBOX_STATS_RESPONSE__INIT, psout;
+	char x[3];
+	void *three[] = { &x[0], &x[1], &x[2], NULL };
 	uk_error err = { 0 };
 
-	u.containers = cu;
-	u.n_containers = 1;
-	d.containers = cd;
-	d.n_containers = 1;
-	assert_int_equal(delegate_merge_containers(&u, &d, &out, &err), 0);
-	assert_int_equal(out.n_containers, 2);
-	assert_ptr_equal(out.containers[1], &c2);
-	delegate_merge_containers_done(&out);
-
-	csu.stats = su;
-	csu.n_stats = 1;
-	csd.stats = sd;
-	csd.n_stats = 1;
-	assert_int_equal(delegate_merge_container_stats(&csu, &csd, &csout, &err), 0);
-	assert_int_equal(csout.n_stats, 2);
-	delegate_merge_container_stats_done(&csout);
-	csd.n_stats = 2;
-	assert_int_equal(delegate_merge_container_stats(&csu, &csd, &csout, &err), -EINVAL);
-	assert_contains(err.msg, "the delegate's ListContainerStats answer: item 1");
-
-	psu.stats = pu;
-	psu.n_stats = 1;
-	assert_int_equal(delegate_merge_sandbox_stats(&psu, NULL, &psout, &err), 0);
-	assert_int_equal(psout.n_stats, 1);
-	assert_ptr_equal(psout.stats[0], &p1);
-	delegate_merge_sandbox_stats_done(&psout);
+	CHECK_MERGE(delegate_merge_sandboxes, delegate_merge_sandboxes_done, Runtime__V1__ListPodSandboxResponse,
+		    n_items, items, "ListPodSandbox");
+	CHECK_MERGE(delegate_merge_containers, delegate_merge_containers_done, Runtime__V1__ListContainersResponse,
+		    n_containers, containers, "ListContainers");
+	CHECK_MERGE(delegate_merge_container_stats, delegate_merge_container_stats_done,
+		    Runtime__V1__ListContainerStatsResponse, n_stats, stats, "ListContainerStats");
+	CHECK_MERGE(delegate_merge_sandbox_stats, delegate_merge_sandbox_stats_done,
+		    Runtime__V1__ListPodSandboxStatsResponse, n_stats, stats, "ListPodSandboxStats");
 }
 
 static void image_init(Runtime__V1__Image *img, const char *id, char **tags, size_t nt, char **digests, size_t nd,
@@ -570,7 +559,7 @@ int main(void)
 		cmocka_unit_test(test_route_pull),
 		cmocka_unit_test(test_config_check),
 		cmocka_unit_test(test_merge_lists),
-		cmocka_unit_test(test_merge_containers_and_stats),
+		cmocka_unit_test(test_merge_every_list),
 		cmocka_unit_test(test_merge_images),
 		cmocka_unit_test(test_merge_images_limits),
 		cmocka_unit_test(test_owners),
