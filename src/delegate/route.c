@@ -66,22 +66,24 @@ static const char *host_namespace(const Runtime__V1__PodSandboxConfig *config)
 	return NULL;
 }
 
-/* -EINVAL for an unknown handler: the message lists what is served, cut at the buffer. */
+/* -EINVAL for an unknown handler: the message lists what is served; a list too long for it
+ * ends in "...". */
 static int unknown_handler(const struct delegate_config *cfg, const char *h, uk_error *err)
 {
 	char served[UK_ERROR_MSG_MAX / 2];
 	size_t used = 0;
 	served[0] = '\0';
-	for (size_t i = 0; cfg->handlers && i < cfg->n_handlers && used < sizeof(served); i++) {
+	for (size_t i = 0; cfg->handlers && i < cfg->n_handlers; i++) {
 		int n = snprintf(served + used, sizeof(served) - used, "%s\"%s\"", i ? ", " : "",
 				 cfg->handlers[i] ? cfg->handlers[i] : "");
-		if (n < 0)
+		if (n < 0 || (size_t)n >= sizeof(served) - used) {
+			strcpy(served + sizeof(served) - 4, "...");
 			break;
+		}
 		used += (size_t)n;
 	}
-	return uk_err(err, EINVAL,
-		      "runtime_handler \"%.*s\" is not served here; served: %s, and \"\" (the %s side: %s)",
-		      DELEGATE_HANDLER_MAX + 1, h, served, cfg->default_unikd ? "default" : "delegate's",
+	return uk_err(err, EINVAL, "runtime_handler \"%.*s\" is not served here; served: %s (unikd), \"\" (%s)",
+		      DELEGATE_HANDLER_MAX + 1, h, served,
 		      delegate_side_name(cfg->default_unikd ? SIDE_UNIKD : SIDE_DELEGATE));
 }
 

@@ -143,8 +143,8 @@ static void test_unknown_handler_message(void **state)
 	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "runc", &out, &err), -EINVAL);
 	assert_int_equal(err.code, EINVAL);
 	assert_contains(err.msg, "runtime_handler \"runc\"");
-	assert_contains(err.msg, "\"unikd\", \"unikd-linux\"");
-	assert_contains(err.msg, "the delegate");
+	assert_string_equal(err.msg, "runtime_handler \"runc\" is not served here; served: \"unikd\", "
+				     "\"unikd-linux\" (unikd), \"\" (the delegate)");
 
 	/* A huge handler is cut in the message, which stays within its buffer. */
 	char *big = malloc(100000);
@@ -157,6 +157,20 @@ static void test_unknown_handler_message(void **state)
 	assert_contains(err.msg, "\"unikd\"");
 	assert_true(strlen(err.msg) < 400);
 	free(big);
+
+	/* The longest served list the config allows ends in "..." within the message. */
+	char names[DELEGATE_MAX_HANDLERS][DELEGATE_HANDLER_MAX + 1];
+	const char *many[DELEGATE_MAX_HANDLERS];
+	for (size_t i = 0; i < DELEGATE_MAX_HANDLERS; i++) {
+		memset(names[i], 'a' + (char)i, DELEGATE_HANDLER_MAX);
+		names[i][DELEGATE_HANDLER_MAX] = '\0';
+		many[i] = names[i];
+	}
+	cfg = (struct delegate_config){ many, DELEGATE_MAX_HANDLERS, true, true };
+	assert_int_equal(delegate_config_check(&cfg, &err), 0);
+	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "runc", &out, &err), -EINVAL);
+	assert_contains(err.msg, "\"aaaa");
+	assert_contains(err.msg, "... (unikd), \"\" (unikd)");
 }
 
 static void test_route_pull(void **state)
