@@ -59,6 +59,8 @@ CRI_SRC := $(wildcard src/cri/*.c)
 GUEST_SRC := $(wildcard src/guest/*.c)
 # The pure CRI pieces that unit tests link without the gRPC server (wire checks, limits).
 CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c src/cri/volumes.c)
+# The containerd delegate's routing (src/delegate/README.md); pure, on the CRI message types.
+DELEGATE_SRC := $(wildcard src/delegate/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
@@ -80,7 +82,7 @@ $(OBJ)/%.o: %.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 # Everything that includes the generated CRI header waits for it.
-$(call objs,$(CRI_SRC) $(UNIKD_SRC)): | $(CRI_GEN_H)
+$(call objs,$(CRI_SRC) $(UNIKD_SRC) $(DELEGATE_SRC)): | $(CRI_GEN_H)
 $(OBJ)/$(CRI_GEN_C:.c=.o): $(CRI_GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CRI_GEN_CFLAGS) -Wno-unused-parameter -c $< -o $@
@@ -99,7 +101,7 @@ $(BIN)/registry-pull: $(call objs,tests/helpers/registry_pull.c) $(REGISTRY_OBJS
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CURL_LIBS)
 
-$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(CRI_GEN_C) $(GUEST_SRC) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(DELEGATE_SRC) $(CRI_GEN_C) $(GUEST_SRC) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) $(CURL_LIBS) $(INIH_LIBS) \
 		$(SYSTEMD_LIBS) -lpthread
@@ -118,6 +120,12 @@ $(OUT)/tests/test_registry: $(OBJ)/tests/unit/test_registry.o $(REGISTRY_OBJS)
 CRI_UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(wildcard tests/unit/test_cri_*.c))
 $(call objs,$(CRI_PURE_SRC) $(wildcard tests/unit/test_cri_*.c)): | $(CRI_GEN_H)
 $(CRI_UNIT_TESTS): $(OUT)/tests/test_cri_%: $(OBJ)/tests/unit/test_cri_%.o $(call objs,$(CRI_PURE_SRC) $(CRI_GEN_C) $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CRI_LIBS)
+
+# The delegate's routing test links the generated message code, as the test_cri_* tests do.
+$(OBJ)/tests/unit/test_delegate_route.o: | $(CRI_GEN_H)
+$(OUT)/tests/test_delegate_route: $(OBJ)/tests/unit/test_delegate_route.o $(call objs,$(DELEGATE_SRC) $(CRI_GEN_C) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CRI_LIBS)
 
