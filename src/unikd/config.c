@@ -6,8 +6,10 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include "../common/util.h"
+#include "../delegate/route.h"
 #include "../net/net.h"
 #include "config.h"
 
@@ -21,6 +23,8 @@ enum kind {
 	K_IFNAME, /* char *, a network interface name */
 	K_PATHS,  /* char *, absolute paths separated by ':' */
 	K_HOSTS,  /* char **, HOST[:PORT] entries; a comma-separated list in the file */
+	K_ENDPOINT, /* char *, unix:///PATH or /PATH; empty: NULL (the delegate is off) */
+	K_HANDLERS, /* char **, runtime handler names; a comma-separated list in the file */
 };
 
 struct key {
@@ -35,7 +39,8 @@ struct key {
 
 static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 static const char *const net_modes[] = { "bridge", "cni", "none", NULL };
-static const char *const sections[] = { "daemon", "vm", "network", "registries" };
+static const char *const delegate_sides[] = { "delegate", "unikd", NULL };
+static const char *const sections[] = { "daemon", "vm", "network", "registries", "delegate" };
 
 #define KEY(sec, nm, fl, kd, field, ...)                                                            \
 	{ .section = sec, .name = nm, .flag = fl, .kind = kd, .off = offsetof(struct unikd_config, field), \
@@ -69,6 +74,10 @@ static const struct key keys[] = {
 	KEY("network", "cni_bin_dirs", "cni-bin-dirs", K_PATHS, cni_bin_dirs),
 	KEY("network", "cni_timeout", "cni-timeout", K_UINT, cni_timeout_s, .min = 1, .max = 3600, .unit = "seconds"),
 	KEY("registries", "insecure", "insecure-registry", K_HOSTS, insecure, .live = true),
+	/* The delegate's client and routing are built at start-up: all three need a restart. */
+	KEY("delegate", "endpoint", "delegate-endpoint", K_ENDPOINT, delegate_endpoint),
+	KEY("delegate", "handlers", "delegate-handlers", K_HANDLERS, delegate_handlers),
+	KEY("delegate", "default", "delegate-default", K_CHOICE, delegate_default, .choices = delegate_sides),
 };
 #undef KEY
 #define N_KEYS ARRAY_SIZE(keys)
@@ -85,6 +94,19 @@ static char ***strv_at(struct unikd_config *c, const struct key *k)
 {
 	return (char ***)((char *)c + k->off);
 }
+/* A list key: a comma-separated list in the file, a repeatable flag. */
+static bool is_list(const struct key *k)
+{
+	return k->kind == K_HOSTS || k->kind == K_HANDLERS;
+}
+/* Empty a list key's list: a list in the file, or flags given at all, replace the list before. */
+static void clear_list(struct unikd_config *c, const struct key *k)
+{
+	char ***l = strv_at(c, k);
+	for (char **h = *l; *h; h++)
+		free(*h);
+	(*l)[0] = NULL;
+}
 
 int config_init(struct unikd_config *c)
 {
@@ -98,9 +120,13 @@ int config_init(struct unikd_config *c)
 		.cni_conf_dir = strdup(CONFIG_DEFAULT_CNI_CONF_DIR), .cni_bin_dirs = strdup(CONFIG_DEFAULT_CNI_BIN_DIRS),
 		.cni_timeout_s = CONFIG_DEFAULT_CNI_TIMEOUT_S,
 		.insecure = calloc(1, sizeof(char *)),
+		.delegate_handlers = calloc(2, sizeof(char *)), .delegate_default = strdup("delegate"),
 	};
+	if (c->delegate_handlers)
+		c->delegate_handlers[0] = strdup("unikd");
 	if (!c->state_dir || !c->run_dir || !c->accel || !c->network || !c->bridge || !c->pod_cidr ||
-	    !c->dnsmasq || !c->cni_conf_dir || !c->cni_bin_dirs || !c->insecure) {
+	    !c->dnsmasq || !c->cni_conf_dir || !c->cni_bin_dirs || !c->insecure || !c->delegate_handlers ||
+	    !c->delegate_handlers[0] || !c->delegate_default) {
 		config_done(c);
 		return -ENOMEM;
 	}
@@ -112,7 +138,7 @@ void config_done(struct unikd_config *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < N_KEYS; i++) {
-		if (keys[i].kind == K_HOSTS)
+		if (is_list(&keys[i]))
 			strv_free(*strv_at(c, &keys[i]));
 		else if (keys[i].kind != K_UINT && keys[i].kind != K_MODE && keys[i].kind != K_LEVEL)
 			free(*str_at(c, &keys[i]));
@@ -159,34 +185,92 @@ static bool ifname_ok(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
 }
 
-/* Append the comma-separated HOST[:PORT] entries of v to *list. */
-static int add_hosts(char ***list, const char *v, uk_error *err)
+/* A list entry without the blanks around it. */
+static char *trim(char *h)
 {
+	h += strspn(h, " \t");
+	size_t len = strlen(h);
+	while (len > 0 && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+		h[--len] = '\0';
+	return h;
+}
+
+static size_t strv_length(char *const *v)
+{
+	size_t n = 0;
+	while (v[n])
+		n++;
+	return n;
+}
+
+/* Append a copy of s to the NULL-terminated *list of n entries. */
+static int strv_append(char ***list, size_t *n, const char *s, uk_error *err)
+{
+	char **nl = realloc(*list, (*n + 2) * sizeof(char *));
+	if (!nl)
+		return uk_err(err, ENOMEM, "out of memory");
+	*list = nl;
+	if (!(nl[*n] = strdup(s)))
+		return uk_err(err, ENOMEM, "out of memory");
+	nl[++*n] = NULL;
+	return 0;
+}
+
+/* Append the comma-separated entries of v to the list key k's list: HOST[:PORT] entries,
+ * or runtime handler names, which the delegate's own rules check as a whole list. An empty
+ * value is an empty list; an empty entry is an error. A handler list never grows past
+ * DELEGATE_MAX_HANDLERS + 1. */
+static int add_entries(struct unikd_config *c, const struct key *k, const char *v, uk_error *err)
+{
+	char ***list = strv_at(c, k);
 	_cleanup_free_ char *copy = strdup(v);
 	if (!copy)
 		return uk_err(err, ENOMEM, "out of memory");
-	size_t n = 0;
-	while ((*list)[n])
-		n++;
-	char *save = NULL;
-	for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
-		h += strspn(h, " \t");
-		size_t len = strlen(h);
-		while (len > 0 && (h[len - 1] == ' ' || h[len - 1] == '\t'))
-			h[--len] = '\0';
-		if (len == 0)
+	size_t n = strv_length(*list);
+	char *rest = copy;
+	int r;
+	for (char *h = *v ? strsep(&rest, ",") : NULL; h; h = strsep(&rest, ",")) {
+		h = trim(h);
+		if (k->kind == K_HOSTS && !*h)
 			return uk_err(err, EINVAL, "an empty entry in \"%s\": give HOST or HOST:PORT, comma-separated", v);
-		if (strpbrk(h, "/ \t@") || len > 255)
+		if (k->kind == K_HOSTS && (strpbrk(h, "/ \t@") || strlen(h) > 255))
 			return uk_err(err, EINVAL, "\"%s\" is not HOST or HOST:PORT", h);
-		char **nl = realloc(*list, (n + 2) * sizeof(char *));
-		if (!nl)
-			return uk_err(err, ENOMEM, "out of memory");
-		*list = nl;
-		if (!(nl[n] = strdup(h)))
-			return uk_err(err, ENOMEM, "out of memory");
-		nl[++n] = NULL;
+		if ((r = strv_append(list, &n, h, err)) < 0)
+			return r;
+		if (k->kind == K_HANDLERS && n > DELEGATE_MAX_HANDLERS)
+			break; /* one too many: the check refuses it */
 	}
-	return 0;
+	if (k->kind != K_HANDLERS)
+		return 0;
+	struct delegate_config dc = { .handlers = (const char *const *)*list, .n_handlers = n };
+	return delegate_config_check(&dc, err);
+}
+
+/* unix:///PATH or /PATH; empty turns the delegate off. The path must fit a unix socket's
+ * address. Messages name the key, even after a flag. */
+static int set_endpoint(char **dst, const char *v, uk_error *err)
+{
+	const char *path = strncmp(v, "unix://", 7) == 0 ? v + 7 : v;
+	if (!*v) {
+		free(*dst);
+		*dst = NULL;
+		return 0;
+	}
+	if (path[0] != '/')
+		return uk_err(err, EINVAL, "[delegate] endpoint: \"%s\" is not unix:///ABSOLUTE/PATH or an absolute path",
+			      v);
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+		return uk_err(err, ENAMETOOLONG, "[delegate] endpoint: the socket path is longer than %zu bytes",
+			      sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+	return set_str(dst, v, err);
+}
+
+const char *config_delegate_socket(const struct unikd_config *c)
+{
+	const char *e = c->delegate_endpoint;
+	if (!e || !*e)
+		return NULL;
+	return strncmp(e, "unix://", 7) == 0 ? e + 7 : e;
 }
 
 /* A list of absolute directories separated by ':', none empty: relative ones would depend
@@ -265,9 +349,12 @@ static int set_value(struct unikd_config *c, const struct key *k, const char *v,
 				      v, IFNAMSIZ - 1);
 		return set_str(str_at(c, k), v, err);
 	case K_HOSTS:
-		return add_hosts(strv_at(c, k), v, err);
+	case K_HANDLERS:
+		return add_entries(c, k, v, err);
 	case K_PATHS:
 		return set_paths(str_at(c, k), v, err);
+	case K_ENDPOINT:
+		return set_endpoint(str_at(c, k), v, err);
 	}
 	return uk_err(err, EINVAL, "unknown kind of setting");
 }
@@ -330,7 +417,7 @@ static char *reader(char *str, int num, void *stream)
 	if (str[0] == '[') {
 		char *end = strchr(str, ']');
 		if (end && !known_section(str + 1, (size_t)(end - str - 1)))
-			fail(p, "unknown section %.*s (known: [daemon], [vm], [network], [registries])",
+			fail(p, "unknown section %.*s (known: [daemon], [vm], [network], [registries], [delegate])",
 			     (int)(end - str + 1), str);
 	}
 	return str;
@@ -343,7 +430,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	if (p->err_line)
 		return 1;
 	if (!*section) {
-		fail(p, "%s: a key before any section; put it under [daemon], [vm], [network] or [registries]", name);
+		fail(p, "%s: a key before any section; put it under [daemon], [vm], [network], [registries] or "
+			"[delegate]", name);
 		return 1;
 	}
 	const struct key *k = find_key(section, name);
@@ -367,15 +455,14 @@ static int handler(void *user, const char *section, const char *name, const char
 		return 1;
 	}
 	p->seen[i] = p->line;
-	if (k->kind == K_HOSTS) {
-		/* The file's list replaces the default one. */
-		char ***l = strv_at(p->c, k);
-		for (char **h = *l; *h; h++)
-			free(*h);
-		(*l)[0] = NULL;
+	if (is_list(k))
+		clear_list(p->c, k); /* the file's list replaces the default one */
+	if (set_value(p->c, k, value, true, &e) < 0) {
+		char where[64];
+		snprintf(where, sizeof(where), "[%s] %s: ", section, name);
+		/* The delegate's messages name their key already, for the flags' sake. */
+		fail(p, "%s%s", strncmp(e.msg, where, strlen(where)) == 0 ? "" : where, e.msg);
 	}
-	if (set_value(p->c, k, value, true, &e) < 0)
-		fail(p, "[%s] %s: %s", section, name, e.msg);
 	return 1;
 }
 
@@ -434,11 +521,8 @@ int config_apply_flags(struct unikd_config *c, const struct config_flag *flags, 
 		if (!k)
 			return uk_err(err, EINVAL, "--%s is not a setting", flags[i].name);
 		size_t ki = (size_t)(k - keys);
-		if (k->kind == K_HOSTS && !replaced[ki]) {
-			char ***l = strv_at(c, k);
-			for (char **h = *l; *h; h++)
-				free(*h);
-			(*l)[0] = NULL;
+		if (is_list(k) && !replaced[ki]) {
+			clear_list(c, k);
 			replaced[ki] = true;
 		}
 		if (set_value(c, k, flags[i].value, false, &e) < 0)
@@ -501,7 +585,8 @@ static char *format_value(const struct unikd_config *cc, const struct key *k)
 	case K_UINT: r = asprintf(&s, "%u", *uint_at(c, k)); break;
 	case K_MODE: r = asprintf(&s, "%04o", *uint_at(c, k)); break;
 	case K_LEVEL: r = asprintf(&s, "%s", uk_log_level_name(c->log_level)); break;
-	case K_HOSTS: {
+	case K_HOSTS:
+	case K_HANDLERS: {
 		size_t len = 1;
 		for (char **h = *strv_at(c, k); h && *h; h++)
 			len += strlen(*h) + 1;

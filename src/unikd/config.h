@@ -46,6 +46,10 @@ struct unikd_config {
 	unsigned cni_timeout_s;            /* cni: one plugin run */
 	/* [registries] */
 	char **insecure; /* HOST or HOST:PORT, NULL-terminated; never NULL once initialised */
+	/* [delegate] (issue 16) */
+	char *delegate_endpoint;  /* NULL: the delegate is off; else unix:///PATH or /PATH */
+	char **delegate_handlers; /* unikd's runtime handlers, NULL-terminated; default "unikd" */
+	char *delegate_default;   /* the side of a pod without a handler: delegate or unikd */
 };
 
 /* A flag as given on the command line: its long name without "--", and its value. */
@@ -75,6 +79,10 @@ int config_apply_flags(struct unikd_config *c, const struct config_flag *flags, 
 /* After file and flags: paths made absolute against the working directory, the socket's
  * default filled in. */
 int config_finish(struct unikd_config *c, uk_error *err);
+
+/* The delegate's socket path ([delegate] endpoint without its unix:// scheme), or NULL when
+ * the delegate is off. */
+const char *config_delegate_socket(const struct unikd_config *c);
 
 /* The keys whose values differ between a and b, as "section.key" joined by spaces: those a
  * reload applies to *live, those that need a restart to *restart. Empty strings when none. */

@@ -40,6 +40,18 @@ static int teardown(void **state)
 	return r;
 }
 
+/* config_diff(a, b) names these keys, space-separated. */
+static void assert_diff(const struct unikd_config *a, const struct unikd_config *b, const char *want_live,
+			const char *want_restart)
+{
+	char *live = NULL, *restart = NULL;
+	assert_int_equal(config_diff(a, b, &live, &restart), 0);
+	assert_string_equal(live, want_live);
+	assert_string_equal(restart, want_restart);
+	free(live);
+	free(restart);
+}
+
 static void defaults(void **state)
 {
 	struct unikd_config *c = &((struct fixture *)*state)->a;
@@ -68,6 +80,12 @@ static void defaults(void **state)
 	assert_string_equal(c->dnsmasq, "/usr/sbin/dnsmasq");
 	assert_non_null(c->insecure);
 	assert_null(c->insecure[0]);
+	/* The delegate is off; were it on, "unikd" is unikd's and the rest the delegate's. */
+	assert_null(c->delegate_endpoint);
+	assert_null(config_delegate_socket(c));
+	assert_string_equal(c->delegate_handlers[0], "unikd");
+	assert_null(c->delegate_handlers[1]);
+	assert_string_equal(c->delegate_default, "delegate");
 }
 
 static void every_key(void **state)
@@ -102,7 +120,11 @@ static void every_key(void **state)
 			   "pod_cidr = 10.1.0.0/24\n"
 			   "dnsmasq = /opt/d/dnsmasq\n"
 			   "[registries]\n"
-			   "insecure = reg.local:5000,  10.0.0.5 ,[::1]:5000\n";
+			   "insecure = reg.local:5000,  10.0.0.5 ,[::1]:5000\n"
+			   "[delegate]\n"
+			   "endpoint = unix:///run/containerd/containerd.sock\n"
+			   "handlers = unikd, kata-uk ,u.2\n"
+			   "default = unikd\n";
 	assert_int_equal(config_load_string(c, text, "t.conf", &err), 0);
 	assert_string_equal(c->socket, "/srv/u/cri.sock");
 	assert_int_equal(c->socket_mode, 0600);
@@ -129,6 +151,13 @@ static void every_key(void **state)
 	assert_string_equal(c->insecure[1], "10.0.0.5");
 	assert_string_equal(c->insecure[2], "[::1]:5000");
 	assert_null(c->insecure[3]);
+	assert_string_equal(c->delegate_endpoint, "unix:///run/containerd/containerd.sock");
+	assert_string_equal(config_delegate_socket(c), "/run/containerd/containerd.sock");
+	assert_string_equal(c->delegate_handlers[0], "unikd");
+	assert_string_equal(c->delegate_handlers[1], "kata-uk");
+	assert_string_equal(c->delegate_handlers[2], "u.2");
+	assert_null(c->delegate_handlers[3]);
+	assert_string_equal(c->delegate_default, "unikd");
 }
 
 /* Each bad file, and the whole message it gives. */
@@ -169,14 +198,45 @@ static void errors_name_the_line(void **state)
 		{ "[registries]\ninsecure = a:1, , b\n",
 		  "t.conf:2: [registries] insecure: an empty entry in \"a:1, , b\": give HOST or HOST:PORT, "
 		  "comma-separated" },
+		{ "[registries]\ninsecure = a,\n",
+		  "t.conf:2: [registries] insecure: an empty entry in \"a,\": give HOST or HOST:PORT, comma-separated" },
 		{ "[registries]\ninsecure = http://a\n", "t.conf:2: [registries] insecure: \"http://a\" is not HOST or HOST:PORT" },
 		{ "[vm]\nmemroy = 64\n",
 		  "t.conf:2: [vm] memroy: unknown key (known in [vm]: vmwrapper, qemu, memory, vcpus, accel, "
 		  "memory_overhead, cgroup_root)" },
 		{ "[daemon]\nmemory = 64\n", "t.conf:2: [daemon] memory: unknown key; memory belongs in [vm]" },
-		{ "# top\n\n[vms]\n", "t.conf:3: unknown section [vms] (known: [daemon], [vm], [network], [registries])" },
+		{ "# top\n\n[vms]\n",
+		  "t.conf:3: unknown section [vms] (known: [daemon], [vm], [network], [registries], [delegate])" },
 		{ "memory = 64\n",
-		  "t.conf:1: memory: a key before any section; put it under [daemon], [vm], [network] or [registries]" },
+		  "t.conf:1: memory: a key before any section; put it under [daemon], [vm], [network], [registries] "
+		  "or [delegate]" },
+		{ "[delegate]\nendpoint = tcp://127.0.0.1:10010\n",
+		  "t.conf:2: [delegate] endpoint: \"tcp://127.0.0.1:10010\" is not unix:///ABSOLUTE/PATH or an "
+		  "absolute path" },
+		{ "[delegate]\nendpoint = run/containerd.sock\n",
+		  "t.conf:2: [delegate] endpoint: \"run/containerd.sock\" is not unix:///ABSOLUTE/PATH or an absolute "
+		  "path" },
+		{ "[delegate]\nendpoint = unix://run/c.sock\n",
+		  "t.conf:2: [delegate] endpoint: \"unix://run/c.sock\" is not unix:///ABSOLUTE/PATH or an absolute path" },
+		{ "[delegate]\nendpoint = unix:/run/c.sock\n",
+		  "t.conf:2: [delegate] endpoint: \"unix:/run/c.sock\" is not unix:///ABSOLUTE/PATH or an absolute path" },
+		{ "[delegate]\nhandlers =\n", "t.conf:2: [delegate] handlers: between 1 and 16 names required" },
+		{ "[delegate]\nhandlers = unikd,,kata\n",
+		  "t.conf:2: [delegate] handlers: name 2 is not 1-63 bytes of [a-z0-9._-]" },
+		{ "[delegate]\nhandlers = unikd, Kata\n",
+		  "t.conf:2: [delegate] handlers: name 2 is not 1-63 bytes of [a-z0-9._-]" },
+		{ "[delegate]\nhandlers = unikd, \"kata\"\n",
+		  "t.conf:2: [delegate] handlers: name 2 is not 1-63 bytes of [a-z0-9._-]" },
+		{ "[delegate]\nhandlers = a, b, a\n", "t.conf:2: [delegate] handlers: \"a\" is listed twice" },
+		{ "[delegate]\nhandlers = a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s\n",
+		  "t.conf:2: [delegate] handlers: between 1 and 16 names required" },
+		{ "[delegate]\ndefault = containerd\n",
+		  "t.conf:2: [delegate] default: \"containerd\" is not one of delegate, unikd" },
+		{ "[delegate]\nendpoint = /a.sock\nendpoint = /b.sock\n",
+		  "t.conf:3: [delegate] endpoint: set twice (first on line 2)" },
+		{ "[delegate]\nsocket = /a.sock\n", "t.conf:2: [delegate] socket: unknown key; socket belongs in [daemon]" },
+		{ "[delegate]\nhandler = unikd\n",
+		  "t.conf:2: [delegate] handler: unknown key (known in [delegate]: endpoint, handlers, default)" },
 		{ "[vm]\nmemory = 64\nvcpus = 1\nmemory = 65\n", "t.conf:4: [vm] memory: set twice (first on line 2)" },
 		{ "[vm]\nmemory 64\n", "t.conf:2: expected [section], key = value, or a comment starting with ; or #" },
 		{ "[vm\nmemory = 64\n", "t.conf:1: expected [section], key = value, or a comment starting with ; or #" },
@@ -305,6 +365,88 @@ static void flags_over_the_file(void **state)
 	assert_false(config_is_flag("config"));
 }
 
+/* The [delegate] keys: the longest values taken, flags over the file (a list flag given at
+ * all replaces the file's list), an empty endpoint turning the delegate off, and flag
+ * messages that name the key. */
+static void delegate_keys(void **state)
+{
+	struct fixture *f = *state;
+	uk_error err = { 0 };
+	char text[512], name[80], path[200];
+	/* 107 bytes: the most a unix socket address holds. */
+	snprintf(path, sizeof(path), "/%0106d", 0);
+	snprintf(name, sizeof(name), "%063d", 0);
+	snprintf(text, sizeof(text), "[delegate]\nendpoint = %s\nhandlers = %s\n", path, name);
+	assert_int_equal(config_load_string(&f->a, text, "t.conf", &err), 0);
+	assert_string_equal(config_delegate_socket(&f->a), path);
+	assert_string_equal(f->a.delegate_handlers[0], name);
+	assert_null(f->a.delegate_handlers[1]);
+	/* 16 names is the most. */
+	assert_int_equal(config_load_string(&f->b, "[delegate]\nhandlers = a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p\n",
+					    "t.conf", &err),
+			 0);
+	assert_string_equal(f->b.delegate_handlers[15], "p");
+	assert_null(f->b.delegate_handlers[16]);
+
+	const struct config_flag too_long[] = { { "delegate-endpoint", "" }, { "delegate-endpoint", path } };
+	strcat(path, "x");
+	assert_int_equal(config_apply_flags(&f->b, too_long, 2, &err), -ENAMETOOLONG);
+	assert_string_equal(err.msg, "--delegate-endpoint: [delegate] endpoint: the socket path is longer than 107 bytes");
+	strcat(name, "x");
+	const struct config_flag long_name[] = { { "delegate-handlers", name } };
+	assert_int_equal(config_apply_flags(&f->b, long_name, 1, &err), -EINVAL);
+	assert_string_equal(err.msg, "--delegate-handlers: [delegate] handlers: name 1 is not 1-63 bytes of [a-z0-9._-]");
+	const struct config_flag scheme[] = { { "delegate-endpoint", "http://localhost/c.sock" } };
+	assert_int_equal(config_apply_flags(&f->b, scheme, 1, &err), -EINVAL);
+	assert_string_equal(err.msg, "--delegate-endpoint: [delegate] endpoint: \"http://localhost/c.sock\" is not "
+				     "unix:///ABSOLUTE/PATH or an absolute path");
+	const struct config_flag twice[] = { { "delegate-handlers", "unikd" }, { "delegate-handlers", "unikd" } };
+	assert_int_equal(config_apply_flags(&f->b, twice, 2, &err), -EINVAL);
+	assert_string_equal(err.msg, "--delegate-handlers: [delegate] handlers: \"unikd\" is listed twice");
+	const struct config_flag side[] = { { "delegate-default", "runc" } };
+	assert_int_equal(config_apply_flags(&f->b, side, 1, &err), -EINVAL);
+	assert_string_equal(err.msg, "--delegate-default: \"runc\" is not one of delegate, unikd");
+
+	/* Flags over the file. */
+	config_done(&f->a);
+	assert_int_equal(config_init(&f->a), 0);
+	assert_int_equal(config_load_string(&f->a,
+					    "[delegate]\nendpoint = /run/containerd/containerd.sock\nhandlers = unikd, kata\n"
+					    "default = unikd\n",
+					    "t.conf", &err),
+			 0);
+	const struct config_flag flags[] = { { "delegate-handlers", "uk1" },
+					     { "delegate-handlers", "uk2,uk3" },
+					     { "delegate-endpoint", "unix:///run/k3s/containerd/containerd.sock" } };
+	assert_int_equal(config_apply_flags(&f->a, flags, ARRAY_SIZE(flags), &err), 0);
+	assert_string_equal(config_delegate_socket(&f->a), "/run/k3s/containerd/containerd.sock");
+	assert_string_equal(f->a.delegate_handlers[0], "uk1");
+	assert_string_equal(f->a.delegate_handlers[1], "uk2");
+	assert_string_equal(f->a.delegate_handlers[2], "uk3");
+	assert_null(f->a.delegate_handlers[3]);
+	assert_string_equal(f->a.delegate_default, "unikd"); /* the file's, no flag */
+	/* An empty endpoint, from a flag or the file, turns the delegate off. */
+	const struct config_flag off[] = { { "delegate-endpoint", "" }, { "delegate-default", "delegate" } };
+	assert_int_equal(config_apply_flags(&f->a, off, ARRAY_SIZE(off), &err), 0);
+	assert_null(f->a.delegate_endpoint);
+	assert_null(config_delegate_socket(&f->a));
+	assert_string_equal(f->a.delegate_default, "delegate");
+	assert_true(config_is_flag("delegate-endpoint"));
+	assert_true(config_is_flag("delegate-handlers"));
+	assert_true(config_is_flag("delegate-default"));
+	/* All three need a restart, and the debug line shows them. */
+	config_done(&f->b);
+	assert_int_equal(config_init(&f->b), 0);
+	assert_diff(&f->b, &f->a, "", "delegate.handlers");
+	assert_int_equal(config_load_string(&f->b, "[delegate]\nendpoint = /c.sock\ndefault = unikd\n", "t.conf", &err),
+			 0);
+	assert_diff(&f->a, &f->b, "", "delegate.endpoint delegate.handlers delegate.default");
+	char *d = config_describe(&f->a);
+	assert_non_null(d);
+	assert_non_null(strstr(d, " delegate.endpoint=\"\" delegate.handlers=uk1,uk2,uk3 delegate.default=delegate"));
+	free(d);
+}
+
 static void absolute_paths(void **state)
 {
 	struct fixture *f = *state;
@@ -333,23 +475,14 @@ static void reload_diff(void **state)
 {
 	struct fixture *f = *state;
 	uk_error err = { 0 };
-	char *live = NULL, *restart = NULL;
-	assert_int_equal(config_diff(&f->a, &f->b, &live, &restart), 0);
-	assert_string_equal(live, "");
-	assert_string_equal(restart, "");
-	free(live);
-	free(restart);
+	assert_diff(&f->a, &f->b, "", "");
 	assert_int_equal(config_load_string(&f->b,
 					    "[daemon]\nlog_level = debug\nworkers = 2\nmax_connections = 9\n[vm]\naccel = kvm\n"
 					    "memory = 80\n"
 					    "[network]\nmode = none\n[registries]\ninsecure = r:5000\n",
 					    "t.conf", &err),
 			 0);
-	assert_int_equal(config_diff(&f->a, &f->b, &live, &restart), 0);
-	assert_string_equal(live, "daemon.log_level vm.memory vm.accel registries.insecure");
-	assert_string_equal(restart, "daemon.workers daemon.max_connections network.mode");
-	free(live);
-	free(restart);
+	assert_diff(&f->a, &f->b, "daemon.log_level vm.memory vm.accel registries.insecure", "daemon.workers daemon.max_connections network.mode");
 	char *d = config_describe(&f->b);
 	assert_non_null(d);
 	assert_non_null(strstr(d, "daemon.log_level=debug "));
@@ -385,15 +518,10 @@ static void shipped_file_shows_the_defaults(void **state)
 	free(out);
 	if (r < 0)
 		fail_msg("%s", err.msg);
-	assert_int_equal(keys, 25); /* every key of the table */
+	assert_int_equal(keys, 28); /* every key of the table */
 	assert_int_equal(config_finish(&f->a, &err), 0);
 	assert_int_equal(config_finish(&f->b, &err), 0);
-	char *live = NULL, *restart = NULL;
-	assert_int_equal(config_diff(&f->a, &f->b, &live, &restart), 0);
-	assert_string_equal(live, "");
-	assert_string_equal(restart, "");
-	free(live);
-	free(restart);
+	assert_diff(&f->a, &f->b, "", "");
 }
 
 int main(void)
@@ -407,6 +535,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(empty_values_and_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(files_on_disk, setup, teardown),
 		cmocka_unit_test_setup_teardown(flags_over_the_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(delegate_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(absolute_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(reload_diff, setup, teardown),
 		cmocka_unit_test_setup_teardown(shipped_file_shows_the_defaults, setup, teardown),
