@@ -113,11 +113,23 @@ static void usage(FILE *f)
 	      "                         from this registry over plain HTTP (repeatable; given at\n"
 	      "                         all, the flags replace the file's list; loopback\n"
 	      "                         registries always may)\n"
+	      "  --delegate-endpoint unix:///PATH\n"
+	      "                         [delegate] endpoint: the CRI socket of the runtime that runs\n"
+	      "                         the pods unikd does not (containerd), as unix:///PATH or\n"
+	      "                         /PATH; it must be a socket at start-up (default: empty,\n"
+	      "                         the delegate is off and unikd runs every pod)\n"
+	      "  --delegate-handlers NAME\n"
+	      "                         [delegate] handlers (comma-separated in the file): a runtime\n"
+	      "                         handler unikd runs itself (repeatable, up to 16; given at\n"
+	      "                         all, the flags replace the file's list; default unikd)\n"
+	      "  --delegate-default SIDE\n"
+	      "                         [delegate] default: who runs a pod without a runtime\n"
+	      "                         handler: delegate (default) or unikd\n"
 	      "  -h, --help             this text\n"
 	      "      --version          the version, and the QEMU that unikd finds\n"
 	      "\n"
 	      "Exit status: 0 after SIGTERM/SIGINT, 1 when unikd cannot start, 2 for a bad flag or\n"
-	      "config file.\n",
+	      "config file, or a [delegate] endpoint that is not a unix socket.\n",
 	      f);
 }
 
@@ -360,6 +372,24 @@ static int find_vmwrapper(struct daemon *d)
 	return 0;
 }
 
+/* With a [delegate] endpoint, it must be a unix socket already: containerd starts first.
+ * A mistyped path is a config error (exit 2), found before anything is touched. Without
+ * one, nothing to check. */
+static int check_delegate(const struct unikd_config *o)
+{
+	const char *path = config_delegate_socket(o);
+	struct stat st;
+	if (!path)
+		return 0;
+	int r = stat(path, &st) < 0 ? -errno : S_ISSOCK(st.st_mode) ? 0 : -ENOTSOCK;
+	if (r == 0)
+		return 0;
+	const char *why = r == -ENOTSOCK ? "not a socket" : strerror(-r);
+	log_error("msg=\"[delegate] endpoint is not a unix socket\" path=%s error=\"%s\"", path, why);
+	sd_notifyf(0, "STATUS=failed: [delegate] endpoint %s: %s", path, why);
+	return 2;
+}
+
 /* Signals through a signalfd, the directories, and the single-instance lock. Returns 0 or
  * main's exit status. */
 static int prepare_process(const struct unikd_config *o, int *sfd, int *lockfd)
@@ -485,7 +515,7 @@ static int run_daemon(struct daemon *d)
 	uk_error err = { 0 };
 	_cleanup_close_ int sfd = -1, lockfd = -1;
 	int r;
-	if ((r = find_vmwrapper(d)) != 0)
+	if ((r = check_delegate(o)) != 0 || (r = find_vmwrapper(d)) != 0)
 		return r;
 	_cleanup_free_ char *described = config_describe(o);
 	log_debug("msg=\"config\" file=%s found=%s %s", d->config_path, d->config_read ? "yes" : "no",
@@ -572,6 +602,9 @@ int main(int argc, char **argv)
 		{ "read-workers", required_argument, NULL, SETTING }, { "image-workers", required_argument, NULL, SETTING },
 		{ "max-connections", required_argument, NULL, SETTING },
 		{ "connection-idle-timeout", required_argument, NULL, SETTING },
+		{ "delegate-endpoint", required_argument, NULL, SETTING },
+		{ "delegate-handlers", required_argument, NULL, SETTING },
+		{ "delegate-default", required_argument, NULL, SETTING },
 		{ "config", required_argument, NULL, 'f' },          { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },               { 0 },
 	};
