@@ -130,7 +130,7 @@ $(OUT)/tests/test_delegate_route: $(OBJ)/tests/unit/test_delegate_route.o $(call
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CRI_LIBS)
 
 # The config test links the daemon's config.c, and inih.
-$(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/config.c src/net/cidr.c $(COMMON_SRC))
+$(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/config.c src/delegate/route.c src/net/cidr.c $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(INIH_LIBS)
 
