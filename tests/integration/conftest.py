@@ -6,6 +6,7 @@ leak cannot go unnoticed."""
 import atexit
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -46,6 +47,28 @@ def no_sanitizer_reports():
     assert not new, f"sanitizer reports:\n{reports}"
 
 
+def wait_gone(pid, timeout=30):
+    """Wait on a pidfd for the process to end (an event, no polling); True if it did.
+    SIGKILL is delivered asynchronously: a leak check right after kill() can still see the
+    process, so every kill in a teardown waits here."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+def kill_and_wait(pid, timeout=30):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return wait_gone(pid, timeout)
+
+
 def pids_matching(tag):
     found = []
     for d in Path("/proc").iterdir():
@@ -70,10 +93,7 @@ def scratch():
     stray_dirs = set(Path("/tmp").glob("vmwrapper.*")) - tmp_before
     leaked = pids_matching(str(d))
     for pid in leaked:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_and_wait(pid)
     subprocess.run(["rm", "-rf", str(d)], check=False)
     assert not leaked, f"processes left behind: {leaked}"
     assert not stray_dirs, f"vmwrapper temp dirs left behind: {stray_dirs}"

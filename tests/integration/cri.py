@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from conftest import BIN, HELLO, REPO
+from conftest import BIN, HELLO, REPO, kill_and_wait
 
 _stubs = None
 
@@ -231,10 +231,7 @@ class Unikd:
             self.stop()
             # dnsmasq outlives unikd on purpose (a restart adopts it): the test ends it.
             for pid in self.dnsmasq_pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                kill_and_wait(pid)
             if self.ns in sh("ip", "netns", "list").stdout.split():
                 sh("ip", "netns", "del", self.ns)
             # The default cgroup parent stays while any unikd uses it; empty, it can go.

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import select
 import signal
 import subprocess
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from conftest import wait_gone
 from cri import Unikd, sh
 from crilog import parse_cri_records
 from conftest import FIRST_LINE, HELLO
@@ -34,18 +34,6 @@ BOOT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 
 # ---- what exists, whatever unikd says ----
-
-def wait_gone(pid, timeout=30):
-    """Wait on a pidfd for the process to end (an event, no polling); True if it did."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
-
 
 def argv_of(pid):
     try:
