@@ -5,6 +5,8 @@ Facts about this machine the harness is built on (see issue 16):
   says, so it runs in a private mount namespace with /run and /var/lib bound from the scratch dir;
 - the test's network namespace is entered with `nsenter --net`: `ip netns exec` remounts /sys and
   hides the cgroup mounts from runc;
+- both namespaces are held by a process of their own, so containerd can be SIGKILLed and started
+  again in them (kill, restart) and find its shims and its pods' mounts as on a real node;
 - root here lacks CAP_SYS_RESOURCE, so the CRI plugin needs `restrict_oom_score_adj = true`;
 - there is no registry: the images (busybox, and a pause image made of the same busybox) are
   built offline from Debian's busybox-static as an OCI layout tar and imported with ctr.
@@ -16,7 +18,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
@@ -25,10 +26,13 @@ from pathlib import Path
 
 import grpc
 
-from conftest import REPO
+from conftest import REPO, kill_and_wait
+from cri import stubs
 
 BUSYBOX_IMAGE = "uk.test/busybox:1"
 PAUSE_IMAGE = "uk.test/pause:1"
+# The CRI plugin's last line before it takes calls.
+CRI_STARTED = b'msg="Start streaming server"'
 CACHE = REPO / "build" / "ctrd-images"
 HELPER = REPO / "tests" / "helpers" / "private-mounts.sh"
 CG = Path("/sys/fs/cgroup")
@@ -228,7 +232,10 @@ class Containerd:
         self.logs = self.root / "logs"
         self.subnet = subnet
         self.proc = None
+        self.holder = None
+        self.logfile = None
         self.channel = None
+        self.rs = self.im = None
 
     # --- lifecycle ---
     def _write_config(self):
@@ -242,21 +249,77 @@ class Containerd:
         return cfg
 
     def start(self, timeout=60):
+        """The namespaces, then containerd in them. The private mount namespace is held by a
+        process of its own (a shell waiting on its stdin), not by containerd, so that a
+        containerd killed and started again (kill, restart) finds the mounts its shims and
+        pods made: the pods' network namespaces stay mounted under its /run."""
         cfg = self._write_config()
         subprocess.run(["ip", "netns", "add", self.ns], check=True, timeout=30)
         subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True, timeout=30)
         self.logfile = open(self.root / "containerd.log", "ab")
         # nsenter first (it needs the host's /run/netns), then the private mounts; never
-        # `ip netns exec`, whose fresh /sys hides the cgroup hierarchy from runc.
-        self.proc = subprocess.Popen(
+        # `ip netns exec`, whose fresh /sys hides the cgroup hierarchy from runc. The holder
+        # says "ready" once the mounts are made, and ends when its stdin closes; its command
+        # line names our root, so a leak check on the scratch dir sees it.
+        self.holder = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{self.ns}", "unshare", "--mount", "--propagation", "private",
              "sh", str(HELPER), str(self.root / "bind/run"), str(self.root / "bind/var-lib"),
-             "containerd", "--config", str(cfg)],
+             "sh", "-c", "echo ready; read -r _", str(self.root / "namespace-holder")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.logfile)
+        line = self.holder.stdout.readline()
+        assert line == b"ready\n", f"the namespace holder failed (status {self.holder.poll()}): {line!r}"
+        self._launch(cfg, timeout)
+        return self
+
+    def _launch(self, cfg, timeout):
+        # A socket left by a killed containerd would satisfy the wait at once: remove it
+        # (containerd would replace it anyway).
+        self.sock.unlink(missing_ok=True)
+        log = self.root / "containerd.log"
+        starts = log.read_bytes().count(CRI_STARTED)
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--target={self.holder.pid}", "--mount", "--net", "containerd", "--config", str(cfg)],
             stdout=self.logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_in_dir(self.sock.parent, self.sock.exists, timeout, self.proc, f"containerd's socket {self.sock}")
         self.channel = grpc.insecure_channel(f"unix://{self.sock}")
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        pb, g = stubs()
+        self.rs, self.im = g.RuntimeServiceStub(self.channel), g.ImageServiceStub(self.channel)
+        # The CRI plugin starts after the socket serves, and until then answers "server is
+        # not initialized yet": wait for its last start-up line; it marks itself ready a
+        # statement after that line, so only that short gap is retried.
+        wait_in_dir(self.root, lambda: log.read_bytes().count(CRI_STARTED) > starts, timeout, self.proc,
+                    "the CRI plugin's start")
+        for _ in range(1000):
+            try:
+                self.rs.Version(pb.VersionRequest())
+                return
+            except grpc.RpcError as e:
+                if "not initialized" not in (e.details() or ""):
+                    raise
+        raise AssertionError("containerd's CRI plugin never finished its start")
+
+    def kill(self):
+        """SIGKILL containerd alone, as the OOM killer would: its shims, containers and pods
+        go on running, its socket stays behind."""
+        if self.channel:
+            self.channel.close()
+            self.channel = None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def restart(self, timeout=60):
+        """Start containerd again in the same namespaces, on the same socket and state."""
+        assert self.proc.poll() is not None, "containerd is still running"
+        self._launch(self.root / "config.toml", timeout)
         return self
+
+    def remove_all_pods(self):
+        """Stop and remove every pod (with its containers) through containerd's own CRI."""
+        pb, _ = stubs()
+        for p in self.rs.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+            self.rs.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=p.id))
+            self.rs.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=p.id))
 
     def ctr(self, *args, check=True, timeout=120):
         r = subprocess.run(["ctr", "-a", str(self.sock), "-n", "k8s.io", *args], capture_output=True, text=True,
@@ -273,7 +336,8 @@ class Containerd:
 
     def pids(self):
         """containerd, every shim it started (they name its socket and are reparented away)
-        and all their descendants: the containers, runc, the pause processes."""
+        and all their descendants: the containers, runc, the pause processes. Not the
+        namespace holder, which lives as long as the harness does."""
         ppids = _ppids()
         roots = {p for p in ppids if _cmdline_has(p, str(self.root))}
         if self.proc and self.proc.poll() is None:
@@ -285,6 +349,8 @@ class Containerd:
                 found.add(p)
                 todo += [c for c, pp in ppids.items() if pp == p]
         found.discard(os.getpid())
+        if getattr(self, "holder", None):
+            found.discard(self.holder.pid)
         return sorted(found)
 
     def cgroup_dirs(self):
@@ -324,16 +390,22 @@ class Containerd:
             if not victims:
                 break
             for p in victims:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for p in victims:
-                _wait_gone(p)
+                kill_and_wait(p)
+        if getattr(self, "holder", None):
+            self.holder.stdin.close()  # its `read` ends: the mount namespace goes with it
+            try:
+                self.holder.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.holder.kill()
+                self.holder.wait(timeout=30)
+            self.holder.stdout.close()
+            self.holder = None
         if self.proc:
             self.proc.wait(timeout=30)
-            self.logfile.close()
             self.proc = None
+        if getattr(self, "logfile", None):
+            self.logfile.close()
+            self.logfile = None
         try:
             for top in self.cgroup_dirs():
                 for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
@@ -345,14 +417,3 @@ class Containerd:
             if self.root.exists() and not self.mounts():
                 subprocess.run(["rm", "-rf", str(self.root)], check=False, timeout=120)
 
-
-def _wait_gone(pid, timeout=30):
-    """Wait for a SIGKILLed process to go: on its pidfd when it is not our child."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)

@@ -78,8 +78,39 @@ def test_busybox_pod_lifecycle_through_cri(ctrd):
 
     # containerd alone is left: no shim, runc or container process, no pod mount, netns or cgroup.
     assert ctrd.pids() == [ctrd.proc.pid]
-    assert ns_mounts(ctrd) == base
+    assert ns_mounts(ctrd) == base, ns_mounts(ctrd) ^ base
     netns_dir = ctrd.root / "bind/run/netns"
     assert not netns_dir.exists() or os.listdir(netns_dir) == []
     assert ctrd.cgroup_pids() == set()
     assert all(not any(p.is_dir() for p in d.iterdir()) for d in ctrd.cgroup_dirs())
+
+
+def test_containerd_killed_and_restarted_keeps_its_pods(ctrd):
+    """The harness's kill and restart: a SIGKILLed containerd leaves its shims and pods
+    running; started again in the same namespaces it finds them, stops and removes them, and
+    nothing is left (the pods' netns mounts are still in the mount namespace it enters)."""
+    pb, _ = stubs()
+    base = ns_mounts(ctrd)
+    pod = pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name="k", uid="uid-k", namespace="default"),
+                              log_directory=str(ctrd.logs / "k"),
+                              linux=pb.LinuxPodSandboxConfig(cgroup_parent=ctrd.cgroup_parent))
+    sid = ctrd.rs.RunPodSandbox(pb.RunPodSandboxRequest(config=pod)).pod_sandbox_id
+    cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c"), image=pb.ImageSpec(image=BUSYBOX_IMAGE),
+                             command=["sleep", "1000"], log_path="c/0.log")
+    cid = ctrd.rs.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=cfg,
+                                                            sandbox_config=pod)).container_id
+    ctrd.rs.StartContainer(pb.StartContainerRequest(container_id=cid))
+    old = ctrd.proc.pid
+    shims = set(ctrd.pids()) - {old}
+    ctrd.kill()
+    assert shims and shims <= set(ctrd.pids()), "the shims ended with containerd"
+    ctrd.restart()
+    assert ctrd.proc.pid != old
+    st = ctrd.rs.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+    assert st.state == pb.SANDBOX_READY
+    assert ctrd.rs.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
+    ctrd.remove_all_pods()
+    assert list(ctrd.rs.ListPodSandbox(pb.ListPodSandboxRequest()).items) == []
+    assert ctrd.pids() == [ctrd.proc.pid]
+    assert ns_mounts(ctrd) == base, ns_mounts(ctrd) ^ base
+    assert ctrd.cgroup_pids() == set()
