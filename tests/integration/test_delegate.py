@@ -288,27 +288,32 @@ def test_both_kinds_of_pods_through_one_socket(dk, ctrd):
 
 # ---- 2. host namespaces go to containerd, whatever the handler ----
 
-def test_host_namespace_pods_go_to_containerd(dk, ctrd):
+def test_host_network_pod_without_handler_goes_to_containerd(dk, ctrd):
     pb = dk.pb
-    asks = [("hn-u", "unikd", {"network": pb.NODE}), ("hn", "", {"network": pb.NODE}),
-            ("hp-u", "unikd", {"pid": pb.NODE}), ("hi-u", "unikd", {"ipc": pb.NODE})]
-    sids = {}
-    for name, handler, ns in asks:
-        sids[name] = run_pod(dk, ctrd_pod_config(dk, ctrd, name, **ns), handler)
-    assert ctrd_ids(ctrd)[0] == set(sids.values())
-    assert record_ids(dk) == (set(), set())
-    opts = dk.pod_status(sids["hn-u"]).status.linux.namespaces.options
-    assert opts.network == pb.NODE
-    # A container in the host-network pod: containerd's busybox, in containerd's netns.
-    cfg = ctrd_pod_config(dk, ctrd, "hn-u", network=pb.NODE)
-    cid = dk.create(sids["hn-u"], cfg, image=BUSYBOX_IMAGE, command=SLEEPER)
+    cfg = ctrd_pod_config(dk, ctrd, "hn", network=pb.NODE)
+    sid = run_pod(dk, cfg)
+    assert ctrd_ids(ctrd)[0] == {sid} and record_ids(dk) == (set(), set())
+    assert dk.pod_status(sid).status.linux.namespaces.options.network == pb.NODE
+    # Its container is containerd's busybox, in containerd's network namespace.
+    cid = dk.create(sid, cfg, image=BUSYBOX_IMAGE, command=SLEEPER)
     dk.start_ctr(cid)
     assert ctrd_ids(ctrd)[1] == {cid} and record_ids(dk)[1] == set()
-    r = dk.rs.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["hostname"], timeout=60))
-    assert r.exit_code == 0
-    for sid in sids.values():
-        dk.remove_pod(sid)
+    r = dk.rs.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["cat", "/proc/net/dev"], timeout=60))
+    assert r.exit_code == 0 and b"uk-cni0" not in r.stdout and b"eth0" not in r.stdout, r.stdout
+    dk.remove_pod(sid)
     assert ctrd_ids(ctrd) == (set(), set()) and dk.pods() == []
+
+
+@pytest.mark.parametrize("ns", ["network", "pid", "ipc"])
+def test_host_namespace_pod_with_unikd_handler_goes_to_containerd(dk, ctrd, ns):
+    """A VM cannot share the host's namespaces: such a pod runs in containerd even when it
+    names unikd's handler (spec: "whatever the handler"), and runs there."""
+    pb = dk.pb
+    sid = run_pod(dk, ctrd_pod_config(dk, ctrd, "hu", **{ns: pb.NODE}), "unikd")
+    assert ctrd_ids(ctrd)[0] == {sid} and record_ids(dk) == (set(), set())
+    assert dk.pod_status(sid).status.state == pb.SANDBOX_READY
+    dk.remove_pod(sid)
+    assert ctrd_ids(ctrd) == (set(), set())
 
 
 def test_handlers_and_default_side(scratch, ctrd):
@@ -322,7 +327,7 @@ def test_handlers_and_default_side(scratch, ctrd):
         pb = u.pb
         a = run_pod(u, u.pod_config(name="a"))
         b = run_pod(u, u.pod_config(name="b"), "uk-b")
-        h = run_pod(u, ctrd_pod_config(u, ctrd, "h", network=pb.NODE), "uk-b")
+        h = run_pod(u, ctrd_pod_config(u, ctrd, "h", network=pb.NODE))
         assert record_ids(u)[0] == {a, b}
         assert ctrd_ids(ctrd)[0] == {h}
         code, msg = code_of(u.rs.RunPodSandbox, pb.RunPodSandboxRequest(config=u.pod_config(name="r"),
