@@ -12,6 +12,8 @@ import json
 import os
 import re
 import subprocess
+import threading
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -82,9 +84,26 @@ def delegated_unikd(scratch, ctrd, *extra):
     return u
 
 
+def conditions(u):
+    return {c.type: c for c in u.rs.Status(u.pb.StatusRequest()).status.conditions}
+
+
+def wait_delegate_ready(u, timeout=30):
+    """unikd reconnects on its own backoff (100 ms to 1 s) and shows no event for it: ask its
+    Status again, a little apart, until DelegateReady is true or the time is up."""
+    end = time.monotonic() + timeout
+    while not (ready := conditions(u)["DelegateReady"]).status:
+        assert time.monotonic() < end, f"DelegateReady still false: {ready.reason} {ready.message}"
+        threading.Event().wait(0.1)
+
+
 def stop_unikd(u):
-    """Remove every pod listed through u (both sides), stop it, check nothing of unikd's is left."""
+    """Remove every pod listed through u (both sides), stop it, check nothing of unikd's is left.
+    A test that failed with containerd just restarted: unikd lists only its own pods until it
+    reconnects, so wait for that first."""
     try:
+        if u.proc and u.proc.poll() is None:
+            wait_delegate_ready(u)
         u.cleanup()
     finally:
         vms, dns = u.vm_pids(), u.dnsmasq_pids()
