@@ -253,6 +253,13 @@ def test_both_kinds_of_pods_through_one_socket(dk, ctrd):
     via, direct = urlsplit(dk.rs.Exec(req).url), urlsplit(ctrd.rs.Exec(req).url)
     assert via.scheme == direct.scheme == "http" and via.netloc == direct.netloc, (via, direct)
     assert via.path.startswith("/exec/") and via.path != direct.path  # a token of its own
+    # Attach and PortForward likewise.
+    req = pb.AttachRequest(container_id=bc, stdout=True, stderr=True)
+    via, direct = urlsplit(dk.rs.Attach(req).url), urlsplit(ctrd.rs.Attach(req).url)
+    assert via.netloc == direct.netloc and via.path.startswith("/attach/"), (via, direct)
+    req = pb.PortForwardRequest(pod_sandbox_id=bb, port=[80])
+    via, direct = urlsplit(dk.rs.PortForward(req).url), urlsplit(ctrd.rs.PortForward(req).url)
+    assert via.netloc == direct.netloc and via.path.startswith("/portforward/"), (via, direct)
     # unikd's own containers have no exec yet (issue 17): unikd answers, not containerd.
     code, _ = code_of(dk.rs.ExecSync, pb.ExecSyncRequest(container_id=uc, cmd=["x"], timeout=5))
     assert code == grpc.StatusCode.UNIMPLEMENTED
@@ -280,6 +287,8 @@ def test_both_kinds_of_pods_through_one_socket(dk, ctrd):
     stats = dk.rs.ListContainerStats(pb.ListContainerStatsRequest(
         filter=pb.ContainerStatsFilter(label_selector={"side": "ctrd"}))).stats
     assert [s.attributes.id for s in stats] == [bc]
+    stats = dk.rs.ListPodSandboxStats(pb.ListPodSandboxStatsRequest()).stats
+    assert [s.attributes.id for s in stats] == [uni, bb]
 
     # The busybox container's life goes on in containerd.
     dk.stop_ctr(bc, timeout=0)
@@ -414,6 +423,12 @@ def test_images_on_both_sides(dk, ctrd, registries):
     assert bb_ref not in unikd_refs(dk)
     hello_id = dk.im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=hello_ref),
                                                    sandbox_config=uni_cfg)).image_ref
+    assert unikd_refs(dk).get(hello_ref) == hello_id
+    # Without a pod, the image's runtime handler picks the side: unikd's handler, unikd's store.
+    dk.im.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=hello_ref)))
+    assert hello_ref not in unikd_refs(dk)
+    assert dk.im.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=hello_ref, runtime_handler="unikd"))
+                           ).image_ref == hello_id
     assert unikd_refs(dk).get(hello_ref) == hello_id
     assert not ctrd.im.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=hello_ref))).HasField("image")
     # A pull for no pod goes to the default side; containerd's error comes back unchanged.

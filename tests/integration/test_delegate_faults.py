@@ -260,3 +260,35 @@ def test_containerd_killed_then_restarted(dk, ctrd):
         dk.remove_pod(sid)
     check_sides(dk, ctrd, set(), set(), "the end")
     assert ctrd_log_mentions(ctrd, [uni, uc, c2, uni2]) == []
+
+
+def test_unikd_restarted_while_containerd_is_down(dk, ctrd):
+    """unikd killed and started again while containerd is down (its socket left behind): the
+    delegated pod is still known as containerd's, so its calls are UNAVAILABLE, not NOT_FOUND;
+    once containerd is back, its records are checked and everything works."""
+    pb = dk.pb
+    endpoint = f"unix://{ctrd.sock}"
+    uni, uc, _ = unikernel_pod(dk, "uni")
+    bb, bc, _ = busybox_pod(dk, ctrd, "bb")
+    ctrd.kill()
+    try:
+        dk.kill()
+        restart(dk, "restart with containerd down")
+        assert not conditions(dk)["DelegateReady"].status
+        for call, req in ((dk.rs.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id=bb)),
+                          (dk.rs.ContainerStatus, pb.ContainerStatusRequest(container_id=bc)),
+                          (dk.rs.RemovePodSandbox, pb.RemovePodSandboxRequest(pod_sandbox_id=bb))):
+            code, msg = code_of(call, req)
+            assert code == grpc.StatusCode.UNAVAILABLE and f"delegate {endpoint}" in msg, \
+                (type(req).__name__, code, msg)
+        assert record_ids(dk) == ({uni}, {uc})
+        assert dk.status(uc).status.state == pb.CONTAINER_RUNNING
+        assert ids_of(dk.pods()) == [uni]
+    finally:
+        ctrd.restart()
+    wait_delegate_ready(dk)
+    check_sides(dk, ctrd, {uni}, {uc}, "containerd back")
+    assert dk.status(bc).status.state == pb.CONTAINER_RUNNING
+    for sid in (bb, uni):
+        dk.remove_pod(sid)
+    check_sides(dk, ctrd, set(), set(), "the end")
