@@ -60,12 +60,26 @@ def restart(u, where):
     assert errors == [], f"{where}: errors at restart: {errors}"
 
 
+def both_kinds(u, ctrd):
+    """A running unikernel pod in unikd and a running busybox pod in containerd."""
+    uni, uc, _ = unikernel_pod(u, "uni")
+    bb, bc, bb_cfg = busybox_pod(u, ctrd, "bb")
+    return uni, uc, bb, bc, bb_cfg
+
+
+def assert_unavailable(ctrd, calls):
+    """Each (method, request) fails with UNAVAILABLE, its message naming the endpoint."""
+    for call, req in calls:
+        code, msg = code_of(call, req)
+        assert code == grpc.StatusCode.UNAVAILABLE and f"delegate unix://{ctrd.sock}" in msg, \
+            (type(req).__name__, code, msg)
+
+
 # ---- 4. unikd killed while both kinds run ----
 
 def test_unikd_killed_while_both_kinds_run(dk, ctrd):
     pb = dk.pb
-    uni, uc, _ = unikernel_pod(dk, "uni")
-    bb, bc, bb_cfg = busybox_pod(dk, ctrd, "bb")
+    uni, uc, bb, bc, bb_cfg = both_kinds(dk, ctrd)
     # A second delegated container, created only, and a delegated pod already stopped.
     bc2 = dk.create(bb, bb_cfg, name="c2", image=BUSYBOX_IMAGE, command=SLEEPER)
     nr = run_pod(dk, ctrd_pod_config(dk, ctrd, "nr"))
@@ -204,16 +218,14 @@ def test_kill_points_inside_delegated_calls(dk, ctrd):
 
 def test_containerd_killed_then_restarted(dk, ctrd):
     pb = dk.pb
-    endpoint = f"unix://{ctrd.sock}"
-    uni, uc, _ = unikernel_pod(dk, "uni")
-    bb, bc, bb_cfg = busybox_pod(dk, ctrd, "bb")
+    uni, uc, bb, bc, bb_cfg = both_kinds(dk, ctrd)
     ctrd.kill()
     try:
         conds = conditions(dk)
         assert conds["RuntimeReady"].status and conds["NetworkReady"].status, conds
         down = conds["DelegateReady"]
         assert not down.status and down.reason == "DelegateUnavailable", down
-        assert endpoint in down.message, down.message
+        assert f"unix://{ctrd.sock}" in down.message, down.message
         # Every delegated call: UNAVAILABLE, naming the endpoint.
         calls = [(dk.rs.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id=bb)),
                  (dk.rs.ContainerStatus, pb.ContainerStatusRequest(container_id=bc)),
@@ -224,10 +236,7 @@ def test_containerd_killed_then_restarted(dk, ctrd):
                      config=dk.container_config(name="c3", image=BUSYBOX_IMAGE, command=SLEEPER))),
                  (dk.rs.StopPodSandbox, pb.StopPodSandboxRequest(pod_sandbox_id=bb)),
                  (dk.rs.RunPodSandbox, pb.RunPodSandboxRequest(config=ctrd_pod_config(dk, ctrd, "new")))]
-        for call, req in calls:
-            code, msg = code_of(call, req)
-            assert code == grpc.StatusCode.UNAVAILABLE and f"delegate {endpoint}" in msg, \
-                (type(req).__name__, code, msg)
+        assert_unavailable(ctrd, calls)
 
         # The unikernel pods go on: status, lists, a new container and a new pod.
         assert dk.pod_status(uni).status.state == pb.SANDBOX_READY
@@ -267,20 +276,15 @@ def test_unikd_restarted_while_containerd_is_down(dk, ctrd):
     delegated pod is still known as containerd's, so its calls are UNAVAILABLE, not NOT_FOUND;
     once containerd is back, its records are checked and everything works."""
     pb = dk.pb
-    endpoint = f"unix://{ctrd.sock}"
-    uni, uc, _ = unikernel_pod(dk, "uni")
-    bb, bc, _ = busybox_pod(dk, ctrd, "bb")
+    uni, uc, bb, bc, _ = both_kinds(dk, ctrd)
     ctrd.kill()
     try:
         dk.kill()
         restart(dk, "restart with containerd down")
         assert not conditions(dk)["DelegateReady"].status
-        for call, req in ((dk.rs.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id=bb)),
-                          (dk.rs.ContainerStatus, pb.ContainerStatusRequest(container_id=bc)),
-                          (dk.rs.RemovePodSandbox, pb.RemovePodSandboxRequest(pod_sandbox_id=bb))):
-            code, msg = code_of(call, req)
-            assert code == grpc.StatusCode.UNAVAILABLE and f"delegate {endpoint}" in msg, \
-                (type(req).__name__, code, msg)
+        assert_unavailable(ctrd, [(dk.rs.PodSandboxStatus, pb.PodSandboxStatusRequest(pod_sandbox_id=bb)),
+                                  (dk.rs.ContainerStatus, pb.ContainerStatusRequest(container_id=bc)),
+                                  (dk.rs.RemovePodSandbox, pb.RemovePodSandboxRequest(pod_sandbox_id=bb))])
         assert record_ids(dk) == ({uni}, {uc})
         assert dk.status(uc).status.state == pb.CONTAINER_RUNNING
         assert ids_of(dk.pods()) == [uni]
