@@ -31,6 +31,7 @@ from cri import stubs
 
 BUSYBOX_IMAGE = "uk.test/busybox:1"
 PAUSE_IMAGE = "uk.test/pause:1"
+BRIDGE = "uk-cni0"
 # The CRI plugin's last line before it takes calls.
 CRI_STARTED = b'msg="Start streaming server"'
 CACHE = REPO / "build" / "ctrd-images"
@@ -170,7 +171,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 def _conflist(subnet, data_dir):
     return {"cniVersion": "1.0.0", "name": "uk-test", "plugins": [
-        {"type": "bridge", "bridge": "uk-cni0", "isGateway": True, "ipMasq": False,
+        {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
          "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": subnet}]],
                   "routes": [{"dst": "0.0.0.0/0"}]}},
         {"type": "loopback"}]}
@@ -256,6 +257,11 @@ class Containerd:
         cfg = self._write_config()
         subprocess.run(["ip", "netns", "add", self.ns], check=True, timeout=30)
         subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True, timeout=30)
+        # The CNI bridge, made before the plugin would with an address of its own: the bridge
+        # plugin sets a bridge's MAC to the one it reads, and a bridge it has just made may
+        # still have none (kernel: EINVAL, "could not set bridge's mac", now and then).
+        subprocess.run(["ip", "-n", self.ns, "link", "add", BRIDGE, "address", "02:" + ":".join(
+            self.tag[i:i + 2] for i in range(0, 10, 2)), "type", "bridge"], check=True, timeout=30)
         self.logfile = open(self.root / "containerd.log", "ab")
         # nsenter first (it needs the host's /run/netns), then the private mounts; never
         # `ip netns exec`, whose fresh /sys hides the cgroup hierarchy from runc. The holder
@@ -313,6 +319,27 @@ class Containerd:
         assert self.proc.poll() is not None, "containerd is still running"
         self._launch(self.root / "config.toml", timeout)
         return self
+
+    def stray_shims(self):
+        """{pid: id} of the shims serving an id that containerd's CRI no longer lists."""
+        pb, _ = stubs()
+        known = {p.id for p in self.rs.ListPodSandbox(pb.ListPodSandboxRequest()).items} | \
+            {c.id for c in self.rs.ListContainers(pb.ListContainersRequest()).containers}
+        out = {}
+        for pid in self.pids():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if argv[0].endswith("containerd-shim-runc-v2") and "-id" in argv:
+                sid = argv[argv.index("-id") + 1]
+                if sid not in known:
+                    out[pid] = sid
+        return out
+
+    def log_lines(self, text):
+        return [line for line in (self.root / "containerd.log").read_text(errors="replace").splitlines()
+                if text in line]
 
     def remove_all_pods(self):
         """Stop and remove every pod (with its containers) through containerd's own CRI."""

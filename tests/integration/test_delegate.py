@@ -72,9 +72,24 @@ def ctrd(ctrd_shared):
     for i in new_images:
         c.im.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=i.id)))
     assert left == [], f"pods left in containerd: {left}"
-    assert c.pids() == [c.proc.pid], "shims or containers left behind"
+    strays = c.stray_shims()
+    told = {sid: c.log_lines(sid)[-12:] for sid in strays.values()}
+    for pid in strays:
+        kill_and_wait(pid)
+    assert strays == {}, f"shims of ids containerd no longer lists: {strays}; its log on them: {told}"
+    left = [(pid, cmdline(pid)) for pid in c.pids() if pid != c.proc.pid]
+    for pid, _ in left:
+        kill_and_wait(pid)
+    assert left == [], f"shims or containers left behind: {left}"
     assert c.cgroup_pids() == set()
     assert [list(i.repo_tags) for i in new_images] == [], "images left in containerd"
+
+
+def cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def delegated_unikd(scratch, ctrd, *extra):

@@ -22,6 +22,7 @@ from collections import Counter
 
 import grpc
 
+from conftest import kill_and_wait
 from containerd import BUSYBOX_IMAGE
 from test_delegate import (SLEEPER, busybox_pod, code_of, ctrd, ctrd_ids, ctrd_log_mentions,  # noqa: F401
                            conditions, ctrd_pod_config, ctrd_shared, dk, ids_of, record_ids, run_pod,
@@ -29,6 +30,7 @@ from test_delegate import (SLEEPER, busybox_pod, code_of, ctrd, ctrd_ids, ctrd_l
 
 ITERATIONS = int(os.environ.get("UNIKD_DELEGATE_FAULT_ITERATIONS", "20"))
 STEPS = ("RunPodSandbox", "CreateContainer", "StopPodSandbox", "RemovePodSandbox")
+CANCELLED_SHIM = 'msg="cleaning up after shim disconnected"'
 
 
 def delegate_records(u):
@@ -178,6 +180,7 @@ def test_kill_points_inside_delegated_calls(dk, ctrd):
     # within that, so most kills land inside the call.
     est = {s: 0.05 for s in STEPS}
     kills, in_flight = Counter(), Counter()
+    strays = {}  # shim id -> where it was first seen
     for it, target in enumerate(targets):
         where = f"seed {seed} iteration {it} ({target})"
         pod, before = slot.calls_before(target)
@@ -190,7 +193,8 @@ def test_kill_points_inside_delegated_calls(dk, ctrd):
         # The kill point: a random delay into the call (not a wait for anything).
         delay = rng.uniform(0, 1.2 * est[target])
         threading.Event().wait(delay)
-        if fut.done():  # it was quicker than thought: aim earlier next time
+        done = fut.done()
+        if done:  # it was quicker than thought: aim earlier next time
             est[target] = 0.7 * est[target] + 0.3 * delay
         else:
             in_flight[target] += 1
@@ -203,8 +207,24 @@ def test_kill_points_inside_delegated_calls(dk, ctrd):
         # Every delegated pod is containerd's, state for state, through unikd.
         for p in ctrd.rs.ListPodSandbox(pb.ListPodSandboxRequest()).items:
             assert dk.pod_status(p.id).status.state == p.state, where
+        # A shim whose pod or container containerd no longer lists. containerd 1.6 leaks one
+        # when the call that started it is cancelled (here: unikd's connection closed by the
+        # kill) before the task exists: it logs the clean-up and forgets the shim (containerd
+        # issue 6860). That one is noted and ended here; any other is a failure.
+        for pid, sid in ctrd.stray_shims().items():
+            if sid not in strays:
+                cancelled = target in ("RunPodSandbox", "CreateContainer") and not done and \
+                    any(CANCELLED_SHIM in line for line in ctrd.log_lines(sid))
+                strays[sid] = (pid, where, cancelled)
     print(f"kill points: {dict(kills)}; inside the call: {dict(in_flight)}")
     assert sum(kills.values()) == ITERATIONS
+    print(f"shims containerd forgot after a cancelled call: {sum(c for _, _, c in strays.values())}")
+    other = {sid: w for sid, (_, w, cancelled) in strays.items() if not cancelled}
+    for pid, _, cancelled in strays.values():
+        if cancelled:
+            kill_and_wait(pid)
+    assert other == {}, "shims left by containerd for ids it no longer lists: " + "; ".join(
+        f"{sid[:12]} ({w}): " + " | ".join(ctrd.log_lines(sid)[-6:]) for sid, w in other.items())
 
     # Everything can be cleaned up through unikd, each call on its side.
     for p in dk.pods():
