@@ -59,7 +59,9 @@ CRI_SRC := $(wildcard src/cri/*.c)
 GUEST_SRC := $(wildcard src/guest/*.c)
 # The pure CRI pieces that unit tests link without the gRPC server (wire checks, limits).
 CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c src/cri/volumes.c)
-# The containerd delegate's routing (src/delegate/README.md); pure, on the CRI message types.
+# The containerd delegate (src/delegate/README.md): the pure routing, which unit tests link
+# alone, and the forwarding client and CRI router.
+DELEGATE_PURE_SRC := src/delegate/route.c src/delegate/owners.c
 DELEGATE_SRC := $(wildcard src/delegate/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
@@ -125,7 +127,7 @@ $(CRI_UNIT_TESTS): $(OUT)/tests/test_cri_%: $(OBJ)/tests/unit/test_cri_%.o $(cal
 
 # The delegate's routing test links the generated message code, as the test_cri_* tests do.
 $(OBJ)/tests/unit/test_delegate_route.o: | $(CRI_GEN_H)
-$(OUT)/tests/test_delegate_route: $(OBJ)/tests/unit/test_delegate_route.o $(call objs,$(DELEGATE_SRC) $(CRI_GEN_C) $(COMMON_SRC))
+$(OUT)/tests/test_delegate_route: $(OBJ)/tests/unit/test_delegate_route.o $(call objs,$(DELEGATE_PURE_SRC) $(CRI_GEN_C) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(CRI_LIBS)
 

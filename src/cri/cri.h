@@ -24,6 +24,8 @@ struct cri_context {
 	char *qemu_version;
 	bool kvm_available;
 	const char *const *insecure_registries; /* plain-HTTP registries (--insecure-registry); may be NULL */
+	const char *const *handlers; /* unikd's runtime handlers (`[delegate] handlers`); NULL: "unikd" */
+	struct delegate *delegate;   /* NULL: the delegate is off (src/delegate/forward.h) */
 };
 
 extern const struct grpc_method cri_methods[];

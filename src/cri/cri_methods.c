@@ -6,15 +6,25 @@
 #define RS "/runtime.v1.RuntimeService/"
 #define IS "/runtime.v1.ImageService/"
 #define MX(svc, name, msg, fn, cls, extra)                                                         \
-	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, extra }
+	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, extra, false }
 #define M(svc, name, msg, fn, cls) MX(svc, name, msg, fn, cls, NULL)
-#define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_READ, NULL }
+#define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_READ, NULL, false }
+/* Not served by unikd for its own objects; forwarded for the delegate's (src/delegate). */
+#define UR(svc, name, msg, why, cls, extra)                                                        \
+	{ svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_##cls, extra, true }
 
 /* StopContainer waits up to its timeout for the guest before the kill: that time comes on
  * top of the lifecycle cap. */
 static uint64_t stop_timeout_s(const ProtobufCMessage *req)
 {
 	const Runtime__V1__StopContainerRequest *q = (const Runtime__V1__StopContainerRequest *)req;
+	return q->timeout > 0 ? (uint64_t)q->timeout : 0;
+}
+
+/* A delegated ExecSync may run its command for its timeout. */
+static uint64_t exec_timeout_s(const ProtobufCMessage *req)
+{
+	const Runtime__V1__ExecSyncRequest *q = (const Runtime__V1__ExecSyncRequest *)req;
 	return q->timeout > 0 ? (uint64_t)q->timeout : 0;
 }
 
@@ -39,10 +49,10 @@ const struct grpc_method cri_methods[] = {
 	M(RS, "ContainerStatus", container_status_request, cri_container_status, READ),
 	M(RS, "UpdateContainerResources", update_container_resources_request, cri_update_container_resources, LIFECYCLE),
 	M(RS, "ReopenContainerLog", reopen_container_log_request, cri_reopen_container_log, LIFECYCLE),
-	U(RS, "ExecSync", exec_sync_request, NO_EXEC),
-	U(RS, "Exec", exec_request, NO_EXEC),
-	U(RS, "Attach", attach_request, NO_EXEC),
-	U(RS, "PortForward", port_forward_request, "port forwarding comes with pod networking"),
+	UR(RS, "ExecSync", exec_sync_request, NO_EXEC, LIFECYCLE, exec_timeout_s),
+	UR(RS, "Exec", exec_request, NO_EXEC, READ, NULL),
+	UR(RS, "Attach", attach_request, NO_EXEC, READ, NULL),
+	UR(RS, "PortForward", port_forward_request, "port forwarding comes with pod networking", READ, NULL),
 	M(RS, "ContainerStats", container_stats_request, cri_container_stats, READ),
 	M(RS, "ListContainerStats", list_container_stats_request, cri_list_container_stats, READ),
 	U(RS, "StreamContainerStats", stream_container_stats_request, NO_STREAM),
@@ -51,14 +61,14 @@ const struct grpc_method cri_methods[] = {
 	U(RS, "StreamPodSandboxStats", stream_pod_sandbox_stats_request, NO_STREAM),
 	M(RS, "UpdateRuntimeConfig", update_runtime_config_request, cri_update_runtime_config, LIFECYCLE),
 	M(RS, "Status", status_request, cri_status, READ),
-	U(RS, "CheckpointContainer", checkpoint_container_request, "a VM checkpoint is not supported"),
+	UR(RS, "CheckpointContainer", checkpoint_container_request, "a VM checkpoint is not supported", LIFECYCLE, NULL),
 	U(RS, "GetContainerEvents", get_events_request, "container events are not streamed; kubelet polls"),
 	U(RS, "ListMetricDescriptors", list_metric_descriptors_request, NO_STATS),
 	U(RS, "ListPodSandboxMetrics", list_pod_sandbox_metrics_request, NO_STATS),
 	U(RS, "StreamPodSandboxMetrics", stream_pod_sandbox_metrics_request, NO_STREAM),
 	M(RS, "RuntimeConfig", runtime_config_request, cri_runtime_config, READ),
-	U(RS, "UpdatePodSandboxResources", update_pod_sandbox_resources_request,
-	  "pod-level resources are not supported; update the container's"),
+	UR(RS, "UpdatePodSandboxResources", update_pod_sandbox_resources_request,
+	   "pod-level resources are not supported; update the container's", LIFECYCLE, NULL),
 	M(IS, "ListImages", list_images_request, cri_list_images, READ),
 	U(IS, "StreamImages", stream_images_request, NO_STREAM),
 	M(IS, "ImageStatus", image_status_request, cri_image_status, READ),

@@ -173,6 +173,17 @@ static struct sandbox *sandbox_from(const Runtime__V1__RunPodSandboxRequest *q)
 	return s;
 }
 
+/* unikd's handlers: "unikd", or `[delegate] handlers` (the delegate has routed the call). */
+static bool handler_served(const struct cri_context *ctx, const char *h)
+{
+	if (!ctx->handlers)
+		return strcmp(h, CRI_HANDLER_NAME) == 0;
+	for (const char *const *p = ctx->handlers; *p; p++)
+		if (strcmp(*p, h) == 0)
+			return true;
+	return false;
+}
+
 CRI_HANDLER(cri_run_pod_sandbox)
 {
 	struct cri_context *ctx = ud;
@@ -181,9 +192,9 @@ CRI_HANDLER(cri_run_pod_sandbox)
 	int r;
 	if ((r = cri_check_pod_config(cfg, err)) < 0)
 		return r;
-	if (*nz(q->runtime_handler) && strcmp(q->runtime_handler, CRI_HANDLER_NAME) != 0)
+	if (*nz(q->runtime_handler) && !handler_served(ctx, q->runtime_handler))
 		return uk_err(err, EINVAL, "runtime_handler \"%.64s\" is not served here; use \"\" or \"%s\"",
-			      q->runtime_handler, CRI_HANDLER_NAME);
+			      q->runtime_handler, ctx->handlers ? ctx->handlers[0] : CRI_HANDLER_NAME);
 	/* The runtime builds the VM's cgroup path by these rules at start: a parent it could
 	 * never use is refused now, not run without a cgroup later. */
 	if ((r = cg_parent_check(cfg->linux ? cfg->linux->cgroup_parent : NULL, UK_FULL_ID_LEN, err)) < 0)

@@ -108,6 +108,10 @@ struct rpc {
 	size_t held; /* bytes counted in srv->held_bytes for this request */
 	uint64_t t0, deadline;
 	bool client_deadline; /* the deadline is the client's, not the cap */
+	/* A raw answer set by grpc_call_reply_raw (the delegate's, forwarded as it came). */
+	grpc_byte_buffer *raw;
+	int raw_code;
+	char *raw_msg;
 	/* Under srv->lock. */
 	enum rpc_state state, expired_from;
 	unsigned refs;
@@ -159,10 +163,29 @@ struct uk_grpc_server {
 };
 
 static __thread uint64_t tls_deadline = UINT64_MAX;
+static __thread struct rpc *tls_rpc;
 
 uint64_t grpc_call_deadline_mono_ns(void)
 {
 	return tls_deadline;
+}
+
+grpc_byte_buffer *grpc_call_request_bytes(void)
+{
+	return tls_rpc ? tls_rpc->in : NULL;
+}
+
+void grpc_call_reply_raw(grpc_byte_buffer *bb, int code, const char *msg)
+{
+	struct rpc *r = tls_rpc;
+	if (!r) {
+		grpc_byte_buffer_destroy(bb);
+		return;
+	}
+	grpc_byte_buffer_destroy(r->raw);
+	r->raw = bb;
+	r->raw_code = code;
+	r->raw_msg = arena_strdup(r->a, msg ? msg : "");
 }
 
 int errno_to_grpc_status(int r)
@@ -221,6 +244,7 @@ static void rpc_free(struct rpc *r)
 	grpc_metadata_array_destroy(&r->md);
 	grpc_byte_buffer_destroy(r->in);
 	grpc_byte_buffer_destroy(r->out);
+	grpc_byte_buffer_destroy(r->raw);
 	if (r->req)
 		protobuf_c_message_free_unpacked(r->req, NULL);
 	arena_free(r->a);
@@ -442,7 +466,8 @@ static void on_new(struct rpc *r, bool ok)
 	snprintf(r->path, sizeof(r->path), "%.*s", (int)(plen < sizeof(r->path) ? plen : sizeof(r->path) - 1),
 		 (const char *)GRPC_SLICE_START_PTR(r->details.method));
 	r->m = find_method(s, r->details.method);
-	if (r->m && r->m->fn) {
+	bool served = r->m && (r->m->fn || (s->cfg.router && r->m->routable));
+	if (served) {
 		r->pool = &s->pools[r->m->cls];
 		r->deadline = deadline_of(r, 0, &r->client_deadline);
 	}
@@ -451,7 +476,7 @@ static void on_new(struct rpc *r, bool ok)
 	s->n_requested--;
 	list_append(&s->live, r);
 	r->state = RPC_RECEIVING;
-	if (!r->m || !r->m->fn)
+	if (!served)
 		code = GRPC_STATUS_UNIMPLEMENTED;
 	else if (s->live.n > MAX_CALLS)
 		code = GRPC_STATUS_RESOURCE_EXHAUSTED;
@@ -604,7 +629,14 @@ static void run_call(struct rpc *r)
 	ProtobufCMessage *resp = NULL;
 	uk_error err = { 0 };
 	tls_deadline = r->deadline;
-	int rc = r->m->fn(s->cfg.userdata, r->a, r->req, &resp, &err);
+	tls_rpc = r;
+	int rc = s->cfg.router ? s->cfg.router(s->cfg.userdata, r->m, r->a, r->req, &resp, &err) : GRPC_ROUTE_LOCAL;
+	if (rc == GRPC_ROUTE_LOCAL && r->m->fn)
+		rc = r->m->fn(s->cfg.userdata, r->a, r->req, &resp, &err);
+	else if (rc == GRPC_ROUTE_LOCAL)
+		rc = uk_err(&err, ENOSYS, "%s: %s", r->path,
+			    r->m->unimplemented_msg ? r->m->unimplemented_msg : "not implemented");
+	tls_rpc = NULL;
 	tls_deadline = UINT64_MAX;
 	pthread_mutex_lock(&s->lock);
 	bool mine = take_answer(r);
@@ -614,6 +646,9 @@ static void run_call(struct rpc *r)
 			 (double)(uk_now_mono_ns() - r->t0) / 1e6, rc);
 	} else if (rc < 0) {
 		send_reply(r, errno_to_grpc_status(rc), "%s", err.msg[0] ? err.msg : strerror(-rc));
+	} else if (rc == GRPC_REPLY_RAW) {
+		r->out = TAKE_PTR(r->raw);
+		send_reply(r, r->raw_code, "%s", r->raw_msg ? r->raw_msg : "");
 	} else if (!resp) {
 		send_reply(r, GRPC_STATUS_INTERNAL, "handler returned no response");
 	} else {

@@ -14,7 +14,9 @@
 #ifndef UK_GRPC_SERVER_H
 #define UK_GRPC_SERVER_H
 
+#include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../common/error.h"
@@ -48,13 +50,24 @@ enum grpc_call_class {
 struct grpc_method {
 	const char *path; /* "/runtime.v1.RuntimeService/Version" */
 	const ProtobufCMessageDescriptor *input;
-	grpc_handler_fn fn; /* NULL: UNIMPLEMENTED */
+	grpc_handler_fn fn; /* NULL: UNIMPLEMENTED (unless a router takes the call) */
 	const char *unimplemented_msg;
 	enum grpc_call_class cls;
 	/* Seconds the call may take beyond its class's cap, from its request (StopContainer's
 	 * timeout); NULL for none. */
 	uint64_t (*extra_s)(const ProtobufCMessage *req);
+	/* Without fn, the router may still answer it (a delegated container's Exec). */
+	bool routable;
 };
+
+/* What a router or handler returns besides 0 and -errno. */
+#define GRPC_ROUTE_LOCAL 1 /* router: run the method's own handler */
+#define GRPC_REPLY_RAW 2   /* the answer was set with grpc_call_reply_raw */
+
+/* A router sees every call before its handler (the delegate, src/delegate/forward.c): it
+ * answers it itself (0 with *resp, GRPC_REPLY_RAW, -errno) or returns GRPC_ROUTE_LOCAL. */
+typedef int (*grpc_router_fn)(void *userdata, const struct grpc_method *m, arena *a, const ProtobufCMessage *req,
+			      ProtobufCMessage **resp, uk_error *err);
 
 struct grpc_server_config {
 	const char *socket_path;
@@ -66,6 +79,7 @@ struct grpc_server_config {
 	const struct grpc_method *methods;
 	size_t n_methods;
 	void *userdata;
+	grpc_router_fn router; /* NULL: every call goes to its handler */
 };
 
 typedef struct uk_grpc_server uk_grpc_server;
@@ -81,6 +95,13 @@ void uk_grpc_server_stop(uk_grpc_server *s);
  * DEADLINE_EXCEEDED whatever the handler does; a handler that must finish something
  * (StopContainer's kill) does it before. UINT64_MAX outside a handler. */
 uint64_t grpc_call_deadline_mono_ns(void);
+
+/* In a handler or router: the request's bytes as they came (borrowed for the call's life),
+ * so that a forwarder sends them on untouched. NULL outside a handler. */
+grpc_byte_buffer *grpc_call_request_bytes(void);
+/* In a handler or router: answer with these bytes (taken over; NULL for none), status code
+ * and message rather than a packed response; the handler then returns GRPC_REPLY_RAW. */
+void grpc_call_reply_raw(grpc_byte_buffer *bb, int code, const char *msg);
 
 int errno_to_grpc_status(int neg_errno);
 

@@ -22,6 +22,7 @@
 #include "../common/spawn.h"
 #include "../common/util.h"
 #include "../cri/cri.h"
+#include "../delegate/forward.h"
 #include "config.h"
 #include "runtime.h"
 
@@ -344,7 +345,7 @@ static int start_cri_server(const struct unikd_config *o, struct cri_context *ct
 			     [GRPC_CLASS_IMAGE] = o->image_workers },
 		.max_connections = o->max_connections, .idle_timeout_s = o->idle_timeout_s,
 		.max_message_bytes = MAX_MESSAGE, .methods = cri_methods, .n_methods = cri_n_methods,
-		.userdata = ctx,
+		.userdata = ctx, .router = ctx->delegate ? delegate_route_call : NULL,
 	};
 	return uk_grpc_server_start(&gc, srv, err);
 }
@@ -453,8 +454,30 @@ static void make_context(const struct daemon *d, struct runtime *rt, struct cri_
 	json_object_object_add(ci, "connectionIdleTimeout", json_object_new_int((int)o->idle_timeout_s));
 }
 
+/* With a [delegate] endpoint: its client, records and router (src/delegate/forward.h). */
+static int open_delegate(const struct unikd_config *o, struct cri_context *ctx, uk_error *err)
+{
+	const char *path = config_delegate_socket(o);
+	if (!path)
+		return 0;
+	size_t n = 0;
+	while (o->delegate_handlers[n])
+		n++;
+	struct delegate_config dc = { .handlers = (const char *const *)o->delegate_handlers, .n_handlers = n,
+				      .default_unikd = strcmp(o->delegate_default, "unikd") == 0, .enabled = true };
+	char endpoint[PATH_MAX + 8];
+	snprintf(endpoint, sizeof(endpoint), "unix://%s", path);
+	int r = delegate_open(&dc, endpoint, o->state_dir, MAX_MESSAGE, &ctx->delegate, err);
+	if (r < 0)
+		return r;
+	ctx->handlers = (const char *const *)o->delegate_handlers;
+	log_info("msg=\"delegate\" endpoint=%s handlers=%zu default=%s", endpoint, n, o->delegate_default);
+	return 0;
+}
+
 static void context_done(struct cri_context *ctx)
 {
+	delegate_free(ctx->delegate);
 	json_object_put(ctx->config_info);
 	free(ctx->qemu_version);
 }
@@ -537,8 +560,10 @@ static int run_daemon(struct daemon *d)
 	struct cri_context ctx;
 	make_context(d, rt, &ctx);
 	uk_grpc_server *srv = NULL;
-	if ((r = start_cri_server(o, &ctx, &srv, &err)) < 0) {
-		(void)start_failed("cannot start the CRI server", err.msg); /* logged and notified */
+	if ((r = open_delegate(o, &ctx, &err)) < 0 || (r = start_cri_server(o, &ctx, &srv, &err)) < 0) {
+		(void)start_failed(ctx.delegate || !config_delegate_socket(o) ? "cannot start the CRI server"
+									       : "cannot start the delegate",
+				   err.msg); /* logged and notified */
 		runtime_free(rt);
 		context_done(&ctx);
 		return 1;

@@ -1,0 +1,598 @@
+/* The delegate at the CRI edge (forward.h). Every call passes here first:
+ *  - calls without an object (Version, RuntimeConfig, the streams) stay in unikd;
+ *  - RunPodSandbox goes where delegate_route_run says;
+ *  - a call naming a sandbox or container goes to unikd when unikd has it, else to the
+ *    delegate: unikd's records are crash-safe, so no call of one of its objects can leave;
+ *  - lists, image and runtime-wide calls ask both sides and merge.
+ * A forwarded call sends the request's bytes as they came and hands the delegate's answer
+ * back untouched (bytes, code, message); only what routing needs is decoded. */
+#include "forward.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/macros.h"
+#include "../common/util.h"
+
+struct delegate {
+	struct delegate_config cfg;
+	struct delegate_client *client;
+	char *dir; /* <state_dir>/delegate: a file per delegated id, holding its pod's id */
+	pthread_mutex_t lock; /* the records */
+	bool checked;         /* the records were checked against the delegate's lists */
+};
+
+#define RS "/runtime.v1.RuntimeService/"
+#define IS "/runtime.v1.ImageService/"
+
+/* ---- records: which ids are the delegate's ---- */
+
+/* A container's record holds its pod's id; a sandbox's is empty. */
+static int record_add(struct delegate *d, const char *id, const char *pod, uk_error *err)
+{
+	char path[PATH_MAX];
+	if (!uk_id_valid(id))
+		return uk_err(err, EINVAL, "the delegate answered with an invalid id \"%.80s\"", id);
+	snprintf(path, sizeof(path), "%s/%s", d->dir, id);
+	pthread_mutex_lock(&d->lock);
+	int r = uk_write_file_atomic(path, pod ? pod : "", pod ? strlen(pod) : 0, 0600, err);
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}
+
+static bool record_has(struct delegate *d, const char *id)
+{
+	char path[PATH_MAX];
+	if (!uk_id_valid(id))
+		return false;
+	snprintf(path, sizeof(path), "%s/%s", d->dir, id);
+	return access(path, F_OK) == 0;
+}
+
+/* Under d->lock: drop id's record, and with a sandbox its containers'. */
+static void records_drop_locked(struct delegate *d, const char *id)
+{
+	_cleanup_closedir_ DIR *dir = opendir(d->dir);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", d->dir, id);
+	(void)unlink(path); /* absent already: nothing to drop */
+	for (struct dirent *e; dir && (e = readdir(dir));) {
+		if (!uk_id_valid(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", d->dir, e->d_name);
+		_cleanup_free_ char *pod = NULL;
+		uk_error ignored = { 0 };
+		if (uk_read_file(path, 256, &pod, NULL, &ignored) == 0 && strcmp(pod, id) == 0)
+			(void)unlink(path); /* a failure leaves a stale record: the next check drops it */
+	}
+}
+
+static void record_drop(struct delegate *d, const char *id)
+{
+	if (!uk_id_valid(id))
+		return;
+	pthread_mutex_lock(&d->lock);
+	records_drop_locked(d, id);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* ---- forwarding ---- */
+
+static uint64_t probe_deadline(void)
+{
+	uint64_t probe = uk_now_mono_ns() + (uint64_t)DELEGATE_PROBE_MS * 1000000u;
+	uint64_t call = grpc_call_deadline_mono_ns();
+	return call < probe ? call : probe;
+}
+
+/* Forward the current call as it came. */
+static void forward(struct delegate *d, const struct grpc_method *m, struct delegate_answer *ans)
+{
+	delegate_call(d->client, m->path, grpc_call_request_bytes(), grpc_call_deadline_mono_ns(), ans);
+}
+
+/* Answer the current call with the delegate's answer, as it came. */
+static int reply_with(struct delegate_answer *ans)
+{
+	grpc_call_reply_raw(TAKE_PTR(ans->bytes), ans->code, ans->msg);
+	return GRPC_REPLY_RAW;
+}
+
+/* Answer with a message packed here (a merged list). */
+static int reply_packed(const ProtobufCMessage *msg, uk_error *err)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	_cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return uk_err(err, ENOMEM, "out of memory packing a merged answer (%zu bytes)", n);
+	protobuf_c_message_pack(msg, buf);
+	grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n);
+	grpc_call_reply_raw(grpc_raw_byte_buffer_create(&sl, 1), GRPC_STATUS_OK, "");
+	grpc_slice_unref(sl);
+	return GRPC_REPLY_RAW;
+}
+
+/* The delegate's answer decoded (only where routing or a merge needs it). */
+static ProtobufCMessage *unpack_answer(const struct delegate_answer *ans, const ProtobufCMessageDescriptor *desc)
+{
+	size_t n = 0;
+	_cleanup_free_ uint8_t *p = delegate_answer_flatten(ans, &n);
+	return p ? protobuf_c_message_unpack(desc, NULL, n, p) : NULL;
+}
+
+static void free_unpacked(ProtobufCMessage **m)
+{
+	if (*m)
+		protobuf_c_message_free_unpacked(*m, NULL);
+}
+#define _cleanup_unpacked_ _cleanup_(free_unpacked)
+
+static bool unreachable(const struct delegate_answer *ans)
+{
+	return ans->code == GRPC_STATUS_UNAVAILABLE || ans->code == GRPC_STATUS_DEADLINE_EXCEEDED;
+}
+
+/* ---- the checks of the records against the delegate's lists ---- */
+
+static int list_ids(struct delegate *d, bool pods, char ***ids, char ***pod_ids, size_t *n, uk_error *err)
+{
+	struct delegate_answer ans;
+	delegate_call_bytes(d->client, pods ? RS "ListPodSandbox" : RS "ListContainers", "", 0, probe_deadline(), &ans);
+	if (ans.code != GRPC_STATUS_OK)
+		return uk_err(err, EAGAIN, "%s", ans.msg);
+	_cleanup_unpacked_ ProtobufCMessage *m =
+		unpack_answer(&ans, pods ? &runtime__v1__list_pod_sandbox_response__descriptor
+					 : &runtime__v1__list_containers_response__descriptor);
+	delegate_answer_done(&ans);
+	if (!m)
+		return uk_err(err, EPROTO, "the delegate's list answer is malformed");
+	size_t k = pods ? ((Runtime__V1__ListPodSandboxResponse *)m)->n_items
+			: ((Runtime__V1__ListContainersResponse *)m)->n_containers;
+	if (k > DELEGATE_MAX_LIST_ITEMS)
+		return uk_err(err, E2BIG, "the delegate lists %zu objects (at most %u)", k, DELEGATE_MAX_LIST_ITEMS);
+	*ids = calloc(k + 1, sizeof(char *));
+	*pod_ids = calloc(k + 1, sizeof(char *));
+	*n = 0;
+	if (!*ids || !*pod_ids)
+		return uk_err(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < k; i++) {
+		const char *id = pods ? ((Runtime__V1__ListPodSandboxResponse *)m)->items[i]->id
+				      : ((Runtime__V1__ListContainersResponse *)m)->containers[i]->id;
+		const char *pod = pods ? "" : ((Runtime__V1__ListContainersResponse *)m)->containers[i]->pod_sandbox_id;
+		if (!uk_id_valid(id))
+			continue; /* never a path: such an id cannot be recorded, and is routed by trying */
+		(*ids)[*n] = strdup(id);
+		(*pod_ids)[*n] = strdup(pod ? pod : "");
+		if (!(*ids)[*n] || !(*pod_ids)[(*n)++])
+			return uk_err(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static void free_strv(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Make the records what the delegate lists: a record for each of its objects (one made
+ * while unikd was down, or forwarded just before a SIGKILL), none for what it no longer has. */
+static int check_records(struct delegate *d, uk_error *err)
+{
+	char **pods = NULL, **pods_pod = NULL, **ctrs = NULL, **ctrs_pod = NULL;
+	size_t np = 0, nc = 0;
+	/* Held across the lists: a record written meanwhile would be dropped as unlisted. */
+	pthread_mutex_lock(&d->lock);
+	int r = list_ids(d, true, &pods, &pods_pod, &np, err);
+	if (r == 0)
+		r = list_ids(d, false, &ctrs, &ctrs_pod, &nc, err);
+	_cleanup_closedir_ DIR *dir = r == 0 ? opendir(d->dir) : NULL;
+	if (r == 0 && !dir)
+		r = uk_err_errno(err, errno, "cannot read %s", d->dir);
+	for (struct dirent *e; r == 0 && (e = readdir(dir));) {
+		bool listed = false;
+		for (size_t i = 0; i < np && !listed; i++)
+			listed = strcmp(pods[i], e->d_name) == 0;
+		for (size_t i = 0; i < nc && !listed; i++)
+			listed = strcmp(ctrs[i], e->d_name) == 0;
+		if (!listed && uk_id_valid(e->d_name))
+			(void)unlinkat(dirfd(dir), e->d_name, 0); /* a failure is retried at the next check */
+	}
+	for (size_t i = 0; r == 0 && i < np + nc; i++) {
+		const char *id = i < np ? pods[i] : ctrs[i - np], *pod = i < np ? pods_pod[i] : ctrs_pod[i - np];
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", d->dir, id);
+		if (access(path, F_OK) != 0)
+			r = uk_write_file_atomic(path, pod, strlen(pod), 0600, err);
+	}
+	if (r == 0)
+		d->checked = true;
+	pthread_mutex_unlock(&d->lock);
+	free_strv(pods), free_strv(pods_pod), free_strv(ctrs), free_strv(ctrs_pod);
+	return r;
+}
+
+int delegate_open(const struct delegate_config *cfg, const char *endpoint, const char *state_dir, int max_receive,
+		  struct delegate **ret, uk_error *err)
+{
+	_cleanup_free_ struct delegate *d = calloc(1, sizeof(*d));
+	if (!d)
+		return uk_err(err, ENOMEM, "out of memory");
+	d->cfg = *cfg;
+	pthread_mutex_init(&d->lock, NULL);
+	if (asprintf(&d->dir, "%s/%s", state_dir, DELEGATE_RECORDS_DIR) < 0) {
+		d->dir = NULL;
+		return uk_err(err, ENOMEM, "out of memory");
+	}
+	int r = uk_mkdir_p(d->dir, 0700, err);
+	if (r == 0)
+		r = delegate_client_new(endpoint, max_receive, &d->client, err);
+	if (r < 0) {
+		free(d->dir);
+		return r;
+	}
+	uk_error later = { 0 };
+	(void)check_records(d, &later); /* a delegate down now is checked when it answers */
+	*ret = TAKE_PTR(d);
+	return 0;
+}
+
+void delegate_free(struct delegate *d)
+{
+	if (!d)
+		return;
+	delegate_client_free(d->client);
+	pthread_mutex_destroy(&d->lock);
+	free(d->dir);
+	free(d);
+}
+
+/* ---- calls that name an object ---- */
+
+static bool unikd_has(struct runtime *rt, bool pod, const char *id)
+{
+	uk_error ignored = { 0 };
+	struct sandbox *s;
+	struct container *c;
+	rt_lock(rt);
+	int r = pod ? rt_find_sandbox(rt, id, &s, &ignored) : rt_find_container(rt, id, &c, &ignored);
+	rt_unlock(rt);
+	return r != -ENOENT; /* an ambiguous prefix is unikd's to refuse */
+}
+
+/* The call names id (a sandbox when pod): unikd's own object stays; any other goes to the
+ * delegate. An id the delegate cannot be asked about and never had is answered by unikd, as
+ * any unknown id is; only the delegate's own objects get UNAVAILABLE. */
+static int route_by_id(struct delegate *d, struct runtime *rt, const struct grpc_method *m, bool pod,
+		       const char *id)
+{
+	if (!id || !*id || unikd_has(rt, pod, id))
+		return GRPC_ROUTE_LOCAL;
+	struct delegate_answer ans;
+	forward(d, m, &ans);
+	if (unreachable(&ans) && !record_has(d, id)) {
+		delegate_answer_done(&ans);
+		return GRPC_ROUTE_LOCAL;
+	}
+	if (ans.code == GRPC_STATUS_OK && (!strcmp(m->path, RS "RemovePodSandbox") || !strcmp(m->path, RS "RemoveContainer")))
+		record_drop(d, id);
+	return reply_with(&ans);
+}
+
+/* RunPodSandbox and CreateContainer forwarded: record the new id before answering, so a
+ * SIGKILL after containerd made it loses nothing (the start-up check would find it too). */
+static int forward_and_record(struct delegate *d, const struct grpc_method *m, const char *pod, uk_error *err)
+{
+	struct delegate_answer ans;
+	forward(d, m, &ans);
+	if (ans.code != GRPC_STATUS_OK)
+		return reply_with(&ans);
+	_cleanup_unpacked_ ProtobufCMessage *msg =
+		unpack_answer(&ans, pod ? &runtime__v1__create_container_response__descriptor
+					: &runtime__v1__run_pod_sandbox_response__descriptor);
+	const char *id = !msg ? NULL
+		       : pod  ? ((Runtime__V1__CreateContainerResponse *)msg)->container_id
+			      : ((Runtime__V1__RunPodSandboxResponse *)msg)->pod_sandbox_id;
+	int r = id ? record_add(d, id, pod, err) : uk_err(err, EPROTO, "the delegate's answer to %s is malformed", m->path);
+	if (r < 0) {
+		delegate_answer_done(&ans);
+		return r;
+	}
+	return reply_with(&ans);
+}
+
+static int route_run(struct delegate *d, const struct grpc_method *m, const ProtobufCMessage *req, uk_error *err)
+{
+	struct delegate_route where;
+	int r = delegate_route_run(&d->cfg, (const Runtime__V1__RunPodSandboxRequest *)req, &where, err);
+	if (r < 0)
+		return r;
+	log_debug("rpc=%s side=%s why=\"%s\"", m->path, delegate_side_name(where.side), where.why);
+	return where.side == SIDE_UNIKD ? GRPC_ROUTE_LOCAL : forward_and_record(d, m, NULL, err);
+}
+
+static int route_create(struct delegate *d, struct runtime *rt, const struct grpc_method *m,
+			const ProtobufCMessage *req, uk_error *err)
+{
+	const char *pod = ((const Runtime__V1__CreateContainerRequest *)req)->pod_sandbox_id;
+	if (!pod || !*pod || unikd_has(rt, true, pod))
+		return GRPC_ROUTE_LOCAL;
+	uk_error stale = { 0 };
+	/* Not recorded: perhaps made just before a SIGKILL; the delegate's list tells. */
+	if (!record_has(d, pod) && (check_records(d, &stale) < 0 || !record_has(d, pod)))
+		return GRPC_ROUTE_LOCAL; /* unikd's answer for a pod nobody has */
+	return forward_and_record(d, m, pod, err);
+}
+
+/* ---- calls asked of both sides ---- */
+
+enum call_kind {
+	K_LOCAL, K_RUN, K_CREATE, K_POD, K_CTR, K_LIST_PODS, K_LIST_CTRS, K_LIST_CSTATS, K_LIST_PSTATS,
+	K_LIST_IMAGES, K_IMAGE_STATUS, K_PULL, K_REMOVE_IMAGE, K_FS_INFO, K_STATUS, K_BOTH,
+};
+
+/* A delegate's ImageFsInfo lists a few filesystems; more is refused, not cut. */
+#define DELEGATE_MAX_FILESYSTEMS 64
+
+static int merge_fs(const Runtime__V1__ImageFsInfoResponse *u, const Runtime__V1__ImageFsInfoResponse *t,
+		    uk_error *err)
+{
+	if (t->n_image_filesystems > DELEGATE_MAX_FILESYSTEMS || t->n_container_filesystems > DELEGATE_MAX_FILESYSTEMS)
+		return uk_err(err, E2BIG, "the delegate's ImageFsInfo lists %zu + %zu filesystems (at most %d each)",
+			      t->n_image_filesystems, t->n_container_filesystems, DELEGATE_MAX_FILESYSTEMS);
+	size_t ni = u->n_image_filesystems + t->n_image_filesystems;
+	size_t nc = u->n_container_filesystems + t->n_container_filesystems;
+	_cleanup_free_ Runtime__V1__FilesystemUsage **iv = calloc(ni + 1, sizeof(*iv));
+	_cleanup_free_ Runtime__V1__FilesystemUsage **cv = calloc(nc + 1, sizeof(*cv));
+	if (!iv || !cv)
+		return uk_err(err, ENOMEM, "out of memory");
+	if (u->n_image_filesystems)
+		memcpy(iv, u->image_filesystems, u->n_image_filesystems * sizeof(*iv));
+	if (t->n_image_filesystems)
+		memcpy(iv + u->n_image_filesystems, t->image_filesystems, t->n_image_filesystems * sizeof(*iv));
+	if (u->n_container_filesystems)
+		memcpy(cv, u->container_filesystems, u->n_container_filesystems * sizeof(*cv));
+	if (t->n_container_filesystems)
+		memcpy(cv + u->n_container_filesystems, t->container_filesystems, t->n_container_filesystems * sizeof(*cv));
+	Runtime__V1__ImageFsInfoResponse out = *u;
+	out.image_filesystems = iv, out.n_image_filesystems = ni;
+	out.container_filesystems = cv, out.n_container_filesystems = nc;
+	return reply_packed(&out.base, err);
+}
+
+/* The delegate's list answer merged after unikd's (in *resp): packed and answered here. */
+static int merge_list(enum call_kind k, ProtobufCMessage *mine, const ProtobufCMessage *theirs, uk_error *err)
+{
+	int r;
+	switch (k) {
+#define MERGE(type, fn, done)                                                                      \
+	{                                                                                          \
+		type out = *(type *)mine;                                                  \
+		if ((r = fn((type *)mine, (const type *)theirs, &out, err)) == 0)                  \
+			r = reply_packed(&out.base, err);                                          \
+		done(&out);                                                                        \
+		return r;                                                                          \
+	}
+	case K_LIST_PODS: MERGE(Runtime__V1__ListPodSandboxResponse, delegate_merge_sandboxes, delegate_merge_sandboxes_done)
+	case K_LIST_CTRS: MERGE(Runtime__V1__ListContainersResponse, delegate_merge_containers, delegate_merge_containers_done)
+	case K_LIST_CSTATS:
+		MERGE(Runtime__V1__ListContainerStatsResponse, delegate_merge_container_stats,
+		      delegate_merge_container_stats_done)
+	case K_LIST_PSTATS:
+		MERGE(Runtime__V1__ListPodSandboxStatsResponse, delegate_merge_sandbox_stats,
+		      delegate_merge_sandbox_stats_done)
+#undef MERGE
+	case K_LIST_IMAGES: {
+		struct delegate_images out;
+		if ((r = delegate_merge_images((Runtime__V1__ListImagesResponse *)mine,
+					       (const Runtime__V1__ListImagesResponse *)theirs, &out, err)) == 0) {
+			out.resp.base = *mine;
+			r = reply_packed(&out.resp.base, err);
+		}
+		delegate_images_done(&out);
+		return r;
+	}
+	case K_FS_INFO: return merge_fs((const void *)mine, (const void *)theirs, err);
+	default: return uk_err(err, EINVAL, "no merge for this call");
+	}
+}
+
+/* unikd's answer first, then the delegate's merged in. A delegate that cannot be reached
+ * leaves unikd's part alone: kubelet's relist must not fail (it would mark the node NotReady
+ * for the unikernel pods too); Status's DelegateReady condition says why. */
+static int route_merge(struct delegate *d, const struct grpc_method *m, enum call_kind k,
+		       const ProtobufCMessageDescriptor *desc, void *ud, arena *a, const ProtobufCMessage *req,
+		       ProtobufCMessage **resp, uk_error *err)
+{
+	int r = m->fn(ud, a, req, resp, err);
+	if (r < 0)
+		return r;
+	struct delegate_answer ans;
+	forward(d, m, &ans);
+	if (unreachable(&ans)) {
+		delegate_answer_done(&ans);
+		return 0;
+	}
+	if (ans.code != GRPC_STATUS_OK)
+		return reply_with(&ans);
+	_cleanup_unpacked_ ProtobufCMessage *theirs = unpack_answer(&ans, desc);
+	delegate_answer_done(&ans);
+	if (!theirs)
+		return uk_err(err, EPROTO, "the delegate's answer to %s is malformed", m->path);
+	return merge_list(k, *resp, theirs, err);
+}
+
+/* ImageStatus: unikd's image, else the delegate's. RemoveImage and UpdateRuntimeConfig:
+ * both sides, and the delegate's error if it has one. */
+static int route_both(struct delegate *d, const struct grpc_method *m, enum call_kind k, void *ud, arena *a,
+		      const ProtobufCMessage *req, ProtobufCMessage **resp, uk_error *err)
+{
+	int r = m->fn(ud, a, req, resp, err);
+	if (r < 0 || (k == K_IMAGE_STATUS && ((Runtime__V1__ImageStatusResponse *)*resp)->image))
+		return r;
+	struct delegate_answer ans;
+	forward(d, m, &ans);
+	if (ans.code == GRPC_STATUS_OK && k != K_IMAGE_STATUS) {
+		delegate_answer_done(&ans);
+		return 0;
+	}
+	if (k == K_IMAGE_STATUS && unreachable(&ans)) {
+		delegate_answer_done(&ans);
+		return 0; /* unikd has no such image; the delegate cannot say */
+	}
+	return reply_with(&ans);
+}
+
+static Runtime__V1__RuntimeCondition *condition(arena *a, const char *type, bool ok, const char *reason,
+						const char *msg)
+{
+	Runtime__V1__RuntimeCondition *c = arena_new0(a, Runtime__V1__RuntimeCondition);
+	*c = (Runtime__V1__RuntimeCondition)RUNTIME__V1__RUNTIME_CONDITION__INIT;
+	c->type = (char *)type;
+	c->status = ok;
+	c->reason = (char *)(ok ? "" : reason);
+	c->message = ok ? (char *)"" : arena_strdup(a, msg);
+	return c;
+}
+
+/* Status: unikd's conditions, and the delegate's health as one of its own, never as
+ * RuntimeReady: a dead containerd must not make the node NotReady for unikd's pods. */
+static int route_status(struct delegate *d, const struct grpc_method *m, void *ud, arena *a,
+			const ProtobufCMessage *req, ProtobufCMessage **resp, uk_error *err)
+{
+	int r = m->fn(ud, a, req, resp, err);
+	if (r < 0)
+		return r;
+	struct delegate_answer ans;
+	delegate_call_bytes(d->client, m->path, "", 0, probe_deadline(), &ans);
+	bool ok = ans.code == GRPC_STATUS_OK;
+	delegate_answer_done(&ans);
+	char msg[UK_ERROR_MSG_MAX + 64];
+	snprintf(msg, sizeof(msg), "%s%s", strstr(ans.msg, "delegate ") == ans.msg ? "" : "delegate: ", ans.msg);
+	uk_error later = { 0 };
+	if (ok && !d->checked)
+		(void)check_records(d, &later); /* it was down at start-up; its next answer checks again */
+	Runtime__V1__RuntimeStatus *st = ((Runtime__V1__StatusResponse *)*resp)->status;
+	Runtime__V1__RuntimeCondition **v = arena_array(a, Runtime__V1__RuntimeCondition *, st->n_conditions + 1);
+	memcpy(v, st->conditions, st->n_conditions * sizeof(*v));
+	v[st->n_conditions] = condition(a, "DelegateReady", ok, "DelegateUnavailable", msg);
+	st->conditions = v;
+	st->n_conditions++;
+	return 0;
+}
+
+/* The unikd sandbox kubelet runs a pull for, by the sandbox_config's metadata. */
+static bool unikd_runs_pod(struct runtime *rt, const Runtime__V1__PodSandboxConfig *cfg)
+{
+	const Runtime__V1__PodSandboxMetadata *md = cfg ? cfg->metadata : NULL;
+	bool found = false;
+	if (!md || !md->uid || !*md->uid)
+		return false;
+	rt_lock(rt);
+	for (size_t i = 0; i < rt->n_sb && !found; i++) {
+		const struct sandbox *s = rt->sb[i];
+		found = s->uid && !strcmp(s->uid, md->uid) && s->name && md->name && !strcmp(s->name, md->name) &&
+			s->ns && md->namespace_ && !strcmp(s->ns, md->namespace_);
+	}
+	rt_unlock(rt);
+	return found;
+}
+
+static int route_pull(struct delegate *d, struct runtime *rt, const struct grpc_method *m,
+		      const ProtobufCMessage *req, uk_error *err)
+{
+	const Runtime__V1__PullImageRequest *q = (const Runtime__V1__PullImageRequest *)req;
+	enum delegate_side mine = SIDE_UNIKD;
+	struct delegate_route where;
+	int r = delegate_route_pull(&d->cfg, q, unikd_runs_pod(rt, q->sandbox_config) ? &mine : NULL, &where, err);
+	if (r < 0)
+		return r;
+	log_debug("rpc=%s side=%s why=\"%s\"", m->path, delegate_side_name(where.side), where.why);
+	if (where.side == SIDE_UNIKD)
+		return GRPC_ROUTE_LOCAL;
+	struct delegate_answer ans;
+	forward(d, m, &ans);
+	return reply_with(&ans);
+}
+
+/* ---- the table ---- */
+
+struct route_entry {
+	const char *path;
+	enum call_kind kind;
+	size_t id_off; /* K_POD, K_CTR: the id's field in the request */
+	const ProtobufCMessageDescriptor *resp; /* merged calls: the answer's type */
+};
+
+#define POD(name, type) { RS name, K_POD, offsetof(type, pod_sandbox_id), NULL }
+#define CTR(name, type) { RS name, K_CTR, offsetof(type, container_id), NULL }
+#define BOTH(svc, name, kind, msg) { svc name, kind, 0, &runtime__v1__##msg##__descriptor }
+
+static const struct route_entry routes[] = {
+	{ RS "RunPodSandbox", K_RUN, 0, NULL },
+	{ RS "CreateContainer", K_CREATE, 0, NULL },
+	POD("StopPodSandbox", Runtime__V1__StopPodSandboxRequest),
+	POD("RemovePodSandbox", Runtime__V1__RemovePodSandboxRequest),
+	POD("PodSandboxStatus", Runtime__V1__PodSandboxStatusRequest),
+	POD("PodSandboxStats", Runtime__V1__PodSandboxStatsRequest),
+	POD("PortForward", Runtime__V1__PortForwardRequest),
+	POD("UpdatePodSandboxResources", Runtime__V1__UpdatePodSandboxResourcesRequest),
+	CTR("StartContainer", Runtime__V1__StartContainerRequest),
+	CTR("StopContainer", Runtime__V1__StopContainerRequest),
+	CTR("RemoveContainer", Runtime__V1__RemoveContainerRequest),
+	CTR("ContainerStatus", Runtime__V1__ContainerStatusRequest),
+	CTR("UpdateContainerResources", Runtime__V1__UpdateContainerResourcesRequest),
+	CTR("ReopenContainerLog", Runtime__V1__ReopenContainerLogRequest),
+	CTR("ExecSync", Runtime__V1__ExecSyncRequest),
+	CTR("Exec", Runtime__V1__ExecRequest),
+	CTR("Attach", Runtime__V1__AttachRequest),
+	CTR("ContainerStats", Runtime__V1__ContainerStatsRequest),
+	CTR("CheckpointContainer", Runtime__V1__CheckpointContainerRequest),
+	BOTH(RS, "ListPodSandbox", K_LIST_PODS, list_pod_sandbox_response),
+	BOTH(RS, "ListContainers", K_LIST_CTRS, list_containers_response),
+	BOTH(RS, "ListContainerStats", K_LIST_CSTATS, list_container_stats_response),
+	BOTH(RS, "ListPodSandboxStats", K_LIST_PSTATS, list_pod_sandbox_stats_response),
+	BOTH(IS, "ListImages", K_LIST_IMAGES, list_images_response),
+	BOTH(IS, "ImageFsInfo", K_FS_INFO, image_fs_info_response),
+	{ IS "ImageStatus", K_IMAGE_STATUS, 0, NULL },
+	{ IS "PullImage", K_PULL, 0, NULL },
+	{ IS "RemoveImage", K_REMOVE_IMAGE, 0, NULL },
+	{ RS "UpdateRuntimeConfig", K_BOTH, 0, NULL },
+	{ RS "Status", K_STATUS, 0, NULL },
+};
+
+int delegate_route_call(void *userdata, const struct grpc_method *m, arena *a, const ProtobufCMessage *req,
+			ProtobufCMessage **resp, uk_error *err)
+{
+	struct cri_context *ctx = userdata;
+	struct delegate *d = ctx->delegate;
+	const struct route_entry *e = NULL;
+	for (size_t i = 0; d && !e && i < ARRAY_SIZE(routes); i++)
+		if (!strcmp(routes[i].path, m->path))
+			e = &routes[i];
+	if (!e)
+		return GRPC_ROUTE_LOCAL; /* Version, RuntimeConfig, the streams: unikd's own */
+	const char *id = e->id_off ? *(const char *const *)((const char *)req + e->id_off) : NULL;
+	switch (e->kind) {
+	case K_RUN: return route_run(d, m, req, err);
+	case K_CREATE: return route_create(d, ctx->rt, m, req, err);
+	case K_POD: return route_by_id(d, ctx->rt, m, true, id);
+	case K_CTR: return route_by_id(d, ctx->rt, m, false, id);
+	case K_PULL: return route_pull(d, ctx->rt, m, req, err);
+	case K_STATUS: return route_status(d, m, userdata, a, req, resp, err);
+	case K_IMAGE_STATUS: case K_REMOVE_IMAGE: case K_BOTH: return route_both(d, m, e->kind, userdata, a, req, resp, err);
+	case K_LOCAL: return GRPC_ROUTE_LOCAL;
+	default: return route_merge(d, m, e->kind, e->resp, userdata, a, req, resp, err);
+	}
+}
