@@ -11,9 +11,15 @@ first on even rounds, through unikd first on odd ones):
   list    ListContainers with no filter, while --pods busybox pods (one running container
           each) live in containerd; through unikd the answer is unikd's own list (empty
           here) merged with containerd's, which must hold the same containers.
+  status  PodSandboxStatus of one of those pods: a call routed by its id (unikd looks the
+          id up in its own records, then forwards), as --list-calls calls.
   run     RunPodSandbox of a pod without a runtime handler (so unikd hands it to
           containerd), and the whole cycle RunPodSandbox + StopPodSandbox +
           RemovePodSandbox. Each side runs its own pods, one after the other, never at once.
+          containerd's own time for a RunPodSandbox varies by far more than a forward
+          costs, so each call's time is also shown without containerd's part: the client's
+          time less the span between containerd's "RunPodSandbox for" and "returns sandbox
+          id" log lines for that pod.
 
 Warm-up rounds (not counted) open the connections first. Prints n, median and p90 of each
 side and the added cost: the difference of the medians and of the p90s, and the median of
@@ -24,9 +30,11 @@ Reuses the integration tests' harness (tests/integration), so it needs what `mak
 installs and builds (containerd, runc, python3-grpcio, grpc-tools), root, and a unikd with
 the delegate (UNIKD_BIN_DIR, default bin/).
 
-  sudo bench/delegate.py [--list-calls N (300)] [--runs N (20)] [--pods N (5)] [--json PATH]"""
+  sudo bench/delegate.py [--list-calls N (300)] [--runs N (30)] [--pods N (5)] [--json PATH]"""
 import argparse
+import calendar
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -77,21 +85,36 @@ def add_listed_pods(pb, rs, ctrd, n):
         rs.StartContainer(pb.StartContainerRequest(container_id=cid))
 
 
-def bench_list(pb, sides, calls):
-    """ListContainers on both sides, alternating; both must list the same containers."""
-    req = pb.ListContainersRequest()
-    ids = {name: sorted(c.id for c in rs.ListContainers(req).containers) for name, rs in sides.items()}
-    if len(set(map(tuple, ids.values()))) != 1:
-        raise SystemExit(f"ListContainers differs between the sides: {ids}")
+def alternate(sides, method, req, calls):
+    """calls calls of method on both sides, alternating, after a warm-up; the samples."""
     for _ in range(WARMUP_LIST):
         for rs in sides.values():
-            rs.ListContainers(req)
+            getattr(rs, method)(req)
     times = {name: [] for name in sides}
     names = list(sides)
     for i in range(calls):
         for name in names if i % 2 == 0 else reversed(names):
-            times[name].append(ms(sides[name].ListContainers, req)[1])
-    return times, len(ids[names[0]])
+            times[name].append(ms(getattr(sides[name], method), req)[1])
+    return times
+
+
+def bench_list(pb, sides, calls):
+    """ListContainers on both sides; both must list the same containers."""
+    req = pb.ListContainersRequest()
+    ids = {name: sorted(c.id for c in rs.ListContainers(req).containers) for name, rs in sides.items()}
+    if len(set(map(tuple, ids.values()))) != 1:
+        raise SystemExit(f"ListContainers differs between the sides: {ids}")
+    return alternate(sides, "ListContainers", req, calls), len(ids["direct"])
+
+
+def bench_status(pb, sides, calls):
+    """PodSandboxStatus of one of containerd's pods on both sides; the same pod both ways."""
+    sid = sides["direct"].ListPodSandbox(pb.ListPodSandboxRequest()).items[0].id
+    req = pb.PodSandboxStatusRequest(pod_sandbox_id=sid)
+    got = {name: rs.PodSandboxStatus(req).status.id for name, rs in sides.items()}
+    if set(got.values()) != {sid}:
+        raise SystemExit(f"PodSandboxStatus of {sid} differs between the sides: {got}")
+    return alternate(sides, "PodSandboxStatus", req, calls)
 
 
 def pod_cycle(pb, rs, cfg):
@@ -120,12 +143,43 @@ def bench_run(pb, sides, direct, ctrd, runs):
             sides[name].RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
     run = {name: [] for name in names}
     cycle = {name: [] for name in names}
+    pods = {name: [] for name in names}
     for i in range(runs):
         for name in names if i % 2 == 0 else reversed(names):
-            _, r, c = pod_cycle(pb, sides[name], pod_config(pb, ctrd, f"r{i}-{name}"))
+            pod = f"r{i}-{name}"
+            _, r, c = pod_cycle(pb, sides[name], pod_config(pb, ctrd, pod))
             run[name].append(r)
             cycle[name].append(c)
-    return run, cycle
+            pods[name].append(pod)
+    return run, cycle, outside_containerd(run, pods, ctrd)
+
+
+CTRD_RUN_LINE = re.compile(r'time="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z" level=\w+ '
+                           r'msg="RunPodSandbox for &PodSandboxMetadata\{Name:([^,]+),.*?\}( returns sandbox id)?')
+
+
+def ctrd_run_ms(log):
+    """Per pod name, the milliseconds from containerd's "RunPodSandbox for" line to its
+    "returns sandbox id" line: containerd's own time for the call."""
+    start, span = {}, {}
+    for m in CTRD_RUN_LINE.finditer(log):
+        ns = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) * 10**9 + \
+            int((m.group(2) or "0").ljust(9, "0"))
+        if m.group(4):
+            if m.group(3) in start:
+                span[m.group(3)] = (ns - start[m.group(3)]) / 1e6
+        else:
+            start[m.group(3)] = ns
+    return span
+
+
+def outside_containerd(run, names, ctrd):
+    """Each RunPodSandbox's client time less containerd's own time for it."""
+    span = ctrd_run_ms((ctrd.root / "containerd.log").read_text(errors="replace"))
+    missing = [n for ns in names.values() for n in ns if n not in span]
+    if missing:
+        raise SystemExit(f"containerd's log has no RunPodSandbox span for {missing[:5]}")
+    return {side: [t - span[n] for t, n in zip(run[side], names[side])] for side in run}
 
 
 def paired_median(a, b):
@@ -134,7 +188,7 @@ def paired_median(a, b):
 
 def table(title, times, unit="ms"):
     """Both sides' n, median and p90, and what going through unikd adds."""
-    d, u = times["direct"], times["through unikd"]
+    d, u = times["direct"], times["unikd"]
     sd, su = summary(d), summary(u)
     print(f"{title}:")
     for name, s in (("direct", sd), ("through unikd", su)):
@@ -173,7 +227,7 @@ def cleanup(u, ctrd):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--list-calls", type=int, default=300)
-    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--pods", type=int, default=5, help="busybox pods in containerd while listing")
     ap.add_argument("--json", help="write the samples and summaries here")
     a = ap.parse_args()
@@ -190,15 +244,19 @@ def main():
         u.start()
         with grpc.insecure_channel(f"unix://{ctrd.sock}") as ch:
             direct = g.RuntimeServiceStub(ch)
-            sides = {"direct": direct, "through unikd": u.rs}
+            sides = {"direct": direct, "unikd": u.rs}
             add_listed_pods(pb, direct, ctrd, a.pods)
             lists, n_ctrs = bench_list(pb, sides, a.list_calls)
-            run, cycle = bench_run(pb, sides, direct, ctrd, a.runs)
+            status = bench_status(pb, sides, a.list_calls)
+            run, cycle, outside = bench_run(pb, sides, direct, ctrd, a.runs)
             version = direct.Version(pb.VersionRequest()).runtime_version
         print(f"containerd {version} direct against through unikd's delegate, "
               f"alternating, one channel each, unix sockets")
         out = {"list_containers": table(f"ListContainers, {n_ctrs} containers ({a.list_calls} calls each)", lists),
+               "pod_sandbox_status": table(f"PodSandboxStatus, routed by id ({a.list_calls} calls each)", status),
                "run_pod_sandbox": table(f"RunPodSandbox, no handler ({a.runs} runs each)", run),
+               "run_pod_sandbox_outside_containerd":
+                   table("RunPodSandbox less containerd's own time for it (from its log)", outside),
                "pod_cycle": table(f"RunPodSandbox + StopPodSandbox + RemovePodSandbox ({a.runs} runs each)", cycle)}
         if a.json:
             dump_json(a.json, {"host": host_facts(), "build": build_facts(), **out})
