@@ -30,6 +30,10 @@ struct delegate {
 	char *dir; /* <state_dir>/delegate: a file per delegated id, holding its pod's id */
 	pthread_mutex_t lock; /* the records */
 	bool checked;         /* the records were checked against the delegate's lists */
+	/* The delegate's runtime handlers, learnt from its first Status answer; set once
+	 * under lock, then never changed. */
+	char **theirs;
+	size_t n_theirs;
 };
 
 #define RS "/runtime.v1.RuntimeService/"
@@ -223,6 +227,35 @@ static int check_records(struct delegate *d, uk_error *err)
 	return r;
 }
 
+/* Learn the delegate's handlers from a verbose Status answer, once. */
+static void learn_handlers(struct delegate *d, const struct delegate_answer *ans)
+{
+	_cleanup_unpacked_ ProtobufCMessage *m = unpack_answer(ans, &runtime__v1__status_response__descriptor);
+	char **names = NULL;
+	size_t n = 0;
+	uk_error ignored = { 0 };
+	if (!m || delegate_handlers_from_status((Runtime__V1__StatusResponse *)m, &names, &n, &ignored) < 0)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (!d->theirs) {
+		d->theirs = TAKE_PTR(names);
+		d->n_theirs = n;
+	}
+	pthread_mutex_unlock(&d->lock);
+	free_strv(names);
+}
+
+static bool handlers_learnt(struct delegate *d)
+{
+	pthread_mutex_lock(&d->lock);
+	bool done = d->theirs != NULL;
+	pthread_mutex_unlock(&d->lock);
+	return done;
+}
+
+/* StatusRequest{verbose: true}: field 1, varint 1. */
+static const uint8_t status_verbose[] = { 0x08, 0x01 };
+
 int delegate_open(const struct delegate_config *cfg, const char *endpoint, const char *state_dir, int max_receive,
 		  struct delegate **ret, uk_error *err)
 {
@@ -244,6 +277,11 @@ int delegate_open(const struct delegate_config *cfg, const char *endpoint, const
 	}
 	uk_error later = { 0 };
 	(void)check_records(d, &later); /* a delegate down now is checked when it answers */
+	struct delegate_answer ans;
+	delegate_call_bytes(d->client, RS "Status", status_verbose, sizeof(status_verbose), probe_deadline(), &ans);
+	if (ans.code == GRPC_STATUS_OK)
+		learn_handlers(d, &ans);
+	delegate_answer_done(&ans);
 	*ret = TAKE_PTR(d);
 	return 0;
 }
@@ -253,6 +291,7 @@ void delegate_free(struct delegate *d)
 	if (!d)
 		return;
 	delegate_client_free(d->client);
+	free_strv(d->theirs);
 	pthread_mutex_destroy(&d->lock);
 	free(d->dir);
 	free(d);
@@ -312,10 +351,22 @@ static int forward_and_record(struct delegate *d, const struct grpc_method *m, c
 	return reply_with(&ans);
 }
 
+/* The routing config with the delegate's handlers as learnt so far. */
+static struct delegate_config config_now(struct delegate *d)
+{
+	struct delegate_config cfg = d->cfg;
+	pthread_mutex_lock(&d->lock);
+	cfg.delegate_handlers = (const char *const *)d->theirs;
+	cfg.n_delegate_handlers = d->n_theirs;
+	pthread_mutex_unlock(&d->lock);
+	return cfg;
+}
+
 static int route_run(struct delegate *d, const struct grpc_method *m, const ProtobufCMessage *req, uk_error *err)
 {
 	struct delegate_route where;
-	int r = delegate_route_run(&d->cfg, (const Runtime__V1__RunPodSandboxRequest *)req, &where, err);
+	struct delegate_config cfg = config_now(d);
+	int r = delegate_route_run(&cfg, (const Runtime__V1__RunPodSandboxRequest *)req, &where, err);
 	if (r < 0)
 		return r;
 	log_debug("rpc=%s side=%s why=\"%s\"", m->path, delegate_side_name(where.side), where.why);
@@ -475,8 +526,12 @@ static int route_status(struct delegate *d, const struct grpc_method *m, void *u
 	if (r < 0)
 		return r;
 	struct delegate_answer ans;
-	delegate_call_bytes(d->client, m->path, "", 0, probe_deadline(), &ans);
+	bool learnt = handlers_learnt(d);
+	delegate_call_bytes(d->client, m->path, status_verbose, learnt ? 0 : sizeof(status_verbose), probe_deadline(),
+			    &ans);
 	bool ok = ans.code == GRPC_STATUS_OK;
+	if (ok && !learnt)
+		learn_handlers(d, &ans);
 	delegate_answer_done(&ans);
 	char msg[UK_ERROR_MSG_MAX + 64];
 	snprintf(msg, sizeof(msg), "%s%s", strstr(ans.msg, "delegate ") == ans.msg ? "" : "delegate: ", ans.msg);
@@ -515,7 +570,8 @@ static int route_pull(struct delegate *d, struct runtime *rt, const struct grpc_
 	const Runtime__V1__PullImageRequest *q = (const Runtime__V1__PullImageRequest *)req;
 	enum delegate_side mine = SIDE_UNIKD;
 	struct delegate_route where;
-	int r = delegate_route_pull(&d->cfg, q, unikd_runs_pod(rt, q->sandbox_config) ? &mine : NULL, &where, err);
+	struct delegate_config cfg = config_now(d);
+	int r = delegate_route_pull(&cfg, q, unikd_runs_pod(rt, q->sandbox_config) ? &mine : NULL, &where, err);
 	if (r < 0)
 		return r;
 	log_debug("rpc=%s side=%s why=\"%s\"", m->path, delegate_side_name(where.side), where.why);
