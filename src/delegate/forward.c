@@ -99,10 +99,19 @@ static uint64_t probe_deadline(void)
 	return call < probe ? call : probe;
 }
 
-/* Forward the current call as it came. */
+/* Forward the current call as it came. gRPC moves the slices out of a message it sends: a
+ * copy (references to the same slices, no bytes copied) leaves the request whole. */
 static void forward(struct delegate *d, const struct grpc_method *m, struct delegate_answer *ans)
 {
-	delegate_call(d->client, m->path, grpc_call_request_bytes(), grpc_call_deadline_mono_ns(), ans);
+	grpc_byte_buffer *req = grpc_call_request_bytes();
+	grpc_byte_buffer *bb = req ? grpc_byte_buffer_copy(req) : NULL;
+	if (!bb) {
+		*ans = (struct delegate_answer){ .code = GRPC_STATUS_INTERNAL };
+		snprintf(ans->msg, sizeof(ans->msg), "%s: the request's bytes are gone", m->path);
+		return;
+	}
+	delegate_call(d->client, m->path, bb, grpc_call_deadline_mono_ns(), ans);
+	grpc_byte_buffer_destroy(bb);
 }
 
 /* Answer the current call with the delegate's answer, as it came. */
