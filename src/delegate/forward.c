@@ -514,18 +514,6 @@ static int route_both(struct delegate *d, const struct grpc_method *m, enum call
 	return reply_with(&ans);
 }
 
-static Runtime__V1__RuntimeCondition *condition(arena *a, const char *type, bool ok, const char *reason,
-						const char *msg)
-{
-	Runtime__V1__RuntimeCondition *c = arena_new0(a, Runtime__V1__RuntimeCondition);
-	*c = (Runtime__V1__RuntimeCondition)RUNTIME__V1__RUNTIME_CONDITION__INIT;
-	c->type = (char *)type;
-	c->status = ok;
-	c->reason = (char *)(ok ? "" : reason);
-	c->message = ok ? (char *)"" : arena_strdup(a, msg);
-	return c;
-}
-
 /* Status: unikd's conditions, and the delegate's health as one of its own, never as
  * RuntimeReady: a dead containerd must not make the node NotReady for unikd's pods. */
 static int route_status(struct delegate *d, const struct grpc_method *m, void *ud, arena *a,
@@ -550,7 +538,7 @@ static int route_status(struct delegate *d, const struct grpc_method *m, void *u
 	Runtime__V1__RuntimeStatus *st = ((Runtime__V1__StatusResponse *)*resp)->status;
 	Runtime__V1__RuntimeCondition **v = arena_array(a, Runtime__V1__RuntimeCondition *, st->n_conditions + 1);
 	memcpy(v, st->conditions, st->n_conditions * sizeof(*v));
-	v[st->n_conditions] = condition(a, "DelegateReady", ok, "DelegateUnavailable", msg);
+	v[st->n_conditions] = cri_condition(a, "DelegateReady", ok, "DelegateUnavailable", arena_strdup(a, msg));
 	st->conditions = v;
 	st->n_conditions++;
 	return 0;
