@@ -156,7 +156,7 @@ test-unit: unit-tests
 
 test-integration:
 	UNIKD_BIN_DIR=$(CURDIR)/build/san/bin UNIKD_GUEST_DIR=$(CURDIR)/tests/guests \
-		$(PYTHON) -m pytest -v -p no:cacheprovider tests/integration
+		$(PYTHON) -m pytest -v -p no:cacheprovider --durations=30 tests/integration
 
 run: deps all
 	bin/unikd

@@ -33,6 +33,9 @@ struct delegate_config {
 	size_t n_handlers;
 	bool default_unikd; /* `[delegate] default = unikd` (else `delegate`) */
 	bool enabled;       /* a `[delegate] endpoint` is set */
+	/* The delegate's own handlers (its RuntimeClasses, e.g. "runc"), as it reports them. */
+	const char *const *delegate_handlers;
+	size_t n_delegate_handlers;
 };
 
 enum delegate_side { SIDE_UNIKD, SIDE_DELEGATE };
@@ -52,8 +55,9 @@ int delegate_config_check(const struct delegate_config *cfg, uk_error *err);
 
 /* The side of a new pod sandbox, from its config (may be NULL) and runtime_handler (NULL
  * counts as empty). Host network, PID or IPC namespaces (NODE) go to the delegate; one of
- * unikd's handlers goes to unikd; an empty handler goes to the default side; any other
- * handler is -EINVAL, naming runtime_handler and listing the served handlers. With the
+ * unikd's handlers goes to unikd; one of the delegate's to the delegate; an empty handler
+ * goes to the default side; any other handler is -EINVAL, naming runtime_handler and
+ * listing the served handlers. With the
  * delegate off, everything is unikd's. */
 int delegate_route_sandbox(const struct delegate_config *cfg, const Runtime__V1__PodSandboxConfig *config,
 			   const char *runtime_handler, struct delegate_route *out, uk_error *err);
@@ -69,6 +73,14 @@ int delegate_route_run(const struct delegate_config *cfg, const Runtime__V1__Run
  * sandbox_config and image.runtime_handler; no sandbox_config and no handler: the default. */
 int delegate_route_pull(const struct delegate_config *cfg, const Runtime__V1__PullImageRequest *req,
 			const enum delegate_side *pod_side, struct delegate_route *out, uk_error *err);
+
+/* The delegate's runtime handlers, from its Status answer (verbose): runtime_handlers, or,
+ * from a containerd before CRI 1.30, the names under containerd.runtimes in info["config"]
+ * (at most DELEGATE_MAX_STATUS_CONFIG bytes of JSON are read). At most DELEGATE_MAX_HANDLERS
+ * names, each a handler name (others are skipped), none twice; *ret is NULL-terminated,
+ * free each and it. 0 with none found. */
+#define DELEGATE_MAX_STATUS_CONFIG (1u << 20)
+int delegate_handlers_from_status(const Runtime__V1__StatusResponse *st, char ***ret, size_t *n_ret, uk_error *err);
 
 /* List merges: out gets unikd's items, then the delegate's, each side already filtered by
  * the request's filter. Items are borrowed; free out's array with the matching *_done.

@@ -20,7 +20,7 @@ static const char *const handlers2[] = { "unikd", "unikd-linux" };
 
 static struct delegate_config cfg_of(bool enabled, bool default_unikd)
 {
-	return (struct delegate_config){ handlers2, N(handlers2), default_unikd, enabled };
+	return (struct delegate_config){ .handlers = handlers2, .n_handlers = N(handlers2), .default_unikd = default_unikd, .enabled = enabled };
 }
 
 static void assert_contains(const char *hay, const char *needle)
@@ -166,11 +166,118 @@ static void test_unknown_handler_message(void **state)
 		names[i][DELEGATE_HANDLER_MAX] = '\0';
 		many[i] = names[i];
 	}
-	cfg = (struct delegate_config){ many, DELEGATE_MAX_HANDLERS, true, true };
+	cfg = (struct delegate_config){ .handlers = many, .n_handlers = DELEGATE_MAX_HANDLERS, .default_unikd = true, .enabled = true };
 	assert_int_equal(delegate_config_check(&cfg, &err), 0);
 	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "runc", &out, &err), -EINVAL);
 	assert_contains(err.msg, "\"aaaa");
 	assert_contains(err.msg, "... (unikd), \"\" (unikd)");
+}
+
+/* The delegate's handlers, learnt from its Status: they route there, and the refusal of an
+ * unknown handler lists them. */
+static void test_route_delegate_handlers(void **state)
+{
+	(void)state;
+	struct delegate_config cfg = cfg_of(true, false);
+	const char *theirs[] = { "runc", "crun" };
+	cfg.delegate_handlers = theirs;
+	cfg.n_delegate_handlers = 2;
+	struct delegate_route out;
+	uk_error err = { 0 };
+	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "crun", &out, &err), 0);
+	assert_int_equal(out.side, SIDE_DELEGATE);
+	/* unikd's own name wins over a delegate that also claims it. */
+	theirs[1] = "unikd";
+	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "unikd", &out, &err), 0);
+	assert_int_equal(out.side, SIDE_UNIKD);
+	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "kata", &out, &err), -EINVAL);
+	assert_string_equal(err.msg, "runtime_handler \"kata\" is not served here; served: \"unikd\", "
+				     "\"unikd-linux\" (unikd), \"\" (the delegate), \"runc\", \"unikd\" (the delegate)");
+}
+
+static Runtime__V1__StatusResponse *status_with(const char *config, const char *const *handlers, size_t n)
+{
+	Runtime__V1__StatusResponse *st = calloc(1, sizeof(*st));
+	runtime__v1__status_response__init(st);
+	if (config) {
+		st->n_info = 1;
+		st->info = calloc(1, sizeof(*st->info));
+		st->info[0] = calloc(1, sizeof(*st->info[0]));
+		runtime__v1__status_response__info_entry__init(st->info[0]);
+		st->info[0]->key = strdup("config");
+		st->info[0]->value = strdup(config);
+	}
+	st->n_runtime_handlers = n;
+	st->runtime_handlers = calloc(n + 1, sizeof(*st->runtime_handlers));
+	for (size_t i = 0; i < n; i++) {
+		st->runtime_handlers[i] = calloc(1, sizeof(*st->runtime_handlers[i]));
+		runtime__v1__runtime_handler__init(st->runtime_handlers[i]);
+		st->runtime_handlers[i]->name = strdup(handlers[i]);
+	}
+	return st;
+}
+
+static void names_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* The parser of the delegate's Status answer: outside input, so every odd shape. */
+static void test_handlers_from_status(void **state)
+{
+	(void)state;
+	char **names;
+	size_t n;
+	uk_error err = { 0 };
+	/* containerd 1.6: the names under containerd.runtimes in its verbose config. */
+	Runtime__V1__StatusResponse *st =
+		status_with("{\"containerd\":{\"defaultRuntimeName\":\"runc\",\"runtimes\":{\"runc\":{},\"kata-qemu\":{}}}}", NULL, 0);
+	assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(names[0], "runc");
+	assert_string_equal(names[1], "kata-qemu");
+	assert_null(names[2]);
+	names_free(names, n);
+	runtime__v1__status_response__free_unpacked(st, NULL);
+
+	/* CRI 1.30+: runtime_handlers wins; invalid names and repeats are skipped. */
+	const char *hs[] = { "runc", "", "Bad Name", "runc", "crun" };
+	st = status_with("{\"containerd\":{\"runtimes\":{\"other\":{}}}}", hs, 5);
+	assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(names[0], "runc");
+	assert_string_equal(names[1], "crun");
+	names_free(names, n);
+	runtime__v1__status_response__free_unpacked(st, NULL);
+
+	/* Malformed or unexpected configs give no names, never an error. */
+	const char *odd[] = { "not json", "[]", "{\"containerd\":5}", "{\"containerd\":{\"runtimes\":[\"runc\"]}}", "" };
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		st = status_with(odd[i], NULL, 0);
+		assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+		assert_int_equal(n, 0);
+		names_free(names, n);
+		runtime__v1__status_response__free_unpacked(st, NULL);
+	}
+	assert_int_equal(delegate_handlers_from_status(NULL, &names, &n, &err), 0);
+	assert_int_equal(n, 0);
+	names_free(names, n);
+
+	/* More names than the bound: the first DELEGATE_MAX_HANDLERS are kept. */
+	const char *lots[DELEGATE_MAX_HANDLERS + 5];
+	char buf[DELEGATE_MAX_HANDLERS + 5][8];
+	for (size_t i = 0; i < DELEGATE_MAX_HANDLERS + 5; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "h%zu", i);
+		lots[i] = buf[i];
+	}
+	st = status_with(NULL, lots, DELEGATE_MAX_HANDLERS + 5);
+	assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+	assert_int_equal(n, DELEGATE_MAX_HANDLERS);
+	assert_null(names[DELEGATE_MAX_HANDLERS]);
+	names_free(names, n);
+	runtime__v1__status_response__free_unpacked(st, NULL);
 }
 
 static void test_route_pull(void **state)
@@ -228,17 +335,17 @@ static void test_config_check(void **state)
 	assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 	assert_contains(err.msg, "[delegate] handlers");
 	assert_int_equal(delegate_config_check(NULL, &err), -EINVAL);
-	cfg = (struct delegate_config){ dup, N(dup), false, true };
+	cfg = (struct delegate_config){ .handlers = dup, .n_handlers = N(dup), .enabled = true };
 	assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 	assert_contains(err.msg, "\"unikd\" is listed twice");
 	for (size_t i = 0; i < N(bad); i++) {
-		cfg = (struct delegate_config){ bad[i], 1, false, true };
+		cfg = (struct delegate_config){ .handlers = bad[i], .n_handlers = 1, .enabled = true };
 		assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 		assert_contains(err.msg, "[delegate] handlers: name 1");
 	}
 	for (size_t i = 0; i < N(many); i++)
 		many[i] = "x";
-	cfg = (struct delegate_config){ many, N(many), false, true };
+	cfg = (struct delegate_config){ .handlers = many, .n_handlers = N(many), .enabled = true };
 	assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 }
 
@@ -570,6 +677,8 @@ int main(void)
 		cmocka_unit_test(test_route_table),
 		cmocka_unit_test(test_route_partial_config),
 		cmocka_unit_test(test_unknown_handler_message),
+		cmocka_unit_test(test_route_delegate_handlers),
+		cmocka_unit_test(test_handlers_from_status),
 		cmocka_unit_test(test_route_pull),
 		cmocka_unit_test(test_config_check),
 		cmocka_unit_test(test_merge_lists),
