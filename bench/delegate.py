@@ -23,9 +23,8 @@ first on even rounds, through unikd first on odd ones):
 
 Warm-up rounds (not counted) open the connections first. Prints n, median and p90 of each
 side and the added cost: the difference of the medians and of the p90s, and the median of
-the per-round differences. It checks only that both sides answer alike and that the pods
-unikd is given land in containerd; it
-prints a table and, with --json, writes every sample.
+the per-round differences; with --json, writes every sample too. It checks only that both
+sides answer alike and that the pods handed to unikd land in containerd.
 
 Reuses the integration tests' harness (tests/integration), so it needs what `make test`
 installs and builds (containerd, runc, python3-grpcio, grpc-tools), root, and a unikd with
