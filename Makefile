@@ -61,7 +61,7 @@ GUEST_SRC := $(wildcard src/guest/*.c)
 CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c src/cri/volumes.c)
 # The containerd delegate (src/delegate/README.md): the pure routing, which unit tests link
 # alone, and the forwarding client and CRI router.
-DELEGATE_PURE_SRC := src/delegate/route.c src/delegate/owners.c
+DELEGATE_PURE_SRC := src/delegate/route.c
 DELEGATE_SRC := $(wildcard src/delegate/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))

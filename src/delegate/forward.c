@@ -124,9 +124,9 @@ static uint64_t probe_deadline(void)
 
 /* Forward the current call as it came. gRPC moves the slices out of a message it sends: a
  * copy (references to the same slices, no bytes copied) leaves the request whole. */
-static void forward(struct delegate *d, const struct grpc_method *m, struct delegate_answer *ans)
+static void forward_bytes(struct delegate *d, const struct grpc_method *m, grpc_byte_buffer *req,
+			  struct delegate_answer *ans)
 {
-	grpc_byte_buffer *req = grpc_call_request_bytes();
 	grpc_byte_buffer *bb = req ? grpc_byte_buffer_copy(req) : NULL;
 	if (!bb) {
 		*ans = (struct delegate_answer){ .code = GRPC_STATUS_INTERNAL };
@@ -135,6 +135,11 @@ static void forward(struct delegate *d, const struct grpc_method *m, struct dele
 	}
 	delegate_call(d->client, m->path, bb, grpc_call_deadline_mono_ns(), ans);
 	grpc_byte_buffer_destroy(bb);
+}
+
+static void forward(struct delegate *d, const struct grpc_method *m, struct delegate_answer *ans)
+{
+	forward_bytes(d, m, grpc_call_request_bytes(), ans);
 }
 
 /* Answer the current call with the delegate's answer, as it came. */
@@ -262,30 +267,37 @@ static int check_records(struct delegate *d, uk_error *err)
 	return r;
 }
 
-/* Learn the delegate's handlers from a verbose Status answer, once. */
-static void learn_handlers(struct delegate *d, const struct delegate_answer *ans)
+/* From the delegate's verbose Status answer: its handlers (replacing what was learnt, so a
+ * runtime added to containerd is served without a restart) and its readiness: false, with
+ * why, when one of its own conditions is false (no CNI config yet, say). */
+static bool learn_from_status(struct delegate *d, const struct delegate_answer *ans, char *why, size_t why_len)
 {
 	_cleanup_unpacked_ ProtobufCMessage *m = unpack_answer(ans, &runtime__v1__status_response__descriptor);
+	const Runtime__V1__StatusResponse *st = (const Runtime__V1__StatusResponse *)m;
 	char **names = NULL;
 	size_t n = 0;
 	uk_error ignored = { 0 };
-	if (!m || delegate_handlers_from_status((Runtime__V1__StatusResponse *)m, &names, &n, &ignored) < 0)
-		return;
-	pthread_mutex_lock(&d->lock);
-	if (!d->theirs) {
+	if (!st) {
+		snprintf(why, why_len, "delegate %s: its Status answer is malformed", delegate_client_endpoint(d->client));
+		return false;
+	}
+	if (delegate_handlers_from_status(st, &names, &n, &ignored) == 0) {
+		pthread_mutex_lock(&d->lock);
+		char **old = d->theirs;
 		d->theirs = TAKE_PTR(names);
 		d->n_theirs = n;
+		pthread_mutex_unlock(&d->lock);
+		free_strv(old);
 	}
-	pthread_mutex_unlock(&d->lock);
-	free_strv(names);
-}
-
-static bool handlers_learnt(struct delegate *d)
-{
-	pthread_mutex_lock(&d->lock);
-	bool done = d->theirs != NULL;
-	pthread_mutex_unlock(&d->lock);
-	return done;
+	for (size_t i = 0; st->status && i < st->status->n_conditions; i++) {
+		const Runtime__V1__RuntimeCondition *c = st->status->conditions[i];
+		if (c && !c->status && c->type && (!strcmp(c->type, "RuntimeReady") || !strcmp(c->type, "NetworkReady"))) {
+			snprintf(why, why_len, "delegate %s reports %s false (%.64s: %.512s)", delegate_client_endpoint(d->client),
+				 c->type, c->reason ? c->reason : "", c->message ? c->message : "");
+			return false;
+		}
+	}
+	return true;
 }
 
 /* StatusRequest{verbose: true}: field 1, varint 1. */
@@ -313,9 +325,10 @@ int delegate_open(const struct delegate_config *cfg, const char *endpoint, const
 	uk_error later = { 0 };
 	(void)check_records(d, &later); /* a delegate down now is checked when it answers */
 	struct delegate_answer ans;
+	char why[UK_ERROR_MSG_MAX];
 	delegate_call_bytes(d->client, RS "Status", status_verbose, sizeof(status_verbose), probe_deadline(), &ans);
 	if (ans.code == GRPC_STATUS_OK)
-		learn_handlers(d, &ans);
+		(void)learn_from_status(d, &ans, why, sizeof(why)); /* readiness is Status's business */
 	delegate_answer_done(&ans);
 	*ret = TAKE_PTR(d);
 	return 0;
@@ -368,10 +381,10 @@ static int route_by_id(struct delegate *d, struct runtime *rt, const struct grpc
  * SIGKILL after containerd made it loses nothing (the start-up check would find it too).
  * of: the container's pod id, or the sandbox's metadata uid. */
 static int forward_and_record(struct delegate *d, const struct grpc_method *m, bool container, const char *of,
-			      uk_error *err)
+			      grpc_byte_buffer *bytes, uk_error *err)
 {
 	struct delegate_answer ans;
-	forward(d, m, &ans);
+	forward_bytes(d, m, bytes ? bytes : grpc_call_request_bytes(), &ans);
 	if (ans.code != GRPC_STATUS_OK)
 		return reply_with(&ans);
 	_cleanup_unpacked_ ProtobufCMessage *msg =
@@ -390,28 +403,59 @@ static int forward_and_record(struct delegate *d, const struct grpc_method *m, b
 	return reply_with(&ans);
 }
 
-/* The routing config with the delegate's handlers as learnt so far. */
-static struct delegate_config config_now(struct delegate *d)
+/* The delegate's handlers as learnt so far, copied: a Status may replace them meanwhile. */
+struct handlers_copy {
+	char names[DELEGATE_MAX_HANDLERS][DELEGATE_HANDLER_MAX + 1];
+	const char *v[DELEGATE_MAX_HANDLERS];
+};
+
+static struct delegate_config config_now(struct delegate *d, struct handlers_copy *hc)
 {
 	struct delegate_config cfg = d->cfg;
 	pthread_mutex_lock(&d->lock);
-	cfg.delegate_handlers = (const char *const *)d->theirs;
-	cfg.n_delegate_handlers = d->n_theirs;
+	for (size_t i = 0; i < d->n_theirs && i < DELEGATE_MAX_HANDLERS; i++) {
+		snprintf(hc->names[i], sizeof(hc->names[i]), "%s", d->theirs[i]);
+		hc->v[i] = hc->names[i];
+		cfg.n_delegate_handlers = i + 1;
+	}
 	pthread_mutex_unlock(&d->lock);
+	cfg.delegate_handlers = hc->v;
 	return cfg;
 }
 
 static int route_run(struct delegate *d, const struct grpc_method *m, const ProtobufCMessage *req, uk_error *err)
 {
 	struct delegate_route where;
-	struct delegate_config cfg = config_now(d);
+	struct handlers_copy hc;
+	struct delegate_config cfg = config_now(d, &hc);
 	int r = delegate_route_run(&cfg, (const Runtime__V1__RunPodSandboxRequest *)req, &where, err);
 	if (r < 0)
 		return r;
 	log_debug("rpc=%s side=%s why=\"%s\"", m->path, delegate_side_name(where.side), where.why);
-	const Runtime__V1__PodSandboxConfig *pc = ((const Runtime__V1__RunPodSandboxRequest *)req)->config;
-	return where.side == SIDE_UNIKD ? GRPC_ROUTE_LOCAL
-					: forward_and_record(d, m, false, pc && pc->metadata ? pc->metadata->uid : NULL, err);
+	if (where.side == SIDE_UNIKD)
+		return GRPC_ROUTE_LOCAL;
+	const Runtime__V1__RunPodSandboxRequest *q = (const Runtime__V1__RunPodSandboxRequest *)req;
+	const char *uid = q->config && q->config->metadata ? q->config->metadata->uid : NULL;
+	if (!q->runtime_handler || !*q->runtime_handler ||
+	    !delegate_handler_is_unikd(&d->cfg, q->runtime_handler))
+		return forward_and_record(d, m, false, uid, NULL, err);
+	/* A host-namespace pod of a unikd RuntimeClass: the delegate has no runtime by that name,
+	 * so it gets the pod with its default runtime (the one change made to a request). */
+	Runtime__V1__RunPodSandboxRequest copy = *q;
+	copy.runtime_handler = (char *)"";
+	size_t n = protobuf_c_message_get_packed_size(&copy.base);
+	_cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return uk_err(err, ENOMEM, "out of memory");
+	protobuf_c_message_pack(&copy.base, buf);
+	grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n);
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+	grpc_slice_unref(sl);
+	log_debug("rpc=%s msg=\"runtime_handler %s cleared: the delegate runs the pod with its default\"", m->path,
+		  q->runtime_handler);
+	r = forward_and_record(d, m, false, uid, bb, err);
+	grpc_byte_buffer_destroy(bb);
+	return r;
 }
 
 static int route_create(struct delegate *d, struct runtime *rt, const struct grpc_method *m,
@@ -424,7 +468,7 @@ static int route_create(struct delegate *d, struct runtime *rt, const struct grp
 	/* Not recorded: perhaps made just before a SIGKILL; the delegate's list tells. */
 	if (!record_has(d, pod) && (check_records(d, &stale) < 0 || !record_has(d, pod)))
 		return GRPC_ROUTE_LOCAL; /* unikd's answer for a pod nobody has */
-	return forward_and_record(d, m, true, pod, err);
+	return forward_and_record(d, m, true, pod, NULL, err);
 }
 
 /* ---- calls asked of both sides ---- */
@@ -441,7 +485,7 @@ static int merge_fs(const Runtime__V1__ImageFsInfoResponse *u, const Runtime__V1
 		    uk_error *err)
 {
 	if (t->n_image_filesystems > DELEGATE_MAX_FILESYSTEMS || t->n_container_filesystems > DELEGATE_MAX_FILESYSTEMS)
-		return uk_err(err, E2BIG, "the delegate's ImageFsInfo lists %zu + %zu filesystems (at most %d each)",
+		return uk_err(err, ENOSPC, "the delegate's ImageFsInfo lists %zu + %zu filesystems (at most %d each)",
 			      t->n_image_filesystems, t->n_container_filesystems, DELEGATE_MAX_FILESYSTEMS);
 	size_t ni = u->n_image_filesystems + t->n_image_filesystems;
 	size_t nc = u->n_container_filesystems + t->n_container_filesystems;
@@ -522,7 +566,9 @@ static int route_merge(struct delegate *d, const struct grpc_method *m, enum cal
 	delegate_answer_done(&ans);
 	if (!theirs)
 		return uk_err(err, EPROTO, "the delegate's answer to %s is malformed", m->path);
-	return merge_list(k, *resp, theirs, err);
+	r = merge_list(k, *resp, theirs, err);
+	/* An answer over a bound or malformed is no fault of the caller's request. */
+	return r == -E2BIG ? -ENOSPC : r == -EINVAL ? -EPROTO : r;
 }
 
 /* ImageStatus: unikd's image, else the delegate's. RemoveImage and UpdateRuntimeConfig:
@@ -555,22 +601,21 @@ static int route_status(struct delegate *d, const struct grpc_method *m, void *u
 	if (r < 0)
 		return r;
 	struct delegate_answer ans;
-	bool learnt = handlers_learnt(d);
-	delegate_call_bytes(d->client, m->path, status_verbose, learnt ? 0 : sizeof(status_verbose), probe_deadline(),
-			    &ans);
-	bool ok = ans.code == GRPC_STATUS_OK;
-	if (ok && !learnt)
-		learn_handlers(d, &ans);
+	char msg[UK_ERROR_MSG_MAX + 64] = "";
+	delegate_call_bytes(d->client, m->path, status_verbose, sizeof(status_verbose), probe_deadline(), &ans);
+	bool answered = ans.code == GRPC_STATUS_OK;
+	bool ok = answered && learn_from_status(d, &ans, msg, sizeof(msg));
 	delegate_answer_done(&ans);
-	char msg[UK_ERROR_MSG_MAX + 64];
-	snprintf(msg, sizeof(msg), "%s%s", strstr(ans.msg, "delegate ") == ans.msg ? "" : "delegate: ", ans.msg);
+	if (!answered)
+		snprintf(msg, sizeof(msg), "%s%s", strstr(ans.msg, "delegate ") == ans.msg ? "" : "delegate: ", ans.msg);
 	uk_error later = { 0 };
-	if (ok && !d->checked)
+	if (answered && !d->checked)
 		(void)check_records(d, &later); /* it was down at start-up; its next answer checks again */
 	Runtime__V1__RuntimeStatus *st = ((Runtime__V1__StatusResponse *)*resp)->status;
 	Runtime__V1__RuntimeCondition **v = arena_array(a, Runtime__V1__RuntimeCondition *, st->n_conditions + 1);
 	memcpy(v, st->conditions, st->n_conditions * sizeof(*v));
-	v[st->n_conditions] = cri_condition(a, "DelegateReady", ok, "DelegateUnavailable", arena_strdup(a, msg));
+	v[st->n_conditions] = cri_condition(a, "DelegateReady", ok, answered ? "DelegateNotReady" : "DelegateUnavailable",
+					      arena_strdup(a, msg));
 	st->conditions = v;
 	st->n_conditions++;
 	return 0;
@@ -619,7 +664,8 @@ static int route_pull(struct delegate *d, struct runtime *rt, const struct grpc_
 	const Runtime__V1__PullImageRequest *q = (const Runtime__V1__PullImageRequest *)req;
 	enum delegate_side side;
 	struct delegate_route where;
-	struct delegate_config cfg = config_now(d);
+	struct handlers_copy hc;
+	struct delegate_config cfg = config_now(d, &hc);
 	bool known = pod_side(d, rt, q->sandbox_config, &side);
 	int r = delegate_route_pull(&cfg, q, known ? &side : NULL, &where, err);
 	if (r < 0)

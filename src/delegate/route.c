@@ -129,6 +129,11 @@ int delegate_route_sandbox(const struct delegate_config *cfg, const Runtime__V1_
 	return 0;
 }
 
+bool delegate_handler_is_unikd(const struct delegate_config *cfg, const char *h)
+{
+	return cfg && h && in_list(cfg->handlers, cfg->n_handlers, h);
+}
+
 int delegate_route_run(const struct delegate_config *cfg, const Runtime__V1__RunPodSandboxRequest *req,
 		       struct delegate_route *out, uk_error *err)
 {

@@ -1,6 +1,6 @@
 /* The delegate's routing decisions (issue 16): which side, unikd or the delegate
  * (containerd), runs a pod or pulls an image; the merge of both sides' list answers; and the
- * owner map (sandbox/container id -> side) with its rebuild after a restart.
+ * delegate's runtime handlers read from its Status answer.
  *
  * Pure: no I/O, no logging, no globals. Facts go in, a decision comes out with a `why` for
  * the edge to log. The list merges borrow the two answers' items: the answers must outlive
@@ -25,8 +25,6 @@
 /* One side's ListImages answer holds at most this many repo tags and digests in all; it
  * bounds the merge's work and what it allocates. */
 #define DELEGATE_MAX_ANSWER_REFS 131072u
-/* The owner map holds at most this many ids by default. */
-#define DELEGATE_OWNERS_MAX 65536u
 
 struct delegate_config {
 	const char *const *handlers; /* unikd's handlers: `[delegate] handlers`, default "unikd" */
@@ -61,6 +59,9 @@ int delegate_config_check(const struct delegate_config *cfg, uk_error *err);
  * delegate off, everything is unikd's. */
 int delegate_route_sandbox(const struct delegate_config *cfg, const Runtime__V1__PodSandboxConfig *config,
 			   const char *runtime_handler, struct delegate_route *out, uk_error *err);
+
+/* Whether h is one of unikd's handlers (`[delegate] handlers`). */
+bool delegate_handler_is_unikd(const struct delegate_config *cfg, const char *h);
 
 /* RunPodSandbox: delegate_route_sandbox on the request's config and runtime_handler. */
 int delegate_route_run(const struct delegate_config *cfg, const Runtime__V1__RunPodSandboxRequest *req,
@@ -120,33 +121,5 @@ int delegate_merge_images(const Runtime__V1__ListImagesResponse *unikd,
 			  const Runtime__V1__ListImagesResponse *delegate, struct delegate_images *out,
 			  uk_error *err);
 void delegate_images_done(struct delegate_images *out);
-
-/* The owner map: id -> side, a sorted array with a bound. Ids are checked with
- * uk_id_valid. */
-struct delegate_owner {
-	char *id;
-	enum delegate_side side;
-};
-struct delegate_owners {
-	struct delegate_owner *v;
-	size_t n, cap, max;
-};
-
-/* max 0 means DELEGATE_OWNERS_MAX. */
-void delegate_owners_init(struct delegate_owners *m, size_t max);
-void delegate_owners_free(struct delegate_owners *m);
-/* 0 when added or already there with the same side. -EEXIST when another side owns it,
- * -ENOSPC at the bound, -EINVAL for an invalid id, -ENOMEM. */
-int delegate_owners_add(struct delegate_owners *m, const char *id, enum delegate_side side, uk_error *err);
-/* 0 when removed, -ENOENT when absent. */
-int delegate_owners_remove(struct delegate_owners *m, const char *id);
-/* 0 with *side set, -ENOENT when absent (or id is NULL). */
-int delegate_owners_lookup(const struct delegate_owners *m, const char *id, enum delegate_side *side);
-/* Rebuild after a restart from unikd's ids (its records) and the delegate's (its list
- * calls). An id twice on one side counts once. -EEXIST naming the id when both sides claim
- * it; -EINVAL naming the side and index of an invalid id; -ENOSPC over the bound. m is
- * replaced only on success. */
-int delegate_owners_rebuild(struct delegate_owners *m, const char *const *unikd_ids, size_t n_unikd,
-			    const char *const *delegate_ids, size_t n_delegate, uk_error *err);
 
 #endif

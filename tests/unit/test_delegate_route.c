@@ -1,6 +1,6 @@
 /* Unit tests for src/delegate/: every routing decision (table-driven), the unknown handler's
  * message, PullImage's side, the config check, the list merges with duplicates, NULL items and
- * limits, and the owner map with its rebuild after a restart. */
+ * limits, and the parser of the delegate's Status answer (its runtime handlers). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -572,105 +572,6 @@ static void test_merge_images_limits(void **state)
 	refs_free(b, lim);
 }
 
-static void test_owners(void **state)
-{
-	(void)state;
-	struct delegate_owners m;
-	enum delegate_side side;
-	uk_error err = { 0 };
-	char id[32];
-
-	delegate_owners_init(&m, 0);
-	assert_int_equal(m.max, DELEGATE_OWNERS_MAX);
-	/* Insert in a scrambled order; every lookup finds its side. */
-	for (unsigned i = 0; i < 200; i++) {
-		snprintf(id, sizeof(id), "id%03u", (i * 37) % 200);
-		assert_int_equal(delegate_owners_add(&m, id, (i * 37) % 200 % 2 ? SIDE_DELEGATE : SIDE_UNIKD, &err), 0);
-	}
-	assert_int_equal(m.n, 200);
-	for (unsigned i = 0; i < 200; i++) {
-		snprintf(id, sizeof(id), "id%03u", i);
-		assert_int_equal(delegate_owners_lookup(&m, id, &side), 0);
-		assert_int_equal(side, i % 2 ? SIDE_DELEGATE : SIDE_UNIKD);
-	}
-	/* Again with the same side: fine; with the other: an error naming the owner. */
-	assert_int_equal(delegate_owners_add(&m, "id001", SIDE_DELEGATE, &err), 0);
-	assert_int_equal(delegate_owners_add(&m, "id001", SIDE_UNIKD, &err), -EEXIST);
-	assert_contains(err.msg, "\"id001\" is owned by the delegate");
-	assert_int_equal(m.n, 200);
-	/* Bad ids go nowhere. */
-	assert_int_equal(delegate_owners_add(&m, "../etc", SIDE_UNIKD, &err), -EINVAL);
-	assert_contains(err.msg, "\"../etc\"");
-	assert_int_equal(delegate_owners_add(&m, NULL, SIDE_UNIKD, &err), -EINVAL);
-	assert_int_equal(delegate_owners_add(&m, "", SIDE_UNIKD, &err), -EINVAL);
-	assert_int_equal(delegate_owners_lookup(&m, NULL, &side), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "nope", &side), -ENOENT);
-	/* Remove. */
-	assert_int_equal(delegate_owners_remove(&m, "id100"), 0);
-	assert_int_equal(delegate_owners_remove(&m, "id100"), -ENOENT);
-	assert_int_equal(delegate_owners_remove(&m, NULL), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "id100", &side), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "id101", &side), 0);
-	assert_int_equal(m.n, 199);
-	delegate_owners_free(&m);
-	delegate_owners_free(NULL);
-
-	/* The bound. */
-	delegate_owners_init(&m, 2);
-	assert_int_equal(delegate_owners_add(&m, "a", SIDE_UNIKD, &err), 0);
-	assert_int_equal(delegate_owners_add(&m, "b", SIDE_UNIKD, &err), 0);
-	assert_int_equal(delegate_owners_add(&m, "c", SIDE_UNIKD, &err), -ENOSPC);
-	assert_contains(err.msg, "over its 2 ids");
-	assert_int_equal(delegate_owners_remove(&m, "a"), 0);
-	assert_int_equal(delegate_owners_add(&m, "c", SIDE_UNIKD, &err), 0);
-	delegate_owners_free(&m);
-}
-
-static void test_owners_rebuild(void **state)
-{
-	(void)state;
-	struct delegate_owners m;
-	enum delegate_side side;
-	uk_error err = { 0 };
-	const char *u[] = { "u2", "shared", "u1" }, *d[] = { "d1", "d2", "d1" }, *both[] = { "d1", "shared" };
-	const char *bad[] = { "ok", "a/b" };
-
-	delegate_owners_init(&m, 0);
-	assert_int_equal(delegate_owners_add(&m, "stale", SIDE_DELEGATE, &err), 0);
-	/* A repeated id on one side counts once; the old content is gone. */
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), d, N(d), &err), 0);
-	assert_int_equal(m.n, 5);
-	assert_int_equal(delegate_owners_lookup(&m, "stale", &side), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "shared", &side), 0);
-	assert_int_equal(side, SIDE_UNIKD);
-	assert_int_equal(delegate_owners_lookup(&m, "d1", &side), 0);
-	assert_int_equal(side, SIDE_DELEGATE);
-	/* The map still works after a rebuild. */
-	assert_int_equal(delegate_owners_add(&m, "d3", SIDE_DELEGATE, &err), 0);
-	assert_int_equal(delegate_owners_remove(&m, "u1"), 0);
-
-	/* Claimed by both: an error naming the id; the map is unchanged. */
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), both, N(both), &err), -EEXIST);
-	assert_contains(err.msg, "id \"shared\" is claimed by both unikd and the delegate");
-	assert_int_equal(m.n, 5);
-	assert_int_equal(delegate_owners_lookup(&m, "d3", &side), 0);
-	/* An invalid id names the side and index. */
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), bad, N(bad), &err), -EINVAL);
-	assert_contains(err.msg, "the delegate's id 1 \"a/b\"");
-	assert_int_equal(delegate_owners_rebuild(&m, NULL, 3, d, N(d), &err), -EINVAL);
-	assert_int_equal(delegate_owners_rebuild(&m, u, SIZE_MAX, d, SIZE_MAX, &err), -ENOSPC);
-	assert_int_equal(m.n, 5);
-	/* Both empty: an empty map. */
-	assert_int_equal(delegate_owners_rebuild(&m, NULL, 0, NULL, 0, &err), 0);
-	assert_int_equal(m.n, 0);
-	delegate_owners_free(&m);
-
-	/* Over a small bound. */
-	delegate_owners_init(&m, 4);
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), d, N(d), &err), -ENOSPC);
-	delegate_owners_free(&m);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -685,8 +586,6 @@ int main(void)
 		cmocka_unit_test(test_merge_every_list),
 		cmocka_unit_test(test_merge_images),
 		cmocka_unit_test(test_merge_images_limits),
-		cmocka_unit_test(test_owners),
-		cmocka_unit_test(test_owners_rebuild),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
