@@ -61,7 +61,7 @@ GUEST_SRC := $(wildcard src/guest/*.c)
 CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c src/cri/volumes.c)
 # The containerd delegate (src/delegate/README.md): the pure routing, which unit tests link
 # alone, and the forwarding client and CRI router.
-DELEGATE_PURE_SRC := src/delegate/route.c src/delegate/owners.c
+DELEGATE_PURE_SRC := src/delegate/route.c
 DELEGATE_SRC := $(wildcard src/delegate/*.c)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
@@ -156,7 +156,7 @@ test-unit: unit-tests
 
 test-integration:
 	UNIKD_BIN_DIR=$(CURDIR)/build/san/bin UNIKD_GUEST_DIR=$(CURDIR)/tests/guests \
-		$(PYTHON) -m pytest -v -p no:cacheprovider tests/integration
+		$(PYTHON) -m pytest -v -p no:cacheprovider --durations=30 tests/integration
 
 run: deps all
 	bin/unikd

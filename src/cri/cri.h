@@ -65,6 +65,10 @@ int cri_guest_plan(struct runtime *rt, const struct sandbox *s, const Runtime__V
 /* For ImageStatus verbose: the framework the image's kernel is taken for, and why. */
 json_object *cri_guest_of_image(const struct image_info *img);
 
+/* A Status condition (msg borrowed: it must live as long as the arena). */
+Runtime__V1__RuntimeCondition *cri_condition(arena *a, const char *type, bool ok, const char *reason,
+					      const char *msg);
+
 /* Handlers per service (cri_runtime.c, cri_image.c). */
 #define CRI_HANDLER(name) int name(void *ud, arena *a, const ProtobufCMessage *req, ProtobufCMessage **resp, uk_error *err)
 CRI_HANDLER(cri_version);

@@ -52,8 +52,8 @@ CRI_HANDLER(cri_version)
 	return 0;
 }
 
-static Runtime__V1__RuntimeCondition *condition(arena *a, const char *type, bool ok, const char *reason,
-						const char *msg)
+Runtime__V1__RuntimeCondition *cri_condition(arena *a, const char *type, bool ok, const char *reason,
+					      const char *msg)
 {
 	Runtime__V1__RuntimeCondition *c = arena_new0(a, Runtime__V1__RuntimeCondition);
 	*c = (Runtime__V1__RuntimeCondition)RUNTIME__V1__RUNTIME_CONDITION__INIT;
@@ -75,12 +75,12 @@ CRI_HANDLER(cri_status)
 	st->n_conditions = 2;
 	st->conditions = arena_array(a, Runtime__V1__RuntimeCondition *, 2);
 	bool qemu_ok = ctx->qemu_version != NULL;
-	st->conditions[0] = condition(a, "RuntimeReady", qemu_ok, "QemuMissing",
+	st->conditions[0] = cri_condition(a, "RuntimeReady", qemu_ok, "QemuMissing",
 				      "qemu-system-x86_64 could not be run; install qemu-system-x86");
 	char why[512];
 	bool net_ok = rt_net_ready(ctx->rt->net, why, sizeof(why));
 	/* CNI mode says it as kubelet's other runtimes do, until a config loads. */
-	st->conditions[1] = condition(a, "NetworkReady", net_ok, ctx->rt->net->cni ? "NetworkPluginNotReady" : "NetworkNotReady",
+	st->conditions[1] = cri_condition(a, "NetworkReady", net_ok, ctx->rt->net->cni ? "NetworkPluginNotReady" : "NetworkNotReady",
 				      arena_strdup(a, why));
 	r->status = st;
 	if (q->verbose) {

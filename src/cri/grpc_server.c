@@ -203,6 +203,7 @@ int errno_to_grpc_status(int r)
 	case EPERM: case EACCES: return GRPC_STATUS_PERMISSION_DENIED;
 	case EAGAIN: case ECONNREFUSED: return GRPC_STATUS_UNAVAILABLE;
 	case ECANCELED: return GRPC_STATUS_CANCELLED;
+	case EPROTO: return GRPC_STATUS_INTERNAL; /* a malformed answer from the delegate */
 	default: return GRPC_STATUS_UNKNOWN;
 	}
 }

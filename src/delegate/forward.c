@@ -27,9 +27,13 @@
 struct delegate {
 	struct delegate_config cfg;
 	struct delegate_client *client;
-	char *dir; /* <state_dir>/delegate: a file per delegated id, holding its pod's id */
+	char *dir; /* <state_dir>/delegate: a file per delegated id (see record_text) */
 	pthread_mutex_t lock; /* the records */
 	bool checked;         /* the records were checked against the delegate's lists */
+	/* The delegate's runtime handlers, learnt from its first Status answer; set once
+	 * under lock, then never changed. */
+	char **theirs;
+	size_t n_theirs;
 };
 
 #define RS "/runtime.v1.RuntimeService/"
@@ -37,15 +41,24 @@ struct delegate {
 
 /* ---- records: which ids are the delegate's ---- */
 
-/* A container's record holds its pod's id; a sandbox's is empty. */
-static int record_add(struct delegate *d, const char *id, const char *pod, uk_error *err)
+/* What a record holds: "pod <sandbox id>" for a container, so that removing its pod drops
+ * it; "uid <metadata uid>" for a sandbox, so that a PullImage for that pod finds its side. */
+#define RECORD_TEXT_MAX 160
+static void record_text(char buf[RECORD_TEXT_MAX], bool container, const char *s)
+{
+	s = s ? s : "";
+	/* A uid longer than Kubernetes makes one is not kept: its pulls follow the rules instead. */
+	snprintf(buf, RECORD_TEXT_MAX, "%s %s", container ? "pod" : "uid", strlen(s) < RECORD_TEXT_MAX - 8 ? s : "");
+}
+
+static int record_add(struct delegate *d, const char *id, const char *text, uk_error *err)
 {
 	char path[PATH_MAX];
 	if (!uk_id_valid(id))
 		return uk_err(err, EINVAL, "the delegate answered with an invalid id \"%.80s\"", id);
 	snprintf(path, sizeof(path), "%s/%s", d->dir, id);
 	pthread_mutex_lock(&d->lock);
-	int r = uk_write_file_atomic(path, pod ? pod : "", pod ? strlen(pod) : 0, 0600, err);
+	int r = uk_write_file_atomic(path, text, strlen(text), 0600, err);
 	pthread_mutex_unlock(&d->lock);
 	return r;
 }
@@ -59,22 +72,36 @@ static bool record_has(struct delegate *d, const char *id)
 	return access(path, F_OK) == 0;
 }
 
-/* Under d->lock: drop id's record, and with a sandbox its containers'. */
-static void records_drop_locked(struct delegate *d, const char *id)
+/* Under d->lock: whether a record holds text; with unlink_them, every such record goes. */
+static bool records_find_locked(struct delegate *d, const char *text, bool unlink_them)
 {
 	_cleanup_closedir_ DIR *dir = opendir(d->dir);
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s", d->dir, id);
-	(void)unlink(path); /* absent already: nothing to drop */
+	bool any = false;
 	for (struct dirent *e; dir && (e = readdir(dir));) {
+		char path[PATH_MAX];
+		_cleanup_free_ char *has = NULL;
+		uk_error ignored = { 0 };
 		if (!uk_id_valid(e->d_name))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", d->dir, e->d_name);
-		_cleanup_free_ char *pod = NULL;
-		uk_error ignored = { 0 };
-		if (uk_read_file(path, 256, &pod, NULL, &ignored) == 0 && strcmp(pod, id) == 0)
-			(void)unlink(path); /* a failure leaves a stale record: the next check drops it */
+		if (uk_read_file(path, RECORD_TEXT_MAX, &has, NULL, &ignored) < 0 || strcmp(has, text) != 0)
+			continue;
+		any = true;
+		if (!unlink_them)
+			break;
+		(void)unlink(path); /* a failure leaves a stale record: the next check drops it */
 	}
+	return any;
+}
+
+/* Under d->lock: drop id's record, and with a sandbox its containers'. */
+static void records_drop_locked(struct delegate *d, const char *id)
+{
+	char path[PATH_MAX], text[RECORD_TEXT_MAX];
+	snprintf(path, sizeof(path), "%s/%s", d->dir, id);
+	(void)unlink(path); /* absent already: nothing to drop */
+	record_text(text, true, id);
+	(void)records_find_locked(d, text, true);
 }
 
 static void record_drop(struct delegate *d, const char *id)
@@ -95,10 +122,24 @@ static uint64_t probe_deadline(void)
 	return call < probe ? call : probe;
 }
 
-/* Forward the current call as it came. */
+/* Forward the current call as it came. gRPC moves the slices out of a message it sends: a
+ * copy (references to the same slices, no bytes copied) leaves the request whole. */
+static void forward_bytes(struct delegate *d, const struct grpc_method *m, grpc_byte_buffer *req,
+			  struct delegate_answer *ans)
+{
+	grpc_byte_buffer *bb = req ? grpc_byte_buffer_copy(req) : NULL;
+	if (!bb) {
+		*ans = (struct delegate_answer){ .code = GRPC_STATUS_INTERNAL };
+		snprintf(ans->msg, sizeof(ans->msg), "%s: the request's bytes are gone", m->path);
+		return;
+	}
+	delegate_call(d->client, m->path, bb, grpc_call_deadline_mono_ns(), ans);
+	grpc_byte_buffer_destroy(bb);
+}
+
 static void forward(struct delegate *d, const struct grpc_method *m, struct delegate_answer *ans)
 {
-	delegate_call(d->client, m->path, grpc_call_request_bytes(), grpc_call_deadline_mono_ns(), ans);
+	forward_bytes(d, m, grpc_call_request_bytes(), ans);
 }
 
 /* Answer the current call with the delegate's answer, as it came. */
@@ -144,7 +185,7 @@ static bool unreachable(const struct delegate_answer *ans)
 
 /* ---- the checks of the records against the delegate's lists ---- */
 
-static int list_ids(struct delegate *d, bool pods, char ***ids, char ***pod_ids, size_t *n, uk_error *err)
+static int list_ids(struct delegate *d, bool pods, char ***ids, char ***texts, size_t *n, uk_error *err)
 {
 	struct delegate_answer ans;
 	delegate_call_bytes(d->client, pods ? RS "ListPodSandbox" : RS "ListContainers", "", 0, probe_deadline(), &ans);
@@ -161,19 +202,22 @@ static int list_ids(struct delegate *d, bool pods, char ***ids, char ***pod_ids,
 	if (k > DELEGATE_MAX_LIST_ITEMS)
 		return uk_err(err, E2BIG, "the delegate lists %zu objects (at most %u)", k, DELEGATE_MAX_LIST_ITEMS);
 	*ids = calloc(k + 1, sizeof(char *));
-	*pod_ids = calloc(k + 1, sizeof(char *));
+	*texts = calloc(k + 1, sizeof(char *));
 	*n = 0;
-	if (!*ids || !*pod_ids)
+	if (!*ids || !*texts)
 		return uk_err(err, ENOMEM, "out of memory");
 	for (size_t i = 0; i < k; i++) {
 		const char *id = pods ? ((Runtime__V1__ListPodSandboxResponse *)m)->items[i]->id
 				      : ((Runtime__V1__ListContainersResponse *)m)->containers[i]->id;
-		const char *pod = pods ? "" : ((Runtime__V1__ListContainersResponse *)m)->containers[i]->pod_sandbox_id;
+		const Runtime__V1__PodSandboxMetadata *md = pods ? ((Runtime__V1__ListPodSandboxResponse *)m)->items[i]->metadata : NULL;
+		const char *of = pods ? (md ? md->uid : NULL) : ((Runtime__V1__ListContainersResponse *)m)->containers[i]->pod_sandbox_id;
+		char text[RECORD_TEXT_MAX];
 		if (!uk_id_valid(id))
 			continue; /* never a path: such an id cannot be recorded, and is routed by trying */
+		record_text(text, !pods, of);
 		(*ids)[*n] = strdup(id);
-		(*pod_ids)[*n] = strdup(pod ? pod : "");
-		if (!(*ids)[*n] || !(*pod_ids)[(*n)++])
+		(*texts)[*n] = strdup(text);
+		if (!(*ids)[*n] || !(*texts)[(*n)++])
 			return uk_err(err, ENOMEM, "out of memory");
 	}
 	return 0;
@@ -190,13 +234,13 @@ static void free_strv(char **v)
  * while unikd was down, or forwarded just before a SIGKILL), none for what it no longer has. */
 static int check_records(struct delegate *d, uk_error *err)
 {
-	char **pods = NULL, **pods_pod = NULL, **ctrs = NULL, **ctrs_pod = NULL;
+	char **pods = NULL, **pods_text = NULL, **ctrs = NULL, **ctrs_text = NULL;
 	size_t np = 0, nc = 0;
 	/* Held across the lists: a record written meanwhile would be dropped as unlisted. */
 	pthread_mutex_lock(&d->lock);
-	int r = list_ids(d, true, &pods, &pods_pod, &np, err);
+	int r = list_ids(d, true, &pods, &pods_text, &np, err);
 	if (r == 0)
-		r = list_ids(d, false, &ctrs, &ctrs_pod, &nc, err);
+		r = list_ids(d, false, &ctrs, &ctrs_text, &nc, err);
 	_cleanup_closedir_ DIR *dir = r == 0 ? opendir(d->dir) : NULL;
 	if (r == 0 && !dir)
 		r = uk_err_errno(err, errno, "cannot read %s", d->dir);
@@ -210,7 +254,7 @@ static int check_records(struct delegate *d, uk_error *err)
 			(void)unlinkat(dirfd(dir), e->d_name, 0); /* a failure is retried at the next check */
 	}
 	for (size_t i = 0; r == 0 && i < np + nc; i++) {
-		const char *id = i < np ? pods[i] : ctrs[i - np], *pod = i < np ? pods_pod[i] : ctrs_pod[i - np];
+		const char *id = i < np ? pods[i] : ctrs[i - np], *pod = i < np ? pods_text[i] : ctrs_text[i - np];
 		char path[PATH_MAX];
 		snprintf(path, sizeof(path), "%s/%s", d->dir, id);
 		if (access(path, F_OK) != 0)
@@ -219,9 +263,45 @@ static int check_records(struct delegate *d, uk_error *err)
 	if (r == 0)
 		d->checked = true;
 	pthread_mutex_unlock(&d->lock);
-	free_strv(pods), free_strv(pods_pod), free_strv(ctrs), free_strv(ctrs_pod);
+	free_strv(pods), free_strv(pods_text), free_strv(ctrs), free_strv(ctrs_text);
 	return r;
 }
+
+/* From the delegate's verbose Status answer: its handlers (replacing what was learnt, so a
+ * runtime added to containerd is served without a restart) and its readiness: false, with
+ * why, when one of its own conditions is false (no CNI config yet, say). */
+static bool learn_from_status(struct delegate *d, const struct delegate_answer *ans, char *why, size_t why_len)
+{
+	_cleanup_unpacked_ ProtobufCMessage *m = unpack_answer(ans, &runtime__v1__status_response__descriptor);
+	const Runtime__V1__StatusResponse *st = (const Runtime__V1__StatusResponse *)m;
+	char **names = NULL;
+	size_t n = 0;
+	uk_error ignored = { 0 };
+	if (!st) {
+		snprintf(why, why_len, "delegate %s: its Status answer is malformed", delegate_client_endpoint(d->client));
+		return false;
+	}
+	if (delegate_handlers_from_status(st, &names, &n, &ignored) == 0) {
+		pthread_mutex_lock(&d->lock);
+		char **old = d->theirs;
+		d->theirs = TAKE_PTR(names);
+		d->n_theirs = n;
+		pthread_mutex_unlock(&d->lock);
+		free_strv(old);
+	}
+	for (size_t i = 0; st->status && i < st->status->n_conditions; i++) {
+		const Runtime__V1__RuntimeCondition *c = st->status->conditions[i];
+		if (c && !c->status && c->type && (!strcmp(c->type, "RuntimeReady") || !strcmp(c->type, "NetworkReady"))) {
+			snprintf(why, why_len, "delegate %s reports %s false (%.64s: %.512s)", delegate_client_endpoint(d->client),
+				 c->type, c->reason ? c->reason : "", c->message ? c->message : "");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* StatusRequest{verbose: true}: field 1, varint 1. */
+static const uint8_t status_verbose[] = { 0x08, 0x01 };
 
 int delegate_open(const struct delegate_config *cfg, const char *endpoint, const char *state_dir, int max_receive,
 		  struct delegate **ret, uk_error *err)
@@ -244,6 +324,12 @@ int delegate_open(const struct delegate_config *cfg, const char *endpoint, const
 	}
 	uk_error later = { 0 };
 	(void)check_records(d, &later); /* a delegate down now is checked when it answers */
+	struct delegate_answer ans;
+	char why[UK_ERROR_MSG_MAX];
+	delegate_call_bytes(d->client, RS "Status", status_verbose, sizeof(status_verbose), probe_deadline(), &ans);
+	if (ans.code == GRPC_STATUS_OK)
+		(void)learn_from_status(d, &ans, why, sizeof(why)); /* readiness is Status's business */
+	delegate_answer_done(&ans);
 	*ret = TAKE_PTR(d);
 	return 0;
 }
@@ -253,6 +339,7 @@ void delegate_free(struct delegate *d)
 	if (!d)
 		return;
 	delegate_client_free(d->client);
+	free_strv(d->theirs);
 	pthread_mutex_destroy(&d->lock);
 	free(d->dir);
 	free(d);
@@ -291,20 +378,24 @@ static int route_by_id(struct delegate *d, struct runtime *rt, const struct grpc
 }
 
 /* RunPodSandbox and CreateContainer forwarded: record the new id before answering, so a
- * SIGKILL after containerd made it loses nothing (the start-up check would find it too). */
-static int forward_and_record(struct delegate *d, const struct grpc_method *m, const char *pod, uk_error *err)
+ * SIGKILL after containerd made it loses nothing (the start-up check would find it too).
+ * of: the container's pod id, or the sandbox's metadata uid. */
+static int forward_and_record(struct delegate *d, const struct grpc_method *m, bool container, const char *of,
+			      grpc_byte_buffer *bytes, uk_error *err)
 {
 	struct delegate_answer ans;
-	forward(d, m, &ans);
+	forward_bytes(d, m, bytes ? bytes : grpc_call_request_bytes(), &ans);
 	if (ans.code != GRPC_STATUS_OK)
 		return reply_with(&ans);
 	_cleanup_unpacked_ ProtobufCMessage *msg =
-		unpack_answer(&ans, pod ? &runtime__v1__create_container_response__descriptor
+		unpack_answer(&ans, container ? &runtime__v1__create_container_response__descriptor
 					: &runtime__v1__run_pod_sandbox_response__descriptor);
 	const char *id = !msg ? NULL
-		       : pod  ? ((Runtime__V1__CreateContainerResponse *)msg)->container_id
+		       : container ? ((Runtime__V1__CreateContainerResponse *)msg)->container_id
 			      : ((Runtime__V1__RunPodSandboxResponse *)msg)->pod_sandbox_id;
-	int r = id ? record_add(d, id, pod, err) : uk_err(err, EPROTO, "the delegate's answer to %s is malformed", m->path);
+	char text[RECORD_TEXT_MAX];
+	record_text(text, container, of);
+	int r = id ? record_add(d, id, text, err) : uk_err(err, EPROTO, "the delegate's answer to %s is malformed", m->path);
 	if (r < 0) {
 		delegate_answer_done(&ans);
 		return r;
@@ -312,14 +403,59 @@ static int forward_and_record(struct delegate *d, const struct grpc_method *m, c
 	return reply_with(&ans);
 }
 
+/* The delegate's handlers as learnt so far, copied: a Status may replace them meanwhile. */
+struct handlers_copy {
+	char names[DELEGATE_MAX_HANDLERS][DELEGATE_HANDLER_MAX + 1];
+	const char *v[DELEGATE_MAX_HANDLERS];
+};
+
+static struct delegate_config config_now(struct delegate *d, struct handlers_copy *hc)
+{
+	struct delegate_config cfg = d->cfg;
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->n_theirs && i < DELEGATE_MAX_HANDLERS; i++) {
+		snprintf(hc->names[i], sizeof(hc->names[i]), "%s", d->theirs[i]);
+		hc->v[i] = hc->names[i];
+		cfg.n_delegate_handlers = i + 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	cfg.delegate_handlers = hc->v;
+	return cfg;
+}
+
 static int route_run(struct delegate *d, const struct grpc_method *m, const ProtobufCMessage *req, uk_error *err)
 {
 	struct delegate_route where;
-	int r = delegate_route_run(&d->cfg, (const Runtime__V1__RunPodSandboxRequest *)req, &where, err);
+	struct handlers_copy hc;
+	struct delegate_config cfg = config_now(d, &hc);
+	int r = delegate_route_run(&cfg, (const Runtime__V1__RunPodSandboxRequest *)req, &where, err);
 	if (r < 0)
 		return r;
 	log_debug("rpc=%s side=%s why=\"%s\"", m->path, delegate_side_name(where.side), where.why);
-	return where.side == SIDE_UNIKD ? GRPC_ROUTE_LOCAL : forward_and_record(d, m, NULL, err);
+	if (where.side == SIDE_UNIKD)
+		return GRPC_ROUTE_LOCAL;
+	const Runtime__V1__RunPodSandboxRequest *q = (const Runtime__V1__RunPodSandboxRequest *)req;
+	const char *uid = q->config && q->config->metadata ? q->config->metadata->uid : NULL;
+	if (!q->runtime_handler || !*q->runtime_handler ||
+	    !delegate_handler_is_unikd(&d->cfg, q->runtime_handler))
+		return forward_and_record(d, m, false, uid, NULL, err);
+	/* A host-namespace pod of a unikd RuntimeClass: the delegate has no runtime by that name,
+	 * so it gets the pod with its default runtime (the one change made to a request). */
+	Runtime__V1__RunPodSandboxRequest copy = *q;
+	copy.runtime_handler = (char *)"";
+	size_t n = protobuf_c_message_get_packed_size(&copy.base);
+	_cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+	if (!buf)
+		return uk_err(err, ENOMEM, "out of memory");
+	protobuf_c_message_pack(&copy.base, buf);
+	grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n);
+	grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+	grpc_slice_unref(sl);
+	log_debug("rpc=%s msg=\"runtime_handler %s cleared: the delegate runs the pod with its default\"", m->path,
+		  q->runtime_handler);
+	r = forward_and_record(d, m, false, uid, bb, err);
+	grpc_byte_buffer_destroy(bb);
+	return r;
 }
 
 static int route_create(struct delegate *d, struct runtime *rt, const struct grpc_method *m,
@@ -332,7 +468,7 @@ static int route_create(struct delegate *d, struct runtime *rt, const struct grp
 	/* Not recorded: perhaps made just before a SIGKILL; the delegate's list tells. */
 	if (!record_has(d, pod) && (check_records(d, &stale) < 0 || !record_has(d, pod)))
 		return GRPC_ROUTE_LOCAL; /* unikd's answer for a pod nobody has */
-	return forward_and_record(d, m, pod, err);
+	return forward_and_record(d, m, true, pod, NULL, err);
 }
 
 /* ---- calls asked of both sides ---- */
@@ -349,7 +485,7 @@ static int merge_fs(const Runtime__V1__ImageFsInfoResponse *u, const Runtime__V1
 		    uk_error *err)
 {
 	if (t->n_image_filesystems > DELEGATE_MAX_FILESYSTEMS || t->n_container_filesystems > DELEGATE_MAX_FILESYSTEMS)
-		return uk_err(err, E2BIG, "the delegate's ImageFsInfo lists %zu + %zu filesystems (at most %d each)",
+		return uk_err(err, ENOSPC, "the delegate's ImageFsInfo lists %zu + %zu filesystems (at most %d each)",
 			      t->n_image_filesystems, t->n_container_filesystems, DELEGATE_MAX_FILESYSTEMS);
 	size_t ni = u->n_image_filesystems + t->n_image_filesystems;
 	size_t nc = u->n_container_filesystems + t->n_container_filesystems;
@@ -430,7 +566,9 @@ static int route_merge(struct delegate *d, const struct grpc_method *m, enum cal
 	delegate_answer_done(&ans);
 	if (!theirs)
 		return uk_err(err, EPROTO, "the delegate's answer to %s is malformed", m->path);
-	return merge_list(k, *resp, theirs, err);
+	r = merge_list(k, *resp, theirs, err);
+	/* An answer over a bound or malformed is no fault of the caller's request. */
+	return r == -E2BIG ? -ENOSPC : r == -EINVAL ? -EPROTO : r;
 }
 
 /* ImageStatus: unikd's image, else the delegate's. RemoveImage and UpdateRuntimeConfig:
@@ -454,18 +592,6 @@ static int route_both(struct delegate *d, const struct grpc_method *m, enum call
 	return reply_with(&ans);
 }
 
-static Runtime__V1__RuntimeCondition *condition(arena *a, const char *type, bool ok, const char *reason,
-						const char *msg)
-{
-	Runtime__V1__RuntimeCondition *c = arena_new0(a, Runtime__V1__RuntimeCondition);
-	*c = (Runtime__V1__RuntimeCondition)RUNTIME__V1__RUNTIME_CONDITION__INIT;
-	c->type = (char *)type;
-	c->status = ok;
-	c->reason = (char *)(ok ? "" : reason);
-	c->message = ok ? (char *)"" : arena_strdup(a, msg);
-	return c;
-}
-
 /* Status: unikd's conditions, and the delegate's health as one of its own, never as
  * RuntimeReady: a dead containerd must not make the node NotReady for unikd's pods. */
 static int route_status(struct delegate *d, const struct grpc_method *m, void *ud, arena *a,
@@ -475,18 +601,21 @@ static int route_status(struct delegate *d, const struct grpc_method *m, void *u
 	if (r < 0)
 		return r;
 	struct delegate_answer ans;
-	delegate_call_bytes(d->client, m->path, "", 0, probe_deadline(), &ans);
-	bool ok = ans.code == GRPC_STATUS_OK;
+	char msg[UK_ERROR_MSG_MAX + 64] = "";
+	delegate_call_bytes(d->client, m->path, status_verbose, sizeof(status_verbose), probe_deadline(), &ans);
+	bool answered = ans.code == GRPC_STATUS_OK;
+	bool ok = answered && learn_from_status(d, &ans, msg, sizeof(msg));
 	delegate_answer_done(&ans);
-	char msg[UK_ERROR_MSG_MAX + 64];
-	snprintf(msg, sizeof(msg), "%s%s", strstr(ans.msg, "delegate ") == ans.msg ? "" : "delegate: ", ans.msg);
+	if (!answered)
+		snprintf(msg, sizeof(msg), "%s%s", strstr(ans.msg, "delegate ") == ans.msg ? "" : "delegate: ", ans.msg);
 	uk_error later = { 0 };
-	if (ok && !d->checked)
+	if (answered && !d->checked)
 		(void)check_records(d, &later); /* it was down at start-up; its next answer checks again */
 	Runtime__V1__RuntimeStatus *st = ((Runtime__V1__StatusResponse *)*resp)->status;
 	Runtime__V1__RuntimeCondition **v = arena_array(a, Runtime__V1__RuntimeCondition *, st->n_conditions + 1);
 	memcpy(v, st->conditions, st->n_conditions * sizeof(*v));
-	v[st->n_conditions] = condition(a, "DelegateReady", ok, "DelegateUnavailable", msg);
+	v[st->n_conditions] = cri_condition(a, "DelegateReady", ok, answered ? "DelegateNotReady" : "DelegateUnavailable",
+					      arena_strdup(a, msg));
 	st->conditions = v;
 	st->n_conditions++;
 	return 0;
@@ -509,13 +638,36 @@ static bool unikd_runs_pod(struct runtime *rt, const Runtime__V1__PodSandboxConf
 	return found;
 }
 
+/* The side of the pod a pull is for, when either side runs it (by its metadata). */
+static bool pod_side(struct delegate *d, struct runtime *rt, const Runtime__V1__PodSandboxConfig *cfg,
+		     enum delegate_side *side)
+{
+	const Runtime__V1__PodSandboxMetadata *md = cfg ? cfg->metadata : NULL;
+	char text[RECORD_TEXT_MAX];
+	if (unikd_runs_pod(rt, cfg)) {
+		*side = SIDE_UNIKD;
+		return true;
+	}
+	if (!md || !md->uid || !*md->uid || strlen(md->uid) >= RECORD_TEXT_MAX - 8)
+		return false; /* such a uid is never recorded (record_text) */
+	record_text(text, false, md->uid);
+	pthread_mutex_lock(&d->lock);
+	bool theirs = records_find_locked(d, text, false);
+	pthread_mutex_unlock(&d->lock);
+	*side = SIDE_DELEGATE;
+	return theirs;
+}
+
 static int route_pull(struct delegate *d, struct runtime *rt, const struct grpc_method *m,
 		      const ProtobufCMessage *req, uk_error *err)
 {
 	const Runtime__V1__PullImageRequest *q = (const Runtime__V1__PullImageRequest *)req;
-	enum delegate_side mine = SIDE_UNIKD;
+	enum delegate_side side;
 	struct delegate_route where;
-	int r = delegate_route_pull(&d->cfg, q, unikd_runs_pod(rt, q->sandbox_config) ? &mine : NULL, &where, err);
+	struct handlers_copy hc;
+	struct delegate_config cfg = config_now(d, &hc);
+	bool known = pod_side(d, rt, q->sandbox_config, &side);
+	int r = delegate_route_pull(&cfg, q, known ? &side : NULL, &where, err);
 	if (r < 0)
 		return r;
 	log_debug("rpc=%s side=%s why=\"%s\"", m->path, delegate_side_name(where.side), where.why);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "route.h"
 #include "../common/util.h"
 
@@ -42,10 +44,10 @@ int delegate_config_check(const struct delegate_config *cfg, uk_error *err)
 	return 0;
 }
 
-static bool is_unikd_handler(const struct delegate_config *cfg, const char *h)
+static bool in_list(const char *const *v, size_t n, const char *h)
 {
-	for (size_t i = 0; cfg->handlers && i < cfg->n_handlers; i++)
-		if (cfg->handlers[i] && strcmp(cfg->handlers[i], h) == 0)
+	for (size_t i = 0; v && i < n; i++)
+		if (v[i] && strcmp(v[i], h) == 0)
 			return true;
 	return false;
 }
@@ -66,25 +68,30 @@ static const char *host_namespace(const Runtime__V1__PodSandboxConfig *config)
 	return NULL;
 }
 
-/* -EINVAL for an unknown handler: the message lists what is served; a list too long for it
- * ends in "...". */
-static int unknown_handler(const struct delegate_config *cfg, const char *h, uk_error *err)
+/* The names of v, quoted and joined; a list too long for buf ends in "...". */
+static void join_names(char *buf, size_t size, const char *const *v, size_t n)
 {
-	char served[UK_ERROR_MSG_MAX / 2];
 	size_t used = 0;
-	served[0] = '\0';
-	for (size_t i = 0; cfg->handlers && i < cfg->n_handlers; i++) {
-		int n = snprintf(served + used, sizeof(served) - used, "%s\"%s\"", i ? ", " : "",
-				 cfg->handlers[i] ? cfg->handlers[i] : "");
-		if (n < 0 || (size_t)n >= sizeof(served) - used) {
-			strcpy(served + sizeof(served) - 4, "...");
+	buf[0] = '\0';
+	for (size_t i = 0; v && i < n; i++) {
+		int k = snprintf(buf + used, size - used, "%s\"%s\"", i ? ", " : "", v[i] ? v[i] : "");
+		if (k < 0 || (size_t)k >= size - used) {
+			strcpy(buf + size - 4, "...");
 			break;
 		}
-		used += (size_t)n;
+		used += (size_t)k;
 	}
-	return uk_err(err, EINVAL, "runtime_handler \"%.*s\" is not served here; served: %s (unikd), \"\" (%s)",
-		      DELEGATE_HANDLER_MAX + 1, h, served,
-		      delegate_side_name(cfg->default_unikd ? SIDE_UNIKD : SIDE_DELEGATE));
+}
+
+/* -EINVAL for an unknown handler: the message lists what is served by each side. */
+static int unknown_handler(const struct delegate_config *cfg, const char *h, uk_error *err)
+{
+	char mine[UK_ERROR_MSG_MAX / 3], theirs[UK_ERROR_MSG_MAX / 3];
+	join_names(mine, sizeof(mine), cfg->handlers, cfg->n_handlers);
+	join_names(theirs, sizeof(theirs), cfg->delegate_handlers, cfg->n_delegate_handlers);
+	return uk_err(err, EINVAL, "runtime_handler \"%.*s\" is not served here; served: %s (unikd), \"\" (%s)%s%s%s",
+		      DELEGATE_HANDLER_MAX + 1, h, mine, delegate_side_name(cfg->default_unikd ? SIDE_UNIKD : SIDE_DELEGATE),
+		      *theirs ? ", " : "", theirs, *theirs ? " (the delegate)" : "");
 }
 
 int delegate_route_sandbox(const struct delegate_config *cfg, const Runtime__V1__PodSandboxConfig *config,
@@ -105,8 +112,12 @@ int delegate_route_sandbox(const struct delegate_config *cfg, const Runtime__V1_
 							"host IPC namespace (NODE)";
 		return 0;
 	}
-	if (*h && is_unikd_handler(cfg, h)) {
+	if (*h && in_list(cfg->handlers, cfg->n_handlers, h)) {
 		*out = (struct delegate_route){ SIDE_UNIKD, "runtime_handler is one of unikd's" };
+		return 0;
+	}
+	if (*h && in_list(cfg->delegate_handlers, cfg->n_delegate_handlers, h)) {
+		*out = (struct delegate_route){ SIDE_DELEGATE, "runtime_handler is one of the delegate's" };
 		return 0;
 	}
 	if (*h)
@@ -116,6 +127,11 @@ int delegate_route_sandbox(const struct delegate_config *cfg, const Runtime__V1_
 	else
 		*out = (struct delegate_route){ SIDE_DELEGATE, "empty runtime_handler, [delegate] default = delegate" };
 	return 0;
+}
+
+bool delegate_handler_is_unikd(const struct delegate_config *cfg, const char *h)
+{
+	return cfg && h && in_list(cfg->handlers, cfg->n_handlers, h);
 }
 
 int delegate_route_run(const struct delegate_config *cfg, const Runtime__V1__RunPodSandboxRequest *req,
@@ -369,4 +385,60 @@ int delegate_merge_images(const Runtime__V1__ListImagesResponse *unikd,
 	if (r < 0)
 		delegate_images_done(out);
 	return r;
+}
+
+/* One name learnt from the delegate: kept when it is a handler name and new; false at the
+ * bound. Names that are not are skipped: never routed to, never an error. */
+static bool learn_one(char **names, size_t *n, const char *h, int *rc, uk_error *err)
+{
+	if (!handler_name_ok(h) || in_list((const char *const *)names, *n, h))
+		return true;
+	if (*n == DELEGATE_MAX_HANDLERS)
+		return false;
+	if (!(names[*n] = strdup(h))) {
+		*rc = uk_err(err, ENOMEM, "out of memory");
+		return false;
+	}
+	(*n)++;
+	return true;
+}
+
+int delegate_handlers_from_status(const Runtime__V1__StatusResponse *st, char ***ret, size_t *n_ret, uk_error *err)
+{
+	char **names = calloc(DELEGATE_MAX_HANDLERS + 1, sizeof(char *));
+	size_t n = 0;
+	int rc = 0;
+	*ret = NULL;
+	*n_ret = 0;
+	if (!names)
+		return uk_err(err, ENOMEM, "out of memory");
+	for (size_t i = 0; st && i < st->n_runtime_handlers && rc == 0; i++)
+		if (st->runtime_handlers[i] && !learn_one(names, &n, st->runtime_handlers[i]->name, &rc, err))
+			break;
+	/* containerd before CRI 1.30 names them only in its verbose config: containerd.runtimes. */
+	const char *config = NULL;
+	for (size_t i = 0; n == 0 && st && i < st->n_info; i++)
+		if (st->info[i] && st->info[i]->key && strcmp(st->info[i]->key, "config") == 0)
+			config = st->info[i]->value;
+	if (rc == 0 && n == 0 && config && strlen(config) <= DELEGATE_MAX_STATUS_CONFIG) {
+		json_object *o = json_tokener_parse(config), *ctrd, *runtimes;
+		if (o && json_object_object_get_ex(o, "containerd", &ctrd) &&
+		    json_object_object_get_ex(ctrd, "runtimes", &runtimes) && json_object_is_type(runtimes, json_type_object)) {
+			json_object_object_foreach(runtimes, k, v) {
+				(void)v;
+				if (!learn_one(names, &n, k, &rc, err))
+					break;
+			}
+		}
+		json_object_put(o);
+	}
+	if (rc < 0) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		return rc;
+	}
+	*ret = names;
+	*n_ret = n;
+	return 0;
 }

@@ -1,6 +1,6 @@
 /* The delegate's routing decisions (issue 16): which side, unikd or the delegate
  * (containerd), runs a pod or pulls an image; the merge of both sides' list answers; and the
- * owner map (sandbox/container id -> side) with its rebuild after a restart.
+ * delegate's runtime handlers read from its Status answer.
  *
  * Pure: no I/O, no logging, no globals. Facts go in, a decision comes out with a `why` for
  * the edge to log. The list merges borrow the two answers' items: the answers must outlive
@@ -25,14 +25,15 @@
 /* One side's ListImages answer holds at most this many repo tags and digests in all; it
  * bounds the merge's work and what it allocates. */
 #define DELEGATE_MAX_ANSWER_REFS 131072u
-/* The owner map holds at most this many ids by default. */
-#define DELEGATE_OWNERS_MAX 65536u
 
 struct delegate_config {
 	const char *const *handlers; /* unikd's handlers: `[delegate] handlers`, default "unikd" */
 	size_t n_handlers;
 	bool default_unikd; /* `[delegate] default = unikd` (else `delegate`) */
 	bool enabled;       /* a `[delegate] endpoint` is set */
+	/* The delegate's own handlers (its RuntimeClasses, e.g. "runc"), as it reports them. */
+	const char *const *delegate_handlers;
+	size_t n_delegate_handlers;
 };
 
 enum delegate_side { SIDE_UNIKD, SIDE_DELEGATE };
@@ -52,11 +53,15 @@ int delegate_config_check(const struct delegate_config *cfg, uk_error *err);
 
 /* The side of a new pod sandbox, from its config (may be NULL) and runtime_handler (NULL
  * counts as empty). Host network, PID or IPC namespaces (NODE) go to the delegate; one of
- * unikd's handlers goes to unikd; an empty handler goes to the default side; any other
- * handler is -EINVAL, naming runtime_handler and listing the served handlers. With the
+ * unikd's handlers goes to unikd; one of the delegate's to the delegate; an empty handler
+ * goes to the default side; any other handler is -EINVAL, naming runtime_handler and
+ * listing the served handlers. With the
  * delegate off, everything is unikd's. */
 int delegate_route_sandbox(const struct delegate_config *cfg, const Runtime__V1__PodSandboxConfig *config,
 			   const char *runtime_handler, struct delegate_route *out, uk_error *err);
+
+/* Whether h is one of unikd's handlers (`[delegate] handlers`). */
+bool delegate_handler_is_unikd(const struct delegate_config *cfg, const char *h);
 
 /* RunPodSandbox: delegate_route_sandbox on the request's config and runtime_handler. */
 int delegate_route_run(const struct delegate_config *cfg, const Runtime__V1__RunPodSandboxRequest *req,
@@ -69,6 +74,14 @@ int delegate_route_run(const struct delegate_config *cfg, const Runtime__V1__Run
  * sandbox_config and image.runtime_handler; no sandbox_config and no handler: the default. */
 int delegate_route_pull(const struct delegate_config *cfg, const Runtime__V1__PullImageRequest *req,
 			const enum delegate_side *pod_side, struct delegate_route *out, uk_error *err);
+
+/* The delegate's runtime handlers, from its Status answer (verbose): runtime_handlers, or,
+ * from a containerd before CRI 1.30, the names under containerd.runtimes in info["config"]
+ * (at most DELEGATE_MAX_STATUS_CONFIG bytes of JSON are read). At most DELEGATE_MAX_HANDLERS
+ * names, each a handler name (others are skipped), none twice; *ret is NULL-terminated,
+ * free each and it. 0 with none found. */
+#define DELEGATE_MAX_STATUS_CONFIG (1u << 20)
+int delegate_handlers_from_status(const Runtime__V1__StatusResponse *st, char ***ret, size_t *n_ret, uk_error *err);
 
 /* List merges: out gets unikd's items, then the delegate's, each side already filtered by
  * the request's filter. Items are borrowed; free out's array with the matching *_done.
@@ -108,33 +121,5 @@ int delegate_merge_images(const Runtime__V1__ListImagesResponse *unikd,
 			  const Runtime__V1__ListImagesResponse *delegate, struct delegate_images *out,
 			  uk_error *err);
 void delegate_images_done(struct delegate_images *out);
-
-/* The owner map: id -> side, a sorted array with a bound. Ids are checked with
- * uk_id_valid. */
-struct delegate_owner {
-	char *id;
-	enum delegate_side side;
-};
-struct delegate_owners {
-	struct delegate_owner *v;
-	size_t n, cap, max;
-};
-
-/* max 0 means DELEGATE_OWNERS_MAX. */
-void delegate_owners_init(struct delegate_owners *m, size_t max);
-void delegate_owners_free(struct delegate_owners *m);
-/* 0 when added or already there with the same side. -EEXIST when another side owns it,
- * -ENOSPC at the bound, -EINVAL for an invalid id, -ENOMEM. */
-int delegate_owners_add(struct delegate_owners *m, const char *id, enum delegate_side side, uk_error *err);
-/* 0 when removed, -ENOENT when absent. */
-int delegate_owners_remove(struct delegate_owners *m, const char *id);
-/* 0 with *side set, -ENOENT when absent (or id is NULL). */
-int delegate_owners_lookup(const struct delegate_owners *m, const char *id, enum delegate_side *side);
-/* Rebuild after a restart from unikd's ids (its records) and the delegate's (its list
- * calls). An id twice on one side counts once. -EEXIST naming the id when both sides claim
- * it; -EINVAL naming the side and index of an invalid id; -ENOSPC over the bound. m is
- * replaced only on success. */
-int delegate_owners_rebuild(struct delegate_owners *m, const char *const *unikd_ids, size_t n_unikd,
-			    const char *const *delegate_ids, size_t n_delegate, uk_error *err);
 
 #endif

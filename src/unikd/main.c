@@ -452,6 +452,8 @@ static void make_context(const struct daemon *d, struct runtime *rt, struct cri_
 	json_object_object_add(ci, "imageWorkers", json_object_new_int((int)o->image_workers));
 	json_object_object_add(ci, "maxConnections", json_object_new_int((int)o->max_connections));
 	json_object_object_add(ci, "connectionIdleTimeout", json_object_new_int((int)o->idle_timeout_s));
+	const char *delegate = config_delegate_socket(o);
+	json_object_object_add(ci, "delegateSocket", delegate ? json_object_new_string(delegate) : NULL);
 }
 
 /* With a [delegate] endpoint: its client, records and router (src/delegate/forward.h). */

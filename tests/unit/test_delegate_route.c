@@ -1,6 +1,6 @@
 /* Unit tests for src/delegate/: every routing decision (table-driven), the unknown handler's
  * message, PullImage's side, the config check, the list merges with duplicates, NULL items and
- * limits, and the owner map with its rebuild after a restart. */
+ * limits, and the parser of the delegate's Status answer (its runtime handlers). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +20,7 @@ static const char *const handlers2[] = { "unikd", "unikd-linux" };
 
 static struct delegate_config cfg_of(bool enabled, bool default_unikd)
 {
-	return (struct delegate_config){ handlers2, N(handlers2), default_unikd, enabled };
+	return (struct delegate_config){ .handlers = handlers2, .n_handlers = N(handlers2), .default_unikd = default_unikd, .enabled = enabled };
 }
 
 static void assert_contains(const char *hay, const char *needle)
@@ -166,11 +166,118 @@ static void test_unknown_handler_message(void **state)
 		names[i][DELEGATE_HANDLER_MAX] = '\0';
 		many[i] = names[i];
 	}
-	cfg = (struct delegate_config){ many, DELEGATE_MAX_HANDLERS, true, true };
+	cfg = (struct delegate_config){ .handlers = many, .n_handlers = DELEGATE_MAX_HANDLERS, .default_unikd = true, .enabled = true };
 	assert_int_equal(delegate_config_check(&cfg, &err), 0);
 	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "runc", &out, &err), -EINVAL);
 	assert_contains(err.msg, "\"aaaa");
 	assert_contains(err.msg, "... (unikd), \"\" (unikd)");
+}
+
+/* The delegate's handlers, learnt from its Status: they route there, and the refusal of an
+ * unknown handler lists them. */
+static void test_route_delegate_handlers(void **state)
+{
+	(void)state;
+	struct delegate_config cfg = cfg_of(true, false);
+	const char *theirs[] = { "runc", "crun" };
+	cfg.delegate_handlers = theirs;
+	cfg.n_delegate_handlers = 2;
+	struct delegate_route out;
+	uk_error err = { 0 };
+	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "crun", &out, &err), 0);
+	assert_int_equal(out.side, SIDE_DELEGATE);
+	/* unikd's own name wins over a delegate that also claims it. */
+	theirs[1] = "unikd";
+	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "unikd", &out, &err), 0);
+	assert_int_equal(out.side, SIDE_UNIKD);
+	assert_int_equal(delegate_route_sandbox(&cfg, NULL, "kata", &out, &err), -EINVAL);
+	assert_string_equal(err.msg, "runtime_handler \"kata\" is not served here; served: \"unikd\", "
+				     "\"unikd-linux\" (unikd), \"\" (the delegate), \"runc\", \"unikd\" (the delegate)");
+}
+
+static Runtime__V1__StatusResponse *status_with(const char *config, const char *const *handlers, size_t n)
+{
+	Runtime__V1__StatusResponse *st = calloc(1, sizeof(*st));
+	runtime__v1__status_response__init(st);
+	if (config) {
+		st->n_info = 1;
+		st->info = calloc(1, sizeof(*st->info));
+		st->info[0] = calloc(1, sizeof(*st->info[0]));
+		runtime__v1__status_response__info_entry__init(st->info[0]);
+		st->info[0]->key = strdup("config");
+		st->info[0]->value = strdup(config);
+	}
+	st->n_runtime_handlers = n;
+	st->runtime_handlers = calloc(n + 1, sizeof(*st->runtime_handlers));
+	for (size_t i = 0; i < n; i++) {
+		st->runtime_handlers[i] = calloc(1, sizeof(*st->runtime_handlers[i]));
+		runtime__v1__runtime_handler__init(st->runtime_handlers[i]);
+		st->runtime_handlers[i]->name = strdup(handlers[i]);
+	}
+	return st;
+}
+
+static void names_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* The parser of the delegate's Status answer: outside input, so every odd shape. */
+static void test_handlers_from_status(void **state)
+{
+	(void)state;
+	char **names;
+	size_t n;
+	uk_error err = { 0 };
+	/* containerd 1.6: the names under containerd.runtimes in its verbose config. */
+	Runtime__V1__StatusResponse *st =
+		status_with("{\"containerd\":{\"defaultRuntimeName\":\"runc\",\"runtimes\":{\"runc\":{},\"kata-qemu\":{}}}}", NULL, 0);
+	assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(names[0], "runc");
+	assert_string_equal(names[1], "kata-qemu");
+	assert_null(names[2]);
+	names_free(names, n);
+	runtime__v1__status_response__free_unpacked(st, NULL);
+
+	/* CRI 1.30+: runtime_handlers wins; invalid names and repeats are skipped. */
+	const char *hs[] = { "runc", "", "Bad Name", "runc", "crun" };
+	st = status_with("{\"containerd\":{\"runtimes\":{\"other\":{}}}}", hs, 5);
+	assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(names[0], "runc");
+	assert_string_equal(names[1], "crun");
+	names_free(names, n);
+	runtime__v1__status_response__free_unpacked(st, NULL);
+
+	/* Malformed or unexpected configs give no names, never an error. */
+	const char *odd[] = { "not json", "[]", "{\"containerd\":5}", "{\"containerd\":{\"runtimes\":[\"runc\"]}}", "" };
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		st = status_with(odd[i], NULL, 0);
+		assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+		assert_int_equal(n, 0);
+		names_free(names, n);
+		runtime__v1__status_response__free_unpacked(st, NULL);
+	}
+	assert_int_equal(delegate_handlers_from_status(NULL, &names, &n, &err), 0);
+	assert_int_equal(n, 0);
+	names_free(names, n);
+
+	/* More names than the bound: the first DELEGATE_MAX_HANDLERS are kept. */
+	const char *lots[DELEGATE_MAX_HANDLERS + 5];
+	char buf[DELEGATE_MAX_HANDLERS + 5][8];
+	for (size_t i = 0; i < DELEGATE_MAX_HANDLERS + 5; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "h%zu", i);
+		lots[i] = buf[i];
+	}
+	st = status_with(NULL, lots, DELEGATE_MAX_HANDLERS + 5);
+	assert_int_equal(delegate_handlers_from_status(st, &names, &n, &err), 0);
+	assert_int_equal(n, DELEGATE_MAX_HANDLERS);
+	assert_null(names[DELEGATE_MAX_HANDLERS]);
+	names_free(names, n);
+	runtime__v1__status_response__free_unpacked(st, NULL);
 }
 
 static void test_route_pull(void **state)
@@ -228,17 +335,17 @@ static void test_config_check(void **state)
 	assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 	assert_contains(err.msg, "[delegate] handlers");
 	assert_int_equal(delegate_config_check(NULL, &err), -EINVAL);
-	cfg = (struct delegate_config){ dup, N(dup), false, true };
+	cfg = (struct delegate_config){ .handlers = dup, .n_handlers = N(dup), .enabled = true };
 	assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 	assert_contains(err.msg, "\"unikd\" is listed twice");
 	for (size_t i = 0; i < N(bad); i++) {
-		cfg = (struct delegate_config){ bad[i], 1, false, true };
+		cfg = (struct delegate_config){ .handlers = bad[i], .n_handlers = 1, .enabled = true };
 		assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 		assert_contains(err.msg, "[delegate] handlers: name 1");
 	}
 	for (size_t i = 0; i < N(many); i++)
 		many[i] = "x";
-	cfg = (struct delegate_config){ many, N(many), false, true };
+	cfg = (struct delegate_config){ .handlers = many, .n_handlers = N(many), .enabled = true };
 	assert_int_equal(delegate_config_check(&cfg, &err), -EINVAL);
 }
 
@@ -465,119 +572,20 @@ static void test_merge_images_limits(void **state)
 	refs_free(b, lim);
 }
 
-static void test_owners(void **state)
-{
-	(void)state;
-	struct delegate_owners m;
-	enum delegate_side side;
-	uk_error err = { 0 };
-	char id[32];
-
-	delegate_owners_init(&m, 0);
-	assert_int_equal(m.max, DELEGATE_OWNERS_MAX);
-	/* Insert in a scrambled order; every lookup finds its side. */
-	for (unsigned i = 0; i < 200; i++) {
-		snprintf(id, sizeof(id), "id%03u", (i * 37) % 200);
-		assert_int_equal(delegate_owners_add(&m, id, (i * 37) % 200 % 2 ? SIDE_DELEGATE : SIDE_UNIKD, &err), 0);
-	}
-	assert_int_equal(m.n, 200);
-	for (unsigned i = 0; i < 200; i++) {
-		snprintf(id, sizeof(id), "id%03u", i);
-		assert_int_equal(delegate_owners_lookup(&m, id, &side), 0);
-		assert_int_equal(side, i % 2 ? SIDE_DELEGATE : SIDE_UNIKD);
-	}
-	/* Again with the same side: fine; with the other: an error naming the owner. */
-	assert_int_equal(delegate_owners_add(&m, "id001", SIDE_DELEGATE, &err), 0);
-	assert_int_equal(delegate_owners_add(&m, "id001", SIDE_UNIKD, &err), -EEXIST);
-	assert_contains(err.msg, "\"id001\" is owned by the delegate");
-	assert_int_equal(m.n, 200);
-	/* Bad ids go nowhere. */
-	assert_int_equal(delegate_owners_add(&m, "../etc", SIDE_UNIKD, &err), -EINVAL);
-	assert_contains(err.msg, "\"../etc\"");
-	assert_int_equal(delegate_owners_add(&m, NULL, SIDE_UNIKD, &err), -EINVAL);
-	assert_int_equal(delegate_owners_add(&m, "", SIDE_UNIKD, &err), -EINVAL);
-	assert_int_equal(delegate_owners_lookup(&m, NULL, &side), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "nope", &side), -ENOENT);
-	/* Remove. */
-	assert_int_equal(delegate_owners_remove(&m, "id100"), 0);
-	assert_int_equal(delegate_owners_remove(&m, "id100"), -ENOENT);
-	assert_int_equal(delegate_owners_remove(&m, NULL), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "id100", &side), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "id101", &side), 0);
-	assert_int_equal(m.n, 199);
-	delegate_owners_free(&m);
-	delegate_owners_free(NULL);
-
-	/* The bound. */
-	delegate_owners_init(&m, 2);
-	assert_int_equal(delegate_owners_add(&m, "a", SIDE_UNIKD, &err), 0);
-	assert_int_equal(delegate_owners_add(&m, "b", SIDE_UNIKD, &err), 0);
-	assert_int_equal(delegate_owners_add(&m, "c", SIDE_UNIKD, &err), -ENOSPC);
-	assert_contains(err.msg, "over its 2 ids");
-	assert_int_equal(delegate_owners_remove(&m, "a"), 0);
-	assert_int_equal(delegate_owners_add(&m, "c", SIDE_UNIKD, &err), 0);
-	delegate_owners_free(&m);
-}
-
-static void test_owners_rebuild(void **state)
-{
-	(void)state;
-	struct delegate_owners m;
-	enum delegate_side side;
-	uk_error err = { 0 };
-	const char *u[] = { "u2", "shared", "u1" }, *d[] = { "d1", "d2", "d1" }, *both[] = { "d1", "shared" };
-	const char *bad[] = { "ok", "a/b" };
-
-	delegate_owners_init(&m, 0);
-	assert_int_equal(delegate_owners_add(&m, "stale", SIDE_DELEGATE, &err), 0);
-	/* A repeated id on one side counts once; the old content is gone. */
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), d, N(d), &err), 0);
-	assert_int_equal(m.n, 5);
-	assert_int_equal(delegate_owners_lookup(&m, "stale", &side), -ENOENT);
-	assert_int_equal(delegate_owners_lookup(&m, "shared", &side), 0);
-	assert_int_equal(side, SIDE_UNIKD);
-	assert_int_equal(delegate_owners_lookup(&m, "d1", &side), 0);
-	assert_int_equal(side, SIDE_DELEGATE);
-	/* The map still works after a rebuild. */
-	assert_int_equal(delegate_owners_add(&m, "d3", SIDE_DELEGATE, &err), 0);
-	assert_int_equal(delegate_owners_remove(&m, "u1"), 0);
-
-	/* Claimed by both: an error naming the id; the map is unchanged. */
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), both, N(both), &err), -EEXIST);
-	assert_contains(err.msg, "id \"shared\" is claimed by both unikd and the delegate");
-	assert_int_equal(m.n, 5);
-	assert_int_equal(delegate_owners_lookup(&m, "d3", &side), 0);
-	/* An invalid id names the side and index. */
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), bad, N(bad), &err), -EINVAL);
-	assert_contains(err.msg, "the delegate's id 1 \"a/b\"");
-	assert_int_equal(delegate_owners_rebuild(&m, NULL, 3, d, N(d), &err), -EINVAL);
-	assert_int_equal(delegate_owners_rebuild(&m, u, SIZE_MAX, d, SIZE_MAX, &err), -ENOSPC);
-	assert_int_equal(m.n, 5);
-	/* Both empty: an empty map. */
-	assert_int_equal(delegate_owners_rebuild(&m, NULL, 0, NULL, 0, &err), 0);
-	assert_int_equal(m.n, 0);
-	delegate_owners_free(&m);
-
-	/* Over a small bound. */
-	delegate_owners_init(&m, 4);
-	assert_int_equal(delegate_owners_rebuild(&m, u, N(u), d, N(d), &err), -ENOSPC);
-	delegate_owners_free(&m);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route_table),
 		cmocka_unit_test(test_route_partial_config),
 		cmocka_unit_test(test_unknown_handler_message),
+		cmocka_unit_test(test_route_delegate_handlers),
+		cmocka_unit_test(test_handlers_from_status),
 		cmocka_unit_test(test_route_pull),
 		cmocka_unit_test(test_config_check),
 		cmocka_unit_test(test_merge_lists),
 		cmocka_unit_test(test_merge_every_list),
 		cmocka_unit_test(test_merge_images),
 		cmocka_unit_test(test_merge_images_limits),
-		cmocka_unit_test(test_owners),
-		cmocka_unit_test(test_owners_rebuild),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
