@@ -378,9 +378,9 @@ def test_handlers_and_default_side(scratch, ctrd):
         assert record_ids(u)[0] == {a, b}
         assert ctrd_ids(ctrd)[0] == {h}
         code, msg = code_of(u.rs.RunPodSandbox, pb.RunPodSandboxRequest(config=u.pod_config(name="r"),
-                                                                       runtime_handler="runc"))
+                                                                       runtime_handler="kata"))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, msg)
-        assert "runtime_handler" in msg and '"runc"' in msg and '"unikd"' in msg and '"uk-b"' in msg, msg
+        assert "runtime_handler" in msg and '"kata"' in msg and '"unikd"' in msg and '"uk-b"' in msg, msg
         pods = ids_of(u.pods())
         assert set(pods[:2]) == {a, b} and pods[2:] == [h], pods
     finally:
@@ -493,13 +493,21 @@ def test_images_on_both_sides(dk, ctrd, registries):
 # ---- 6. bad input ----
 
 def test_unknown_runtime_handler_is_refused_listing_the_served_ones(dk, ctrd):
+    """unikd's handlers, the empty one and containerd's own runtimes (learnt from its Status,
+    which kubelet calls first) are served; any other is INVALID_ARGUMENT listing them."""
     pb = dk.pb
-    for handler in ("runc", "kata"):
+    assert conditions(dk)["DelegateReady"].status
+    for handler in ("kata", "gvisor"):
         code, msg = code_of(dk.rs.RunPodSandbox, pb.RunPodSandboxRequest(config=dk.pod_config(name="x"),
                                                                         runtime_handler=handler))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, msg)
-        assert "runtime_handler" in msg and f'"{handler}"' in msg and '"unikd"' in msg, msg
+        assert "runtime_handler" in msg and f'"{handler}"' in msg, msg
+        assert '"unikd"' in msg and '""' in msg and '"runc"' in msg, msg
     assert record_ids(dk) == (set(), set()) and ctrd_ids(ctrd) == (set(), set())
+    # containerd's own runtime goes to containerd.
+    sid = run_pod(dk, ctrd_pod_config(dk, ctrd, "r"), "runc")
+    assert ctrd_ids(ctrd)[0] == {sid} and record_ids(dk) == (set(), set())
+    dk.remove_pod(sid)
 
 
 @pytest.mark.parametrize("kind", ["file", "directory", "missing", "config-file"])
