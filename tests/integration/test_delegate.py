@@ -103,13 +103,16 @@ def conditions(u):
     return {c.type: c for c in u.rs.Status(u.pb.StatusRequest()).status.conditions}
 
 
-def wait_delegate_ready(u, timeout=30):
-    """unikd reconnects on its own backoff (100 ms to 1 s) and shows no event for it: ask its
-    Status again, a little apart, until DelegateReady is true or the time is up."""
+def wait_delegate_ready(u, ready=True, timeout=30):
+    """unikd reconnects on its own backoff (100 ms to 1 s), and containerd notices its CNI
+    config on its own: neither shows an event. Ask Status again, a little apart, until
+    DelegateReady is as wanted or the time is up; return the conditions."""
     end = time.monotonic() + timeout
-    while not (ready := conditions(u)["DelegateReady"]).status:
-        assert time.monotonic() < end, f"DelegateReady still false: {ready.reason} {ready.message}"
+    while (conds := conditions(u))["DelegateReady"].status != ready:
+        c = conds["DelegateReady"]
+        assert time.monotonic() < end, f"DelegateReady still {c.status}: {c.reason} {c.message}"
         threading.Event().wait(0.1)
+    return conds
 
 
 def stop_unikd(u):
@@ -383,6 +386,14 @@ def test_handlers_and_default_side(scratch, ctrd):
         assert "runtime_handler" in msg and '"kata"' in msg and '"unikd"' in msg and '"uk-b"' in msg, msg
         pods = ids_of(u.pods())
         assert set(pods[:2]) == {a, b} and pods[2:] == [h], pods
+        # A pod of containerd's own runtime goes there, and so does a pull for it: by the
+        # pod unikd recorded, not by the default side its empty image handler would pick.
+        assert conditions(u)["DelegateReady"].status  # kubelet's first call: the runtimes are learnt
+        r_cfg = ctrd_pod_config(u, ctrd, "r")
+        r = run_pod(u, r_cfg, "runc")
+        assert ctrd_ids(ctrd)[0] == {h, r}
+        req = pb.PullImageRequest(image=pb.ImageSpec(image="127.0.0.1:1/none:1"), sandbox_config=r_cfg)
+        assert code_of(u.im.PullImage, req) == code_of(ctrd.im.PullImage, req)
     finally:
         stop_unikd(u)
 

@@ -316,3 +316,4 @@ def test_unikd_restarted_while_containerd_is_down(dk, ctrd):
     for sid in (bb, uni):
         dk.remove_pod(sid)
     check_sides(dk, ctrd, set(), set(), "the end")
+
