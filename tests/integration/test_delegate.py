@@ -120,9 +120,11 @@ def stop_unikd(u):
     A test that failed with containerd just restarted: unikd lists only its own pods until it
     reconnects, so wait for that first."""
     try:
-        if u.proc and u.proc.poll() is None:
-            wait_delegate_ready(u)
-        u.cleanup()
+        try:
+            if u.proc and u.proc.poll() is None:
+                wait_delegate_ready(u)
+        finally:
+            u.cleanup()
     finally:
         vms, dns = u.vm_pids(), u.dnsmasq_pids()
         for pid in vms + dns:
