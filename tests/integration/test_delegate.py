@@ -66,23 +66,22 @@ def ctrd(ctrd_shared):
     yield c
     if c.proc.poll() is not None:
         c.restart()
-    left = [(p.id, p.metadata.name) for p in c.rs.ListPodSandbox(pb.ListPodSandboxRequest()).items]
+    pods = [(p.id, p.metadata.name) for p in c.rs.ListPodSandbox(pb.ListPodSandboxRequest()).items]
     c.remove_all_pods()
-    new_images = [i for i in c.im.ListImages(pb.ListImagesRequest()).images if i.id not in images]
-    for i in new_images:
-        c.im.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=i.id)))
-    assert left == [], f"pods left in containerd: {left}"
+    new_images = [list(i.repo_tags) for i in c.im.ListImages(pb.ListImagesRequest()).images if i.id not in images]
+    for i in c.im.ListImages(pb.ListImagesRequest()).images:
+        if i.id not in images:
+            c.im.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=i.id)))
     strays = c.stray_shims()
     told = {sid: c.log_lines(sid)[-12:] for sid in strays.values()}
-    for pid in strays:
+    left = [(pid, cmdline(pid)) for pid in c.pids() if pid != c.proc.pid and pid not in strays]
+    for pid in list(strays) + [pid for pid, _ in left]:
         kill_and_wait(pid)
+    assert pods == [], f"pods left in containerd: {pods}"
     assert strays == {}, f"shims of ids containerd no longer lists: {strays}; its log on them: {told}"
-    left = [(pid, cmdline(pid)) for pid in c.pids() if pid != c.proc.pid]
-    for pid, _ in left:
-        kill_and_wait(pid)
     assert left == [], f"shims or containers left behind: {left}"
     assert c.cgroup_pids() == set()
-    assert [list(i.repo_tags) for i in new_images] == [], "images left in containerd"
+    assert new_images == [], "images left in containerd"
 
 
 def cmdline(pid):
@@ -103,16 +102,13 @@ def conditions(u):
     return {c.type: c for c in u.rs.Status(u.pb.StatusRequest()).status.conditions}
 
 
-def wait_delegate_ready(u, ready=True, timeout=30):
-    """unikd reconnects on its own backoff (100 ms to 1 s), and containerd notices its CNI
-    config on its own: neither shows an event. Ask Status again, a little apart, until
-    DelegateReady is as wanted or the time is up; return the conditions."""
+def wait_delegate_ready(u, timeout=30):
+    """unikd reconnects on its own backoff (100 ms to 1 s) and shows no event for it: ask its
+    Status again, a little apart, until DelegateReady is true or the time is up."""
     end = time.monotonic() + timeout
-    while (conds := conditions(u))["DelegateReady"].status != ready:
-        c = conds["DelegateReady"]
-        assert time.monotonic() < end, f"DelegateReady still {c.status}: {c.reason} {c.message}"
+    while not (ready := conditions(u)["DelegateReady"]).status:
+        assert time.monotonic() < end, f"DelegateReady still false: {ready.reason} {ready.message}"
         threading.Event().wait(0.1)
-    return conds
 
 
 def stop_unikd(u):
