@@ -289,15 +289,11 @@ static bool learn_from_status(struct delegate *d, const struct delegate_answer *
 		pthread_mutex_unlock(&d->lock);
 		free_strv(old);
 	}
-	for (size_t i = 0; st->status && i < st->status->n_conditions; i++) {
-		const Runtime__V1__RuntimeCondition *c = st->status->conditions[i];
-		if (c && !c->status && c->type && (!strcmp(c->type, "RuntimeReady") || !strcmp(c->type, "NetworkReady"))) {
-			snprintf(why, why_len, "delegate %s reports %s false (%.64s: %.512s)", delegate_client_endpoint(d->client),
-				 c->type, c->reason ? c->reason : "", c->message ? c->message : "");
-			return false;
-		}
-	}
-	return true;
+	char cond[UK_ERROR_MSG_MAX / 2];
+	if (delegate_status_ready(st, cond, sizeof(cond)))
+		return true;
+	snprintf(why, why_len, "delegate %s reports %s", delegate_client_endpoint(d->client), cond);
+	return false;
 }
 
 /* StatusRequest{verbose: true}: field 1, varint 1. */

@@ -442,3 +442,20 @@ int delegate_handlers_from_status(const Runtime__V1__StatusResponse *st, char **
 	*n_ret = n;
 	return 0;
 }
+
+bool delegate_status_ready(const Runtime__V1__StatusResponse *st, char *why, size_t len)
+{
+	if (!st || !st->status) {
+		snprintf(why, len, "no runtime status");
+		return false;
+	}
+	for (size_t i = 0; i < st->status->n_conditions; i++) {
+		const Runtime__V1__RuntimeCondition *c = st->status->conditions[i];
+		if (c && !c->status && c->type && (!strcmp(c->type, "RuntimeReady") || !strcmp(c->type, "NetworkReady"))) {
+			snprintf(why, len, "%s false (%.64s: %.400s)", c->type, c->reason ? c->reason : "",
+				 c->message ? c->message : "");
+			return false;
+		}
+	}
+	return true;
+}

@@ -83,6 +83,11 @@ int delegate_route_pull(const struct delegate_config *cfg, const Runtime__V1__Pu
 #define DELEGATE_MAX_STATUS_CONFIG (1u << 20)
 int delegate_handlers_from_status(const Runtime__V1__StatusResponse *st, char ***ret, size_t *n_ret, uk_error *err);
 
+/* Whether the delegate's Status answer says it can run pods: no RuntimeReady or NetworkReady
+ * condition false (other conditions are its own business). When not, why gets the condition,
+ * its reason and message, cut to fit. */
+bool delegate_status_ready(const Runtime__V1__StatusResponse *st, char *why, size_t len);
+
 /* List merges: out gets unikd's items, then the delegate's, each side already filtered by
  * the request's filter. Items are borrowed; free out's array with the matching *_done.
  * -E2BIG naming the side when a side has more than DELEGATE_MAX_LIST_ITEMS items; -EINVAL

@@ -280,6 +280,48 @@ static void test_handlers_from_status(void **state)
 	runtime__v1__status_response__free_unpacked(st, NULL);
 }
 
+static Runtime__V1__RuntimeCondition *cond_of(const char *type, bool ok, const char *reason, const char *msg)
+{
+	Runtime__V1__RuntimeCondition *c = calloc(1, sizeof(*c));
+	runtime__v1__runtime_condition__init(c);
+	c->type = strdup(type);
+	c->status = ok;
+	c->reason = strdup(reason);
+	c->message = strdup(msg);
+	return c;
+}
+
+/* The delegate's readiness from its own conditions: RuntimeReady and NetworkReady count. */
+static void test_status_ready(void **state)
+{
+	(void)state;
+	char why[128];
+	Runtime__V1__StatusResponse *st = status_with(NULL, NULL, 0);
+	assert_false(delegate_status_ready(st, why, sizeof(why)));
+	assert_string_equal(why, "no runtime status");
+	st->status = calloc(1, sizeof(*st->status));
+	runtime__v1__runtime_status__init(st->status);
+	assert_true(delegate_status_ready(st, why, sizeof(why)));
+	st->status->n_conditions = 3;
+	st->status->conditions = calloc(3, sizeof(*st->status->conditions));
+	st->status->conditions[0] = cond_of("RuntimeReady", true, "", "");
+	st->status->conditions[1] = cond_of("Other", false, "X", "ignored");
+	st->status->conditions[2] = cond_of("NetworkReady", false, "NetworkPluginNotReady", "cni config uninitialized");
+	assert_false(delegate_status_ready(st, why, sizeof(why)));
+	assert_string_equal(why, "NetworkReady false (NetworkPluginNotReady: cni config uninitialized)");
+	st->status->conditions[2]->status = true;
+	assert_true(delegate_status_ready(st, why, sizeof(why)));
+	/* A long message is cut to the buffer. */
+	free(st->status->conditions[0]->message);
+	st->status->conditions[0]->message = malloc(5000);
+	memset(st->status->conditions[0]->message, 'm', 4999);
+	st->status->conditions[0]->message[4999] = '\0';
+	st->status->conditions[0]->status = false;
+	assert_false(delegate_status_ready(st, why, sizeof(why)));
+	assert_int_equal(strlen(why), sizeof(why) - 1);
+	runtime__v1__status_response__free_unpacked(st, NULL);
+}
+
 static void test_route_pull(void **state)
 {
 	(void)state;
@@ -580,6 +622,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_handler_message),
 		cmocka_unit_test(test_route_delegate_handlers),
 		cmocka_unit_test(test_handlers_from_status),
+		cmocka_unit_test(test_status_ready),
 		cmocka_unit_test(test_route_pull),
 		cmocka_unit_test(test_config_check),
 		cmocka_unit_test(test_merge_lists),
