@@ -64,6 +64,10 @@ CRI_PURE_SRC := $(wildcard src/cri/wire_*.c src/cri/limits*.c src/cri/volumes.c)
 DELEGATE_PURE_SRC := src/delegate/route.c
 DELEGATE_SRC := $(wildcard src/delegate/*.c)
 
+# The CRI streaming server (src/stream/README.md); zlib compresses SPDY's header blocks.
+STREAM_SRC := $(wildcard src/stream/*.c)
+ZLIB_LIBS := $(shell pkg-config --libs zlib 2>/dev/null)
+
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 GUESTS :=
@@ -84,7 +88,7 @@ $(OBJ)/%.o: %.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 # Everything that includes the generated CRI header waits for it.
-$(call objs,$(CRI_SRC) $(UNIKD_SRC) $(DELEGATE_SRC)): | $(CRI_GEN_H)
+$(call objs,$(CRI_SRC) $(UNIKD_SRC) $(DELEGATE_SRC) $(STREAM_SRC)): | $(CRI_GEN_H)
 $(OBJ)/$(CRI_GEN_C:.c=.o): $(CRI_GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CRI_GEN_CFLAGS) -Wno-unused-parameter -c $< -o $@
@@ -103,10 +107,10 @@ $(BIN)/registry-pull: $(call objs,tests/helpers/registry_pull.c) $(REGISTRY_OBJS
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CURL_LIBS)
 
-$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(DELEGATE_SRC) $(CRI_GEN_C) $(GUEST_SRC) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(DELEGATE_SRC) $(STREAM_SRC) $(CRI_GEN_C) $(GUEST_SRC) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) $(CURL_LIBS) $(INIH_LIBS) \
-		$(SYSTEMD_LIBS) -lpthread
+		$(SYSTEMD_LIBS) $(ZLIB_LIBS) -lpthread
 
 # Each unit test links the pure-logic objects it may need; the linker keeps what it uses.
 $(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(VMW_LIB_SRC) $(GUEST_SRC) $(STORE_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
@@ -135,6 +139,11 @@ $(OUT)/tests/test_delegate_route: $(OBJ)/tests/unit/test_delegate_route.o $(call
 $(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/config.c src/delegate/route.c src/net/cidr.c $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(INIH_LIBS)
+
+# The streaming server's unit tests and `make fuzz` (src/stream/stream.mk); the Go SPDY test
+# client (tests/stream/client.mk).
+-include src/stream/stream.mk
+-include tests/stream/client.mk
 
 unit-tests: $(UNIT_TESTS)
 
