@@ -140,6 +140,11 @@ $(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(INIH_LIBS)
 
+# The streaming server's tokens, alone.
+$(OUT)/tests/test_stream_tokens: $(OBJ)/tests/unit/test_stream_tokens.o $(call objs,src/stream/tokens.c $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS)
+
 # The streaming server's unit tests and `make fuzz` (src/stream/stream.mk); the Go SPDY test
 # client (tests/stream/client.mk).
 -include src/stream/stream.mk

@@ -26,6 +26,7 @@ struct cri_context {
 	const char *const *insecure_registries; /* plain-HTTP registries (--insecure-registry); may be NULL */
 	const char *const *handlers; /* unikd's runtime handlers (`[delegate] handlers`); NULL: "unikd" */
 	struct delegate *delegate;   /* NULL: the delegate is off (src/delegate/forward.h) */
+	struct stream_server *stream; /* Attach and PortForward's URLs (src/stream/server.h) */
 };
 
 extern const struct grpc_method cri_methods[];
@@ -97,5 +98,7 @@ CRI_HANDLER(cri_image_status);
 CRI_HANDLER(cri_pull_image);
 CRI_HANDLER(cri_remove_image);
 CRI_HANDLER(cri_image_fs_info);
+CRI_HANDLER(cri_attach);
+CRI_HANDLER(cri_port_forward);
 
 #endif

@@ -9,6 +9,9 @@
 	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, extra, false }
 #define M(svc, name, msg, fn, cls) MX(svc, name, msg, fn, cls, NULL)
 #define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_READ, NULL, false }
+/* Served, and forwarded for the delegate's objects (src/delegate). */
+#define MR(svc, name, msg, fn, cls)                                                                \
+	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, NULL, true }
 /* Not served by unikd for its own objects; forwarded for the delegate's (src/delegate). */
 #define UR(svc, name, msg, why, cls, extra)                                                        \
 	{ svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_##cls, extra, true }
@@ -28,7 +31,8 @@ static uint64_t exec_timeout_s(const ProtobufCMessage *req)
 	return q->timeout > 0 ? (uint64_t)q->timeout : 0;
 }
 
-#define NO_EXEC "a unikernel has no processes to exec into or attach to; the VM's console is its log"
+#define NO_EXEC                                                                                    \
+	"a unikernel has no processes to exec into; its console is reachable with kubectl attach (and kubectl logs)"
 #define NO_STATS "metrics descriptors are not served; use the stats calls"
 #define NO_STREAM "the streaming list calls are not served; use the unary List calls"
 
@@ -51,8 +55,8 @@ const struct grpc_method cri_methods[] = {
 	M(RS, "ReopenContainerLog", reopen_container_log_request, cri_reopen_container_log, LIFECYCLE),
 	UR(RS, "ExecSync", exec_sync_request, NO_EXEC, LIFECYCLE, exec_timeout_s),
 	UR(RS, "Exec", exec_request, NO_EXEC, READ, NULL),
-	UR(RS, "Attach", attach_request, NO_EXEC, READ, NULL),
-	UR(RS, "PortForward", port_forward_request, "port forwarding comes with pod networking", READ, NULL),
+	MR(RS, "Attach", attach_request, cri_attach, READ),
+	MR(RS, "PortForward", port_forward_request, cri_port_forward, READ),
 	M(RS, "ContainerStats", container_stats_request, cri_container_stats, READ),
 	M(RS, "ListContainerStats", list_container_stats_request, cri_list_container_stats, READ),
 	U(RS, "StreamContainerStats", stream_container_stats_request, NO_STREAM),

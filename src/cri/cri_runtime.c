@@ -405,6 +405,7 @@ static int from_sandbox(struct runtime *rt, const Runtime__V1__CreateContainerRe
 			return r;
 		c->log_path = strdup(log_path);
 	}
+	c->stdin_open = cfg->stdin;
 	return 0;
 }
 

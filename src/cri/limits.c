@@ -648,8 +648,10 @@ int cri_check_container_config(const Runtime__V1__ContainerConfig *cfg, struct c
 	const char *lp = nz(cfg->log_path);
 	if (*lp && (lp[0] == '/' || path_climbs(lp)))
 		return uk_err(err, EINVAL, "config.log_path must be relative to the pod's log_directory, without \"..\"");
-	if (cfg->tty || cfg->stdin)
-		return uk_err(err, EINVAL, "config.tty and config.stdin are not supported: a VM's console is its log");
+	/* stdin reaches the serial port through attach; a serial console has no terminal to size. */
+	if (cfg->tty)
+		return uk_err(err, EINVAL, "config.tty is not supported: a VM's serial console has no terminal; "
+					   "use stdin without tty and kubectl attach -i");
 	if ((r = check_len(lp, CRI_PATH_MAX, "config.log_path", err)) < 0 ||
 	    (r = cri_check_image_spec(cfg->image, "config.image", err)) < 0 ||
 	    (r = check_len(cfg->working_dir, CRI_PATH_MAX, "config.working_dir", err)) < 0 ||

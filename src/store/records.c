@@ -123,6 +123,8 @@ void container_vm_fields_to_json(const struct container *c, json_object *o)
 		json_object_object_add(o, "shares", json_object_get(c->shares));
 	if (c->blockdevs)
 		json_object_object_add(o, "blockdevs", json_object_get(c->blockdevs));
+	if (c->stdin_open)
+		json_object_object_add(o, "stdin", json_object_new_boolean(true));
 }
 
 json_object *container_to_json(const struct container *c)
@@ -340,6 +342,7 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	json_object *v;
 	c->disk_snapshot = !json_object_object_get_ex(o, "disk_snapshot", &v) || json_object_get_boolean(v);
 	c->nic = !json_object_object_get_ex(o, "nic", &v) || json_object_get_boolean(v);
+	c->stdin_open = json_object_object_get_ex(o, "stdin", &v) && json_object_get_boolean(v);
 	c->memory_limit = get_i64(o, "memory_limit");
 	c->cpu_quota = get_i64(o, "cpu_quota");
 	c->cpu_period = get_i64(o, "cpu_period");

@@ -95,6 +95,9 @@ struct container {
 	 * next one), and for ContainerStatus the CRI mounts they came from [{"container_path",
 	 * "host_path", "readonly", "tag"}]. Each at most RECORD_VOLUMES_MAX. */
 	json_object *shares, *blockdevs, *mounts;
+	/* ContainerConfig.stdin: an attached client's input reaches the guest's serial port
+	 * (vmwrapper's spec "stdin"). Missing in older records: false. */
+	bool stdin_open;
 	/* vmwrapper, set (and saved) before it may exec: CREATED with a wrapper_pid is a start
 	 * under way, which a restarted unikd completes or undoes */
 	pid_t wrapper_pid;

@@ -1,5 +1,6 @@
 /* The config file and the flags that override it. Parsing is inih's; each value is
  * checked here against one table, which also gives the flags their names. */
+#include <arpa/inet.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@ enum kind {
 	K_HOSTS,  /* char **, HOST[:PORT] entries; a comma-separated list in the file */
 	K_ENDPOINT, /* char *, unix:///PATH or /PATH; empty: NULL (the delegate is off) */
 	K_HANDLERS, /* char **, runtime handler names; a comma-separated list in the file */
+	K_IP,       /* char *, an IPv4 or IPv6 address literal */
 };
 
 struct key {
@@ -40,7 +42,7 @@ struct key {
 static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 static const char *const net_modes[] = { "bridge", "cni", "none", NULL };
 static const char *const delegate_sides[] = { "delegate", "unikd", NULL };
-static const char *const sections[] = { "daemon", "vm", "network", "registries", "delegate" };
+static const char *const sections[] = { "daemon", "vm", "network", "registries", "delegate", "stream" };
 
 #define KEY(sec, nm, fl, kd, field, ...)                                                            \
 	{ .section = sec, .name = nm, .flag = fl, .kind = kd, .off = offsetof(struct unikd_config, field), \
@@ -78,6 +80,9 @@ static const struct key keys[] = {
 	KEY("delegate", "endpoint", "delegate-endpoint", K_ENDPOINT, delegate_endpoint),
 	KEY("delegate", "handlers", "delegate-handlers", K_HANDLERS, delegate_handlers),
 	KEY("delegate", "default", "delegate-default", K_CHOICE, delegate_default, .choices = delegate_sides),
+	/* The streaming server (Attach, PortForward) listens from start-up: both need a restart. */
+	KEY("stream", "address", "stream-address", K_IP, stream_address),
+	KEY("stream", "port", "stream-port", K_UINT, stream_port, .min = 0, .max = 65535, .unit = "port"),
 };
 #undef KEY
 #define N_KEYS ARRAY_SIZE(keys)
@@ -121,12 +126,13 @@ int config_init(struct unikd_config *c)
 		.cni_timeout_s = CONFIG_DEFAULT_CNI_TIMEOUT_S,
 		.insecure = calloc(1, sizeof(char *)),
 		.delegate_handlers = calloc(2, sizeof(char *)), .delegate_default = strdup("delegate"),
+		.stream_address = strdup("127.0.0.1"),
 	};
 	if (c->delegate_handlers)
 		c->delegate_handlers[0] = strdup("unikd");
 	if (!c->state_dir || !c->run_dir || !c->accel || !c->network || !c->bridge || !c->pod_cidr ||
 	    !c->dnsmasq || !c->cni_conf_dir || !c->cni_bin_dirs || !c->insecure || !c->delegate_handlers ||
-	    !c->delegate_handlers[0] || !c->delegate_default) {
+	    !c->delegate_handlers[0] || !c->delegate_default || !c->stream_address) {
 		config_done(c);
 		return -ENOMEM;
 	}
@@ -355,6 +361,12 @@ static int set_value(struct unikd_config *c, const struct key *k, const char *v,
 		return set_paths(str_at(c, k), v, err);
 	case K_ENDPOINT:
 		return set_endpoint(str_at(c, k), v, err);
+	case K_IP: {
+		unsigned char addr[sizeof(struct in6_addr)];
+		if (inet_pton(strchr(v, ':') ? AF_INET6 : AF_INET, v, addr) != 1)
+			return uk_err(err, EINVAL, "\"%s\" is not an IPv4 or IPv6 address", v);
+		return set_str(str_at(c, k), v, err);
+	}
 	}
 	return uk_err(err, EINVAL, "unknown kind of setting");
 }
@@ -417,7 +429,7 @@ static char *reader(char *str, int num, void *stream)
 	if (str[0] == '[') {
 		char *end = strchr(str, ']');
 		if (end && !known_section(str + 1, (size_t)(end - str - 1)))
-			fail(p, "unknown section %.*s (known: [daemon], [vm], [network], [registries], [delegate])",
+			fail(p, "unknown section %.*s (known: [daemon], [vm], [network], [registries], [delegate], [stream])",
 			     (int)(end - str + 1), str);
 	}
 	return str;

@@ -50,6 +50,9 @@ struct unikd_config {
 	char *delegate_endpoint;  /* NULL: the delegate is off; else unix:///PATH or /PATH */
 	char **delegate_handlers; /* unikd's runtime handlers, NULL-terminated; default "unikd" */
 	char *delegate_default;   /* the side of a pod without a handler: delegate or unikd */
+	/* [stream] (issue 17): the streaming server's listener */
+	char *stream_address; /* an IP literal; default 127.0.0.1 */
+	unsigned stream_port; /* 0: any free port */
 };
 
 /* A flag as given on the command line: its long name without "--", and its value. */

@@ -23,6 +23,7 @@
 #include "../common/util.h"
 #include "../cri/cri.h"
 #include "../delegate/forward.h"
+#include "../stream/server.h"
 #include "config.h"
 #include "runtime.h"
 
@@ -126,6 +127,10 @@ static void usage(FILE *f)
 	      "  --delegate-default SIDE\n"
 	      "                         [delegate] default: who runs a pod without a runtime\n"
 	      "                         handler: delegate (default) or unikd\n"
+	      "  --stream-address IP    [stream] address: where the streaming server (kubectl attach,\n"
+	      "                         port-forward) listens; kubelet connects to it (default\n"
+	      "                         127.0.0.1)\n"
+	      "  --stream-port N        [stream] port (default 0: any free port)\n"
 	      "  -h, --help             this text\n"
 	      "      --version          the version, and the QEMU that unikd finds\n"
 	      "\n"
@@ -479,6 +484,7 @@ static int open_delegate(const struct unikd_config *o, struct cri_context *ctx, 
 
 static void context_done(struct cri_context *ctx)
 {
+	stream_server_stop(ctx->stream);
 	delegate_free(ctx->delegate);
 	json_object_put(ctx->config_info);
 	free(ctx->qemu_version);
@@ -562,17 +568,21 @@ static int run_daemon(struct daemon *d)
 	struct cri_context ctx;
 	make_context(d, rt, &ctx);
 	uk_grpc_server *srv = NULL;
-	if ((r = open_delegate(o, &ctx, &err)) < 0 || (r = start_cri_server(o, &ctx, &srv, &err)) < 0) {
-		(void)start_failed(ctx.delegate || !config_delegate_socket(o) ? "cannot start the CRI server"
-									       : "cannot start the delegate",
-				   err.msg); /* logged and notified */
+	struct stream_config sc = { .address = o->stream_address, .port = o->stream_port,
+				    .max_connections = STREAM_DEFAULT_MAX_CONNECTIONS,
+				    .idle_timeout_s = STREAM_DEFAULT_IDLE_TIMEOUT_S };
+	const char *what = "cannot start the streaming server";
+	if ((r = stream_server_start(&sc, &ctx.stream, &err)) < 0 ||
+	    (what = "cannot start the delegate", r = open_delegate(o, &ctx, &err)) < 0 ||
+	    (what = "cannot start the CRI server", r = start_cri_server(o, &ctx, &srv, &err)) < 0) {
+		(void)start_failed(what, err.msg); /* logged and notified */
 		runtime_free(rt);
 		context_done(&ctx);
 		return 1;
 	}
-	log_info("msg=\"ready\" version=%s socket=%s state_dir=%s run_dir=%s qemu=\"%s\" kvm=%s", UNIKD_VERSION,
-		 o->socket, o->state_dir, o->run_dir, ctx.qemu_version ? ctx.qemu_version : "missing",
-		 ctx.kvm_available ? "yes" : "no");
+	log_info("msg=\"ready\" version=%s socket=%s state_dir=%s run_dir=%s qemu=\"%s\" kvm=%s stream=%s",
+		 UNIKD_VERSION, o->socket, o->state_dir, o->run_dir, ctx.qemu_version ? ctx.qemu_version : "missing",
+		 ctx.kvm_available ? "yes" : "no", stream_server_base(ctx.stream));
 	/* The socket is listening: a call made now is served. */
 	notify_serving(rt, o->socket, "READY=1\n");
 	int sig = event_loop(d, rt, &ctx, sfd);
@@ -632,6 +642,8 @@ int main(int argc, char **argv)
 		{ "delegate-endpoint", required_argument, NULL, SETTING },
 		{ "delegate-handlers", required_argument, NULL, SETTING },
 		{ "delegate-default", required_argument, NULL, SETTING },
+		{ "stream-address", required_argument, NULL, SETTING },
+		{ "stream-port", required_argument, NULL, SETTING },
 		{ "config", required_argument, NULL, 'f' },          { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },               { 0 },
 	};

@@ -206,7 +206,7 @@ static void errors_name_the_line(void **state)
 		  "memory_overhead, cgroup_root)" },
 		{ "[daemon]\nmemory = 64\n", "t.conf:2: [daemon] memory: unknown key; memory belongs in [vm]" },
 		{ "# top\n\n[vms]\n",
-		  "t.conf:3: unknown section [vms] (known: [daemon], [vm], [network], [registries], [delegate])" },
+		  "t.conf:3: unknown section [vms] (known: [daemon], [vm], [network], [registries], [delegate], [stream])" },
 		{ "memory = 64\n",
 		  "t.conf:1: memory: a key before any section; put it under [daemon], [vm], [network], [registries] "
 		  "or [delegate]" },

@@ -643,6 +643,10 @@ static void container_config(void **state)
 	uk_error err = { 0 };
 	ctr_init(&c);
 	assert_int_equal(cri_check_container_config(&c.cfg, &res, &err), 0);
+	/* stdin alone is fine: attach takes it to the serial port. */
+	c.cfg.stdin = true;
+	assert_int_equal(cri_check_container_config(&c.cfg, &res, &err), 0);
+	c.cfg.stdin = false;
 	c.cfg.tty = true;
 	assert_int_equal(cri_check_container_config(&c.cfg, &res, &err), -EINVAL);
 	assert_contains(err.msg, "config.tty");
