@@ -494,7 +494,8 @@ int stream_server_start(const struct stream_config *cfg, struct stream_server **
 		s->cfg.address = STREAM_DEFAULT_ADDRESS;
 	s->listen_fd = s->epoll_fd = s->wake_fd = s->timer_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
-	stream_tokens_init(&s->tokens, STREAM_MAX_TOKENS, STREAM_TOKEN_TTL_S * NS_PER_S);
+	stream_tokens_init(&s->tokens, STREAM_MAX_TOKENS,
+			   (s->cfg.url_timeout_s ? s->cfg.url_timeout_s : STREAM_TOKEN_TTL_S) * NS_PER_S);
 	s->w_listen = (struct watch){ W_LISTEN, s };
 	s->w_wake = (struct watch){ W_WAKE, s };
 	s->w_timer = (struct watch){ W_TIMER, s };

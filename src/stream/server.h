@@ -13,8 +13,8 @@
 
 #include "../common/error.h"
 
-/* A token is 128 random bits in hex, single-use, valid STREAM_TOKEN_TTL_S; at most
- * STREAM_MAX_TOKENS wait at once. */
+/* A token is 128 random bits in hex, single-use, valid `[stream] url_timeout` (default
+ * STREAM_TOKEN_TTL_S); at most STREAM_MAX_TOKENS wait at once. */
 #define STREAM_TOKEN_LEN 32
 #define STREAM_TOKEN_TTL_S 60
 #define STREAM_MAX_TOKENS 1000
@@ -62,6 +62,7 @@ struct stream_config {
 	unsigned port;            /* 0: any free port */
 	unsigned max_connections; /* more are closed as they come */
 	unsigned idle_timeout_s;  /* a session with no traffic for this long is closed */
+	unsigned url_timeout_s;   /* a token's life; 0: STREAM_TOKEN_TTL_S */
 };
 #define STREAM_DEFAULT_ADDRESS "127.0.0.1"
 #define STREAM_DEFAULT_MAX_CONNECTIONS 64

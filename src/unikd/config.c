@@ -83,6 +83,8 @@ static const struct key keys[] = {
 	/* The streaming server (Attach, PortForward) listens from start-up: both need a restart. */
 	KEY("stream", "address", "stream-address", K_IP, stream_address),
 	KEY("stream", "port", "stream-port", K_UINT, stream_port, .min = 0, .max = 65535, .unit = "port"),
+	KEY("stream", "url_timeout", "stream-url-timeout", K_UINT, stream_url_timeout_s, .min = 1, .max = 3600,
+	    .unit = "seconds"),
 };
 #undef KEY
 #define N_KEYS ARRAY_SIZE(keys)
@@ -126,7 +128,7 @@ int config_init(struct unikd_config *c)
 		.cni_timeout_s = CONFIG_DEFAULT_CNI_TIMEOUT_S,
 		.insecure = calloc(1, sizeof(char *)),
 		.delegate_handlers = calloc(2, sizeof(char *)), .delegate_default = strdup("delegate"),
-		.stream_address = strdup("127.0.0.1"),
+		.stream_address = strdup("127.0.0.1"), .stream_url_timeout_s = 60,
 	};
 	if (c->delegate_handlers)
 		c->delegate_handlers[0] = strdup("unikd");

@@ -131,6 +131,9 @@ static void usage(FILE *f)
 	      "                         port-forward) listens; kubelet connects to it (default\n"
 	      "                         127.0.0.1)\n"
 	      "  --stream-port N        [stream] port (default 0: any free port)\n"
+	      "  --stream-url-timeout SECONDS\n"
+	      "                         [stream] url_timeout: how long an Attach or PortForward URL\n"
+	      "                         waits to be used, once (default 60)\n"
 	      "  -h, --help             this text\n"
 	      "      --version          the version, and the QEMU that unikd finds\n"
 	      "\n"
@@ -570,7 +573,8 @@ static int run_daemon(struct daemon *d)
 	uk_grpc_server *srv = NULL;
 	struct stream_config sc = { .address = o->stream_address, .port = o->stream_port,
 				    .max_connections = STREAM_DEFAULT_MAX_CONNECTIONS,
-				    .idle_timeout_s = STREAM_DEFAULT_IDLE_TIMEOUT_S };
+				    .idle_timeout_s = STREAM_DEFAULT_IDLE_TIMEOUT_S,
+				    .url_timeout_s = o->stream_url_timeout_s };
 	const char *what = "cannot start the streaming server";
 	if ((r = stream_server_start(&sc, &ctx.stream, &err)) < 0 ||
 	    (what = "cannot start the delegate", r = open_delegate(o, &ctx, &err)) < 0 ||
@@ -644,6 +648,7 @@ int main(int argc, char **argv)
 		{ "delegate-default", required_argument, NULL, SETTING },
 		{ "stream-address", required_argument, NULL, SETTING },
 		{ "stream-port", required_argument, NULL, SETTING },
+		{ "stream-url-timeout", required_argument, NULL, SETTING },
 		{ "config", required_argument, NULL, 'f' },          { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },               { 0 },
 	};
