@@ -187,7 +187,7 @@ func runAttach(o *attachOptions) int {
 	case <-sig:
 		return fail("attach: interrupted by a signal")
 	case <-stopped:
-		return holdStopped(s, o.stopAfter, sig)
+		return holdStopped(s, sig)
 	case <-outputDone:
 	}
 	select {
@@ -245,7 +245,7 @@ func copyStdout(st *spdystream.Stream, stopAfter int64, stopped chan<- struct{})
 
 // holdStopped keeps the connection open without reading until a signal, or until the server
 // ends the TCP connection, which is what a test of a slow client waits for.
-func holdStopped(s *session, stopAfter int64, sig <-chan os.Signal) int {
+func holdStopped(s *session, sig <-chan os.Signal) int {
 	hup := watchPeerClose(s.raw.tcpConn())
 	select {
 	case <-sig:
@@ -254,6 +254,6 @@ func holdStopped(s *session, stopAfter int64, sig <-chan os.Signal) int {
 		if err != nil {
 			return fail("attach: watching the socket: %v", err)
 		}
-		return failCode(exitPeerClosed, "attach: the server closed the connection while this client was not reading (after %d bytes)", stopAfter)
+		return failCode(exitPeerClosed, "attach: the server closed the connection while this client was not reading")
 	}
 }
