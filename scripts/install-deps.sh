@@ -16,6 +16,7 @@ python3 python3-pytest python3-grpcio python3-grpc-tools socat
 docker-registry apache2-utils
 containernetworking-plugins iptables
 containerd runc
+golang-go golang-github-docker-spdystream-dev
 "
 
 if [ "$#" -gt 0 ]; then PACKAGES="$*"; fi
