@@ -23,6 +23,8 @@ static void att_watch(struct conn *c)
 {
 	struct attach_state *a = &c->att;
 	uint32_t ev = 0;
+	if (a->parked)
+		return;
 	if (a->out.n)
 		ev |= EPOLLOUT;
 	if (!a->up_eof && conn_output_room(c))
@@ -149,7 +151,12 @@ void att_up_event(struct conn *c, uint32_t events)
 		att_end(c, "the console's socket broke");
 		return;
 	}
-	while ((events & (EPOLLIN | EPOLLHUP)) && conn_output_room(c)) {
+	if ((events & (EPOLLHUP | EPOLLERR)) && !conn_output_room(c)) {
+		watch_del(c->srv, a->up);
+		a->parked = true;
+		return;
+	}
+	while ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_output_room(c)) {
 		ssize_t n = recv(a->up, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
@@ -168,7 +175,11 @@ void att_up_event(struct conn *c, uint32_t events)
 
 void att_resume(struct conn *c)
 {
-	if (c->att.up >= 0 && !c->att.ended)
+	if (c->att.up < 0 || c->att.ended)
+		return;
+	if (c->att.parked)
+		att_up_event(c, EPOLLIN); /* what is left, then the EOF */
+	else
 		att_watch(c);
 }
 

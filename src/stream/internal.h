@@ -17,6 +17,8 @@
 #define STREAM_UP_PAUSE 65536
 /* ... and never more than this (one read past the pause, with room to spare). */
 #define STREAM_UP_MAX (STREAM_UP_PAUSE + 4 * STREAM_READ_CHUNK)
+/* A client that reads nothing of what waits for it this long is dropped (with a reset). */
+#define STREAM_STALL_TIMEOUT_S 10
 /* Port-forward pairs (one per forwarded connection) open at once in one session. */
 #define STREAM_MAX_PAIRS 32
 
@@ -45,6 +47,9 @@ struct pf_pair {
 	int up;
 	bool connecting, connected, up_eof, client_fin, shut_wr, ended;
 	bool dead; /* freed at the end of the loop's batch: an event for it may still be there */
+	/* The socket hung up while the session had no room for its last bytes: out of epoll
+	 * (a hang-up is reported whatever the mask), read again when the output drains. */
+	bool parked;
 	struct upbuf out;
 	struct pf_pair *trash_next;
 };
@@ -54,7 +59,7 @@ struct attach_state {
 	unsigned expected, got;
 	int up;
 	struct watch w;
-	bool started, up_eof, ended;
+	bool started, up_eof, ended, parked; /* parked: as pf_pair's */
 	struct upbuf out; /* the client's stdin, on its way to vmwrapper */
 };
 
@@ -66,6 +71,7 @@ struct conn {
 	int fd;
 	enum conn_phase phase;
 	uint64_t since, last_io;
+	uint64_t last_out; /* the last write that made progress, or when nothing waited */
 	char head[HTTP_MAX_HEAD];
 	size_t head_n;
 	char reply[1024]; /* the HTTP answer, before SPDY */

@@ -97,6 +97,8 @@ static void pair_check_done(struct pf_pair *pp)
 static void pair_watch(struct pf_pair *pp)
 {
 	uint32_t ev = 0;
+	if (pp->parked)
+		return;
 	if (pp->connecting || pp->out.n)
 		ev |= EPOLLOUT;
 	if (pp->connected && !pp->up_eof && conn_output_room(pp->c))
@@ -278,6 +280,11 @@ void pf_up_event(struct pf_pair *pp, uint32_t events)
 		pair_fail(pp, "the pod's connection broke");
 		return;
 	}
+	if (pp->connected && (events & (EPOLLHUP | EPOLLERR)) && !conn_output_room(pp->c)) {
+		watch_del(pp->c->srv, pp->up);
+		pp->parked = true;
+		return;
+	}
 	if (pp->connected && (events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)))
 		up_readable(pp);
 	if (pp->dead)
@@ -289,9 +296,18 @@ void pf_up_event(struct pf_pair *pp, uint32_t events)
 
 void pf_resume(struct conn *c)
 {
-	for (size_t i = 0; i < STREAM_MAX_PAIRS; i++)
-		if (c->pairs[i] && c->pairs[i]->up >= 0 && !c->pairs[i]->dead)
-			pair_watch(c->pairs[i]);
+	for (size_t i = 0; i < STREAM_MAX_PAIRS; i++) {
+		struct pf_pair *pp = c->pairs[i];
+		if (!pp || pp->up < 0 || pp->dead)
+			continue;
+		if (pp->parked) {
+			up_readable(pp); /* what is left, then the EOF */
+			if (!pp->dead && pp->up_eof)
+				pair_check_done(pp);
+		} else {
+			pair_watch(pp);
+		}
+	}
 }
 
 bool pf_blocked(const struct conn *c)

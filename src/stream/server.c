@@ -114,6 +114,11 @@ static void conn_free(struct conn *c)
 		return;
 	pf_free_all(c);
 	att_free(c);
+	/* Bytes the client never read: a reset, not a FIN stuck behind them, tells it at once. */
+	if (pending_output(c)) {
+		struct linger now = { .l_onoff = 1, .l_linger = 0 };
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now)); /* a close anyway */
+	}
 	spdy_session_free(c->spdy);
 	c->spdy = NULL;
 	watch_del(s, c->fd);
@@ -157,6 +162,8 @@ void conn_flush(struct conn *c)
 {
 	if (c->dead)
 		return;
+	if (!pending_output(c))
+		c->last_out = uk_now_mono_ns();
 	while (c->reply_off < c->reply_n) {
 		ssize_t w = send(c->fd, c->reply + c->reply_off, c->reply_n - c->reply_off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0 && (errno == EAGAIN || errno == EINTR))
@@ -166,6 +173,7 @@ void conn_flush(struct conn *c)
 			return;
 		}
 		c->reply_off += (size_t)w;
+		c->last_out = uk_now_mono_ns();
 	}
 	const uint8_t *p;
 	size_t n;
@@ -178,7 +186,7 @@ void conn_flush(struct conn *c)
 			return;
 		}
 		spdy_session_consumed(c->spdy, (size_t)w);
-		c->last_io = uk_now_mono_ns();
+		c->last_io = c->last_out = uk_now_mono_ns();
 	}
 	if (c->phase == C_CLOSING && !pending_output(c)) {
 		conn_free(c);
@@ -376,7 +384,7 @@ static void accept_conns(struct stream_server *s)
 			continue;
 		}
 		*c = (struct conn){ .srv = s, .w = { W_CONN, c }, .fd = fd, .phase = C_HTTP, .att = { .up = -1 } };
-		c->since = c->last_io = uk_now_mono_ns();
+		c->since = c->last_io = c->last_out = uk_now_mono_ns();
 		c->events = EPOLLIN | EPOLLRDHUP;
 		if (watch_add(s, fd, c->events, &c->w) < 0) {
 			safe_close(fd);
@@ -397,14 +405,16 @@ static void sweep(struct stream_server *s)
 	uint64_t now = uk_now_mono_ns();
 	for (struct conn *c = s->conns, *next; c; c = next) {
 		next = c->next;
-		if (c->phase == C_HTTP && now - c->since > STREAM_HEAD_TIMEOUT_S * NS_PER_S) {
+		if (pending_output(c) && now - c->last_out > STREAM_STALL_TIMEOUT_S * NS_PER_S) {
+			log_info("stream=%s msg=\"client dropped: it read nothing for %d s\"", c->t.id[0] ? c->t.id : "-",
+				 STREAM_STALL_TIMEOUT_S);
+			conn_free(c);
+		} else if (c->phase == C_HTTP && now - c->since > STREAM_HEAD_TIMEOUT_S * NS_PER_S) {
 			refuse(c, 408, "no request in time");
 			conn_flush(c);
 		} else if (c->phase == C_SPDY && now - c->last_io > (uint64_t)s->cfg.idle_timeout_s * NS_PER_S) {
 			conn_end(c, "idle");
 			conn_flush(c);
-		} else if (c->phase == C_CLOSING && now - c->last_io > STREAM_HEAD_TIMEOUT_S * NS_PER_S) {
-			conn_free(c); /* a client that does not read what is left */
 		}
 	}
 }
