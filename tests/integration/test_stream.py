@@ -1,0 +1,126 @@
+"""The streaming server (issue 17) with the real client: ukstream, built on Debian's spdystream
+0.2.0 (the library crictl vendors). Port-forward to the netguest's HTTP server (Linux guest),
+sequential and concurrent, and a port nobody listens on; attach to the hello guest's console
+(output after attaching, stdin echo, two clients, a slow client dropped while the CRI log keeps
+every line); and both after a restart of unikd."""
+import socket
+import threading
+
+import grpc
+import pytest
+
+from crilog import parse_cri_records
+from streamclient import attach, portforward, portforward_client
+from test_network import netguest, tsc_khz, wait_line  # noqa: F401  (the netguest fixture)
+from test_pull import in_netns
+
+
+def http_get(ns, port, path="/"):
+    """GET through the forwarded local port (inside unikd's namespace): the body."""
+    def get():
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+    data = in_netns(ns, get)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head[:200]
+    return body.decode()
+
+
+def run_netguest(uk, netguest):  # noqa: F811
+    cmdline = (netguest / "cmdline").read_text().strip() + f" tsc_early_khz={tsc_khz()}"
+    uk.import_image("netguest:1", "--kernel", str(netguest / "vmlinuz"), "--initrd",
+                    str(netguest / "initrd.cpio.gz"), "--cmdline", cmdline)
+    sid, cfg = uk.run_pod(name="web", hostname="web")
+    cid = uk.create(sid, cfg, image="netguest:1", memory=256 << 20)
+    uk.start_ctr(cid)
+    assert wait_line(uk.status(cid).status.log_path, "netguest: ready")
+    ip = uk.pod_status(sid).status.network.ip
+    return sid, cid, ip
+
+
+def test_port_forward_to_a_linux_guest(uk, netguest):  # noqa: F811
+    sid, _, ip = run_netguest(uk, netguest)
+    want = f"netguest web {ip}\n"
+    url = uk.rs.PortForward(uk.pb.PortForwardRequest(pod_sandbox_id=sid, port=[80])).url
+    assert url.startswith("http://127.0.0.1:") and "/portforward/" in url
+    with portforward(url, 80, netns=uk.ns) as port:
+        # Two requests, one after the other, through one session (busybox httpd closes each
+        # connection: each is a stream pair of its own).
+        assert http_get(uk.ns, port) == want
+        assert http_get(uk.ns, port) == want
+        # Three at once.
+        out, errs = [], []
+
+        def one():
+            try:
+                out.append(http_get(uk.ns, port))
+            except Exception as e:  # reported below
+                errs.append(e)
+        ts = [threading.Thread(target=one) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        assert not errs and out == [want] * 3, (out, errs)
+
+
+def test_port_forward_to_a_closed_port_says_why(uk, netguest):  # noqa: F811
+    sid, _, _ = run_netguest(uk, netguest)
+    url = uk.rs.PortForward(uk.pb.PortForwardRequest(pod_sandbox_id=sid, port=[81])).url
+    with portforward_client(url, 81, netns=uk.ns) as pf:
+        def try_connect():
+            with socket.create_connection(("127.0.0.1", pf.port), timeout=60) as s:
+                return s.recv(1)  # the forward closes it: b""
+        assert in_netns(uk.ns, try_connect) == b""
+        text = pf.wait_error(requestid=0)
+        assert "port 81" in text and "refused" in text, text
+        # The session goes on: a second try gets its own error.
+        assert in_netns(uk.ns, try_connect) == b""
+        assert "refused" in pf.wait_error(requestid=1)
+    # A port the PortForward call did not name is refused in the same way.
+    url = uk.rs.PortForward(uk.pb.PortForwardRequest(pod_sandbox_id=sid, port=[81])).url
+    with portforward_client(url, 80, netns=uk.ns) as pf:
+        assert in_netns(uk.ns, lambda: socket.create_connection(("127.0.0.1", pf.port), timeout=60).recv(1)) == b""
+        assert "not asked for" in pf.wait_error(requestid=0)
+
+
+def test_stream_calls_refuse_bad_input(uk):
+    pb = uk.pb
+    sid, cfg = uk.run_pod(name="bad")
+    cid = uk.create(sid, cfg, args=["idle"])
+    cases = [
+        (uk.rs.PortForward, pb.PortForwardRequest(pod_sandbox_id=sid, port=[0]), grpc.StatusCode.INVALID_ARGUMENT, "port[0]"),
+        (uk.rs.PortForward, pb.PortForwardRequest(pod_sandbox_id=sid, port=list(range(1, 18))),
+         grpc.StatusCode.INVALID_ARGUMENT, "port:"),
+        (uk.rs.PortForward, pb.PortForwardRequest(pod_sandbox_id=""), grpc.StatusCode.INVALID_ARGUMENT, "pod_sandbox_id"),
+        (uk.rs.PortForward, pb.PortForwardRequest(pod_sandbox_id="f" * 64), grpc.StatusCode.NOT_FOUND, ""),
+        (uk.rs.Attach, pb.AttachRequest(container_id=cid, stdout=True), grpc.StatusCode.FAILED_PRECONDITION, "not running"),
+        (uk.rs.Attach, pb.AttachRequest(container_id=cid), grpc.StatusCode.INVALID_ARGUMENT, "at least one"),
+        (uk.rs.Attach, pb.AttachRequest(container_id=cid, stdout=True, tty=True), grpc.StatusCode.INVALID_ARGUMENT, "tty"),
+        (uk.rs.Exec, pb.ExecRequest(container_id=cid, cmd=["sh"], stdout=True), grpc.StatusCode.UNIMPLEMENTED, "attach"),
+        (uk.rs.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=["true"]), grpc.StatusCode.UNIMPLEMENTED, "attach"),
+    ]
+    for call, req, code, text in cases:
+        with pytest.raises(grpc.RpcError) as e:
+            call(req)
+        assert e.value.code() == code and text in e.value.details(), (req, e.value.code(), e.value.details())
+    uk.start_ctr(cid)
+    # stdin was not asked for at create time.
+    with pytest.raises(grpc.RpcError) as e:
+        uk.rs.Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "stdin" in e.value.details()
+    # tty at create time is refused, stdin is taken.
+    with pytest.raises(grpc.RpcError) as e:
+        uk.rs.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=sid, config=pb.ContainerConfig(metadata=pb.ContainerMetadata(name="t"),
+                                                          image=pb.ImageSpec(image="hello:1"), tty=True),
+            sandbox_config=cfg))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "config.tty" in e.value.details()
+
+
+def cri_lines(path):
+    return [r[3] for r in parse_cri_records(open(path, "rb").read())]
