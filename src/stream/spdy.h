@@ -128,4 +128,9 @@ enum spdy_type {
 #define SPDY_FLAG_UNIDIRECTIONAL 0x02
 void spdy_frame_parse(const uint8_t h[SPDY_FRAME_HEADER], struct spdy_frame *f);
 
+/* SPDY/3's zlib dictionary (section 2.6.10.1), for tests that compress or inflate header
+ * blocks as a client would. */
+#define SPDY_DICTIONARY_LEN 1423
+void spdy_dictionary(uint8_t d[SPDY_DICTIONARY_LEN]);
+
 #endif
