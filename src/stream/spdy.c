@@ -57,8 +57,8 @@ struct spdy_session {
 	bool zin_ready, zout_ready;
 	uint8_t dict[SPDY_DICTIONARY_LEN];
 
-	uint8_t *in; /* a partial frame: at most max_frame + 8 bytes */
-	size_t in_len;
+	uint8_t *in; /* a partial frame: grows to the frame's size, at most max_frame + 8 */
+	size_t in_len, in_cap;
 	uint8_t *block; /* a decompressed header block, max_header_block + 1 (to see a bomb) */
 	char *arena;    /* its names and values, NUL-terminated */
 	struct spdy_header *hv;
@@ -190,7 +190,8 @@ int spdy_session_new(const struct spdy_limits *lim, const struct spdy_callbacks 
 		s->cb = *cb;
 	s->ud = ud;
 	spdy_dictionary(s->dict);
-	s->in = malloc(l.max_frame + SPDY_FRAME_HEADER);
+	s->in_cap = 4096;
+	s->in = malloc(s->in_cap);
 	s->block = malloc(l.max_header_block + 1);
 	s->arena = malloc(l.max_header_block);
 	s->hv = calloc(l.max_headers, sizeof(*s->hv));
@@ -200,8 +201,12 @@ int spdy_session_new(const struct spdy_limits *lim, const struct spdy_callbacks 
 		return uk_err(err, ENOMEM, "spdy session buffers");
 	}
 	s->zin_ready = inflateInit(&s->zin) == Z_OK;
-	/* Level 9 as spdystream; the dictionary is set up front for the compressor. */
-	s->zout_ready = s->zin_ready && deflateInit(&s->zout, Z_BEST_COMPRESSION) == Z_OK;
+	/* Level 9 as spdystream. Our blocks are a few bytes (kubelet's replies carry no
+	 * headers), so a 2 KiB window (which still holds the whole dictionary) and the least
+	 * memory make the compressor cost 10 KiB a session instead of 256; any inflater reads
+	 * a smaller window. */
+	s->zout_ready = s->zin_ready &&
+			deflateInit2(&s->zout, Z_BEST_COMPRESSION, Z_DEFLATED, 11, 1, Z_DEFAULT_STRATEGY) == Z_OK;
 	if (!s->zout_ready ||
 	    deflateSetDictionary(&s->zout, s->dict, SPDY_DICTIONARY_LEN) != Z_OK) {
 		really_free(s);
@@ -756,6 +761,19 @@ static int check_header(struct spdy_session *s, const uint8_t *h, uint32_t *len,
 	return 0;
 }
 
+/* Room in s->in for a frame of need bytes (at most max_frame + 8, checked before). */
+static int in_reserve(struct spdy_session *s, size_t need, uk_error *err)
+{
+	if (need <= s->in_cap)
+		return 0;
+	uint8_t *p = realloc(s->in, need);
+	if (!p)
+		return uk_err(err, ENOMEM, "spdy input buffer of %zu bytes", need);
+	s->in = p;
+	s->in_cap = need;
+	return 0;
+}
+
 static int input(struct spdy_session *s, const uint8_t *p, size_t n, uk_error *err)
 {
 	while (n > 0 && !s->free_requested) {
@@ -775,7 +793,7 @@ static int input(struct spdy_session *s, const uint8_t *p, size_t n, uk_error *e
 		}
 		size_t take = s->in_len < SPDY_FRAME_HEADER ? SPDY_FRAME_HEADER - s->in_len : 0;
 		if (take == 0) {
-			if ((r = check_header(s, s->in, &need, err)) < 0)
+			if ((r = check_header(s, s->in, &need, err)) < 0 || (r = in_reserve(s, need, err)) < 0)
 				return r;
 			take = need - s->in_len;
 		}
