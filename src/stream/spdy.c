@@ -403,11 +403,11 @@ int spdy_send_syn_reply(struct spdy_session *s, uint32_t id, const struct spdy_h
 	if (st->replied)
 		return uk_err(err, EINVAL, "spdy stream %u: SYN_REPLY already sent", id);
 	_cleanup_free_ uint8_t *raw = NULL;
-	size_t raw_len, payload;
+	size_t raw_len = 0, payload = 0;
 	r = nv_encode(h, n, s->lim.max_header_block, &raw, &raw_len, err);
 	if (r < 0)
 		return r;
-	uint8_t *f;
+	uint8_t *f = NULL;
 	r = queue_compressed(s, SPDY_FRAME_HEADER + 4, raw, raw_len, &f, &payload, err);
 	if (r < 0)
 		return uk_err_ctx_r(err, r, "spdy stream %u: SYN_REPLY", id);
@@ -777,7 +777,7 @@ static int in_reserve(struct spdy_session *s, size_t need, uk_error *err)
 static int input(struct spdy_session *s, const uint8_t *p, size_t n, uk_error *err)
 {
 	while (n > 0 && !s->free_requested) {
-		uint32_t need;
+		uint32_t need = 0;
 		int r;
 		/* Whole frames in the caller's buffer need no copy. */
 		if (s->in_len == 0 && n >= SPDY_FRAME_HEADER) {

@@ -218,6 +218,16 @@ static struct spdy_session *session(struct rec *r, const struct spdy_limits *l)
 	return r->s;
 }
 
+/* A session fed all the client sent, which must be accepted. */
+static struct spdy_session *run(struct rec *r, const struct spdy_limits *l, const struct client *c)
+{
+	struct spdy_session *s = session(r, l);
+	uk_error err = { 0 };
+	if (spdy_session_input(s, c->wire.p, c->wire.len, &err) != 0)
+		fail_msg("input refused: %s", err.msg);
+	return s;
+}
+
 static const char *log_str(struct rec *r)
 {
 	buf_add(&r->log, "", 1);
@@ -521,8 +531,7 @@ static void test_syn_reply_and_data_bytes(void **state)
 	syn(&c, 1, 0, pf_error);
 	syn(&c, 3, 0, pf_data);
 	struct rec r = { 0 };
-	struct spdy_session *s = session(&r, NULL);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	struct spdy_session *s = run(&r, NULL, &c);
 	assert_string_equal(log_str(&r), "syn 1 error/80/1 n=3 fin=0\nsyn 3 data/80/1 n=3 fin=0\n");
 	assert_int_equal(spdy_session_streams(s), 2);
 
@@ -599,8 +608,7 @@ static void test_send_errors(void **state)
 	l.max_frame = 1024;
 	l.max_output = 4096;
 	struct rec r = { 0 };
-	struct spdy_session *s = session(&r, &l);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	struct spdy_session *s = run(&r, &l, &c);
 	uk_error err = { 0 };
 	assert_int_equal(spdy_send_data(s, 1, "x", 1, false, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "before SYN_REPLY"));
@@ -652,8 +660,7 @@ static void test_half_close(void **state)
 	data(&c, 3, SPDY_FLAG_FIN, NULL, 0);
 	data(&c, 3, 0, "late", 4); /* after the client's FIN: STREAM_ALREADY_CLOSED */
 	struct rec r = { .reply = true };
-	struct spdy_session *s = session(&r, NULL);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	struct spdy_session *s = run(&r, NULL, &c);
 	assert_string_equal(log_str(&r), "syn 1 error/80/1 n=3 fin=1\n"
 					 "syn 3 data/80/1 n=3 fin=0\n"
 					 "data 3 3 352441c2 fin=0\n"
@@ -687,8 +694,7 @@ static void test_stream_rules(void **state)
 	words(&c, SPDY_RST_STREAM, 1, SPDY_CANCEL, 2);
 	data(&c, 1, 0, "after reset", 11);    /* in flight when the client reset it: dropped */
 	struct rec r = { 0 };
-	struct spdy_session *s = session(&r, NULL);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	struct spdy_session *s = run(&r, NULL, &c);
 	assert_string_equal(log_str(&r), "syn 1 data/80/1 n=3 fin=0\nrst 1 5\n");
 	expect_rst(s, 7, SPDY_INVALID_STREAM);
 	expect_rst(s, 2, SPDY_INVALID_STREAM);
@@ -713,8 +719,7 @@ static void test_headers_frame(void **state)
 	free(raw.p);
 	syn(&c, 3, 0, pf_error);
 	struct rec r = { 0 };
-	struct spdy_session *s = session(&r, NULL);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	run(&r, NULL, &c);
 	assert_string_equal(log_str(&r), "syn 1 data/80/1 n=3 fin=0\ndata 1 0 00000000 fin=1\nsyn 3 error/80/1 n=3 fin=0\n");
 	rec_fini(&r);
 	client_fini(&c);
@@ -969,8 +974,7 @@ static void test_stream_flood(void **state)
 	for (uint32_t id = 1; id <= 2 * 100 - 1; id += 2)
 		syn(&c, id, 0, pf_data);
 	struct rec r = { .reply = true };
-	struct spdy_session *s = session(&r, &l);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	struct spdy_session *s = run(&r, &l, &c);
 	assert_int_equal(r.syns, 4);
 	assert_int_equal(spdy_session_streams(s), 4);
 	for (int i = 0; i < 4; i++)
@@ -1046,8 +1050,7 @@ static void test_goaway_refuses(void **state)
 	client_init(&c);
 	syn(&c, 1, 0, pf_data);
 	struct rec r = { 0 };
-	struct spdy_session *s = session(&r, NULL);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	struct spdy_session *s = run(&r, NULL, &c);
 	assert_int_equal(spdy_send_goaway(s, SPDY_GOAWAY_OK, NULL), 0);
 	expect_goaway(s, 1, SPDY_GOAWAY_OK);
 	size_t mark = c.wire.len;
@@ -1072,8 +1075,7 @@ static void test_free_in_callback(void **state)
 	syn(&c, 1, 0, pf_data);
 	syn(&c, 3, 0, pf_data);
 	struct rec r = { .free_in_syn = true };
-	struct spdy_session *s = session(&r, NULL);
-	assert_int_equal(spdy_session_input(s, c.wire.p, c.wire.len, NULL), 0);
+	run(&r, NULL, &c);
 	assert_null(r.s);
 	assert_int_equal(r.syns, 1);
 	free(r.log.p);
