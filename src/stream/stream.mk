@@ -9,7 +9,7 @@ $(STREAM_UNIT_TESTS): $(OUT)/tests/%: $(OBJ)/tests/unit/%.o $(call objs,$(STREAM
 
 # make fuzz [FUZZ_RUNS=n]: the libFuzzer target for the SPDY frame and header parser and the
 # HTTP upgrade parser, for FUZZ_RUNS executions over the committed corpus (new finds go to
-# build/fuzz/corpus, never into the tree). Not part of `make test`: it takes minutes.
+# build/fuzz/corpus and crashes to build/fuzz/, never into the tree). Not part of `make test`.
 FUZZ_CC ?= clang-14
 FUZZ_RUNS ?= 1000000
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -Wall -Wextra -Werror \
@@ -25,4 +25,5 @@ build/fuzz/fuzz_spdy: $(FUZZ_SRC) src/stream/spdy.h src/stream/http.h src/common
 fuzz: build/fuzz/fuzz_spdy
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz_spdy -runs=$(FUZZ_RUNS) -max_len=65536 -print_final_stats=1 \
+		-artifact_prefix=build/fuzz/ \
 		build/fuzz/corpus tests/fuzz/corpus/spdy
