@@ -34,12 +34,17 @@ enum spdy_rst {
 /* GOAWAY status codes. */
 enum spdy_goaway { SPDY_GOAWAY_OK = 0, SPDY_GOAWAY_PROTOCOL_ERROR = 1, SPDY_GOAWAY_INTERNAL_ERROR = 2 };
 
+/* Each is documented, with its default and why, in src/stream/README.md. */
 struct spdy_limits {
-	size_t max_frame;        /* a frame's payload (after the 8-byte header), control or data */
+	size_t max_frame;        /* a frame's payload (after the 8-byte header), control or data;
+				  * over it the session fails (spdystream sends one DATA frame per
+				  * Write call, and kubelet's copies write 32 KiB at a time) */
 	size_t max_header_block; /* a header block, decompressed */
 	unsigned max_headers;    /* name/value pairs in one block */
 	unsigned max_streams;    /* streams open at once; more get RST_STREAM REFUSED_STREAM */
-	size_t max_output;       /* bytes queued for the socket; past it, sends fail -ENOBUFS */
+	size_t max_output;       /* bytes queued for the socket; past it, sends fail -ENOBUFS. The
+				  * engine's own PING echoes, RST_STREAMs and GOAWAY may use 4 KiB
+				  * more, so they still go out when the caller's data filled it */
 };
 
 /* Defaults, documented in src/stream/README.md. */
@@ -52,7 +57,8 @@ struct spdy_limits {
 
 /* A header block: names lowercase (SPDY/3 requires it; an uppercase name is a protocol error),
  * values as they came (NUL-separated multiple values stay in one value). Valid during the
- * callback only. */
+ * callback only. Received: name and value are NUL-terminated, value_len is exact (a value
+ * may hold NULs). Sent: value_len 0 means strlen(value); names must be lowercase tokens. */
 struct spdy_header {
 	const char *name, *value;
 	size_t value_len;
@@ -66,15 +72,19 @@ const char *spdy_header_get(const struct spdy_headers *h, const char *name);
 
 /* Callbacks, run only from inside spdy_session_input (never from a send). They may call the
  * send functions and spdy_session_free (the engine notices, in the style of qmp.c's
- * busy/free_requested guard). A negative return from a callback ends the input with that
- * error. */
+ * busy/free_requested guard: the rest of the input is dropped, spdy_session_input returns 0
+ * and the session is gone). They may not call spdy_session_input (-EDEADLK). A negative
+ * return from a callback ends the input with that error. Any callback may be NULL. */
 struct spdy_callbacks {
 	/* A new stream from the client (odd id). fin: the client sends nothing more on it. The
 	 * receiver answers with spdy_send_syn_reply (now or later) or spdy_send_rst. */
 	int (*syn_stream)(void *ud, uint32_t id, const struct spdy_headers *h, bool fin);
-	/* Bytes on an open stream; fin: the client half-closed it (n may be 0). */
+	/* Bytes on an open stream, one DATA frame at a time; fin: the client half-closed it (n
+	 * may be 0; a HEADERS frame with FIN comes here too, with n 0). */
 	int (*data)(void *ud, uint32_t id, const uint8_t *p, size_t n, bool fin);
-	/* The client reset a stream; it is closed both ways. */
+	/* A stream is closed both ways and forgotten: the client reset it, or the engine did
+	 * (STREAM_ALREADY_CLOSED: the client sent DATA after its FIN). Not called for streams
+	 * the caller reset with spdy_send_rst. */
 	void (*rst)(void *ud, uint32_t id, uint32_t status);
 	/* The client said GOAWAY: no new streams come. */
 	void (*goaway)(void *ud, uint32_t last_good_id, uint32_t status);
@@ -88,13 +98,24 @@ int spdy_session_new(const struct spdy_limits *lim, const struct spdy_callbacks 
 void spdy_session_free(struct spdy_session *s);
 
 /* Bytes read from the socket, split anywhere. 0, or -EPROTO (a session error: a GOAWAY is
- * queued; write the output, then close), -ENOBUFS, -ENOMEM, or a callback's error. */
+ * queued; write the output, then close; later input gets -EPROTO again), -ENOBUFS (the peer
+ * sends PINGs or streams to refuse faster than it reads our answers, past max_output and
+ * the reserve: close), -ENOMEM, or a callback's error. A SYN_STREAM past max_streams, after
+ * our GOAWAY or unidirectional gets RST_STREAM REFUSED_STREAM and no callback; DATA on a
+ * stream never opened gets RST_STREAM INVALID_STREAM; DATA on one we reset or forgot is
+ * dropped. */
 int spdy_session_input(struct spdy_session *s, const uint8_t *p, size_t n, uk_error *err);
 
 /* Queue frames. id must be a stream the client opened and the session still has open
  * for sending (-ENOENT otherwise); fin half-closes our side; a stream closed both ways is
- * forgotten. -ENOBUFS when the output would pass max_output (the caller should stop reading
- * what it copies into the session until the output drains). */
+ * forgotten (the client's FIN and ours, in either order; or a RST either way), and its id
+ * then gets -ENOENT. -ENOBUFS when the output would pass max_output (the caller should stop
+ * reading what it copies into the session until the output drains); nothing is queued then.
+ * -EPIPE after a session error or a free. SYN_REPLY comes first and once (-EINVAL for DATA
+ * before it or a second one); spdy_send_data splits at max_frame, all or nothing;
+ * spdy_send_rst needs the stream known (either half open); spdy_send_goaway sends once
+ * (later calls return 0) with the last stream id the client opened, and afterwards new
+ * streams are refused while open ones go on. */
 int spdy_send_syn_reply(struct spdy_session *s, uint32_t id, const struct spdy_header *h, size_t n, bool fin,
 			uk_error *err);
 int spdy_send_data(struct spdy_session *s, uint32_t id, const void *p, size_t n, bool fin, uk_error *err);
@@ -127,5 +148,10 @@ enum spdy_type {
 #define SPDY_FLAG_FIN 0x01
 #define SPDY_FLAG_UNIDIRECTIONAL 0x02
 void spdy_frame_parse(const uint8_t h[SPDY_FRAME_HEADER], struct spdy_frame *f);
+
+/* SPDY/3's zlib dictionary (section 2.6.10.1), for tests that compress or inflate header
+ * blocks as a client would. */
+#define SPDY_DICTIONARY_LEN 1423
+void spdy_dictionary(uint8_t d[SPDY_DICTIONARY_LEN]);
 
 #endif
