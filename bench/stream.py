@@ -22,7 +22,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "bench"))
 
+from benchlib import pct  # noqa: E402
 from cri import Unikd  # noqa: E402
 from streamclient import portforward  # noqa: E402
 from test_network import NETGUEST, tsc_khz, wait_line  # noqa: E402
@@ -44,11 +46,6 @@ def get(ns, addr, port, path):
         assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head[:100]
         return time.perf_counter() - t0, n
     return in_netns(ns, run)
-
-
-def pct(v, q):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(q * len(v)))]
 
 
 def main():
@@ -92,7 +89,7 @@ def main():
         print(f"accelerator: {accel}; netguest httpd; {a.requests} GETs and {a.transfers} x {a.big_mib} MiB each way")
         print("latency of a small GET on a new connection (ms):")
         for name, v in lat.items():
-            print(f"  {name:9s} median {statistics.median(v):7.2f}  p90 {pct(v, 0.9):7.2f}")
+            print(f"  {name:9s} median {statistics.median(v):7.2f}  p90 {pct(v, 90):7.2f}")
         d = statistics.median(lat["forwarded"]) - statistics.median(lat["direct"])
         print(f"  added by port-forward: {d:+.2f} ms (median)")
         print("throughput of /big (MiB/s):")
