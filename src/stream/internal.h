@@ -17,6 +17,11 @@
 #define STREAM_UP_PAUSE 65536
 /* ... and never more than this (one read past the pause, with room to spare). */
 #define STREAM_UP_MAX (STREAM_UP_PAUSE + 4 * STREAM_READ_CHUNK)
+/* A session's queued output (the engine's max_output): the relays read their sockets only
+ * while it is under half. With the socket's send buffer (fixed, so the kernel's autotuning
+ * cannot hold megabytes for a client that does not read), what one session holds is bounded. */
+#define STREAM_MAX_OUTPUT (1024 * 1024)
+#define STREAM_SNDBUF (256 * 1024)
 /* A client that reads nothing of what waits for it this long is dropped (with a reset). */
 #define STREAM_STALL_TIMEOUT_S 10
 /* Port-forward pairs (one per forwarded connection) open at once in one session. */

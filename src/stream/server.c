@@ -78,7 +78,7 @@ void upbuf_free(struct upbuf *b)
 bool conn_output_room(const struct conn *c)
 {
 	const uint8_t *p;
-	return c->spdy && spdy_session_output(c->spdy, &p) + STREAM_READ_CHUNK + 64 <= SPDY_DEFAULT_LIMITS.max_output / 2;
+	return c->spdy && spdy_session_output(c->spdy, &p) + STREAM_READ_CHUNK + 64 <= STREAM_MAX_OUTPUT / 2;
 }
 
 /* ---- connections ---- */
@@ -300,6 +300,7 @@ static void on_head(struct conn *c, const struct http_request *req)
 	}
 	uk_error err = { 0 };
 	struct spdy_limits lim = SPDY_DEFAULT_LIMITS;
+	lim.max_output = STREAM_MAX_OUTPUT;
 	if (spdy_session_new(&lim, &callbacks, c, &c->spdy, &err) < 0) {
 		refuse(c, 500, "out of memory");
 		return;
@@ -384,6 +385,8 @@ static void accept_conns(struct stream_server *s)
 			continue;
 		}
 		*c = (struct conn){ .srv = s, .w = { W_CONN, c }, .fd = fd, .phase = C_HTTP, .att = { .up = -1 } };
+		int sndbuf = STREAM_SNDBUF;
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)); /* a default buffer works too */
 		c->since = c->last_io = c->last_out = uk_now_mono_ns();
 		c->events = EPOLLIN | EPOLLRDHUP;
 		if (watch_add(s, fd, c->events, &c->w) < 0) {

@@ -238,7 +238,7 @@ class Attach(_Proc):
         return rc, (status[-1] if status else None)
 
 
-def attach(url, stdin=False, stop_after=None, *, netns=None, protocols=None, stderr=False, tty=False):
+def attach(url, stdin=False, stop_after=None, *, netns=None, protocols=None, stderr=False, tty=False, rcvbuf=None):
     """Start `ukstream attach`. stop_after=N: stop reading after N bytes of output and keep the
     connection open (a slow client); the client then exits 4 when the server drops it. Use it
     as a context manager, or call close()."""
@@ -251,6 +251,8 @@ def attach(url, stdin=False, stop_after=None, *, netns=None, protocols=None, std
         args.append("--tty")
     if stop_after is not None:
         args += ["--stop-reading-after-bytes", str(int(stop_after))]
+    if rcvbuf:
+        args += ["--rcvbuf", str(int(rcvbuf))]
     if protocols:
         args += ["--protocol", ",".join([protocols] if isinstance(protocols, str) else protocols)]
     return Attach(_argv(netns, *args), stdin=stdin)

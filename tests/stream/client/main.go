@@ -27,7 +27,7 @@ const (
 
 const usage = `usage:
   ukstream portforward URL [--listen 127.0.0.1:0] [--port 80] [--close-on-error]
-  ukstream attach URL [--stdin] [--stderr] [--tty] [--stop-reading-after-bytes N]
+  ukstream attach URL [--stdin] [--stderr] [--tty] [--stop-reading-after-bytes N] [--rcvbuf BYTES]
                       [--protocol v4.channel.k8s.io,v3.channel.k8s.io,v2.channel.k8s.io,channel.k8s.io]
   ukstream raw URL [--protocol P[,P...]] [--upgrade SPDY/3.1] [--method POST] [--header 'Name: value']...
 `
@@ -129,6 +129,7 @@ func cmdAttach(args []string) int {
 	fs.BoolVar(&o.stderr, "stderr", false, "open a stderr stream (not with --tty)")
 	fs.BoolVar(&o.tty, "tty", false, "open a resize stream (v3, v4) and no stderr")
 	fs.Int64Var(&o.stopAfter, "stop-reading-after-bytes", -1, "stop reading stdout after N bytes")
+	fs.IntVar(&recvBuffer, "rcvbuf", 0, "the socket's receive buffer in bytes (0: the kernel's)")
 	pos, err := parseArgs(fs, args)
 	if err == nil {
 		o.url, err = oneURL("attach", pos)

@@ -55,6 +55,10 @@ func (c *bufferedConn) tcpConn() *net.TCPConn {
 	return tc
 }
 
+// recvBuffer, when above 0, is the socket's receive buffer (attach --rcvbuf): a client that
+// stops reading then holds little, so a test sees the server drop it without a huge flood.
+var recvBuffer int
+
 func dialUpgrade(ur upgradeRequest) (*bufferedConn, *http.Response, error) {
 	u, err := url.Parse(ur.url)
 	if err != nil {
@@ -88,6 +92,12 @@ func dialUpgrade(ur upgradeRequest) (*bufferedConn, *http.Response, error) {
 	conn, err := net.DialTimeout("tcp", host, handshakeTimeout)
 	if err != nil {
 		return nil, nil, err // "dial tcp HOST:PORT: …" names the address
+	}
+	if tc, ok := conn.(*net.TCPConn); ok && recvBuffer > 0 {
+		if err := tc.SetReadBuffer(recvBuffer); err != nil {
+			conn.Close()
+			return nil, nil, fmt.Errorf("set the receive buffer: %v", err)
+		}
 	}
 	if err := conn.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
 		conn.Close()
