@@ -123,4 +123,81 @@ def test_stream_calls_refuse_bad_input(uk):
 
 
 def cri_lines(path):
-    return [r[3] for r in parse_cri_records(open(path, "rb").read())]
+    return [r[3].decode() for r in parse_cri_records(open(path, "rb").read(), partial_ok=True)]
+
+
+def hello_ctr(uk, name, args, stdin=False):
+    """A running hello guest in a pod of its own: (container id, its log path)."""
+    sid, pcfg = uk.run_pod(name=name)
+    cfg = uk.container_config(name=name, args=args)
+    cfg.stdin = stdin
+    cid = uk.rs.CreateContainer(uk.pb.CreateContainerRequest(pod_sandbox_id=sid, config=cfg,
+                                                             sandbox_config=pcfg)).container_id
+    uk.start_ctr(cid)
+    return cid, uk.status(cid).status.log_path
+
+
+def attach_url(uk, cid, stdin=False):
+    return uk.rs.Attach(uk.pb.AttachRequest(container_id=cid, stdin=stdin, stdout=True)).url
+
+
+def tick_of(line):
+    assert line.startswith("tick "), line
+    return int(line.split()[1])
+
+
+def test_attach_sees_the_console_from_then_on_and_the_log_keeps_all(uk):
+    cid, log = hello_ctr(uk, "tick", ["tick:100"])
+    assert wait_line(log, "tick 3")
+    with attach(attach_url(uk, cid), netns=uk.ns) as a, attach(attach_url(uk, cid), netns=uk.ns) as b:
+        # Both clients see the lines printed after they attached, in order.
+        first_a = tick_of(a.wait_line("tick ").strip())
+        first_b = tick_of(b.wait_line("tick ").strip())
+        seen_a = [first_a] + [tick_of(a.readline().strip()) for _ in range(5)]
+        seen_b = [first_b] + [tick_of(b.readline().strip()) for _ in range(5)]
+        assert seen_a == list(range(first_a, first_a + 6)) and seen_b == list(range(first_b, first_b + 6))
+        assert first_a > 3 and first_b > 3  # not the history: the log has that
+    last = max(seen_a[-1], seen_b[-1])
+    assert wait_line(log, f"tick {last + 1}")
+    ticks = [tick_of(x) for x in cri_lines(log) if x.startswith("tick ")]
+    assert ticks[:last + 1] == list(range(1, last + 2))
+
+
+def test_attach_stdin_reaches_the_serial_port(uk):
+    cid, log = hello_ctr(uk, "echo", ["echo"], stdin=True)
+    with attach(attach_url(uk, cid, stdin=True), stdin=True, netns=uk.ns) as a:
+        a.write(b"hello there\n")
+        assert a.wait_line("echo: hello there", timeout=60)
+        a.write(b"second\n")
+        assert a.wait_line("echo: second", timeout=60)
+    assert wait_line(log, "echo: second")
+
+
+def test_a_slow_client_is_dropped_and_the_log_loses_nothing(uk):
+    n = 150000
+    cid, log = hello_ctr(uk, "flood", ["input", f"lines:{n}", "print:flood-done", "idle"], stdin=True)
+    assert wait_line(log, "hello:")
+    fast = attach(attach_url(uk, cid), netns=uk.ns)
+    with attach(attach_url(uk, cid, stdin=True), stdin=True, stop_after=4096, rcvbuf=16384, netns=uk.ns) as slow, fast:
+        slow.write(b"go\n")  # the guest floods once a line comes
+        # The slow client stops reading; the server drops it (reset), while a client that reads
+        # keeps up to the end.
+        rc = slow.wait(timeout=600)
+        assert rc == 4, (rc, slow.stderr_lines())
+        assert fast.wait_line("flood-done", timeout=900)
+    assert wait_line(log, "flood-done", timeout=900)
+    lines = [x for x in cri_lines(log) if x.startswith("line ")]
+    assert lines == [f"line {i}" for i in range(1, n + 1)]
+    assert "client dropped" in uk.log() or "dropped" in "".join(slow.stderr_lines())
+
+
+def test_attach_and_port_forward_after_a_restart(uk, netguest):  # noqa: F811
+    sid, _, ip = run_netguest(uk, netguest)
+    cid, _ = hello_ctr(uk, "tick", ["tick:100"])
+    uk.stop()
+    uk.start()
+    with attach(attach_url(uk, cid), netns=uk.ns) as a:
+        assert tick_of(a.wait_line("tick ").strip()) > 0
+    url = uk.rs.PortForward(uk.pb.PortForwardRequest(pod_sandbox_id=sid, port=[80])).url
+    with portforward(url, 80, netns=uk.ns) as port:
+        assert http_get(uk.ns, port) == f"netguest web {ip}\n"
