@@ -1,0 +1,191 @@
+"""vmwrapper's attach socket (docs/architecture.md, "The attach socket") against real QEMU and
+the hello guest: the console to every client, input to the guest, the limits and the end."""
+import socket
+import time
+
+from test_vmwrapper import Spec
+
+FLOOD = 200000
+
+
+class Client:
+    """One connection to attach.sock; what it has read so far is in buf."""
+
+    def __init__(self, vm, rcvbuf=None):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.s.connect(str(vm.dir / "attach.sock"))
+        self.buf = bytearray()
+        self.eof = None  # how the stream ended: "eof" or "reset"
+
+    def _recv(self, deadline, what):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting for {what}; the last bytes: {bytes(self.buf[-300:])!r}"
+        self.s.settimeout(left)
+        try:
+            chunk = self.s.recv(256 * 1024)
+        except ConnectionResetError:
+            chunk, self.eof = b"", "reset"
+        if not chunk:
+            self.eof = self.eof or "eof"
+        self.buf += chunk
+        return chunk
+
+    def read_until(self, pred, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not pred(self.buf):
+            assert self._recv(deadline, what), f"the stream ended ({self.eof}) before {what}"
+
+    def read_to_end(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while self._recv(deadline, "the end of the stream"):
+            pass
+
+    def has(self, text):
+        return self.read_until(lambda b: text.encode() in b, repr(text))
+
+    def lines_after_first(self):
+        """The lines it got after its first line end (the first may have begun before it
+        attached), a last partial line included."""
+        text = self.buf.decode()
+        rest = text[text.index("\n") + 1:].split("\r\n")
+        return rest if rest[-1] else rest[:-1]
+
+    def close(self):
+        self.s.close()
+
+
+def numbered(lines, word="line"):
+    return [int(l.split()[1]) for l in lines if l.startswith(word + " ")]
+
+
+def test_clients_see_the_console_from_when_they_attach(scratch):
+    vm = Spec(scratch, "tick:100")
+    a = b = None
+    try:
+        a = Client(vm)
+        a.has("tick 3\r\n")
+        # b attaches after a has had tick 3: it gets nothing from before.
+        b = Client(vm)
+        b.read_until(lambda buf: len(numbered(buf.decode().split("\r\n")[1:], "tick")) >= 3, "three ticks")
+        vm.qmp("quit")
+        assert vm.wait() == 137
+        a.read_to_end()
+        b.read_to_end()
+        assert a.eof == b.eof == "eof"
+        log = vm.lines()
+        ticks = numbered(log, "tick")
+        assert ticks == list(range(1, len(ticks) + 1)) and len(ticks) >= 6
+        # Each client got exactly the console's tail, from when it attached to the end.
+        for c in (a, b):
+            got = c.lines_after_first()
+            assert got and log[-len(got):] == got
+        assert numbered(b.lines_after_first(), "tick")[0] > 3
+        assert len(a.lines_after_first()) > len(b.lines_after_first())
+    finally:
+        for c in (a, b):
+            if c:
+                c.close()
+        vm.kill()
+
+
+def test_stdin_reaches_the_guest_from_any_client(scratch):
+    vm = Spec(scratch, "echo", stdin=True)
+    a = b = None
+    try:
+        a, b = Client(vm), Client(vm)
+        a.s.sendall(b"hello from a\n")
+        a.has("echo: hello from a\r\n")
+        b.has("echo: hello from a\r\n")
+        b.s.sendall(b"and from b\r\n")
+        a.has("echo: and from b\r\n")
+        # More than the 4 KiB input buffer at once: every line, in order.
+        batch = [f"batch {i:03d} " + "y" * 90 for i in range(60)]
+        a.s.sendall("".join(l + "\n" for l in batch).encode())
+        a.has("echo: " + batch[-1] + "\r\n")
+        echoed = [l[len("echo: "):] for l in a.buf.decode().split("\r\n") if l.startswith("echo: batch")]
+        assert echoed == batch
+        vm.qmp("quit")
+        assert vm.wait() == 137
+        log = vm.lines()
+        assert "echo: hello from a" in log and "echo: and from b" in log
+        assert [l for l in log if l.startswith("echo: batch")] == ["echo: " + l for l in batch]
+    finally:
+        for c in (a, b):
+            if c:
+                c.close()
+        vm.kill()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_the_log_keeps_every_line(scratch):
+    vm = Spec(scratch, f"input lines:{FLOOD} idle", stdin=True)
+    slow = fast = None
+    try:
+        slow = Client(vm)
+        fast = Client(vm)
+        fast.s.sendall(b"go\n")
+        last = f"line {FLOOD}\r\n".encode()
+        fast.read_until(lambda buf: buf.endswith(last), f"line {FLOOD}", timeout=300)
+        # The slow one reads now: what it was sent, then the end, while the VM still runs.
+        slow.read_to_end()
+        assert vm.proc.poll() is None
+        assert slow.eof == "eof"
+        got_slow = numbered(slow.buf.decode(errors="replace").split("\r\n"))
+        assert got_slow == list(range(1, len(got_slow) + 1)) and len(got_slow) < FLOOD
+        assert numbered(fast.buf.decode().split("\r\n")) == list(range(1, FLOOD + 1))
+        vm.qmp("quit")
+        assert vm.wait() == 137
+        assert numbered(vm.lines()) == list(range(1, FLOOD + 1))
+        assert "attach client dropped" in (scratch / "vmwrapper.log").read_text()
+    finally:
+        for c in (slow, fast):
+            if c:
+                c.close()
+        vm.kill()
+
+
+def test_clients_over_the_limit_are_closed(scratch):
+    vm = Spec(scratch, "tick:50")
+    clients = []
+    try:
+        for _ in range(16):
+            c = Client(vm)
+            clients.append(c)
+            # Some console: it was accepted.
+            c.has("\r\n")
+        extra = Client(vm)
+        clients.append(extra)
+        extra.read_to_end()
+        assert extra.eof == "eof" and not extra.buf
+        # A freed slot takes the next one.
+        clients[0].close()
+        again = Client(vm)
+        clients.append(again)
+        again.has("\r\n")
+        for c in clients[1:16]:
+            c.has("\r\n")
+    finally:
+        for c in clients:
+            c.close()
+        vm.kill()
+
+
+def test_at_the_end_clients_get_the_last_bytes_then_eof_and_nothing_is_left(scratch):
+    vm = Spec(scratch, "input lines:1000 exit:3", stdin=True)
+    c = None
+    try:
+        c = Client(vm)
+        c.s.sendall(b"\n")
+        c.read_to_end()
+        assert c.eof == "eof"
+        # exit.json is written before the clients are let go.
+        assert vm.exit()["exit_code"] == 3
+        assert numbered(c.buf.decode().split("\r\n")) == list(range(1, 1001))
+        assert vm.wait() == 3
+        assert numbered(vm.lines()) == list(range(1, 1001))
+        assert not (vm.dir / "attach.sock").exists()
+    finally:
+        if c:
+            c.close()
+        vm.kill()
