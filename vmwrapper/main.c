@@ -228,13 +228,14 @@ static void request_stop(struct wrapper *w)
 	(void)kill(w->qemu_pid, w->stop_requests == 1 ? SIGTERM : SIGKILL);
 }
 
-/* A channel from QEMU: go on while it has more, stop watching it at EOF or on an error. */
+/* The console has ended: nothing more comes from it, and no input can go to it. */
 static void console_ended(struct wrapper *w)
 {
 	w->con_open = false;
 	attach_server_set_guest(&w->attach, -1);
 }
 
+/* A channel from QEMU: go on while it has more, stop watching it at EOF or on an error. */
 static void on_console(struct wrapper *w)
 {
 	ssize_t n = pump_console(w);
