@@ -1,7 +1,8 @@
 /* vmwrapper: boots one VM and supervises it, as conmon does for one container.
  *
  * It is QEMU's parent: it owns the console, a private QMP monitor, the two QMP listening
- * sockets and its control socket, reaps QEMU and records how the VM ended in exit.json. */
+ * sockets, its control socket and the attach socket, reaps QEMU and records how the VM
+ * ended in exit.json. */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "../src/common/vmctl.h"
 #include "../src/qmp/qmp.h"
 #include "args.h"
+#include "attach.h"
 #include "crilog.h"
 #include "exit_status.h"
 #include "guest_exit.h"
@@ -57,6 +59,7 @@ struct wrapper {
 	int stderr_fd;
 	qmp *mon; /* the private monitor */
 	struct vmctl_server vmctl;
+	struct attach_server attach; /* the console for attach.sock's clients, and their input */
 	bool con_open, err_open, mon_open; /* the channels from QEMU that have not ended */
 	bool in_state_dir; /* the cwd is the state directory, where our sockets go */
 	pid_t qemu_pid;
@@ -188,6 +191,8 @@ static ssize_t pump_console(struct wrapper *w)
 		console_write_result(w, crilog_feed(&w->cri, buf, (size_t)n, uk_now_realtime_ns()));
 	else if (w->out_fd >= 0)
 		console_write_result(w, uk_write_all(w->out_fd, buf, (size_t)n));
+	/* After the log, and never blocking: a slow client is dropped, the log waits for nobody. */
+	attach_server_output(&w->attach, buf, (size_t)n);
 	return n;
 }
 
@@ -223,12 +228,19 @@ static void request_stop(struct wrapper *w)
 	(void)kill(w->qemu_pid, w->stop_requests == 1 ? SIGTERM : SIGKILL);
 }
 
+/* The console has ended: nothing more comes from it, and no input can go to it. */
+static void console_ended(struct wrapper *w)
+{
+	w->con_open = false;
+	attach_server_set_guest(&w->attach, -1);
+}
+
 /* A channel from QEMU: go on while it has more, stop watching it at EOF or on an error. */
 static void on_console(struct wrapper *w)
 {
 	ssize_t n = pump_console(w);
 	if (n == 0 || (n < 0 && n != -EAGAIN))
-		w->con_open = false;
+		console_ended(w);
 }
 
 static void on_stderr(struct wrapper *w)
@@ -246,7 +258,7 @@ static void drain_console(struct wrapper *w)
 		ssize_t n = pump_console(w);
 		if (n <= 0) {
 			if (n != -EAGAIN)
-				w->con_open = false;
+				console_ended(w);
 			return;
 		}
 		done += (size_t)n;
@@ -456,6 +468,10 @@ static int open_channels(struct wrapper *w, struct qemu_ends *e, uk_error *err)
 	if (ctl < 0)
 		return ctl;
 	vmctl_server_init(&w->vmctl, ctl, VMCTL_CLIENT_TIMEOUT_MS, on_vmctl, w);
+	int at = listen_unix(ATTACH_SOCKET, err);
+	if (at < 0)
+		return at;
+	attach_server_init(&w->attach, at, w->spec->console_input, w->spec->id);
 	return 0;
 }
 
@@ -512,28 +528,42 @@ static int start_qemu(struct wrapper *w, char **argv, struct qemu_ends *e, uk_er
 	w->con_open = w->err_open = w->mon_open = true;
 	if ((r = uk_set_nonblock(w->console_fd, true)) < 0 || (r = uk_set_nonblock(w->stderr_fd, true)) < 0)
 		return uk_err_errno(err, -r, "make QEMU's channels non-blocking");
+	attach_server_set_guest(&w->attach, w->console_fd);
 	return 0;
+}
+
+/* The earlier of two poll timeouts, -1 standing for none. */
+static int min_timeout(int a, int b)
+{
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
 static int event_loop(struct wrapper *w, uk_error *err)
 {
 	while (!w->qemu_exited) {
-		struct pollfd p[4 + VMCTL_POLLFDS] = {
+		short con_ev = (short)(POLLIN | (attach_server_wants_guest(&w->attach) ? POLLOUT : 0));
+		struct pollfd p[4 + VMCTL_POLLFDS + ATTACH_POLLFDS] = {
 			{ .fd = w->sig_fd, .events = POLLIN },
-			{ .fd = w->con_open ? w->console_fd : -1, .events = POLLIN },
+			{ .fd = w->con_open ? w->console_fd : -1, .events = con_ev },
 			{ .fd = w->err_open ? w->stderr_fd : -1, .events = POLLIN },
 			{ .fd = w->mon_open ? qmp_fd(w->mon) : -1, .events = w->mon_open ? qmp_poll_events(w->mon) : 0 },
 		};
 		uint64_t now = uk_now_mono_ns();
 		vmctl_server_pollfds(&w->vmctl, now, p + 4);
-		if (poll(p, ARRAY_SIZE(p), vmctl_server_timeout_ms(&w->vmctl, now)) < 0) {
+		attach_server_pollfds(&w->attach, now, p + 4 + VMCTL_POLLFDS);
+		int timeout = min_timeout(vmctl_server_timeout_ms(&w->vmctl, now), attach_server_timeout_ms(&w->attach, now));
+		if (poll(p, ARRAY_SIZE(p), timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			return uk_err_errno(err, errno, "poll");
 		}
 		if (p[0].revents)
 			handle_signals(w);
-		if (p[1].revents)
+		/* New clients first: a client gets the console from the moment it is accepted. */
+		attach_server_process(&w->attach, p + 4 + VMCTL_POLLFDS, uk_now_mono_ns());
+		if (p[1].revents & POLLOUT)
+			attach_server_write_input(&w->attach);
+		if (p[1].revents & ~POLLOUT)
 			on_console(w);
 		if (p[2].revents)
 			on_stderr(w);
@@ -613,8 +643,10 @@ static void cleanup(struct wrapper *w)
 		(void)unlink("qmp.sock");
 		(void)unlink("qmp-debug.sock");
 		(void)unlink(VMCTL_SOCKET);
+		(void)unlink(ATTACH_SOCKET);
 	}
 	vmctl_server_done(&w->vmctl);
+	attach_server_done(&w->attach);
 	if (w->tmp_state_dir) {
 		/* Best effort: what cannot go stays under /tmp, and the error is of no use now. */
 		(void)uk_rm_rf(w->tmp_state_dir, NULL);
@@ -682,6 +714,7 @@ int main(int argc, char **argv)
 	/* Writes to a gone reader return EPIPE instead; SIG_IGN on SIGPIPE cannot fail. */
 	(void)signal(SIGPIPE, SIG_IGN);
 	vmctl_server_init(&w.vmctl, -1, VMCTL_CLIENT_TIMEOUT_MS, on_vmctl, &w);
+	attach_server_init(&w.attach, -1, false, NULL);
 
 	if ((r = take_args(&w, argc, argv, &err)) != 0) {
 		if (r > 0) {
@@ -713,6 +746,9 @@ int main(int argc, char **argv)
 			w.qemu_exited = true;
 	}
 	int code = report_end(&w, &err);
+	/* The console's last bytes to the attached clients, after exit.json: a client that sees
+	 * the end of its stream finds the record there. */
+	attach_server_finish(&w.attach, ATTACH_DRAIN_MS);
 	cleanup(&w);
 	return code;
 }

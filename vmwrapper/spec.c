@@ -295,6 +295,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	    (r = get_enum(o, "exit", vm_exit_contract_names, ARRAY_SIZE(vm_exit_contract_names), &ex, err)) < 0 ||
 	    (r = get_enum(o, "disk_format", disk_format_names, ARRAY_SIZE(disk_format_names), &df, err)) < 0 ||
 	    (r = get_bool(o, "disk_snapshot", &s->disk_snapshot, err)) < 0 ||
+	    (r = get_bool(o, "stdin", &s->console_input, err)) < 0 ||
 	    (r = get_uint(o, "vcpus", 1, VM_VCPUS_MAX, &s->vcpus, err)) < 0 ||
 	    (r = get_uint(o, "memory_mib", VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &s->memory_mib, err)) < 0 ||
 	    (r = parse_nets(o, s, err)) < 0 || (r = parse_devices(o, s, err)) < 0 ||

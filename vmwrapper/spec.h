@@ -82,6 +82,9 @@ struct vm_spec {
 	unsigned vcpus;
 	unsigned memory_mib;
 	char *console_log; /* NULL: console to stdout */
+	/* "stdin": what attach.sock's clients write goes to the guest's serial port (else it is
+	 * read and discarded). */
+	bool console_input;
 	char *state_dir;
 	char *qemu_binary;
 	struct vm_net nets[VM_NETS_MAX];

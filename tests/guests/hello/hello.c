@@ -91,6 +91,9 @@ static void __attribute__((noreturn)) halt_forever(void)
 #define UART_LCR        3
 #define UART_MCR        4
 #define UART_LSR        5
+#define UART_RBR        0       /* receive buffer register (read) */
+#define UART_LSR_DR     0x01    /* data ready: RBR holds a byte */
+#define UART_IER_RDI    0x01    /* interrupt on received data */
 #define UART_LSR_THRE   0x20    /* THR empty: may write one byte */
 #define UART_LSR_TEMT   0x40    /* transmitter completely idle */
 
@@ -390,6 +393,19 @@ static void apic_route_pic(void)
 	*(volatile u32 *)(base + APIC_LVT0) = 0x700;    /* ExtINT, unmasked */
 }
 
+/* Set up the 8259 (once); 1 if its interrupts reach the CPU, all masked. */
+static int pic_ready(void)
+{
+	if (pic_state == 0) {
+		apic_route_pic();
+		pic_init();
+		outb(PIC1_DATA, 0xfe);
+		pic_state = inb(PIC1_DATA) == 0xfe ? 1 : -1;
+		outb(PIC1_DATA, 0xff);
+	}
+	return pic_state > 0;
+}
+
 static void pit_oneshot(u32 ticks)
 {
 	outb(PIT_CMD, 0x30);            /* ch0, lobyte/hibyte, mode 0, binary */
@@ -421,15 +437,7 @@ static int sleep_ms(u32 ms)
 	if (pit_state < 0)
 		return -1;
 
-	if (pic_state == 0) {
-		apic_route_pic();
-		pic_init();
-		outb(PIC1_DATA, 0xfe);
-		pic_state = inb(PIC1_DATA) == 0xfe ? 1 : -1;
-		outb(PIC1_DATA, 0xff);
-	}
-
-	if (pic_state > 0)
+	if (pic_ready())
 		outb(PIC1_DATA, 0xfe);  /* unmask IRQ0 only */
 
 	while (ms) {
@@ -456,6 +464,87 @@ static int sleep_ms(u32 ms)
 	if (pic_state > 0)
 		outb(PIC1_DATA, 0xff);
 	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Serial input: COM1's receiver, one byte at a time. */
+
+#define IRQ_COM1        4
+#define INPUT_LINE_MAX  256
+
+/*
+ * Wait for a byte on COM1.  With a PIC the CPU halts until the receive
+ * interrupt (IRQ4) and uses about 0 host CPU; without one it polls LSR.
+ */
+static u8 get_byte(void)
+{
+	int irq = pic_ready();
+
+	if (irq) {
+		outb(COM1 + UART_IER, UART_IER_RDI);
+		outb(PIC1_DATA, (u8)~(1u << IRQ_COM1));
+	}
+	while (!(inb(COM1 + UART_LSR) & UART_LSR_DR)) {
+		if (irq)
+			__asm__ volatile("sti; hlt; cli" : : : "memory");
+		else
+			cpu_relax();
+	}
+	if (irq) {
+		outb(PIC1_DATA, 0xff);
+		outb(COM1 + UART_IER, 0x00);
+	}
+	return inb(COM1 + UART_RBR);
+}
+
+static int rx_cr;               /* the last line ended with '\r' */
+
+/*
+ * Read one line into buf: up to '\r' or '\n' (not stored; the '\n' of a
+ * "\r\n" is skipped), or until buf is full.  Returns 1 when a line end
+ * came, 0 when buf filled first.
+ */
+static int get_line(char *buf, u32 max, u32 *len)
+{
+	*len = 0;
+	while (*len < max) {
+		u8 c = get_byte();
+
+		if (c == '\n' && rx_cr) {
+			rx_cr = 0;
+			continue;
+		}
+		rx_cr = c == '\r';
+		if (c == '\r' || c == '\n')
+			return 1;
+		buf[(*len)++] = (char)c;
+	}
+	return 0;
+}
+
+static void __attribute__((noreturn)) do_echo(void)
+{
+	char line[INPUT_LINE_MAX];
+	u32 len;
+
+	uart_flush();
+	for (;;) {
+		(void)get_line(line, sizeof(line), &len);
+		put_str("echo: ");
+		put_bytes(line, len);
+		put_eol();
+	}
+}
+
+/* Wait for one line of input and forget it. */
+static void do_input(void)
+{
+	char line[INPUT_LINE_MAX];
+	u32 len;
+
+	uart_flush();
+	while (!get_line(line, sizeof(line), &len))
+		;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -563,6 +652,9 @@ enum op {
 	OP_TRIPLE,
 	OP_POWEROFF,
 	OP_SLEEP,
+	OP_ECHO,
+	OP_INPUT,
+	OP_TICK,
 	OP_UNKNOWN,     /* name not in the table */
 	OP_BADARG,      /* known name, bad or missing argument */
 };
@@ -585,6 +677,9 @@ static const struct insn insns[] = {
 	{ "triple",   OP_TRIPLE,   0 },
 	{ "poweroff", OP_POWEROFF, 0 },
 	{ "sleep",    OP_SLEEP,    1 },
+	{ "echo",     OP_ECHO,     0 },
+	{ "input",    OP_INPUT,    0 },
+	{ "tick",     OP_TICK,     1 },
 };
 
 struct word {
@@ -768,6 +863,19 @@ static void do_long(u32 n)
 	put_eol();
 }
 
+static void __attribute__((noreturn)) do_tick(u32 ms)
+{
+	for (u32 i = 1;; i++) {
+		put_str("tick ");
+		put_dec(i);
+		put_eol();
+		if (sleep_ms(ms) < 0) {
+			put_line("hello: sleep: no i8254 PIT");
+			guest_exit(EXIT_FAILED);
+		}
+	}
+}
+
 static void __attribute__((noreturn)) do_panic(void)
 {
 	uart_flush();
@@ -874,6 +982,13 @@ void hello_main(u32 start_info_paddr)
 				guest_exit(EXIT_FAILED);
 			}
 			break;
+		case OP_ECHO:
+			do_echo();
+		case OP_INPUT:
+			do_input();
+			break;
+		case OP_TICK:
+			do_tick(num);
 		case OP_NONE:
 		case OP_UNKNOWN:
 		case OP_BADARG:
