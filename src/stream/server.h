@@ -9,7 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/un.h>
 
 #include "../common/error.h"
 
@@ -19,6 +18,8 @@
 #define STREAM_TOKEN_TTL_S 60
 #define STREAM_MAX_TOKENS 1000
 #define STREAM_MAX_PORTS 16
+/* The attach socket's path, at most (a token holds it: 1000 of them stay small). */
+#define STREAM_SOCKET_PATH_MAX 512
 
 enum stream_kind { STREAM_ATTACH, STREAM_PORTFORWARD };
 
@@ -27,7 +28,7 @@ struct stream_target {
 	enum stream_kind kind;
 	char id[65]; /* the container (attach) or the pod sandbox (port-forward) */
 	/* attach */
-	char socket[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* vmwrapper's attach socket */
+	char socket[STREAM_SOCKET_PATH_MAX]; /* vmwrapper's attach socket (uk_unix_connect takes long paths) */
 	bool in, out, err, tty; /* the streams the client was allowed */
 	/* port-forward */
 	char ip[46];            /* the pod's address */
