@@ -340,8 +340,7 @@ def test_reopen_log_answers_once_reopened_or_with_its_error(uk):
 
 
 @pytest.mark.parametrize("method,req", [
-    ("ExecSync", "ExecSyncRequest"), ("Exec", "ExecRequest"), ("Attach", "AttachRequest"),
-    ("PortForward", "PortForwardRequest"), ("CheckpointContainer", "CheckpointContainerRequest"),
+    ("ExecSync", "ExecSyncRequest"), ("Exec", "ExecRequest"), ("CheckpointContainer", "CheckpointContainerRequest"),
 ])
 def test_unimplemented_calls_say_so(uk, method, req):
     code, msg = code_of(getattr(uk.rs, method), getattr(uk.pb, req)())
