@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,8 +131,11 @@ static void pair_dial(struct pf_pair *pp)
 	else if ((pp->up = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
 		e = errno;
 	pp->w = (struct watch){ W_PF, pp };
+	int one = 1;
 	if (!e && watch_add(c->srv, pp->up, 0, &pp->w) < 0)
 		e = errno;
+	if (!e) /* the client's writes are relayed as they come: no Nagle delay on top */
+		(void)setsockopt(pp->up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* a slower relay at worst */
 	if (!e && connect(pp->up, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
 		e = errno;
 	if (e) {

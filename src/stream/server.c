@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,8 +386,10 @@ static void accept_conns(struct stream_server *s)
 			continue;
 		}
 		*c = (struct conn){ .srv = s, .w = { W_CONN, c }, .fd = fd, .phase = C_HTTP, .att = { .up = -1 } };
-		int sndbuf = STREAM_SNDBUF;
+		int sndbuf = STREAM_SNDBUF, one = 1;
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)); /* a default buffer works too */
+		/* Frames are written whole: Nagle would hold a SYN_REPLY behind the last one's ACK. */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* a slower session at worst */
 		c->since = c->last_io = c->last_out = uk_now_mono_ns();
 		c->events = EPOLLIN | EPOLLRDHUP;
 		if (watch_add(s, fd, c->events, &c->w) < 0) {
