@@ -130,16 +130,21 @@ def session(u, sid):
     return s, rest
 
 
+def wait_ping_answer(s, got, what):
+    """Read until a PING frame comes back (the socket's timeout bounds each wait)."""
+    while not any(f[0] and f[1] == 6 for f in frames(got)):
+        chunk = s.recv(65536)
+        assert chunk, f"the session closed instead of answering a PING ({what})"
+        got += chunk
+    return got
+
+
 def assert_still_serves(u, sid):
     """A new session works: a PING comes back."""
     s, rest = session(u, sid)
     with s:
         s.sendall(ping(7))
-        got = rest
-        while not any(f[0] and f[1] == 6 for f in frames(got)):
-            chunk = s.recv(4096)
-            assert chunk, "the new session closed instead of answering a PING"
-            got += chunk
+        wait_ping_answer(s, rest, "a new session")
 
 
 # ---- tests ----
@@ -241,11 +246,7 @@ def test_stream_flood_is_refused_past_the_bound(suk):
                                                   ("requestid", str(i // 2))]) for i in range(300))
     s.sendall(batch)
     s.sendall(ping(99))
-    got = rest
-    while not any(f[0] and f[1] == 6 for f in frames(got)):
-        chunk = s.recv(65536)
-        assert chunk, "the session ended under a stream flood"
-        got += chunk
+    wait_ping_answer(s, rest, "after a stream flood")
     s.close()
     assert_still_serves(suk, sid)
 
