@@ -12,6 +12,7 @@ import pytest
 from crilog import parse_cri_records
 from streamclient import attach, portforward, portforward_client
 from test_network import netguest, tsc_khz, wait_line  # noqa: F401  (the netguest fixture)
+from test_guests import UNIKRAFT
 from test_pull import in_netns
 
 
@@ -66,6 +67,29 @@ def test_port_forward_to_a_linux_guest(uk, netguest):  # noqa: F811
         for t in ts:
             t.join(120)
         assert not errs and out == [want] * 3, (out, errs)
+
+
+def test_port_forward_to_unikraft_httpreply(uk):
+    """A real third-party unikernel: Unikraft 0.17's httpreply (lwIP) on port 8123."""
+    uk.import_image("httpreply:1", "--kernel", str(UNIKRAFT / "httpreply"))
+    sid, cfg = uk.run_pod(name="ukhttp")
+    cid = uk.create(sid, cfg, image="httpreply:1", memory=128 << 20)
+    uk.start_ctr(cid)
+    assert wait_line(uk.status(cid).status.log_path, "Listening on port 8123")
+    url = uk.rs.PortForward(uk.pb.PortForwardRequest(pod_sandbox_id=sid, port=[8123])).url
+    with portforward(url, 8123, netns=uk.ns) as port:
+        # httpreply answers `Connection: close`: each request is a connection, all through one
+        # session; two in turn, then three at once.
+        bodies = [http_get(uk.ns, port) for _ in range(2)]
+        out = []
+        ts = [threading.Thread(target=lambda: out.append(http_get(uk.ns, port))) for _ in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        for b in bodies + out:
+            assert "<h1>It works!</h1>" in b, b
+        assert len(out) == 3
 
 
 def test_port_forward_to_a_closed_port_says_why(uk, netguest):  # noqa: F811
