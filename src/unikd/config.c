@@ -85,6 +85,8 @@ static const struct key keys[] = {
 	KEY("stream", "port", "stream-port", K_UINT, stream_port, .min = 0, .max = 65535, .unit = "port"),
 	KEY("stream", "url_timeout", "stream-url-timeout", K_UINT, stream_url_timeout_s, .min = 1, .max = 3600,
 	    .unit = "seconds"),
+	KEY("stream", "idle_timeout", "stream-idle-timeout", K_UINT, stream_idle_timeout_s, .min = 1, .max = 86400,
+	    .unit = "seconds"),
 };
 #undef KEY
 #define N_KEYS ARRAY_SIZE(keys)
@@ -129,6 +131,7 @@ int config_init(struct unikd_config *c)
 		.insecure = calloc(1, sizeof(char *)),
 		.delegate_handlers = calloc(2, sizeof(char *)), .delegate_default = strdup("delegate"),
 		.stream_address = strdup("127.0.0.1"), .stream_url_timeout_s = 60,
+		.stream_idle_timeout_s = 14400,
 	};
 	if (c->delegate_handlers)
 		c->delegate_handlers[0] = strdup("unikd");

@@ -54,6 +54,7 @@ struct unikd_config {
 	char *stream_address; /* an IP literal; default 127.0.0.1 */
 	unsigned stream_port; /* 0: any free port */
 	unsigned stream_url_timeout_s; /* an Attach or PortForward URL is valid this long */
+	unsigned stream_idle_timeout_s; /* a session with no traffic this long is closed */
 };
 
 /* A flag as given on the command line: its long name without "--", and its value. */

@@ -134,6 +134,9 @@ static void usage(FILE *f)
 	      "  --stream-url-timeout SECONDS\n"
 	      "                         [stream] url_timeout: how long an Attach or PortForward URL\n"
 	      "                         waits to be used, once (default 60)\n"
+	      "  --stream-idle-timeout SECONDS\n"
+	      "                         [stream] idle_timeout: a streaming session with no traffic\n"
+	      "                         this long is closed (default 14400, kubelet's own)\n"
 	      "  -h, --help             this text\n"
 	      "      --version          the version, and the QEMU that unikd finds\n"
 	      "\n"
@@ -573,7 +576,7 @@ static int run_daemon(struct daemon *d)
 	uk_grpc_server *srv = NULL;
 	struct stream_config sc = { .address = o->stream_address, .port = o->stream_port,
 				    .max_connections = STREAM_DEFAULT_MAX_CONNECTIONS,
-				    .idle_timeout_s = STREAM_DEFAULT_IDLE_TIMEOUT_S,
+				    .idle_timeout_s = o->stream_idle_timeout_s,
 				    .url_timeout_s = o->stream_url_timeout_s };
 	const char *what = "cannot start the streaming server";
 	if ((r = stream_server_start(&sc, &ctx.stream, &err)) < 0 ||
@@ -649,6 +652,7 @@ int main(int argc, char **argv)
 		{ "stream-address", required_argument, NULL, SETTING },
 		{ "stream-port", required_argument, NULL, SETTING },
 		{ "stream-url-timeout", required_argument, NULL, SETTING },
+		{ "stream-idle-timeout", required_argument, NULL, SETTING },
 		{ "config", required_argument, NULL, 'f' },          { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },               { 0 },
 	};

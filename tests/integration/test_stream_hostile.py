@@ -17,11 +17,12 @@ from cri import Unikd
 from test_pull import in_netns
 
 URL_TIMEOUT_S = 2
+IDLE_TIMEOUT_S = 3
 
 
 @pytest.fixture
 def suk(scratch):
-    u = Unikd(scratch, extra=["--stream-url-timeout", str(URL_TIMEOUT_S)])
+    u = Unikd(scratch, extra=["--stream-url-timeout", str(URL_TIMEOUT_S), "--stream-idle-timeout", str(IDLE_TIMEOUT_S)])
     u.start()
     try:
         yield u
@@ -278,4 +279,24 @@ def test_ping_flood_from_a_client_that_does_not_read(suk):
         got = b""
     s.close()
     assert "error" in ended or len(got) <= (8 << 20), len(got)
+    assert_still_serves(suk, sid)
+
+
+def test_connections_are_capped_and_idle_sessions_closed(suk):
+    sid, _ = suk.run_pod(name="cap")
+    url = pf_url(suk, sid)
+    # 64 connections wait for their heads; the 65th is closed at once, without a word.
+    held = [connect(suk, url)[0] for _ in range(64)]
+    try:
+        extra, _ = connect(suk, url)
+        assert extra.recv(1) == b""
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+    # A session with no traffic is closed after --stream-idle-timeout (GOAWAY or EOF).
+    s, rest = session(suk, sid)
+    got = rest + read_to_eof(s)
+    s.close()
+    assert all(f[0] and f[1] == 7 for f in frames(got)), frames(got)
     assert_still_serves(suk, sid)
