@@ -447,8 +447,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	if (p->err_line)
 		return 1;
 	if (!*section) {
-		fail(p, "%s: a key before any section; put it under [daemon], [vm], [network], [registries] or "
-			"[delegate]", name);
+		fail(p, "%s: a key before any section; put it under [daemon], [vm], [network], [registries], "
+			"[delegate] or [stream]", name);
 		return 1;
 	}
 	const struct key *k = find_key(section, name);

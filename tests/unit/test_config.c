@@ -208,8 +208,10 @@ static void errors_name_the_line(void **state)
 		{ "# top\n\n[vms]\n",
 		  "t.conf:3: unknown section [vms] (known: [daemon], [vm], [network], [registries], [delegate], [stream])" },
 		{ "memory = 64\n",
-		  "t.conf:1: memory: a key before any section; put it under [daemon], [vm], [network], [registries] "
-		  "or [delegate]" },
+		  "t.conf:1: memory: a key before any section; put it under [daemon], [vm], [network], [registries], "
+		  "[delegate] or [stream]" },
+		{ "[stream]\naddress = localhost\n", "t.conf:2: [stream] address: \"localhost\" is not an IPv4 or IPv6 address" },
+		{ "[stream]\nport = 70000\n", "t.conf:2: [stream] port: \"70000\" is out of range: 0..65535 port" },
 		{ "[delegate]\nendpoint = tcp://127.0.0.1:10010\n",
 		  "t.conf:2: [delegate] endpoint: \"tcp://127.0.0.1:10010\" is not unix:///ABSOLUTE/PATH or an "
 		  "absolute path" },
