@@ -187,10 +187,21 @@ def test_attach_sees_the_console_from_then_on_and_the_log_keeps_all(uk):
     assert ticks[:last + 1] == list(range(1, last + 2))
 
 
+def test_attach_ends_with_a_status_when_the_vm_ends(uk):
+    cid, _ = hello_ctr(uk, "ends", ["print:waiting", "input", "lines:3", "exit:0"], stdin=True)
+    with attach(attach_url(uk, cid, stdin=True), stdin=True, netns=uk.ns) as a:
+        a.write(b"\ngo\n")  # a first line end the guest may lose while it sets its port up
+        assert a.wait_line("line 3", timeout=60)
+        rc, status = a.finish(timeout=60)
+    # v4: the error stream carries a metav1.Status; ukstream prints it and exits 0.
+    assert rc == 0 and status == "status: Success", (rc, status)
+    assert uk.wait_exited(cid).exit_code == 0
+
+
 def test_attach_stdin_reaches_the_serial_port(uk):
     cid, log = hello_ctr(uk, "echo", ["echo"], stdin=True)
     with attach(attach_url(uk, cid, stdin=True), stdin=True, netns=uk.ns) as a:
-        a.write(b"hello there\n")
+        a.write(b"\nhello there\n")  # the first line end may be lost while the guest sets its port up
         assert a.wait_line("echo: hello there", timeout=60)
         a.write(b"second\n")
         assert a.wait_line("echo: second", timeout=60)
