@@ -203,8 +203,10 @@ install: programs
 	install -m 0644 docs/examples/* $(DESTDIR)$(DOCDIR)/examples/
 
 # make bench [BENCH_ARGS="--with-libvirt --runs 30 --density 500 …"]: bench/cri_bench.py prints
-# one table and writes bench/results/<date>.json (docs/performance.md). The netguest (section 2)
-# is built if it can be; without it that section is skipped with a note.
+# one table and writes bench/results/<date>.json (docs/performance.md). Every side of every
+# comparison runs under KVM where /dev/kvm opens, else under TCG, and the table and the JSON say
+# which (--accel to choose). The netguest (section 2) is built if it can be; without it that
+# section is skipped with a note.
 BENCH_ARGS ?=
 bench: all
 	-$(MAKE) netguest

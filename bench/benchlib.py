@@ -77,6 +77,23 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
+# ---------------------------------------------------------------- the accelerator
+
+def kvm_why_not():
+    """None if /dev/kvm opens read-write (what QEMU and vmwrapper's `auto` need), else why not."""
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
+    except OSError as e:
+        return f"/dev/kvm: {e.strerror}"
+    return None
+
+
+def host_accel():
+    """The accelerator a benchmark runs every side of a comparison under: kvm where /dev/kvm
+    works, else tcg (as vmwrapper's `auto` chooses)."""
+    return "kvm" if kvm_why_not() is None else "tcg"
+
+
 # ---------------------------------------------------------------- processes and /proc
 
 def sh(*args, check=True, timeout=60, **kw):
@@ -548,9 +565,10 @@ def log_ts_ns(ts):
 class Unikd:
     """bin/unikd in a network namespace of the run's own, with its state, run and log
     directories under the scratch directory and an empty config file (so a node's
-    /etc/unikd/unikd.conf cannot change what is measured)."""
+    /etc/unikd/unikd.conf cannot change what is measured). accel, if given, is its --accel:
+    the VMs' accelerator unless a pod's annotation says otherwise."""
 
-    def __init__(self, scratch, name, ns, network="bridge", log_level="debug", extra=()):
+    def __init__(self, scratch, name, ns, network="bridge", log_level="debug", accel=None, extra=()):
         import grpc  # noqa: F401  (fail early with a clear message if python3-grpcio is missing)
         self.scratch = scratch
         self.name = name
@@ -563,7 +581,8 @@ class Unikd:
         self.logfile = self.root / "unikd.log"
         self.cgroup_parent = f"/{scratch.tag}"
         self.args = ["--config", str(self.root / "unikd.conf"), "--state-dir", str(self.state),
-                     "--run-dir", str(self.run), "--log-level", log_level, "--network", network, *extra]
+                     "--run-dir", str(self.run), "--log-level", log_level, "--network", network,
+                     *(["--accel", accel] if accel else []), *extra]
         self.proc = None
         self.channel = None
         self.pb, self.g = stubs(scratch)
@@ -690,7 +709,8 @@ def host_facts():
     except StopIteration:
         pass
     facts["loadavg_at_start"] = open("/proc/loadavg").read().split()[:3]
-    facts["kvm"] = os.access("/dev/kvm", os.R_OK | os.W_OK)
+    facts["kvm_why_not"] = kvm_why_not()
+    facts["kvm"] = facts["kvm_why_not"] is None
     try:
         facts["qemu"] = sh(QEMU, "--version").stdout.split("\n")[0]
     except Exception:

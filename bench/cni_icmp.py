@@ -24,6 +24,7 @@ from cri import Unikd  # noqa: E402
 from test_cni import cni_unikd  # noqa: E402
 from test_network import NETGUEST, tsc_khz  # noqa: E402
 from test_vmwrapper import ICMP_ECHO  # noqa: E402
+from benchlib import host_accel  # noqa: E402
 import subprocess  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
     subprocess.run(["bash", str(REPO / "tests/guests/netguest/build.sh"), str(NETGUEST)], check=True, timeout=900)
-    accel = "kvm" if Path("/dev/kvm").exists() else "tcg"
+    accel = host_accel()  # what the unikds' `auto` picks
     roots = [Path("/tmp") / f"uk-bench-{uuid.uuid4().hex[:12]}" for _ in range(2)]
     for r in roots:
         r.mkdir()

@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import host_accel
+
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "tests/guests/hello/hello.elf"
 
@@ -53,7 +55,7 @@ def main():
     lines = int(a.mb * 1e6 / 12.5)
     rows = []
     with tempfile.TemporaryDirectory(prefix="uk-bench-") as tmp:
-        for accel in (["tcg", "kvm"] if os.access("/dev/kvm", os.R_OK | os.W_OK) else ["tcg"]):
+        for accel in (["tcg", "kvm"] if host_accel() == "kvm" else ["tcg"]):
             rows.append(flood(accel, lines if accel == "tcg" else max(lines // 20, 1000), tmp))
     print(f"{'accel':6} {'guest MB':>9} {'seconds':>8} {'MB/s':>7} {'log MB':>7} {'vmwrapper max RSS kB':>21}")
     for r in rows:

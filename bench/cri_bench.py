@@ -6,11 +6,12 @@ this one invocation, alternating runs, and the result is one table on stdout and
 bench/results/<YYYY-MM-DD>.json. docs/performance.md explains every figure.
 
 usage: bench/cri_bench.py [--runs N] [--net-runs N] [--poweroff-runs N] [--concurrency N]
-                          [--density N] [--overhead-calls N] [--load-seconds S]
+                          [--density N] [--overhead-calls N] [--load-seconds S] [--accel auto|kvm|tcg]
                           [--with-libvirt|--without-libvirt] [--sections 1,2,3,4,5,6,7] [--quick]
                           [--json PATH]
 Run as root (network namespaces, taps, cgroups), after `make` (release build in bin/).
-Sections 1-6 compare under KVM and need /dev/kvm; section 7 runs on whatever QEMU has."""
+Every VM of every section runs under one accelerator, KVM where /dev/kvm opens and TCG
+otherwise (--accel to choose), except section 2's Linux guest, which is TCG on both sides."""
 import argparse
 import concurrent.futures
 import datetime
@@ -98,6 +99,7 @@ class UnikdDriver:
             rs.StartContainer(pb.StartContainerRequest(container_id=cid))
             t3 = mono_ns()
             t4, line = lw.wait(30)
+            accel = json.loads((u.vm_dir(cid) / "vmwrapper.json").read_text()).get("accel")
         except BaseException:
             if sid:
                 self._cleanup_pod(sid)
@@ -105,7 +107,7 @@ class UnikdDriver:
         finally:
             lw.close()
         rec = {"t_run": ms(t0, t1), "t_create": ms(t0, t2), "t_start": ms(t0, t3), "total_ms": ms(t0, t4),
-               "rpc_run_ms": ms(t0, t1), "rpc_create_ms": ms(t1, t2), "rpc_start_ms": ms(t2, t3)}
+               "rpc_run_ms": ms(t0, t1), "rpc_create_ms": ms(t1, t2), "rpc_start_ms": ms(t2, t3), "accel": accel}
         rts = B.cri_record_realtime_ns(line)
         rec["t_record"] = ms(t0, rts - off) if rts else None
         self._remove(sid, cid, rec)
@@ -185,13 +187,14 @@ class UnikdDriver:
 
 
 class BareDriver:
-    def __init__(self, tag):
+    def __init__(self, tag, accel):
         self.tag = tag
+        self.accel = accel
         self.n = 0
 
     def cmd(self, append, memory=64):
         self.n += 1
-        return [B.QEMU, "-name", f"{self.tag}-bare-{self.n}", "-machine", "microvm", "-accel", "kvm", "-m",
+        return [B.QEMU, "-name", f"{self.tag}-bare-{self.n}", "-machine", "microvm", "-accel", self.accel, "-m",
                 str(memory), "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-device",
                 "isa-debug-exit", "-no-reboot", "-kernel", str(B.HELLO), "-append", append]
 
@@ -276,8 +279,8 @@ class BareNetDriver:
 
 
 class LibvirtDriver:
-    def __init__(self, lv, tag):
-        self.lv, self.tag = lv, tag
+    def __init__(self, lv, tag, accel):
+        self.lv, self.tag, self.accel = lv, tag, accel
         self.n = 0
 
     def hello(self):
@@ -286,7 +289,7 @@ class LibvirtDriver:
         name = f"{self.tag}-lv-{self.n}"
         console = self.lv.consoles / f"{name}.log"
         xml = self.lv.dir / f"{name}.xml"
-        xml.write_text(self.lv.domain_xml(name, "idle", console))
+        xml.write_text(self.lv.domain_xml(name, "idle", console, self.accel))
         lw = B.LineWatch(console)
         try:
             t0 = mono_ns()
@@ -366,9 +369,13 @@ def section_start_stop(ctx):
     for d in drivers.values():  # warm-up: page cache, libvirt's first domain
         d()
     raw = alternate(drivers, a.runs, "pod start", True)
+    ran = {r["accel"] for k in ("unikd", "unikd_nonet") for r in raw[k]}
+    if ran != {ctx.accel}:  # vmwrapper.json says what QEMU was given
+        raise RuntimeError(f"unikd's VMs ran on {sorted(ran)}, the comparison is under {ctx.accel}")
     s = {k: summary([r["total_ms"] for r in v]) for k, v in raw.items()}
     bare50 = s["bare"]["median"]
-    T.section(f"1. Pod start to the guest's first line (hello guest, KVM, 64 MiB; {a.runs} alternating runs; ms)")
+    T.section(f"1. Pod start to the guest's first line (hello guest, {ctx.accel.upper()} on every side, 64 MiB; "
+              f"{a.runs} alternating runs; ms)")
     T.row("bare qemu microvm: launch → first line (stdout pipe)", s["bare"], "1.00x bare")
     T.row("unikd, bridge network: RunPodSandbox → line in CRI log", s["unikd"],
           f"{xr(s['unikd']['median'], bare50)} bare (target ≤ 1.25x)")
@@ -474,7 +481,7 @@ def section_network(ctx):
     if not (B.NETGUEST / "vmlinuz").exists():
         T.section("2. Pod start with networking")
         T.text("skipped", f"{B.NETGUEST} is not built (make netguest)")
-        res["network"] = {"skipped": "netguest not built"}
+        res["network"] = {"skipped": "netguest not built", "accel": "tcg"}
         return
     pinger = B.Pinger(ctx.ns_a)
     try:
@@ -492,13 +499,17 @@ def section_network(ctx):
     b = s["bare_static"]["median"]
     T.section(f"2. Pod start with networking to the first ICMP echo reply from the pod's address "
               f"(Linux netguest, TCG, 256 MiB; {a.net_runs} runs; ms)")
+    if ctx.accel != "tcg":
+        T.text(f"TCG on every side, not {ctx.accel.upper()}", "a Linux guest does not boot on every nested KVM "
+               "(kvm-pvm); this section compares under TCG on any host")
     T.row("bare qemu + tap on a bridge, static address: launch → reply", s["bare_static"], "1.00x bare")
     T.row("unikd, static address ({{ip}} template): RunPodSandbox → reply", s["unikd_static"],
           f"{xr(s['unikd_static']['median'], b)} bare")
     T.row("unikd, DHCP from unikd's dnsmasq: RunPodSandbox → reply", s["unikd_dhcp"],
           f"{xr(s['unikd_dhcp']['median'], b)} bare")
     T.row("  unikd static: StartContainer returned", summary([r["t_start"] for r in raw["unikd_static"]]))
-    res["network"] = {"summary": s, "raw": raw, "ratio_static_p50": ratio(s["unikd_static"]["median"], b),
+    res["network"] = {"accel": "tcg", "summary": s, "raw": raw,
+                      "ratio_static_p50": ratio(s["unikd_static"]["median"], b),
                       "ratio_dhcp_p50": ratio(s["unikd_dhcp"]["median"], b)}
 
 
@@ -595,7 +606,8 @@ def section_concurrency(ctx):
     b_all = ms(b_go, max(r["t_line"] for r in b_recs))
     b_per = summary([ms(r["t0"], r["t_line"]) for r in b_recs])
 
-    T.section(f"4. Concurrency: {n} pods requested at once (hello guest, 64 MiB; ms)")
+    T.section(f"4. Concurrency: {n} pods requested at once (hello guest, {ctx.accel.upper()} on both sides, "
+              f"64 MiB; ms)")
     T.text("unikd: all RUNNING (last StartContainer returned)",
            f"{all_running:.0f} ms; {len(ok)}/{n} started, {running} listed RUNNING"
            + (f"; errors: {errors[:2]}" if errors else ""))
@@ -836,9 +848,12 @@ def section_density(ctx):
         r["remove_all_ms"] = ms(t0, mono_ns())
     res["density"] = r
 
-    T.section(f"5. Density: {held} idle pods held (target {target}; hello `idle`, {a.density_memory} MiB guests)")
+    T.section(f"5. Density: {held} idle pods held (target {target}; hello `idle`, {ctx.accel.upper()}, "
+              f"{a.density_memory} MiB guests)")
     if stop_reason:
         T.text("stopped before the target because", stop_reason)
+    if not held:
+        return
     T.text("started in", f"{t_all / 1000:.1f} s, {a.density_parallel} at a time; {r.get('listed_running')} listed "
            f"RUNNING")
     T.row("one pod: RunPodSandbox → RUNNING while filling up", r["pod_start_ms"], unit="ms")
@@ -890,7 +905,7 @@ def targets(ctx):
     ps = res.get("pod_start")
     if ps:
         r = ps["ratio_unikd_bare_p50"]
-        put("pod start p50 ≤ 1.25x bare QEMU", r is not None and r <= 1.25,
+        put(f"pod start p50 ≤ 1.25x bare QEMU ({ctx.accel.upper()} on both sides)", r is not None and r <= 1.25,
             f"{ps['summary']['unikd']['median']:.1f} / {ps['summary']['bare']['median']:.1f} ms = {r:.2f}x")
         r2 = ps["ratio_libvirt_unikd_p50"]
         if r2 is not None:
@@ -902,7 +917,7 @@ def targets(ctx):
     if sr:
         put("stop+remove p50 < 100 ms", sr["unikd"]["median"] < 100, f"{sr['unikd']['median']:.1f} ms")
     d = res.get("density")
-    if d and d.get("unikd_rss_kb") is not None:
+    if d and d.get("held") and d.get("unikd_rss_kb") is not None:
         rss = d["unikd_rss_kb"] / 1024
         put(f"unikd RSS < 30 MiB at 500 pods (held {d['held']})",
             rss < 30 if d["held"] >= 500 else (None if rss < 30 else False), f"{rss:.1f} MiB at {d['held']} pods")
@@ -947,6 +962,8 @@ def main():
     ap.add_argument("--overhead-calls", type=int, default=10000, help="calls of each kind (section 6)")
     ap.add_argument("--load-seconds", type=float, default=15.0, help="the window measured under load (section 7; "
                     "at most 16)")
+    ap.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto", help="the accelerator of every VM "
+                    "(but section 2's, TCG): auto (default) is KVM where /dev/kvm opens, else TCG")
     ap.add_argument("--with-libvirt", action="store_true", help="install libvirt if missing and compare with it")
     ap.add_argument("--without-libvirt", action="store_true", help="skip libvirt even if it is installed")
     ap.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run (3 runs with 1)")
@@ -968,12 +985,17 @@ def main():
     for p in (B.BIN / "unikd", B.BIN / "vmwrapper", B.HELLO):
         if not p.exists():
             sys.exit(f"bench: {p} is missing: run make first")
-    if sections & {"1", "2", "3", "4", "5", "6"} and not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        sys.exit("bench: /dev/kvm is not usable; sections 1-6 compare under KVM (section 7 runs without)")
+    why_not_kvm = B.kvm_why_not()
+    if a.accel == "kvm" and why_not_kvm:
+        sys.exit(f"bench: --accel kvm, but {why_not_kvm}")
+    accel = B.host_accel() if a.accel == "auto" else a.accel
+    accel_why = "--accel " + a.accel if a.accel != "auto" else \
+        ("/dev/kvm opens" if accel == "kvm" else f"no KVM ({why_not_kvm})")
 
     wall0 = time.monotonic()
     ctx = Ctx()
     ctx.args = a
+    ctx.accel = accel
     ctx.log = log
     ctx.table = Table()
     ctx.results = {}
@@ -990,18 +1012,18 @@ def main():
         import libvirt_host
         ctx.lv_why = libvirt_host.available()
 
-    out = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "host": B.host_facts(),
-           "build": B.build_facts(), "args": vars(a)}
+    out = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "accel": accel, "accel_why": accel_why,
+           "host": B.host_facts(), "build": B.build_facts(), "args": vars(a)}
     with B.Scratch() as scratch:
         ctx.scratch = scratch
         log(f"scratch {scratch.root}, tag {scratch.tag}")
         B.stubs(scratch)
-        ctx.bare = BareDriver(scratch.tag)
+        ctx.bare = BareDriver(scratch.tag, accel)
         if sections & {"1", "2", "3"}:
             ctx.ns_a = scratch.netns("a")
             ctx.ns_b = scratch.netns("b")
-            ub = B.Unikd(scratch, "bridge", ctx.ns_a, network="bridge", log_level="debug")
-            un = B.Unikd(scratch, "nonet", ctx.ns_b, network="none", log_level="debug")
+            ub = B.Unikd(scratch, "bridge", ctx.ns_a, network="bridge", log_level="debug", accel=accel)
+            un = B.Unikd(scratch, "nonet", ctx.ns_b, network="none", log_level="debug", accel=accel)
             for u in (ub, un):
                 u.import_image("hello:1", "--kernel", str(B.HELLO))
             ctx.netguest_cmdline = None
@@ -1024,7 +1046,7 @@ def main():
                 log("starting a private libvirtd")
                 try:
                     ctx.lv = libvirt_host.Libvirtd(scratch, ctx.ns_b).start()
-                    ctx.lvd = LibvirtDriver(ctx.lv, scratch.tag)
+                    ctx.lvd = LibvirtDriver(ctx.lv, scratch.tag, accel)
                     out["libvirt"] = ctx.lv.version()
                 except Exception as e:
                     ctx.lv = None
@@ -1041,7 +1063,7 @@ def main():
             un.stop()
         if sections & {"4", "5", "6"}:
             ns_c = scratch.netns("c")
-            ui = B.Unikd(scratch, "info", ns_c, network="bridge", log_level="info")
+            ui = B.Unikd(scratch, "info", ns_c, network="bridge", log_level="info", accel=accel)
             ui.import_image("hello:1", "--kernel", str(B.HELLO))
             ui.start()
             ctx.ud_info = ui
@@ -1056,7 +1078,8 @@ def main():
             cri_load.section_load(ctx)
         targets(ctx)
     wall = time.monotonic() - wall0
-    head = (f"unikd benchmarks {out['date']}: {out['host'].get('nproc')} CPUs, {out['host'].get('mem_total_gib')} GiB, "
+    head = (f"unikd benchmarks {out['date']}: accelerator {accel.upper()} ({accel_why}; section 2 always TCG); "
+            f"{out['host'].get('nproc')} CPUs, {out['host'].get('mem_total_gib')} GiB, "
             f"{out['host'].get('qemu', '')}; kernel {out['host'].get('kernel')}; load at start "
             f"{' '.join(out['host'].get('loadavg_at_start', []))}; wall time {wall:.0f} s\n"
             f"p50/p90/p99 are nearest-rank percentiles (with n < 100 the p99 is the largest sample); "

@@ -144,7 +144,7 @@ def section_load(ctx):
     ctx.log(f"7. CRI latency under load: {PULLS} black-hole pulls + {STOPS} StopContainer({STOP_TIMEOUT_S}), "
           f"{seconds:.0f} s")
     ns = scratch.netns("d")
-    u = B.Unikd(scratch, "load", ns, network="none", log_level="info")
+    u = B.Unikd(scratch, "load", ns, network="none", log_level="info", accel=ctx.accel)
     u.import_image("hello:1", "--kernel", str(B.HELLO))
     u.start()
     try:

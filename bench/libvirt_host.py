@@ -8,7 +8,8 @@ thing goes with the run. virsh reaches it through the socket's path on the host 
 
 Its qemu.conf runs QEMU as root without a security driver and with the console written
 straight to a file (stdio_handler = "file", so no virtlogd is needed); cgroups and the
-seccomp sandbox stay at libvirt's defaults."""
+seccomp sandbox stay at libvirt's defaults. The domain's type follows the run's accelerator:
+"kvm" under KVM, "qemu" (TCG) without it."""
 import os
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ auth_unix_ro = "none"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 """
 
-DOMAIN = """<domain type='kvm'>
+DOMAIN = """<domain type='{domain_type}'>
   <name>{name}</name>
   <memory unit='MiB'>{memory}</memory>
   <vcpu>1</vcpu>
@@ -122,8 +123,11 @@ exec /usr/sbin/libvirtd
     def version(self):
         return self.virsh("version").stdout.strip().replace("\n", "; ")
 
-    def domain_xml(self, name, cmdline, console, memory=64):
-        return DOMAIN.format(name=name, memory=memory, kernel=HELLO, cmdline=cmdline, qemu=QEMU, console=console)
+    def domain_xml(self, name, cmdline, console, accel, memory=64):
+        """A transient microvm domain; accel "kvm" or "tcg" (libvirt's domain type "kvm" or "qemu")."""
+        domain_type = {"kvm": "kvm", "tcg": "qemu"}[accel]
+        return DOMAIN.format(domain_type=domain_type, name=name, memory=memory, kernel=HELLO, cmdline=cmdline,
+                             qemu=QEMU, console=console)
 
     def stop(self):
         if self.proc is None:

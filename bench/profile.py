@@ -186,8 +186,9 @@ def cgroup_attach(a):
 
 def qemu_idle(a):
     tag = f"ukbench-{os.getpid()}"
+    accel = B.host_accel()
     for machine in ("microvm", "microvm,pit=off"):
-        p = subprocess.Popen([B.QEMU, "-name", f"{tag}-idle", "-machine", machine, "-accel", "kvm", "-m", "16",
+        p = subprocess.Popen([B.QEMU, "-name", f"{tag}-idle", "-machine", machine, "-accel", accel, "-m", "16",
                               "-nodefaults", "-no-user-config", "-display", "none", "-serial", "null", "-device",
                               "isa-debug-exit", "-no-reboot", "-kernel", str(B.HELLO), "-append", "idle"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -200,7 +201,7 @@ def qemu_idle(a):
             p.kill()
             p.wait()
         wk = sum(s1[t][1] - s0[t][1] for t in s1 if t in s0)
-        print(f"-machine {machine:16} idle guest: {wk / a.seconds:6.1f} wake-ups/s, "
+        print(f"-accel {accel} -machine {machine:16} idle guest: {wk / a.seconds:6.1f} wake-ups/s, "
               f"{(c1[0] - c0[0]) / 1e6 / a.seconds / 10:.3f}% of a core")
 
 

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from benchlib import pct  # noqa: E402
+from benchlib import host_accel, pct  # noqa: E402
 from cri import Unikd  # noqa: E402
 from streamclient import portforward  # noqa: E402
 from test_network import NETGUEST, tsc_khz, wait_line  # noqa: E402
@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--transfers", type=int, default=5)
     a = ap.parse_args()
     subprocess.run(["bash", str(REPO / "tests/guests/netguest/build.sh"), str(NETGUEST)], check=True, timeout=900)
-    accel = "kvm" if Path("/dev/kvm").exists() else "tcg"
+    accel = host_accel()  # what unikd's `auto` picks
     root = Path("/tmp") / f"uk-bench-{uuid.uuid4().hex[:12]}"
     root.mkdir()
     u = Unikd(root)

@@ -6,12 +6,13 @@ usage: bench/vmwrapper_boot.py [--runs N] [--accel kvm|tcg] [--json PATH]"""
 import argparse
 import datetime
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchlib import host_accel
 
 REPO = Path(__file__).resolve().parents[1]
 HELLO = REPO / "tests/guests/hello/hello.elf"
@@ -58,7 +59,7 @@ def summary(xs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--accel", default="kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg")
+    ap.add_argument("--accel", choices=("kvm", "tcg"), default=host_accel())
     ap.add_argument("--json", default=str(REPO / "bench/results" /
                                           f"vmwrapper-boot-{datetime.date.today().isoformat()}.json"))
     a = ap.parse_args()
