@@ -110,7 +110,19 @@ int cg_read_stats(const struct cg_system *s, const char *path, struct cg_stats *
  * processes (or child cgroups) remain. Parents are left alone. On CG_NONE: 0. */
 int cg_remove(const struct cg_system *s, const char *path, uk_error *err);
 
+/* Start a grace period of the kernel's cgroup migration lock now, on a thread of this
+ * process, so that a join that follows within one grace period (a VM's, a few ms later)
+ * does not wait for one (prime.c says why). Returns at once; does nothing without cgroups
+ * or when our own cgroup cannot be found. */
+void cg_prime(const struct cg_system *s);
+
 /* ---- pure helpers, exposed for tests ---- */
+
+/* The cgroup.procs file of the cgroup /proc/self/cgroup's text (self_cgroup) puts us in:
+ * on v2 the "0::" line under root, on v1 the memory hierarchy's line under s->memory.
+ * -ENOENT without such a line, -EINVAL for a path that is not absolute or holds "." or
+ * ".." components, -ENAMETOOLONG if it does not fit. */
+int cg_own_procs_file(const struct cg_system *s, const char *self_cgroup, char *out, size_t len);
 
 /* runc/kubelet's mapping of v1 shares (clamped to 2..262144) to v2 cpu.weight (1..10000):
  * 1 + ((shares - 2) * 9999) / 262142. */

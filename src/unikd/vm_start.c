@@ -297,6 +297,8 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 	_cleanup_(start_done) struct start st = { .tap_fd = -1, .vhost_fd = -1, .sync_fd = -1,
 						   .child = UK_CHILD_INIT };
 	int r;
+	/* The VM's cgroup join comes in a few ms: its lock's grace period starts now. */
+	cg_prime(&rt->cg);
 	if ((r = rt_begin_op(rt, id, &st.c, err)) < 0)
 		return r;
 	r = start_prepare(rt, &st, err);

@@ -1150,6 +1150,73 @@ static void real_v2_without_controllers(void **state)
 	print_message("%s\n", sys.why);
 }
 
+/* /proc/self/cgroup as the kernel writes it, and hostile versions of it. */
+static void own_procs_file(void **state)
+{
+	(void)state;
+	struct cg_system v1 = { .version = CG_V1 }, v2 = { .version = CG_V2 }, none = { .version = CG_NONE };
+	strcpy(v1.memory, "/sys/fs/cgroup/memory");
+	strcpy(v2.root, "/sys/fs/cgroup");
+	char out[PATH_MAX];
+	const char *hybrid = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/83a6\n2:cpuacct:/\n0::/\n";
+	assert_int_equal(cg_own_procs_file(&v1, hybrid, out, sizeof(out)), 0);
+	assert_string_equal(out, "/sys/fs/cgroup/memory/process_api/83a6/cgroup.procs");
+	/* the root: no double slash */
+	assert_int_equal(cg_own_procs_file(&v2, hybrid, out, sizeof(out)), 0);
+	assert_string_equal(out, "/sys/fs/cgroup/cgroup.procs");
+	assert_int_equal(cg_own_procs_file(&v2, "0::/system.slice/unikd.service\n", out, sizeof(out)), 0);
+	assert_string_equal(out, "/sys/fs/cgroup/system.slice/unikd.service/cgroup.procs");
+	/* memory among others in one hierarchy, and no trailing newline */
+	assert_int_equal(cg_own_procs_file(&v1, "3:cpu,memory:/a", out, sizeof(out)), 0);
+	assert_string_equal(out, "/sys/fs/cgroup/memory/a/cgroup.procs");
+	/* "memoryx" is not memory; "10::/x" is not v2's line */
+	assert_int_equal(cg_own_procs_file(&v1, "3:memoryx:/a\n", out, sizeof(out)), -ENOENT);
+	assert_int_equal(cg_own_procs_file(&v2, "10::/x\n", out, sizeof(out)), -ENOENT);
+	assert_int_equal(cg_own_procs_file(&v1, "", out, sizeof(out)), -ENOENT);
+	assert_int_equal(cg_own_procs_file(&v1, "garbage", out, sizeof(out)), -ENOENT);
+	assert_int_equal(cg_own_procs_file(&v1, NULL, out, sizeof(out)), -ENOENT);
+	assert_int_equal(cg_own_procs_file(&none, hybrid, out, sizeof(out)), -ENOENT);
+	/* never a way out of the mount, nor a relative path or control bytes */
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:/a/../../etc\n", out, sizeof(out)), -EINVAL);
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:/..\n", out, sizeof(out)), -EINVAL);
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:/a/.\n", out, sizeof(out)), -EINVAL);
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:a\n", out, sizeof(out)), -EINVAL);
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:\n", out, sizeof(out)), -EINVAL);
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:/a\tb\n", out, sizeof(out)), -EINVAL);
+	/* "..." and ".a" are names, not steps */
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:/.../.a\n", out, sizeof(out)), 0);
+	/* too long for the buffer */
+	char small[32];
+	assert_int_equal(cg_own_procs_file(&v1, "4:memory:/a-long-cgroup-name\n", small, sizeof(small)), -ENAMETOOLONG);
+}
+
+/* The primer's write puts us where we already are: nothing moves. */
+static void real_prime_moves_nothing(void **state)
+{
+	(void)state;
+	struct cg_system sys;
+	uk_error err = { 0 };
+	assert_int_equal(cg_detect(&sys, NULL, &err), 0);
+	if (sys.version == CG_NONE) {
+		print_message("skipped: no usable cgroups here: %s\n", sys.why);
+		skip();
+	}
+	char *before = NULL, *after = NULL, file[PATH_MAX], pid[24];
+	assert_int_equal(uk_read_file("/proc/self/cgroup", 65536, &before, NULL, NULL), 0);
+	assert_int_equal(cg_own_procs_file(&sys, before, file, sizeof(file)), 0);
+	int fd = open(file, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	assert_int_equal(write(fd, pid, (size_t)n), n);
+	close(fd);
+	cg_prime(&sys); /* the same from the primer's thread; must not disturb us either */
+	cg_prime(&sys);
+	assert_int_equal(uk_read_file("/proc/self/cgroup", 65536, &after, NULL, NULL), 0);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1167,6 +1234,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(real_lifecycle, real_setup, real_teardown),
 		cmocka_unit_test_setup_teardown(real_oom_kill, real_setup, real_teardown),
 		cmocka_unit_test(real_v2_without_controllers),
+		cmocka_unit_test(own_procs_file),
+		cmocka_unit_test(real_prime_moves_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
