@@ -35,8 +35,11 @@ bool net_ifname_valid(const char *name);
 /* Create the bridge if missing, give it gw/prefix if it lacks it, bring it up. */
 int net_bridge_ensure(const char *name, uint32_t gw, int prefix, uk_error *err);
 /* A tap named ifname on the bridge, up; returns its fd (O_CLOEXEC). The tap is not
- * persistent: it disappears when the last fd to it (QEMU's) closes. */
+ * persistent: it disappears when the last fd to it (QEMU's) closes. With bridge NULL the
+ * tap is on no bridge and down (a pool VM's, until its claim: net_tap_attach). */
 int net_tap_create(const char *ifname, const char *bridge, uk_error *err);
+/* An existing tap onto the bridge, up. */
+int net_tap_attach(const char *ifname, const char *bridge, uk_error *err);
 bool net_link_exists(const char *ifname);
 /* Idempotent: a missing link is fine. */
 int net_link_delete(const char *ifname, uk_error *err);

@@ -219,51 +219,28 @@ int net_bridge_ensure(const char *name, uint32_t gw, int prefix, uk_error *err)
 	return link_set_up(sk, link, name, err);
 }
 
-int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
+/* The bridge named, checked to be one. */
+static int bridge_get(struct nl_sock *sk, const char *bridge, struct rtnl_link **ret, uk_error *err)
 {
-	int r = check_ifname("tap", ifname, err);
+	int r = link_get(sk, bridge, ret, err);
 	if (r < 0)
 		return r;
-	r = check_ifname("bridge", bridge, err);
-	if (r < 0)
-		return r;
+	if (!*ret)
+		return uk_err(err, ENODEV, "bridge %s does not exist", bridge);
+	if (!link_is_bridge(*ret))
+		return uk_err(err, EINVAL, "link %s is not a bridge", bridge);
+	return 0;
+}
 
-	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
-	r = net_route_socket(&sk, err);
-	if (r < 0)
-		return uk_err_ctx_r(err, r, "tap %s", ifname);
-	/* The bridge first: a missing one costs no tap. */
-	_cleanup_rtnl_link_ struct rtnl_link *br = NULL;
-	r = link_get(sk, bridge, &br, err);
-	if (r < 0)
-		return uk_err_ctx_r(err, r, "tap %s", ifname);
-	if (!br)
-		return uk_err(err, ENODEV, "tap %s: bridge %s does not exist", ifname, bridge);
-	if (!link_is_bridge(br))
-		return uk_err(err, EINVAL, "tap %s: link %s is not a bridge", ifname, bridge);
-
-	_cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return uk_err_errno(err, errno, "tap %s: open /dev/net/tun", ifname);
-	struct ifreq ifr = { 0 };
-	/* IFF_TUN_EXCL: create a new device or fail; never attach to a leftover one (which
-	 * could be persistent, or someone else's). No TUNSETPERSIST: the tap lives as long
-	 * as an fd to it does. */
-	ifr.ifr_flags = (short)(unsigned short)(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL);
-	memcpy(ifr.ifr_name, ifname, strlen(ifname) + 1);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		if (errno == EBUSY)
-			return uk_err(err, EEXIST, "tap %s: a link of that name already exists", ifname);
-		return uk_err_errno(err, errno, "tap %s: TUNSETIFF", ifname);
-	}
-
-	/* From here on, returning without TAKE_FD closes fd, and the tap goes with it. */
+/* The tap on the bridge, up, with hairpin mode. */
+static int tap_attach(struct nl_sock *sk, const char *ifname, struct rtnl_link *br, const char *bridge, uk_error *err)
+{
 	_cleanup_rtnl_link_ struct rtnl_link *tap = NULL;
-	r = link_get(sk, ifname, &tap, err);
+	int r = link_get(sk, ifname, &tap, err);
 	if (r < 0)
 		return uk_err_ctx_r(err, r, "tap %s", ifname);
 	if (!tap)
-		return uk_err(err, ENODEV, "tap %s vanished right after its creation", ifname);
+		return uk_err(err, ENODEV, "tap %s does not exist", ifname);
 	_cleanup_rtnl_link_ struct rtnl_link *ch = rtnl_link_alloc();
 	if (!ch)
 		return uk_err(err, ENOMEM, "out of memory");
@@ -281,7 +258,52 @@ int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
 	_cleanup_close_ int hp = open(path, O_WRONLY | O_CLOEXEC);
 	if (hp >= 0 && write(hp, "1", 1) != 1)
 		return uk_err_errno(err, errno, "set hairpin mode on tap %s", ifname);
+	return 0;
+}
+
+int net_tap_create(const char *ifname, const char *bridge, uk_error *err)
+{
+	int r = check_ifname("tap", ifname, err);
+	if (r < 0 || (bridge && (r = check_ifname("bridge", bridge, err)) < 0))
+		return r;
+	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
+	r = net_route_socket(&sk, err);
+	if (r < 0)
+		return uk_err_ctx_r(err, r, "tap %s", ifname);
+	/* The bridge first: a missing one costs no tap. */
+	_cleanup_rtnl_link_ struct rtnl_link *br = NULL;
+	if (bridge && (r = bridge_get(sk, bridge, &br, err)) < 0)
+		return uk_err_ctx_r(err, r, "tap %s", ifname);
+	_cleanup_close_ int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return uk_err_errno(err, errno, "tap %s: open /dev/net/tun", ifname);
+	struct ifreq ifr = { 0 };
+	/* IFF_TUN_EXCL: create a new device or fail; never attach to a leftover one (which
+	 * could be persistent, or someone else's). No TUNSETPERSIST: the tap lives as long
+	 * as an fd to it does. */
+	ifr.ifr_flags = (short)(unsigned short)(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL);
+	memcpy(ifr.ifr_name, ifname, strlen(ifname) + 1);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		if (errno == EBUSY)
+			return uk_err(err, EEXIST, "tap %s: a link of that name already exists", ifname);
+		return uk_err_errno(err, errno, "tap %s: TUNSETIFF", ifname);
+	}
+	/* From here on, returning without TAKE_FD closes fd, and the tap goes with it. */
+	if (br && (r = tap_attach(sk, ifname, br, bridge, err)) < 0)
+		return r;
 	return TAKE_FD(fd);
+}
+
+int net_tap_attach(const char *ifname, const char *bridge, uk_error *err)
+{
+	int r = check_ifname("tap", ifname, err);
+	if (r < 0 || (r = check_ifname("bridge", bridge, err)) < 0)
+		return r;
+	_cleanup_nl_sock_ struct nl_sock *sk = NULL;
+	_cleanup_rtnl_link_ struct rtnl_link *br = NULL;
+	if ((r = net_route_socket(&sk, err)) < 0 || (r = bridge_get(sk, bridge, &br, err)) < 0)
+		return uk_err_ctx_r(err, r, "tap %s", ifname);
+	return tap_attach(sk, ifname, br, bridge, err);
 }
 
 bool net_link_exists(const char *ifname)

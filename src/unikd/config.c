@@ -42,7 +42,7 @@ struct key {
 static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 static const char *const net_modes[] = { "bridge", "cni", "none", NULL };
 static const char *const delegate_sides[] = { "delegate", "unikd", NULL };
-static const char *const sections[] = { "daemon", "vm", "network", "registries", "delegate", "stream" };
+static const char *const sections[] = { "daemon", "vm", "network", "registries", "delegate", "stream", "pool" };
 
 #define KEY(sec, nm, fl, kd, field, ...)                                                            \
 	{ .section = sec, .name = nm, .flag = fl, .kind = kd, .off = offsetof(struct unikd_config, field), \
@@ -87,6 +87,15 @@ static const struct key keys[] = {
 	    .unit = "seconds"),
 	KEY("stream", "idle_timeout", "stream-idle-timeout", K_UINT, stream_idle_timeout_s, .min = 1, .max = 86400,
 	    .unit = "seconds"),
+	/* The warm pool (issue 18; docs/performance.md, "The warm pool"): off while size is 0. Its
+	 * thread starts with the daemon: all need a restart. */
+	KEY("pool", "size", "pool-size", K_UINT, pool_size, .min = 0, .max = 64, .unit = "VMs per key"),
+	KEY("pool", "total", "pool-total", K_UINT, pool_total, .min = 1, .max = 4096, .unit = "VMs"),
+	KEY("pool", "memory", "pool-memory", K_UINT, pool_memory_mib, .min = 16, .max = 16 * 1024 * 1024,
+	    .unit = "MiB"),
+	KEY("pool", "idle_timeout", "pool-idle-timeout", K_UINT, pool_idle_timeout_s, .min = 0, .max = 30 * 86400,
+	    .unit = "seconds"),
+	KEY("pool", "starting", "pool-starting", K_UINT, pool_starting, .min = 1, .max = 64, .unit = "VMs"),
 };
 #undef KEY
 #define N_KEYS ARRAY_SIZE(keys)
@@ -132,6 +141,7 @@ int config_init(struct unikd_config *c)
 		.delegate_handlers = calloc(2, sizeof(char *)), .delegate_default = strdup("delegate"),
 		.stream_address = strdup("127.0.0.1"), .stream_url_timeout_s = 60,
 		.stream_idle_timeout_s = 14400,
+		.pool_total = 16, .pool_memory_mib = 1024, .pool_idle_timeout_s = 600, .pool_starting = 1,
 	};
 	if (c->delegate_handlers)
 		c->delegate_handlers[0] = strdup("unikd");
@@ -434,7 +444,7 @@ static char *reader(char *str, int num, void *stream)
 	if (str[0] == '[') {
 		char *end = strchr(str, ']');
 		if (end && !known_section(str + 1, (size_t)(end - str - 1)))
-			fail(p, "unknown section %.*s (known: [daemon], [vm], [network], [registries], [delegate], [stream])",
+			fail(p, "unknown section %.*s (known: [daemon], [vm], [network], [registries], [delegate], [stream], [pool])",
 			     (int)(end - str + 1), str);
 	}
 	return str;
@@ -448,7 +458,7 @@ static int handler(void *user, const char *section, const char *name, const char
 		return 1;
 	if (!*section) {
 		fail(p, "%s: a key before any section; put it under [daemon], [vm], [network], [registries], "
-			"[delegate] or [stream]", name);
+			"[delegate], [stream] or [pool]", name);
 		return 1;
 	}
 	const struct key *k = find_key(section, name);

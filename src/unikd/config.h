@@ -55,6 +55,12 @@ struct unikd_config {
 	unsigned stream_port; /* 0: any free port */
 	unsigned stream_url_timeout_s; /* an Attach or PortForward URL is valid this long */
 	unsigned stream_idle_timeout_s; /* a session with no traffic this long is closed */
+	/* [pool] (issue 18): VMs started ahead of need, claimed by StartContainer */
+	unsigned pool_size;           /* ready VMs per key; 0: the pool is off (the default) */
+	unsigned pool_total;          /* pool VMs of all keys together */
+	unsigned pool_memory_mib;     /* their memory together (guest + overhead each) */
+	unsigned pool_idle_timeout_s; /* a key no pod wanted this long loses its VMs; 0: never */
+	unsigned pool_starting;       /* pool VMs starting at once */
 };
 
 /* A flag as given on the command line: its long name without "--", and its value. */

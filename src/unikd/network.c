@@ -346,6 +346,32 @@ int rt_net_tap(struct rt_net *n, const struct sandbox *s, bool dhcp, uk_error *e
 	return net_tap_create(tap, n->bridge, err);
 }
 
+int rt_net_pool_tap(struct rt_net *n, const char *ifname, uk_error *err)
+{
+	if (!n->enabled)
+		return -ENOENT;
+	/* A tap left by a pool VM that died uncleanly would block the name; its create says so. */
+	(void)net_link_delete(ifname, NULL);
+	return net_tap_create(ifname, NULL, err);
+}
+
+int rt_net_claim_tap(struct rt_net *n, struct sandbox *s, const char *ifname, const char *mac, uk_error *err)
+{
+	uint32_t ip;
+	int r;
+	if (!n->enabled || !s->ip || net_ip_parse(s->ip, &ip) < 0)
+		return uk_err(err, ENOENT, "pod %s has no address on the bridge", s->id);
+	/* The DHCP entry first: the guest asks for its address only once it runs, after this. */
+	if ((r = add_dhcp_host(n, s, ip, mac, err)) < 0)
+		return uk_err_ctx_r(err, r, "the DHCP entry of the pooled VM's MAC %s", mac);
+	char *m = strdup(mac);
+	if (!m)
+		return uk_err(err, ENOMEM, "out of memory");
+	free(s->mac);
+	s->mac = m;
+	return net_tap_attach(ifname, n->bridge, err);
+}
+
 static char *join(json_object *o, const char *key)
 {
 	json_object *a;

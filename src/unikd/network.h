@@ -58,6 +58,12 @@ int rt_net_sandbox_down(struct rt_net *n, struct sandbox *s, uk_error *err);
 /* A tap for the pod's VM, on the bridge or (CNI) wired to eth0 in the pod's namespace, where
  * with dhcp the pod's own DHCP server answers the guest; the fd goes to QEMU. */
 int rt_net_tap(struct rt_net *n, const struct sandbox *s, bool dhcp, uk_error *err);
+/* A pool VM's tap (bridge mode): on no bridge and down until its claim; the fd goes to
+ * QEMU. -ENOENT without bridge networking. */
+int rt_net_pool_tap(struct rt_net *n, const char *ifname, uk_error *err);
+/* The claim of a pool VM for pod s: its MAC becomes the pod's (the DHCP entry, s->mac; the
+ * caller saves the record), then its tap goes onto the bridge, up. */
+int rt_net_claim_tap(struct rt_net *n, struct sandbox *s, const char *ifname, const char *mac, uk_error *err);
 /* The pod's address as a guest sees it, as text; false when the pod has none. dns is its
  * first dns_config server, "" if none. */
 struct rt_pod_net {

@@ -145,6 +145,21 @@ static int spawn_held(struct runtime *rt, struct start *st, char cg_files[][PATH
 	return 0;
 }
 
+/* spec.json in the VM's fresh directory. Not fsync'ed: only this vmwrapper reads it, after
+ * it is written, and the run directory does not outlive a reboot (the record, which names
+ * vmwrapper, is what must be durable). Two fsyncs less on the way to the guest's boot. */
+static int write_spec(struct start *st, uk_error *err)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/spec.json", st->vmdir);
+	const char *text = json_object_to_json_string_ext(st->spec, JSON_C_TO_STRING_PRETTY);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return uk_err_errno(err, errno, "create %s", path);
+	int r = uk_write_all(fd, text, strlen(text));
+	return r < 0 ? uk_err_errno(err, -r, "write %s", path) : 0;
+}
+
 /* Without the lock: the cgroup, the VM directory with its spec, and the held vmwrapper.
  * The order, for crash safety: a crash before the record names vmwrapper leaves a CREATED
  * container with leftovers (cgroup, directory), which start-up removes. */
@@ -160,11 +175,7 @@ static int start_spawn(struct runtime *rt, struct start *st, uk_error *err)
 		(void)uk_err_ctx_r(err, r, "the VM's cgroup %s", st->cg_path);
 		return r;
 	}
-	char specpath[PATH_MAX + 16];
-	snprintf(specpath, sizeof(specpath), "%s/spec.json", st->vmdir);
-	const char *text = json_object_to_json_string_ext(st->spec, JSON_C_TO_STRING_PRETTY);
-	if ((r = uk_mkdir_p(st->vmdir, 0700, err)) < 0 ||
-	    (r = uk_write_file_atomic(specpath, text, strlen(text), 0600, err)) < 0 ||
+	if ((r = uk_mkdir_p(st->vmdir, 0700, err)) < 0 || (r = write_spec(st, err)) < 0 ||
 	    (r = spawn_held(rt, st, cg_files, n_cg_files, err)) < 0)
 		return r;
 	/* The tap lives on in the held process's fds only. */
