@@ -298,7 +298,8 @@ static void drain_console(struct wrapper *w)
 static int reopen_log(struct wrapper *w, uk_error *err)
 {
 	if (!w->spec->console_log)
-		return uk_err(err, ENOENT, "the console goes to stdout: there is no log file to reopen");
+		return uk_err(err, ENOENT, w->spec->pool ? "a pool VM not yet claimed has no log file to reopen"
+						     : "the console goes to stdout: there is no log file to reopen");
 	drain_console(w);
 	int fd = logfile_open(w->spec->console_log, err);
 	if (fd < 0)

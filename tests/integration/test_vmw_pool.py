@@ -63,6 +63,7 @@ def test_a_pool_vm_waits_paused_without_a_log_then_runs_once_claimed(scratch):
         st = status(vm)
         assert st["running"] is False and st["status"] == "prelaunch", st
         assert not vm.log.exists()
+        assert ctl(vm.dir, "reopen-log").startswith("error a pool VM not yet claimed")
         write_claim(vm.dir, id="ctr-a", console_log=str(vm.log))
         assert ctl(vm.dir) == "ok"
         assert vm.wait() == 3
