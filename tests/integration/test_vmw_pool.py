@@ -41,18 +41,6 @@ def status(vm):
     return vm.qmp("query-status", sock="qmp-debug.sock")[0]["return"]
 
 
-def gone_soon(pid, timeout=30):
-    """Whether process pid ends within timeout (a pidfd says so, no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
-
-
 def test_a_pool_vm_waits_paused_without_a_log_then_runs_once_claimed(scratch):
     vm = pool_vm(scratch, "print:pooled exit:3")
     try:
@@ -150,16 +138,20 @@ def test_the_state_directory_renamed_before_the_claim_gets_exit_json(scratch):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_an_unclaimed_pool_vm_leaves_nothing_running(scratch, sig):
     vm = pool_vm(scratch, "print:never exit:1")
-    qemu = vm.sync["qemu_pid"]
+    # QEMU through a pidfd: the teardown can never signal a recycled PID.
+    qemu = os.pidfd_open(vm.sync["qemu_pid"])
     try:
         os.kill(vm.proc.pid, sig)
         vm.wait()
-        assert gone_soon(qemu), "QEMU outlived its vmwrapper"
+        assert select.select([qemu], [], [], 30)[0], "QEMU outlived its vmwrapper"
         if sig == signal.SIGTERM:
             # Ended the usual way: exit.json says the host stopped it.
             assert vm.exit()["end"] == "host-quit"
         assert not vm.log.exists()
     finally:
         vm.kill()
-        if not gone_soon(qemu, 0):
-            os.kill(qemu, signal.SIGKILL)
+        try:
+            signal.pidfd_send_signal(qemu, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.close(qemu)
