@@ -140,6 +140,12 @@ $(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(INIH_LIBS)
 
+# The warm pool's pure decisions (src/pool/README.md), with the store's SHA-256 for key ids.
+POOL_SRC := $(wildcard src/pool/*.c)
+$(OUT)/tests/test_pool: $(OBJ)/tests/unit/test_pool.o $(call objs,$(POOL_SRC) src/store/sha256.c $(COMMON_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS)
+
 # The streaming server's tokens, alone.
 $(OUT)/tests/test_stream_tokens: $(OBJ)/tests/unit/test_stream_tokens.o $(call objs,src/stream/tokens.c $(COMMON_SRC))
 	@mkdir -p $(dir $@)

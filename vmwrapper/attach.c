@@ -53,6 +53,12 @@ void attach_server_set_guest(struct attach_server *s, int fd)
 		s->in_len = 0;
 }
 
+void attach_server_set_input(struct attach_server *s, bool input, int fd)
+{
+	s->input = input;
+	attach_server_set_guest(s, fd);
+}
+
 bool attach_server_wants_guest(const struct attach_server *s)
 {
 	return s->guest_fd >= 0 && s->in_len > 0;

@@ -62,6 +62,8 @@ void attach_server_done(struct attach_server *s);
  * pending is dropped). Ignored when input is off. */
 void attach_server_set_guest(struct attach_server *s, int fd);
 /* Input is waiting for the guest: poll its fd for POLLOUT and call attach_server_write_input(). */
+/* A pool VM's claim decides the spec's stdin late: input on or off, and where it goes. */
+void attach_server_set_input(struct attach_server *s, bool input, int fd);
 bool attach_server_wants_guest(const struct attach_server *s);
 void attach_server_write_input(struct attach_server *s);
 

@@ -39,6 +39,10 @@
 /* Before a reopen, the console bytes already queued go to the old file, up to this much. */
 #define REOPEN_DRAIN_MAX (1024 * 1024)
 
+/* What a pool VM's console says before its claim (nothing, normally: the guest is paused),
+ * kept for the log up to this much; the rest is counted and dropped. */
+#define POOL_HOLD_MAX (16 * 1024)
+
 /* Exit codes of vmwrapper itself when the VM never ran. */
 #define EXIT_BAD_INPUT 125
 #define EXIT_QEMU_FAILED 126
@@ -74,6 +78,10 @@ struct wrapper {
 	int stop_requests;
 	uint64_t t_start, t_forked, t_ready, t_first_output; /* CLOCK_MONOTONIC ns */
 	uint64_t started_ns;
+	bool claimed; /* a pool VM whose claim took effect */
+	size_t held_len; /* a pool VM's console bytes before its claim, in held */
+	uint64_t held_dropped; /* those beyond POOL_HOLD_MAX */
+	char held[POOL_HOLD_MAX];
 };
 
 /* A listening unix socket named relative to the cwd (the state directory), which keeps
@@ -173,6 +181,27 @@ static void console_write_result(struct wrapper *w, int r)
 		 strerror(-r));
 }
 
+/* Console bytes to the exit contract's scanner, the log and the attached clients. */
+static void console_deliver(struct wrapper *w, const char *buf, size_t n)
+{
+	exit_scan_feed(&w->scan, buf, n);
+	if (w->log_format == LOG_FORMAT_CRI)
+		console_write_result(w, crilog_feed(&w->cri, buf, n, uk_now_realtime_ns()));
+	else if (w->out_fd >= 0)
+		console_write_result(w, uk_write_all(w->out_fd, buf, n));
+	/* After the log, and never blocking: a slow client is dropped, the log waits for nobody. */
+	attach_server_output(&w->attach, buf, n);
+}
+
+/* An unclaimed pool VM's console: kept for the log the claim names, within a bound. */
+static void console_hold(struct wrapper *w, const char *buf, size_t n)
+{
+	size_t room = POOL_HOLD_MAX - w->held_len, take = n < room ? n : room;
+	memcpy(w->held + w->held_len, buf, take);
+	w->held_len += take;
+	w->held_dropped += n - take;
+}
+
 /* Returns bytes read, 0 at EOF, -EAGAIN when drained. The next chunk is read only once
  * this one is written: a slow file slows the guest (QEMU's serial waits while the
  * socket is full), and nothing queues up here. */
@@ -186,13 +215,10 @@ static ssize_t pump_console(struct wrapper *w)
 		return 0;
 	if (!w->t_first_output)
 		w->t_first_output = uk_now_mono_ns();
-	exit_scan_feed(&w->scan, buf, (size_t)n);
-	if (w->log_format == LOG_FORMAT_CRI)
-		console_write_result(w, crilog_feed(&w->cri, buf, (size_t)n, uk_now_realtime_ns()));
-	else if (w->out_fd >= 0)
-		console_write_result(w, uk_write_all(w->out_fd, buf, (size_t)n));
-	/* After the log, and never blocking: a slow client is dropped, the log waits for nobody. */
-	attach_server_output(&w->attach, buf, (size_t)n);
+	if (w->spec->pool && !w->claimed)
+		console_hold(w, buf, (size_t)n);
+	else
+		console_deliver(w, buf, (size_t)n);
 	return n;
 }
 
@@ -272,7 +298,8 @@ static void drain_console(struct wrapper *w)
 static int reopen_log(struct wrapper *w, uk_error *err)
 {
 	if (!w->spec->console_log)
-		return uk_err(err, ENOENT, "the console goes to stdout: there is no log file to reopen");
+		return uk_err(err, ENOENT, w->spec->pool ? "a pool VM not yet claimed has no log file to reopen"
+						     : "the console goes to stdout: there is no log file to reopen");
 	drain_console(w);
 	int fd = logfile_open(w->spec->console_log, err);
 	if (fd < 0)
@@ -297,12 +324,103 @@ static int reopen_log_logged(struct wrapper *w, uk_error *err)
 	return r;
 }
 
+/* QEMU's answer to the claim's "cont": the claim's reply. */
+static void on_cont(qmp *q, json_object *ret, const struct qmp_error *qerr, void *userdata)
+{
+	struct wrapper *w = userdata;
+	(void)q;
+	(void)ret;
+	/* A guest that ends at once can take QEMU down before the answer is out: it did run,
+	 * and exit.json tells how it ended, as for any claimed VM. */
+	if (qerr && qerr->klass && strcmp(qerr->klass, "Disconnected") == 0)
+		qerr = NULL;
+	if (qerr) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "QMP cont: %s: %s", qerr->klass ? qerr->klass : "error",
+			 qerr->desc ? qerr->desc : "");
+		log_error("vm=%s msg=\"claimed, but the guest cannot run\" error=\"%s\"", w->spec->id, msg);
+		vmctl_server_answer(&w->vmctl, -EIO, msg);
+		return;
+	}
+	log_info("vm=%s msg=\"claimed, the guest runs\" path=%s", w->spec->id, w->spec->console_log);
+	vmctl_server_answer(&w->vmctl, 0, NULL);
+}
+
+/* The claim's state_dir, when given, must be where we are: the directory as unikd renamed it. */
+static int claim_check_dir(const char *dir, uk_error *err)
+{
+	struct stat a, b;
+	if (stat(dir, &a) < 0)
+		return uk_err_errno(err, errno, "claim: field \"state_dir\": %s", dir);
+	if (stat(".", &b) < 0)
+		return uk_err_errno(err, errno, "stat the state directory");
+	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+		return uk_err(err, EINVAL, "claim: field \"state_dir\": %s is not this VM's state directory", dir);
+	return 0;
+}
+
+/* The claim has taken: the VM is the container's from now on, as if cold-started for it. */
+static void claim_commit(struct wrapper *w, struct vmctl_claim *c, int log_fd)
+{
+	w->claimed = true;
+	free(w->spec->id);
+	w->spec->id = TAKE_PTR(c->id);
+	free(w->spec->console_log);
+	w->spec->console_log = TAKE_PTR(c->console_log);
+	if (c->state_dir) {
+		free(w->spec->state_dir);
+		w->spec->state_dir = TAKE_PTR(c->state_dir);
+	}
+	w->out_fd = log_fd;
+	w->log_format = c->log_format == VMCTL_LOG_RAW ? LOG_FORMAT_RAW : LOG_FORMAT_CRI;
+	crilog_init(&w->cri, log_fd);
+	w->attach.id = w->spec->id;
+	attach_server_set_input(&w->attach, c->input, w->con_open ? w->console_fd : -1);
+	if (w->held_dropped)
+		log_warn("vm=%s msg=\"the console said more before the claim than is kept\" dropped_bytes=%llu",
+			 w->spec->id, (unsigned long long)w->held_dropped);
+	console_deliver(w, w->held, w->held_len);
+	w->held_len = 0;
+}
+
+/* A pool VM's claim (README.md, "Pool VMs"): claim.json read and checked, the log opened,
+ * "cont" sent; the reply waits for QEMU's answer. Until "cont" is sent, any failure leaves
+ * the VM as it was, claimable. */
+static int claim(struct wrapper *w, uk_error *err)
+{
+	_cleanup_free_ char *json = NULL;
+	__attribute__((cleanup(vmctl_claim_done))) struct vmctl_claim c = { 0 };
+	int r;
+	if (!w->spec->pool)
+		return uk_err(err, EINVAL, VMCTL_ERR_NOT_POOL);
+	if (w->claimed)
+		return uk_err(err, EALREADY, VMCTL_ERR_CLAIMED);
+	if (!w->mon_open || qmp_get_state(w->mon) != QMP_STATE_READY)
+		return uk_err(err, EAGAIN, "QEMU's monitor is not ready");
+	if ((r = uk_read_file(VMCTL_CLAIM_FILE, VMCTL_CLAIM_MAX, &json, NULL, err)) < 0)
+		return uk_err_ctx_r(err, r, "claim");
+	if ((r = vmctl_claim_parse(json, &c, err)) < 0 || (c.state_dir && (r = claim_check_dir(c.state_dir, err)) < 0))
+		return r;
+	_cleanup_close_ int fd = logfile_open(c.console_log, err);
+	if (fd < 0)
+		return uk_err_ctx_r(err, fd, "claim: field \"console_log\"");
+	if (qmp_send(w->mon, "cont", NULL, on_cont, w) < 0)
+		return uk_err(err, EIO, "claim: cannot send QMP cont");
+	claim_commit(w, &c, TAKE_FD(fd));
+	return VMCTL_ANSWER_LATER;
+}
+
 static int on_vmctl(enum vmctl_command cmd, uk_error *err, void *userdata)
 {
 	struct wrapper *w = userdata;
+	int r;
 	switch (cmd) {
 	case VMCTL_REOPEN_LOG:
 		return reopen_log_logged(w, err);
+	case VMCTL_CLAIM:
+		if ((r = claim(w, err)) < 0)
+			log_warn("vm=%s msg=\"claim refused\" error=\"%s\"", w->spec->id, err->msg);
+		return r;
 	}
 	return uk_err(err, EINVAL, VMCTL_ERR_UNKNOWN);
 }
@@ -418,6 +536,10 @@ static int setup(struct wrapper *w, uk_error *err)
 		w->out_fd = logfile_open(s->console_log, err);
 		if (w->out_fd < 0)
 			return uk_err_ctx_r(err, w->out_fd, w->person ? "--console-log" : "field \"console_log\"");
+	} else if (s->pool) {
+		/* Nothing is written until the claim names the log. */
+		w->out_fd = -1;
+		w->log_format = LOG_FORMAT_RAW;
 	} else {
 		w->out_fd = STDOUT_FILENO;
 	}

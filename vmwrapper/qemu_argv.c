@@ -248,6 +248,9 @@ int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char **
 	add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	/* A reset (triple fault, reboot) ends the VM instead of looping. */
 	add(&a, "-no-reboot");
+	/* A pool VM waits, paused, for its claim's "cont". */
+	if (s->pool)
+		add(&a, "-S");
 	add(&a, "-action");
 	add(&a, "panic=shutdown");
 	if (plan->firmware) {

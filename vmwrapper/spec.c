@@ -296,6 +296,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	    (r = get_enum(o, "disk_format", disk_format_names, ARRAY_SIZE(disk_format_names), &df, err)) < 0 ||
 	    (r = get_bool(o, "disk_snapshot", &s->disk_snapshot, err)) < 0 ||
 	    (r = get_bool(o, "stdin", &s->console_input, err)) < 0 ||
+	    (r = get_bool(o, "pool", &s->pool, err)) < 0 ||
 	    (r = get_uint(o, "vcpus", 1, VM_VCPUS_MAX, &s->vcpus, err)) < 0 ||
 	    (r = get_uint(o, "memory_mib", VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &s->memory_mib, err)) < 0 ||
 	    (r = parse_nets(o, s, err)) < 0 || (r = parse_devices(o, s, err)) < 0 ||
@@ -500,6 +501,10 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 		return r;
 	if (!s->state_dir || s->state_dir[0] != '/')
 		return uk_err(err, EINVAL, "field \"state_dir\" must be an absolute path");
+	/* A pool VM's console has no file until the claim names one (README.md, "Pool VMs"). */
+	if (s->pool && (s->console_log || s->console_input))
+		return uk_err(err, EINVAL, "field \"%s\" must not be given with \"pool\": the claim gives it",
+			      s->console_log ? "console_log" : "stdin");
 	if (s->console_log && s->console_log[0] != '/')
 		return uk_err(err, EINVAL, "field \"console_log\" must be an absolute path");
 	if (s->qemu_binary && s->qemu_binary[0] != '/')

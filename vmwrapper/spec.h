@@ -85,6 +85,9 @@ struct vm_spec {
 	/* "stdin": what attach.sock's clients write goes to the guest's serial port (else it is
 	 * read and discarded). */
 	bool console_input;
+	/* A pool VM: QEMU starts paused (-S), the console is held until the claim on the control
+	 * socket names its log and lets the guest run (README.md, "Pool VMs"). */
+	bool pool;
 	char *state_dir;
 	char *qemu_binary;
 	struct vm_net nets[VM_NETS_MAX];

@@ -24,6 +24,7 @@ void vmctl_server_init(struct vmctl_server *s, int listen_fd, int timeout_ms, vm
 	for (size_t i = 0; i < VMCTL_CLIENTS_MAX; i++) {
 		s->clients[i].fd = -1;
 		s->clients[i].len = 0;
+		s->clients[i].pending = false;
 	}
 }
 
@@ -31,6 +32,7 @@ static void client_close(struct vmctl_client *c)
 {
 	c->fd = safe_close(c->fd);
 	c->len = 0;
+	c->pending = false;
 }
 
 void vmctl_server_done(struct vmctl_server *s)
@@ -45,7 +47,7 @@ void vmctl_server_pollfds(const struct vmctl_server *s, uint64_t now_ns, struct 
 	bool paused = now_ns < s->accept_paused_until_ns;
 	p[0] = (struct pollfd){ .fd = paused ? -1 : s->listen_fd, .events = POLLIN };
 	for (size_t i = 0; i < VMCTL_CLIENTS_MAX; i++)
-		p[1 + i] = (struct pollfd){ .fd = s->clients[i].fd, .events = POLLIN };
+		p[1 + i] = (struct pollfd){ .fd = s->clients[i].pending ? -1 : s->clients[i].fd, .events = POLLIN };
 }
 
 static int ms_until(uint64_t deadline_ns, uint64_t now_ns)
@@ -97,7 +99,7 @@ static void client_reply(struct vmctl_client *c, int r, const char *msg)
 	client_close(c);
 }
 
-static void client_read(struct vmctl_server *s, struct vmctl_client *c)
+static void client_read(struct vmctl_server *s, struct vmctl_client *c, uint64_t now_ns)
 {
 	ssize_t k = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
 	if (k < 0 && (errno == EAGAIN || errno == EINTR))
@@ -123,6 +125,11 @@ static void client_read(struct vmctl_server *s, struct vmctl_client *c)
 	}
 	uk_error err = { 0 };
 	r = s->handler(cmd, &err, s->userdata);
+	if (r == VMCTL_ANSWER_LATER) {
+		c->pending = true;
+		c->deadline_ns = now_ns + s->timeout_ns;
+		return;
+	}
 	client_reply(c, r, err.msg);
 }
 
@@ -163,10 +170,17 @@ void vmctl_server_process(struct vmctl_server *s, const struct pollfd p[VMCTL_PO
 	for (size_t i = 0; i < VMCTL_CLIENTS_MAX; i++) {
 		struct vmctl_client *c = &s->clients[i];
 		if (c->fd >= 0 && p[1 + i].fd == c->fd && p[1 + i].revents)
-			client_read(s, c);
+			client_read(s, c, now_ns);
 		if (c->fd >= 0 && now_ns >= c->deadline_ns)
-			client_reply(c, -ETIMEDOUT, VMCTL_ERR_TIMEOUT);
+			client_reply(c, -ETIMEDOUT, c->pending ? VMCTL_ERR_NO_OUTCOME : VMCTL_ERR_TIMEOUT);
 	}
 	if (p[0].fd >= 0 && p[0].revents)
 		accept_clients(s, now_ns);
+}
+
+void vmctl_server_answer(struct vmctl_server *s, int r, const char *msg)
+{
+	for (size_t i = 0; i < VMCTL_CLIENTS_MAX; i++)
+		if (s->clients[i].fd >= 0 && s->clients[i].pending)
+			client_reply(&s->clients[i], r, msg);
 }

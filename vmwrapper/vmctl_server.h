@@ -13,12 +13,17 @@
 #include "../src/common/error.h"
 #include "../src/common/vmctl.h"
 
-/* Runs one command; returns 0 or -errno with err set (its message is the reply). */
+/* Runs one command; returns 0 or -errno with err set (its message is the reply), or
+ * VMCTL_ANSWER_LATER when the outcome comes later: the client then waits, unread, for
+ * vmctl_server_answer(), or its deadline (renewed then) answers it with an error. */
 typedef int (*vmctl_handler_fn)(enum vmctl_command cmd, uk_error *err, void *userdata);
+#define VMCTL_ANSWER_LATER 1
+#define VMCTL_ERR_NO_OUTCOME "timed out waiting for the outcome"
 
 struct vmctl_client {
 	int fd; /* -1: a free slot */
-	uint64_t deadline_ns; /* CLOCK_MONOTONIC: the line must be complete by then */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC: the line (or a pending answer) is due by then */
+	bool pending; /* its command answers later (VMCTL_ANSWER_LATER) */
 	size_t len;
 	char buf[VMCTL_LINE_MAX];
 };
@@ -48,5 +53,7 @@ void vmctl_server_pollfds(const struct vmctl_server *s, uint64_t now_ns, struct 
 int vmctl_server_timeout_ms(const struct vmctl_server *s, uint64_t now_ns);
 /* p: what poll() made of vmctl_server_pollfds()'s array. */
 void vmctl_server_process(struct vmctl_server *s, const struct pollfd p[VMCTL_POLLFDS], uint64_t now_ns);
+/* Answer every client whose command answered VMCTL_ANSWER_LATER: r and msg as a handler's. */
+void vmctl_server_answer(struct vmctl_server *s, int r, const char *msg);
 
 #endif

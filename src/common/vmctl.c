@@ -1,6 +1,7 @@
 /* vmwrapper's control protocol: framing, parsing and the client; see vmctl.h. */
 #include <poll.h>
 #include <stdbool.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -33,6 +34,7 @@ int vmctl_parse_command(const char *line, enum vmctl_command *ret)
 		enum vmctl_command cmd;
 	} commands[] = {
 		{ VMCTL_CMD_REOPEN_LOG, VMCTL_REOPEN_LOG },
+		{ VMCTL_CMD_CLAIM, VMCTL_CLAIM },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (strcmp(line, commands[i].name) == 0) {
@@ -163,4 +165,125 @@ int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char 
 	if (r < 0)
 		return uk_err(err, EIO, "%s", msg);
 	return 0;
+}
+
+void vmctl_claim_done(struct vmctl_claim *c)
+{
+	free(c->id);
+	free(c->console_log);
+	free(c->state_dir);
+	*c = (struct vmctl_claim){ 0 };
+}
+
+/* An absolute path without control characters, shorter than PATH_MAX. */
+static int check_path(const char *field, const char *path, uk_error *err)
+{
+	if (path[0] != '/')
+		return uk_err(err, EINVAL, "claim: field \"%s\" must be an absolute path", field);
+	if (strlen(path) >= PATH_MAX)
+		return uk_err(err, ENAMETOOLONG, "claim: field \"%s\" is longer than %d bytes", field, PATH_MAX - 1);
+	for (const char *p = path; *p; p++)
+		if (is_control(*p))
+			return uk_err(err, EINVAL, "claim: field \"%s\" holds a control character", field);
+	return 0;
+}
+
+static int check_claim(const struct vmctl_claim *c, uk_error *err)
+{
+	int r;
+	if (!c->id || !uk_id_valid(c->id))
+		return uk_err(err, EINVAL, "claim: field \"id\" must match [A-Za-z0-9][A-Za-z0-9_.-]* without \"..\" "
+			      "(at most %d bytes)", UK_ID_MAX - 1);
+	if (!c->console_log)
+		return uk_err(err, EINVAL, "claim: field \"console_log\" is required");
+	if ((r = check_path("console_log", c->console_log, err)) < 0)
+		return r;
+	if (c->state_dir && (r = check_path("state_dir", c->state_dir, err)) < 0)
+		return r;
+	if (c->log_format != VMCTL_LOG_CRI && c->log_format != VMCTL_LOG_RAW)
+		return uk_err(err, EINVAL, "claim: field \"log_format\" must be \"cri\" or \"raw\"");
+	return 0;
+}
+
+/* A string member: a copy in *ret, refusing a NUL inside (JSON's "\u0000"). */
+static int claim_string(const char *key, json_object *v, char **ret, uk_error *err)
+{
+	if (!json_object_is_type(v, json_type_string))
+		return uk_err(err, EINVAL, "claim: field \"%s\" must be a string", key);
+	if (strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))
+		return uk_err(err, EINVAL, "claim: field \"%s\" must not hold a NUL character", key);
+	free(*ret);
+	if (!(*ret = strdup(json_object_get_string(v))))
+		return uk_err(err, ENOMEM, "out of memory");
+	return 0;
+}
+
+static int claim_member(struct vmctl_claim *c, const char *key, json_object *v, uk_error *err)
+{
+	if (strcmp(key, "id") == 0)
+		return claim_string(key, v, &c->id, err);
+	if (strcmp(key, "console_log") == 0)
+		return claim_string(key, v, &c->console_log, err);
+	if (strcmp(key, "state_dir") == 0)
+		return json_object_is_type(v, json_type_null) ? 0 : claim_string(key, v, &c->state_dir, err);
+	if (strcmp(key, "stdin") == 0) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return uk_err(err, EINVAL, "claim: field \"stdin\" must be true or false");
+		c->input = json_object_get_boolean(v);
+		return 0;
+	}
+	if (strcmp(key, "log_format") == 0) {
+		const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+		if (strcmp(f, "cri") != 0 && strcmp(f, "raw") != 0)
+			return uk_err(err, EINVAL, "claim: field \"log_format\" must be \"cri\" or \"raw\"");
+		c->log_format = strcmp(f, "raw") == 0 ? VMCTL_LOG_RAW : VMCTL_LOG_CRI;
+		return 0;
+	}
+	return uk_err(err, EINVAL, "claim: field \"%s\" is not known", key);
+}
+
+int vmctl_claim_parse(const char *json, struct vmctl_claim *ret, uk_error *err)
+{
+	struct vmctl_claim c = { 0 };
+	enum json_tokener_error jerr;
+	int r = 0;
+	if (strlen(json) > VMCTL_CLAIM_MAX)
+		return uk_err(err, E2BIG, "claim: longer than %d bytes", VMCTL_CLAIM_MAX);
+	_cleanup_json_ json_object *o = json_tokener_parse_verbose(json, &jerr);
+	if (!o)
+		return uk_err(err, EINVAL, "claim: not JSON: %s", json_tokener_error_desc(jerr));
+	if (!json_object_is_type(o, json_type_object))
+		return uk_err(err, EINVAL, "claim: must be a JSON object");
+	json_object_object_foreach(o, key, v)
+	{
+		if ((r = claim_member(&c, key, v, err)) < 0)
+			break;
+	}
+	if (r >= 0)
+		r = check_claim(&c, err);
+	if (r < 0) {
+		vmctl_claim_done(&c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+int vmctl_claim_write(const char *vm_dir, const struct vmctl_claim *c, uk_error *err)
+{
+	int r = check_claim(c, err);
+	if (r < 0)
+		return r;
+	_cleanup_json_ json_object *o = json_object_new_object();
+	_cleanup_free_ char *path = NULL;
+	if (!o || asprintf(&path, "%s/%s", vm_dir, VMCTL_CLAIM_FILE) < 0)
+		return uk_err(err, ENOMEM, "out of memory");
+	json_object_object_add(o, "id", json_object_new_string(c->id));
+	json_object_object_add(o, "console_log", json_object_new_string(c->console_log));
+	json_object_object_add(o, "log_format", json_object_new_string(c->log_format == VMCTL_LOG_RAW ? "raw" : "cri"));
+	json_object_object_add(o, "stdin", json_object_new_boolean(c->input));
+	if (c->state_dir)
+		json_object_object_add(o, "state_dir", json_object_new_string(c->state_dir));
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	return uk_write_file_atomic(path, s, strlen(s), 0600, err);
 }

@@ -9,6 +9,13 @@
  *     <- ok\n                              the new log file is in use
  *     <- error <message>\n                 it is not; <message> says why
  *
+ *     -> claim\n                            a pool VM: take VMCTL_CLAIM_FILE, go
+ *     <- ok\n                              the log is open and the guest runs
+ *     <- error <message>\n
+ *
+ * A claim's details do not fit a line: the caller first writes VMCTL_CLAIM_FILE into the
+ * VM's state directory (vmctl_claim_write()), then sends "claim".
+ *
  * Everything is bounded: a request line of at most VMCTL_LINE_MAX bytes with its "\n", a
  * reply of at most VMCTL_REPLY_MAX, VMCTL_CLIENTS_MAX clients at once (the next ones are
  * closed at once) and VMCTL_CLIENT_TIMEOUT_MS for a client to send its line.
@@ -18,6 +25,7 @@
 #ifndef UK_VMCTL_H
 #define UK_VMCTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -30,6 +38,7 @@
 
 /* The commands. */
 #define VMCTL_CMD_REOPEN_LOG "reopen-log"
+#define VMCTL_CMD_CLAIM "claim"
 
 /* The replies: "ok", or "error" and a space and a message of one line. */
 #define VMCTL_REPLY_OK "ok"
@@ -41,8 +50,38 @@
 #define VMCTL_ERR_BAD_LINE "control character in the line"
 #define VMCTL_ERR_TIMEOUT "timed out waiting for the line"
 #define VMCTL_ERR_BUSY "too many clients"
+#define VMCTL_ERR_CLAIMED "already claimed"
+#define VMCTL_ERR_NOT_POOL "not a pool VM"
 
-enum vmctl_command { VMCTL_REOPEN_LOG };
+enum vmctl_command { VMCTL_REOPEN_LOG, VMCTL_CLAIM };
+
+/* The claim of a pool VM (vmwrapper/README.md, "Pool VMs"): a JSON object in the file
+ * VMCTL_CLAIM_FILE of the VM's state directory, at most VMCTL_CLAIM_MAX bytes:
+ *
+ *     {"id": "<container id>", "console_log": "/abs/path", "log_format": "cri",
+ *      "stdin": false, "state_dir": "/abs/path"}
+ *
+ * id and console_log are required; log_format ("cri" or "raw") defaults to "cri", stdin to
+ * false; state_dir, when given, must be the VM's state directory as it is now (after a
+ * rename), which vmwrapper checks. Any other member is refused. */
+#define VMCTL_CLAIM_FILE "claim.json"
+#define VMCTL_CLAIM_MAX (16 * 1024)
+
+enum vmctl_log_format { VMCTL_LOG_CRI, VMCTL_LOG_RAW };
+
+struct vmctl_claim {
+	char *id;
+	char *console_log;
+	enum vmctl_log_format log_format;
+	bool input; /* "stdin": attach.sock's clients write to the guest */
+	char *state_dir; /* NULL: not checked */
+};
+
+void vmctl_claim_done(struct vmctl_claim *c);
+/* Parse and check a claim document; every error names the field. */
+int vmctl_claim_parse(const char *json, struct vmctl_claim *ret, uk_error *err);
+/* Check c and write it atomically as vm_dir/VMCTL_CLAIM_FILE (for unikd, before "claim"). */
+int vmctl_claim_write(const char *vm_dir, const struct vmctl_claim *c, uk_error *err);
 
 /* The first line in buf[0..len), a buffer that holds at most max bytes. Returns 1 when it
  * is complete: its "\n" becomes a NUL and *line_len is its length without it. Returns 0

@@ -1,6 +1,7 @@
 /* Unit tests for vmwrapper's control protocol: the framing and parsing (src/common/vmctl.c),
  * and the client against vmwrapper's own server (vmwrapper/vmctl_server.c) or a fake one,
  * over real unix sockets, each server in a child process of its own. */
+#include <limits.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -82,7 +83,10 @@ static void commands(void **state)
 	enum vmctl_command c = (enum vmctl_command)-1;
 	assert_int_equal(vmctl_parse_command("reopen-log", &c), 0);
 	assert_int_equal(c, VMCTL_REOPEN_LOG);
-	const char *bad[] = { "", "reopen-log ", " reopen-log", "REOPEN-LOG", "reopen", "reopen-logs", "ok" };
+	assert_int_equal(vmctl_parse_command("claim", &c), 0);
+	assert_int_equal(c, VMCTL_CLAIM);
+	const char *bad[] = { "", "reopen-log ", " reopen-log", "REOPEN-LOG", "reopen", "reopen-logs", "ok",
+			      "claim ", "claim /x/claim.json", "Claim", "claims" };
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		if (vmctl_parse_command(bad[i], &c) != -EINVAL)
 			fail_msg("\"%s\" accepted", bad[i]);
@@ -153,6 +157,82 @@ static void reply_parse(void **state)
 	assert_string_equal(msg, "x y");
 }
 
+/* ---- the claim document ---- */
+
+static void claim_good(void **state)
+{
+	(void)state;
+	struct vmctl_claim c = { 0 };
+	uk_error err = { 0 };
+	assert_int_equal(vmctl_claim_parse("{\"id\":\"ctr1\",\"console_log\":\"/l/0.log\"}", &c, &err), 0);
+	assert_string_equal(c.id, "ctr1");
+	assert_string_equal(c.console_log, "/l/0.log");
+	assert_int_equal(c.log_format, VMCTL_LOG_CRI);
+	assert_false(c.input);
+	assert_null(c.state_dir);
+	vmctl_claim_done(&c);
+	assert_int_equal(vmctl_claim_parse("{\"id\":\"c\",\"console_log\":\"/l\",\"log_format\":\"raw\",\"stdin\":true,"
+					   "\"state_dir\":\"/run/unikd/vms/c\"}",
+					   &c, &err),
+			 0);
+	assert_int_equal(c.log_format, VMCTL_LOG_RAW);
+	assert_true(c.input);
+	assert_string_equal(c.state_dir, "/run/unikd/vms/c");
+	vmctl_claim_done(&c);
+	/* A null state_dir is none; a repeated member counts once (the last). */
+	assert_int_equal(vmctl_claim_parse("{\"id\":\"a\",\"id\":\"b\",\"console_log\":\"/l\",\"state_dir\":null}", &c,
+					   &err),
+			 0);
+	assert_string_equal(c.id, "b");
+	assert_null(c.state_dir);
+	vmctl_claim_done(&c);
+	vmctl_claim_done(&c); /* twice is harmless */
+}
+
+static void claim_errors(void **state)
+{
+	(void)state;
+	static char long_path[PATH_MAX + 64], long_doc[VMCTL_CLAIM_MAX + 64];
+	memset(long_path, 'a', sizeof(long_path));
+	static const char head[] = "{\"id\":\"c\",\"console_log\":\"/";
+	memcpy(long_path, head, sizeof(head) - 1);
+	strcpy(long_path + sizeof(long_path) - 3, "\"}");
+	memset(long_doc, ' ', sizeof(long_doc));
+	strcpy(long_doc + sizeof(long_doc) - 3, "{}");
+	struct {
+		const char *json, *needle;
+	} cases[] = {
+		{ "", "not JSON" },
+		{ "{", "not JSON" },
+		{ "[]", "must be a JSON object" },
+		{ "{}", "\"id\"" },
+		{ "{\"console_log\":\"/l\"}", "\"id\"" },
+		{ "{\"id\":\"../x\",\"console_log\":\"/l\"}", "\"id\"" },
+		{ "{\"id\":\"..\",\"console_log\":\"/l\"}", "\"id\"" },
+		{ "{\"id\":\"a/b\",\"console_log\":\"/l\"}", "\"id\"" },
+		{ "{\"id\":7,\"console_log\":\"/l\"}", "\"id\" must be a string" },
+		{ "{\"id\":\"a\\u0000b\",\"console_log\":\"/l\"}", "NUL" },
+		{ "{\"id\":\"c\"}", "\"console_log\" is required" },
+		{ "{\"id\":\"c\",\"console_log\":null}", "\"console_log\" must be a string" },
+		{ "{\"id\":\"c\",\"console_log\":\"l.log\"}", "\"console_log\" must be an absolute path" },
+		{ "{\"id\":\"c\",\"console_log\":\"/l\\n.log\"}", "\"console_log\" holds a control character" },
+		{ long_path, "\"console_log\" is longer than" },
+		{ "{\"id\":\"c\",\"console_log\":\"/l\",\"state_dir\":\"vms/c\"}", "\"state_dir\" must be an absolute" },
+		{ "{\"id\":\"c\",\"console_log\":\"/l\",\"stdin\":1}", "\"stdin\" must be true or false" },
+		{ "{\"id\":\"c\",\"console_log\":\"/l\",\"log_format\":\"json\"}", "\"log_format\"" },
+		{ "{\"id\":\"c\",\"console_log\":\"/l\",\"log_format\":3}", "\"log_format\"" },
+		{ "{\"id\":\"c\",\"console_log\":\"/l\",\"memory_mib\":64}", "\"memory_mib\" is not known" },
+		{ long_doc, "longer than" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct vmctl_claim c = { 0 };
+		uk_error err = { 0 };
+		int r = vmctl_claim_parse(cases[i].json, &c, &err);
+		if (r >= 0 || !strstr(err.msg, cases[i].needle) || c.id || c.console_log)
+			fail_msg("case %zu: %d \"%s\"", i, r, err.msg);
+	}
+}
+
 /* ---- the client and the server over real sockets ---- */
 
 struct fixture {
@@ -197,9 +277,18 @@ static int fixture_teardown(void **state)
 	return r;
 }
 
-/* The server's handler: userdata 0 succeeds, anything else fails with a two-line message. */
+static struct vmctl_server *later_server;
+
+/* The server's handler: userdata 0 succeeds, 1 fails with a two-line message; with 2, a
+ * claim answers later and a reopen-log then answers the waiting claims with an error. */
 static int handler(enum vmctl_command cmd, uk_error *err, void *userdata)
 {
+	if (userdata == (void *)2) {
+		if (cmd == VMCTL_CLAIM)
+			return VMCTL_ANSWER_LATER;
+		vmctl_server_answer(later_server, -EIO, "claimed later");
+		return 0;
+	}
 	if (cmd != VMCTL_REOPEN_LOG)
 		return uk_err(err, EINVAL, "wrong command");
 	if (!userdata)
@@ -208,7 +297,7 @@ static int handler(enum vmctl_command cmd, uk_error *err, void *userdata)
 }
 
 /* vmwrapper's server in a child, looping until it is killed. */
-static void start_server(struct fixture *f, int timeout_ms, bool fail)
+static void start_server_mode(struct fixture *f, int timeout_ms, void *mode)
 {
 	f->server = fork();
 	assert_true(f->server >= 0);
@@ -216,7 +305,8 @@ static void start_server(struct fixture *f, int timeout_ms, bool fail)
 		return;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	struct vmctl_server s;
-	vmctl_server_init(&s, f->listen_fd, timeout_ms, handler, fail ? (void *)1 : NULL);
+	vmctl_server_init(&s, f->listen_fd, timeout_ms, handler, mode);
+	later_server = &s;
 	for (;;) {
 		struct pollfd p[VMCTL_POLLFDS];
 		uint64_t now = uk_now_mono_ns();
@@ -225,6 +315,11 @@ static void start_server(struct fixture *f, int timeout_ms, bool fail)
 			_exit(1);
 		vmctl_server_process(&s, p, uk_now_mono_ns());
 	}
+}
+
+static void start_server(struct fixture *f, int timeout_ms, bool fail)
+{
+	start_server_mode(f, timeout_ms, fail ? (void *)1 : NULL);
 }
 
 /* A fake server in a child: accepts one client, reads its line, writes reply, closes. */
@@ -376,6 +471,55 @@ static void server_timeout(void **state)
 	safe_close(idle);
 }
 
+static void server_answers_later(void **state)
+{
+	struct fixture *f = *state;
+	char buf[VMCTL_REPLY_MAX];
+	uk_error err = { 0 };
+	start_server_mode(f, 5000, (void *)2);
+	int waiting = raw_client(f, "claim\n", 6);
+	/* Others are served while it waits, and one of them brings its answer. */
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, NULL, 0, &err), 0);
+	read_all(waiting, buf, sizeof(buf));
+	assert_string_equal(buf, "error claimed later\n");
+	safe_close(waiting);
+}
+
+static void server_answer_never_comes(void **state)
+{
+	struct fixture *f = *state;
+	uk_error err = { 0 };
+	start_server_mode(f, 200, (void *)2);
+	/* The deadline answers it. */
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_CLAIM, 5000, NULL, 0, &err), -EIO);
+	assert_string_equal(err.msg, VMCTL_ERR_NO_OUTCOME);
+}
+
+static void claim_write_reads_back(void **state)
+{
+	struct fixture *f = *state;
+	uk_error err = { 0 };
+	struct vmctl_claim c = { .id = "ctr", .console_log = "/l/0.log", .log_format = VMCTL_LOG_RAW, .input = true,
+				 .state_dir = f->dir },
+			   back = { 0 };
+	assert_int_equal(vmctl_claim_write(f->dir, &c, &err), 0);
+	char path[128];
+	_cleanup_free_ char *json = NULL;
+	snprintf(path, sizeof(path), "%s/%s", f->dir, VMCTL_CLAIM_FILE);
+	assert_int_equal(uk_read_file(path, VMCTL_CLAIM_MAX, &json, NULL, &err), 0);
+	assert_int_equal(vmctl_claim_parse(json, &back, &err), 0);
+	assert_string_equal(back.id, "ctr");
+	assert_string_equal(back.console_log, "/l/0.log");
+	assert_string_equal(back.state_dir, f->dir);
+	assert_int_equal(back.log_format, VMCTL_LOG_RAW);
+	assert_true(back.input);
+	vmctl_claim_done(&back);
+	/* What would not parse is not written. */
+	c.id = "../x";
+	assert_int_equal(vmctl_claim_write(f->dir, &c, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "\"id\""));
+}
+
 static void client_timeout(void **state)
 {
 	struct fixture *f = *state;
@@ -436,6 +580,11 @@ int main(void)
 		cmocka_unit_test(reply_format),
 		cmocka_unit_test(reply_cut),
 		cmocka_unit_test(reply_parse),
+		cmocka_unit_test(claim_good),
+		cmocka_unit_test(claim_errors),
+		T(server_answers_later),
+		T(server_answer_never_comes),
+		T(claim_write_reads_back),
 		T(request_ok),
 		T(request_error),
 		T(request_bad_command),

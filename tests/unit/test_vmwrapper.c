@@ -254,6 +254,47 @@ static void argv_kernel_microvm(void **state)
 	vm_spec_free(s);
 }
 
+/* A pool VM: paused at start (-S), without a log or stdin of its own (the claim gives them). */
+static void spec_pool(void **state)
+{
+	(void)state;
+	struct vm_spec *s = NULL;
+	uk_error err;
+#define POOL_SPEC(extra) "{\"version\":1,\"id\":\"pool-1\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/tmp/x\"" extra "}"
+	assert_int_equal(parse(POOL_SPEC(""), &s, &err), 0);
+	assert_false(s->pool);
+	vm_spec_free(s);
+	assert_int_equal(parse(POOL_SPEC(",\"pool\":true"), &s, &err), 0);
+	assert_true(s->pool);
+	assert_null(s->console_log);
+	struct vm_plan p;
+	char **argv = NULL;
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, false, &p, &err), 0);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_true(has(argv, "-S"));
+	strv_free(argv);
+	s->pool = false;
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_false(has(argv, "-S"));
+	strv_free(argv);
+	vm_spec_free(s);
+	static const struct {
+		const char *json, *needle;
+	} bad[] = {
+		{ POOL_SPEC(",\"pool\":1"), "field \"pool\" must be true or false" },
+		{ POOL_SPEC(",\"pool\":\"yes\""), "field \"pool\" must be true or false" },
+		{ POOL_SPEC(",\"pool\":true,\"console_log\":\"/tmp/l\""), "field \"console_log\" must not be given with \"pool\"" },
+		{ POOL_SPEC(",\"pool\":true,\"stdin\":true"), "field \"stdin\" must not be given with \"pool\"" },
+	};
+#undef POOL_SPEC
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		s = NULL;
+		if (parse(bad[i].json, &s, &err) >= 0 || !strstr(err.msg, bad[i].needle))
+			fail_msg("case %zu: \"%s\"", i, err.msg);
+		assert_null(s);
+	}
+}
+
 /* A kernel with a disk (urunc's block image): the kernel boots, the disk is a data disk. */
 static void kernel_and_data_disk(void **state)
 {
@@ -743,6 +784,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(spec_minimal),    cmocka_unit_test(spec_full),
 		cmocka_unit_test(spec_errors),
+		cmocka_unit_test(spec_pool),
 		cmocka_unit_test(plan_choices),    cmocka_unit_test(argv_kernel_microvm),
 		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(kernel_and_data_disk),
 		cmocka_unit_test(exit_classes),    cmocka_unit_test(spec_exit_and_devices),
