@@ -45,6 +45,7 @@ COMMON_SRC := $(wildcard src/common/*.c)
 QMP_SRC := $(wildcard src/qmp/*.c)
 VMW_LIB_SRC := $(filter-out vmwrapper/main.c,$(wildcard vmwrapper/*.c))
 UNIKD_SRC := $(wildcard src/unikd/*.c)
+POOL_SRC := $(wildcard src/pool/*.c)
 # The registry client links libcurl; only what uses it links it (unikd, through the pull
 # pipeline in pull.c, and registry-pull). Unit tests link the store without both.
 REGISTRY_SRC := src/store/registry.c
@@ -107,7 +108,7 @@ $(BIN)/registry-pull: $(call objs,tests/helpers/registry_pull.c) $(REGISTRY_OBJS
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(CURL_LIBS)
 
-$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(CRI_SRC) $(DELEGATE_SRC) $(STREAM_SRC) $(CRI_GEN_C) $(GUEST_SRC) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
+$(BIN)/unikd: $(call objs,$(UNIKD_SRC) $(POOL_SRC) $(CRI_SRC) $(DELEGATE_SRC) $(STREAM_SRC) $(CRI_GEN_C) $(GUEST_SRC) $(STORE_SRC) $(REGISTRY_SRC) $(PULL_SRC) $(NET_SRC) $(CG_SRC) $(QMP_SRC) $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LIBS) $(NET_LIBS) $(CRI_LIBS) $(GRPC_LIBS) $(CURL_LIBS) $(INIH_LIBS) \
 		$(SYSTEMD_LIBS) $(ZLIB_LIBS) -lpthread
@@ -141,7 +142,6 @@ $(OUT)/tests/test_config: $(OBJ)/tests/unit/test_config.o $(call objs,src/unikd/
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS) $(INIH_LIBS)
 
 # The warm pool's pure decisions (src/pool/README.md), with the store's SHA-256 for key ids.
-POOL_SRC := $(wildcard src/pool/*.c)
 $(OUT)/tests/test_pool: $(OBJ)/tests/unit/test_pool.o $(call objs,$(POOL_SRC) src/store/sha256.c $(COMMON_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(TEST_LIBS)

@@ -6,6 +6,7 @@
 #include "../common/util.h"
 #include "../guest/cmdline.h"
 #include "cri.h"
+#include "../unikd/pool_vms.h"
 #include "volumes.h"
 #include "limits.h"
 
@@ -94,6 +95,11 @@ CRI_HANDLER(cri_status)
 		if (ctx->rt->cg.version == CG_NONE)
 			json_object_object_add(cg, "why", json_object_new_string(ctx->rt->cg.why));
 		json_object_object_add(o, "cgroups", cg);
+		/* The warm pool: what it holds, per key (pool VMs are never pods). */
+		rt_lock(ctx->rt);
+		json_object *pool = rt_pool_info(ctx->rt);
+		rt_unlock(ctx->rt);
+		json_object_object_add(o, "pool", pool ? pool : json_object_new_object());
 		_cleanup_json_ json_object *info = json_object_new_object();
 		json_object_object_add(info, "info", json_object_new_string(json_object_to_json_string(o)));
 		cri_json_to_map(a, info, &r->n_info, (void ***)&r->info, MAP_ENTRY_DESC);

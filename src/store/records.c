@@ -61,6 +61,7 @@ void container_free(struct container *c)
 	json_object_put(c->mounts);
 	free(c->cgroup);
 	free(c->cgroup_error);
+	free(c->pool_vm);
 	free(c);
 }
 
@@ -159,6 +160,7 @@ json_object *container_to_json(const struct container *c)
 	json_object_object_add(o, "cpu_shares", json_object_new_int64(c->cpu_shares));
 	uk_json_add_str(o, "cgroup", c->cgroup);
 	uk_json_add_str(o, "cgroup_error", c->cgroup_error);
+	uk_json_add_str(o, "pool_vm", c->pool_vm);
 	json_object_object_add(o, "nic", json_object_new_boolean(c->nic));
 	if (c->guest)
 		json_object_object_add(o, "guest", json_object_get(c->guest));
@@ -335,9 +337,15 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	    (r = get_volumes(o, "blockdevs", &c->blockdevs, err)) < 0 ||
 	    (r = get_volumes(o, "mounts", &c->mounts, err)) < 0 ||
 	    (r = get_str(o, "cgroup", false, &c->cgroup, err)) < 0 ||
-	    (r = get_str(o, "cgroup_error", false, &c->cgroup_error, err)) < 0) {
+	    (r = get_str(o, "cgroup_error", false, &c->cgroup_error, err)) < 0 ||
+	    (r = get_str(o, "pool_vm", false, &c->pool_vm, err)) < 0) {
 		container_free(c);
 		return r;
+	}
+	if (c->pool_vm && (strlen(c->pool_vm) != UK_FULL_ID_LEN ||
+			   strspn(c->pool_vm, "0123456789abcdef") != UK_FULL_ID_LEN)) {
+		container_free(c);
+		return uk_err(err, EINVAL, "field \"pool_vm\" is not a 64-character id");
 	}
 	json_object *v;
 	c->disk_snapshot = !json_object_object_get_ex(o, "disk_snapshot", &v) || json_object_get_boolean(v);

@@ -107,6 +107,9 @@ struct container {
 	int64_t memory_limit, cpu_quota, cpu_period, cpu_shares;
 	char *cgroup;
 	char *cgroup_error; /* why the VM runs without a cgroup */
+	/* The warm pool's VM this container claimed (its id, 64 hex), NULL for a cold start: its
+	 * vmwrapper's argv names RUN/pool/<pool_vm>, not the container (issue 18). */
+	char *pool_vm;
 	/* in memory only */
 	int refs;
 	bool removed;

@@ -25,6 +25,7 @@
 #include "../delegate/forward.h"
 #include "../stream/server.h"
 #include "config.h"
+#include "pool_vms.h"
 #include "runtime.h"
 
 #ifndef UNIKD_VERSION
@@ -546,6 +547,23 @@ static int event_loop(struct daemon *d, struct runtime *rt, struct cri_context *
 	}
 }
 
+/* The warm pool, when [pool] size is set: not having one is not fatal (starts are cold). */
+static void open_pool(const struct unikd_config *o, struct runtime *rt)
+{
+	struct pool_config pc = { .per_key = o->pool_size, .total = o->pool_total,
+				  .budget_mib = o->pool_memory_mib, .starting_max = o->pool_starting,
+				  .idle_ms = (uint64_t)o->pool_idle_timeout_s * 1000 };
+	uk_error err = { 0 };
+	rt_lock(rt);
+	int r = rt_pool_open(rt, &pc, &err);
+	rt_unlock(rt);
+	if (r < 0)
+		log_error("msg=\"no warm pool: every start is cold\" error=\"%s\"", err.msg);
+	else if (rt->pool)
+		log_info("msg=\"warm pool on\" size=%u total=%u memory_mib=%u idle_timeout_s=%u", o->pool_size,
+			 o->pool_total, o->pool_memory_mib, o->pool_idle_timeout_s);
+}
+
 static int run_daemon(struct daemon *d)
 {
 	struct unikd_config *o = &d->cfg;
@@ -571,6 +589,7 @@ static int run_daemon(struct daemon *d)
 	struct runtime *rt = NULL;
 	if ((r = runtime_open(&rc, &rt, &err)) < 0)
 		return start_failed("cannot open the state", err.msg);
+	open_pool(o, rt);
 	struct cri_context ctx;
 	make_context(d, rt, &ctx);
 	uk_grpc_server *srv = NULL;
@@ -583,6 +602,7 @@ static int run_daemon(struct daemon *d)
 	    (what = "cannot start the delegate", r = open_delegate(o, &ctx, &err)) < 0 ||
 	    (what = "cannot start the CRI server", r = start_cri_server(o, &ctx, &srv, &err)) < 0) {
 		(void)start_failed(what, err.msg); /* logged and notified */
+		rt_pool_free(rt);
 		runtime_free(rt);
 		context_done(&ctx);
 		return 1;
@@ -597,6 +617,7 @@ static int run_daemon(struct daemon *d)
 	log_info("msg=\"stopping\" signal=%s; calls in flight finish, VMs keep running",
 		 sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "none (an error)");
 	uk_grpc_server_stop(srv);
+	rt_pool_free(rt); /* its VMs run on, for the next start to adopt */
 	runtime_free(rt);
 	context_done(&ctx);
 	log_info("msg=\"stopped\"");

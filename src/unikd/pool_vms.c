@@ -41,8 +41,8 @@ struct pool_keyinfo {
 
 struct rt_pool {
 	struct pool_config cfg;
-	char vm_root[PATH_MAX];  /* RUN/pool */
-	char key_root[PATH_MAX]; /* STATE/pool */
+	char vm_root[PATH_MAX - 128];  /* RUN/pool (room left for "/<id>/file") */
+	char key_root[PATH_MAX - 128]; /* STATE/pool */
 	struct pool_keyinfo *keys;
 	size_t n_keys;
 	struct pool_vm **vms;
@@ -51,7 +51,7 @@ struct rt_pool {
 	int wake_fd;
 	bool stopping;
 	pthread_t thread;
-	char last_error[512];
+	char last_error[UK_ERROR_MSG_MAX + 64];
 };
 
 static uint64_t now_ms(void)
@@ -478,14 +478,14 @@ static void pool_start_one(struct runtime *rt, size_t k)
 		if (now_k >= 0)
 			p->keys[now_k].failed = true;
 		snprintf(p->last_error, sizeof(p->last_error), "key %.12s: %s", key.id, e.msg);
-		log_warn("msg="a pool VM did not start" key=%.12s error="%s"", key.id, e.msg);
+		log_warn("msg=\"a pool VM did not start\" key=%.12s error=\"%s\"", key.id, e.msg);
 		return;
 	}
 	if (now_k < 0 || (vm->key = (size_t)now_k, add_vm(p, vm) < 0)) {
 		vm_end_unlocked(rt, vm);
 		return;
 	}
-	log_debug("msg="pool VM ready" vm=%s key=%.12s", vm->v.id, key.id);
+	log_debug("msg=\"pool VM ready\" vm=%s key=%.12s", vm->v.id, key.id);
 }
 
 /* One step, lock held on entry and exit. Returns false when there is nothing to do. */
@@ -512,7 +512,7 @@ static bool pool_step(struct runtime *rt)
 		struct pool_vm *vm = take_ready_of(p, map[a.entry]);
 		if (!vm)
 			return false;
-		log_info("msg="pool VM dropped" vm=%s key=%.12s why=\"%s\"", vm->v.id, p->keys[map[a.entry]].key.id,
+		log_info("msg=\"pool VM dropped\" vm=%s key=%.12s why=\"%s\"", vm->v.id, p->keys[map[a.entry]].key.id,
 			 a.why);
 		vm_end_unlocked(rt, vm);
 		return true;

@@ -8,35 +8,26 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
+#include "pool_vms.h"
 #include "runtime_internal.h"
-
-#define CMDLINE_MAX 8192
 
 /* The container id of a vmwrapper of ours: its argv is
  * "vmwrapper --spec <vm_dir>/<64 hex>/spec.json ...". false for anything else, and for the
  * held process before its exec (its argv is still unikd's). */
 static bool vmwrapper_id_of(struct runtime *rt, pid_t pid, char id[UK_FULL_ID_LEN + 1])
 {
-	char path[64];
-	_cleanup_free_ char *cmd = NULL;
-	size_t len = 0;
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	if (uk_read_file(path, CMDLINE_MAX, &cmd, &len, NULL) < 0)
-		return false;
-	const char *argv[3] = { 0 };
-	size_t n = 0;
-	for (size_t off = 0; off < len && n < 3; off += strlen(cmd + off) + 1)
-		argv[n++] = cmd + off;
-	if (n < 3 || strcmp(argv[1], "--spec") != 0)
-		return false;
-	size_t vl = strlen(rt->vm_dir);
-	const char *p = argv[2];
-	if (strncmp(p, rt->vm_dir, vl) != 0 || p[vl] != '/' || strspn(p + vl + 1, "0123456789abcdef") != UK_FULL_ID_LEN ||
-	    strcmp(p + vl + 1 + UK_FULL_ID_LEN, "/spec.json") != 0)
-		return false;
-	memcpy(id, p + vl + 1, UK_FULL_ID_LEN);
-	id[UK_FULL_ID_LEN] = '\0';
-	return true;
+	return vm_wrapper_argv_id(pid, rt->vm_dir, id);
+}
+
+/* The recorded vmwrapper is the container's: its argv names the container's VM directory,
+ * or, for a VM claimed from the pool, the pool VM's. */
+static bool wrapper_is_containers(struct runtime *rt, const struct container *c)
+{
+	char id[UK_FULL_ID_LEN + 1], pool_root[PATH_MAX];
+	if (vmwrapper_id_of(rt, c->wrapper_pid, id))
+		return strcmp(id, c->id) == 0;
+	snprintf(pool_root, sizeof(pool_root), "%s/pool", rt->cfg.run_dir);
+	return c->pool_vm && vm_wrapper_argv_id(c->wrapper_pid, pool_root, id) && strcmp(id, c->pool_vm) == 0;
 }
 
 static bool vm_file_exists(struct runtime *rt, const char *id, const char *name)
@@ -77,13 +68,29 @@ static void forget_wrapper(struct container *c)
 	c->boot_id[0] = '\0';
 }
 
+/* A start cut short that never ran a VM: its directory and cgroup go, the container stays
+ * CREATED and can be started again. */
+static void undo_start(struct runtime *rt, struct container *c)
+{
+	(void)remove_vm_dir(rt, c->id); /* logs a failure itself */
+	uk_error e = { 0 };
+	if (rt_remove_cgroup(rt, c, &e) < 0)
+		log_error("pod=%s ctr=%s msg=\"cannot remove the cgroup\" error=\"%s\"", c->sandbox_id, c->id, e.msg);
+	free(c->cgroup);
+	c->cgroup = NULL;
+	forget_wrapper(c);
+	free(c->pool_vm);
+	c->pool_vm = NULL;
+	c->started_ns = 0;
+	log_warn("pod=%s ctr=%s msg=\"undid an interrupted start\"", c->sandbox_id, c->id);
+}
+
 /* CREATED with a vmwrapper named: StartContainer was cut short after its record was saved.
  * Complete it if vmwrapper runs (or ran), undo it if it never did. */
 static void resolve_start(struct runtime *rt, struct container *c)
 {
-	char id[UK_FULL_ID_LEN + 1];
 	_cleanup_close_ int pidfd = vm_wrapper_pidfd(c);
-	if (pidfd >= 0 && !(vmwrapper_id_of(rt, c->wrapper_pid, id) && strcmp(id, c->id) == 0)) {
+	if (pidfd >= 0 && !wrapper_is_containers(rt, c)) {
 		/* Still held before its exec: nothing of the VM exists yet. End it here, so it
 		 * cannot go on to exec with the byte unikd may have written just before dying. */
 		(void)vm_kill_wait(pidfd); /* gone or not, it is not ours to run */
@@ -92,6 +99,10 @@ static void resolve_start(struct runtime *rt, struct container *c)
 	if (vm_apply_exit(rt, c)) {
 		log_warn("pod=%s ctr=%s msg=\"completed an interrupted start: the VM has ended\" exit_code=%d reason=%s",
 			 c->sandbox_id, c->id, c->exit_code, c->reason);
+	} else if (pidfd >= 0 && c->pool_vm && !rt_claim_completes(rt, c)) {
+		(void)vm_kill_wait(pidfd); /* a pool VM whose claim cannot be made: not ours to run */
+		vm_reap_qemu(rt, c->id);
+		undo_start(rt, c);
 	} else if (pidfd >= 0 && vm_wrapper_alive(c)) {
 		c->state = CTR_RUNNING;
 		log_warn("pod=%s ctr=%s msg=\"completed an interrupted start: the VM runs\" vmwrapper_pid=%d", c->sandbox_id,
@@ -105,15 +116,7 @@ static void resolve_start(struct runtime *rt, struct container *c)
 			 c->id);
 	} else {
 		/* vmwrapper never started QEMU: the start is undone, and can be made again. */
-		(void)remove_vm_dir(rt, c->id); /* logs a failure itself */
-		uk_error e = { 0 };
-		if (rt_remove_cgroup(rt, c, &e) < 0)
-			log_error("pod=%s ctr=%s msg=\"cannot remove the cgroup\" error=\"%s\"", c->sandbox_id, c->id, e.msg);
-		free(c->cgroup);
-		c->cgroup = NULL;
-		forget_wrapper(c);
-		c->started_ns = 0;
-		log_warn("pod=%s ctr=%s msg=\"undid an interrupted start\"", c->sandbox_id, c->id);
+		undo_start(rt, c);
 	}
 	(void)rt_save_container(rt, c, NULL); /* logged there */
 }
@@ -351,6 +354,9 @@ void rt_reconcile(struct runtime *rt)
 {
 	after_reboot(rt);
 	drop_podless(rt);
+	/* Before the containers: a claim cut short leaves a pool VM in a container's directory,
+	 * which must be gone before that directory and its cgroup can be. */
+	rt_pool_reap_orphans(rt);
 	/* VMs: reattached, recorded as ended, or (a start cut short) completed or undone. */
 	for (size_t i = 0; i < rt->n_ct; i++) {
 		struct container *c = rt->ct[i];

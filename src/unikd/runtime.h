@@ -40,6 +40,7 @@ struct runtime {
 	struct rt_net *net;
 	struct cg_system cg; /* version CG_NONE when cgroups cannot be used; cg.why says why */
 	char boot_id[UK_BOOT_ID_MAX]; /* this boot's (uk_boot_id); "" if unknown */
+	struct rt_pool *pool;         /* the warm pool (pool_vms.h); NULL when it is off */
 };
 
 /* Loads the records and reconciles them with what exists (docs/architecture.md, "Crash

@@ -30,6 +30,9 @@ int rt_containers_of(struct runtime *rt, const char *sandbox_id, rt_id **ids, si
 
 /* ---- vm_state.c: a container's VM as the records see it ---- */
 
+/* The id in a vmwrapper's argv, "vmwrapper --spec <root>/<64 hex>/spec.json ...": false for
+ * any other process, and for a held one before its exec (its argv is still unikd's). */
+bool vm_wrapper_argv_id(pid_t pid, const char *root, char id[UK_FULL_ID_LEN + 1]);
 /* The recorded vmwrapper (PID and start time) is alive. No lock needed. */
 bool vm_wrapper_alive(const struct container *c);
 /* A pidfd of the recorded vmwrapper, or -1: never a process that inherited the PID. */
@@ -81,6 +84,17 @@ int rt_sandbox_create_cni(struct runtime *rt, struct sandbox *s, uk_error *err);
 /* NOTREADY is recorded; DEL, then the namespace. Lock held (dropped around DEL). */
 int rt_sandbox_release_cni(struct runtime *rt, struct sandbox *s, uk_error *err);
 void rt_reconcile_cni(struct runtime *rt);
+
+/* ---- vm_start.c, vm_claim.c: StartContainer ---- */
+
+/* vmwrapper's one line of startup status from its sync pipe, within SYNC_TIMEOUT_MS. */
+int vm_read_sync(int fd, const char *vmdir, json_object **sync_ret, uk_error *err);
+/* Start c from a ready pool VM (lock held on entry and exit, dropped meanwhile). 1: c is
+ * RUNNING; 0: no VM matched or the claim failed (the VM is gone): start it cold. */
+int rt_start_pooled(struct runtime *rt, struct container *c);
+/* Start-up, for a pooled start cut short after its record: send the claim (again). True
+ * when the VM is the container's now. No lock needed. */
+bool rt_claim_completes(struct runtime *rt, const struct container *c);
 
 /* ---- reconcile.c ---- */
 

@@ -8,6 +8,7 @@
 #include "../common/log.h"
 #include "../common/spawn.h"
 #include "../common/util.h"
+#include "pool_vms.h"
 #include "runtime_internal.h"
 
 /* Where vmwrapper finds its sync pipe and the pod's tap and vhost-net fds. */
@@ -61,16 +62,22 @@ static json_object *vm_spec_json(struct runtime *rt, struct container *c, const 
 
 /* Under the lock: the container can start, and what its start needs. The tap is made here
  * (the network's per-pod calls run under the runtime lock). */
-static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
+static int start_check(struct runtime *rt, const struct container *c, uk_error *err)
 {
 	static const char *names[] = { "created", "running", "exited", "unknown" };
-	struct container *c = st->c, *other;
+	struct container *other;
 	if (c->state != CTR_CREATED)
 		return uk_err(err, EBUSY, "container %s is %s; only a created container can be started", c->id,
 			      names[c->state]);
 	if ((other = rt_running_in(rt, c->sandbox_id, c->id)))
 		return uk_err(err, EBUSY, "pod sandbox %s already runs container %s: one running VM per pod",
 			      c->sandbox_id, other->id);
+	return 0;
+}
+
+static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
+{
+	struct container *c = st->c;
 	if (rt_vm_dir(rt, c->id, st->vmdir, sizeof(st->vmdir) - 32) < 0)
 		return uk_err(err, ENAMETOOLONG, "run directory path too long");
 	struct sandbox *sb = rt_sandbox_by_id(rt, c->sandbox_id);
@@ -184,12 +191,8 @@ static int start_spawn(struct runtime *rt, struct start *st, uk_error *err)
 	return 0;
 }
 
-/* Let the held process exec vmwrapper, and read vmwrapper's one line of startup status. */
-static int start_go(struct start *st, json_object **sync_ret, uk_error *err)
+int vm_read_sync(int fd, const char *vmdir, json_object **sync_ret, uk_error *err)
 {
-	int r = uk_spawn_release(&st->child, err);
-	if (r < 0)
-		return r;
 	char buf[SYNC_LINE_MAX];
 	size_t len = 0;
 	uint64_t deadline = uk_now_mono_ns() + (uint64_t)SYNC_TIMEOUT_MS * 1000000ull;
@@ -197,13 +200,13 @@ static int start_go(struct start *st, json_object **sync_ret, uk_error *err)
 		uint64_t now = uk_now_mono_ns();
 		if (now >= deadline)
 			return uk_err(err, ETIMEDOUT, "vmwrapper did not report within %d s", SYNC_TIMEOUT_MS / 1000);
-		struct pollfd pf = { .fd = st->sync_fd, .events = POLLIN };
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		int pr = poll(&pf, 1, (int)((deadline - now) / 1000000ull) + 1);
 		if (pr < 0 && errno != EINTR)
 			return uk_err_errno(err, errno, "poll");
 		if (pr <= 0)
 			continue;
-		ssize_t n = read(st->sync_fd, buf + len, sizeof(buf) - 1 - len);
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0 || (len += (size_t)n) >= sizeof(buf) - 1 || memchr(buf, '\n', len))
@@ -213,10 +216,17 @@ static int start_go(struct start *st, json_object **sync_ret, uk_error *err)
 	json_object *o = json_tokener_parse(buf);
 	if (!o || !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		return uk_err(err, EIO, "vmwrapper failed before reporting (see %s/vmwrapper.log)", st->vmdir);
+		return uk_err(err, EIO, "vmwrapper failed before reporting (see %s/vmwrapper.log)", vmdir);
 	}
 	*sync_ret = o;
 	return 0;
+}
+
+/* Let the held process exec vmwrapper, and read vmwrapper's one line of startup status. */
+static int start_go(struct start *st, json_object **sync_ret, uk_error *err)
+{
+	int r = uk_spawn_release(&st->child, err);
+	return r < 0 ? r : vm_read_sync(st->sync_fd, st->vmdir, sync_ret, err);
 }
 
 static void set_start_failed(struct container *c, const char *msg)
@@ -312,6 +322,15 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 	cg_prime(&rt->cg);
 	if ((r = rt_begin_op(rt, id, &st.c, err)) < 0)
 		return r;
+	rt_pool_start_begin(rt);
+	if ((r = start_check(rt, st.c, err)) < 0 || rt_start_pooled(rt, st.c) == 1) {
+		rt_pool_start_end(rt);
+		rt_release(st.c);
+		rt_unlock(rt);
+		return r;
+	}
+	/* Cold: a pool VM goes first if the host is short of memory for this one. */
+	rt_pool_make_room(rt, (uint64_t)st.c->memory_mib + rt->cfg.memory_overhead_mib);
 	r = start_prepare(rt, &st, err);
 	rt_unlock(rt);
 	if (r >= 0 && (r = start_spawn(rt, &st, err)) < 0) {
@@ -328,6 +347,7 @@ int rt_container_start(struct runtime *rt, const char *id, uk_error *err)
 		rt_unlock(rt);
 		r = start_run(rt, &st, err);
 	}
+	rt_pool_start_end(rt);
 	rt_release(st.c);
 	rt_unlock(rt);
 	return r;

@@ -8,6 +8,32 @@
 #include "../common/util.h"
 #include "runtime_internal.h"
 
+#define CMDLINE_MAX 8192
+
+bool vm_wrapper_argv_id(pid_t pid, const char *root, char id[UK_FULL_ID_LEN + 1])
+{
+	char path[64];
+	_cleanup_free_ char *cmd = NULL;
+	size_t len = 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if (uk_read_file(path, CMDLINE_MAX, &cmd, &len, NULL) < 0)
+		return false;
+	const char *argv[3] = { 0 };
+	size_t n = 0;
+	for (size_t off = 0; off < len && n < 3; off += strlen(cmd + off) + 1)
+		argv[n++] = cmd + off;
+	if (n < 3 || strcmp(argv[1], "--spec") != 0)
+		return false;
+	size_t rl = strlen(root);
+	const char *p = argv[2];
+	if (strncmp(p, root, rl) != 0 || p[rl] != '/' || strspn(p + rl + 1, "0123456789abcdef") != UK_FULL_ID_LEN ||
+	    strcmp(p + rl + 1 + UK_FULL_ID_LEN, "/spec.json") != 0)
+		return false;
+	memcpy(id, p + rl + 1, UK_FULL_ID_LEN);
+	id[UK_FULL_ID_LEN] = '\0';
+	return true;
+}
+
 bool vm_wrapper_alive(const struct container *c)
 {
 	return uk_proc_alive(c->wrapper_pid, c->wrapper_start);

@@ -1,0 +1,172 @@
+/* StartContainer from the warm pool (pool_vms.h): a ready VM that matches the container is
+ * made the container's, in an order that a crash at any point leaves recoverable:
+ *   1. out of the pool (lock);
+ *   2. its directory renamed to the container's VM directory (from now on no pool adopts
+ *      it; start-up ends it unless a record names it), the container's cgroup made and
+ *      vmwrapper and QEMU moved into it, claim.json written;
+ *   3. the pod's network takes its MAC and tap, and the record names its vmwrapper (lock);
+ *   4. vmwrapper's "claim": the log opens and the guest runs (start-up resends it);
+ *   5. RUNNING (lock).
+ * A failure before 4 answers ends the VM and the start goes on cold. */
+#include <fcntl.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "../common/vmctl.h"
+#include "pool_vms.h"
+#include "runtime_internal.h"
+
+#define CLAIM_TIMEOUT_MS 10000
+
+/* A pid into each cgroup.procs file. */
+static int move_into(char files[][PATH_MAX], size_t n, pid_t pid, uk_error *err)
+{
+	char buf[24];
+	int len = snprintf(buf, sizeof(buf), "%d", (int)pid);
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_close_ int fd = open(files[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, buf, (size_t)len) != len)
+			return uk_err_errno(err, errno, "move pid %d into %s", (int)pid, files[i]);
+	}
+	return 0;
+}
+
+/* QEMU's pid from vmwrapper.json in dir, checked against its start time. */
+static int qemu_pid_of(const char *dir, pid_t *ret, uk_error *err)
+{
+	char path[PATH_MAX + 32];
+	_cleanup_free_ char *text = NULL;
+	snprintf(path, sizeof(path), "%s/vmwrapper.json", dir);
+	int r = uk_read_file(path, 64 * 1024, &text, NULL, err);
+	if (r < 0)
+		return r;
+	_cleanup_json_ json_object *o = json_tokener_parse(text);
+	json_object *p, *st;
+	uint64_t now;
+	if (!o || !json_object_object_get_ex(o, "qemu_pid", &p) || !json_object_object_get_ex(o, "qemu_start_time", &st))
+		return uk_err(err, EIO, "%s names no QEMU", path);
+	*ret = (pid_t)json_object_get_int(p);
+	if (uk_proc_starttime(*ret, &now) < 0 || now != (uint64_t)json_object_get_int64(st))
+		return uk_err(err, ESRCH, "the pool VM's QEMU (pid %d) is gone", (int)*ret);
+	return 0;
+}
+
+/* Step 2, without the lock. */
+static int claim_prepare(struct runtime *rt, struct container *c, const struct rt_pool_vm *vm, const char *vmdir,
+			 const char *cg_path, const struct cg_limits *limits, bool input, uk_error *err)
+{
+	char cg_files[CG_PROCS_MAX][PATH_MAX];
+	size_t n_cg = 0;
+	pid_t qemu = 0;
+	int r;
+	(void)uk_rm_rf(vmdir, NULL); /* a leftover of a start cut short */
+	if (rename(vm->dir, vmdir) < 0)
+		return uk_err_errno(err, errno, "rename %s to %s", vm->dir, vmdir);
+	if ((r = qemu_pid_of(vmdir, &qemu, err)) < 0)
+		return r;
+	if (cg_path[0] &&
+	    ((r = cg_create(&rt->cg, cg_path, limits, err)) < 0 ||
+	     (r = cg_procs_files(&rt->cg, cg_path, cg_files, CG_PROCS_MAX, &n_cg, err)) < 0 ||
+	     (r = move_into(cg_files, n_cg, vm->pid, err)) < 0 || (r = move_into(cg_files, n_cg, qemu, err)) < 0))
+		return uk_err_ctx_r(err, r, "the VM's cgroup %s", cg_path);
+	if (vm->cg_path[0])
+		(void)cg_remove(&rt->cg, vm->cg_path, NULL); /* empty now; or at the pool's next sweep */
+	struct vmctl_claim cl = { .id = c->id, .console_log = c->log_path, .log_format = VMCTL_LOG_CRI,
+				  .input = input, .state_dir = (char *)vmdir };
+	return vmctl_claim_write(vmdir, &cl, err);
+}
+
+/* Step 3, lock held: the network, then the record. */
+static int claim_record(struct runtime *rt, struct container *c, struct sandbox *sb, const struct rt_pool_vm *vm,
+			const char *cg_path, uk_error *err)
+{
+	int r;
+	if (vm->tap[0]) {
+		if (!sb)
+			return uk_err(err, ENOENT, "pod sandbox %s is gone", c->sandbox_id);
+		if ((r = rt_net_claim_tap(rt->net, sb, vm->tap, vm->mac, err)) < 0 ||
+		    (r = rt_save_sandbox(rt, sb, err)) < 0)
+			return r;
+	}
+	c->wrapper_pid = vm->pid;
+	c->wrapper_start = vm->start_time;
+	memcpy(c->boot_id, rt->boot_id, sizeof(c->boot_id));
+	c->started_ns = (int64_t)uk_now_realtime_ns();
+	rt_set_str(&c->cgroup, cg_path[0] ? cg_path : NULL);
+	rt_set_str(&c->pool_vm, vm->id);
+	free(c->cgroup_error);
+	c->cgroup_error = rt->cg.version == CG_NONE ? strdup(rt->cg.why) : NULL;
+	return rt_save_container(rt, c, err);
+}
+
+static void forget_claim(struct container *c)
+{
+	c->wrapper_pid = 0;
+	c->wrapper_start = 0;
+	c->boot_id[0] = '\0';
+	c->started_ns = 0;
+	rt_set_str(&c->pool_vm, NULL);
+}
+
+int rt_start_pooled(struct runtime *rt, struct container *c)
+{
+	struct sandbox *sb = rt_sandbox_by_id(rt, c->sandbox_id);
+	struct rt_pool_vm vm;
+	char vmdir[PATH_MAX], cg_path[CG_PATH_MAX] = "";
+	struct cg_limits limits = { 0 };
+	uk_error e = { 0 };
+	int r;
+	if (rt_pool_take(rt, c, sb, &vm) != 1)
+		return 0;
+	if (rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir) - 32) < 0 ||
+	    (rt->cg.version != CG_NONE && cg_path_for(sb ? sb->cgroup_parent : NULL, c->id, cg_path, sizeof(cg_path), &e) < 0)) {
+		rt_unlock(rt);
+		rt_pool_discard(rt, &vm, vm.dir);
+		rt_lock(rt);
+		return 0;
+	}
+	rt_cgroup_limits(rt, c, &limits);
+	bool input = c->stdin_open;
+	rt_unlock(rt);
+	const char *where = vm.dir;
+	r = claim_prepare(rt, c, &vm, vmdir, cg_path, &limits, input, &e);
+	if (r >= 0 || access(vmdir, F_OK) == 0)
+		where = vmdir;
+	rt_lock(rt);
+	if (r >= 0 && (r = claim_record(rt, c, sb, &vm, cg_path, &e)) < 0)
+		forget_claim(c);
+	rt_unlock(rt);
+	char reply[VMCTL_REPLY_MAX];
+	if (r >= 0)
+		r = vmctl_request(vmdir, VMCTL_CMD_CLAIM, CLAIM_TIMEOUT_MS, reply, sizeof(reply), &e);
+	if (r < 0) {
+		log_warn("pod=%s ctr=%s msg=\"the pool VM could not be claimed; starting cold\" vm=%s error=\"%s\"",
+			 c->sandbox_id, c->id, vm.id, e.msg);
+		rt_pool_discard(rt, &vm, where);
+		if (cg_path[0])
+			(void)cg_remove(&rt->cg, cg_path, NULL); /* the cold start makes it again */
+		rt_lock(rt);
+		if (c->wrapper_pid) {
+			forget_claim(c);
+			(void)rt_save_container(rt, c, NULL); /* logged there; start-up undoes it either way */
+		}
+		return 0;
+	}
+	rt_lock(rt);
+	c->state = CTR_RUNNING;
+	(void)rt_save_container(rt, c, NULL); /* logged there; the VM's fate is in exit.json */
+	log_info("pod=%s ctr=%s msg=\"container started from the pool\" vm=%s vmwrapper_pid=%d", c->sandbox_id, c->id,
+		 vm.id, c->wrapper_pid);
+	return 1;
+}
+
+bool rt_claim_completes(struct runtime *rt, const struct container *c)
+{
+	char vmdir[PATH_MAX], reply[VMCTL_REPLY_MAX];
+	uk_error e = { 0 };
+	if (rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir)) < 0)
+		return false;
+	int r = vmctl_request(vmdir, VMCTL_CMD_CLAIM, CLAIM_TIMEOUT_MS, reply, sizeof(reply), &e);
+	return r == 0 || (r == -EIO && strstr(e.msg, VMCTL_ERR_CLAIMED));
+}
