@@ -691,7 +691,7 @@ static int load_keys(struct runtime *rt)
 		if (!uk_id_valid(de->d_name) || strlen(de->d_name) != SHA256_HEX_SIZE - 1)
 			continue;
 		char path[PATH_MAX + 80];
-		snprintf(path, sizeof(path), "%s/%s/" POOL_KEY_FILE, p->key_root, de->d_name);
+		snprintf(path, sizeof(path), "%s/%.64s/" POOL_KEY_FILE, p->key_root, de->d_name);
 		_cleanup_free_ char *text = NULL;
 		_cleanup_json_ json_object *t = NULL;
 		struct pool_key key;
@@ -699,12 +699,53 @@ static int load_keys(struct runtime *rt)
 		if (uk_read_file(path, POOL_JSON_MAX, &text, NULL, NULL) < 0 || !(t = json_tokener_parse(text)) ||
 		    key_of_template(t, &key, &e) < 0 || strcmp(key.id, de->d_name) != 0 ||
 		    key_add(rt, t, &key, true, &e) < 0) {
-			snprintf(path, sizeof(path), "%s/%s", p->key_root, de->d_name);
+			snprintf(path, sizeof(path), "%s/%.64s", p->key_root, de->d_name);
 			(void)uk_rm_rf(path, NULL); /* a key that cannot be read is learnt again */
 			log_warn("msg=\"dropped a pool key that cannot be read\" key=%s", de->d_name);
 		}
 	}
 	return 0;
+}
+
+/* What a pool VM's directory says of it: pool.json (tap, MAC, cgroup) and vmwrapper.json
+ * (its vmwrapper's pid and start time). What is missing stays empty. */
+static void vm_identity(const char *dir, struct rt_pool_vm *v)
+{
+	char path[PATH_MAX + 32];
+	_cleanup_free_ char *mine_text = NULL, *state_text = NULL;
+	snprintf(path, sizeof(path), "%s/" POOL_VM_FILE, dir);
+	(void)uk_read_file(path, POOL_JSON_MAX, &mine_text, NULL, NULL); /* missing: nothing known */
+	snprintf(path, sizeof(path), "%s/vmwrapper.json", dir);
+	(void)uk_read_file(path, POOL_JSON_MAX, &state_text, NULL, NULL); /* the same */
+	_cleanup_json_ json_object *mine = mine_text ? json_tokener_parse(mine_text) : NULL;
+	_cleanup_json_ json_object *state = state_text ? json_tokener_parse(state_text) : NULL;
+	const char *s;
+	if ((s = str_of(mine, "tap")) && net_ifname_valid(s))
+		snprintf(v->tap, sizeof(v->tap), "%s", s);
+	if ((s = str_of(mine, "mac")) && strlen(s) == 17)
+		snprintf(v->mac, sizeof(v->mac), "%s", s);
+	/* The cgroup is the one the id gives, whatever the file says. */
+	const char *id = strrchr(dir, '/');
+	if (str_of(mine, "cgroup") && id && cg_path_for(POOL_CG_PARENT, id + 1, v->cg_path, sizeof(v->cg_path), NULL) < 0)
+		v->cg_path[0] = '\0';
+	v->pid = (pid_t)int_of(state, "pid");
+	json_object *st;
+	v->start_time = state && json_object_object_get_ex(state, "start_time", &st) ? (uint64_t)json_object_get_int64(st) : 0;
+}
+
+/* The key id pool.json names, "" if none. */
+static void vm_key_id(const char *dir, char out[SHA256_HEX_SIZE])
+{
+	char path[PATH_MAX + 32];
+	_cleanup_free_ char *text = NULL;
+	snprintf(path, sizeof(path), "%s/" POOL_VM_FILE, dir);
+	out[0] = '\0';
+	if (uk_read_file(path, POOL_JSON_MAX, &text, NULL, NULL) < 0)
+		return;
+	_cleanup_json_ json_object *o = json_tokener_parse(text);
+	const char *k = str_of(o, "key");
+	if (k && strlen(k) == SHA256_HEX_SIZE - 1)
+		snprintf(out, SHA256_HEX_SIZE, "%s", k);
 }
 
 /* A VM in RUN/pool from before: adopted while its vmwrapper runs and its key is known. */
@@ -714,30 +755,13 @@ static void adopt_or_end(struct runtime *rt, const char *id)
 	_cleanup_free_ struct pool_vm *vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return;
-	snprintf(vm->v.id, sizeof(vm->v.id), "%s", id);
-	snprintf(vm->v.dir, sizeof(vm->v.dir), "%s/%s", p->vm_root, id);
-	char path[PATH_MAX + 32];
-	_cleanup_free_ char *mine_text = NULL, *state_text = NULL;
-	snprintf(path, sizeof(path), "%s/" POOL_VM_FILE, vm->v.dir);
-	(void)uk_read_file(path, POOL_JSON_MAX, &mine_text, NULL, NULL);
-	snprintf(path, sizeof(path), "%s/vmwrapper.json", vm->v.dir);
-	(void)uk_read_file(path, POOL_JSON_MAX, &state_text, NULL, NULL);
-	_cleanup_json_ json_object *mine = mine_text ? json_tokener_parse(mine_text) : NULL;
-	_cleanup_json_ json_object *state = state_text ? json_tokener_parse(state_text) : NULL;
-	const char *s;
-	if ((s = str_of(mine, "tap")))
-		snprintf(vm->v.tap, sizeof(vm->v.tap), "%s", s);
-	if ((s = str_of(mine, "mac")))
-		snprintf(vm->v.mac, sizeof(vm->v.mac), "%s", s);
-	if ((s = str_of(mine, "cgroup")))
-		snprintf(vm->v.cg_path, sizeof(vm->v.cg_path), "%s", s);
-	vm->v.pid = (pid_t)int_of(state, "pid");
-	json_object *st;
-	vm->v.start_time = state && json_object_object_get_ex(state, "start_time", &st) ? (uint64_t)json_object_get_int64(st) : 0;
-	char argv_id[UK_FULL_ID_LEN + 1];
+	snprintf(vm->v.id, sizeof(vm->v.id), "%.64s", id);
+	snprintf(vm->v.dir, sizeof(vm->v.dir), "%s/%.64s", p->vm_root, id);
+	char key_id[SHA256_HEX_SIZE], argv_id[UK_FULL_ID_LEN + 1];
+	vm_identity(vm->v.dir, &vm->v);
+	vm_key_id(vm->v.dir, key_id);
 	ssize_t k = -1;
-	const char *key_id = str_of(mine, "key");
-	for (size_t i = 0; key_id && i < p->n_keys; i++)
+	for (size_t i = 0; key_id[0] && i < p->n_keys; i++)
 		if (strcmp(p->keys[i].key.id, key_id) == 0)
 			k = (ssize_t)i;
 	_cleanup_close_ int pidfd = vm->v.pid > 0 ? uk_pidfd_open_checked(vm->v.pid, vm->v.start_time) : -1;
@@ -754,10 +778,36 @@ static void adopt_or_end(struct runtime *rt, const char *id)
 	log_warn("msg=\"removed a pool VM from before that cannot be adopted\" vm=%s", id);
 }
 
+/* The pool is off: what an earlier unikd left of one goes (its VMs, their files, the keys). */
+static void pool_clear(struct runtime *rt)
+{
+	char vm_root[PATH_MAX - 128], key_root[PATH_MAX - 128];
+	if (snprintf(vm_root, sizeof(vm_root), "%s/pool", rt->cfg.run_dir) >= (int)sizeof(vm_root) ||
+	    snprintf(key_root, sizeof(key_root), "%s/pool", rt->cfg.state_dir) >= (int)sizeof(key_root))
+		return;
+	_cleanup_closedir_ DIR *d = opendir(vm_root);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (!uk_id_valid(de->d_name) || strlen(de->d_name) != UK_FULL_ID_LEN)
+			continue;
+		struct rt_pool_vm v = { 0 };
+		char dir[PATH_MAX];
+		snprintf(v.id, sizeof(v.id), "%.64s", de->d_name);
+		snprintf(dir, sizeof(dir), "%s/%.64s", vm_root, de->d_name);
+		vm_identity(dir, &v);
+		vm_destroy(rt, &v, dir);
+		log_info("msg=\"the pool is off: ended a pool VM from before\" vm=%s", de->d_name);
+	}
+	(void)uk_rm_rf(vm_root, NULL); /* nothing is left to adopt */
+	(void)uk_rm_rf(key_root, NULL);
+}
+
 int rt_pool_open(struct runtime *rt, const struct pool_config *cfg, uk_error *err)
 {
-	if (!cfg->per_key)
+	if (!cfg->per_key) {
+		pool_clear(rt);
 		return 0;
+	}
 	_cleanup_free_ struct rt_pool *p = calloc(1, sizeof(*p));
 	if (!p)
 		return uk_err(err, ENOMEM, "out of memory");
