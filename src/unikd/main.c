@@ -138,6 +138,14 @@ static void usage(FILE *f)
 	      "  --stream-idle-timeout SECONDS\n"
 	      "                         [stream] idle_timeout: a streaming session with no traffic\n"
 	      "                         this long is closed (default 14400, kubelet's own)\n"
+	      "  --pool-size N          [pool] size: VMs kept started ahead of need per kind of VM\n"
+	      "                         (default 0: no warm pool; see docs/performance.md)\n"
+	      "  --pool-total N         [pool] total: pool VMs of every kind together (default 16)\n"
+	      "  --pool-memory MIB      [pool] memory: their memory together (default 1024)\n"
+	      "  --pool-idle-timeout SECONDS\n"
+	      "                         [pool] idle_timeout: a kind no pod wanted this long loses\n"
+	      "                         its VMs (default 600; 0: never)\n"
+	      "  --pool-starting N      [pool] starting: pool VMs starting at once (default 1)\n"
 	      "  -h, --help             this text\n"
 	      "      --version          the version, and the QEMU that unikd finds\n"
 	      "\n"
@@ -674,6 +682,11 @@ int main(int argc, char **argv)
 		{ "stream-port", required_argument, NULL, SETTING },
 		{ "stream-url-timeout", required_argument, NULL, SETTING },
 		{ "stream-idle-timeout", required_argument, NULL, SETTING },
+		{ "pool-size", required_argument, NULL, SETTING },
+		{ "pool-total", required_argument, NULL, SETTING },
+		{ "pool-memory", required_argument, NULL, SETTING },
+		{ "pool-idle-timeout", required_argument, NULL, SETTING },
+		{ "pool-starting", required_argument, NULL, SETTING },
 		{ "config", required_argument, NULL, 'f' },          { "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },               { 0 },
 	};
