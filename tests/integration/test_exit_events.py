@@ -25,12 +25,13 @@ def wait_record_exited(uk, cid, timeout=30):
     assert fd >= 0
     try:
         assert libc.inotify_add_watch(fd, str(uk.state / "containers").encode(), IN_MOVED_TO) >= 0
-        end = time.monotonic() + timeout
-        while (rec := record(uk, cid))["state"] != EXITED:
-            left = end - time.monotonic()
-            assert left > 0, f"the record of {cid} never said EXITED: {rec}"
-            if select.select([fd], [], [], left)[0]:
-                os.read(fd, 65536)
+        deadline = time.monotonic() + timeout
+        rec = record(uk, cid)
+        # Each rename into the directory wakes us; the deadline bounds the wait.
+        while rec["state"] != EXITED and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+            os.read(fd, 65536)
+            rec = record(uk, cid)
+        assert rec["state"] == EXITED, f"the record of {cid} never said EXITED: {rec}"
         return rec
     finally:
         os.close(fd)
