@@ -579,7 +579,6 @@ CRI_HANDLER(cri_list_containers)
 		return r;
 	NEW_RESP(a, Runtime__V1__ListContainersResponse, resp_, RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT);
 	rt_lock(ctx->rt);
-	rt_refresh(ctx->rt);
 	resp_->containers = arena_array(a, Runtime__V1__Container *, ctx->rt->n_ct);
 	for (size_t i = 0; i < ctx->rt->n_ct; i++) {
 		struct container *c = ctx->rt->ct[i];

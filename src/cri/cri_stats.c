@@ -111,7 +111,6 @@ CRI_HANDLER(cri_list_container_stats)
 	Runtime__V1__ListContainerStatsResponse *o = arena_new0(a, Runtime__V1__ListContainerStatsResponse);
 	*o = (Runtime__V1__ListContainerStatsResponse)RUNTIME__V1__LIST_CONTAINER_STATS_RESPONSE__INIT;
 	rt_lock(ctx->rt);
-	rt_refresh(ctx->rt);
 	o->stats = arena_array(a, Runtime__V1__ContainerStats *, ctx->rt->n_ct);
 	for (size_t i = 0; i < ctx->rt->n_ct; i++) {
 		struct container *c = ctx->rt->ct[i];
@@ -158,7 +157,6 @@ CRI_HANDLER(cri_pod_sandbox_stats)
 	if (r < 0)
 		return r;
 	rt_lock(ctx->rt);
-	rt_refresh(ctx->rt);
 	if ((r = rt_find_sandbox(ctx->rt, q->pod_sandbox_id, &s, err)) < 0) {
 		rt_unlock(ctx->rt);
 		return r;
@@ -183,7 +181,6 @@ CRI_HANDLER(cri_list_pod_sandbox_stats)
 	Runtime__V1__ListPodSandboxStatsResponse *o = arena_new0(a, Runtime__V1__ListPodSandboxStatsResponse);
 	*o = (Runtime__V1__ListPodSandboxStatsResponse)RUNTIME__V1__LIST_POD_SANDBOX_STATS_RESPONSE__INIT;
 	rt_lock(ctx->rt);
-	rt_refresh(ctx->rt);
 	o->stats = arena_array(a, Runtime__V1__PodSandboxStats *, ctx->rt->n_sb);
 	for (size_t i = 0; i < ctx->rt->n_sb; i++) {
 		struct sandbox *s = ctx->rt->sb[i];

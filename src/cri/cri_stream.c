@@ -56,7 +56,6 @@ CRI_HANDLER(cri_attach)
 	if (!ctx->stream)
 		return uk_err(err, ENOSYS, "the streaming server is off");
 	rt_lock(ctx->rt);
-	rt_refresh(ctx->rt);
 	r = attach_target(ctx->rt, q, &t, err);
 	rt_unlock(ctx->rt);
 	if (r < 0)

@@ -115,6 +115,14 @@ struct container {
 	bool removed;
 	bool busy; /* a start, stop or remove is under way */
 	uint64_t stats_ts_ns, stats_cpu_ns; /* the previous stats sample, for rates */
+	/* The runtime's exit watcher (src/unikd/exit_watch.c), set when the container is first
+	 * claimed or watched; watch_fd is a pidfd of the RUNNING VM's vmwrapper while watched,
+	 * registered under watch_key (unique, so a reused fd number never names another
+	 * container); exit_pending: it ended while busy, to be applied at release. */
+	struct exit_watch *watcher;
+	bool watched, exit_pending;
+	int watch_fd;
+	uint64_t watch_key;
 };
 
 void sandbox_free(struct sandbox *s);

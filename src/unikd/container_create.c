@@ -113,12 +113,6 @@ static int make_ctr_dir(struct runtime *rt, struct container *c, uk_error *err)
 	return 0;
 }
 
-/* Check, with the records up to date. */
-static int check_create_now(struct runtime *rt, struct container *c, uk_error *err)
-{
-	rt_refresh(rt);
-	return check_create(rt, c, err);
-}
 
 int rt_container_create(struct runtime *rt, struct container *c, char *id_out, uk_error *err)
 {
@@ -133,7 +127,7 @@ int rt_container_create(struct runtime *rt, struct container *c, char *id_out, u
 	/* Check first, so that a refused create costs nothing; the files are made without the
 	 * lock (qemu-img runs), and everything is checked again before the record is saved. */
 	rt_lock(rt);
-	r = check_create_now(rt, c, err);
+	r = check_create(rt, c, err);
 	rt_unlock(rt);
 	if (r < 0)
 		goto fail_unlocked;
@@ -146,7 +140,7 @@ int rt_container_create(struct runtime *rt, struct container *c, char *id_out, u
 	}
 	(void)rt_ctr_dir(rt, c->id, dir, sizeof(dir)); /* fitted in make_ctr_dir */
 	rt_lock(rt);
-	if ((r = check_create_now(rt, c, err)) < 0)
+	if ((r = check_create(rt, c, err)) < 0)
 		goto fail;
 	if (rt_grow((void **)&rt->ct, &rt->cap_ct, rt->n_ct) < 0) {
 		r = uk_err(err, ENOMEM, "out of memory");

@@ -26,6 +26,7 @@ int rt_claim(struct runtime *rt, const char *id, struct container **ret, uk_erro
 		return uk_err(err, EAGAIN, "container %s has another operation under way; retry", c->id);
 	c->busy = true;
 	c->refs++;
+	c->watcher = rt->watch;
 	*ret = c;
 	return 0;
 }
@@ -35,6 +36,8 @@ int rt_begin_op(struct runtime *rt, const char *id, struct container **ret, uk_e
 	int r = rt_lock_container(rt, id, ret, err);
 	if (r < 0)
 		return r;
+	/* An end the watcher has not recorded yet (its event waits for this lock). */
+	vm_refresh_one(rt, *ret);
 	if ((r = rt_claim(rt, (*ret)->id, ret, err)) < 0)
 		rt_unlock(rt);
 	return r;
@@ -44,8 +47,13 @@ void rt_release(struct container *c)
 {
 	c->busy = false;
 	c->refs--;
-	if (c->removed && c->refs == 0)
+	if (c->removed && c->refs == 0) {
+		exit_watch_drop(c);
 		container_free(c);
+		return;
+	}
+	/* A start that made it RUNNING is watched from here on. */
+	exit_watch_sync(c);
 }
 
 /* ---- cgroups ---- */
@@ -271,6 +279,7 @@ int rt_container_reopen_log(struct runtime *rt, const char *id, uk_error *err)
 	int r;
 	if ((r = rt_lock_container(rt, id, &c, err)) < 0)
 		return r;
+	vm_refresh_one(rt, c);
 	if (c->state != CTR_RUNNING) {
 		rt_unlock(rt);
 		return uk_err(err, EBUSY, "container %s is not running", c->id);

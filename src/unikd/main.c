@@ -274,7 +274,6 @@ static void notify_serving(struct runtime *rt, const char *socket, const char *p
 {
 	size_t pods, running = 0;
 	rt_lock(rt);
-	rt_refresh(rt);
 	pods = rt->n_sb;
 	for (size_t i = 0; i < rt->n_ct; i++)
 		running += rt->ct[i]->state == CTR_RUNNING;

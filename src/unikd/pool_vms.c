@@ -485,7 +485,7 @@ static void pool_start_one(struct runtime *rt, size_t k)
 		vm_end_unlocked(rt, vm);
 		return;
 	}
-	log_debug("msg=\"pool VM ready\" vm=%s key=%.12s", vm->v.id, key.id);
+	log_info("msg=\"pool VM ready\" vm=%s key=%.12s", vm->v.id, key.id);
 }
 
 /* One step, lock held on entry and exit. Returns false when there is nothing to do. */

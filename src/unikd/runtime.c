@@ -87,7 +87,6 @@ int rt_find_container(struct runtime *rt, const char *id, struct container **ret
 int rt_lock_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err)
 {
 	rt_lock(rt);
-	rt_refresh(rt);
 	int r = rt_find_container(rt, id, ret, err);
 	if (r < 0)
 		rt_unlock(rt);
@@ -278,6 +277,12 @@ int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *er
 	rt_lock(rt);
 	rt_reconcile(rt);
 	rt_unlock(rt);
+	/* From here, VM ends are recorded as they happen, including those of the VMs just
+	 * reattached. */
+	if ((r = exit_watch_start(rt, err)) < 0) {
+		runtime_free(rt);
+		return r;
+	}
 	log_info("msg=\"state loaded\" sandboxes=%zu containers=%zu", rt->n_sb, rt->n_ct);
 	*ret = rt;
 	return 0;
@@ -287,6 +292,7 @@ void runtime_free(struct runtime *rt)
 {
 	if (!rt)
 		return;
+	exit_watch_stop(rt);
 	for (size_t i = 0; i < rt->n_sb; i++)
 		sandbox_free(rt->sb[i]);
 	for (size_t i = 0; i < rt->n_ct; i++)

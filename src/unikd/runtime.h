@@ -41,6 +41,7 @@ struct runtime {
 	struct cg_system cg; /* version CG_NONE when cgroups cannot be used; cg.why says why */
 	char boot_id[UK_BOOT_ID_MAX]; /* this boot's (uk_boot_id); "" if unknown */
 	struct rt_pool *pool;         /* the warm pool (pool_vms.h); NULL when it is off */
+	struct exit_watch *watch;     /* records VM ends as they happen (exit_watch.c) */
 };
 
 /* Loads the records and reconciles them with what exists (docs/architecture.md, "Crash
@@ -57,9 +58,8 @@ void rt_unlock(struct runtime *rt);
  * prefix is ambiguous. */
 int rt_find_sandbox(struct runtime *rt, const char *id, struct sandbox **ret, uk_error *err);
 int rt_find_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
-/* Bring RUNNING containers up to date with their VMs (exit.json, a dead vmwrapper). */
-void rt_refresh(struct runtime *rt);
-/* Lock, refresh and find a container; the lock stays held on success only. */
+/* Lock and find a container; the lock stays held on success only. No I/O: the exit
+ * watcher keeps RUNNING containers up to date with their VMs. */
 int rt_lock_container(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
 
 /* tmpl: the fields from the request; id and reserved names are made here. Takes tmpl. */

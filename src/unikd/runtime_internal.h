@@ -52,20 +52,40 @@ void vm_set_exited(struct container *c, int code, const char *reason, const char
 void vm_set_vanished(struct container *c);
 /* exit.json -> EXITED. True if the container changed. */
 bool vm_apply_exit(struct runtime *rt, struct container *c);
-/* A RUNNING container that is not busy: up to date with exit.json and its vmwrapper. */
+/* A RUNNING container that is not busy: up to date with exit.json and its vmwrapper (one
+ * container's I/O: for the operation that takes it, and start-up). */
 void vm_refresh_one(struct runtime *rt, struct container *c);
+/* Its vmwrapper is known to have ended (the exit watcher): exit.json, else vanished;
+ * logged, saved, the watch dropped. */
+void vm_ended(struct runtime *rt, struct container *c);
 /* Wait for a leaving vmwrapper (then QEMU) to be gone, ending it should it linger, so
  * nothing of the container outlives its removal. No lock needed; slow. */
 void vm_reap_wrapper(const struct container *c);
 void vm_reap_qemu(struct runtime *rt, const char *id);
 
+/* ---- exit_watch.c: VM ends as events ---- */
+
+/* The thread that waits on the vmwrapper pidfds, and a watch for each RUNNING container
+ * (runtime_open, after reconciliation). No lock held. */
+int exit_watch_start(struct runtime *rt, uk_error *err);
+/* Ends the thread and closes every watch. No lock held; nothing else may run. */
+void exit_watch_stop(struct runtime *rt);
+/* Its watch in line with its state, unless busy: a RUNNING container gets one (a vmwrapper
+ * already gone is recorded as ended), an end that came while it was busy is delivered
+ * again, a container that left RUNNING loses it. Nothing before the watcher starts. */
+void exit_watch_sync(struct container *c);
+/* Close the container's watch, if it has one. */
+void exit_watch_drop(struct container *c);
+
 /* ---- container_ops.c: taking a container for a slow operation ---- */
 
 /* Found, not busy, then busy and referenced. */
 int rt_claim(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
-/* Lock, refresh and claim; the lock stays held on success and is dropped on failure. */
+/* Lock, refresh that one container and claim it; the lock stays held on success and is
+ * dropped on failure. */
 int rt_begin_op(struct runtime *rt, const char *id, struct container **ret, uk_error *err);
-/* Not busy, one reference less; a removed container goes with its last reference. */
+/* Not busy (its exit watch in line: exit_watch_sync), one reference less; a removed
+ * container goes with its last reference. */
 void rt_release(struct container *c);
 
 /* ---- cgroups of VMs (container_ops.c) ---- */

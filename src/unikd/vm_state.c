@@ -115,28 +115,35 @@ bool vm_apply_exit(struct runtime *rt, struct container *c)
 	return true;
 }
 
+/* The end is in c: the watch goes, the log and the record say so. */
+static void end_recorded(struct runtime *rt, struct container *c)
+{
+	exit_watch_drop(c);
+	log_info("pod=%s ctr=%s msg=\"vm ended\" exit_code=%d reason=%s", c->sandbox_id, c->id, c->exit_code,
+		 c->reason);
+	(void)rt_save_container(rt, c, NULL); /* logged there; the next start-up reads exit.json again */
+}
+
+void vm_ended(struct runtime *rt, struct container *c)
+{
+	/* vmwrapper writes exit.json before it leaves; without one, its end is unknown. */
+	if (!vm_apply_exit(rt, c))
+		vm_set_vanished(c);
+	end_recorded(rt, c);
+}
+
 void vm_refresh_one(struct runtime *rt, struct container *c)
 {
 	if (c->state != CTR_RUNNING || c->busy)
 		return;
-	if (vm_apply_exit(rt, c)) {
-		(void)rt_save_container(rt, c, NULL); /* logged there; the next look saves again */
-		return;
+	if (!vm_apply_exit(rt, c)) {
+		if (vm_wrapper_alive(c))
+			return;
+		/* vmwrapper may have written exit.json just before it ended. */
+		if (!vm_apply_exit(rt, c))
+			vm_set_vanished(c);
 	}
-	if (vm_wrapper_alive(c))
-		return;
-	/* vmwrapper may have written exit.json just before it ended. */
-	if (!vm_apply_exit(rt, c))
-		vm_set_vanished(c);
-	log_info("pod=%s ctr=%s msg=\"vm ended\" exit_code=%d reason=%s", c->sandbox_id, c->id, c->exit_code,
-		 c->reason);
-	(void)rt_save_container(rt, c, NULL);
-}
-
-void rt_refresh(struct runtime *rt)
-{
-	for (size_t i = 0; i < rt->n_ct; i++)
-		vm_refresh_one(rt, rt->ct[i]);
+	end_recorded(rt, c);
 }
 
 void vm_reap_wrapper(const struct container *c)
