@@ -13,6 +13,7 @@ usage: sudo bench/idle.py [--count N] [--linux-count N] [--frameworks hello,unik
 import argparse
 import concurrent.futures
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ FRAMEWORKS = {
     "unikraft": ("httpreply:1", ["--kernel", str(UNIKERNELS / "unikraft-0.17.0/httpreply")], [], 128,
                  b"Listening on port 8123", False),
     "solo5": ("solo5-net:1", ["--kernel", str(UNIKERNELS / "solo5-0.12.1/test_net.virtio")], [], 64,
-              b"Serving ping", False),
+              b"[service0] Serving ping", False),
     "linux": ("netguest:1", None, [], 256, b"netguest: ready", True),
 }
 
@@ -61,6 +62,13 @@ def start_one(u, name, image, args, mib, pit, needle, timeout):
         return sid
     finally:
         lw.close()
+
+
+def contract_pit(u, image):
+    """What the guest contract chooses for the image (ImageStatus verbose), without annotation."""
+    im = u.g.ImageServiceStub(u.channel)
+    r = im.ImageStatus(u.pb.ImageStatusRequest(image=u.pb.ImageSpec(image=image), verbose=True))
+    return json.loads(r.info["info"])["guest"].get("pit", "?")
 
 
 def measure(u, fw, pit, n, a):
@@ -120,16 +128,18 @@ def main():
         u.start()
         for fw in fws:
             n = a.linux_count if fw == "linux" else a.count
+            contract = contract_pit(u, FRAMEWORKS[fw][0])
             for pit in ("on", "off") if FRAMEWORKS[fw][5] else ("on",):
                 print(f"idle: {fw}, {n} pods, pit {pit} ({accel})", flush=True)
-                rows.append(measure(u, fw, pit, n, a))
+                rows.append(dict(measure(u, fw, pit, n, a), contract=contract))
             if not FRAMEWORKS[fw][5]:
                 notes.append(f"{fw}: pit off not measured: the guest calibrates its TSC against the PIT and "
                              "spins without it")
     print(f"\nIdle cost per framework ({accel}, {a.seconds:g} s window, {time.strftime('%Y-%m-%d')})")
-    print(f"{'framework':10} {'pit':4} {'pods':>5} {'% of a core':>12} {'% per QEMU':>11} {'wake-ups/s per QEMU':>20}")
+    print(f"{'framework':10} {'contract':14} {'pit':4} {'pods':>5} {'% of a core':>12} {'% per QEMU':>11} "
+          f"{'wake-ups/s per QEMU':>20}")
     for r in rows:
-        print(f"{r['framework']:10} {r['pit']:4} {r['qemus']:5} {r['cpu_pct_of_core']:12.2f} "
+        print(f"{r['framework']:10} {r['contract']:14} {r['pit']:4} {r['qemus']:5} {r['cpu_pct_of_core']:12.2f} "
               f"{r['cpu_pct_per_qemu']:11.3f} {r['wakeups_per_s_per_qemu']:20.1f}")
     for n in notes:
         print(f"  note: {n}")
