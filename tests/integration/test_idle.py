@@ -73,6 +73,12 @@ def test_linux_goes_without_the_pit_under_kvm_only(uk, netguest):  # noqa: F811
         slept = stamps["after"] - stamps["before"]
         assert 2.5 < slept < 10, (name, slept)  # generous: TCG on a shared machine
         uk.rs.StopContainer(uk.pb.StopContainerRequest(container_id=cid, timeout=0))
+    # Another machine than the contract's (created, not started): the contract's "off" was
+    # not made for it, the PIT stays.
+    cid = uk.create(sid, cfg, name="q35", image="netguest:1", command=cmd, memory=256 << 20,
+                    annotations={"unikd.io/machine": "q35"})
+    g = info(uk, cid)["guest"]
+    assert g["pit"] == "on" and "unikd.io/machine" in g["pit_why"], g
     uk.remove_pod(sid)
 
 
