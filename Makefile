@@ -213,10 +213,14 @@ install: programs
 # comparison runs under KVM where /dev/kvm opens, else under TCG, and the table and the JSON say
 # which (--accel to choose). The netguest (section 2) is built if it can be; without it that
 # section is skipped with a note.
+# bench/idle.py then measures idle QEMUs per framework with and without the i8254 PIT
+# (IDLE_ARGS="--count 200"; docs/performance.md, "Idle cost per framework").
 BENCH_ARGS ?=
+IDLE_ARGS ?=
 bench: all
 	-$(MAKE) netguest
 	$(PYTHON) bench/cri_bench.py $(BENCH_ARGS)
+	$(PYTHON) bench/idle.py $(IDLE_ARGS)
 
 clean:
 	rm -rf build bin

@@ -18,6 +18,26 @@ static int check_room(const struct vm_spec *s, enum vm_machine m, uk_error *err)
 	return 0;
 }
 
+/* The PIT once the accelerator is known: "off-under-kvm" keeps it under TCG, where the
+ * guest may have nothing else to calibrate its TSC or LAPIC timer against. */
+static void resolve_pit(const struct vm_spec *s, struct vm_plan *p)
+{
+	switch (s->pit) {
+	case VM_PIT_ON:
+		p->pit = true;
+		p->why_pit = "pit on";
+		break;
+	case VM_PIT_OFF:
+		p->pit = false;
+		p->why_pit = "pit off";
+		break;
+	case VM_PIT_OFF_UNDER_KVM:
+		p->pit = p->accel != VM_ACCEL_KVM;
+		p->why_pit = p->pit ? "pit on (off-under-kvm, accelerator tcg)" : "pit off (off-under-kvm, accelerator kvm)";
+		break;
+	}
+}
+
 int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, struct vm_plan *ret,
 		    uk_error *err)
 {
@@ -68,6 +88,7 @@ int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, 
 		p.why_accel = "requested";
 		break;
 	}
+	resolve_pit(s, &p);
 	*ret = p;
 	return 0;
 }
@@ -229,7 +250,8 @@ int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char **
 	add(&a, "-name");
 	add(&a, "%s", s->id); /* validated: no commas */
 	add(&a, "-machine");
-	add(&a, "%s", vm_machine_name(plan->machine));
+	/* pit=off: no QEMU timer for it (under TCG an idle guest's QEMU then sleeps). */
+	add(&a, "%s%s", vm_machine_name(plan->machine), plan->pit ? "" : ",pit=off");
 	add(&a, "-accel");
 	add(&a, "%s", vm_accel_name(plan->accel));
 	if (s->cpu_model) {

@@ -29,6 +29,8 @@ struct vm_plan {
 	const char *firmware;    /* -bios path, or NULL for the machine's default */
 	enum guest_boot kernel_kind;
 	const char *why_accel;   /* for the log */
+	bool pit;                /* the machine has an i8254 PIT (else -machine …,pit=off) */
+	const char *why_pit;     /* for the log */
 };
 
 /* Resolve the "auto" choices. kvm_ok: /dev/kvm opened. */

@@ -7,6 +7,7 @@
 
 static const char *machine_names[] = { "auto", "microvm", "pc", "q35" };
 static const char *accel_names[] = { "auto", "kvm", "tcg" };
+static const char *pit_names[] = { "on", "off", "off-under-kvm" };
 const char *const vm_firmware_names[3] = { "auto", "qboot", "seabios" };
 const char *const vm_exit_contract_names[3] = { "default", "unikraft", "solo5" };
 static const char *disk_format_names[] = { "raw", "qcow2" };
@@ -20,6 +21,11 @@ const char *vm_machine_name(enum vm_machine m)
 const char *vm_accel_name(enum vm_accel a)
 {
 	return accel_names[a];
+}
+
+const char *vm_pit_name(enum vm_pit p)
+{
+	return pit_names[p];
 }
 
 const char *vm_exit_contract_name(enum vm_exit_contract c)
@@ -275,7 +281,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	if (!s)
 		return uk_err(err, ENOMEM, "out of memory");
 	unsigned version = 0;
-	int r, m = 0, a = 0, f = 0, df = 0, ex = 0;
+	int r, m = 0, a = 0, pit = 0, f = 0, df = 0, ex = 0;
 	if ((r = get_uint(o, "version", 1, 1000, &version, err)) < 0)
 		return r;
 	if (version != VM_SPEC_VERSION)
@@ -291,6 +297,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	    (r = get_string(o, "qemu", false, &s->qemu_binary, err)) < 0 ||
 	    (r = get_enum(o, "machine", machine_names, ARRAY_SIZE(machine_names), &m, err)) < 0 ||
 	    (r = get_enum(o, "accel", accel_names, ARRAY_SIZE(accel_names), &a, err)) < 0 ||
+	    (r = get_enum(o, "pit", pit_names, ARRAY_SIZE(pit_names), &pit, err)) < 0 ||
 	    (r = get_enum(o, "firmware", vm_firmware_names, ARRAY_SIZE(vm_firmware_names), &f, err)) < 0 ||
 	    (r = get_enum(o, "exit", vm_exit_contract_names, ARRAY_SIZE(vm_exit_contract_names), &ex, err)) < 0 ||
 	    (r = get_enum(o, "disk_format", disk_format_names, ARRAY_SIZE(disk_format_names), &df, err)) < 0 ||
@@ -304,6 +311,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 		return r;
 	s->machine = (enum vm_machine)m;
 	s->accel = (enum vm_accel)a;
+	s->pit = (enum vm_pit)pit;
 	s->firmware = (enum vm_firmware)f;
 	s->disk_format = (enum vm_disk_format)df;
 	s->exit_contract = (enum vm_exit_contract)ex;

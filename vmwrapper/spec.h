@@ -17,6 +17,10 @@
 
 enum vm_machine { VM_MACHINE_AUTO, VM_MACHINE_MICROVM, VM_MACHINE_PC, VM_MACHINE_Q35 };
 enum vm_accel { VM_ACCEL_AUTO, VM_ACCEL_KVM, VM_ACCEL_TCG };
+/* The i8254 PIT (docs/guests.md, "Timers"): present (the default, as before the field),
+ * absent, or absent only under KVM, where the guest keeps time by kvmclock and the LAPIC
+ * timer (the accelerator may be "auto": only vm_plan_resolve knows). */
+enum vm_pit { VM_PIT_ON, VM_PIT_OFF, VM_PIT_OFF_UNDER_KVM };
 enum vm_firmware { VM_FW_AUTO, VM_FW_QBOOT, VM_FW_SEABIOS };
 enum vm_disk_format { VM_DISK_RAW, VM_DISK_QCOW2 };
 /* How the VM's end reads (docs/architecture.md, "exit.json"): the isa-debug-exit value as the
@@ -78,6 +82,7 @@ struct vm_spec {
 	enum vm_machine machine;
 	enum vm_firmware firmware;
 	enum vm_accel accel;
+	enum vm_pit pit; /* "pit": "on" (default) | "off" | "off-under-kvm" */
 	char *cpu_model; /* NULL: QEMU's default model */
 	unsigned vcpus;
 	unsigned memory_mib;
@@ -126,6 +131,7 @@ int vm_share_export_dir(const struct vm_spec *s, unsigned i, char *buf, size_t l
 
 const char *vm_machine_name(enum vm_machine m);
 const char *vm_accel_name(enum vm_accel a);
+const char *vm_pit_name(enum vm_pit p);
 const char *vm_exit_contract_name(enum vm_exit_contract c);
 
 #endif

@@ -17,6 +17,7 @@
 #define ANN_CPU "unikd.io/cpu"
 #define ANN_FIRMWARE "unikd.io/firmware"         /* auto | qboot | seabios */
 #define ANN_NETCFG "unikd.io/network-config"     /* auto | dhcp | static (docs/guests.md) */
+#define ANN_PIT "unikd.io/pit"                   /* auto | on | off: the i8254 PIT (docs/guests.md) */
 
 struct cri_context {
 	struct runtime *rt;

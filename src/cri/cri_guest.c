@@ -54,6 +54,31 @@ static json_object *plan_json(const struct guest_plan *p)
 	return o;
 }
 
+/* The PIT: the annotation's choice, else the contract's; a contract's "off" was made for its
+ * machine, so another machine from the annotation keeps the PIT. Shown beside the plan. */
+static int apply_pit(const struct guest_plan *p, const struct sandbox *s, struct container *c)
+{
+	const char *ann = vm_annotation(c, s, ANN_PIT); /* checked at the door */
+	const char *pit = guest_pit_name(p->pit), *why = p->pit_why;
+	if (ann && strcmp(ann, "auto") != 0) {
+		pit = ann;
+		why = "annotation " ANN_PIT;
+	} else if (p->pit != GUEST_PIT_ON && c->machine && strcmp(c->machine, guest_machine_name(p->machine)) != 0) {
+		pit = "on";
+		why = "on: annotation " ANN_MACHINE " chose a machine the contract's choice was not made for";
+	}
+	c->pit = strdup(pit);
+	json_object *jp = json_object_new_string(pit), *jw = json_object_new_string(why);
+	if (!c->pit || !jp || !jw) {
+		json_object_put(jp);
+		json_object_put(jw);
+		return -ENOMEM;
+	}
+	json_object_object_add(c->guest, "pit", jp);
+	json_object_object_add(c->guest, "pit_why", jw);
+	return 0;
+}
+
 /* The container's VM fields from the plan; machine and firmware from the annotations when
  * they are given (a person's choice over the contract's). */
 static int apply_plan(const struct guest_plan *p, const struct sandbox *s, struct container *c, bool *use_disk)
@@ -71,6 +96,8 @@ static int apply_plan(const struct guest_plan *p, const struct sandbox *s, struc
 	c->guest = plan_json(p);
 	if (!c->exit_contract || !c->devices || !c->guest || (machine && strcmp(machine, "auto") && !c->machine) ||
 	    (firmware && strcmp(firmware, "auto") && !c->firmware))
+		return -ENOMEM;
+	if (apply_pit(p, s, c) < 0)
 		return -ENOMEM;
 	c->nic = false;
 	*use_disk = false;
@@ -241,6 +268,7 @@ json_object *cri_guest_of_image(const struct image_info *img)
 	if (p->version[0])
 		json_object_object_add(o, "version", json_object_new_string(p->version));
 	json_object_object_add(o, "foundBy", json_object_new_string(p->found_by));
+	json_object_object_add(o, "pit", json_object_new_string(guest_pit_name(p->pit)));
 	if (bin)
 		json_object_object_add(o, "binary", json_object_new_string(bin->why));
 	return o;

@@ -39,6 +39,7 @@ static const char *const accels[] = { "auto", "kvm", "tcg", NULL };
 static const char *const machines[] = { "auto", "microvm", "pc", "q35", NULL };
 static const char *const firmwares[] = { "auto", "qboot", "seabios", NULL };
 static const char *const netcfgs[] = { "auto", "dhcp", "static", NULL };
+static const char *const pits[] = { "auto", "on", "off", NULL };
 
 CRI_HANDLER(cri_version)
 {
@@ -146,7 +147,7 @@ static int check_vm_annotations(struct cri_context *ctx, size_t n, void *const *
 		const char *key;
 		const char *const *choices;
 	} keys[] = { { ANN_ACCEL, accels }, { ANN_MACHINE, machines }, { ANN_FIRMWARE, firmwares },
-		     { ANN_NETCFG, netcfgs } };
+		     { ANN_NETCFG, netcfgs }, { ANN_PIT, pits } };
 	char f[64];
 	int r;
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {

@@ -8,7 +8,7 @@
 
 struct guest_contract {
 	enum guest_framework framework;
-	/* Fill machine, firmware, devices, exit, dhcp, cmdline and why of p; framework, version
+	/* Fill machine, firmware, pit, devices, exit, dhcp, cmdline and why of p; framework, version
 	 * and found_by are set, f->net is checked. Pure; errors name the field. */
 	int (*plan)(const struct guest_facts *f, struct guest_plan *p, uk_error *err);
 };
@@ -18,6 +18,9 @@ extern const struct guest_contract guest_contract_unikraft, guest_contract_solo5
 
 /* Append to p->why, "; "-separated (guest_textf: what does not fit is cut visibly). */
 void guest_why(struct guest_plan *p, const char *fmt, ...) _printf_(2, 3);
+
+/* The PIT choice and its reason (cut visibly at pit_why's size). */
+void guest_set_pit(struct guest_plan *p, enum guest_pit pit, const char *why);
 
 /* Add a device; -E2BIG past GUEST_MAX_DEVICES. */
 int guest_add_device(struct guest_plan *p, enum guest_dev_kind kind, const char *name, uk_error *err);

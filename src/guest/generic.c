@@ -10,6 +10,9 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	p->machine = GUEST_MACHINE_AUTO;
 	p->firmware = GUEST_FW_AUTO;
 	p->exit = GUEST_EXIT_DEFAULT;
+	/* Nothing says how the kernel keeps time; unikd's own hello guest sleeps by the PIT. */
+	guest_set_pit(p, GUEST_PIT_ON, "a kernel no framework claims may keep time by the PIT (unikd's hello guest "
+				       "sleeps by it); unikd.io/pit: off drops it");
 	if ((r = guest_default_devices(f, p, err)) < 0 || (r = guest_blockdevs_add(f, p, false, err)) < 0 ||
 	    (r = guest_mounts_none(f, p, "generic",
 				   "unikd has no way to tell a kernel no framework claims where to mount a share", err)) < 0)

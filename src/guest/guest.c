@@ -48,6 +48,18 @@ const char *guest_firmware_name(enum guest_firmware fw)
 	return (size_t)fw < ARRAY_SIZE(names) ? names[fw] : "auto";
 }
 
+const char *guest_pit_name(enum guest_pit p)
+{
+	static const char *const names[] = { "on", "off", "off-under-kvm" };
+	return (size_t)p < ARRAY_SIZE(names) ? names[p] : "on";
+}
+
+void guest_set_pit(struct guest_plan *p, enum guest_pit pit, const char *why)
+{
+	p->pit = pit;
+	guest_textf(p->pit_why, sizeof(p->pit_why), "%s", why);
+}
+
 void guest_why(struct guest_plan *p, const char *fmt, ...)
 {
 	char part[sizeof(p->why)];
@@ -269,6 +281,8 @@ int guest_plan_resolve(const struct guest_facts *f, struct guest_plan *ret, uk_e
 	p.framework = c->framework;
 	if ((r = c->plan(f, &p, err)) < 0)
 		return r;
+	if (!p.pit_why[0]) /* a contract's bug: the PIT stays, as before the choice existed */
+		guest_set_pit(&p, GUEST_PIT_ON, "the contract did not decide: kept");
 	for (size_t i = 0; i < p.n_mounts; i++)
 		if (p.mounts[i].fate == GUEST_MOUNT_UNDECIDED) /* a contract's bug: never silently dropped */
 			return uk_err(err, EINVAL, "%smounts[%zu]: the %s contract did not decide it",

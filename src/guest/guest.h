@@ -119,6 +119,12 @@ enum guest_firmware { GUEST_FW_AUTO, GUEST_FW_QBOOT, GUEST_FW_SEABIOS };
  * ("Solo5: solo5_exit(N) called", "Solo5: solo5_abort() called", "Solo5: ABORT: …"). */
 enum guest_exit { GUEST_EXIT_DEFAULT, GUEST_EXIT_UNIKRAFT, GUEST_EXIT_SOLO5 };
 
+/* The i8254 PIT (docs/guests.md, "Timers"). Under TCG a PIT wakes an idle guest's QEMU
+ * about 74 times a second; without one a guest that calibrates its TSC against it hangs.
+ * OFF_UNDER_KVM: off where the accelerator turns out to be KVM (kvmclock and the LAPIC
+ * timer), on under TCG; vmwrapper decides once it knows the accelerator. */
+enum guest_pit { GUEST_PIT_ON, GUEST_PIT_OFF, GUEST_PIT_OFF_UNDER_KVM };
+
 /* What becomes of a mount: a 9p share the guest mounts (TAKEN), or left out (SKIPPED: a
  * kubelet default a guest without a filesystem cannot take). */
 enum guest_mount_fate { GUEST_MOUNT_UNDECIDED, GUEST_MOUNT_TAKEN, GUEST_MOUNT_SKIPPED };
@@ -157,6 +163,8 @@ struct guest_plan {
 	struct guest_device devices[GUEST_MAX_DEVICES];
 	size_t n_devices;
 	enum guest_exit exit;
+	enum guest_pit pit;
+	char pit_why[192]; /* one line: why the guest needs the PIT or does without it */
 	bool dhcp; /* the guest takes its address from dnsmasq (else: static on its command line) */
 	char cmdline[GUEST_CMDLINE_MAX];
 	char why[512]; /* every choice and its reason, one line, for the log and verbose info */
@@ -178,6 +186,7 @@ const char *guest_framework_name(enum guest_framework f); /* "unikraft", … */
 const char *guest_exit_name(enum guest_exit e);           /* "default", "unikraft", "solo5" */
 const char *guest_machine_name(enum guest_machine m);     /* "auto", "microvm", "pc", "q35" */
 const char *guest_firmware_name(enum guest_firmware fw);  /* "auto", "qboot", "seabios" */
+const char *guest_pit_name(enum guest_pit p);             /* "on", "off", "off-under-kvm" (vmwrapper's spec) */
 const char *guest_mount_fate_name(enum guest_mount_fate f); /* "undecided", "taken", "skipped" */
 
 #endif

@@ -117,6 +117,17 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	p->machine = boot == GUEST_BOOT_BZIMAGE || boot == GUEST_BOOT_PVH ? GUEST_MACHINE_MICROVM : GUEST_MACHINE_AUTO;
 	p->firmware = GUEST_FW_AUTO;
 	p->exit = GUEST_EXIT_DEFAULT;
+	/* Under KVM: kvmclock gives the TSC's frequency and the LAPIC timer does the ticks
+	 * (QEMU's documented minimal microvm has pit=off). Under TCG the idle kernel wakes QEMU
+	 * ~500 times a second by its own LAPIC tick whatever the PIT (measured, docs/guests.md),
+	 * and without tsc_early_khz it would calibrate its TSC against the PIT: it stays. Other
+	 * machines boot through firmware that may time itself by the PIT. */
+	if (p->machine == GUEST_MACHINE_MICROVM)
+		guest_set_pit(p, GUEST_PIT_OFF_UNDER_KVM,
+			      "off under KVM (kvmclock and the LAPIC timer); on under TCG (no idle gain measured, and the "
+			      "TSC may have nothing else to calibrate against)");
+	else
+		guest_set_pit(p, GUEST_PIT_ON, "on: the machine boots through firmware that may time itself by the PIT");
 	guest_why(p, "Linux%s%s: %s", p->version[0] ? " " : "", p->version,
 		  p->machine == GUEST_MACHINE_MICROVM ? "microvm (a bzImage or PVH kernel boots there fastest)"
 						      : "machine from its boot protocol");

@@ -164,6 +164,12 @@ static int plan(const struct guest_facts *f, struct guest_plan *p, uk_error *err
 	p->machine = GUEST_MACHINE_PC;
 	p->firmware = GUEST_FW_SEABIOS;
 	p->exit = GUEST_EXIT_UNIKRAFT;
+	/* plat/kvm's tscclock.c: without a TSC frequency from the hypervisor (CPUID
+	 * 0x40000010, which QEMU's default CPU lacks, under KVM too) it counts 0.1 s on i8254
+	 * channel 0, which without a PIT never ends. */
+	guest_set_pit(p, GUEST_PIT_ON,
+		      "Unikraft calibrates its TSC against the i8254 (0.17 without a PIT: stuck at 100% of a core in "
+		      "\"Calibrating TSC clock against i8254 timer\")");
 	guest_why(p, "Unikraft %s: pc with SeaBIOS (Unikraft 0.17's memory map breaks under qboot and microvm)",
 		  p->version[0] ? p->version : "(version unknown: the current parameter forms)");
 	if ((r = guest_default_devices(f, p, err)) < 0 || (r = guest_blockdevs_add(f, p, false, err)) < 0 ||

@@ -53,6 +53,7 @@ void container_free(struct container *c)
 	free(c->accel);
 	free(c->cpu);
 	free(c->firmware);
+	free(c->pit);
 	free(c->exit_contract);
 	json_object_put(c->devices);
 	json_object_put(c->guest);
@@ -115,6 +116,7 @@ void container_vm_fields_to_json(const struct container *c, json_object *o)
 	uk_json_add_str(o, "accel", c->accel);
 	uk_json_add_str(o, "cpu", c->cpu);
 	uk_json_add_str(o, "firmware", c->firmware);
+	uk_json_add_str(o, "pit", c->pit);
 	json_object_object_add(o, "vcpus", json_object_new_int(c->vcpus));
 	json_object_object_add(o, "memory_mib", json_object_new_int(c->memory_mib));
 	uk_json_add_str(o, "exit", c->exit_contract);
@@ -331,6 +333,7 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	    (r = get_str(o, "accel", false, &c->accel, err)) < 0 ||
 	    (r = get_str(o, "cpu", false, &c->cpu, err)) < 0 ||
 	    (r = get_str(o, "firmware", false, &c->firmware, err)) < 0 ||
+	    (r = get_str(o, "pit", false, &c->pit, err)) < 0 ||
 	    (r = get_str(o, "exit", false, &c->exit_contract, err)) < 0 ||
 	    (r = get_devices(o, &c->devices, err)) < 0 || (r = get_object(o, "guest", &c->guest, err)) < 0 ||
 	    (r = get_volumes(o, "shares", &c->shares, err)) < 0 ||

@@ -79,6 +79,7 @@ struct container {
 	bool disk_snapshot;
 	char *machine, *accel, *cpu;
 	char *firmware; /* "qboot" | "seabios" | NULL: the machine's choice */
+	char *pit;      /* vmwrapper's spec "pit": "on" | "off" | "off-under-kvm"; NULL (older records): on */
 	unsigned vcpus, memory_mib;
 	/* The guest contract (src/guest): how vmwrapper reads the VM's end ("default" |
 	 * "unikraft" | "solo5"), the order of its devices (["block", "net"] in the guest's

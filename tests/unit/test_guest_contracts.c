@@ -147,6 +147,50 @@ static void vms(void **state)
 	}
 }
 
+/* The PIT per framework (docs/guests.md, "Timers"): only Linux on microvm goes without it,
+ * and only under KVM (vmwrapper resolves "off-under-kvm" by the accelerator: test_vmwrapper's
+ * plan_pit); each choice has its reason. */
+static void pits(void **state)
+{
+	(void)state;
+	struct guest_binary uk = unikraft_bin(), bz = boot_bin(GUEST_BOOT_BZIMAGE), pvh = boot_bin(GUEST_BOOT_PVH),
+			    mb = boot_bin(GUEST_BOOT_MULTIBOOT);
+	const char *net_n[] = { "service0" };
+	enum guest_dev_kind net_k[] = { GUEST_DEV_NET };
+	struct guest_binary s_net = solo5_bin(net_n, net_k, 1);
+	const struct {
+		const char *type;
+		const struct guest_binary *bin;
+		enum guest_pit pit;
+		const char *why;
+	} cases[] = {
+		{ NULL, &uk, GUEST_PIT_ON, "Unikraft calibrates its TSC against the i8254" },
+		{ "unikraft", NULL, GUEST_PIT_ON, "Unikraft calibrates its TSC against the i8254" },
+		{ NULL, &s_net, GUEST_PIT_ON, "Solo5's virtio bindings calibrate the TSC against the i8254" },
+		{ "mirage", &s_net, GUEST_PIT_ON, "Solo5's virtio bindings calibrate the TSC against the i8254" },
+		{ NULL, &bz, GUEST_PIT_OFF_UNDER_KVM, "off under KVM (kvmclock and the LAPIC timer); on under TCG" },
+		{ "linux", &pvh, GUEST_PIT_OFF_UNDER_KVM, "off under KVM" },
+		{ "linux", &mb, GUEST_PIT_ON, "firmware that may time itself by the PIT" },
+		{ NULL, &pvh, GUEST_PIT_ON, "unikd's hello guest sleeps by it" },
+		{ NULL, &mb, GUEST_PIT_ON, "unikd's hello guest sleeps by it" },
+		{ NULL, NULL, GUEST_PIT_ON, "unikd's hello guest sleeps by it" },
+	};
+	for (size_t i = 0; i < N(cases); i++) {
+		struct guest_facts f = facts(cases[i].type, cases[i].bin, &NET, GUEST_NETCFG_AUTO);
+		f.has_block_disk = !cases[i].bin;
+		struct guest_plan p = resolve_ok(&f);
+		if (p.pit != cases[i].pit)
+			fail_msg("case %zu (%s): pit %s", i, guest_framework_name(p.framework), guest_pit_name(p.pit));
+		assert_contains(p.pit_why, cases[i].why);
+		assert_null(strstr(p.pit_why, "..."));
+	}
+	/* The names are vmwrapper's spec values. */
+	assert_string_equal(guest_pit_name(GUEST_PIT_ON), "on");
+	assert_string_equal(guest_pit_name(GUEST_PIT_OFF), "off");
+	assert_string_equal(guest_pit_name(GUEST_PIT_OFF_UNDER_KVM), "off-under-kvm");
+	assert_string_equal(guest_pit_name((enum guest_pit)99), "on");
+}
+
 /* The exact command lines. */
 static void cmdlines(void **state)
 {
@@ -450,6 +494,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(vms),
+		cmocka_unit_test(pits),
 		cmocka_unit_test(cmdlines),
 		cmocka_unit_test(refusals),
 		cmocka_unit_test(word_limits),

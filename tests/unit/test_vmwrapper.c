@@ -43,6 +43,7 @@ static void spec_minimal(void **state)
 	assert_int_equal(s->memory_mib, 64);
 	assert_int_equal(s->machine, VM_MACHINE_AUTO);
 	assert_int_equal(s->accel, VM_ACCEL_AUTO);
+	assert_int_equal(s->pit, VM_PIT_ON); /* as before the field */
 	assert_null(s->console_log);
 	vm_spec_free(s);
 }
@@ -53,7 +54,7 @@ static void spec_full(void **state)
 	struct vm_spec *s = NULL;
 	uk_error err;
 	assert_int_equal(parse("{\"version\":1,\"id\":\"a.b-c_d\",\"kernel\":\"" READABLE "\",\"initrd\":\"" READABLE
-			       "\",\"cmdline\":\"x y\",\"machine\":\"q35\",\"accel\":\"tcg\",\"firmware\":\"qboot\","
+			       "\",\"cmdline\":\"x y\",\"machine\":\"q35\",\"accel\":\"tcg\",\"pit\":\"off-under-kvm\",\"firmware\":\"qboot\","
 			       "\"vcpus\":4,\"memory_mib\":256,\"cpu\":\"host,-arch-capabilities\","
 			       "\"console_log\":\"/tmp/l\",\"state_dir\":\"/tmp/x\",\"qemu\":\"/usr/bin/q\","
 			       "\"net\":[{\"tap_fd\":9,\"vhost_fd\":10,\"mac\":\"02:00:00:00:00:01\"}]}",
@@ -62,6 +63,7 @@ static void spec_full(void **state)
 	assert_int_equal(s->memory_mib, 256);
 	assert_int_equal(s->machine, VM_MACHINE_Q35);
 	assert_int_equal(s->accel, VM_ACCEL_TCG);
+	assert_int_equal(s->pit, VM_PIT_OFF_UNDER_KVM);
 	assert_int_equal(s->firmware, VM_FW_QBOOT);
 	assert_int_equal(s->n_nets, 1);
 	assert_int_equal(s->nets[0].tap_fd, 9);
@@ -97,6 +99,8 @@ static void spec_errors(void **state)
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"machine\":\"virt\",\"state_dir\":\"/x\"}",
 		  "\"machine\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"accel\":\"hvf\",\"state_dir\":\"/x\"}", "\"accel\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"pit\":\"auto\",\"state_dir\":\"/x\"}", "\"pit\"" },
+		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"pit\":false,\"state_dir\":\"/x\"}", "\"pit\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\"}", "\"state_dir\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"kernel\":\"" READABLE "\",\"cpu\":\"a b\",\"state_dir\":\"/x\"}", "\"cpu\"" },
 		{ "{\"version\":1,\"id\":\"a\",\"disk\":\"" READABLE "\",\"machine\":\"microvm\",\"state_dir\":\"/x\"}",
@@ -195,6 +199,55 @@ static void plan_choices(void **state)
 	assert_null(p.firmware); /* SeaBIOS */
 	s->firmware = VM_FW_QBOOT;
 	assert_true(vm_plan_resolve(s, GUEST_BOOT_UNKNOWN, true, &p, &err) < 0);
+	vm_spec_free(s);
+}
+
+static bool has_pair(char **argv, const char *opt, const char *val);
+
+/* The PIT: every spec value under each accelerator (docs/guests.md, "Timers"). */
+static void plan_pit(void **state)
+{
+	(void)state;
+	static const struct {
+		enum vm_pit pit;
+		enum vm_accel accel;
+		bool kvm_ok, want;
+	} cases[] = {
+		{ VM_PIT_ON, VM_ACCEL_AUTO, true, true },
+		{ VM_PIT_ON, VM_ACCEL_TCG, true, true },
+		{ VM_PIT_OFF, VM_ACCEL_AUTO, false, false },
+		{ VM_PIT_OFF, VM_ACCEL_KVM, true, false },
+		{ VM_PIT_OFF_UNDER_KVM, VM_ACCEL_AUTO, true, false },  /* auto picks kvm */
+		{ VM_PIT_OFF_UNDER_KVM, VM_ACCEL_AUTO, false, true },  /* auto picks tcg */
+		{ VM_PIT_OFF_UNDER_KVM, VM_ACCEL_KVM, true, false },
+		{ VM_PIT_OFF_UNDER_KVM, VM_ACCEL_TCG, true, true },   /* tcg asked, kvm there */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct vm_spec *s = mk();
+		s->pit = cases[i].pit;
+		s->accel = cases[i].accel;
+		struct vm_plan p;
+		char **argv = NULL;
+		uk_error err = { 0 };
+		assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, cases[i].kvm_ok, &p, &err), 0);
+		if (p.pit != cases[i].want)
+			fail_msg("case %zu: pit %d, want %d (%s)", i, p.pit, cases[i].want, p.why_pit);
+		assert_non_null(p.why_pit);
+		assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+		assert_true(has_pair(argv, "-machine", cases[i].want ? "microvm" : "microvm,pit=off"));
+		strv_free(argv);
+		vm_spec_free(s);
+	}
+	/* On pc too, after the machine name. */
+	struct vm_spec *s = mk();
+	s->pit = VM_PIT_OFF;
+	struct vm_plan p;
+	char **argv = NULL;
+	uk_error err = { 0 };
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_MULTIBOOT, false, &p, &err), 0);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	assert_true(has_pair(argv, "-machine", "pc,pit=off"));
+	strv_free(argv);
 	vm_spec_free(s);
 }
 
@@ -785,7 +838,7 @@ int main(void)
 		cmocka_unit_test(spec_minimal),    cmocka_unit_test(spec_full),
 		cmocka_unit_test(spec_errors),
 		cmocka_unit_test(spec_pool),
-		cmocka_unit_test(plan_choices),    cmocka_unit_test(argv_kernel_microvm),
+		cmocka_unit_test(plan_choices),    cmocka_unit_test(plan_pit),    cmocka_unit_test(argv_kernel_microvm),
 		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(kernel_and_data_disk),
 		cmocka_unit_test(exit_classes),    cmocka_unit_test(spec_exit_and_devices),
 		cmocka_unit_test(argv_device_order),
