@@ -372,6 +372,13 @@ static void on_conn(struct conn *c, uint32_t events)
 	conn_flush(c);
 }
 
+/* The 1 s timer runs only while there are connections: an idle unikd does not wake for it. */
+static void arm_sweep(struct stream_server *s, bool on)
+{
+	struct itimerspec t = { .it_interval = { on, 0 }, .it_value = { on, 0 } };
+	(void)timerfd_settime(s->timer_fd, 0, &t, NULL); /* a valid timerfd and value: cannot fail */
+}
+
 static void accept_conns(struct stream_server *s)
 {
 	for (;;) {
@@ -401,7 +408,8 @@ static void accept_conns(struct stream_server *s)
 		if (s->conns)
 			s->conns->prev = c;
 		s->conns = c;
-		s->n_conns++;
+		if (s->n_conns++ == 0)
+			arm_sweep(s, true);
 	}
 }
 
@@ -423,6 +431,8 @@ static void sweep(struct stream_server *s)
 			conn_flush(c);
 		}
 	}
+	if (!s->n_conns)
+		arm_sweep(s, false);
 }
 
 static void *loop(void *arg)
@@ -515,12 +525,10 @@ int stream_server_start(const struct stream_config *cfg, struct stream_server **
 	s->w_listen = (struct watch){ W_LISTEN, s };
 	s->w_wake = (struct watch){ W_WAKE, s };
 	s->w_timer = (struct watch){ W_TIMER, s };
-	struct itimerspec every = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
 	int r = listen_on(s, err);
 	if (r == 0 && ((s->epoll_fd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 		       (s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
-		       (s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0 ||
-		       timerfd_settime(s->timer_fd, 0, &every, NULL) < 0))
+		       (s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0))
 		r = uk_err_errno(err, errno, "the streaming server's event loop");
 	if (r == 0 && (watch_add(s, s->listen_fd, EPOLLIN, &s->w_listen) < 0 ||
 		       watch_add(s, s->wake_fd, EPOLLIN, &s->w_wake) < 0 ||
