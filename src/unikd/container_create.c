@@ -124,6 +124,9 @@ int rt_container_create(struct runtime *rt, struct container *c, char *id_out, u
 	}
 	c->created_ns = (int64_t)uk_now_realtime_ns();
 	c->state = CTR_CREATED;
+	/* A StartContainer usually follows at once: its cgroup join finds the grace period of
+	 * the kernel's migration lock under way, or passed (cg_prime). */
+	cg_prime(&rt->cg);
 	/* Check first, so that a refused create costs nothing; the files are made without the
 	 * lock (qemu-img runs), and everything is checked again before the record is saved. */
 	rt_lock(rt);

@@ -94,10 +94,14 @@ static int key_of_template(json_object *t, struct pool_key *key, uk_error *err)
 			snprintf(devices + l, sizeof(devices) - l, "%s%s", i ? "," : "",
 				 json_object_get_string(json_object_array_get_idx(dev, i)));
 		}
+	/* The PIT choice changes QEMU's machine: it is part of the machine for the key. */
+	char machine[POOL_FIELD_MAX];
+	snprintf(machine, sizeof(machine), "%s%s%s", str_of(vm, "machine") ? str_of(vm, "machine") : "",
+		 str_of(vm, "pit") ? ",pit=" : "", str_of(vm, "pit") ? str_of(vm, "pit") : "");
 	struct pool_key_facts f = {
 		.image_digest = str_of(t, "image_ref"), .cmdline = str_of(vm, "cmdline"),
 		.memory_mib = (unsigned)int_of(vm, "memory_mib"), .vcpus = (unsigned)int_of(vm, "vcpus"),
-		.machine = str_of(vm, "machine"), .accel = str_of(vm, "accel"), .firmware = str_of(vm, "firmware"),
+		.machine = machine, .accel = str_of(vm, "accel"), .firmware = str_of(vm, "firmware"),
 		.cpu_model = str_of(vm, "cpu"), .framework = str_of(t, "framework"), .exit_contract = str_of(vm, "exit"),
 		.devices = devices,
 		.n_nets = json_object_object_get_ex(t, "nic", &nic) && json_object_get_boolean(nic) ? 1 : 0,
