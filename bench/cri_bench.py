@@ -513,13 +513,13 @@ def section_network(ctx):
                       "ratio_dhcp_p50": ratio(s["unikd_dhcp"]["median"], b)}
 
 
-def start_pod(u, name, args, memory_mib, watch=False):
+def start_pod(u, name, args, memory_mib, watch=False, annotations=None):
     """Run, create and start one pod; returns (sid, cid, t_sent, t_running, LineWatch|None)."""
     pb, rs = u.pb, u.rs
     (u.logs / name / "c").mkdir(parents=True)
     lw = B.LineWatch(u.log_path(name), cri=True) if watch else None
     cfg = u.pod_config(name)
-    ccfg = u.container_config(args, memory_mib=memory_mib)
+    ccfg = u.container_config(args, memory_mib=memory_mib, annotations=annotations)
     t0 = mono_ns()
     sid = rs.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
     cid = rs.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=ccfg,
@@ -852,7 +852,8 @@ def section_density(ctx):
     a, T, res, u = ctx.args, ctx.table, ctx.results, ctx.ud_info
     pb, rs = u.pb, u.rs
     target = a.density
-    log(f"5. density: up to {target} idle pods ({a.density_memory} MiB each), {a.density_parallel} starts at a time")
+    log(f"5. density: up to {target} idle pods ({a.density_memory} MiB each, unikd.io/pit: {a.density_pit}), "
+        f"{a.density_parallel} starts at a time")
     mem0 = B.meminfo_kb()
     reserve_kb = a.reserve_gib * 1024 * 1024
     pods = []
@@ -871,7 +872,8 @@ def section_density(ctx):
         if time.monotonic() > deadline:
             stop_flag.set()
             raise RuntimeError(f"the density phase's time limit ({a.density_timeout} s) ran out")
-        sid, cid, t0, t1, _ = start_pod(u, f"d-{i}", ["idle"], a.density_memory)
+        ann = {"unikd.io/pit": a.density_pit} if a.density_pit != "auto" else None
+        sid, cid, t0, t1, _ = start_pod(u, f"d-{i}", ["idle"], a.density_memory, annotations=ann)
         with lock:
             pods.append((sid, cid, ms(t0, t1)))
             if len(pods) % 100 == 0:
@@ -968,7 +970,7 @@ def section_density(ctx):
     res["density"] = r
 
     T.section(f"5. Density: {held} idle pods held (target {target}; hello `idle`, {ctx.accel.upper()}, "
-              f"{a.density_memory} MiB guests)")
+              f"{a.density_memory} MiB guests, unikd.io/pit: {a.density_pit})")
     if stop_reason:
         T.text("stopped before the target because", stop_reason)
     if not held:
@@ -1082,6 +1084,8 @@ def main():
     ap.add_argument("--pool-burst", type=int, default=50, help="replicas at once from the pool and cold (section 8)")
     ap.add_argument("--density", type=int, default=500, help="idle pods to hold (section 5)")
     ap.add_argument("--density-memory", type=int, default=16, help="MiB of guest memory per idle pod")
+    ap.add_argument("--density-pit", choices=("auto", "on", "off"), default="off",
+                    help="the idle pods' unikd.io/pit: off (default) keeps idle TCG guests from waking QEMU")
     ap.add_argument("--density-parallel", type=int, default=8, help="starts in flight while filling up")
     ap.add_argument("--density-timeout", type=int, default=300, help="seconds allowed for filling up")
     ap.add_argument("--reserve-gib", type=float, default=3.0, help="stop filling up when MemAvailable falls "
