@@ -206,10 +206,12 @@ static void errors_name_the_line(void **state)
 		  "memory_overhead, cgroup_root)" },
 		{ "[daemon]\nmemory = 64\n", "t.conf:2: [daemon] memory: unknown key; memory belongs in [vm]" },
 		{ "# top\n\n[vms]\n",
-		  "t.conf:3: unknown section [vms] (known: [daemon], [vm], [network], [registries], [delegate], [stream])" },
+		  "t.conf:3: unknown section [vms] (known: [daemon], [vm], [network], [registries], [delegate], [stream], [pool])" },
 		{ "memory = 64\n",
 		  "t.conf:1: memory: a key before any section; put it under [daemon], [vm], [network], [registries], "
-		  "[delegate] or [stream]" },
+		  "[delegate], [stream] or [pool]" },
+		{ "[pool]\nsize = 65\n", "t.conf:2: [pool] size: \"65\" is out of range: 0..64 VMs per key" },
+		{ "[pool]\nidle_timeout = -1\n", "t.conf:2: [pool] idle_timeout: \"-1\" is not a number of seconds" },
 		{ "[stream]\naddress = localhost\n", "t.conf:2: [stream] address: \"localhost\" is not an IPv4 or IPv6 address" },
 		{ "[stream]\nport = 70000\n", "t.conf:2: [stream] port: \"70000\" is out of range: 0..65535 port" },
 		{ "[delegate]\nendpoint = tcp://127.0.0.1:10010\n",
@@ -520,7 +522,7 @@ static void shipped_file_shows_the_defaults(void **state)
 	free(out);
 	if (r < 0)
 		fail_msg("%s", err.msg);
-	assert_int_equal(keys, 28); /* every key of the table */
+	assert_int_equal(keys, 33); /* every key of the table */
 	assert_int_equal(config_finish(&f->a, &err), 0);
 	assert_int_equal(config_finish(&f->b, &err), 0);
 	assert_diff(&f->a, &f->b, "", "");
