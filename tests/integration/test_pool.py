@@ -12,6 +12,7 @@ import pytest
 
 from conftest import HELLO, read_json
 from cri import Unikd
+from test_network import http_get, netguest, tsc_khz, wait_line  # noqa: F401 (netguest: a fixture)
 
 POOL = ["--pool-size", "1", "--pool-idle-timeout", "0"]
 
@@ -183,3 +184,34 @@ def test_a_claim_cut_short_leaves_nothing_running(ukp):
     assert vm["vmwrapper_pid"] not in u.pids("vmwrapper")
     u.start_ctr(b)
     assert u.wait_exited(b).exit_code == 0
+
+
+def test_a_pooled_dhcp_guest_gets_its_own_pods_address(ukp, netguest):
+    """The Linux netguest takes its address by DHCP: the pool VM started before its pod
+    existed gets that pod's address, host name and traffic, as a cold one does."""
+    u = ukp
+    cmdline = (netguest / "cmdline").read_text().strip() + f" tsc_early_khz={tsc_khz()}"
+    u.import_image("netguest:1", "--kernel", str(netguest / "vmlinuz"), "--initrd",
+                   str(netguest / "initrd.cpio.gz"), "--cmdline", cmdline)
+    a_sid, a_cfg = u.run_pod(name="a", hostname="podhost-a")
+    a = u.create(a_sid, a_cfg, image="netguest:1", memory=256 << 20)
+    u.start_ctr(a)
+    a_ip = u.pod_status(a_sid).status.network.ip
+    assert wait_line(u.status(a).status.log_path, "netguest: ip=") == f"netguest: ip={a_ip}/16"
+    u.stop_ctr(a)
+    wait_ready(u, 1)
+    b_sid, b_cfg = u.run_pod(name="b", hostname="podhost-b")
+    b = u.create(b_sid, b_cfg, image="netguest:1", memory=256 << 20)
+    u.start_ctr(b)
+    rec = record(u, b)
+    assert rec["pool_vm"], "the start was not from the pool"
+    b_ip = u.pod_status(b_sid).status.network.ip
+    assert b_ip != a_ip
+    b_log = u.status(b).status.log_path
+    assert wait_line(b_log, "netguest: ip=") == f"netguest: ip={b_ip}/16"
+    assert wait_line(b_log, "netguest: hostname=") == "netguest: hostname=podhost-b"
+    assert wait_line(b_log, "netguest: ready")
+    assert http_get(u, f"http://{b_ip}/") == f"netguest podhost-b {b_ip}"
+    # The pod's MAC is now the pool VM's, in its record and its DHCP entry.
+    sb = read_json(u.state / "sandboxes" / f"{b_sid}.json")
+    assert sb["mac"] == read_json(u.run / "vms" / b / "spec.json")["net"][0]["mac"]
