@@ -1047,8 +1047,15 @@ def targets(ctx):
     d = res.get("density")
     if d and d.get("held") and d.get("unikd_rss_kb") is not None:
         rss = d["unikd_rss_kb"] / 1024
-        put(f"unikd RSS < 30 MiB at 500 pods (held {d['held']})",
-            rss < 30 if d["held"] >= 500 else (None if rss < 30 else False), f"{rss:.1f} MiB at {d['held']} pods")
+        put(f"unikd RSS < 40 MiB at 1000 pods (held {d['held']})",
+            rss < 40 if d["held"] >= 1000 else (None if rss < 40 else False), f"{rss:.1f} MiB at {d['held']} pods")
+        lat = d.get("latency_ms") or {}
+        for call, bound in (("ContainerStatus", 2), ("ListContainers", 10), ("ListPodSandbox", 5)):
+            if lat.get(call):
+                p99 = lat[call]["p99"]
+                put(f"{call} p99 < {bound} ms at 1000 pods (held {d['held']})",
+                    p99 < bound if d["held"] >= 1000 else (None if p99 < bound else False),
+                    f"{p99:.1f} ms (p50 {lat[call]['median']:.1f}) at {d['held']} pods")
         wp, wr = d["vmwrapper_pss_kb"], d["vmwrapper_rss_kb"]
         info = "vmwrapper PSS per pod (no target; the RSS target is retired)"
         fig = f"{wp['median'] / 1024:.2f} MiB (median; max {wp['max'] / 1024:.2f}); RSS {wr['median'] / 1024:.2f} MiB"
@@ -1061,6 +1068,12 @@ def targets(ctx):
             f"{ic['unikd']['context_switches']} wake-ups), vmwrappers {ic['vmwrapper']['cpu_ticks']} ticks "
             f"({ic['vmwrapper']['cpu_ms_schedstat']:.2f} ms, {ic['vmwrapper']['context_switches']} wake-ups) "
             f"in {d['idle_window_s']:.0f} s")
+    pl = res.get("pool")
+    if pl:
+        r = pl["ratio_pooled_bare_p50"]
+        put(f"warm start from the pool p50 < 1.00x bare QEMU ({ctx.accel.upper()} on both sides)",
+            r is not None and r < 1.0 and not pl["not_pooled"],
+            f"{pl['summary']['pooled']['median']:.1f} / {pl['summary']['bare']['median']:.1f} ms = {r:.2f}x")
     ld = res.get("load")
     if ld:
         p99 = {k: ld["summary_ms"]["load"][k]["p99"] for k in ("Version", "ListContainers")}
@@ -1082,12 +1095,12 @@ def main():
     ap.add_argument("--poweroff-runs", type=int, default=15, help="poweroff stop runs (section 3)")
     ap.add_argument("--concurrency", type=int, default=50, help="pods requested at once (section 4)")
     ap.add_argument("--pool-burst", type=int, default=50, help="replicas at once from the pool and cold (section 8)")
-    ap.add_argument("--density", type=int, default=500, help="idle pods to hold (section 5)")
+    ap.add_argument("--density", type=int, default=1000, help="idle pods to hold (section 5)")
     ap.add_argument("--density-memory", type=int, default=16, help="MiB of guest memory per idle pod")
     ap.add_argument("--density-pit", choices=("auto", "on", "off"), default="off",
                     help="the idle pods' unikd.io/pit: off (default) keeps idle TCG guests from waking QEMU")
     ap.add_argument("--density-parallel", type=int, default=8, help="starts in flight while filling up")
-    ap.add_argument("--density-timeout", type=int, default=300, help="seconds allowed for filling up")
+    ap.add_argument("--density-timeout", type=int, default=600, help="seconds allowed for filling up")
     ap.add_argument("--reserve-gib", type=float, default=3.0, help="stop filling up when MemAvailable falls "
                     "under this")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds between the last start and measuring")
