@@ -538,28 +538,7 @@ def section_concurrency(ctx):
     a, T, res, u = ctx.args, ctx.table, ctx.results, ctx.ud_info
     n = a.concurrency
     log(f"4. concurrency: {n} pods at once, then {n} bare QEMUs at once")
-    barrier = threading.Barrier(n + 1)
-    recs = [None] * n
-
-    def one(i):
-        barrier.wait()
-        try:
-            sid, cid, t0, t1, lw = start_pod(u, f"cc-{i}", ["idle"], 64, watch=True)
-            try:
-                t2, _ = lw.wait(120)
-            finally:
-                lw.close()
-            recs[i] = {"sid": sid, "t_sent": t0, "t_running": t1, "t_line": t2}
-        except Exception as e:
-            recs[i] = {"error": str(e)}
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t_go = mono_ns()
-    for t in threads:
-        t.join()
+    t_go, recs = burst(u, n, ["idle"], 64, "cc")
     ok = [r for r in recs if "error" not in r]
     errors = [r["error"] for r in recs if "error" in r]
     running = sum(1 for c in u.rs.ListContainers(u.pb.ListContainersRequest()).containers
@@ -591,13 +570,7 @@ def section_concurrency(ctx):
         line = p.stdout.readline()
         b_recs[i] = {"t0": t0, "t_line": mono_ns(), "ok": line.startswith(B.FIRST_LINE)}
 
-    threads = [threading.Thread(target=bone, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    barrier2.wait()
-    b_go = mono_ns()
-    for t in threads:
-        t.join()
+    b_go = together(n, bone, barrier2)
     for p in procs:
         p.terminate()
     for p in procs:
@@ -641,36 +614,48 @@ def wait_pool_ready(u, n, timeout_s=300.0):
         ino.close()
 
 
-def burst(u, n, args, memory_mib, prefix):
-    """n pods requested at once; (all first lines ms, per-pod first-line summary, sids)."""
-    barrier = threading.Barrier(n + 1)
-    recs = [None] * n
-
-    def one(i):
-        barrier.wait()
-        try:
-            sid, _, t0, _, lw = start_pod(u, f"{prefix}-{i}", args, memory_mib, watch=True)
-            try:
-                t2, _ = lw.wait(300)
-            finally:
-                lw.close()
-            recs[i] = {"sid": sid, "t_sent": t0, "t_line": t2}
-        except Exception as e:
-            recs[i] = {"error": str(e)}
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+def together(n, fn, barrier):
+    """fn(0..n-1) on n threads that wait on barrier (of n + 1), released at once; returns the
+    release's time once all are done."""
+    threads = [threading.Thread(target=fn, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     barrier.wait()
     t_go = mono_ns()
     for t in threads:
         t.join()
-    ok = [r for r in recs if "error" not in r]
+    return t_go
+
+
+def burst(u, n, args, memory_mib, prefix):
+    """n pods requested at once, released by one barrier: (the release's time, one record per
+    pod: sid, t_sent, t_running, t_line; or error)."""
+    barrier = threading.Barrier(n + 1)
+    recs = [None] * n
+
+    def one(i):
+        barrier.wait()
+        try:
+            sid, _, t0, t1, lw = start_pod(u, f"{prefix}-{i}", args, memory_mib, watch=True)
+            try:
+                t2, _ = lw.wait(300)
+            finally:
+                lw.close()
+            recs[i] = {"sid": sid, "t_sent": t0, "t_running": t1, "t_line": t2}
+        except Exception as e:
+            recs[i] = {"error": str(e)}
+
+    return together(n, one, barrier), recs
+
+
+def burst_lines(u, n, args, memory_mib, prefix):
+    """burst(), all of which must start: (all first lines ms, per-pod first-line summary, sids)."""
+    t_go, recs = burst(u, n, args, memory_mib, prefix)
     errors = [r["error"] for r in recs if "error" in r]
     if errors:
         raise RuntimeError(f"{len(errors)} of {n} pods failed: {errors[:2]}")
-    return ms(t_go, max(r["t_line"] for r in ok)), summary([ms(r["t_sent"], r["t_line"]) for r in ok]), \
-        [r["sid"] for r in ok]
+    return ms(t_go, max(r["t_line"] for r in recs)), summary([ms(r["t_sent"], r["t_line"]) for r in recs]), \
+        [r["sid"] for r in recs]
 
 
 def section_pool(ctx, scratch, accel):
@@ -723,10 +708,10 @@ def section_pool(ctx, scratch, accel):
         t0 = mono_ns()
         wait_pool_ready(ub, n, timeout_s=600)
         fill_ms = ms(t0, mono_ns())
-        cold_all, cold_one, sids = burst(ub, n, ["idle", "cold"], 16, "cold")
+        cold_all, cold_one, sids = burst_lines(ub, n, ["idle", "cold"], 16, "cold")
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
             list(ex.map(lambda x: remove_pod(ub, x), sids))
-        warm_all, warm_one, sids = burst(ub, n, ["idle"], 16, "warm")
+        warm_all, warm_one, sids = burst_lines(ub, n, ["idle"], 16, "warm")
         pooled = ub.logfile.read_text().count("container started from the pool")
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
             list(ex.map(lambda x: remove_pod(ub, x), sids))

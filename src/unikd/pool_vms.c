@@ -22,9 +22,6 @@
 #define POOL_VM_FILE "pool.json"
 #define POOL_CG_PARENT "/unikd-pool"
 #define POOL_JSON_MAX (64 * 1024)
-#define SPAWN_SYNC_FD 3
-#define SPAWN_TAP_FD 4
-#define SPAWN_VHOST_FD 5
 
 struct pool_vm {
 	struct rt_pool_vm v;
@@ -255,59 +252,23 @@ static json_object *pool_spec(struct runtime *rt, const struct pool_vm *vm, json
 	return o;
 }
 
-static int write_json(const char *dir, const char *name, json_object *o, uk_error *err)
-{
-	char path[PATH_MAX + 32];
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return uk_err_errno(err, errno, "create %s", path);
-	int r = uk_write_all(fd, s, strlen(s));
-	return r < 0 ? uk_err_errno(err, -r, "write %s", path) : 0;
-}
-
 /* vmwrapper in pool mode, detached, in the pool VM's cgroup; then its sync line. */
 static int vm_spawn(struct runtime *rt, struct pool_vm *vm, json_object *spec, int tap_fd, int vhost_fd,
 		    uk_error *err)
 {
-	char cg_files[CG_PROCS_MAX][PATH_MAX], specpath[PATH_MAX + 16], logp[PATH_MAX + 32];
+	char cg_files[CG_PROCS_MAX][PATH_MAX];
 	size_t n_cg = 0;
 	int r;
 	if (vm->v.cg_path[0] &&
 	    (r = cg_procs_files(&rt->cg, vm->v.cg_path, cg_files, CG_PROCS_MAX, &n_cg, err)) < 0)
 		return r;
-	snprintf(specpath, sizeof(specpath), "%s/spec.json", vm->v.dir);
-	snprintf(logp, sizeof(logp), "%s/vmwrapper.log", vm->v.dir);
-	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-	int pp[2];
-	if (logfd < 0)
-		return uk_err_errno(err, errno, "open %s", logp);
-	if (pipe2(pp, O_CLOEXEC) < 0)
-		return uk_err_errno(err, errno, "pipe");
-	_cleanup_close_ int rd = pp[0];
-	_cleanup_close_ int wr = pp[1];
-	const char *argv[] = { rt->cfg.vmwrapper, "--spec", specpath, "--sync-fd", "3", NULL };
-	struct uk_spawn_fd fds[3] = { { wr, SPAWN_SYNC_FD } };
-	size_t n_fds = 1;
-	if (tap_fd >= 0)
-		fds[n_fds++] = (struct uk_spawn_fd){ tap_fd, SPAWN_TAP_FD };
-	if (vhost_fd >= 0)
-		fds[n_fds++] = (struct uk_spawn_fd){ vhost_fd, SPAWN_VHOST_FD };
-	struct uk_spawn_opts o;
-	uk_spawn_opts_init(&o, argv);
-	o.stdout_fd = o.stderr_fd = logfd;
-	o.fds = fds;
-	o.n_fds = n_fds;
-	o.cgroup_files = (const char(*)[PATH_MAX])cg_files;
-	o.n_cgroup_files = n_cg;
-	o.detach = true;
 	_cleanup_(uk_child_done) struct uk_child child = UK_CHILD_INIT;
-	if (write_json(vm->v.dir, "spec.json", spec, err) < 0 || (r = uk_spawn(&o, &child, err)) < 0)
-		return -EIO;
+	_cleanup_close_ int rd = -1;
+	if ((r = vm_write_new_json(vm->v.dir, "spec.json", spec, err)) < 0 ||
+	    (r = vm_spawn_wrapper(rt, vm->v.dir, tap_fd, vhost_fd, cg_files, n_cg, false, &child, &rd, err)) < 0)
+		return r;
 	vm->v.pid = child.pid;
 	vm->v.start_time = child.start_time;
-	wr = safe_close(wr);
 	_cleanup_json_ json_object *sync = NULL;
 	if ((r = vm_read_sync(rd, vm->v.dir, &sync, err)) < 0)
 		return r;
@@ -349,7 +310,7 @@ static int vm_make(struct runtime *rt, struct pool_vm *vm, json_object *tmpl, co
 	uk_json_add_str(mine, "tap", vm->v.tap[0] ? vm->v.tap : NULL);
 	uk_json_add_str(mine, "mac", vm->v.mac[0] ? vm->v.mac : NULL);
 	uk_json_add_str(mine, "cgroup", vm->v.cg_path[0] ? vm->v.cg_path : NULL);
-	if ((r = write_json(vm->v.dir, POOL_VM_FILE, mine, err)) < 0)
+	if ((r = vm_write_new_json(vm->v.dir, POOL_VM_FILE, mine, err)) < 0)
 		return r;
 	return vm_spawn(rt, vm, spec, tap_fd, vhost_fd, err);
 }

@@ -4,6 +4,7 @@
 #ifndef UK_RUNTIME_INTERNAL_H
 #define UK_RUNTIME_INTERNAL_H
 
+#include "../common/spawn.h"
 #include "runtime.h"
 
 #define SYNC_TIMEOUT_MS 120000 /* QEMU under TCG can take a while to come up */
@@ -107,6 +108,19 @@ void rt_reconcile_cni(struct runtime *rt);
 
 /* ---- vm_start.c, vm_claim.c: StartContainer ---- */
 
+/* Where vmwrapper finds its sync pipe and the pod's tap and vhost-net fds. */
+#define SPAWN_SYNC_FD 3
+#define SPAWN_TAP_FD 4
+#define SPAWN_VHOST_FD 5
+/* vmwrapper for the VM directory vmdir (its spec.json there), detached, with the sync pipe,
+ * the tap and vhost-net fds (-1: none), born in the cgroups of cg_files; held before its exec
+ * when hold. *sync_fd: the sync pipe's read end. */
+int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, char cg_files[][PATH_MAX],
+		     size_t n_cg_files, bool hold, struct uk_child *child, int *sync_fd, uk_error *err);
+/* A new file dir/name with o's JSON text. Not fsync'ed: for the run directory (spec.json,
+ * pool.json), read by vmwrapper and unikd in this boot only; what must be durable is the
+ * record, which names vmwrapper. */
+int vm_write_new_json(const char *dir, const char *name, json_object *o, uk_error *err);
 /* vmwrapper's one line of startup status from its sync pipe, within SYNC_TIMEOUT_MS. */
 int vm_read_sync(int fd, const char *vmdir, json_object **sync_ret, uk_error *err);
 /* Start c from a ready pool VM (lock held on entry and exit, dropped meanwhile). 1: c is

@@ -11,10 +11,6 @@
 #include "pool_vms.h"
 #include "runtime_internal.h"
 
-/* Where vmwrapper finds its sync pipe and the pod's tap and vhost-net fds. */
-#define SPAWN_SYNC_FD 3
-#define SPAWN_TAP_FD 4
-#define SPAWN_VHOST_FD 5
 #define SYNC_LINE_MAX 8192
 
 /* What a start takes from the records (under the lock) to the slow work (without it). */
@@ -110,16 +106,12 @@ static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
 	return st->spec ? 0 : uk_err(err, ENOMEM, "out of memory");
 }
 
-/* vmwrapper, detached (never our child) and held before its exec, born in the VM's
- * cgroup: so the record can name it (PID and start time) before anything of the VM
- * exists, and a unikd killed before that leaves nothing running: the held process sees
- * the go pipe close and exits. */
-static int spawn_held(struct runtime *rt, struct start *st, char cg_files[][PATH_MAX], size_t n_cg_files,
-		      uk_error *err)
+int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, char cg_files[][PATH_MAX],
+		     size_t n_cg_files, bool hold, struct uk_child *child, int *sync_fd, uk_error *err)
 {
 	char spec[PATH_MAX + 32], logp[PATH_MAX + 32];
-	snprintf(spec, sizeof(spec), "%s/spec.json", st->vmdir);
-	snprintf(logp, sizeof(logp), "%s/vmwrapper.log", st->vmdir);
+	snprintf(spec, sizeof(spec), "%s/spec.json", vmdir);
+	snprintf(logp, sizeof(logp), "%s/vmwrapper.log", vmdir);
 	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	int p[2];
 	if (logfd < 0)
@@ -131,10 +123,10 @@ static int spawn_held(struct runtime *rt, struct start *st, char cg_files[][PATH
 	const char *argv[] = { rt->cfg.vmwrapper, "--spec", spec, "--sync-fd", "3", NULL };
 	struct uk_spawn_fd fds[3] = { { wr, SPAWN_SYNC_FD } };
 	size_t n_fds = 1;
-	if (st->tap_fd >= 0)
-		fds[n_fds++] = (struct uk_spawn_fd){ st->tap_fd, SPAWN_TAP_FD };
-	if (st->vhost_fd >= 0)
-		fds[n_fds++] = (struct uk_spawn_fd){ st->vhost_fd, SPAWN_VHOST_FD };
+	if (tap_fd >= 0)
+		fds[n_fds++] = (struct uk_spawn_fd){ tap_fd, SPAWN_TAP_FD };
+	if (vhost_fd >= 0)
+		fds[n_fds++] = (struct uk_spawn_fd){ vhost_fd, SPAWN_VHOST_FD };
 	struct uk_spawn_opts o;
 	uk_spawn_opts_init(&o, argv);
 	o.stdout_fd = logfd;
@@ -144,22 +136,30 @@ static int spawn_held(struct runtime *rt, struct start *st, char cg_files[][PATH
 	o.cgroup_files = (const char(*)[PATH_MAX])cg_files;
 	o.n_cgroup_files = n_cg_files;
 	o.detach = true;
-	o.hold = true;
-	int r = uk_spawn(&o, &st->child, err);
+	o.hold = hold;
+	int r = uk_spawn(&o, child, err);
 	if (r < 0)
 		return r;
-	st->sync_fd = TAKE_FD(rd);
+	*sync_fd = TAKE_FD(rd);
 	return 0;
 }
 
-/* spec.json in the VM's fresh directory. Not fsync'ed: only this vmwrapper reads it, after
- * it is written, and the run directory does not outlive a reboot (the record, which names
- * vmwrapper, is what must be durable). Two fsyncs less on the way to the guest's boot. */
-static int write_spec(struct start *st, uk_error *err)
+/* vmwrapper, detached (never our child) and held before its exec, born in the VM's
+ * cgroup: so the record can name it (PID and start time) before anything of the VM
+ * exists, and a unikd killed before that leaves nothing running: the held process sees
+ * the go pipe close and exits. */
+static int spawn_held(struct runtime *rt, struct start *st, char cg_files[][PATH_MAX], size_t n_cg_files,
+		      uk_error *err)
 {
-	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/spec.json", st->vmdir);
-	const char *text = json_object_to_json_string_ext(st->spec, JSON_C_TO_STRING_PRETTY);
+	return vm_spawn_wrapper(rt, st->vmdir, st->tap_fd, st->vhost_fd, cg_files, n_cg_files, true, &st->child,
+				&st->sync_fd, err);
+}
+
+int vm_write_new_json(const char *dir, const char *name, json_object *o, uk_error *err)
+{
+	char path[PATH_MAX + 64];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return uk_err_errno(err, errno, "create %s", path);
@@ -182,7 +182,7 @@ static int start_spawn(struct runtime *rt, struct start *st, uk_error *err)
 		(void)uk_err_ctx_r(err, r, "the VM's cgroup %s", st->cg_path);
 		return r;
 	}
-	if ((r = uk_mkdir_p(st->vmdir, 0700, err)) < 0 || (r = write_spec(st, err)) < 0 ||
+	if ((r = uk_mkdir_p(st->vmdir, 0700, err)) < 0 || (r = vm_write_new_json(st->vmdir, "spec.json", st->spec, err)) < 0 ||
 	    (r = spawn_held(rt, st, cg_files, n_cg_files, err)) < 0)
 		return r;
 	/* The tap lives on in the held process's fds only. */

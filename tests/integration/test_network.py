@@ -180,6 +180,13 @@ def tsc_khz():
     return 0
 
 
+def import_netguest(u, netguest):
+    """The netguest as image netguest:1, its command line told the host's TSC frequency."""
+    cmdline = (netguest / "cmdline").read_text().strip() + f" tsc_early_khz={tsc_khz()}"
+    u.import_image("netguest:1", "--kernel", str(netguest / "vmlinuz"), "--initrd",
+                   str(netguest / "initrd.cpio.gz"), "--cmdline", cmdline)
+
+
 @pytest.fixture
 def netguest():
     subprocess.run(["bash", str(REPO / "tests/guests/netguest/build.sh"), str(NETGUEST)], check=True,
@@ -209,17 +216,20 @@ def wait_line(path, prefix, timeout=120):
         t.stdout.close()
 
 
-def follow_plain(path, needle, timeout=30):
-    """Wait for a line of a plain log (unikd's own) by following it with `tail -F`."""
+def follow_plain(path, needle, timeout=30, count=1):
+    """Wait for a line of a plain log (unikd's own) by following it with `tail -F`: the
+    count-th line holding needle."""
     t = subprocess.Popen(["tail", "-n", "+1", "-F", str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True)
     timer = threading.Timer(timeout, t.kill)
     timer.start()
+    seen = 0
     try:
         for line in t.stdout:
-            if needle in line:
+            seen += needle in line
+            if seen >= count:
                 return line
-        raise AssertionError(f"no line with {needle!r} in {path}")
+        raise AssertionError(f"{count} lines with {needle!r} never came in {path} (saw {seen})")
     finally:
         timer.cancel()
         t.kill()

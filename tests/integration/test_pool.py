@@ -4,15 +4,13 @@ CRI (logs, exit codes, limits, stats, the pod's address) and must survive unikd'
 no pool VM may outlive the pool."""
 import json
 import os
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from conftest import HELLO, read_json
 from cri import Unikd
-from test_network import http_get, netguest, tsc_khz, wait_line  # noqa: F401 (netguest: a fixture)
+from test_network import follow_plain, http_get, import_netguest, netguest, wait_line  # noqa: F401 (netguest: a fixture)
 
 POOL = ["--pool-size", "1", "--pool-idle-timeout", "0"]
 
@@ -46,24 +44,8 @@ def pool_info(u):
 
 
 def wait_ready(u, n, timeout=120):
-    """Wait until unikd's log has said n times that a pool VM is ready, by following the log
-    with `tail -F`: an event stream, not a poll."""
-    t = subprocess.Popen(["tail", "-n", "+1", "-F", str(u.root / "unikd.log")], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
-    timer = threading.Timer(timeout, t.kill)
-    timer.start()
-    seen = 0
-    try:
-        for line in t.stdout:
-            seen += 'msg="pool VM ready"' in line
-            if seen >= n:
-                return
-        raise AssertionError(f"{n} pool VMs never became ready (saw {seen})")
-    finally:
-        timer.cancel()
-        t.kill()
-        t.wait()
-        t.stdout.close()
+    """Until unikd's log has said n times that a pool VM is ready (followed, not polled)."""
+    follow_plain(u.root / "unikd.log", 'msg="pool VM ready"', timeout=timeout, count=n)
 
 
 def crilog_lines(path):
@@ -190,9 +172,7 @@ def test_a_pooled_dhcp_guest_gets_its_own_pods_address(ukp, netguest):
     """The Linux netguest takes its address by DHCP: the pool VM started before its pod
     existed gets that pod's address, host name and traffic, as a cold one does."""
     u = ukp
-    cmdline = (netguest / "cmdline").read_text().strip() + f" tsc_early_khz={tsc_khz()}"
-    u.import_image("netguest:1", "--kernel", str(netguest / "vmlinuz"), "--initrd",
-                   str(netguest / "initrd.cpio.gz"), "--cmdline", cmdline)
+    import_netguest(u, netguest)
     a_sid, a_cfg = u.run_pod(name="a", hostname="podhost-a")
     a = u.create(a_sid, a_cfg, image="netguest:1", memory=256 << 20)
     u.start_ctr(a)
