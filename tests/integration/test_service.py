@@ -215,7 +215,7 @@ def test_reload_applies_log_level_and_keeps_the_rest(svc, scratch):
     ("[network]\npod_cidr = 10.77.0.0/33\n",
      ':2: [network] pod_cidr: invalid CIDR "10.77.0.0/33": prefix /33 is outside 8..30'),
     ("[daemon]\nlog_level = info\n\n[podman]\n",
-     ":4: unknown section [podman] (known: [daemon], [vm], [network], [registries], [delegate], [stream])"),
+     ":4: unknown section [podman] (known: [daemon], [vm], [network], [registries], [delegate], [stream], [pool])"),
     ("[vm]\naccel = xen\n", ':2: [vm] accel: "xen" is not one of auto, kvm, tcg'),
 ])
 def test_config_errors_name_the_line(scratch, text, message):
