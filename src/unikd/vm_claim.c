@@ -77,10 +77,12 @@ static int claim_prepare(struct runtime *rt, struct container *c, const struct r
 	return vmctl_claim_write(vmdir, &cl, err);
 }
 
-/* Step 3, lock held: the network, then the record. */
-static int claim_record(struct runtime *rt, struct container *c, struct sandbox *sb, const struct rt_pool_vm *vm,
-			const char *cg_path, uk_error *err)
+/* Step 3, lock held: the network, then the record. The pod is looked up again: the lock was
+ * not held since it was last (the container is busy, its pod is not). */
+static int claim_record(struct runtime *rt, struct container *c, const struct rt_pool_vm *vm, const char *cg_path,
+			uk_error *err)
 {
+	struct sandbox *sb = rt_sandbox_by_id(rt, c->sandbox_id);
 	int r;
 	if (vm->tap[0]) {
 		if (!sb)
@@ -134,7 +136,7 @@ int rt_start_pooled(struct runtime *rt, struct container *c)
 	if (r >= 0 || access(vmdir, F_OK) == 0)
 		where = vmdir;
 	rt_lock(rt);
-	if (r >= 0 && (r = claim_record(rt, c, sb, &vm, cg_path, &e)) < 0)
+	if (r >= 0 && (r = claim_record(rt, c, &vm, cg_path, &e)) < 0)
 		forget_claim(c);
 	rt_unlock(rt);
 	char reply[VMCTL_REPLY_MAX];
