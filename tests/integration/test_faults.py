@@ -151,6 +151,17 @@ def vmwrapper_json(u, cid):
     return json.loads((u.run / "vms" / cid / "vmwrapper.json").read_text())
 
 
+def exit_recorded(u, cid, timeout=10):
+    """True once ContainerStatus says EXITED (the exit watcher has seen vmwrapper end)."""
+    end = time.monotonic() + timeout
+    while True:
+        if u.status(cid).status.state == u.pb.CONTAINER_EXITED:
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+
+
 def cri_ts(ts):
     """A CRI log timestamp (RFC 3339, 9 fractional digits, Z) in seconds since the epoch."""
     base, frac = ts[:-1].split(".")
@@ -421,8 +432,11 @@ class KillLoop:
                 E("a CREATED container has no VM directory, process or cgroup",
                   cid not in vmdirs and cid not in wrappers and not cgroup_dirs(cid), cid[:12])
             if c.state == pb.CONTAINER_RUNNING:
-                E("a RUNNING container has its vmwrapper (PID recorded)", cid in wrappers and
-                  vmwrapper_json(u, cid)["pid"] == wrappers[cid], cid[:12])
+                # A vmwrapper that ended just before the scan is recorded by the exit watcher
+                # an instant later (an event, not this listing): then the end must show.
+                E("a RUNNING container has its vmwrapper (PID recorded)",
+                  vmwrapper_json(u, cid)["pid"] == wrappers[cid] if cid in wrappers else
+                  exit_recorded(u, cid), cid[:12])
                 if kind == "idle":  # the others may be ending by themselves right now
                     E("a running VM has its QEMU", cid in qemus, cid[:12])
                     if self.networked:
