@@ -215,16 +215,9 @@ static void vm_destroy(struct runtime *rt, const struct rt_pool_vm *v, const cha
 {
 	_cleanup_close_ int pidfd = uk_pidfd_open_checked(v->pid, v->start_time);
 	(void)vm_kill_wait(pidfd); /* QEMU dies with it (PR_SET_PDEATHSIG) */
-	_cleanup_free_ char *state = NULL;
-	char path[PATH_MAX + 32];
-	snprintf(path, sizeof(path), "%s/vmwrapper.json", dir);
-	if (uk_read_file(path, POOL_JSON_MAX, &state, NULL, NULL) == 0) {
-		_cleanup_json_ json_object *o = json_tokener_parse(state);
-		_cleanup_close_ int qfd = uk_pidfd_open_checked((pid_t)int_of(o, "qemu_pid"),
-								(uint64_t)(o ? json_object_get_int64(json_object_object_get(o, "qemu_start_time")) : 0));
-		if (qfd >= 0 && !uk_pidfd_wait(qfd, KILL_WAIT_MS))
-			(void)vm_kill_wait(qfd);
-	}
+	_cleanup_close_ int qfd = vm_pidfd_in(dir, "qemu_pid", "qemu_start_time");
+	if (qfd >= 0 && !uk_pidfd_wait(qfd, KILL_WAIT_MS))
+		(void)vm_kill_wait(qfd);
 	if (v->cg_path[0])
 		(void)cg_remove(&rt->cg, v->cg_path, NULL); /* or at the next start-up's sweep */
 	(void)uk_rm_rf(dir, NULL);                       /* the same */
@@ -612,12 +605,6 @@ void rt_pool_make_room(struct runtime *rt, uint64_t need_mib)
 
 /* ---- start-up ---- */
 
-/* The pool VM id of a vmwrapper process: its argv is "vmwrapper --spec <vm_root>/<id>/spec.json". */
-static bool pool_wrapper_id(const char *vm_root, pid_t pid, char id[UK_FULL_ID_LEN + 1])
-{
-	return vm_wrapper_argv_id(pid, vm_root, id);
-}
-
 void rt_pool_reap_orphans(struct runtime *rt)
 {
 	char root[PATH_MAX];
@@ -628,7 +615,7 @@ void rt_pool_reap_orphans(struct runtime *rt)
 	while (d && (de = readdir(d))) {
 		uint64_t pid64, st;
 		char id[UK_FULL_ID_LEN + 1], dir[PATH_MAX + 80];
-		if (uk_parse_u64(de->d_name, 1, INT32_MAX, &pid64) < 0 || !pool_wrapper_id(root, (pid_t)pid64, id) ||
+		if (uk_parse_u64(de->d_name, 1, INT32_MAX, &pid64) < 0 || !vm_wrapper_argv_id((pid_t)pid64, root, id) ||
 		    uk_proc_starttime((pid_t)pid64, &st) < 0)
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%s", root, id);
@@ -676,14 +663,8 @@ static int load_keys(struct runtime *rt)
  * (its vmwrapper's pid and start time). What is missing stays empty. */
 static void vm_identity(const char *dir, struct rt_pool_vm *v)
 {
-	char path[PATH_MAX + 32];
-	_cleanup_free_ char *mine_text = NULL, *state_text = NULL;
-	snprintf(path, sizeof(path), "%s/" POOL_VM_FILE, dir);
-	(void)uk_read_file(path, POOL_JSON_MAX, &mine_text, NULL, NULL); /* missing: nothing known */
-	snprintf(path, sizeof(path), "%s/vmwrapper.json", dir);
-	(void)uk_read_file(path, POOL_JSON_MAX, &state_text, NULL, NULL); /* the same */
-	_cleanup_json_ json_object *mine = mine_text ? json_tokener_parse(mine_text) : NULL;
-	_cleanup_json_ json_object *state = state_text ? json_tokener_parse(state_text) : NULL;
+	_cleanup_json_ json_object *mine = vm_dir_json(dir, POOL_VM_FILE);
+	_cleanup_json_ json_object *state = vm_dir_json(dir, "vmwrapper.json");
 	const char *s;
 	if ((s = str_of(mine, "tap")) && net_ifname_valid(s))
 		snprintf(v->tap, sizeof(v->tap), "%s", s);
@@ -701,14 +682,9 @@ static void vm_identity(const char *dir, struct rt_pool_vm *v)
 /* The key id pool.json names, "" if none. */
 static void vm_key_id(const char *dir, char out[SHA256_HEX_SIZE])
 {
-	char path[PATH_MAX + 32];
-	_cleanup_free_ char *text = NULL;
-	snprintf(path, sizeof(path), "%s/" POOL_VM_FILE, dir);
-	out[0] = '\0';
-	if (uk_read_file(path, POOL_JSON_MAX, &text, NULL, NULL) < 0)
-		return;
-	_cleanup_json_ json_object *o = json_tokener_parse(text);
+	_cleanup_json_ json_object *o = vm_dir_json(dir, POOL_VM_FILE);
 	const char *k = str_of(o, "key");
+	out[0] = '\0';
 	if (k && strlen(k) == SHA256_HEX_SIZE - 1)
 		snprintf(out, SHA256_HEX_SIZE, "%s", k);
 }
@@ -730,7 +706,7 @@ static void adopt_or_end(struct runtime *rt, const char *id)
 		if (strcmp(p->keys[i].key.id, key_id) == 0)
 			k = (ssize_t)i;
 	_cleanup_close_ int pidfd = vm->v.pid > 0 ? uk_pidfd_open_checked(vm->v.pid, vm->v.start_time) : -1;
-	if (k >= 0 && pidfd >= 0 && pool_wrapper_id(p->vm_root, vm->v.pid, argv_id) && strcmp(argv_id, id) == 0 &&
+	if (k >= 0 && pidfd >= 0 && vm_wrapper_argv_id(vm->v.pid, p->vm_root, argv_id) && strcmp(argv_id, id) == 0 &&
 	    (!vm->v.cg_path[0] || rt->cg.version != CG_NONE)) {
 		vm->key = (size_t)k;
 		if (add_vm(p, vm) == 0) {

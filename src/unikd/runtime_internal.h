@@ -42,6 +42,11 @@ int vm_wrapper_pidfd(const struct container *c);
  * vmwrapper, "qemu_pid"/"qemu_start_time" for QEMU), checked against its start time; -1 if
  * none. No lock needed. */
 int vm_pidfd_from_state(struct runtime *rt, const char *id, const char *pid_key, const char *start_key);
+/* The same for the vmwrapper.json of a VM directory given by path (a pool VM's). */
+int vm_pidfd_in(const char *dir, const char *pid_key, const char *start_key);
+/* A JSON object file (vmwrapper.json, exit.json, pool.json) of a VM directory, parsed; NULL
+ * if missing, unreadable or not an object. */
+json_object *vm_dir_json(const char *dir, const char *name);
 /* A pidfd of the container's QEMU (from vmwrapper.json), or -1. No lock needed. */
 int vm_qemu_pidfd(struct runtime *rt, const char *id);
 /* SIGKILL through a pidfd and wait for the end. True if it ended (or pidfd < 0). */

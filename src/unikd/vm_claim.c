@@ -35,17 +35,11 @@ static int move_into(char files[][PATH_MAX], size_t n, pid_t pid, uk_error *err)
 /* QEMU's pid from vmwrapper.json in dir, checked against its start time. */
 static int qemu_pid_of(const char *dir, pid_t *ret, uk_error *err)
 {
-	char path[PATH_MAX + 32];
-	_cleanup_free_ char *text = NULL;
-	snprintf(path, sizeof(path), "%s/vmwrapper.json", dir);
-	int r = uk_read_file(path, 64 * 1024, &text, NULL, err);
-	if (r < 0)
-		return r;
-	_cleanup_json_ json_object *o = json_tokener_parse(text);
+	_cleanup_json_ json_object *o = vm_dir_json(dir, "vmwrapper.json");
 	json_object *p, *st;
 	uint64_t now;
 	if (!o || !json_object_object_get_ex(o, "qemu_pid", &p) || !json_object_object_get_ex(o, "qemu_start_time", &st))
-		return uk_err(err, EIO, "%s names no QEMU", path);
+		return uk_err(err, EIO, "%s/vmwrapper.json names no QEMU", dir);
 	*ret = (pid_t)json_object_get_int(p);
 	if (uk_proc_starttime(*ret, &now) < 0 || now != (uint64_t)json_object_get_int64(st))
 		return uk_err(err, ESRCH, "the pool VM's QEMU (pid %d) is gone", (int)*ret);

@@ -74,16 +74,12 @@ void vm_set_vanished(struct container *c)
 		      "the VM's supervisor ended without an exit record (killed, or the host rebooted)");
 }
 
-/* A JSON file of the VM's state directory, parsed. NULL if missing or unreadable. */
-static json_object *vm_json(struct runtime *rt, const char *id, const char *name)
+json_object *vm_dir_json(const char *dir, const char *name)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 64];
 	_cleanup_free_ char *text = NULL;
-	if (rt_vm_dir(rt, id, path, sizeof(path) - 32) < 0)
-		return NULL;
-	strcat(path, "/");
-	strcat(path, name);
-	if (uk_read_file(path, EXIT_JSON_MAX, &text, NULL, NULL) < 0)
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
+	    uk_read_file(path, EXIT_JSON_MAX, &text, NULL, NULL) < 0)
 		return NULL;
 	json_object *o = json_tokener_parse(text);
 	if (o && !json_object_is_type(o, json_type_object)) {
@@ -91,6 +87,13 @@ static json_object *vm_json(struct runtime *rt, const char *id, const char *name
 		return NULL;
 	}
 	return o;
+}
+
+/* A JSON file of the container's VM directory, parsed. NULL if missing or unreadable. */
+static json_object *vm_json(struct runtime *rt, const char *id, const char *name)
+{
+	char dir[PATH_MAX];
+	return rt_vm_dir(rt, id, dir, sizeof(dir)) < 0 ? NULL : vm_dir_json(dir, name);
 }
 
 bool vm_apply_exit(struct runtime *rt, struct container *c)
@@ -153,14 +156,20 @@ void vm_reap_wrapper(const struct container *c)
 		(void)vm_kill_wait(pidfd); /* what is left of it dies with the VM's cgroup check */
 }
 
-int vm_pidfd_from_state(struct runtime *rt, const char *id, const char *pid_key, const char *start_key)
+int vm_pidfd_in(const char *dir, const char *pid_key, const char *start_key)
 {
-	_cleanup_json_ json_object *o = vm_json(rt, id, "vmwrapper.json");
+	_cleanup_json_ json_object *o = vm_dir_json(dir, "vmwrapper.json");
 	json_object *p, *st;
 	if (!o || !json_object_object_get_ex(o, pid_key, &p) || !json_object_object_get_ex(o, start_key, &st))
 		return -1;
 	int fd = uk_pidfd_open_checked((pid_t)json_object_get_int(p), (uint64_t)json_object_get_int64(st));
 	return fd < 0 ? -1 : fd;
+}
+
+int vm_pidfd_from_state(struct runtime *rt, const char *id, const char *pid_key, const char *start_key)
+{
+	char dir[PATH_MAX];
+	return rt_vm_dir(rt, id, dir, sizeof(dir)) < 0 ? -1 : vm_pidfd_in(dir, pid_key, start_key);
 }
 
 int vm_qemu_pidfd(struct runtime *rt, const char *id)
