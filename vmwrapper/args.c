@@ -21,7 +21,8 @@ void vmw_usage(FILE *f)
 	fputs("Usage: vmwrapper --kernel FILE [--append CMDLINE] [--initrd FILE] [options]\n"
 	      "       vmwrapper --disk FILE [--disk-format raw|qcow2] [options]\n"
 	      "       vmwrapper --kernel FILE --disk FILE [options]  (a kernel and a data disk)\n"
-	      "       vmwrapper --spec FILE.json [--sync-fd N]   (how unikd runs it)\n"
+	      "       vmwrapper --spec FILE.json [--sync-fd N] [--go-fd N [--cgroup-procs FILE]...]\n"
+	      "                                                  (how unikd runs it)\n"
 	      "\n"
 	      "Boots one VM in QEMU with its serial console on stdout and exits with the\n"
 	      "guest's exit code (isa-debug-exit value), 0 on poweroff.\n"
@@ -131,7 +132,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_DISK, OPT_DISK_FORMAT, OPT_MEMORY, OPT_CPUS,
 	OPT_MACHINE, OPT_ACCEL, OPT_CPU, OPT_QEMU, OPT_STATE_DIR, OPT_CONSOLE_LOG, OPT_LOG_FORMAT, OPT_FIRMWARE,
 	OPT_EXIT, OPT_ID, /* the VM options end here: --spec takes none of them */
-	OPT_SPEC, OPT_SYNC_FD, OPT_VERSION,
+	OPT_SPEC, OPT_SYNC_FD, OPT_GO_FD, OPT_CGROUP_PROCS, OPT_VERSION,
 };
 
 static const struct option options[] = {
@@ -154,6 +155,8 @@ static const struct option options[] = {
 	{ "id", required_argument, NULL, OPT_ID },
 	{ "spec", required_argument, NULL, OPT_SPEC },
 	{ "sync-fd", required_argument, NULL, OPT_SYNC_FD },
+	{ "go-fd", required_argument, NULL, OPT_GO_FD },
+	{ "cgroup-procs", required_argument, NULL, OPT_CGROUP_PROCS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -211,12 +214,28 @@ static int parse_number(int c, const char *arg, struct vmw_args *a, struct vm_sp
 			return uk_err(err, EINVAL, "--cpus: \"%s\" is not a count within 1..%d", arg, VM_VCPUS_MAX);
 		s->vcpus = (unsigned)n;
 		return 0;
+	case OPT_GO_FD:
+		if (uk_parse_u64(arg, 3, INT_MAX, &n) < 0)
+			return uk_err(err, EINVAL, "--go-fd: \"%s\" is not an fd >= 3", arg);
+		a->go_fd = (int)n;
+		return 0;
 	default: /* OPT_SYNC_FD */
 		if (uk_parse_u64(arg, 3, INT_MAX, &n) < 0)
 			return uk_err(err, EINVAL, "--sync-fd: \"%s\" is not an fd >= 3", arg);
 		a->sync_fd = (int)n;
 		return 0;
 	}
+}
+
+/* --cgroup-procs: an absolute path, at most VMW_CGROUP_PROCS_MAX of them. */
+static int add_cgroup_procs(struct vmw_args *a, const char *arg, uk_error *err)
+{
+	if (arg[0] != '/' || strnlen(arg, PATH_MAX) == PATH_MAX)
+		return uk_err(err, EINVAL, "--cgroup-procs: \"%s\" is not an absolute path", arg);
+	if (a->n_cgroup_procs == VMW_CGROUP_PROCS_MAX)
+		return uk_err(err, EINVAL, "--cgroup-procs: more than %d", VMW_CGROUP_PROCS_MAX);
+	a->cgroup_procs[a->n_cgroup_procs++] = arg;
+	return 0;
 }
 
 /* One option; name is how it was written, for the message about an unknown one. */
@@ -241,7 +260,9 @@ static int parse_option(int c, const char *arg, const char *name, struct vmw_arg
 	case OPT_ACCEL: return parse_choice(c, arg, a, s, err);
 	case OPT_MEMORY:
 	case OPT_CPUS:
-	case OPT_SYNC_FD: return parse_number(c, arg, a, s, err);
+	case OPT_SYNC_FD:
+	case OPT_GO_FD: return parse_number(c, arg, a, s, err);
+	case OPT_CGROUP_PROCS: return add_cgroup_procs(a, arg, err);
 	case OPT_SPEC: *spec_file = arg; return 0;
 	case 'v': a->verbose = true; return 0;
 	case 'h': a->action = VMW_HELP; return 0;
@@ -291,6 +312,8 @@ static int finish_person(struct vmw_args *a, struct vm_spec *s, uk_error *err)
 	int r;
 	if (a->sync_fd >= 0)
 		return uk_err(err, EINVAL, "--sync-fd needs --spec");
+	if (a->go_fd >= 0 || a->n_cgroup_procs)
+		return uk_err(err, EINVAL, "--go-fd and --cgroup-procs need --spec");
 	if (!s->kernel && !s->disk)
 		return uk_err(err, EINVAL, "give --kernel or --disk (see --help)");
 	a->person = true;
@@ -307,6 +330,8 @@ int vmw_args_parse(int argc, char **argv, struct vmw_args *a, uk_error *err)
 	bool person_opts = false;
 	int c, r;
 
+	a->go_fd = -1;
+	a->n_cgroup_procs = 0;
 	if (!s)
 		return uk_err(err, ENOMEM, "out of memory");
 	opterr = 0;
@@ -320,6 +345,8 @@ int vmw_args_parse(int argc, char **argv, struct vmw_args *a, uk_error *err)
 	}
 	if (optind < argc)
 		return uk_err(err, EINVAL, "unexpected argument \"%s\" (see --help)", argv[optind]);
+	if (a->n_cgroup_procs && a->go_fd < 0)
+		return uk_err(err, EINVAL, "--cgroup-procs needs --go-fd (the cgroups are joined on the go-ahead)");
 	if (spec_file) {
 		if (person_opts)
 			return uk_err(err, EINVAL, "--spec cannot be combined with VM options");

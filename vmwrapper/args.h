@@ -8,6 +8,8 @@
 #include "../src/common/error.h"
 #include "spec.h"
 
+#define VMW_CGROUP_PROCS_MAX 8
+
 /* How the console reaches its file: as the guest wrote it, or as CRI log records. */
 enum log_format { LOG_FORMAT_RAW, LOG_FORMAT_CRI };
 const char *log_format_name(enum log_format f);
@@ -19,12 +21,17 @@ struct vmw_args {
 	struct vm_spec *spec;
 	enum log_format log_format;
 	int sync_fd;         /* -1: none; set as soon as it is parsed, so errors can use it */
+	/* unikd's start: wait for one byte on go_fd (-1: none) before doing anything, then join
+	 * the cgroup.procs files (pointers into argv). EOF instead of the byte: exit 0. */
+	int go_fd;
+	const char *cgroup_procs[VMW_CGROUP_PROCS_MAX];
+	size_t n_cgroup_procs;
 	bool person;         /* foreground command for a person, console on stdout */
 	bool verbose;
 	char *tmp_state_dir; /* person mode without --state-dir: made here, removed at exit */
 };
 
-/* Parse argv into *a (which starts zeroed, sync_fd -1). For a person, relative paths become
+/* Parse argv into *a (which starts zeroed, sync_fd and go_fd -1). For a person, relative paths become
  * absolute, the state directory is made (a temporary one without --state-dir) and the spec
  * is validated. On error *a may hold a sync_fd and a tmp_state_dir; vmw_args_done frees what
  * it holds but removes nothing. */

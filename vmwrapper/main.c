@@ -53,6 +53,9 @@ struct wrapper {
 	bool person; /* foreground command for a person, console on stdout */
 	char *tmp_state_dir; /* person mode without --state-dir: removed at exit */
 	int sync_fd;
+	int go_fd; /* unikd's start: the go-ahead (see hold_for_go); -1 otherwise */
+	const char *cgroup_procs[VMW_CGROUP_PROCS_MAX];
+	size_t n_cgroup_procs;
 	int sig_fd;
 	int console_fd;
 	int out_fd;
@@ -784,12 +787,37 @@ static void cleanup(struct wrapper *w)
 	vm_spec_free(w->spec);
 }
 
+/* unikd's start (--go-fd): exec'd, then idle until unikd's record names this process. EOF
+ * instead of the go-ahead means the start was called off or unikd is gone: nothing may
+ * happen then. The VM's cgroups are joined after it, never before, so a called-off start
+ * keeps no process in them. Returns 1 when called off. */
+static int hold_for_go(struct wrapper *w, uk_error *err)
+{
+	char b, files[VMW_CGROUP_PROCS_MAX][PATH_MAX];
+	ssize_t n;
+	do
+		n = read(w->go_fd, &b, 1);
+	while (n < 0 && errno == EINTR);
+	w->go_fd = safe_close(w->go_fd);
+	if (n != 1)
+		return 1;
+	w->t_start = uk_now_mono_ns(); /* the start's time line counts from the go-ahead */
+	for (size_t i = 0; i < w->n_cgroup_procs; i++)
+		snprintf(files[i], PATH_MAX, "%s", w->cgroup_procs[i]); /* checked shorter by the parser */
+	size_t bad = 0;
+	int r = uk_enter_cgroup_files((const char(*)[PATH_MAX])files, w->n_cgroup_procs, &bad);
+	return r < 0 ? uk_err_errno(err, -r, "join the VM's cgroup (%s)", w->cgroup_procs[bad]) : 0;
+}
+
 /* The options; returns 1 when there is nothing to run (--help, --version). */
 static int take_args(struct wrapper *w, int argc, char **argv, uk_error *err)
 {
 	struct vmw_args a = { .sync_fd = -1 };
 	int r = vmw_args_parse(argc, argv, &a, err);
 	w->sync_fd = a.sync_fd;
+	w->go_fd = a.go_fd;
+	memcpy(w->cgroup_procs, a.cgroup_procs, sizeof(w->cgroup_procs));
+	w->n_cgroup_procs = a.n_cgroup_procs;
 	w->tmp_state_dir = TAKE_PTR(a.tmp_state_dir);
 	w->spec = TAKE_PTR(a.spec);
 	w->person = a.person;
@@ -826,7 +854,7 @@ static int signals_to_fd(struct wrapper *w, uk_error *err)
 
 int main(int argc, char **argv)
 {
-	struct wrapper w = { .sync_fd = -1, .sig_fd = -1, .console_fd = -1, .out_fd = -1, .stderr_fd = -1 };
+	struct wrapper w = { .sync_fd = -1, .go_fd = -1, .sig_fd = -1, .console_fd = -1, .out_fd = -1, .stderr_fd = -1 };
 	uk_error err = { 0 };
 	int r;
 
@@ -838,7 +866,22 @@ int main(int argc, char **argv)
 	vmctl_server_init(&w.vmctl, -1, VMCTL_CLIENT_TIMEOUT_MS, on_vmctl, &w);
 	attach_server_init(&w.attach, -1, false, NULL);
 
-	if ((r = take_args(&w, argc, argv, &err)) != 0) {
+	r = take_args(&w, argc, argv, &err);
+	if (w.go_fd >= 0 && r <= 0) {
+		/* Even a bad spec is reported only on the go-ahead: before it, unikd's record
+		 * does not name us yet. */
+		uk_error herr = { 0 };
+		int h = hold_for_go(&w, &herr);
+		if (h == 1) {
+			cleanup(&w);
+			return 0;
+		}
+		if (h < 0 && r == 0) {
+			r = h;
+			err = herr;
+		}
+	}
+	if (r != 0) {
 		if (r > 0) {
 			cleanup(&w);
 			return 0;

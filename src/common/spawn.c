@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -94,7 +95,12 @@ void uk_spawn_opts_init(struct uk_spawn_opts *o, const char *const *argv)
 
 /* ---- the child (async-signal-safe only) ---- */
 
-static void report(int fd, int step, int code, int index)
+/* The child's code is not instrumented by AddressSanitizer: with vfork it runs on a stack of
+ * our memory that ASan does not know, where its bookkeeping before a noreturn call
+ * (_exit, execve's failure path) would misread the stack and report false errors. */
+#define CHILD_CODE __attribute__((no_sanitize_address))
+
+CHILD_CODE static void report(int fd, int step, int code, int index)
 {
 	struct failure f = { .step = step, .code = code, .index = index };
 	ssize_t n;
@@ -103,14 +109,14 @@ static void report(int fd, int step, int code, int index)
 	while (n < 0 && errno == EINTR);
 }
 
-_noreturn_ static void fail(int err_fd, int step, int index, int status)
+CHILD_CODE _noreturn_ static void fail(int err_fd, int step, int index, int status)
 {
 	report(err_fd, step, errno, index);
 	_exit(status);
 }
 
 /* Close every fd from `from` up, except keep[0..n) (ascending). */
-static int close_all_but(unsigned from, const int *keep, size_t n)
+CHILD_CODE static int close_all_but(unsigned from, const int *keep, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned k = (unsigned)keep[i];
@@ -131,7 +137,7 @@ struct kernel_sigaction {
 	unsigned long mask;
 };
 
-static void reset_signals(void)
+CHILD_CODE static void reset_signals(void)
 {
 	/* Handlers would be reset by execve anyway, but ignored signals would stay ignored.
 	 * The raw system call, because glibc's sigaction refuses its own two real-time signals
@@ -148,7 +154,7 @@ static void reset_signals(void)
 /* The fd map: every source is first lifted above all targets (and above the two slots that
  * take the error and go pipes), so no dup2 can clobber a source still to be copied. Returns
  * the error pipe's new number; *go is moved too. Exits 127 on failure. */
-static int map_fds(const struct plan *p, int *go)
+CHILD_CODE static int map_fds(const struct plan *p, int *go)
 {
 	int base = p->top + 3, err_fd = p->err_w;
 	int lifted[3 + UK_SPAWN_MAX_FDS];
@@ -178,7 +184,7 @@ static int map_fds(const struct plan *p, int *go)
 	return err_fd;
 }
 
-int uk_enter_cgroup_files(const char (*files)[PATH_MAX], size_t n, size_t *failed)
+CHILD_CODE int uk_enter_cgroup_files(const char (*files)[PATH_MAX], size_t n, size_t *failed)
 {
 	/* Only async-signal-safe calls: getpid, open, write, close. */
 	char buf[24];
@@ -208,7 +214,7 @@ int uk_enter_cgroup_files(const char (*files)[PATH_MAX], size_t n, size_t *faile
 }
 
 /* Wait for the go byte; exit 0 without exec'ing when the pipe closes first. */
-static void hold(int go)
+CHILD_CODE static void hold(int go)
 {
 	char b;
 	ssize_t n;
@@ -220,7 +226,7 @@ static void hold(int go)
 	close(go);
 }
 
-_noreturn_ static void child_run(const struct plan *p)
+CHILD_CODE _noreturn_ static void child_run(const struct plan *p)
 {
 	const struct uk_spawn_opts *o = p->o;
 	reset_signals();
@@ -266,7 +272,7 @@ _noreturn_ static void child_run(const struct plan *p)
 /* detach: the intermediate child. It forks the real child, reports its pid, and stays until
  * the parent has a pidfd for it (so the real child, our grandchild, cannot be reaped by
  * anyone before that), then exits and the grandchild goes to the reaper. */
-_noreturn_ static void intermediate_run(const struct plan *p, int pid_w, int ack_r)
+CHILD_CODE _noreturn_ static void intermediate_run(const struct plan *p, int pid_w, int ack_r)
 {
 	/* Our zombie grandchild must stay until the parent has looked at it. */
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -362,6 +368,8 @@ static int check_opts(const struct uk_spawn_opts *o, uk_error *err)
 		return uk_err(err, EINVAL, "spawn %s: pdeathsig %d is not a signal", name, o->pdeathsig);
 	if (o->pdeathsig && o->detach)
 		return uk_err(err, EINVAL, "spawn %s: pdeathsig with detach (its parent exits at once)", name);
+	if (o->vfork && o->hold)
+		return uk_err(err, EINVAL, "spawn %s: vfork with hold (a held child cannot run on our memory)", name);
 	if (o->cwd && !o->cwd[0])
 		return uk_err(err, EINVAL, "spawn %s: empty cwd", name);
 	if (!o->detach && sigchld_ignored())
@@ -493,9 +501,9 @@ static int start_open(struct start *s, const struct uk_spawn_opts *o, const char
 	int r = pipe_pair(&s->err_r, &s->err_w);
 	if (r == 0 && o->hold)
 		r = pipe_pair(&s->go_r, &s->go_w);
-	if (r == 0 && o->detach)
+	if (r == 0 && o->detach && !o->vfork)
 		r = pipe_pair(&s->pid_r, &s->pid_w);
-	if (r == 0 && o->detach)
+	if (r == 0 && o->detach && !o->vfork)
 		r = pipe_pair(&s->ack_r, &s->ack_w);
 	return r < 0 ? uk_err_errno(err, -r, "spawn %s: pipe", name) : 0;
 }
@@ -560,6 +568,132 @@ static int child_identify(const char *name, pid_t pid, struct uk_child *ret, uk_
 	return 0;
 }
 
+/* ---- vfork: the child on our memory until its exec ---- */
+
+/* Each child's stack: it only moves fds and writes small files. */
+#define VFORK_STACK (64 * 1024)
+
+struct vfork_run {
+	const struct plan *p;
+	char *child_stack; /* detach: the top of the grandchild's stack */
+	pid_t pid;         /* detach: the grandchild, or -errno of its clone */
+	int pidfd;         /* detach: its pidfd, in our fd table (the intermediate shares it) */
+};
+
+CHILD_CODE static int vfork_child(void *arg)
+{
+	child_run(((const struct vfork_run *)arg)->p);
+}
+
+/* detach: the intermediate, on our memory and our fd table. It clones the real child, also on
+ * our memory, with CLONE_PIDFD, so the pidfd lands in our table; it resumes once that child
+ * has exec'd (or failed), and exits: the child passes to the reaper. Our calling thread is
+ * stopped (CLONE_VFORK) the whole time, so using its stack-allocated run and its errno is
+ * safe. */
+CHILD_CODE static int vfork_intermediate(void *arg)
+{
+	struct vfork_run *v = arg;
+	int fd = -1;
+	pid_t g = clone(vfork_child, v->child_stack, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, v, &fd);
+	v->pid = g < 0 ? -errno : g;
+	v->pidfd = fd;
+	_exit(0);
+}
+
+/* clone() with every signal blocked across it, as fork_blocked. */
+static pid_t clone_blocked(int (*fn)(void *), char *stack_top, int flags, void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	(void)pthread_sigmask(SIG_SETMASK, &all, &old); /* valid arguments: cannot fail */
+	pid_t pid = clone(fn, stack_top, flags, arg);
+	int e = errno;
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return pid;
+}
+
+/* Detached: the pid's start time, read while the pidfd says the child has not ended (so
+ * the pid was still its own). Takes pidfd. */
+static int child_identify_pidfd(const char *name, pid_t pid, int pidfd, struct uk_child *ret, uk_error *err)
+{
+	_cleanup_close_ int fd = pidfd;
+	uint64_t st;
+	int r = uk_proc_starttime(pid, &st);
+	if (r == 0 && uk_pidfd_wait(fd, 0))
+		r = -ESRCH;
+	if (r < 0)
+		return uk_err_errno(err, -r, "spawn %s: start time of pid %d", name, (int)pid);
+	ret->pid = pid;
+	ret->start_time = st;
+	ret->pidfd = TAKE_FD(fd);
+	return 0;
+}
+
+/* Clone the child (detach: the intermediate) on a stack of its own; returns once the child
+ * has exec'd or failed. *pid and *pidfd are the child's (-1: no pidfd). */
+static int vfork_clone(const struct uk_spawn_opts *o, const struct plan *p, pid_t *pid, int *pidfd, uk_error *err)
+{
+	const char *name = o->argv[0];
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), one = VFORK_STACK + page;
+	char *stacks = mmap(NULL, 2 * one, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stacks == MAP_FAILED)
+		return uk_err_errno(err, errno, "spawn %s: the child's stack", name);
+	/* A guard page under each stack; without one an overflow would write into our memory. */
+	if (mprotect(stacks, page, PROT_NONE) < 0 || mprotect(stacks + one, page, PROT_NONE) < 0) {
+		int e = errno;
+		(void)munmap(stacks, 2 * one);
+		return uk_err_errno(err, e, "spawn %s: the child's stack guard", name);
+	}
+	struct vfork_run v = { .p = p, .child_stack = stacks + 2 * one, .pid = 0, .pidfd = -1 };
+	pid_t forked = o->detach ? clone_blocked(vfork_intermediate, stacks + one,
+						 CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &v)
+				 : clone_blocked(vfork_child, stacks + 2 * one, CLONE_VM | CLONE_VFORK | SIGCHLD, &v);
+	int e = errno;
+	/* Nothing runs on the stacks any more: the children have exec'd, failed or exited. */
+	(void)munmap(stacks, 2 * one);
+	if (forked < 0)
+		return uk_err_errno(err, e, "spawn %s: clone", name);
+	*pid = forked;
+	*pidfd = -1;
+	if (!o->detach)
+		return 0;
+	reap(forked, NULL);
+	if (v.pid < 0)
+		return uk_err_errno(err, -v.pid, "spawn %s: %s", name, step_name(STEP_FORK));
+	*pid = v.pid;
+	*pidfd = v.pidfd;
+	return 0;
+}
+
+static int spawn_vfork(const struct uk_spawn_opts *o, const struct plan *p, struct start *s, struct uk_child *ret,
+		       uk_error *err)
+{
+	const char *name = o->argv[0];
+	pid_t pid = 0;
+	int pidfd = -1;
+	int r = vfork_clone(o, p, &pid, &pidfd, err);
+	s->err_w = safe_close(s->err_w);
+	s->go_r = safe_close(s->go_r);
+	if (r < 0)
+		return r;
+	/* The child has exec'd or reported its failed step: the pipe is at EOF or has it. */
+	struct failure f = { 0 };
+	ssize_t n = read_until(s->err_r, &f, sizeof(f), now_ms() + SETUP_TIMEOUT_MS);
+	r = n < 0 ? (int)n : n == 0 ? 0 : n != (ssize_t)sizeof(f) || f.code <= 0 ? -EIO : -f.code;
+	if (r == 0)
+		return o->detach ? child_identify_pidfd(name, pid, pidfd, ret, err) : child_identify(name, pid, ret, err);
+	r = setup_error(o, r, &f, err);
+	if (pidfd >= 0) {
+		(void)uk_pidfd_signal(pidfd, SIGKILL); /* it has failed and is ending anyway */
+		safe_close(pidfd);
+	} else if (!o->detach) {
+		(void)kill(pid, SIGKILL); /* not reaped yet: still our child's pid */
+		reap(pid, NULL);
+	}
+	return r;
+}
+
 int uk_spawn(const struct uk_spawn_opts *o, struct uk_child *ret, uk_error *err)
 {
 	*ret = (struct uk_child)UK_CHILD_INIT;
@@ -573,6 +707,12 @@ int uk_spawn(const struct uk_spawn_opts *o, struct uk_child *ret, uk_error *err)
 		return r;
 	struct plan p;
 	plan_fill(&p, o, s.devnull, s.err_w, s.go_r);
+	if (o->vfork) {
+		r = spawn_vfork(o, &p, &s, ret, err);
+		if (r < 0)
+			*ret = (struct uk_child)UK_CHILD_INIT;
+		return r;
+	}
 
 	pid_t forked = fork_blocked();
 	if (forked < 0)

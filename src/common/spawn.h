@@ -62,6 +62,14 @@ struct uk_spawn_opts {
 	 * a pipe) and exits 0 without exec'ing if the pipe closes first, e.g. because we died. */
 	bool detach;
 	bool hold;
+	/* uk_spawn only, not with hold: the child runs on our memory (clone with CLONE_VM and
+	 * CLONE_VFORK, as posix_spawn does) until its exec, so no copy of our page tables is
+	 * made: forking a large threaded process costs milliseconds of dup_mmap, copy-on-write
+	 * faults and, detached, the teardown of the intermediate's copy. The calling thread
+	 * waits until the exec. Detached, the pidfd comes from the clone itself (CLONE_PIDFD),
+	 * so no ack is needed to keep the pid from being reused. A child that must wait for a
+	 * go-ahead waits after its exec (vmwrapper's --go-fd). */
+	bool vfork;
 };
 
 /* Async-signal-safe, for a child between fork and exec: write the calling process's pid to

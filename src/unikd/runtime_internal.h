@@ -117,6 +117,7 @@ void rt_reconcile_cni(struct runtime *rt);
 #define SPAWN_SYNC_FD 3
 #define SPAWN_TAP_FD 4
 #define SPAWN_VHOST_FD 5
+#define SPAWN_GO_FD 6 /* a held vmwrapper's go-ahead (--go-fd) */
 /* vmwrapper for the VM directory vmdir (its spec.json there), detached, with the sync pipe,
  * the tap and vhost-net fds (-1: none), born in the cgroups of cg_files; held before its exec
  * when hold. *sync_fd: the sync pipe's read end. */

@@ -109,9 +109,10 @@ static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
 int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, char cg_files[][PATH_MAX],
 		     size_t n_cg_files, bool hold, struct uk_child *child, int *sync_fd, uk_error *err)
 {
-	char spec[PATH_MAX + 32], logp[PATH_MAX + 32];
+	char spec[PATH_MAX + 32], logp[PATH_MAX + 32], go_num[16];
 	snprintf(spec, sizeof(spec), "%s/spec.json", vmdir);
 	snprintf(logp, sizeof(logp), "%s/vmwrapper.log", vmdir);
+	snprintf(go_num, sizeof(go_num), "%d", SPAWN_GO_FD);
 	_cleanup_close_ int logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	int p[2];
 	if (logfd < 0)
@@ -120,8 +121,17 @@ int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhos
 		return uk_err_errno(err, errno, "pipe");
 	_cleanup_close_ int rd = p[0];
 	_cleanup_close_ int wr = p[1];
-	const char *argv[] = { rt->cfg.vmwrapper, "--spec", spec, "--sync-fd", "3", NULL };
-	struct uk_spawn_fd fds[3] = { { wr, SPAWN_SYNC_FD } };
+	_cleanup_close_ int go_r = -1;
+	_cleanup_close_ int go_w = -1;
+	if (hold) {
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return uk_err_errno(err, errno, "pipe");
+		go_r = p[0];
+		go_w = p[1];
+	}
+	const char *argv[8 + 2 * CG_PROCS_MAX] = { rt->cfg.vmwrapper, "--spec", spec, "--sync-fd", "3" };
+	size_t argc = 5;
+	struct uk_spawn_fd fds[4] = { { wr, SPAWN_SYNC_FD } };
 	size_t n_fds = 1;
 	if (tap_fd >= 0)
 		fds[n_fds++] = (struct uk_spawn_fd){ tap_fd, SPAWN_TAP_FD };
@@ -129,25 +139,38 @@ int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhos
 		fds[n_fds++] = (struct uk_spawn_fd){ vhost_fd, SPAWN_VHOST_FD };
 	struct uk_spawn_opts o;
 	uk_spawn_opts_init(&o, argv);
+	if (hold) {
+		/* Held after its exec, by vmwrapper itself, which joins the cgroups on the
+		 * go-ahead: so the spawn can share our memory instead of copying it. */
+		fds[n_fds++] = (struct uk_spawn_fd){ go_r, SPAWN_GO_FD };
+		argv[argc++] = "--go-fd";
+		argv[argc++] = go_num;
+		for (size_t i = 0; i < n_cg_files && i < CG_PROCS_MAX; i++) {
+			argv[argc++] = "--cgroup-procs";
+			argv[argc++] = cg_files[i];
+		}
+		o.vfork = true;
+	} else {
+		o.cgroup_files = (const char(*)[PATH_MAX])cg_files;
+		o.n_cgroup_files = n_cg_files;
+	}
 	o.stdout_fd = logfd;
 	o.stderr_fd = logfd;
 	o.fds = fds;
 	o.n_fds = n_fds;
-	o.cgroup_files = (const char(*)[PATH_MAX])cg_files;
-	o.n_cgroup_files = n_cg_files;
 	o.detach = true;
-	o.hold = hold;
 	int r = uk_spawn(&o, child, err);
 	if (r < 0)
 		return r;
+	child->go_fd = TAKE_FD(go_w);
 	*sync_fd = TAKE_FD(rd);
 	return 0;
 }
 
-/* vmwrapper, detached (never our child) and held before its exec, born in the VM's
- * cgroup: so the record can name it (PID and start time) before anything of the VM
- * exists, and a unikd killed before that leaves nothing running: the held process sees
- * the go pipe close and exits. */
+/* vmwrapper, detached (never our child) and held right after its exec until the go-ahead,
+ * on which it joins the VM's cgroup: so the record can name it (PID and start time) before
+ * anything of the VM exists, and a unikd killed before that leaves nothing running: the
+ * held vmwrapper sees the go pipe close and exits. */
 static int spawn_held(struct runtime *rt, struct start *st, char cg_files[][PATH_MAX], size_t n_cg_files,
 		      uk_error *err)
 {

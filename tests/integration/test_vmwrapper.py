@@ -310,6 +310,75 @@ def test_bad_spec_is_refused_over_the_sync_pipe(scratch):
     assert sync["ok"] is False and '"id"' in sync["error"]
 
 
+def held_vmwrapper(scratch, name, append, procs):
+    """vmwrapper as unikd's cold start runs it: held after its exec on a go pipe, with a
+    cgroup.procs file (a plain file here) to join on the go-ahead."""
+    d = scratch / name
+    d.mkdir()
+    spec = {"version": 1, "id": "vm-" + name, "kernel": str(HELLO), "cmdline": append, "state_dir": str(d),
+            "console_log": str(d / "console.log"), "memory_mib": 64}
+    (d / "spec.json").write_text(json.dumps(spec))
+    sr, sw = os.pipe()
+    gr, gw = os.pipe()
+    with open(d / "vmwrapper.log", "w") as err:
+        p = subprocess.Popen([VMW, "--spec", str(d / "spec.json"), "--sync-fd", str(sw), "--go-fd", str(gr),
+                              "--cgroup-procs", str(procs)], pass_fds=[sw, gr], stderr=err)
+    os.close(sw)
+    os.close(gr)
+    return p, d, os.fdopen(sr), gw
+
+
+def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
+    procs = scratch / "cgroup.procs"
+    procs.write_text("")
+    # Called off: the go pipe closes without a byte. vmwrapper ends with 0, having made
+    # nothing and joined nothing.
+    p, d, sync, gw = held_vmwrapper(scratch, "off", "exit:0", procs)
+    try:
+        assert p.poll() is None  # exec'd and waiting
+        assert Path(f"/proc/{p.pid}/exe").resolve() == Path(VMW).resolve()
+        assert not (d / "qmp.sock").exists() and procs.read_text() == ""
+        os.close(gw)
+        assert p.wait(timeout=30) == 0
+        assert sync.read() == ""  # no report at all
+        assert sorted(x.name for x in d.iterdir()) == ["spec.json", "vmwrapper.log"]
+        assert procs.read_text() == ""
+    finally:
+        sync.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # The go-ahead: its own pid in the cgroup file, then the VM runs as usual.
+    p, d, sync, gw = held_vmwrapper(scratch, "go", "exit:5", procs)
+    try:
+        os.write(gw, b"g")
+        os.close(gw)
+        assert json.loads(sync.readline())["ok"] is True
+        assert procs.read_text() == f"{p.pid}\n"
+        assert p.wait(timeout=60) == 5
+        assert cri_lines(d / "console.log")[0] == FIRST_LINE
+    finally:
+        sync.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # A cgroup it cannot join: refused over the sync pipe, naming the file; QEMU never ran.
+    procs.unlink()
+    p, d, sync, gw = held_vmwrapper(scratch, "nocg", "exit:0", procs)
+    try:
+        os.write(gw, b"g")
+        os.close(gw)
+        rep = json.loads(sync.readline())
+        assert rep["ok"] is False and str(procs) in rep["error"], rep
+        assert p.wait(timeout=30) == 125
+        assert not (d / "exit.json").exists()
+    finally:
+        sync.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def test_help_and_version():
     r = subprocess.run([VMW, "--help"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0 and "--kernel" in r.stdout and "Exit status" in r.stdout

@@ -776,6 +776,84 @@ static void detach(void **state)
 	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 }
 
+/* vfork: the child runs on our memory until its exec. Everything the fork path does must
+ * hold the same: the fd map, the cgroup files, exec failures reported, detach. */
+static void vfork_spawns(void **state)
+{
+	(void)state;
+	uk_error err = { 0 };
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	const char *const env[] = { "/usr/bin/env", NULL };
+	struct uk_spawn_opts o;
+	uk_spawn_opts_init(&o, env);
+	o.vfork = true;
+	o.stdout_fd = p[1];
+	char procs[128];
+	snprintf(procs, sizeof(procs), "%s/vfork-procs", g_dir);
+	make_file(procs, "", 0644);
+	char files[1][PATH_MAX];
+	snprintf(files[0], PATH_MAX, "%s", procs);
+	o.cgroup_files = (const char(*)[PATH_MAX])files;
+	o.n_cgroup_files = 1;
+	struct uk_child c = UK_CHILD_INIT;
+	assert_int_equal(uk_spawn(&o, &c, &err), 0);
+	close(p[1]);
+	char buf[256] = "";
+	assert_true(read(p[0], buf, sizeof(buf) - 1) > 0);
+	assert_contains(buf, "LC_ALL=C");
+	close(p[0]);
+	int st;
+	assert_int_equal(waitpid(c.pid, &st, 0), c.pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d\n", (int)c.pid);
+	_cleanup_free_ char *text = NULL;
+	assert_int_equal(uk_read_file(procs, 64, &text, NULL, NULL), 0);
+	assert_string_equal(text, pid); /* the child's own pid, written before its exec */
+	uk_child_done(&c);
+
+	/* Detached: not our child, a pidfd from the clone itself, our memory untouched. */
+	static volatile int canary = 42;
+	struct uk_spawn_opts d;
+	uk_spawn_opts_init(&d, sleep_argv);
+	d.vfork = d.detach = true;
+	assert_int_equal(uk_spawn(&d, &c, &err), 0);
+	struct uk_proc_stat ps;
+	assert_int_equal(uk_proc_stat(c.pid, &ps), 0);
+	assert_true(ps.ppid != getpid());
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	assert_int_equal(count_fds(c.pid), 3);
+	uint64_t st_time;
+	assert_int_equal(uk_proc_starttime(c.pid, &st_time), 0);
+	assert_true(st_time == c.start_time);
+	assert_int_equal(uk_pidfd_signal(c.pidfd, SIGKILL), 0);
+	assert_int_equal(wait_readable(c.pidfd, LONG_MS), 1);
+	uk_child_done(&c);
+	assert_int_equal(canary, 42);
+
+	/* Exec failures come back as before, detached or not, and nothing is left to reap. */
+	char path[128];
+	snprintf(path, sizeof(path), "%s/garbage3", g_dir);
+	make_file(path, "\x01\x02\n", 0755);
+	const char *const garbage[] = { path, NULL };
+	d.argv = garbage;
+	assert_int_equal(uk_spawn(&d, &c, &err), -ENOEXEC);
+	assert_contains(err.msg, path);
+	assert_int_equal(c.pidfd, -1);
+	d.detach = false;
+	assert_int_equal(uk_spawn(&d, &c, &err), -ENOEXEC);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+
+	/* A held child cannot share our memory. */
+	d.argv = sleep_argv;
+	d.hold = true;
+	assert_int_equal(uk_spawn(&d, &c, &err), -EINVAL);
+	assert_contains(err.msg, "vfork");
+}
+
 /* With SIGCHLD ignored a child's status is lost: uk_run and a non-detached uk_spawn say so
  * instead of failing later; detach still works. */
 static void sigchld_ignored(void **state)
@@ -822,6 +900,7 @@ int main(void)
 		cmocka_unit_test(hold_and_release),
 		cmocka_unit_test(hold_abandoned),
 		cmocka_unit_test(detach),
+		cmocka_unit_test(vfork_spawns),
 		cmocka_unit_test(sigchld_ignored),
 	};
 	return cmocka_run_group_tests(tests, dir_setup, dir_teardown);

@@ -789,6 +789,10 @@ static void args_help_and_errors(void **state)
 		{ { "--append", "x" }, "--kernel or --disk" },
 		{ { "--kernel", READABLE, "extra" }, "\"extra\"" },
 		{ { "--spec", "/nonexistent/spec.json" }, "spec /nonexistent/spec.json" },
+		{ { "--kernel", READABLE, "--go-fd", "5" }, "--go-fd and --cgroup-procs need --spec" },
+		{ { "--spec", "/x.json", "--go-fd", "1" }, "--go-fd: \"1\"" },
+		{ { "--spec", "/x.json", "--cgroup-procs", "/a" }, "--cgroup-procs needs --go-fd" },
+		{ { "--spec", "/x.json", "--cgroup-procs", "rel/procs" }, "--cgroup-procs: \"rel/procs\"" },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		const char *const *v = cases[i].argv;
@@ -800,6 +804,35 @@ static void args_help_and_errors(void **state)
 	/* The sync fd is known even when a later option is bad, so the error can go through it. */
 	assert_true(parse_argv(&a, &err, "--sync-fd", "7", "--bogus", NULL) < 0);
 	assert_int_equal(a.sync_fd, 7);
+}
+
+/* unikd's start: the go-ahead fd and the cgroups to join on it, in their order. */
+static void args_go(void **state)
+{
+	const char *dir = *state;
+	_cleanup_free_ char *spec = path_in(dir, "spec.json");
+	struct vmw_args a;
+	uk_error err;
+	static const char json[] = "{\"version\":1,\"id\":\"v\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/x\"}";
+	assert_int_equal(uk_write_file_atomic(spec, json, strlen(json), 0600, &err), 0);
+	assert_int_equal(parse_argv(&a, &err, "--spec", spec, "--sync-fd", "3", "--go-fd", "6", "--cgroup-procs", "/c/a",
+				    "--cgroup-procs", "/c/b", NULL),
+			 0);
+	assert_int_equal(a.go_fd, 6);
+	assert_int_equal(a.n_cgroup_procs, 2);
+	assert_string_equal(a.cgroup_procs[0], "/c/a");
+	assert_string_equal(a.cgroup_procs[1], "/c/b");
+	vmw_args_done(&a);
+	const char *many[2 * VMW_CGROUP_PROCS_MAX + 8] = { "vmwrapper", "--spec", spec, "--go-fd", "6" };
+	int n = 5;
+	for (int i = 0; i <= VMW_CGROUP_PROCS_MAX; i++) {
+		many[n++] = "--cgroup-procs";
+		many[n++] = "/c/x";
+	}
+	a = (struct vmw_args){ .sync_fd = -1 };
+	assert_int_equal(vmw_args_parse(n, (char **)many, &a, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "more than"));
+	vmw_args_done(&a);
 }
 
 static void args_spec(void **state)
@@ -814,6 +847,7 @@ static void args_spec(void **state)
 	assert_int_equal(parse_argv(&a, &err, "--spec", spec, "--sync-fd", "9", NULL), 0);
 	assert_false(a.person);
 	assert_int_equal(a.sync_fd, 9);
+	assert_int_equal(a.go_fd, -1);
 	/* With a log file, kubelet's format by default. */
 	assert_int_equal(a.log_format, LOG_FORMAT_CRI);
 	assert_string_equal(a.spec->console_log, "/l/0.log");
@@ -847,6 +881,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(logfile_refuses_other_kinds, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(args_person, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(args_help_and_errors, tmpdir_setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(args_go, tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(args_spec, tmpdir_setup, tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
