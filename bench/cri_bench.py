@@ -1094,7 +1094,8 @@ def density(ctx, u):
         tl, pa = r["latency_tail"][k], r["parse_ms"][k]
         T.text("  slowest tenth: time over the median; CPU waits over a median call's",
                f"{tl['calls']} calls, {tl['over_median_ms']:.1f} ms; client thread "
-               f"{tl['client_runq_over_median_ms']:.1f} ms, unikd's {r['serving_threads']} serving threads {tl['unikd_runq_over_median_ms']:.1f} ms (summed)")
+               f"{tl['client_runq_over_median_ms']:.1f} ms, unikd's {r['serving_threads']} serving threads "
+               f"{tl['unikd_runq_over_median_ms']:.1f} ms (summed)")
         T.text("  the Python client's parse of one response", f"{pa['median']:.3f} ms (p50)")
     T.text(f"all {held} removed, {a.density_parallel} at a time", f"{r['remove_all_ms'] / 1000:.1f} s")
 
