@@ -555,6 +555,60 @@ def stubs(scratch):
 RPC_LINE = re.compile(r"ts=(\S+?)Z level=\w+ prog=unikd rpc=/runtime\.v1\.\w+/(\w+) code=(\d+) ms=([\d.]+)")
 
 
+def server_times_in_order(rpc_lines, order):
+    """Match calls made one at a time, in `order` (method names), to unikd's rpc= log lines
+    (Unikd.new_rpc_times), one per call in the same order: {method: [(ms inside unikd,
+    realtime ns of the line)]}. Lines of other methods are skipped; a call without its own
+    line raises, as every later match would be wrong."""
+    wanted = set(order)
+    lines = iter([x for x in rpc_lines if x[0] in wanted])
+    out = {}
+    for i, k in enumerate(order):
+        got = next(lines, None)
+        if got is None or got[0] != k:
+            raise RuntimeError(f"unikd's log does not match call {i} ({k}): found {got[0] if got else 'no line'}")
+        out.setdefault(k, []).append((got[1], got[2]))
+    return out
+
+
+class RunQueueWait:
+    """Time spent runnable but not running (schedstat's second field, ns), summed over the
+    calling thread and, apart, over the threads of `pid` that `burst()` woke (the ones that
+    serve those calls). read() costs a few µs per thread: call it outside a timed window."""
+
+    def __init__(self, pid, burst):
+        def switches(tids):
+            out = {}
+            for t in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                        out[t] = int(f.read().split()[2])
+                except OSError:
+                    pass
+            return out
+        tids = os.listdir(f"/proc/{pid}/task")
+        a = switches(tids)
+        burst()
+        b = switches(tids)
+        self.fds = []
+        self.me = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        for t in (t for t in a if t in b and b[t] != a[t]):
+            try:
+                self.fds.append(os.open(f"/proc/{pid}/task/{t}/schedstat", os.O_RDONLY | os.O_CLOEXEC))
+            except OSError:
+                pass
+
+    def read(self):
+        """(this thread's wait, the serving threads' summed wait), in ms."""
+        return (int(os.pread(self.me, 128, 0).split()[1]) / 1e6,
+                sum(int(os.pread(fd, 128, 0).split()[1]) for fd in self.fds) / 1e6)
+
+    def close(self):
+        for fd in self.fds + [self.me]:
+            os.close(fd)
+        self.fds, self.me = [], -1
+
+
 def log_ts_ns(ts):
     """unikd's log timestamp (2026-11-25T14:34:18.194991, UTC) in ns since the epoch."""
     import calendar
@@ -566,7 +620,8 @@ class Unikd:
     """bin/unikd in a network namespace of the run's own, with its state, run and log
     directories under the scratch directory and an empty config file (so a node's
     /etc/unikd/unikd.conf cannot change what is measured). accel, if given, is its --accel:
-    the VMs' accelerator unless a pod's annotation says otherwise."""
+    the VMs' accelerator unless a pod's annotation says otherwise. log_level None: no flag, the
+    level is the config file's (info until set_log_level), which a SIGHUP changes live."""
 
     def __init__(self, scratch, name, ns, network="bridge", log_level="debug", accel=None, extra=()):
         import grpc  # noqa: F401  (fail early with a clear message if python3-grpcio is missing)
@@ -581,7 +636,8 @@ class Unikd:
         self.logfile = self.root / "unikd.log"
         self.cgroup_parent = f"/{scratch.tag}"
         self.args = ["--config", str(self.root / "unikd.conf"), "--state-dir", str(self.state),
-                     "--run-dir", str(self.run), "--log-level", log_level, "--network", network,
+                     "--run-dir", str(self.run), *(["--log-level", log_level] if log_level else []),
+                     "--network", network,
                      *(["--accel", accel] if accel else []), *extra]
         self.proc = None
         self.channel = None
@@ -627,6 +683,27 @@ class Unikd:
     @property
     def pid(self):
         return self.proc.pid
+
+    def set_log_level(self, level, timeout=10.0):
+        """The config file's log level, applied live by a SIGHUP (only without --log-level,
+        which wins over the file); returns once unikd logged its reload."""
+        (self.root / "unikd.conf").write_text(f"[daemon]\nlog_level = {level}\n")
+        size = self.logfile.stat().st_size
+        ino = Inotify()
+        try:
+            ino.watch(self.root)
+            os.kill(self.pid, signal.SIGHUP)
+            end = time.monotonic() + timeout
+            while True:
+                with open(self.logfile, "rb") as f:
+                    f.seek(size)
+                    if b'msg="reloaded"' in f.read():
+                        return
+                if time.monotonic() > end:
+                    raise RuntimeError(f"unikd {self.name} did not log its reload within {timeout} s")
+                ino.wait(0.5)
+        finally:
+            ino.close()
 
     def new_rpc_times(self):
         """Server-side RPC times (unikd's debug log: rpc=… ms=…) logged since the last call,
