@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -635,6 +636,9 @@ static int start_qemu(struct wrapper *w, char **argv, struct qemu_ends *e, uk_er
 	o.n_fds = qemu_fds(w, e, fds);
 	/* Its own process group, so a terminal's ^C reaches vmwrapper, which stops QEMU in order. */
 	o.new_pgrp = true;
+	/* On our memory until its exec: it runs at once, while we wait, instead of queueing
+	 * for a CPU behind us as a forked child would. */
+	o.vfork = true;
 	/* QEMU dies with its supervisor: an unsupervised VM would have no log and no exit record. */
 	o.pdeathsig = SIGKILL;
 	w->started_ns = uk_now_realtime_ns();
@@ -784,6 +788,7 @@ static void cleanup(struct wrapper *w)
 		safe_close(w->out_fd);
 	safe_close(w->sig_fd);
 	safe_close(w->sync_fd);
+	safe_close(w->go_fd);
 	vm_spec_free(w->spec);
 }
 
@@ -798,9 +803,17 @@ static int hold_for_go(struct wrapper *w, uk_error *err)
 	do
 		n = read(w->go_fd, &b, 1);
 	while (n < 0 && errno == EINTR);
-	w->go_fd = safe_close(w->go_fd);
 	if (n != 1)
 		return 1;
+	/* The slot keeps /dev/null, never a pipe again: a restarted unikd tells a held
+	 * vmwrapper from a released one by that fd (vm_wrapper_held). */
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (null < 0 || dup3(null, w->go_fd, O_CLOEXEC) < 0) {
+		int e = errno;
+		safe_close(null);
+		return uk_err_errno(err, e, "replace the go-ahead fd");
+	}
+	safe_close(null);
 	w->t_start = uk_now_mono_ns(); /* the start's time line counts from the go-ahead */
 	for (size_t i = 0; i < w->n_cgroup_procs; i++)
 		snprintf(files[i], PATH_MAX, "%s", w->cgroup_procs[i]); /* checked shorter by the parser */
@@ -866,6 +879,9 @@ int main(int argc, char **argv)
 	vmctl_server_init(&w.vmctl, -1, VMCTL_CLIENT_TIMEOUT_MS, on_vmctl, &w);
 	attach_server_init(&w.attach, -1, false, NULL);
 
+	/* glibc reads the zone file at its first time conversion, gmtime_r's too: do it now,
+	 * while unikd's start may hold us, rather than at the guest's first console line. */
+	tzset();
 	r = take_args(&w, argc, argv, &err);
 	if (w.go_fd >= 0 && r <= 0) {
 		/* Even a bad spec is reported only on the go-ahead: before it, unikd's record

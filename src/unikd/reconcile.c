@@ -90,9 +90,9 @@ static void undo_start(struct runtime *rt, struct container *c)
 static void resolve_start(struct runtime *rt, struct container *c)
 {
 	_cleanup_close_ int pidfd = vm_wrapper_pidfd(c);
-	if (pidfd >= 0 && !wrapper_is_containers(rt, c)) {
-		/* Still held before its exec: nothing of the VM exists yet. End it here, so it
-		 * cannot go on to exec with the byte unikd may have written just before dying. */
+	if (pidfd >= 0 && (!wrapper_is_containers(rt, c) || (!c->pool_vm && vm_wrapper_held(c->wrapper_pid)))) {
+		/* Still held, waiting for the go-ahead: nothing of the VM exists yet. End it here,
+		 * so it cannot go on with the byte unikd may have written just before dying. */
 		(void)vm_kill_wait(pidfd); /* gone or not, it is not ours to run */
 		pidfd = safe_close(pidfd);
 	}
@@ -122,7 +122,8 @@ static void resolve_start(struct runtime *rt, struct container *c)
 }
 
 /* CREATED with no vmwrapper named: a start cut short before its record may have made the VM
- * directory and the cgroup. Nothing runs there (the held process never execs). */
+ * directory and the cgroup. Nothing runs there (the held vmwrapper exits on the go pipe's
+ * EOF without joining the cgroup; kill_orphan_wrappers ends one still on its way out). */
 static void clean_created(struct runtime *rt, struct container *c)
 {
 	bool dir = remove_vm_dir(rt, c->id);

@@ -36,6 +36,9 @@ int rt_containers_of(struct runtime *rt, const char *sandbox_id, rt_id **ids, si
 bool vm_wrapper_argv_id(pid_t pid, const char *root, char id[UK_FULL_ID_LEN + 1]);
 /* The recorded vmwrapper (PID and start time) is alive. No lock needed. */
 bool vm_wrapper_alive(const struct container *c);
+/* A cold start's vmwrapper still waiting for its go-ahead: its SPAWN_GO_FD is the go pipe
+ * (on the go-ahead vmwrapper puts /dev/null there, so the slot never holds a pipe again). */
+bool vm_wrapper_held(pid_t pid);
 /* A pidfd of the recorded vmwrapper, or -1: never a process that inherited the PID. */
 int vm_wrapper_pidfd(const struct container *c);
 /* A pidfd of a process vmwrapper.json names (pid_key, start_key: "pid"/"start_time" for

@@ -34,6 +34,14 @@ bool vm_wrapper_argv_id(pid_t pid, const char *root, char id[UK_FULL_ID_LEN + 1]
 	return true;
 }
 
+bool vm_wrapper_held(pid_t pid)
+{
+	char path[64], link[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, SPAWN_GO_FD);
+	ssize_t n = readlink(path, link, sizeof(link) - 1);
+	return n > 5 && strncmp(link, "pipe:", 5) == 0;
+}
+
 bool vm_wrapper_alive(const struct container *c)
 {
 	return uk_proc_alive(c->wrapper_pid, c->wrapper_start);

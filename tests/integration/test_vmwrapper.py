@@ -325,7 +325,7 @@ def held_vmwrapper(scratch, name, append, procs):
                               "--cgroup-procs", str(procs)], pass_fds=[sw, gr], stderr=err)
     os.close(sw)
     os.close(gr)
-    return p, d, os.fdopen(sr), gw
+    return p, d, os.fdopen(sr), gw, gr
 
 
 def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
@@ -333,9 +333,11 @@ def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
     procs.write_text("")
     # Called off: the go pipe closes without a byte. vmwrapper ends with 0, having made
     # nothing and joined nothing.
-    p, d, sync, gw = held_vmwrapper(scratch, "off", "exit:0", procs)
+    p, d, sync, gw, go = held_vmwrapper(scratch, "off", "exit:0", procs)
     try:
         assert p.poll() is None  # exec'd and waiting
+        # What a restarted unikd reads to tell a held vmwrapper (vm_wrapper_held).
+        assert os.readlink(f"/proc/{p.pid}/fd/{go}").startswith("pipe:")
         assert Path(f"/proc/{p.pid}/exe").resolve() == Path(VMW).resolve()
         assert not (d / "qmp.sock").exists() and procs.read_text() == ""
         os.close(gw)
@@ -349,12 +351,13 @@ def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
             p.kill()
             p.wait()
     # The go-ahead: its own pid in the cgroup file, then the VM runs as usual.
-    p, d, sync, gw = held_vmwrapper(scratch, "go", "exit:5", procs)
+    p, d, sync, gw, go = held_vmwrapper(scratch, "go", "sleep:500 exit:5", procs)
     try:
         os.write(gw, b"g")
         os.close(gw)
         assert json.loads(sync.readline())["ok"] is True
         assert procs.read_text() == f"{p.pid}\n"
+        assert os.readlink(f"/proc/{p.pid}/fd/{go}") == "/dev/null"  # released, never a pipe again
         assert p.wait(timeout=60) == 5
         assert cri_lines(d / "console.log")[0] == FIRST_LINE
     finally:
@@ -364,7 +367,7 @@ def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
             p.wait()
     # A cgroup it cannot join: refused over the sync pipe, naming the file; QEMU never ran.
     procs.unlink()
-    p, d, sync, gw = held_vmwrapper(scratch, "nocg", "exit:0", procs)
+    p, d, sync, gw, _ = held_vmwrapper(scratch, "nocg", "exit:0", procs)
     try:
         os.write(gw, b"g")
         os.close(gw)
