@@ -1293,7 +1293,7 @@ def main():
                 ctx.lv.stop()
             ub.stop()
             un.stop()
-        if sections & {"4", "5", "6"}:
+        if sections & {"4", "6"}:
             ns_c = scratch.netns("c")
             ui = B.Unikd(scratch, "info", ns_c, network="bridge", log_level="info", accel=accel)
             ui.import_image("hello:1", "--kernel", str(B.HELLO))
@@ -1303,9 +1303,9 @@ def main():
                 section_overhead(ctx)
             if "4" in sections:
                 section_concurrency(ctx)
-            if "5" in sections:
-                section_density(ctx)
             ui.stop()
+        if "5" in sections:
+            section_density(ctx)  # on a unikd of its own
         if "7" in sections:
             cri_load.section_load(ctx)
         if "8" in sections:

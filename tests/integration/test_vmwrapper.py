@@ -328,6 +328,13 @@ def held_vmwrapper(scratch, name, append, procs):
     return p, d, os.fdopen(sr), gw, gr
 
 
+def end_held(p, sync):
+    sync.close()
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
 def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
     procs = scratch / "cgroup.procs"
     procs.write_text("")
@@ -346,10 +353,7 @@ def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
         assert sorted(x.name for x in d.iterdir()) == ["spec.json", "vmwrapper.log"]
         assert procs.read_text() == ""
     finally:
-        sync.close()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        end_held(p, sync)
     # The go-ahead: its own pid in the cgroup file, then the VM runs as usual.
     p, d, sync, gw, go = held_vmwrapper(scratch, "go", "sleep:500 exit:5", procs)
     try:
@@ -361,10 +365,7 @@ def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
         assert p.wait(timeout=60) == 5
         assert cri_lines(d / "console.log")[0] == FIRST_LINE
     finally:
-        sync.close()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        end_held(p, sync)
     # A cgroup it cannot join: refused over the sync pipe, naming the file; QEMU never ran.
     procs.unlink()
     p, d, sync, gw, _ = held_vmwrapper(scratch, "nocg", "exit:0", procs)
@@ -376,10 +377,7 @@ def test_held_until_the_go_ahead_then_joins_its_cgroup(scratch):
         assert p.wait(timeout=30) == 125
         assert not (d / "exit.json").exists()
     finally:
-        sync.close()
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        end_held(p, sync)
 
 
 def test_help_and_version():

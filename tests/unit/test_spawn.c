@@ -633,17 +633,24 @@ static int count_fds(pid_t pid)
 	return n;
 }
 
+/* `env` with its stdout on a new pipe (p[1] for the child, p[0] to read). */
+static const char *const env_argv[] = { "/usr/bin/env", NULL };
+
+static void env_to_pipe(struct uk_spawn_opts *o, int p[2])
+{
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	uk_spawn_opts_init(o, env_argv);
+	o->stdout_fd = p[1];
+}
+
 static void hold_and_release(void **state)
 {
 	(void)state;
 	uk_error err = { 0 };
 	int p[2];
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	const char *const env[] = { "/usr/bin/env", NULL };
 	struct uk_spawn_opts o;
-	uk_spawn_opts_init(&o, env);
+	env_to_pipe(&o, p);
 	o.hold = true;
-	o.stdout_fd = p[1];
 	struct uk_child c = UK_CHILD_INIT;
 	assert_int_equal(uk_spawn(&o, &c, &err), 0);
 	close(p[1]);
@@ -783,12 +790,9 @@ static void vfork_spawns(void **state)
 	(void)state;
 	uk_error err = { 0 };
 	int p[2];
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	const char *const env[] = { "/usr/bin/env", NULL };
 	struct uk_spawn_opts o;
-	uk_spawn_opts_init(&o, env);
+	env_to_pipe(&o, p);
 	o.vfork = true;
-	o.stdout_fd = p[1];
 	char procs[128];
 	snprintf(procs, sizeof(procs), "%s/vfork-procs", g_dir);
 	make_file(procs, "", 0644);
