@@ -122,8 +122,9 @@ void rt_reconcile_cni(struct runtime *rt);
 #define SPAWN_VHOST_FD 5
 #define SPAWN_GO_FD 6 /* a held vmwrapper's go-ahead (--go-fd) */
 /* vmwrapper for the VM directory vmdir (its spec.json there), detached, with the sync pipe,
- * the tap and vhost-net fds (-1: none), born in the cgroups of cg_files; held before its exec
- * when hold. *sync_fd: the sync pipe's read end. */
+ * the tap and vhost-net fds (-1: none). hold: cloned on our memory, and held after its exec
+ * until uk_spawn_release() on child->go_fd, on which it joins the cgroups of cg_files itself;
+ * otherwise forked and born in them. *sync_fd: the sync pipe's read end. */
 int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, char cg_files[][PATH_MAX],
 		     size_t n_cg_files, bool hold, struct uk_child *child, int *sync_fd, uk_error *err);
 /* A new file dir/name with o's JSON text. Not fsync'ed: for the run directory (spec.json,
