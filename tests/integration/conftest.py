@@ -111,7 +111,7 @@ def uk(scratch):
     from cri import Unikd
     u = Unikd(scratch)
     u.import_image("hello:1", "--kernel", str(HELLO), "--cmdline", "print:default")
-    u.start()
+    u.start_or_cleanup()
     yield u
     u.cleanup()
     assert u.vm_pids() == [], "VM processes left behind"

@@ -94,6 +94,15 @@ class Unikd:
         self.im = self._g.ImageServiceStub(self.channel)
         return self
 
+    def start_or_cleanup(self, **kw):
+        """start(); on a failure, what it made (the namespace, a unikd still running, its
+        dnsmasq) goes at once: a fixture's teardown never runs when its setup fails."""
+        try:
+            return self.start(**kw)
+        except BaseException:
+            self.cleanup()
+            raise
+
     def stop(self, sig=signal.SIGTERM):
         if self.channel:
             self.channel.close()

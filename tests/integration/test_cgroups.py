@@ -36,7 +36,7 @@ def parent():
 def uk(scratch):
     u = Unikd(scratch, extra=["--memory-overhead", "32"])
     u.import_image("hello:1", "--kernel", str(HELLO))
-    u.start()
+    u.start_or_cleanup()
     yield u
     u.cleanup()
     assert u.vm_pids() == [] and u.dnsmasq_pids() == []

@@ -583,7 +583,7 @@ def test_sigkill_at_random_points_keeps_state_and_reality_in_step(scratch):
 def net_uk(scratch):
     u = Unikd(scratch)
     u.import_image("hello:1", "--kernel", str(HELLO))
-    u.start()
+    u.start_or_cleanup()
     yield u
     u.cleanup()
     assert u.vm_pids() == [] and u.dnsmasq_pids() == []

@@ -21,7 +21,7 @@ def ukp(scratch):
     once more without a pool, which must end every pool VM it finds; nothing may be left."""
     u = Unikd(scratch, extra=POOL)
     u.import_image("hello:1", "--kernel", str(HELLO), "--cmdline", "print:default")
-    u.start()
+    u.start_or_cleanup()
     yield u
     try:
         if u.proc and u.proc.poll() is None:
