@@ -5,9 +5,9 @@
  * src/pool's decisions say, never while a container start is under way. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 
@@ -26,6 +26,8 @@
 struct pool_vm {
 	struct rt_pool_vm v;
 	size_t key;
+	int pidfd;       /* its vmwrapper's, while it is in the pool's list (in the epoll set) */
+	uint64_t serial; /* its epoll key; never reused (0 is the wake eventfd) */
 };
 
 struct pool_keyinfo {
@@ -46,6 +48,8 @@ struct rt_pool {
 	size_t n_vms;
 	unsigned starts_in_flight;
 	int wake_fd;
+	int ep_fd;            /* the thread waits here: wake_fd, and each ready VM's pidfd */
+	uint64_t next_serial;
 	bool stopping;
 	pthread_t thread;
 	char last_error[UK_ERROR_MSG_MAX + 64];
@@ -199,8 +203,18 @@ static int key_add(struct runtime *rt, json_object *tmpl, const struct pool_key 
 
 /* ---- one pool VM ---- */
 
+static struct pool_vm *vm_new(void)
+{
+	struct pool_vm *vm = calloc(1, sizeof(*vm));
+	if (vm)
+		vm->pidfd = -1;
+	return vm;
+}
+
 static void vm_free(struct pool_vm *vm)
 {
+	if (vm)
+		safe_close(vm->pidfd);
 	free(vm);
 }
 
@@ -262,6 +276,7 @@ static int vm_spawn(struct runtime *rt, struct pool_vm *vm, json_object *spec, i
 		return r;
 	vm->v.pid = child.pid;
 	vm->v.start_time = child.start_time;
+	vm->pidfd = TAKE_FD(child.pidfd); /* watched once the VM is in the pool's list */
 	_cleanup_json_ json_object *sync = NULL;
 	if ((r = vm_read_sync(rd, vm->v.dir, &sync, err)) < 0)
 		return r;
@@ -312,7 +327,7 @@ static int vm_make(struct runtime *rt, struct pool_vm *vm, json_object *tmpl, co
 static int vm_start_one(struct runtime *rt, json_object *tmpl, const char *key_id, struct pool_vm **ret,
 			uk_error *err)
 {
-	_cleanup_(vm_freep) struct pool_vm *vm = calloc(1, sizeof(*vm));
+	_cleanup_(vm_freep) struct pool_vm *vm = vm_new();
 	if (!vm)
 		return uk_err(err, ENOMEM, "out of memory");
 	int r = uk_random_hex_id(vm->v.id);
@@ -364,30 +379,45 @@ static void forget_idle_keys(struct rt_pool *p)
 	}
 }
 
+/* VM i leaves the pool's list (and the thread's epoll set); the caller ends or claims it. */
+static struct pool_vm *remove_vm(struct rt_pool *p, size_t i)
+{
+	struct pool_vm *vm = p->vms[i];
+	memmove(p->vms + i, p->vms + i + 1, (p->n_vms - i - 1) * sizeof(*p->vms));
+	p->n_vms--;
+	p->keys[vm->key].e.ready--;
+	(void)epoll_ctl(p->ep_fd, EPOLL_CTL_DEL, vm->pidfd, NULL); /* registered by add_vm */
+	return vm;
+}
+
 /* The VM to drop for key k: the oldest ready one. Removed from the pool; the caller ends it. */
 static struct pool_vm *take_ready_of(struct rt_pool *p, size_t k)
 {
 	for (size_t i = 0; i < p->n_vms; i++)
-		if (p->vms[i]->key == k) {
-			struct pool_vm *vm = p->vms[i];
-			memmove(p->vms + i, p->vms + i + 1, (p->n_vms - i - 1) * sizeof(*p->vms));
-			p->n_vms--;
-			p->keys[k].e.ready--;
-			return vm;
-		}
+		if (p->vms[i]->key == k)
+			return remove_vm(p, i);
 	return NULL;
 }
 
+/* Into the list, its vmwrapper watched: a ready VM that ends is noticed then, not at a claim.
+ * -ESRCH: it has already ended. */
 static int add_vm(struct rt_pool *p, struct pool_vm *vm)
 {
+	if (vm->pidfd < 0 && (vm->pidfd = uk_pidfd_open_checked(vm->v.pid, vm->v.start_time)) < 0)
+		return -ESRCH;
 	struct pool_vm **n = realloc(p->vms, (p->n_vms + 1) * sizeof(*n));
 	if (!n)
 		return -ENOMEM;
 	p->vms = n;
+	vm->serial = ++p->next_serial;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = vm->serial };
+	if (epoll_ctl(p->ep_fd, EPOLL_CTL_ADD, vm->pidfd, &ev) < 0)
+		return -errno;
 	p->vms[p->n_vms++] = vm;
 	p->keys[vm->key].e.ready++;
 	return 0;
 }
+
 
 static void vm_end_unlocked(struct runtime *rt, struct pool_vm *vm)
 {
@@ -395,6 +425,24 @@ static void vm_end_unlocked(struct runtime *rt, struct pool_vm *vm)
 	vm_destroy(rt, &vm->v, vm->v.dir);
 	vm_free(vm);
 	rt_lock(rt);
+}
+
+/* A ready VM's vmwrapper ended (the epoll key serial said so): out of the pool, its remains
+ * removed; the next step starts a replacement. Lock held on entry and exit. */
+static void ready_vm_ended(struct runtime *rt, uint64_t serial)
+{
+	struct rt_pool *p = rt->pool;
+	for (size_t i = 0; i < p->n_vms; i++)
+		if (p->vms[i]->serial == serial) {
+			if (!uk_pidfd_wait(p->vms[i]->pidfd, 0))
+				return; /* not ended: a stale event */
+			struct pool_vm *vm = remove_vm(p, i);
+			log_warn("msg=\"a ready pool VM ended before its claim\" vm=%s key=%.12s", vm->v.id,
+				 p->keys[vm->key].key.id);
+			snprintf(p->last_error, sizeof(p->last_error), "pool VM %.12s ended before its claim", vm->v.id);
+			vm_end_unlocked(rt, vm);
+			return;
+		}
 }
 
 /* Start one VM of key k; lock held on entry and exit, dropped meanwhile. */
@@ -508,12 +556,17 @@ static void *pool_main(void *arg)
 			continue;
 		int timeout = next_timeout(p);
 		rt_unlock(rt);
-		struct pollfd pf = { .fd = p->wake_fd, .events = POLLIN };
-		if (poll(&pf, 1, timeout) > 0) {
-			uint64_t n;
-			(void)!read(p->wake_fd, &n, sizeof(n)); /* only to reset it */
-		}
+		struct epoll_event ev[16];
+		int n = epoll_wait(p->ep_fd, ev, (int)ARRAY_SIZE(ev), timeout);
 		rt_lock(rt);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u64 == 0) {
+				uint64_t v;
+				(void)!read(p->wake_fd, &v, sizeof(v)); /* only to reset it */
+			} else {
+				ready_vm_ended(rt, ev[i].data.u64);
+			}
+		}
 	}
 	rt_unlock(rt);
 	return NULL;
@@ -693,7 +746,7 @@ static void vm_key_id(const char *dir, char out[SHA256_HEX_SIZE])
 static void adopt_or_end(struct runtime *rt, const char *id)
 {
 	struct rt_pool *p = rt->pool;
-	_cleanup_free_ struct pool_vm *vm = calloc(1, sizeof(*vm));
+	_cleanup_(vm_freep) struct pool_vm *vm = vm_new();
 	if (!vm)
 		return;
 	snprintf(vm->v.id, sizeof(vm->v.id), "%.64s", id);
@@ -709,6 +762,7 @@ static void adopt_or_end(struct runtime *rt, const char *id)
 	if (k >= 0 && pidfd >= 0 && vm_wrapper_argv_id(vm->v.pid, p->vm_root, argv_id) && strcmp(argv_id, id) == 0 &&
 	    (!vm->v.cg_path[0] || rt->cg.version != CG_NONE)) {
 		vm->key = (size_t)k;
+		vm->pidfd = TAKE_FD(pidfd);
 		if (add_vm(p, vm) == 0) {
 			log_info("msg=\"adopted a pool VM\" vm=%s key=%.12s", id, key_id);
 			TAKE_PTR(vm);
@@ -754,6 +808,7 @@ int rt_pool_open(struct runtime *rt, const struct pool_config *cfg, uk_error *er
 		return uk_err(err, ENOMEM, "out of memory");
 	p->cfg = *cfg;
 	p->wake_fd = -1;
+	p->ep_fd = -1;
 	int r;
 	if (snprintf(p->vm_root, sizeof(p->vm_root), "%s/pool", rt->cfg.run_dir) >= (int)sizeof(p->vm_root) ||
 	    snprintf(p->key_root, sizeof(p->key_root), "%s/pool", rt->cfg.state_dir) >= (int)sizeof(p->key_root))
@@ -763,6 +818,13 @@ int rt_pool_open(struct runtime *rt, const struct pool_config *cfg, uk_error *er
 	p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (p->wake_fd < 0)
 		return uk_err_errno(err, errno, "eventfd");
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	if ((p->ep_fd = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(p->ep_fd, EPOLL_CTL_ADD, p->wake_fd, &ev) < 0) {
+		r = uk_err_errno(err, errno, "the pool's epoll");
+		safe_close(p->ep_fd);
+		close(p->wake_fd);
+		return r;
+	}
 	rt->pool = TAKE_PTR(p);
 	(void)load_keys(rt);
 	_cleanup_closedir_ DIR *d = opendir(rt->pool->vm_root);
@@ -777,6 +839,7 @@ int rt_pool_open(struct runtime *rt, const struct pool_config *cfg, uk_error *er
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {
 		close(rt->pool->wake_fd);
+		close(rt->pool->ep_fd);
 		free(rt->pool);
 		rt->pool = NULL;
 		return uk_err_errno(err, r, "start the pool's thread");
@@ -802,6 +865,7 @@ void rt_pool_free(struct runtime *rt)
 	free(p->vms);
 	free(p->keys);
 	close(p->wake_fd);
+	close(p->ep_fd);
 	free(p);
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HELLO, read_json
+from conftest import HELLO, read_json, wait_gone
 from cri import Unikd
 from test_network import follow_plain, http_get, import_netguest, netguest, wait_line  # noqa: F401 (netguest: a fixture)
 
@@ -122,6 +122,32 @@ def test_a_pooled_vm_has_the_pods_cgroup_limits_and_stats(ukp):
     u.stop_ctr(b)
     assert u.status(b).status.state == u.pb.CONTAINER_EXITED
     assert not list(Path("/sys/fs/cgroup/memory").glob(f"unikd-pool/unikd-{rec['pool_vm']}"))
+
+
+def test_a_ready_pool_vm_that_ends_is_replaced_without_a_claim(ukp):
+    u = ukp
+    _, a = run_one(u, "a", ["idle"])
+    u.stop_ctr(a)
+    wait_ready(u, 1)
+    info = pool_info(u)["vms"][0]
+    vm_id, d = info["id"], u.run / "pool" / info["id"]
+    st = read_json(d / "vmwrapper.json")
+    os.kill(st["pid"], 9)
+    # Noticed on its pidfd, not at a claim: out of the pool, its remains removed, and a
+    # replacement started, with no CRI call in between.
+    log = u.wait_log("a ready pool VM ended before its claim")
+    assert f"vm={vm_id}" in log
+    wait_ready(u, 2)
+    assert wait_gone(st["qemu_pid"])
+    assert not d.exists(), "the dead VM's directory stayed"
+    assert not list(Path("/sys/fs/cgroup/memory").glob(f"unikd-pool/unikd-{vm_id}"))
+    vms = pool_info(u)["vms"]
+    assert len(vms) == 1 and vms[0]["id"] != vm_id, vms
+    # The replacement serves the next pod.
+    _, b = run_one(u, "b", ["idle"])
+    u.wait_log("container started from the pool")
+    assert record(u, b)["pool_vm"] == vms[0]["id"]
+    u.stop_ctr(b)
 
 
 def test_pool_vms_and_pooled_containers_survive_sigkill(ukp):
