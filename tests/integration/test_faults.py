@@ -5,7 +5,7 @@ state files; a reboot.
 
 The loop is seeded and prints its seed, so a failure can be replayed:
   UNIKD_FAULT_SEED=<seed>         the seed (default: a fresh one)
-  UNIKD_FAULT_ITERATIONS=<n>      kill points to try (default 200, at least 100 in CI)
+  UNIKD_FAULT_ITERATIONS=<n>      kill points to try (default 150, at least 100 in CI)
 """
 import datetime
 import json
@@ -27,7 +27,7 @@ from cri import Unikd, sh
 from crilog import parse_cri_records
 from conftest import FIRST_LINE, HELLO
 
-ITERATIONS = int(os.environ.get("UNIKD_FAULT_ITERATIONS", "200"))
+ITERATIONS = int(os.environ.get("UNIKD_FAULT_ITERATIONS", "150"))
 CG = Path("/sys/fs/cgroup")
 TAP = re.compile(r"uk[0-9a-f]{12}")
 BOOT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
