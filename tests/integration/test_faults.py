@@ -128,6 +128,17 @@ def temp_files(u):
     return [str(p) for d in dirs if d.exists() for p in d.iterdir() if ".tmp." in p.name]
 
 
+def lingering_temp_files(u, within=5):
+    """Temp files that outlive a running unikd's write: its exit watcher records an exit at
+    any moment (an event, not a CRI call), so a write may be under way during the scan."""
+    found = temp_files(u)
+    end = time.monotonic() + within
+    while found and time.monotonic() < end:
+        time.sleep(0.05)
+        found = [f for f in found if os.path.exists(f)]
+    return found
+
+
 POD_PORTS = {}  # pod name -> [(proto, host port)], filled by the loop
 
 
@@ -425,7 +436,8 @@ class KillLoop:
         E("every container's pod is listed", all(c.pod_sandbox_id in pods for c in l2.values()))
         vmdirs = names(u.run / "vms")
         E("VM directories belong to listed containers", vmdirs <= set(l2), vmdirs - set(l2))
-        E("no temp file left by an atomic write", temp_files(u) == [], temp_files(u))
+        left = lingering_temp_files(u)
+        E("no temp file left by an atomic write", left == [], left)
         for cid, c in l2.items():
             kind = c.labels.get("kind")
             if c.state == pb.CONTAINER_CREATED:
