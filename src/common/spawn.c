@@ -679,8 +679,7 @@ static int spawn_vfork(const struct uk_spawn_opts *o, const struct plan *p, stru
 		return r;
 	/* The child has exec'd or reported its failed step: the pipe is at EOF or has it. */
 	struct failure f = { 0 };
-	ssize_t n = read_until(s->err_r, &f, sizeof(f), now_ms() + SETUP_TIMEOUT_MS);
-	r = n < 0 ? (int)n : n == 0 ? 0 : n != (ssize_t)sizeof(f) || f.code <= 0 ? -EIO : -f.code;
+	r = await_setup(s, false, pid, &pid, &f, now_ms() + SETUP_TIMEOUT_MS); /* no pid pipe: known */
 	if (r == 0)
 		return o->detach ? child_identify_pidfd(name, pid, pidfd, ret, err) : child_identify(name, pid, ret, err);
 	r = setup_error(o, r, &f, err);
