@@ -296,10 +296,19 @@ def fast_neigh(ns, dev):
     nsexec(ns, "sh", "-c", f"echo 10 > /proc/sys/net/ipv4/neigh/{dev}/retrans_time_ms")
 
 
+def umount_lazy(path):
+    sh("umount", "-l", path, check=False)
+
+
 def sweep_tag(tag):
     """Everything that carries the tag and is still there: processes, namespaces, cgroups,
-    the scratch directory."""
+    tmpfs mounts, the scratch directory."""
     kill_wait(pids_tagged(tag))
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            where = line.split()[1]
+            if where.startswith(f"/tmp/{tag}/"):
+                umount_lazy(where)
     for ns in sh("ip", "netns", "list", check=False).stdout.split("\n"):
         name = ns.split(" ")[0]
         if name == tag or name.startswith(tag + "-"):
@@ -646,6 +655,12 @@ class Unikd:
         self.root.mkdir()
         self.logs.mkdir()
         (self.root / "unikd.conf").write_text("")
+        # The run directory on a tmpfs, as /run is on a systemd host (docs/architecture.md,
+        # "Where state lives"); a disk-backed one would charge unikd's run-time files
+        # (vmwrapper.json, dnsmasq's hosts files) journal commits that a node never makes.
+        self.run.mkdir()
+        sh("mount", "-t", "tmpfs", "-o", "mode=0755,size=256m", f"{scratch.tag}-run", self.run)
+        scratch.defer(umount_lazy, self.run)
 
     def import_image(self, name, *args):
         r = sh(BIN / "unikd", "--config", self.root / "unikd.conf", "--state-dir", self.state, "image", "import",
