@@ -157,8 +157,8 @@ int uk_unlink_durable(const char *path, uk_error *err)
 	return uk_fsync_parent(path, err);
 }
 
-int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
-			 uk_error *err)
+static int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, bool sync_dir,
+			     uk_error *err)
 {
 	char tmp[PATH_MAX];
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
@@ -177,10 +177,21 @@ int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 		(void)unlink(tmp); /* best effort: the rename's error is the one to report */
 		return uk_err_errno(err, r, "rename %s", path);
 	}
-	r = fsync_parent(path);
+	r = sync_dir ? fsync_parent(path) : 0;
 	if (r < 0)
 		return uk_err_errno(err, -r, "fsync directory of %s", path);
 	return 0;
+}
+
+int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode, uk_error *err)
+{
+	return write_file_atomic(path, data, len, mode, true, err);
+}
+
+int uk_write_file_atomic_unsynced_dir(const char *path, const void *data, size_t len, mode_t mode,
+				      uk_error *err)
+{
+	return write_file_atomic(path, data, len, mode, false, err);
 }
 
 int uk_mkdir_p(const char *path, mode_t mode, uk_error *err)

@@ -29,6 +29,10 @@ int uk_read_file(const char *path, size_t max, char **ret, size_t *ret_len, uk_e
 /* Temp file, fsync, rename, fsync of the directory: the file is either old or new. */
 int uk_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode,
 			 uk_error *err);
+/* The same without the directory's fsync: after a power loss the file is old or new, never
+ * torn or empty, and either may be the one found. For state a power loss makes moot anyway. */
+int uk_write_file_atomic_unsynced_dir(const char *path, const void *data, size_t len, mode_t mode,
+				      uk_error *err);
 
 /* mkdir -p, each component with mode. */
 int uk_mkdir_p(const char *path, mode_t mode, uk_error *err);

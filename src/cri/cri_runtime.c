@@ -496,6 +496,11 @@ CRI_HANDLER(cri_create_container)
 	return 0;
 }
 
+static void save_started(void *rt, const char *id)
+{
+	rt_container_save_started(rt, id);
+}
+
 CRI_HANDLER(cri_start_container)
 {
 	struct cri_context *ctx = ud;
@@ -504,6 +509,7 @@ CRI_HANDLER(cri_start_container)
 	if ((r = cri_require(q->container_id, "container_id", err)) < 0 ||
 	    (r = rt_container_start(ctx->rt, q->container_id, err)) < 0)
 		return r;
+	grpc_call_after_reply(save_started, ctx->rt, q->container_id);
 	NEW_RESP(a, Runtime__V1__StartContainerResponse, x, RUNTIME__V1__START_CONTAINER_RESPONSE__INIT);
 	(void)x;
 	return 0;

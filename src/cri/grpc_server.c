@@ -112,6 +112,10 @@ struct rpc {
 	grpc_byte_buffer *raw;
 	int raw_code;
 	char *raw_msg;
+	/* grpc_call_after_reply's: run by the worker once it has answered. */
+	void (*after_fn)(void *ud, const char *arg);
+	void *after_ud;
+	char *after_arg;
 	/* Under srv->lock. */
 	enum rpc_state state, expired_from;
 	unsigned refs;
@@ -186,6 +190,16 @@ void grpc_call_reply_raw(grpc_byte_buffer *bb, int code, const char *msg)
 	r->raw = bb;
 	r->raw_code = code;
 	r->raw_msg = arena_strdup(r->a, msg ? msg : "");
+}
+
+void grpc_call_after_reply(void (*fn)(void *ud, const char *arg), void *ud, const char *arg)
+{
+	struct rpc *r = tls_rpc;
+	if (!r)
+		return;
+	r->after_fn = fn;
+	r->after_ud = ud;
+	r->after_arg = arena_strdup(r->a, arg ? arg : "");
 }
 
 int errno_to_grpc_status(int r)
@@ -661,6 +675,8 @@ static void run_call(struct rpc *r)
 		grpc_slice_unref(sl);
 		send_reply(r, GRPC_STATUS_OK, "%s", "");
 	}
+	if (r->after_fn)
+		r->after_fn(r->after_ud, r->after_arg);
 	rpc_unref(r); /* the worker's: the queue's reference it took over */
 }
 

@@ -103,6 +103,10 @@ grpc_byte_buffer *grpc_call_request_bytes(void);
  * and message rather than a packed response; the handler then returns GRPC_REPLY_RAW. */
 void grpc_call_reply_raw(grpc_byte_buffer *bb, int code, const char *msg);
 
+/* In a handler: run fn(ud, arg) on this thread once the answer is on its way (or dropped),
+ * whatever it was: work the client need not wait for. arg is copied. One per call. */
+void grpc_call_after_reply(void (*fn)(void *ud, const char *arg), void *ud, const char *arg);
+
 int errno_to_grpc_status(int neg_errno);
 
 #endif

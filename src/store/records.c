@@ -374,12 +374,23 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err)
 	return 0;
 }
 
-int record_save(const char *dir, const char *id, json_object *o, uk_error *err)
+static int save(const char *dir, const char *id, json_object *o, bool sync_dir, uk_error *err)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/%s.json", dir, id);
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-	return uk_write_file_atomic(path, s, strlen(s), 0600, err);
+	return sync_dir ? uk_write_file_atomic(path, s, strlen(s), 0600, err)
+			: uk_write_file_atomic_unsynced_dir(path, s, strlen(s), 0600, err);
+}
+
+int record_save(const char *dir, const char *id, json_object *o, uk_error *err)
+{
+	return save(dir, id, o, true, err);
+}
+
+int record_save_unsynced_dir(const char *dir, const char *id, json_object *o, uk_error *err)
+{
+	return save(dir, id, o, false, err);
 }
 
 int record_delete(const char *dir, const char *id, uk_error *err)

@@ -115,6 +115,9 @@ struct container {
 	int refs;
 	bool removed;
 	bool busy; /* a start, stop or remove is under way */
+	/* RUNNING, with the record still saying "a start under way" (which start-up completes
+	 * the same way): rt_container_save_started writes it once the start is answered. */
+	bool record_pending;
 	uint64_t stats_ts_ns, stats_cpu_ns; /* the previous stats sample, for rates */
 	/* The runtime's exit watcher (src/unikd/exit_watch.c), set when the container is first
 	 * claimed or watched; watch_fd is a pidfd of the RUNNING VM's vmwrapper while watched,
@@ -138,6 +141,9 @@ int container_from_json(json_object *o, struct container **ret, uk_error *err);
 
 /* dir/<id>.json, atomically: temp file, fsync, rename, fsync of dir. */
 int record_save(const char *dir, const char *id, json_object *o, uk_error *err);
+/* The same without the fsync of dir: a power loss may bring back the record before this one
+ * (never a torn one). For changes a reboot overrides anyway: what a VM is doing. */
+int record_save_unsynced_dir(const char *dir, const char *id, json_object *o, uk_error *err);
 /* Removes dir/<id>.json and fsyncs dir; a missing record is fine. */
 int record_delete(const char *dir, const char *id, uk_error *err);
 

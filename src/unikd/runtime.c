@@ -136,10 +136,12 @@ int rt_state_full_ctx(struct runtime *rt, int r, uk_error *err)
 }
 
 static int save_record(struct runtime *rt, const char *dir, const char *what, const char *id, const char *pod,
-		       json_object *o, uk_error *err)
+		       json_object *o, bool sync_dir, uk_error *err)
 {
 	uk_error e = { 0 };
-	int r = o ? record_save(dir, id, o, err ? err : &e) : uk_err(err ? err : &e, ENOMEM, "out of memory");
+	int r = !o	  ? uk_err(err ? err : &e, ENOMEM, "out of memory")
+		: sync_dir ? record_save(dir, id, o, err ? err : &e)
+			   : record_save_unsynced_dir(dir, id, o, err ? err : &e);
 	if (r < 0 && !err)
 		log_error("pod=%s%s%s msg=\"cannot save the %s record\" error=\"%s\"", pod, *what == 'c' ? " ctr=" : "",
 			  *what == 'c' ? id : "", what, e.msg);
@@ -151,13 +153,34 @@ static int save_record(struct runtime *rt, const char *dir, const char *what, co
 int rt_save_sandbox(struct runtime *rt, struct sandbox *s, uk_error *err)
 {
 	_cleanup_json_ json_object *o = sandbox_to_json(s);
-	return save_record(rt, rt->sandbox_dir, "sandbox", s->id, s->id, o, err);
+	return save_record(rt, rt->sandbox_dir, "sandbox", s->id, s->id, o, true, err);
 }
 
 int rt_save_container(struct runtime *rt, struct container *c, uk_error *err)
 {
 	_cleanup_json_ json_object *o = container_to_json(c);
-	return save_record(rt, rt->container_dir, "container", c->id, c->sandbox_id, o, err);
+	int r = save_record(rt, rt->container_dir, "container", c->id, c->sandbox_id, o, true, err);
+	if (r >= 0)
+		c->record_pending = false; /* whatever this save was for, it wrote the whole state */
+	return r;
+}
+
+void rt_container_save_started(struct runtime *rt, const char *id)
+{
+	struct container *c;
+	rt_lock(rt);
+	if (rt_find_container(rt, id, &c, NULL) >= 0 && c->record_pending)
+		(void)rt_save_container(rt, c, NULL); /* logged there; start-up completes the start */
+	rt_unlock(rt);
+}
+
+int rt_save_container_start(struct runtime *rt, struct container *c, uk_error *err)
+{
+	_cleanup_json_ json_object *o = container_to_json(c);
+	int r = save_record(rt, rt->container_dir, "container", c->id, c->sandbox_id, o, false, err);
+	if (r >= 0)
+		c->record_pending = false;
+	return r;
 }
 
 /* One kind of record as records_load() hands them over: parsed, checked against its file

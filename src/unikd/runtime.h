@@ -70,6 +70,12 @@ int rt_sandbox_remove(struct runtime *rt, const char *id, uk_error *err);
 /* tmpl has the VM fields filled in (from the image and the request). Takes tmpl. */
 int rt_container_create(struct runtime *rt, struct container *tmpl, char *id_out, uk_error *err);
 int rt_container_start(struct runtime *rt, const char *id, uk_error *err);
+/* After StartContainer is answered: the RUNNING record a successful start left to write
+ * (nothing if another change saved the container since, or it is gone). The record that
+ * names vmwrapper is on disk before the VM starts; until this one replaces it, start-up
+ * reads it as a start under way and completes it from what runs, so the answer need not
+ * wait for this write. */
+void rt_container_save_started(struct runtime *rt, const char *id);
 /* The power button, then at timeout_s (0: at once) QEMU is killed whatever it does; returns
  * soon after the deadline. */
 int rt_container_stop(struct runtime *rt, const char *id, int64_t timeout_s, uk_error *err);

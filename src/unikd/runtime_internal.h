@@ -21,6 +21,11 @@ int rt_state_full_ctx(struct runtime *rt, int r, uk_error *err);
  * logged here, since no caller will; otherwise the caller reports it. */
 int rt_save_sandbox(struct runtime *rt, struct sandbox *s, uk_error *err);
 int rt_save_container(struct runtime *rt, struct container *c, uk_error *err);
+/* A start's records (the one naming vmwrapper, then RUNNING) skip the directory's fsync: a
+ * power loss ends the VM, and at the next boot either version of the record reads the same
+ * way (a start under way or RUNNING from another boot is EXITED NodeRebooted; CREATED stays
+ * CREATED), while a crash of unikd alone loses nothing (the page cache stays). */
+int rt_save_container_start(struct runtime *rt, struct container *c, uk_error *err);
 /* By full id only. */
 struct sandbox *rt_sandbox_by_id(struct runtime *rt, const char *id);
 /* A RUNNING container of the pod other than except (which may be NULL). */

@@ -93,7 +93,7 @@ static int claim_record(struct runtime *rt, struct container *c, const struct rt
 	rt_set_str(&c->pool_vm, vm->id);
 	free(c->cgroup_error);
 	c->cgroup_error = rt->cg.version == CG_NONE ? strdup(rt->cg.why) : NULL;
-	return rt_save_container(rt, c, err);
+	return rt_save_container_start(rt, c, err);
 }
 
 static void forget_claim(struct container *c)
@@ -151,7 +151,7 @@ int rt_start_pooled(struct runtime *rt, struct container *c)
 	}
 	rt_lock(rt);
 	c->state = CTR_RUNNING;
-	(void)rt_save_container(rt, c, NULL); /* logged there; the VM's fate is in exit.json */
+	c->record_pending = true; /* written once StartContainer is answered */
 	log_info("pod=%s ctr=%s msg=\"container started from the pool\" vm=%s vmwrapper_pid=%d", c->sandbox_id, c->id,
 		 vm.id, c->wrapper_pid);
 	return 1;

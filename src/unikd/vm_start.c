@@ -268,7 +268,7 @@ static int start_record(struct runtime *rt, struct start *st, uk_error *err)
 	c->started_ns = (int64_t)uk_now_realtime_ns();
 	if (st->cg_path[0])
 		rt_set_str(&c->cgroup, st->cg_path);
-	int r = rt_save_container(rt, c, err);
+	int r = rt_save_container_start(rt, c, err);
 	if (r >= 0)
 		return 0;
 	c->wrapper_pid = 0;
@@ -311,7 +311,10 @@ static int start_result(struct runtime *rt, struct start *st, json_object *sync,
 		if (!c->reason)
 			rt_set_str(&c->reason, "Error");
 	}
-	(void)rt_save_container(rt, c, NULL); /* logged there; the VM's fate is in exit.json */
+	if (r == 0)
+		c->record_pending = true; /* written once StartContainer is answered */
+	else
+		(void)rt_save_container(rt, c, NULL); /* logged there; the VM's fate is in exit.json */
 	return r;
 }
 

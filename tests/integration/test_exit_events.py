@@ -108,3 +108,52 @@ def test_restart_sees_ends_while_down_and_after(uk):
     for cid in (down, after):
         st = uk.status(cid).status
         assert st.state == uk.pb.CONTAINER_EXITED and (st.exit_code, st.reason) == (137, "Killed")
+
+
+CREATED, RUNNING = 0, 1
+
+
+def wait_record_state(uk, cid, state, timeout=30):
+    """Like wait_record_exited, for any state."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+    assert fd >= 0
+    try:
+        assert libc.inotify_add_watch(fd, str(uk.state / "containers").encode(), IN_MOVED_TO) >= 0
+        deadline = time.monotonic() + timeout
+        rec = record(uk, cid)
+        while rec["state"] != state and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+            os.read(fd, 65536)
+            rec = record(uk, cid)
+        assert rec["state"] == state, f"the record of {cid} never said {state}: {rec}"
+        return rec
+    finally:
+        os.close(fd)
+
+
+def test_running_record_follows_the_answer(uk):
+    # StartContainer answers once the record names vmwrapper; the RUNNING record is written
+    # right after the answer, by the same worker, with no further call.
+    cid = started(uk, "runrec", ["idle"])
+    rec = wait_record_state(uk, cid, RUNNING)
+    assert rec["wrapper_pid"] == vm_state(uk, cid)["pid"]
+
+
+def test_start_whose_running_record_was_lost_is_completed(uk):
+    # A unikd killed between its answer and the RUNNING record leaves the record that names
+    # vmwrapper (a start under way); the restart completes it from the VM that runs.
+    cid = started(uk, "lostrec", ["idle"])
+    wait_record_state(uk, cid, RUNNING)
+    uk.kill()
+    path = uk.state / "containers" / f"{cid}.json"
+    rec = json.loads(path.read_text())
+    rec["state"] = CREATED
+    path.write_text(json.dumps(rec))
+    uk.start()
+    assert 'msg="completed an interrupted start: the VM runs"' in uk.log()
+    assert record(uk, cid)["state"] == RUNNING
+    assert uk.status(cid).status.state == uk.pb.CONTAINER_RUNNING
+    # Reattached: its end is recorded as it happens.
+    kill_qemu(uk, cid)
+    rec = wait_record_exited(uk, cid)
+    assert (rec["exit_code"], rec["reason"]) == (137, "Killed")
