@@ -13,6 +13,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
+#include <netlink/route/link/inet6.h>
 
 #include "../common/util.h"
 #include "net.h"
@@ -242,8 +243,14 @@ static int tap_attach(struct nl_sock *sk, const char *ifname, struct rtnl_link *
 	if (!tap)
 		return uk_err(err, ENODEV, "tap %s does not exist", ifname);
 	_cleanup_rtnl_link_ struct rtnl_link *ch = rtnl_link_alloc();
-	if (!ch)
+	_cleanup_rtnl_link_ struct rtnl_link *v6 = rtnl_link_alloc();
+	if (!ch || !v6)
 		return uk_err(err, ENOMEM, "out of memory");
+	/* A bridge port needs no IPv6 address: without one, the kernel sends no DAD, MLD or
+	 * router solicitation down the tap into a VM that is still starting. Before the link
+	 * is up, when the address would be made; best effort (a kernel without IPv6). */
+	if (rtnl_link_inet6_set_addr_gen_mode(v6, rtnl_link_inet6_str2addrgenmode("none")) == 0)
+		(void)link_change(sk, tap, v6, "no IPv6 address on the tap", NULL);
 	rtnl_link_set_master(ch, rtnl_link_get_ifindex(br));
 	rtnl_link_set_flags(ch, IFF_UP);
 	char what[96];

@@ -90,6 +90,9 @@ def test_stop_releases_everything(uk):
     uk.start_ctr(cid)
     tap = "uk" + sid[:12]
     assert tap in links(uk)
+    # A bridge port with no IPv6 address of its own: nothing of the host's sent into the VM.
+    assert "inet6" not in uk.netns_exec("ip", "-o", "addr", "show", "dev", tap).stdout
+    assert "inet6" in uk.netns_exec("ip", "-o", "addr", "show", "dev", "unikd0").stdout
     assert "18080" in nft_ruleset(uk)
     uk.rs.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
     assert tap not in links(uk)
