@@ -1,11 +1,16 @@
 /* Address management in a directory: one file per allocated address, named by the dotted
  * address and holding the sandbox id (and a newline).
  *
- * An allocation is written to a temp file, fsync'ed, then link()ed to the address's name.
- * link() fails with EEXIST if the name exists, exactly like O_CREAT|O_EXCL, so two
- * processes can never take the same address; and unlike O_CREAT|O_EXCL followed by a
- * write, the name only ever appears with its full content, so a crash cannot leave an
- * address taken by nobody. Temp files of dead processes are removed by ipam_open.
+ * An allocation is written to a temp file, then link()ed to the address's name. link()
+ * fails with EEXIST if the name exists, exactly like O_CREAT|O_EXCL, so two processes can
+ * never take the same address; and unlike O_CREAT|O_EXCL followed by a write, the name only
+ * ever appears with its full content, so a crash cannot leave an address taken by nobody.
+ * Temp files of dead processes are removed by ipam_open.
+ *
+ * Nothing is fsync'ed: an address is only worth keeping while its pod's VM can run, and a
+ * power loss ends every VM (after a reboot the runtime releases every pod's address). What a
+ * power loss can leave of an allocation that never reached the disk, an empty address file,
+ * is removed by ipam_open; a crash of the process alone loses nothing (the page cache stays).
  *
  * Round robin: DIR/.cursor holds the last address handed out (best effort, not fsync'ed),
  * and the search starts after it, so an address just released is not reused at once.
@@ -182,6 +187,30 @@ static void remove_stale_tmp(struct ipam *ip)
 	}
 }
 
+/* Empty address files: all a power loss can leave of an allocation that was never written
+ * back (its link was, its content not). They hold nobody's address. */
+static void remove_empty_addresses(struct ipam *ip)
+{
+	int dfd = openat(ip->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	_cleanup_closedir_ DIR *d = fdopendir(dfd);
+	if (!d) {
+		safe_close(dfd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		uint32_t addr;
+		struct stat st;
+		if (de->d_name[0] == '.' || net_ip_parse(de->d_name, &addr) < 0 ||
+		    fstatat(ip->dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISREG(st.st_mode) && st.st_size == 0)
+			(void)unlinkat(ip->dfd, de->d_name, 0); /* best effort: the next open retries */
+	}
+}
+
 /* ---- open / free ---- */
 
 int ipam_open(const char *dir, struct ipam **ret, uk_error *err)
@@ -203,6 +232,7 @@ int ipam_open(const char *dir, struct ipam **ret, uk_error *err)
 		return uk_err(err, ENOMEM, "out of memory");
 	}
 	remove_stale_tmp(ip);
+	remove_empty_addresses(ip);
 	*ret = TAKE_PTR(ip);
 	return 0;
 }
@@ -355,8 +385,6 @@ int ipam_allocate(struct ipam *ip, const struct net_cidr *cidr, const char *sand
 	r = uk_write_all(fd, content, len);
 	if (r < 0)
 		return uk_err_errno(err, -r, "ipam %s: write %s", ip->dir, t.name);
-	if (fsync(fd) < 0)
-		return uk_err_errno(err, errno, "ipam %s: fsync %s", ip->dir, t.name);
 
 	bool got = false;
 	uint32_t addr = 0;
@@ -378,16 +406,8 @@ int ipam_allocate(struct ipam *ip, const struct net_cidr *cidr, const char *sand
 		return uk_err(err, ENOSPC, "ipam %s: range %s/%d is full: all %u addresses (%s-%s) are allocated",
 			      ip->dir, net, cidr->prefix, n, a, b);
 	}
-	/* The temp name goes now, so the fsync below covers the removal too. */
 	if (unlinkat(ip->dfd, t.name, 0) == 0)
 		t.name[0] = '\0';
-	if (fsync(ip->dfd) < 0) {
-		r = -errno;
-		char name[NET_IP_MAX];
-		net_ip_str(addr, name);
-		(void)unlinkat(ip->dfd, name, 0); /* best effort: the fsync's error is the one to report */
-		return uk_err_errno(err, -r, "ipam %s: fsync", ip->dir);
-	}
 	cursor_write(ip, addr);
 	*ret = addr;
 	return 0;
@@ -427,8 +447,6 @@ int ipam_release(struct ipam *ip, const char *sandbox_id, uk_error *err)
 	int r = ipam_scan(ip, release_cb, &c, err);
 	if (r < 0)
 		return r;
-	if (c.removed > 0 && fsync(ip->dfd) < 0)
-		return uk_err_errno(err, errno, "ipam %s: fsync", ip->dir);
 	return 0;
 }
 

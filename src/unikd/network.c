@@ -277,9 +277,10 @@ int rt_net_sandbox_up(struct rt_net *n, struct sandbox *s, uk_error *err)
 		return uk_err(err, EAGAIN, "the pod network is not ready: %s", why);
 	if ((r = rt_net_parse_ports(s->port_mappings, hp, &nhp, err)) < 0)
 		return r;
-	/* In this order, each step durable before the next: the address (a file in the state
-	 * directory, named by the address and holding the id), the DHCP entry (files named by the
-	 * id), the hostPorts (nft elements whose value is the address). A crash before the
+	/* In this order, each step in place before the next: the address (a file in the state
+	 * directory, named by the address and holding the id; not fsync'ed, since a reboot
+	 * releases every address anyway), the DHCP entry (files named by the id), the hostPorts
+	 * (nft elements whose value is the address). A crash before the
 	 * sandbox's record is written leaves objects that all lead back to the address, and the
 	 * address to the id: start-up finds them without the record (rt_net_reconcile). */
 	const struct net_cidr *c = &n->cidrs[n->n_cidrs - 1];

@@ -660,9 +660,20 @@ static void ipam_junk_and_stale(void **state)
 	assert_int_equal(uk_write_file_atomic(stale, "pod-q\n", 6, 0644, NULL), 0);
 	assert_int_equal(uk_write_file_atomic(live, "pod-q\n", 6, 0644, NULL), 0);
 
+	/* An empty address file, what a power loss leaves of an allocation never written back,
+	 * is removed at open: it holds nobody's address. */
+	char empty[256];
+	snprintf(empty, sizeof(empty), "%s/10.4.0.7", dir);
+	int efd = open(empty, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	assert_true(efd >= 0);
+	close(efd);
+
 	_cleanup_ipam_ struct ipam *ip = open_ipam(dir);
 	assert_int_equal(access(stale, F_OK), -1);
 	assert_int_equal(access(live, F_OK), 0);
+	assert_int_equal(access(empty, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/10.4.0.2", dir);
+	assert_int_equal(access(path, F_OK), 0); /* junk content: kept, as said above */
 
 	struct net_cidr c = cidr("10.4.0.0/24");
 	assert_int_equal(alloc_ok(ip, &c, "pod-a"), IP("10.4.0.3"));
