@@ -296,6 +296,33 @@ def fast_neigh(ns, dev):
     nsexec(ns, "sh", "-c", f"echo 10 > /proc/sys/net/ipv4/neigh/{dev}/retrans_time_ms")
 
 
+def cpu_times():
+    """The machine's CPU time so far (/proc/stat, first line): (busy, total) in ticks."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    total = sum(v[:8])  # guest time is already in user
+    return total - idle, total
+
+
+def busy_between(a, b):
+    """Fraction of all CPUs busy between two cpu_times() readings."""
+    return (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
+def wait_quiet(threshold=0.10, sample_s=1.0, timeout_s=90.0):
+    """Wait until the whole machine was busy less than threshold over one sample (kernel
+    threads included: write-back, cgroup and RCU work after a big start-up). Returns the
+    seconds waited and the last sample's busy fraction."""
+    t0 = time.monotonic()
+    while True:
+        a = cpu_times()
+        time.sleep(sample_s)
+        busy = busy_between(a, cpu_times())
+        if busy < threshold or time.monotonic() - t0 >= timeout_s:
+            return time.monotonic() - t0, busy
+
+
 def umount_lazy(path):
     sh("umount", "-l", path, check=False)
 

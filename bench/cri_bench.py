@@ -1023,9 +1023,14 @@ def density(ctx, u):
         r["pss_per_pod_kb"] = tot_pss / held if held else None
         mem1 = B.meminfo_kb()
         r["memavailable_drop_per_pod_kb"] = (mem0["MemAvailable"] - mem1["MemAvailable"]) / held if held else None
-        # List and status latency at this count.
+        # List and status latency at this count, once the machine is quiet: the pods are idle,
+        # but the kernel may still be busy after starting them (write-back, cgroup and RCU work).
+        waited, busy = B.wait_quiet()
+        r["quiet_wait_s"], r["busy_before_calls"] = waited, busy
         r["loadavg_before_calls"] = os.getloadavg()
+        c0 = B.cpu_times()
         r.update(density_latency(u, pods, a.list_calls))
+        r["busy_during_calls"] = B.busy_between(c0, B.cpu_times())
     finally:
         log(f"5. density: removing {held} pods")
         t0 = mono_ns()
@@ -1083,7 +1088,10 @@ def density(ctx, u):
            f"{qc['context_switches']} wake-ups")
     la = r.get("loadavg_before_calls") or ()
     T.text(f"list/status calls at {held} pods", f"{a.list_calls} rounds of the four in kubelet's interleaved order, "
-           f"one at a time, after a warm-up, Python's GC off; load average {' '.join(f'{x:.2f}' for x in la)}")
+           f"one at a time, after a warm-up, Python's GC off; load average {' '.join(f'{x:.2f}' for x in la)}; "
+           f"waited {r.get('quiet_wait_s', 0):.0f} s for the machine to be under 10% busy (last second "
+           f"{100 * r.get('busy_before_calls', 0):.0f}%), {100 * r.get('busy_during_calls', 0):.0f}% busy during "
+           f"the calls")
     for k, v in r["latency_ms"].items():
         T.row(f"{k} at {held} pods, client round trip (with parsing)", v, unit="ms")
         if r["latency_server_ms"]:
