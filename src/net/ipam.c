@@ -155,8 +155,8 @@ static int ipam_scan(struct ipam *ip, scan_fn fn, void *ud, uk_error *err)
 	}
 }
 
-/* Remove temp files left by processes that died before finishing. */
-static void remove_stale_tmp(struct ipam *ip)
+/* fn for each name in the directory: start-up sweeps, best effort. */
+static void each_name(struct ipam *ip, void (*fn)(struct ipam *ip, const char *name))
 {
 	int dfd = openat(ip->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -167,48 +167,41 @@ static void remove_stale_tmp(struct ipam *ip)
 		return;
 	}
 	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
-			continue;
-		char *end;
-		long pid = strtol(de->d_name + strlen(TMP_PREFIX), &end, 10);
-		if (pid <= 0 || *end != '.')
-			continue;
-		strtoul(end + 1, &end, 10); /* the sequence number */
-		bool dead;
-		if (*end == '.') {
-			uint64_t st;
-			dead = uk_parse_u64(end + 1, 0, UINT64_MAX, &st) < 0 || !uk_proc_alive((pid_t)pid, st);
-		} else {
-			dead = kill((pid_t)pid, 0) < 0 && errno == ESRCH; /* a name from before start times */
-		}
-		if (dead)
-			(void)unlinkat(ip->dfd, de->d_name, 0); /* best effort: the next sweep retries */
-	}
+	while ((de = readdir(d)))
+		fn(ip, de->d_name);
 }
 
-/* Empty address files: all a power loss can leave of an allocation that was never written
- * back (its link was, its content not). They hold nobody's address. */
-static void remove_empty_addresses(struct ipam *ip)
+/* A temp file of a process that died before finishing goes. */
+static void remove_stale_tmp(struct ipam *ip, const char *name)
 {
-	int dfd = openat(ip->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
+	if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
 		return;
-	_cleanup_closedir_ DIR *d = fdopendir(dfd);
-	if (!d) {
-		safe_close(dfd);
+	char *end;
+	long pid = strtol(name + strlen(TMP_PREFIX), &end, 10);
+	if (pid <= 0 || *end != '.')
 		return;
+	strtoul(end + 1, &end, 10); /* the sequence number */
+	bool dead;
+	if (*end == '.') {
+		uint64_t st;
+		dead = uk_parse_u64(end + 1, 0, UINT64_MAX, &st) < 0 || !uk_proc_alive((pid_t)pid, st);
+	} else {
+		dead = kill((pid_t)pid, 0) < 0 && errno == ESRCH; /* a name from before start times */
 	}
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		uint32_t addr;
-		struct stat st;
-		if (de->d_name[0] == '.' || net_ip_parse(de->d_name, &addr) < 0 ||
-		    fstatat(ip->dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue;
-		if (S_ISREG(st.st_mode) && st.st_size == 0)
-			(void)unlinkat(ip->dfd, de->d_name, 0); /* best effort: the next open retries */
-	}
+	if (dead)
+		(void)unlinkat(ip->dfd, name, 0); /* best effort: the next sweep retries */
+}
+
+/* An empty address file goes: all a power loss can leave of an allocation that was never
+ * written back (its link was, its content not). It holds nobody's address. */
+static void remove_empty_address(struct ipam *ip, const char *name)
+{
+	uint32_t addr;
+	struct stat st;
+	if (name[0] == '.' || net_ip_parse(name, &addr) < 0 || fstatat(ip->dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if (S_ISREG(st.st_mode) && st.st_size == 0)
+		(void)unlinkat(ip->dfd, name, 0); /* best effort: the next open retries */
 }
 
 /* ---- open / free ---- */
@@ -231,8 +224,8 @@ int ipam_open(const char *dir, struct ipam **ret, uk_error *err)
 		safe_close(ip->dfd);
 		return uk_err(err, ENOMEM, "out of memory");
 	}
-	remove_stale_tmp(ip);
-	remove_empty_addresses(ip);
+	each_name(ip, remove_stale_tmp);
+	each_name(ip, remove_empty_address);
 	*ret = TAKE_PTR(ip);
 	return 0;
 }

@@ -10,7 +10,7 @@ import time
 
 from conftest import wait_gone
 
-EXITED = 2  # the record's state, numbered as the CRI's ContainerState
+CREATED, RUNNING, EXITED = 0, 1, 2  # the record's state, numbered as the CRI's ContainerState
 IN_MOVED_TO = 0x80  # records are written to a temp file and renamed over the old one
 
 
@@ -18,8 +18,8 @@ def record(uk, cid):
     return json.loads((uk.state / "containers" / f"{cid}.json").read_text())
 
 
-def wait_record_exited(uk, cid, timeout=30):
-    """Wait (on inotify, not a timer) until the container's record says EXITED; return it."""
+def wait_record_state(uk, cid, state, timeout=30):
+    """Wait (on inotify, not a timer) until the container's record says state; return it."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
     assert fd >= 0
@@ -28,13 +28,18 @@ def wait_record_exited(uk, cid, timeout=30):
         deadline = time.monotonic() + timeout
         rec = record(uk, cid)
         # Each rename into the directory wakes us; the deadline bounds the wait.
-        while rec["state"] != EXITED and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+        while rec["state"] != state and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
             os.read(fd, 65536)
             rec = record(uk, cid)
-        assert rec["state"] == EXITED, f"the record of {cid} never said EXITED: {rec}"
+        assert rec["state"] == state, f"the record of {cid} never said {state}: {rec}"
         return rec
     finally:
         os.close(fd)
+
+
+def wait_record_exited(uk, cid, timeout=30):
+    """Wait (on inotify, not a timer) until the container's record says EXITED; return it."""
+    return wait_record_state(uk, cid, EXITED, timeout)
 
 
 def vm_state(uk, cid):
@@ -108,27 +113,6 @@ def test_restart_sees_ends_while_down_and_after(uk):
     for cid in (down, after):
         st = uk.status(cid).status
         assert st.state == uk.pb.CONTAINER_EXITED and (st.exit_code, st.reason) == (137, "Killed")
-
-
-CREATED, RUNNING = 0, 1
-
-
-def wait_record_state(uk, cid, state, timeout=30):
-    """Like wait_record_exited, for any state."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
-    assert fd >= 0
-    try:
-        assert libc.inotify_add_watch(fd, str(uk.state / "containers").encode(), IN_MOVED_TO) >= 0
-        deadline = time.monotonic() + timeout
-        rec = record(uk, cid)
-        while rec["state"] != state and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
-            os.read(fd, 65536)
-            rec = record(uk, cid)
-        assert rec["state"] == state, f"the record of {cid} never said {state}: {rec}"
-        return rec
-    finally:
-        os.close(fd)
 
 
 def test_running_record_follows_the_answer(uk):
