@@ -155,8 +155,11 @@ static int ipam_scan(struct ipam *ip, scan_fn fn, void *ud, uk_error *err)
 	}
 }
 
-/* fn for each name in the directory: start-up sweeps, best effort. */
-static void each_name(struct ipam *ip, void (*fn)(struct ipam *ip, const char *name))
+static void remove_stale_tmp(struct ipam *ip, const char *name);
+static void remove_empty_address(struct ipam *ip, const char *name);
+
+/* The start-up sweep, one walk of the directory, best effort. */
+static void sweep(struct ipam *ip)
 {
 	int dfd = openat(ip->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -167,8 +170,10 @@ static void each_name(struct ipam *ip, void (*fn)(struct ipam *ip, const char *n
 		return;
 	}
 	struct dirent *de;
-	while ((de = readdir(d)))
-		fn(ip, de->d_name);
+	while ((de = readdir(d))) {
+		remove_stale_tmp(ip, de->d_name);
+		remove_empty_address(ip, de->d_name);
+	}
 }
 
 /* A temp file of a process that died before finishing goes. */
@@ -224,8 +229,7 @@ int ipam_open(const char *dir, struct ipam **ret, uk_error *err)
 		safe_close(ip->dfd);
 		return uk_err(err, ENOMEM, "out of memory");
 	}
-	each_name(ip, remove_stale_tmp);
-	each_name(ip, remove_empty_address);
+	sweep(ip);
 	*ret = TAKE_PTR(ip);
 	return 0;
 }

@@ -156,13 +156,18 @@ int rt_save_sandbox(struct runtime *rt, struct sandbox *s, uk_error *err)
 	return save_record(rt, rt->sandbox_dir, "sandbox", s->id, s->id, o, true, err);
 }
 
-int rt_save_container(struct runtime *rt, struct container *c, uk_error *err)
+static int save_container(struct runtime *rt, struct container *c, bool sync_dir, uk_error *err)
 {
 	_cleanup_json_ json_object *o = container_to_json(c);
-	int r = save_record(rt, rt->container_dir, "container", c->id, c->sandbox_id, o, true, err);
+	int r = save_record(rt, rt->container_dir, "container", c->id, c->sandbox_id, o, sync_dir, err);
 	if (r >= 0)
 		c->record_pending = false; /* whatever this save was for, it wrote the whole state */
 	return r;
+}
+
+int rt_save_container(struct runtime *rt, struct container *c, uk_error *err)
+{
+	return save_container(rt, c, true, err);
 }
 
 void rt_container_save_started(struct runtime *rt, const char *id)
@@ -176,11 +181,7 @@ void rt_container_save_started(struct runtime *rt, const char *id)
 
 int rt_save_container_start(struct runtime *rt, struct container *c, uk_error *err)
 {
-	_cleanup_json_ json_object *o = container_to_json(c);
-	int r = save_record(rt, rt->container_dir, "container", c->id, c->sandbox_id, o, false, err);
-	if (r >= 0)
-		c->record_pending = false;
-	return r;
+	return save_container(rt, c, false, err);
 }
 
 /* One kind of record as records_load() hands them over: parsed, checked against its file
