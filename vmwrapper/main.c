@@ -636,9 +636,8 @@ static int start_qemu(struct wrapper *w, char **argv, struct qemu_ends *e, uk_er
 	o.n_fds = qemu_fds(w, e, fds);
 	/* Its own process group, so a terminal's ^C reaches vmwrapper, which stops QEMU in order. */
 	o.new_pgrp = true;
-	/* On our memory until its exec: it runs at once, while we wait, instead of queueing
-	 * for a CPU behind us as a forked child would. */
-	o.vfork = true;
+	/* uk_spawn's vfork (the default): on our memory until its exec, it runs at once, while
+	 * we wait, instead of queueing for a CPU behind us as a forked child would. */
 	/* QEMU dies with its supervisor: an unsupervised VM would have no log and no exit record. */
 	o.pdeathsig = SIGKILL;
 	w->started_ns = uk_now_realtime_ns();

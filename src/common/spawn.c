@@ -91,6 +91,7 @@ void uk_spawn_opts_init(struct uk_spawn_opts *o, const char *const *argv)
 	memset(o, 0, sizeof(*o));
 	o->argv = argv;
 	o->stdin_fd = o->stdout_fd = o->stderr_fd = -1;
+	o->vfork = true;
 }
 
 /* ---- the child (async-signal-safe only) ---- */
@@ -368,8 +369,6 @@ static int check_opts(const struct uk_spawn_opts *o, uk_error *err)
 		return uk_err(err, EINVAL, "spawn %s: pdeathsig %d is not a signal", name, o->pdeathsig);
 	if (o->pdeathsig && o->detach)
 		return uk_err(err, EINVAL, "spawn %s: pdeathsig with detach (its parent exits at once)", name);
-	if (o->vfork && o->hold)
-		return uk_err(err, EINVAL, "spawn %s: vfork with hold (a held child cannot run on our memory)", name);
 	if (o->cwd && !o->cwd[0])
 		return uk_err(err, EINVAL, "spawn %s: empty cwd", name);
 	if (!o->detach && sigchld_ignored())
@@ -493,6 +492,12 @@ static int pipe_pair(int *r, int *w)
 	return 0;
 }
 
+/* A held child waits on a copy of our memory: it cannot borrow it until an exec. */
+static bool vforks(const struct uk_spawn_opts *o)
+{
+	return o->vfork && !o->hold;
+}
+
 static int start_open(struct start *s, const struct uk_spawn_opts *o, const char *name, uk_error *err)
 {
 	s->devnull = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
@@ -501,9 +506,9 @@ static int start_open(struct start *s, const struct uk_spawn_opts *o, const char
 	int r = pipe_pair(&s->err_r, &s->err_w);
 	if (r == 0 && o->hold)
 		r = pipe_pair(&s->go_r, &s->go_w);
-	if (r == 0 && o->detach && !o->vfork)
+	if (r == 0 && o->detach && !vforks(o))
 		r = pipe_pair(&s->pid_r, &s->pid_w);
-	if (r == 0 && o->detach && !o->vfork)
+	if (r == 0 && o->detach && !vforks(o))
 		r = pipe_pair(&s->ack_r, &s->ack_w);
 	return r < 0 ? uk_err_errno(err, -r, "spawn %s: pipe", name) : 0;
 }
@@ -614,14 +619,18 @@ static pid_t clone_blocked(int (*fn)(void *), char *stack_top, int flags, void *
 }
 
 /* Detached: the pid's start time, read while the pidfd says the child has not ended (so
- * the pid was still its own). Takes pidfd. */
+ * the pid was still its own). A child that ended at once may have been reaped by the reaper
+ * (and its pid reused) before we looked: it still comes back, with its pidfd, which tells
+ * its end, and a start time of 0, which no live process has. Takes pidfd. */
 static int child_identify_pidfd(const char *name, pid_t pid, int pidfd, struct uk_child *ret, uk_error *err)
 {
 	_cleanup_close_ int fd = pidfd;
-	uint64_t st;
+	uint64_t st = 0;
 	int r = uk_proc_starttime(pid, &st);
-	if (r == 0 && uk_pidfd_wait(fd, 0))
-		r = -ESRCH;
+	if (uk_pidfd_wait(fd, 0)) {
+		st = 0;
+		r = 0;
+	}
 	if (r < 0)
 		return uk_err_errno(err, -r, "spawn %s: start time of pid %d", name, (int)pid);
 	ret->pid = pid;
@@ -706,7 +715,7 @@ int uk_spawn(const struct uk_spawn_opts *o, struct uk_child *ret, uk_error *err)
 		return r;
 	struct plan p;
 	plan_fill(&p, o, s.devnull, s.err_w, s.go_r);
-	if (o->vfork) {
+	if (vforks(o)) {
 		r = spawn_vfork(o, &p, &s, ret, err);
 		if (r < 0)
 			*ret = (struct uk_child)UK_CHILD_INIT;

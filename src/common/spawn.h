@@ -62,13 +62,14 @@ struct uk_spawn_opts {
 	 * a pipe) and exits 0 without exec'ing if the pipe closes first, e.g. because we died. */
 	bool detach;
 	bool hold;
-	/* uk_spawn only, not with hold: the child runs on our memory (clone with CLONE_VM and
-	 * CLONE_VFORK, as posix_spawn does) until its exec, so no copy of our page tables is
-	 * made: forking a large threaded process costs milliseconds of dup_mmap, copy-on-write
-	 * faults and, detached, the teardown of the intermediate's copy. The calling thread
-	 * waits until the exec. Detached, the pidfd comes from the clone itself (CLONE_PIDFD),
-	 * so no ack is needed to keep the pid from being reused. A child that must wait for a
-	 * go-ahead waits after its exec (vmwrapper's --go-fd). */
+	/* On by default (uk_spawn_opts_init), uk_run's children included; a held child always
+	 * forks (it cannot wait on our memory). The child runs on our memory (clone with
+	 * CLONE_VM and CLONE_VFORK, as posix_spawn does) until its exec, so no copy of our page
+	 * tables is made: forking a large threaded process costs milliseconds of dup_mmap,
+	 * copy-on-write faults and, detached, the teardown of the intermediate's copy. The
+	 * calling thread waits until the exec. Detached, the pidfd comes from the clone itself
+	 * (CLONE_PIDFD), so no ack is needed to keep the pid from being reused. false: fork. A
+	 * child that must wait for a go-ahead waits after its exec (vmwrapper's --go-fd). */
 	bool vfork;
 };
 
@@ -78,12 +79,14 @@ struct uk_spawn_opts {
  * uk_spawn uses it for cgroup_files; tests that fork a child of their own call it too. */
 int uk_enter_cgroup_files(const char (*files)[PATH_MAX], size_t n, size_t *failed);
 
-/* Fill *o with the defaults: stdin/stdout/stderr on /dev/null, nothing else. */
+/* Fill *o with the defaults: stdin/stdout/stderr on /dev/null, vfork, nothing else. */
 void uk_spawn_opts_init(struct uk_spawn_opts *o, const char *const *argv);
 
 struct uk_child {
 	pid_t pid;
-	uint64_t start_time; /* /proc/PID/stat field 22: tells our process from a recycled PID */
+	uint64_t start_time; /* /proc/PID/stat field 22: tells our process from a recycled PID;
+			      * 0 for a detached child already ended and reaped when uk_spawn
+			      * looked (its pidfd tells that end) */
 	int pidfd;           /* O_CLOEXEC; checked against start_time */
 	int go_fd;           /* hold only: write end of the go pipe, -1 otherwise */
 };

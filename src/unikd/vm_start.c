@@ -141,7 +141,8 @@ int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhos
 	uk_spawn_opts_init(&o, argv);
 	if (hold) {
 		/* Held after its exec, by vmwrapper itself, which joins the cgroups on the
-		 * go-ahead: so the spawn can share our memory instead of copying it. */
+		 * go-ahead: so the spawn can share our memory (uk_spawn's vfork) instead of
+		 * copying it, which uk_spawn's own hold would. */
 		fds[n_fds++] = (struct uk_spawn_fd){ go_r, SPAWN_GO_FD };
 		argv[argc++] = "--go-fd";
 		argv[argc++] = go_num;
@@ -149,7 +150,6 @@ int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhos
 			argv[argc++] = "--cgroup-procs";
 			argv[argc++] = cg_files[i];
 		}
-		o.vfork = true;
 	} else {
 		o.cgroup_files = (const char(*)[PATH_MAX])cg_files;
 		o.n_cgroup_files = n_cg_files;
