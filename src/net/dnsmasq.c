@@ -33,12 +33,21 @@
 #define HOSTFILE_MAX 4096
 #define RECORD_MAX 65536
 #define TAG_PREFIX "uk-"
+/* Removed hosts dnsmasq still has in memory (see "stale hosts"). */
+#define STALE_MAX DNSMASQ_STALE_MAX
+#define HOSTS_MAX (1 << 16) /* a /16's addresses */
+
+struct stale_host {
+	char id[UK_ID_MAX + 1];
+	char mac[18];
+	uint32_t ip;
+};
 
 struct dnsmasq {
 	pthread_mutex_t lock;
 	char *bridge;
 	char *dir; /* absolute */
-	char *hosts_dir, *opts_dir, *tmp_dir, *leases, *log, *log_old, *record, *daemon_pidfile;
+	char *hosts_dir, *opts_dir, *stale_dir, *tmp_dir, *leases, *log, *log_old, *record, *daemon_pidfile;
 	uint64_t log_max;
 	struct net_cidr *ranges; /* sorted, unique */
 	size_t n_ranges;
@@ -50,6 +59,11 @@ struct dnsmasq {
 	pid_t pid;
 	uint64_t start_time;
 	int pidfd;
+	/* The running dnsmasq's stale hosts (stale.d/); overflow: stale.d/ held more than
+	 * STALE_MAX when adopted, so every address counts as stale until the next start. */
+	struct stale_host stale[STALE_MAX];
+	size_t n_stale;
+	bool stale_overflow;
 };
 
 /* ---- small helpers ---- */
@@ -487,8 +501,17 @@ static int run_original(struct dnsmasq *d, uk_error *err)
  * exits 0 only once the daemon has bound its sockets, opened its files and dropped
  * privileges, or exits non-zero with the reason on stderr. That exit is the readiness
  * signal; the daemon is never our child. */
+/* "stale hosts", below. */
+static int stale_load_locked(struct dnsmasq *d, uk_error *err);
+static int stale_forget_locked(struct dnsmasq *d, uk_error *err);
+static bool stale_conflict(const struct dnsmasq *d, const char *id, const char *mac, uint32_t ip);
+
 static int spawn(struct dnsmasq *d, uk_error *err)
 {
+	/* Not running: the stale hosts died with the process that had them. */
+	int sr = stale_forget_locked(d, err);
+	if (sr < 0)
+		return sr;
 	if (unlink(d->daemon_pidfile) < 0 && errno != ENOENT)
 		return uk_err_errno(err, errno, "remove %s", d->daemon_pidfile);
 	/* Not running: a plain rename bounds the log, the new process makes a new one. */
@@ -533,6 +556,9 @@ static int run_locked(struct dnsmasq *d, uk_error *err)
 			d->pid = p.pid;
 			d->pidfd = p.pidfd;
 			d->start_time = p.start;
+			int sr = stale_load_locked(d, err);
+			if (sr < 0)
+				return sr;
 			if (record_read(d, &rpid, &rstart) < 0 || rpid != p.pid || rstart != p.start) {
 				int r = record_write(d, err);
 				if (r < 0)
@@ -560,6 +586,7 @@ void dnsmasq_free(struct dnsmasq *d)
 	free(d->dir);
 	free(d->hosts_dir);
 	free(d->opts_dir);
+	free(d->stale_dir);
 	free(d->tmp_dir);
 	free(d->leases);
 	free(d->log);
@@ -682,6 +709,7 @@ static int handle_new(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk
 	d->dir = strdup(abs);
 	d->hosts_dir = uk_strf("%s/hosts.d", abs);
 	d->opts_dir = uk_strf("%s/opts.d", abs);
+	d->stale_dir = uk_strf("%s/stale.d", abs);
 	d->tmp_dir = uk_strf("%s/tmp", abs);
 	d->leases = uk_strf("%s/leases", abs);
 	d->log = uk_strf("%s/dnsmasq.log", abs);
@@ -690,7 +718,7 @@ static int handle_new(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk
 	d->record = uk_strf("%s/dnsmasq.pid", abs);
 	d->daemon_pidfile = uk_strf("%s/daemon.pid", abs);
 	d->ranges = calloc(cfg->n_ranges, sizeof(*d->ranges));
-	if (!d->bridge || !d->dir || !d->hosts_dir || !d->opts_dir || !d->tmp_dir || !d->leases || !d->log || !d->log_old ||
+	if (!d->bridge || !d->dir || !d->hosts_dir || !d->opts_dir || !d->stale_dir || !d->tmp_dir || !d->leases || !d->log || !d->log_old ||
 	    !d->record || !d->daemon_pidfile || !d->ranges)
 		return uk_err(err, ENOMEM, "out of memory");
 	/* Sorted and unique, so the argv (and with it adoption) does not depend on order. */
@@ -703,7 +731,7 @@ static int handle_new(const struct dnsmasq_config *cfg, struct dnsmasq **ret, uk
 		return uk_err(err, ENOMEM, "out of memory");
 
 	if ((r = mkdir_mode(abs, 0755, err)) < 0 || (r = mkdir_mode(d->hosts_dir, 0755, err)) < 0 ||
-	    (r = mkdir_mode(d->opts_dir, 0755, err)) < 0)
+	    (r = mkdir_mode(d->opts_dir, 0755, err)) < 0 || (r = mkdir_mode(d->stale_dir, 0700, err)) < 0)
 		return r;
 	/* Leftovers of an interrupted write are garbage. */
 	if ((r = uk_rm_rf(d->tmp_dir, err)) < 0 || (r = mkdir_mode(d->tmp_dir, 0700, err)) < 0)
@@ -1014,7 +1042,7 @@ int dnsmasq_add_host(struct dnsmasq *d, const char *sandbox_id, const char *mac,
 	bool opts_same = *opts ? so == 1 : so == -ENOENT;
 	if (opts_same && sh == 1)
 		r = 0; /* already so */
-	else if (so == -ENOENT && sh == -ENOENT)
+	else if (so == -ENOENT && sh == -ENOENT && !stale_conflict(d, sandbox_id, macn, ip))
 		r = write_host_files(d, &h, err); /* new: dnsmasq reads it by itself */
 	else
 		r = restart_locked(d, write_host_files, &h, err);
@@ -1077,11 +1105,14 @@ int dnsmasq_lease_of(struct dnsmasq *d, const char *mac, int64_t *expiry, uk_err
 	return 0;
 }
 
-/* Drop the leases of mac from the lease file (dnsmasq is stopped). A lease left behind
- * would keep dnsmasq from giving its address to the next sandbox ("not using configured
- * address ... because it is leased to ...") until it expired. */
-static int drop_leases(struct dnsmasq *d, const char *mac, uk_error *err)
+/* Drop the leases of macs[0..n) from the lease file, or with keep, every lease but theirs
+ * (dnsmasq is stopped). A lease left behind would keep dnsmasq from giving its address to
+ * the next sandbox ("not using configured address ... because it is leased to ...") until
+ * it expired. */
+static int drop_leases(struct dnsmasq *d, const char (*macs)[18], size_t n, bool keep, uk_error *err)
 {
+	if (n == 0 && !keep)
+		return 0;
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	int r = uk_read_file(d->leases, LEASES_MAX, &buf, &len, err);
@@ -1103,7 +1134,12 @@ static int drop_leases(struct dnsmasq *d, const char *mac, uk_error *err)
 		if (l < sizeof(copy)) {
 			memcpy(copy, line, l);
 			copy[l] = '\0';
-			drop = lease_parse(copy, &le) == 0 && strcmp(le.mac, mac) == 0;
+			if (lease_parse(copy, &le) == 0) {
+				bool listed = false;
+				for (size_t i = 0; i < n && !listed; i++)
+					listed = strcmp(le.mac, macs[i]) == 0;
+				drop = listed != keep;
+			}
 		}
 		if (drop)
 			dropped = true;
@@ -1130,8 +1166,165 @@ static int remove_host_files(struct dnsmasq *d, void *arg, uk_error *err)
 	if (r >= 0)
 		r = remove_file(d->hosts_dir, h->id, err);
 	if (r >= 0 && h->mac)
-		r = drop_leases(d, h->mac, err);
+		r = drop_leases(d, (const char(*)[18])h->mac, 1, false, err);
 	return r;
+}
+
+/* ---- stale hosts ----
+ *
+ * dnsmasq never reads a removal: a removed host keeps its entry, and its lease, until the
+ * process restarts. A restart per removal would cost every StopPodSandbox an exec of dnsmasq
+ * and leave every other pod without a DHCP server meanwhile. So a removal moves the host
+ * file to stale.d/ instead, and the entry is left to dnsmasq, harmless while its address and
+ * MAC go to no one else: its guest is gone. The IPAM hands addresses out round robin, so an
+ * address comes back only after the rest of the range. When a new host does take a stale
+ * entry's address, MAC or id (dnsmasq would refuse it as a duplicate), or STALE_MAX are
+ * stale, dnsmasq is restarted, and the start forgets them all, leases included (it keeps
+ * only the leases of hosts.d/'s MACs). stale.d/ is what a restarted unikd adopting the same
+ * dnsmasq knows them by. */
+
+/* "<mac>,set:<tag>,<ip>[,<hostname>]": our own host line's MAC and address. */
+static bool host_line_parse(const char *line, char mac[18], uint32_t *ip)
+{
+	char m[18];
+	if (strlen(line) < 18 || line[17] != ',')
+		return false;
+	memcpy(m, line, 17);
+	m[17] = '\0';
+	if (!mac_parse(m, mac))
+		return false;
+	const char *tag = line + 18, *a = strchr(tag, ',');
+	if (strncmp(tag, "set:", 4) != 0 || !a)
+		return false;
+	a++;
+	char buf[NET_IP_MAX];
+	size_t len = strcspn(a, ",\n");
+	if (len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, a, len);
+	buf[len] = '\0';
+	return net_ip_parse(buf, ip) == 0;
+}
+
+static bool stale_conflict(const struct dnsmasq *d, const char *id, const char *mac, uint32_t ip)
+{
+	if (d->stale_overflow)
+		return true;
+	for (size_t i = 0; i < d->n_stale; i++)
+		if (d->stale[i].ip == ip || strcmp(d->stale[i].mac, mac) == 0 || strcmp(d->stale[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+/* A file removed from under a running dnsmasq: dnsmasq reads a file it sees deleted again,
+ * and logs that it cannot, but does not see one renamed out of its directory. So it goes
+ * to tmp/ first. */
+static int remove_unseen(struct dnsmasq *d, const char *dir, const char *name, uk_error *err)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	snprintf(from, sizeof(from), "%s/%s", dir, name);
+	snprintf(to, sizeof(to), "%s/gone.%s", d->tmp_dir, name); /* not a mkostemp name */
+	if (rename(from, to) < 0)
+		return errno == ENOENT ? 0 : uk_err_errno(err, errno, "move %s to %s", from, to);
+	if (unlink(to) < 0)
+		return uk_err_errno(err, errno, "remove %s", to);
+	return 0;
+}
+
+/* The host file to stale.d/ (one rename: a crash leaves it in one place or the other), its
+ * options file removed. */
+static int stale_add_locked(struct dnsmasq *d, const char *id, const char *mac, uint32_t ip, uk_error *err)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	snprintf(from, sizeof(from), "%s/%s", d->hosts_dir, id);
+	snprintf(to, sizeof(to), "%s/%s", d->stale_dir, id);
+	if (rename(from, to) < 0)
+		return uk_err_errno(err, errno, "move %s to %s", from, to);
+	struct stale_host *h = &d->stale[d->n_stale++];
+	snprintf(h->id, sizeof(h->id), "%s", id);
+	memcpy(h->mac, mac, sizeof(h->mac));
+	h->ip = ip;
+	return remove_unseen(d, d->opts_dir, id, err);
+}
+
+/* Adopting a running dnsmasq: its stale hosts, from stale.d/. A file that does not read as
+ * one of our host lines (or one past STALE_MAX) may still be an entry dnsmasq holds: it
+ * makes an overflow, so every new host restarts dnsmasq until a start clears stale.d/. */
+static int stale_load_locked(struct dnsmasq *d, uk_error *err)
+{
+	d->n_stale = 0;
+	d->stale_overflow = false;
+	_cleanup_closedir_ DIR *dir = opendir(d->stale_dir);
+	if (!dir)
+		return errno == ENOENT ? 0 : uk_err_errno(err, errno, "open %s", d->stale_dir);
+	for (struct dirent *de; (de = readdir(dir));) {
+		if (de->d_name[0] == '.')
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", d->stale_dir, de->d_name);
+		_cleanup_free_ char *line = NULL;
+		struct stale_host h = { 0 };
+		if (d->n_stale == STALE_MAX || !uk_id_valid(de->d_name) ||
+		    uk_read_file(path, HOSTFILE_MAX, &line, NULL, NULL) < 0 || !host_line_parse(line, h.mac, &h.ip)) {
+			d->stale_overflow = true;
+			continue;
+		}
+		memcpy(h.id, de->d_name, strlen(de->d_name) + 1); /* valid: at most UK_ID_MAX */
+		d->stale[d->n_stale++] = h;
+	}
+	return 0;
+}
+
+/* The MACs of the hosts in hosts.d/ (at most HOSTS_MAX). */
+static int host_macs(struct dnsmasq *d, char (**ret)[18], size_t *n, uk_error *err)
+{
+	*ret = NULL;
+	*n = 0;
+	_cleanup_closedir_ DIR *dir = opendir(d->hosts_dir);
+	if (!dir)
+		return uk_err_errno(err, errno, "open %s", d->hosts_dir);
+	_cleanup_free_ char(*macs)[18] = NULL;
+	size_t cap = 0;
+	for (struct dirent *de; (de = readdir(dir));) {
+		if (!uk_id_valid(de->d_name))
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", d->hosts_dir, de->d_name);
+		_cleanup_free_ char *line = NULL;
+		uint32_t ip;
+		char mac[18];
+		if (uk_read_file(path, HOSTFILE_MAX, &line, NULL, NULL) < 0 || !host_line_parse(line, mac, &ip))
+			continue; /* not a host dnsmasq serves */
+		if (*n == cap) {
+			if (cap == HOSTS_MAX)
+				return uk_err(err, E2BIG, "%s: more than %d hosts", d->hosts_dir, HOSTS_MAX);
+			cap = cap ? 2 * cap : 64;
+			char(*more)[18] = realloc(macs, cap * sizeof(*macs));
+			if (!more)
+				return uk_err(err, ENOMEM, "out of memory");
+			macs = more;
+		}
+		memcpy(macs[(*n)++], mac, sizeof(mac));
+	}
+	*ret = TAKE_PTR(macs);
+	return 0;
+}
+
+/* dnsmasq is not running: the next one reads only hosts.d/, and finds only the leases of
+ * their MACs, so every address a gone host had (a stale host's, or one left behind by a
+ * crash) is free for the host that has it now. */
+static int stale_forget_locked(struct dnsmasq *d, uk_error *err)
+{
+	_cleanup_free_ char(*keep)[18] = NULL;
+	size_t n = 0;
+	int r = host_macs(d, &keep, &n, err);
+	if (r < 0 || (r = drop_leases(d, (const char(*)[18])keep, n, true, err)) < 0)
+		return uk_err_ctx_r(err, r, "drop the leases of removed hosts");
+	if ((r = uk_rm_rf(d->stale_dir, err)) < 0 || (r = mkdir_mode(d->stale_dir, 0700, err)) < 0)
+		return r;
+	d->n_stale = 0;
+	d->stale_overflow = false;
+	return 0;
 }
 
 int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err)
@@ -1141,18 +1334,24 @@ int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err
 	if (!uk_id_valid(sandbox_id))
 		return uk_err(err, EINVAL, "sandbox id \"%s\" is not valid", sandbox_id ? sandbox_id : "");
 	pthread_mutex_lock(&d->lock);
-	/* The MAC, from our own "<mac>,set:<tag>,<ip>[,<hostname>]", to drop its lease too. */
+	/* Its MAC and address, from our own host line: to keep it as a stale host, or to drop
+	 * its lease with it. */
 	char path[PATH_MAX], mac[18];
 	_cleanup_free_ char *line = NULL;
 	bool have_mac = false;
 	snprintf(path, sizeof(path), "%s/%s", d->hosts_dir, sandbox_id);
-	if (uk_read_file(path, HOSTFILE_MAX, &line, NULL, NULL) == 0 && strlen(line) > 17 && line[17] == ',') {
-		line[17] = '\0';
-		have_mac = mac_parse(line, mac);
-	}
+	uint32_t ip = 0;
+	if (uk_read_file(path, HOSTFILE_MAX, &line, NULL, NULL) == 0)
+		have_mac = host_line_parse(line, mac, &ip);
 	struct host_removal h = { sandbox_id, have_mac ? mac : NULL };
+	bool host = file_exists(d->hosts_dir, sandbox_id), opts = file_exists(d->opts_dir, sandbox_id);
+	bool running = d->pidfd >= 0 && !pidfd_exited(d->pidfd);
 	int r = 0;
-	if (file_exists(d->hosts_dir, sandbox_id) || file_exists(d->opts_dir, sandbox_id))
+	if (running && host && have_mac && d->n_stale < STALE_MAX && !d->stale_overflow)
+		r = stale_add_locked(d, sandbox_id, mac, ip, err); /* no restart: see "stale hosts" */
+	else if (running && !host && opts)
+		r = remove_unseen(d, d->opts_dir, sandbox_id, err); /* options for a tag no host sets */
+	else if (host || opts)
 		r = restart_locked(d, remove_host_files, &h, err);
 	pthread_mutex_unlock(&d->lock);
 	return r < 0 ? uk_err_ctx_r(err, r, "dhcp host %s", sandbox_id) : 0;

@@ -111,10 +111,14 @@ int dnsmasq_check(struct dnsmasq *d, uk_error *err);
 int dnsmasq_pidfd(struct dnsmasq *d);
 pid_t dnsmasq_pid(const struct dnsmasq *d);
 /* One file per pod in hosts.d/ (MAC, address, hostname, tag) and opts.d/ (its DNS options,
- * under that tag); dnsmasq re-reads them itself. Written atomically. */
+ * under that tag); dnsmasq re-reads them itself. Written atomically. A host whose address,
+ * MAC or id a removed host had, while dnsmasq still holds that one, restarts dnsmasq. */
 int dnsmasq_add_host(struct dnsmasq *d, const char *sandbox_id, const char *mac, uint32_t ip,
 		     const char *hostname, const struct dns_options *dns, uk_error *err);
-int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err); /* idempotent */
+/* Idempotent. dnsmasq keeps running and keeps the host as a stale entry (stale.d/) until it
+ * next starts; at most DNSMASQ_STALE_MAX of them, the removal after that restarts it. */
+int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err);
+#define DNSMASQ_STALE_MAX 64
 /* Call fn with the sandbox id of every file in hosts.d/ and opts.d/ (each id once), for
  * reconciliation; fn may remove hosts. fn returning <0 stops the walk with that error. */
 int dnsmasq_foreach_host(struct dnsmasq *d, int (*fn)(const char *sandbox_id, void *ud), void *ud, uk_error *err);

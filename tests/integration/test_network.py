@@ -94,10 +94,14 @@ def test_stop_releases_everything(uk):
     assert "inet6" not in uk.netns_exec("ip", "-o", "addr", "show", "dev", tap).stdout
     assert "inet6" in uk.netns_exec("ip", "-o", "addr", "show", "dev", "unikd0").stdout
     assert "18080" in nft_ruleset(uk)
+    dns = uk.dnsmasq_pids()
     uk.rs.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
     assert tap not in links(uk)
     assert "18080" not in nft_ruleset(uk)
     assert not (uk.run / "dnsmasq-unikd0" / "hosts.d" / sid).exists()
+    # dnsmasq keeps running: the host is left to it as a stale entry (src/net/dnsmasq.c).
+    assert uk.dnsmasq_pids() == dns
+    assert (uk.run / "dnsmasq-unikd0" / "stale.d" / sid).exists()
     assert not (uk.run / "dnsmasq-unikd0" / "opts.d" / sid).exists()
     assert not any(p.read_text().strip() == sid for p in (uk.state / "net" / "ipam").glob("10.*"))
     assert uk.pod_status(sid).status.network.ip == ""
@@ -146,6 +150,31 @@ def test_exhausted_range_is_resource_exhausted(scratch):
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "10.78.0.0/29" in msg
         u.remove_pod(ids[0])
         u.run_pod(name="ex6")
+    finally:
+        u.cleanup()
+
+
+def test_an_address_comes_back_to_dnsmasq_through_one_restart(scratch):
+    """Stopped pods restart nothing; the address of one that dnsmasq still holds, handed out
+    again once the range wraps, restarts it once, which forgets every stale host."""
+    u = Unikd(scratch, extra=["--pod-cidr", "10.78.0.0/29"])
+    u.start()
+    try:
+        d = u.run / "dnsmasq-unikd0"
+        dns = u.dnsmasq_pids()
+        gone = []
+        for i in range(5):  # .2 .. .6, round robin
+            sid, _ = u.run_pod(name=f"wr{i}")
+            gone.append((sid, u.pod_status(sid).status.network.ip))
+            u.remove_pod(sid)
+        assert [ip for _, ip in gone] == [f"10.78.0.{n}" for n in range(2, 7)]
+        assert u.dnsmasq_pids() == dns
+        assert sorted(p.name for p in (d / "stale.d").iterdir()) == sorted(sid for sid, _ in gone)
+        sid, _ = u.run_pod(name="wr5")
+        assert u.pod_status(sid).status.network.ip == "10.78.0.2"
+        assert u.dnsmasq_pids() != dns and len(u.dnsmasq_pids()) == 1
+        assert list((d / "stale.d").iterdir()) == []
+        assert "10.78.0.2" in (d / "hosts.d" / sid).read_text()
     finally:
         u.cleanup()
 

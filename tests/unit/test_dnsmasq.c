@@ -696,17 +696,24 @@ static void host_files(void **state)
 	free(h);
 	path_in(path, sizeof(path), g_dir, "opts.d/sbx-2");
 	assert_int_equal(access(path, F_OK), -1);
-	/* Adding again with the same data is a no-op; a removal restarts dnsmasq (see
-	 * dnsmasq.c: SIGHUP would crash it); removing again is a no-op. */
+	/* Adding again with the same data is a no-op. A removal restarts nothing: the host
+	 * file moves to stale.d/ (dnsmasq.c, "stale hosts"); removing again is a no-op. */
 	assert_int_equal(dnsmasq_add_host(g_d, "sbx-2", "02:ab:cd:00:00:02", ip4("10.77.0.6"), "", NULL, &err), 0);
 	assert_int_equal(dnsmasq_pid(g_d), pid);
+	/* Once dnsmasq has read it, as it has any pod's by the time the pod goes (a file gone
+	 * before dnsmasq gets to it is logged as unreadable, which dhcp_end_to_end checks for). */
+	char log[256], read_line[300];
+	path_in(log, sizeof(log), g_dir, "dnsmasq.log");
+	snprintf(read_line, sizeof(read_line), "read %s/hosts.d/sbx-2", g_dir);
+	assert_true(wait_file(log, has_text, read_line, 3000));
 	assert_int_equal(dnsmasq_remove_host(g_d, "sbx-2", &err), 0);
-	assert_int_not_equal(dnsmasq_pid(g_d), pid);
-	assert_true(wait_dead(pid, 100));
-	assert_true(alive(dnsmasq_pid(g_d)));
-	pid = dnsmasq_pid(g_d);
+	assert_int_equal(dnsmasq_pid(g_d), pid);
 	path_in(path, sizeof(path), g_dir, "hosts.d/sbx-2");
 	assert_int_equal(access(path, F_OK), -1);
+	path_in(path, sizeof(path), g_dir, "stale.d/sbx-2");
+	h = slurp(path);
+	assert_string_equal(h, "02:ab:cd:00:00:02,set:uk-sbx-2,10.77.0.6\n");
+	free(h);
 	assert_int_equal(dnsmasq_remove_host(g_d, "sbx-2", &err), 0);
 	assert_int_equal(dnsmasq_remove_host(g_d, "never-added", &err), 0);
 	assert_int_equal(dnsmasq_pid(g_d), pid);
@@ -780,30 +787,60 @@ static void dhcp_end_to_end(void **state)
 	assert_int_equal(a.n_dns, 0);
 	assert_string_equal(a.search, "");
 	assert_string_equal(a.hostname, "");
+	ack = dora(mac2); /* pod-b holds a lease too */
+	assert_int_equal(ack.yiaddr, ip4("10.77.0.30"));
+	assert_true(wait_file(leases, has_text, "10.77.0.30", 3000));
 
-	/* Removal drops the lease at once, so the address can go to another MAC. */
+	/* A removal leaves dnsmasq as it is: pod-a goes stale, its lease kept. Its address
+	 * given to another MAC restarts dnsmasq, which forgets the stale host and drops its
+	 * lease first, so the address goes to the new MAC. */
 	assert_true(wait_file(leases, has_text, "10.77.0.21", 3000));
+	pid = dnsmasq_pid(g_d);
 	assert_int_equal(dnsmasq_remove_host(g_d, "pod-a", &err), 0);
+	assert_int_equal(dnsmasq_pid(g_d), pid);
+	assert_int_equal(dnsmasq_lease_of(g_d, macs, NULL, &err), 1);
+	assert_int_equal(dnsmasq_add_host(g_d, "pod-c", "02:ab:cd:00:00:13", ip4("10.77.0.21"), NULL, NULL, &err), 0);
+	assert_int_not_equal(dnsmasq_pid(g_d), pid);
 	char *lf = slurp(leases);
 	assert_non_null(lf);
 	assert_null(strstr(lf, macs));
 	free(lf);
 	assert_int_equal(dnsmasq_lease_of(g_d, macs, NULL, &err), 0);
+	assert_int_equal(dnsmasq_lease_of(g_d, "02:ab:cd:00:00:12", NULL, &err), 1); /* pod-b's stays */
 	a = dhcp(mac, 1, 0, 0, 1200);
 	assert_false(a.got);
-	assert_int_equal(dnsmasq_add_host(g_d, "pod-c", "02:ab:cd:00:00:13", ip4("10.77.0.21"), NULL, NULL, &err), 0);
 	const uint8_t mac3[6] = { 0x02, 0xab, 0xcd, 0x00, 0x00, 0x13 };
 	ack = dora(mac3);
 	assert_int_equal(ack.yiaddr, ip4("10.77.0.21"));
 
+	/* A pod made again under a stale pod's hostname (a StatefulSet's): the name goes to the
+	 * new one, without a restart or a complaint. */
+	const uint8_t mac4[6] = { 0x02, 0xab, 0xcd, 0x00, 0x00, 0x14 }, mac5[6] = { 0x02, 0xab, 0xcd, 0x00, 0x00, 0x15 };
+	assert_int_equal(dnsmasq_add_host(g_d, "pod-d", "02:ab:cd:00:00:14", ip4("10.77.0.40"), "web-0", NULL, &err), 0);
+	ack = dora(mac4);
+	assert_string_equal(ack.hostname, "web-0");
+	pid = dnsmasq_pid(g_d);
+	assert_int_equal(dnsmasq_remove_host(g_d, "pod-d", &err), 0);
+	assert_int_equal(dnsmasq_add_host(g_d, "pod-e", "02:ab:cd:00:00:15", ip4("10.77.0.41"), "web-0", NULL, &err), 0);
+	assert_int_equal(dnsmasq_pid(g_d), pid);
+	ack = dora(mac5);
+	assert_int_equal(ack.yiaddr, ip4("10.77.0.41"));
+	assert_string_equal(ack.hostname, "web-0");
+
 	assert_int_equal(dnsmasq_remove_host(g_d, "pod-b", &err), 0);
 	assert_int_equal(dnsmasq_remove_host(g_d, "pod-c", &err), 0);
+	assert_int_equal(dnsmasq_remove_host(g_d, "pod-e", &err), 0);
 	/* Every file was read once: no temp file or close was seen as a second version. */
 	char *l = slurp(log);
 	assert_non_null(l);
-	if (strstr(l, "duplicate") || strstr(l, "bad ") || strstr(l, "not using configured address") ||
-	    strstr(l, "cannot read"))
-		fail_msg("dnsmasq complained:\n%s", l);
+	const char *bad[] = { "duplicate", "bad ", "not using configured address", "cannot read" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *at = strstr(l, bad[i]);
+		if (at) {
+			const char *from = at - l > 300 ? at - 300 : l;
+			fail_msg("dnsmasq complained (\"%s\"):\n%.600s", bad[i], from);
+		}
+	}
 	free(l);
 }
 
@@ -1002,8 +1039,10 @@ static void log_stays_bounded(void **state)
 		snprintf(mac, sizeof(mac), "02:00:00:00:02:%02x", i);
 		assert_int_equal(dnsmasq_add_host(d, id, mac, ip4("10.88.0.100") + (uint32_t)i, NULL, NULL, &err), 0);
 		pid_t before = dnsmasq_pid(d);
+		/* A changed address restarts it. */
+		assert_int_equal(dnsmasq_add_host(d, id, mac, ip4("10.88.0.150") + (uint32_t)i, NULL, NULL, &err), 0);
+		assert_int_not_equal(dnsmasq_pid(d), before);
 		assert_int_equal(dnsmasq_remove_host(d, id, &err), 0);
-		assert_int_not_equal(dnsmasq_pid(d), before); /* a removal restarts it */
 		off_t n = file_size(log), o = file_size(old);
 		most = n > most ? n : most;
 		most_old = o > most_old ? o : most_old;
@@ -1043,6 +1082,84 @@ static void log_stays_bounded(void **state)
 	dnsmasq_free(d);
 }
 
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Removed hosts stay with dnsmasq as stale entries, up to DNSMASQ_STALE_MAX, without a
+ * restart; the removal after that restarts it. A restarted unikd adopting dnsmasq knows
+ * them from stale.d/, and a new host that takes one's address restarts it; a file there it
+ * cannot read counts against every new host. Each start forgets them all. */
+static void stale_hosts(void **state)
+{
+	(void)state;
+	char dir[160], stale[200], id[32], mac[18];
+	snprintf(dir, sizeof(dir), "%s/staletest", g_root);
+	path_in(stale, sizeof(stale), dir, "stale.d");
+	struct dnsmasq *d = ensure(dir, &R88, 1);
+	uk_error err = { 0 };
+	pid_t pid = dnsmasq_pid(d);
+	for (int i = 0; i <= DNSMASQ_STALE_MAX; i++) {
+		snprintf(id, sizeof(id), "st-%d", i);
+		snprintf(mac, sizeof(mac), "02:00:00:00:05:%02x", i);
+		assert_int_equal(dnsmasq_add_host(d, id, mac, ip4("10.88.0.10") + (uint32_t)i, NULL, NULL, &err), 0);
+		assert_int_equal(dnsmasq_remove_host(d, id, &err), 0);
+		if (i < DNSMASQ_STALE_MAX) {
+			assert_int_equal(dnsmasq_pid(d), pid);
+			assert_int_equal(count_entries(stale), i + 1);
+		}
+	}
+	assert_int_not_equal(dnsmasq_pid(d), pid); /* the one past the bound */
+	assert_int_equal(count_entries(stale), 0);
+	pid = dnsmasq_pid(d);
+
+	/* Two stale hosts; a new handle adopts the same dnsmasq. */
+	assert_int_equal(dnsmasq_add_host(d, "a-1", "02:00:00:00:06:01", ip4("10.88.0.101"), NULL, NULL, &err), 0);
+	assert_int_equal(dnsmasq_add_host(d, "a-2", "02:00:00:00:06:02", ip4("10.88.0.102"), NULL, NULL, &err), 0);
+	assert_int_equal(dnsmasq_remove_host(d, "a-1", &err), 0);
+	assert_int_equal(dnsmasq_remove_host(d, "a-2", &err), 0);
+	dnsmasq_free(d);
+	d = ensure(dir, &R88, 1);
+	assert_int_equal(dnsmasq_pid(d), pid);
+	/* A fresh address, MAC and id: no restart. */
+	assert_int_equal(dnsmasq_add_host(d, "b-1", "02:00:00:00:07:01", ip4("10.88.0.111"), NULL, NULL, &err), 0);
+	assert_int_equal(dnsmasq_pid(d), pid);
+	/* a-2's MAC, then a-1's address: each restarts (the first forgot a-1 too). */
+	assert_int_equal(dnsmasq_add_host(d, "b-2", "02:00:00:00:06:02", ip4("10.88.0.112"), NULL, NULL, &err), 0);
+	assert_int_not_equal(dnsmasq_pid(d), pid);
+	assert_int_equal(count_entries(stale), 0);
+	pid = dnsmasq_pid(d);
+	assert_int_equal(dnsmasq_add_host(d, "b-3", "02:00:00:00:07:03", ip4("10.88.0.101"), NULL, NULL, &err), 0);
+	assert_int_equal(dnsmasq_pid(d), pid);
+
+	/* A stale.d/ file that is not a host line of ours: every new host restarts dnsmasq,
+	 * once, and the start clears it. */
+	char junk[256];
+	path_in(junk, sizeof(junk), stale, "c-0");
+	FILE *f = fopen(junk, "we");
+	assert_non_null(f);
+	fputs("not a host line\n", f);
+	fclose(f);
+	dnsmasq_free(d);
+	d = ensure(dir, &R88, 1);
+	assert_int_equal(dnsmasq_pid(d), pid);
+	assert_int_equal(dnsmasq_add_host(d, "c-1", "02:00:00:00:08:01", ip4("10.88.0.121"), NULL, NULL, &err), 0);
+	assert_int_not_equal(dnsmasq_pid(d), pid);
+	assert_int_equal(count_entries(stale), 0);
+	pid = dnsmasq_pid(d);
+	assert_int_equal(dnsmasq_add_host(d, "c-2", "02:00:00:00:08:02", ip4("10.88.0.122"), NULL, NULL, &err), 0);
+	assert_int_equal(dnsmasq_pid(d), pid);
+	assert_int_equal(dnsmasq_stop(d, &err), 0);
+	dnsmasq_free(d);
+}
+
 static void stop_stops(void **state)
 {
 	(void)state;
@@ -1073,6 +1190,7 @@ static int run_all(void)
 		cmocka_unit_test(start_failure_message),
 		cmocka_unit_test(lease_parsing),
 		cmocka_unit_test(log_stays_bounded),
+		cmocka_unit_test(stale_hosts),
 		cmocka_unit_test(stop_stops),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
