@@ -68,7 +68,9 @@ struct uk_spawn_opts {
 	 * tables is made: forking a large threaded process costs milliseconds of dup_mmap,
 	 * copy-on-write faults and, detached, the teardown of the intermediate's copy. The
 	 * calling thread waits until the exec. Detached, the pidfd comes from the clone itself
-	 * (CLONE_PIDFD), so no ack is needed to keep the pid from being reused. false: fork. A
+	 * (CLONE_PIDFD), so no ack is needed to keep the pid from being reused. The setup
+	 * deadline does not apply: the calling thread is stopped until the exec, so a child stuck
+	 * before it (a cwd or a cgroup.procs on a hung file system) holds it. false: fork. A
 	 * child that must wait for a go-ahead waits after its exec (vmwrapper's --go-fd). */
 	bool vfork;
 };

@@ -497,14 +497,15 @@ static int run_original(struct dnsmasq *d, uk_error *err)
 	return uk_err_ctx_r(err, r, "start dnsmasq");
 }
 
-/* Start dnsmasq. It daemonizes itself: the process we start (dnsmasq's "original process")
- * exits 0 only once the daemon has bound its sockets, opened its files and dropped
- * privileges, or exits non-zero with the reason on stderr. That exit is the readiness
- * signal; the daemon is never our child. */
 /* "stale hosts", below. */
 static int stale_load_locked(struct dnsmasq *d, uk_error *err);
 static int stale_forget_locked(struct dnsmasq *d, uk_error *err);
 static bool stale_conflict(const struct dnsmasq *d, const char *id, const char *mac, uint32_t ip);
+
+/* Start dnsmasq. It daemonizes itself: the process we start (dnsmasq's "original process")
+ * exits 0 only once the daemon has bound its sockets, opened its files and dropped
+ * privileges, or exits non-zero with the reason on stderr. That exit is the readiness
+ * signal; the daemon is never our child. */
 
 static int spawn(struct dnsmasq *d, uk_error *err)
 {
@@ -833,8 +834,9 @@ int dnsmasq_stop(struct dnsmasq *d, uk_error *err)
  * whose file was changed or removed until it re-reads everything. Its way of doing that,
  * SIGHUP, crashes it (seen with 2.90 and reported against 2.86) once a dhcp-host carrying a
  * set: tag has served a client: the tag list of the entry is left pointing into a stack
- * frame and is freed on the reload. So a change or a removal restarts it instead: stop,
- * edit the files while nothing reads them, start. Leases survive in the lease file. A
+ * frame and is freed on the reload. So a change restarts it instead (as does a new host
+ * that clashes with a stale one, and the removal past STALE_MAX): stop, edit the files
+ * while nothing reads them, start. Leases survive in the lease file. A
  * dnsmasq that was not running (died, stopped) is left for dnsmasq_check() to start. */
 static int restart_locked(struct dnsmasq *d, int (*edit)(struct dnsmasq *d, void *arg, uk_error *err), void *arg,
 			  uk_error *err)
@@ -1252,11 +1254,18 @@ static int stale_add_locked(struct dnsmasq *d, const char *id, const char *mac, 
  * makes an overflow, so every new host restarts dnsmasq until a start clears stale.d/. */
 static int stale_load_locked(struct dnsmasq *d, uk_error *err)
 {
+	/* Until the whole directory is read, every host counts as stale: a failure here must
+	 * not leave a dnsmasq we run with stale hosts we do not know of. */
 	d->n_stale = 0;
-	d->stale_overflow = false;
+	d->stale_overflow = true;
 	_cleanup_closedir_ DIR *dir = opendir(d->stale_dir);
+	if (!dir && errno == ENOENT) {
+		d->stale_overflow = false;
+		return 0;
+	}
 	if (!dir)
-		return errno == ENOENT ? 0 : uk_err_errno(err, errno, "open %s", d->stale_dir);
+		return uk_err_errno(err, errno, "open %s", d->stale_dir);
+	bool overflow = false;
 	for (struct dirent *de; (de = readdir(dir));) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -1266,12 +1275,13 @@ static int stale_load_locked(struct dnsmasq *d, uk_error *err)
 		struct stale_host h = { 0 };
 		if (d->n_stale == STALE_MAX || !uk_id_valid(de->d_name) ||
 		    uk_read_file(path, HOSTFILE_MAX, &line, NULL, NULL) < 0 || !host_line_parse(line, h.mac, &h.ip)) {
-			d->stale_overflow = true;
+			overflow = true;
 			continue;
 		}
 		memcpy(h.id, de->d_name, strlen(de->d_name) + 1); /* valid: at most UK_ID_MAX */
 		d->stale[d->n_stale++] = h;
 	}
+	d->stale_overflow = overflow;
 	return 0;
 }
 
@@ -1317,9 +1327,15 @@ static int stale_forget_locked(struct dnsmasq *d, uk_error *err)
 {
 	_cleanup_free_ char(*keep)[18] = NULL;
 	size_t n = 0;
-	int r = host_macs(d, &keep, &n, err);
-	if (r < 0 || (r = drop_leases(d, (const char(*)[18])keep, n, true, err)) < 0)
-		return uk_err_ctx_r(err, r, "drop the leases of removed hosts");
+	uk_error e = { 0 };
+	int r = host_macs(d, &keep, &n, &e);
+	if (r >= 0)
+		r = drop_leases(d, (const char(*)[18])keep, n, true, &e);
+	/* A lease file that cannot be filtered goes whole: every address is a reservation, which
+	 * dnsmasq gives its MAC again at the next request, so DHCP stays up for every pod. */
+	if (r < 0 && unlink(d->leases) < 0 && errno != ENOENT)
+		return uk_err_errno(err, errno, "remove %s (keeping only the current hosts' leases failed: %s)",
+				    d->leases, e.msg);
 	if ((r = uk_rm_rf(d->stale_dir, err)) < 0 || (r = mkdir_mode(d->stale_dir, 0700, err)) < 0)
 		return r;
 	d->n_stale = 0;

@@ -431,7 +431,9 @@ int rt_net_expand(struct rt_net *n, const struct sandbox *s, const char *in, cha
 
 int rt_net_lease(struct rt_net *n, const struct sandbox *s, int64_t *expiry)
 {
-	if (!n->enabled || !s->mac)
+	/* A stopped pod (no address) holds no lease, whatever dnsmasq still has of its stale
+	 * host. */
+	if (!n->enabled || !s->mac || !s->ip)
 		return 0;
 	pthread_mutex_lock(&n->lock);
 	int r = n->dns ? dnsmasq_lease_of(n->dns, s->mac, expiry, NULL) : 0;

@@ -786,11 +786,15 @@ static void detach(void **state)
 	assert_int_equal(wait_readable(c.pidfd, LONG_MS), 1);
 	uk_child_done(&c);
 
-	/* A detached child that ends at once still comes with a valid pidfd. */
+	/* A detached child that ends at once still comes with a valid pidfd, and a start time
+	 * that is its own or, already reaped (vfork: no intermediate holds it), 0. */
 	const char *const t[] = { "/bin/true", NULL };
 	o.argv = t;
 	assert_int_equal(uk_spawn(&o, &c, &err), 0);
 	assert_true(c.pidfd >= 0);
+	uint64_t self;
+	assert_int_equal(uk_proc_starttime(getpid(), &self), 0);
+	assert_true(c.start_time == 0 || c.start_time >= self);
 	assert_int_equal(wait_readable(c.pidfd, LONG_MS), 1);
 	uk_child_done(&c);
 
