@@ -9,6 +9,7 @@
 #include "../unikd/pool_vms.h"
 #include "volumes.h"
 #include "limits.h"
+#include "wire_items.h"
 
 #define MAP_ENTRY_DESC (&runtime__v1__pod_sandbox_config__labels_entry__descriptor)
 
@@ -335,6 +336,58 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	return 0;
 }
 
+/* ---- list items, encoded once ----
+ *
+ * kubelet lists every pod and container every second. An item's fields never change after
+ * creation but for its state, so each sandbox and container keeps its item's encoding
+ * (struct list_enc), made at the first list after a change of state, and a list answers
+ * with copies of those, as unknown fields of the response numbered as its repeated item
+ * field (wire_items.h): the client reads items as ever, and the delegate's merge
+ * (src/delegate), which copies the response and replaces its items, keeps them. An
+ * encoding that cannot be made (out of memory) leaves the item to the message. */
+
+static bool enc_fresh(const struct list_enc *e, int key)
+{
+	return e->data && e->key == key;
+}
+
+static void enc_make(struct list_enc *e, int key, const ProtobufCMessage *m)
+{
+	free(e->data);
+	*e = (struct list_enc){ .key = key };
+	e->len = wire_item_encode(m, &e->data);
+}
+
+/* A copy of e as the response's next unknown field (its array has room); false if e has no
+ * encoding. */
+static bool enc_add(arena *a, ProtobufCMessage *resp, uint32_t field, const struct list_enc *e)
+{
+	if (!e->data)
+		return false;
+	uint8_t *d = arena_alloc(a, e->len);
+	memcpy(d, e->data, e->len);
+	resp->unknown_fields[resp->n_unknown_fields++] = wire_item_field(field, d, e->len);
+	return true;
+}
+
+static Runtime__V1__PodSandbox *sandbox_item(arena *a, const struct sandbox *s)
+{
+	Runtime__V1__PodSandbox *p = arena_new0(a, Runtime__V1__PodSandbox);
+	*p = (Runtime__V1__PodSandbox)RUNTIME__V1__POD_SANDBOX__INIT;
+	p->id = arena_strdup(a, s->id);
+	p->metadata = cri_sandbox_metadata(a, s);
+	p->state = s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
+					     : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	p->created_at = s->created_ns;
+	cri_json_to_map(a, s->labels, &p->n_labels, (void ***)&p->labels, MAP_ENTRY_DESC);
+	cri_json_to_map(a, s->annotations, &p->n_annotations, (void ***)&p->annotations, MAP_ENTRY_DESC);
+	p->runtime_handler = arena_strdup(a, nz(s->runtime_handler));
+	return p;
+}
+
+#define LIST_POD_SANDBOX_ITEMS 1 /* ListPodSandboxResponse.items */
+#define LIST_CONTAINERS_ITEMS 1  /* ListContainersResponse.containers */
+
 CRI_HANDLER(cri_list_pod_sandbox)
 {
 	struct cri_context *ctx = ud;
@@ -346,6 +399,7 @@ CRI_HANDLER(cri_list_pod_sandbox)
 	NEW_RESP(a, Runtime__V1__ListPodSandboxResponse, resp_, RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT);
 	rt_lock(ctx->rt);
 	resp_->items = arena_array(a, Runtime__V1__PodSandbox *, ctx->rt->n_sb);
+	resp_->base.unknown_fields = arena_array(a, ProtobufCMessageUnknownField, ctx->rt->n_sb);
 	for (size_t i = 0; i < ctx->rt->n_sb; i++) {
 		struct sandbox *s = ctx->rt->sb[i];
 		if (s->adding)
@@ -353,17 +407,10 @@ CRI_HANDLER(cri_list_pod_sandbox)
 		if (f && !cri_sandbox_matches(s, f->id, f->state ? (int)f->state->state : -1, f->n_label_selector,
 					      (void **)f->label_selector))
 			continue;
-		Runtime__V1__PodSandbox *p = arena_new0(a, Runtime__V1__PodSandbox);
-		*p = (Runtime__V1__PodSandbox)RUNTIME__V1__POD_SANDBOX__INIT;
-		p->id = arena_strdup(a, s->id);
-		p->metadata = cri_sandbox_metadata(a, s);
-		p->state = s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
-						     : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
-		p->created_at = s->created_ns;
-		cri_json_to_map(a, s->labels, &p->n_labels, (void ***)&p->labels, MAP_ENTRY_DESC);
-		cri_json_to_map(a, s->annotations, &p->n_annotations, (void ***)&p->annotations, MAP_ENTRY_DESC);
-		p->runtime_handler = arena_strdup(a, nz(s->runtime_handler));
-		resp_->items[resp_->n_items++] = p;
+		if (!enc_fresh(&s->list_enc, (int)s->state))
+			enc_make(&s->list_enc, (int)s->state, &sandbox_item(a, s)->base);
+		if (!enc_add(a, &resp_->base, LIST_POD_SANDBOX_ITEMS, &s->list_enc))
+			resp_->items[resp_->n_items++] = sandbox_item(a, s);
 	}
 	rt_unlock(ctx->rt);
 	return 0;
@@ -576,6 +623,22 @@ static Runtime__V1__ImageSpec *ct_image(arena *a, const struct container *c)
 	return i;
 }
 
+static Runtime__V1__Container *container_item(arena *a, const struct container *c)
+{
+	Runtime__V1__Container *o = arena_new0(a, Runtime__V1__Container);
+	*o = (Runtime__V1__Container)RUNTIME__V1__CONTAINER__INIT;
+	o->id = arena_strdup(a, c->id);
+	o->pod_sandbox_id = arena_strdup(a, c->sandbox_id);
+	o->metadata = cri_container_metadata(a, c);
+	o->image = ct_image(a, c);
+	o->image_ref = arena_strdup(a, nz(c->image_ref));
+	o->state = (Runtime__V1__ContainerState)c->state;
+	o->created_at = c->created_ns;
+	cri_json_to_map(a, c->labels, &o->n_labels, (void ***)&o->labels, MAP_ENTRY_DESC);
+	cri_json_to_map(a, c->annotations, &o->n_annotations, (void ***)&o->annotations, MAP_ENTRY_DESC);
+	return o;
+}
+
 CRI_HANDLER(cri_list_containers)
 {
 	struct cri_context *ctx = ud;
@@ -587,23 +650,16 @@ CRI_HANDLER(cri_list_containers)
 	NEW_RESP(a, Runtime__V1__ListContainersResponse, resp_, RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT);
 	rt_lock(ctx->rt);
 	resp_->containers = arena_array(a, Runtime__V1__Container *, ctx->rt->n_ct);
+	resp_->base.unknown_fields = arena_array(a, ProtobufCMessageUnknownField, ctx->rt->n_ct);
 	for (size_t i = 0; i < ctx->rt->n_ct; i++) {
 		struct container *c = ctx->rt->ct[i];
 		if (f && !cri_container_matches(c, f->id, f->pod_sandbox_id, f->state ? (int)f->state->state : -1,
 						f->n_label_selector, (void **)f->label_selector))
 			continue;
-		Runtime__V1__Container *o = arena_new0(a, Runtime__V1__Container);
-		*o = (Runtime__V1__Container)RUNTIME__V1__CONTAINER__INIT;
-		o->id = arena_strdup(a, c->id);
-		o->pod_sandbox_id = arena_strdup(a, c->sandbox_id);
-		o->metadata = cri_container_metadata(a, c);
-		o->image = ct_image(a, c);
-		o->image_ref = arena_strdup(a, nz(c->image_ref));
-		o->state = (Runtime__V1__ContainerState)c->state;
-		o->created_at = c->created_ns;
-		cri_json_to_map(a, c->labels, &o->n_labels, (void ***)&o->labels, MAP_ENTRY_DESC);
-		cri_json_to_map(a, c->annotations, &o->n_annotations, (void ***)&o->annotations, MAP_ENTRY_DESC);
-		resp_->containers[resp_->n_containers++] = o;
+		if (!enc_fresh(&c->list_enc, (int)c->state))
+			enc_make(&c->list_enc, (int)c->state, &container_item(a, c)->base);
+		if (!enc_add(a, &resp_->base, LIST_CONTAINERS_ITEMS, &c->list_enc))
+			resp_->containers[resp_->n_containers++] = container_item(a, c);
 	}
 	rt_unlock(ctx->rt);
 	return 0;

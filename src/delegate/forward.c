@@ -163,6 +163,24 @@ static int reply_packed(const ProtobufCMessage *msg, uk_error *err)
 	return GRPC_REPLY_RAW;
 }
 
+/* Two answers of one list type as one: each list answer is one repeated field, and
+ * repeated fields concatenate, so the bytes of one answer then the other are the merged
+ * answer, in that order. Packed apart, since unikd's may carry its items packed ahead of
+ * time as unknown fields (src/cri/wire_items.h), which protobuf-c packs after known ones. */
+static int reply_concat(const ProtobufCMessage *first, const ProtobufCMessage *second, uk_error *err)
+{
+	size_t n1 = protobuf_c_message_get_packed_size(first), n2 = protobuf_c_message_get_packed_size(second);
+	_cleanup_free_ uint8_t *buf = malloc(n1 + n2 ? n1 + n2 : 1);
+	if (!buf)
+		return uk_err(err, ENOMEM, "out of memory packing a merged answer (%zu bytes)", n1 + n2);
+	protobuf_c_message_pack(first, buf);
+	protobuf_c_message_pack(second, buf + n1);
+	grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n1 + n2);
+	grpc_call_reply_raw(grpc_raw_byte_buffer_create(&sl, 1), GRPC_STATUS_OK, "");
+	grpc_slice_unref(sl);
+	return GRPC_REPLY_RAW;
+}
+
 /* The delegate's answer decoded (only where routing or a merge needs it). */
 static ProtobufCMessage *unpack_answer(const struct delegate_answer *ans, const ProtobufCMessageDescriptor *desc)
 {
@@ -508,11 +526,12 @@ static int merge_list(enum call_kind k, ProtobufCMessage *mine, const ProtobufCM
 {
 	int r;
 	switch (k) {
+/* fn checks both sides' items (counts, none empty); the answer is unikd's, then theirs. */
 #define MERGE(type, fn, done)                                                                      \
 	{                                                                                          \
 		type out = *(type *)mine;                                                  \
 		if ((r = fn((type *)mine, (const type *)theirs, &out, err)) == 0)                  \
-			r = reply_packed(&out.base, err);                                          \
+			r = reply_concat(mine, theirs, err);                                       \
 		done(&out);                                                                        \
 		return r;                                                                          \
 	}

@@ -28,6 +28,7 @@ void sandbox_free(struct sandbox *s)
 	json_object_put(s->port_mappings);
 	json_object_put(s->dns);
 	json_object_put(s->cni);
+	free(s->list_enc.data);
 	free(s);
 }
 
@@ -39,6 +40,7 @@ void container_free(struct container *c)
 	free(c->reserved_name);
 	json_object_put(c->labels);
 	json_object_put(c->annotations);
+	free(c->list_enc.data);
 	free(c->image);
 	free(c->image_ref);
 	free(c->log_path);

@@ -22,6 +22,15 @@ enum sandbox_state { SANDBOX_READY = 0, SANDBOX_NOTREADY = 1 };
 /* Same numbering as the CRI's ContainerState. */
 enum container_state { CTR_CREATED = 0, CTR_RUNNING = 1, CTR_EXITED = 2, CTR_UNKNOWN = 3 };
 
+/* A CRI list item's protobuf encoding, kept for the next list (in memory only; made and used
+ * by src/cri/cri_runtime.c): of an item's fields only the state changes after creation, so
+ * the encoding is made again only when key, the state it was made in, differs. */
+struct list_enc {
+	uint8_t *data;
+	size_t len;
+	int key;
+};
+
 struct sandbox {
 	char id[UK_FULL_ID_LEN + 1];
 	char *name, *uid, *ns;
@@ -51,6 +60,7 @@ struct sandbox {
 	bool removed;
 	bool adding; /* CNI: its ADD runs; invisible to lookups and lists until it is done */
 	bool busy;   /* CNI: an ADD or DEL of its runs without the lock; others wait their turn */
+	struct list_enc list_enc;
 };
 
 #define RECORD_DEVICES_MAX 18 /* the image's disk, the NIC, 16 CRI block devices */
@@ -127,6 +137,7 @@ struct container {
 	bool watched, exit_pending;
 	int watch_fd;
 	uint64_t watch_key;
+	struct list_enc list_enc;
 };
 
 void sandbox_free(struct sandbox *s);

@@ -119,7 +119,18 @@ def test_pod_status_by_prefix_and_unknown(uk):
 def test_list_pod_filters(uk):
     a, _ = uk.run_pod(name="a", labels={"tier": "front", "app": "x"})
     b, _ = uk.run_pod(name="b", labels={"tier": "back", "app": "x"})
+    # Listed once READY (unikd keeps each item's encoding), then stopped: the next list has
+    # the new state and every other field as before (src/cri/cri_runtime.c, "list items").
+    before = {p.id: p for p in uk.pods()}
+    assert {p.state for p in before.values()} == {uk.pb.SANDBOX_READY}
     uk.rs.StopPodSandbox(uk.pb.StopPodSandboxRequest(pod_sandbox_id=b))
+    after = {p.id: p for p in uk.pods()}
+    assert after[b].state == uk.pb.SANDBOX_NOTREADY and after[a].state == uk.pb.SANDBOX_READY
+    after[b].state = uk.pb.SANDBOX_READY
+    assert after == before
+    st = uk.pod_status(b).status
+    assert (before[b].metadata, dict(before[b].labels), dict(before[b].annotations), before[b].created_at) == \
+        (st.metadata, dict(st.labels), dict(st.annotations), st.created_at)
     ids = lambda items: sorted(p.id for p in items)
     assert ids(uk.pods()) == sorted([a, b])
     assert ids(uk.pods(id=a)) == [a]
