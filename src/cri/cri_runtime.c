@@ -279,6 +279,12 @@ static void additional_ips(arena *a, const struct sandbox *s, Runtime__V1__PodSa
 	}
 }
 
+static Runtime__V1__PodSandboxState sandbox_state(const struct sandbox *s)
+{
+	return s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
+					 : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+}
+
 CRI_HANDLER(cri_pod_sandbox_status)
 {
 	struct cri_context *ctx = ud;
@@ -297,8 +303,7 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	*st = (Runtime__V1__PodSandboxStatus)RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
 	st->id = arena_strdup(a, s->id);
 	st->metadata = cri_sandbox_metadata(a, s);
-	st->state = s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
-					      : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	st->state = sandbox_state(s);
 	st->created_at = s->created_ns;
 	Runtime__V1__PodSandboxNetworkStatus *net = arena_new0(a, Runtime__V1__PodSandboxNetworkStatus);
 	*net = (Runtime__V1__PodSandboxNetworkStatus)RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
@@ -376,8 +381,7 @@ static Runtime__V1__PodSandbox *sandbox_item(arena *a, const struct sandbox *s)
 	*p = (Runtime__V1__PodSandbox)RUNTIME__V1__POD_SANDBOX__INIT;
 	p->id = arena_strdup(a, s->id);
 	p->metadata = cri_sandbox_metadata(a, s);
-	p->state = s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
-					     : RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_NOTREADY;
+	p->state = sandbox_state(s);
 	p->created_at = s->created_ns;
 	cri_json_to_map(a, s->labels, &p->n_labels, (void ***)&p->labels, MAP_ENTRY_DESC);
 	cri_json_to_map(a, s->annotations, &p->n_annotations, (void ***)&p->annotations, MAP_ENTRY_DESC);
