@@ -348,8 +348,9 @@ CRI_HANDLER(cri_pod_sandbox_status)
  * (struct list_enc), made at the first list after a change of state, and a list answers
  * with copies of those, as unknown fields of the response numbered as its repeated item
  * field (wire_items.h): the client reads items as ever, and the delegate's merge
- * (src/delegate), which copies the response and replaces its items, keeps them. An
- * encoding that cannot be made (out of memory) leaves the item to the message. */
+ * (src/delegate/forward.c, reply_concat) packs this answer on its own and joins the
+ * delegate's after it. An encoding that cannot be made (out of memory) leaves the item to
+ * the message. */
 
 static bool enc_fresh(const struct list_enc *e, int key)
 {
@@ -360,7 +361,7 @@ static void enc_make(struct list_enc *e, int key, const ProtobufCMessage *m)
 {
 	free(e->data);
 	*e = (struct list_enc){ .key = key };
-	e->len = wire_item_encode(m, &e->data);
+	(void)wire_item_encode(m, &e->data, &e->len); /* -ENOMEM: no data, the item goes as a message */
 }
 
 /* A copy of e as the response's next unknown field (its array has room); false if e has no

@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* m's length as a varint, then m packed, in a new buffer (*out, malloc'd). Returns the
- * size; 0 with *out NULL when out of memory. */
-size_t wire_item_encode(const ProtobufCMessage *m, uint8_t **out);
+/* m's length as a varint, then m packed, in a new buffer (*out, malloc'd, *len bytes).
+ * 0, or -ENOMEM with *out NULL. */
+int wire_item_encode(const ProtobufCMessage *m, uint8_t **out, size_t *len);
 
 /* The unknown field numbered field whose data is data[0..len) (from wire_item_encode). */
 ProtobufCMessageUnknownField wire_item_field(uint32_t field, uint8_t *data, size_t len);

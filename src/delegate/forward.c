@@ -149,36 +149,31 @@ static int reply_with(struct delegate_answer *ans)
 	return GRPC_REPLY_RAW;
 }
 
-/* Answer with a message packed here (a merged list). */
-static int reply_packed(const ProtobufCMessage *msg, uk_error *err)
+/* Answer with first packed, then second (NULL: none) packed after it. Two answers of one
+ * list type make the merged answer that way: each list answer is one repeated field, and
+ * repeated fields concatenate, so unikd's items stay first. Packed apart, since unikd's may
+ * carry its items packed ahead of time as unknown fields (src/cri/wire_items.h), which
+ * protobuf-c packs after known ones. */
+static int reply_concat(const ProtobufCMessage *first, const ProtobufCMessage *second, uk_error *err)
 {
-	size_t n = protobuf_c_message_get_packed_size(msg);
-	_cleanup_free_ uint8_t *buf = malloc(n ? n : 1);
+	size_t n1 = protobuf_c_message_get_packed_size(first);
+	size_t n2 = second ? protobuf_c_message_get_packed_size(second) : 0;
+	_cleanup_free_ uint8_t *buf = malloc(n1 + n2 ? n1 + n2 : 1);
 	if (!buf)
-		return uk_err(err, ENOMEM, "out of memory packing a merged answer (%zu bytes)", n);
-	protobuf_c_message_pack(msg, buf);
-	grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n);
+		return uk_err(err, ENOMEM, "out of memory packing a merged answer (%zu bytes)", n1 + n2);
+	protobuf_c_message_pack(first, buf);
+	if (second)
+		protobuf_c_message_pack(second, buf + n1);
+	grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n1 + n2);
 	grpc_call_reply_raw(grpc_raw_byte_buffer_create(&sl, 1), GRPC_STATUS_OK, "");
 	grpc_slice_unref(sl);
 	return GRPC_REPLY_RAW;
 }
 
-/* Two answers of one list type as one: each list answer is one repeated field, and
- * repeated fields concatenate, so the bytes of one answer then the other are the merged
- * answer, in that order. Packed apart, since unikd's may carry its items packed ahead of
- * time as unknown fields (src/cri/wire_items.h), which protobuf-c packs after known ones. */
-static int reply_concat(const ProtobufCMessage *first, const ProtobufCMessage *second, uk_error *err)
+/* Answer with a message packed here (a merged answer). */
+static int reply_packed(const ProtobufCMessage *msg, uk_error *err)
 {
-	size_t n1 = protobuf_c_message_get_packed_size(first), n2 = protobuf_c_message_get_packed_size(second);
-	_cleanup_free_ uint8_t *buf = malloc(n1 + n2 ? n1 + n2 : 1);
-	if (!buf)
-		return uk_err(err, ENOMEM, "out of memory packing a merged answer (%zu bytes)", n1 + n2);
-	protobuf_c_message_pack(first, buf);
-	protobuf_c_message_pack(second, buf + n1);
-	grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n1 + n2);
-	grpc_call_reply_raw(grpc_raw_byte_buffer_create(&sl, 1), GRPC_STATUS_OK, "");
-	grpc_slice_unref(sl);
-	return GRPC_REPLY_RAW;
+	return reply_concat(msg, NULL, err);
 }
 
 /* The delegate's answer decoded (only where routing or a merge needs it). */

@@ -283,6 +283,18 @@ def test_container_filters_and_unknown_ids(uk):
     assert ids(uk.containers(state=uk.pb.ContainerStateValue(state=uk.pb.CONTAINER_CREATED))) == [b]
     assert ids(uk.containers(label_selector={"k": "b"})) == [b]
     assert uk.status(a[:9]).status.id == a
+    # Listed RUNNING, then stopped: the next list has the new state and every other field
+    # as before (each item's encoding is kept until its state changes).
+    before = {c.id: c for c in uk.containers()}
+    uk.rs.StopContainer(uk.pb.StopContainerRequest(container_id=a, timeout=0))
+    after = {c.id: c for c in uk.containers()}
+    assert after[a].state == uk.pb.CONTAINER_EXITED and after[b] == before[b]
+    after[a].state = uk.pb.CONTAINER_RUNNING
+    assert after == before
+    st = uk.status(a).status
+    assert (before[a].metadata, before[a].image, before[a].image_ref, dict(before[a].labels),
+            dict(before[a].annotations), before[a].created_at) == \
+        (st.metadata, st.image, st.image_ref, dict(st.labels), dict(st.annotations), st.created_at)
     for call, req in [(uk.rs.ContainerStatus, uk.pb.ContainerStatusRequest(container_id="c" * 64)),
                       (uk.rs.StartContainer, uk.pb.StartContainerRequest(container_id="c" * 64)),
                       (uk.rs.StopContainer, uk.pb.StopContainerRequest(container_id="c" * 64)),

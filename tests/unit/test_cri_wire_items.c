@@ -65,7 +65,8 @@ static void packed_items_are_the_repeated_field(void **state)
 	ProtobufCMessageUnknownField fields[N_ITEMS];
 	uint8_t *enc[N_ITEMS];
 	for (int i = 0; i < N_ITEMS; i++) {
-		size_t n = wire_item_encode(&items[i].base, &enc[i]);
+		size_t n = 0;
+		assert_int_equal(wire_item_encode(&items[i].base, &enc[i], &n), 0);
 		assert_non_null(enc[i]);
 		assert_int_equal(n, 1 + (fill[i] >= 250) + (fill[i] >= 40000) +
 					    protobuf_c_message_get_packed_size(&items[i].base));
