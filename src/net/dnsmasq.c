@@ -1357,10 +1357,11 @@ int dnsmasq_remove_host(struct dnsmasq *d, const char *sandbox_id, uk_error *err
 	bool have_mac = false;
 	snprintf(path, sizeof(path), "%s/%s", d->hosts_dir, sandbox_id);
 	uint32_t ip = 0;
-	if (uk_read_file(path, HOSTFILE_MAX, &line, NULL, NULL) == 0)
+	int rr = uk_read_file(path, HOSTFILE_MAX, &line, NULL, NULL);
+	if (rr == 0)
 		have_mac = host_line_parse(line, mac, &ip);
 	struct host_removal h = { sandbox_id, have_mac ? mac : NULL };
-	bool host = file_exists(d->hosts_dir, sandbox_id), opts = file_exists(d->opts_dir, sandbox_id);
+	bool host = rr != -ENOENT, opts = file_exists(d->opts_dir, sandbox_id);
 	bool running = d->pidfd >= 0 && !pidfd_exited(d->pidfd);
 	int r = 0;
 	if (running && host && have_mac && d->n_stale < STALE_MAX && !d->stale_overflow)

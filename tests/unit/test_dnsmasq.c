@@ -650,6 +650,35 @@ static void check_restarts_after_kill(void **state)
 	assert_cmdline(pid, g_dir, ranges);
 }
 
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* A new handle on dir adopts the dnsmasq that runs there, pid. */
+static struct dnsmasq *readopt(struct dnsmasq *d, const char *dir, pid_t pid)
+{
+	dnsmasq_free(d);
+	d = ensure(dir, &R88, 1);
+	assert_int_equal(dnsmasq_pid(d), pid);
+	return d;
+}
+
+/* Add a host; whether dnsmasq restarted for it. */
+static bool add_restarts(struct dnsmasq *d, const char *id, const char *mac, const char *ip)
+{
+	uk_error err = { 0 };
+	pid_t before = dnsmasq_pid(d);
+	assert_int_equal(dnsmasq_add_host(d, id, mac, ip4(ip), NULL, NULL, &err), 0);
+	return dnsmasq_pid(d) != before;
+}
+
 static void host_files(void **state)
 {
 	(void)state;
@@ -677,13 +706,7 @@ static void host_files(void **state)
 	free(o);
 	/* Nothing left in tmp/. */
 	path_in(path, sizeof(path), g_dir, "tmp");
-	DIR *dir = opendir(path);
-	assert_non_null(dir);
-	int entries = 0;
-	for (struct dirent *e; (e = readdir(dir));)
-		entries += e->d_name[0] != '.';
-	closedir(dir);
-	assert_int_equal(entries, 0);
+	assert_int_equal(count_entries(path), 0);
 
 	/* No hostname and no DNS: a bare host line, no options file. A new host needs no
 	 * restart: dnsmasq reads the new files by itself. */
@@ -1090,16 +1113,6 @@ static void log_stays_bounded(void **state)
 	dnsmasq_free(d);
 }
 
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	int n = 0;
-	for (struct dirent *e; (e = readdir(d));)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
 
 /* Removed hosts stay with dnsmasq as stale entries, up to DNSMASQ_STALE_MAX, without a
  * restart; the removal after that restarts it. A restarted unikd adopting dnsmasq knows
@@ -1133,19 +1146,12 @@ static void stale_hosts(void **state)
 	assert_int_equal(dnsmasq_add_host(d, "a-2", "02:00:00:00:06:02", ip4("10.88.0.102"), NULL, NULL, &err), 0);
 	assert_int_equal(dnsmasq_remove_host(d, "a-1", &err), 0);
 	assert_int_equal(dnsmasq_remove_host(d, "a-2", &err), 0);
-	dnsmasq_free(d);
-	d = ensure(dir, &R88, 1);
-	assert_int_equal(dnsmasq_pid(d), pid);
-	/* A fresh address, MAC and id: no restart. */
-	assert_int_equal(dnsmasq_add_host(d, "b-1", "02:00:00:00:07:01", ip4("10.88.0.111"), NULL, NULL, &err), 0);
-	assert_int_equal(dnsmasq_pid(d), pid);
+	d = readopt(d, dir, pid);
+	assert_false(add_restarts(d, "b-1", "02:00:00:00:07:01", "10.88.0.111")); /* fresh address, MAC, id */
 	/* a-2's MAC restarts it; the start forgot a-1 too, so a-1's address then does not. */
-	assert_int_equal(dnsmasq_add_host(d, "b-2", "02:00:00:00:06:02", ip4("10.88.0.112"), NULL, NULL, &err), 0);
-	assert_int_not_equal(dnsmasq_pid(d), pid);
+	assert_true(add_restarts(d, "b-2", "02:00:00:00:06:02", "10.88.0.112"));
 	assert_int_equal(count_entries(stale), 0);
-	pid = dnsmasq_pid(d);
-	assert_int_equal(dnsmasq_add_host(d, "b-3", "02:00:00:00:07:03", ip4("10.88.0.101"), NULL, NULL, &err), 0);
-	assert_int_equal(dnsmasq_pid(d), pid);
+	assert_false(add_restarts(d, "b-3", "02:00:00:00:07:03", "10.88.0.101"));
 
 	/* A stale.d/ file that is not a host line of ours: every new host restarts dnsmasq,
 	 * once, and the start clears it. */
@@ -1155,15 +1161,10 @@ static void stale_hosts(void **state)
 	assert_non_null(f);
 	fputs("not a host line\n", f);
 	fclose(f);
-	dnsmasq_free(d);
-	d = ensure(dir, &R88, 1);
-	assert_int_equal(dnsmasq_pid(d), pid);
-	assert_int_equal(dnsmasq_add_host(d, "c-1", "02:00:00:00:08:01", ip4("10.88.0.121"), NULL, NULL, &err), 0);
-	assert_int_not_equal(dnsmasq_pid(d), pid);
+	d = readopt(d, dir, dnsmasq_pid(d));
+	assert_true(add_restarts(d, "c-1", "02:00:00:00:08:01", "10.88.0.121"));
 	assert_int_equal(count_entries(stale), 0);
-	pid = dnsmasq_pid(d);
-	assert_int_equal(dnsmasq_add_host(d, "c-2", "02:00:00:00:08:02", ip4("10.88.0.122"), NULL, NULL, &err), 0);
-	assert_int_equal(dnsmasq_pid(d), pid);
+	assert_false(add_restarts(d, "c-2", "02:00:00:00:08:02", "10.88.0.122"));
 	assert_int_equal(dnsmasq_stop(d, &err), 0);
 	dnsmasq_free(d);
 }
