@@ -6,15 +6,18 @@
 #define RS "/runtime.v1.RuntimeService/"
 #define IS "/runtime.v1.ImageService/"
 #define MX(svc, name, msg, fn, cls, extra)                                                         \
-	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, extra, false }
+	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, extra, false, false }
 #define M(svc, name, msg, fn, cls) MX(svc, name, msg, fn, cls, NULL)
-#define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_READ, NULL, false }
+/* A read call whose handler may run on the poller it came to (grpc_server.h, quick). */
+#define MQ(svc, name, msg, fn)                                                                     \
+	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_READ, NULL, false, true }
+#define U(svc, name, msg, why) { svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_READ, NULL, false, false }
 /* Served, and forwarded for the delegate's objects (src/delegate). */
 #define MR(svc, name, msg, fn, cls)                                                                \
-	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, NULL, true }
+	{ svc name, &runtime__v1__##msg##__descriptor, fn, NULL, GRPC_CLASS_##cls, NULL, true, false }
 /* Not served by unikd for its own objects; forwarded for the delegate's (src/delegate). */
 #define UR(svc, name, msg, why, cls, extra)                                                        \
-	{ svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_##cls, extra, true }
+	{ svc name, &runtime__v1__##msg##__descriptor, NULL, why, GRPC_CLASS_##cls, extra, true, false }
 
 /* StopContainer waits up to its timeout for the guest before the kill: that time comes on
  * top of the lifecycle cap. */
@@ -37,20 +40,20 @@ static uint64_t exec_timeout_s(const ProtobufCMessage *req)
 #define NO_STREAM "the streaming list calls are not served; use the unary List calls"
 
 const struct grpc_method cri_methods[] = {
-	M(RS, "Version", version_request, cri_version, READ),
+	MQ(RS, "Version", version_request, cri_version),
 	M(RS, "RunPodSandbox", run_pod_sandbox_request, cri_run_pod_sandbox, LIFECYCLE),
 	M(RS, "StopPodSandbox", stop_pod_sandbox_request, cri_stop_pod_sandbox, LIFECYCLE),
 	M(RS, "RemovePodSandbox", remove_pod_sandbox_request, cri_remove_pod_sandbox, LIFECYCLE),
-	M(RS, "PodSandboxStatus", pod_sandbox_status_request, cri_pod_sandbox_status, READ),
-	M(RS, "ListPodSandbox", list_pod_sandbox_request, cri_list_pod_sandbox, READ),
+	MQ(RS, "PodSandboxStatus", pod_sandbox_status_request, cri_pod_sandbox_status),
+	MQ(RS, "ListPodSandbox", list_pod_sandbox_request, cri_list_pod_sandbox),
 	U(RS, "StreamPodSandboxes", stream_pod_sandboxes_request, NO_STREAM),
 	M(RS, "CreateContainer", create_container_request, cri_create_container, LIFECYCLE),
 	M(RS, "StartContainer", start_container_request, cri_start_container, LIFECYCLE),
 	MX(RS, "StopContainer", stop_container_request, cri_stop_container, LIFECYCLE, stop_timeout_s),
 	M(RS, "RemoveContainer", remove_container_request, cri_remove_container, LIFECYCLE),
-	M(RS, "ListContainers", list_containers_request, cri_list_containers, READ),
+	MQ(RS, "ListContainers", list_containers_request, cri_list_containers),
 	U(RS, "StreamContainers", stream_containers_request, NO_STREAM),
-	M(RS, "ContainerStatus", container_status_request, cri_container_status, READ),
+	MQ(RS, "ContainerStatus", container_status_request, cri_container_status),
 	M(RS, "UpdateContainerResources", update_container_resources_request, cri_update_container_resources, LIFECYCLE),
 	M(RS, "ReopenContainerLog", reopen_container_log_request, cri_reopen_container_log, LIFECYCLE),
 	UR(RS, "ExecSync", exec_sync_request, NO_EXEC, LIFECYCLE, exec_timeout_s),

@@ -279,6 +279,18 @@ static void additional_ips(arena *a, const struct sandbox *s, Runtime__V1__PodSa
 	}
 }
 
+/* The runtime's lock for a read call. A quick call on a poller (grpc_server.h) takes it
+ * only if it is free, and otherwise goes to its pool (GRPC_QUEUE_CALL), having done
+ * nothing: a poller never waits. */
+static int lock_for_read(struct runtime *rt)
+{
+	if (grpc_call_may_wait()) {
+		rt_lock(rt);
+		return 0;
+	}
+	return rt_trylock(rt) ? 0 : GRPC_QUEUE_CALL;
+}
+
 static Runtime__V1__PodSandboxState sandbox_state(const struct sandbox *s)
 {
 	return s->state == SANDBOX_READY ? RUNTIME__V1__POD_SANDBOX_STATE__SANDBOX_READY
@@ -293,7 +305,11 @@ CRI_HANDLER(cri_pod_sandbox_status)
 	int r;
 	if ((r = cri_require(q->pod_sandbox_id, "pod_sandbox_id", err)) < 0)
 		return r;
-	rt_lock(ctx->rt);
+	/* verbose reads dnsmasq's lease file, under the network's lock: not on a poller */
+	if (q->verbose && !grpc_call_may_wait())
+		return GRPC_QUEUE_CALL;
+	if ((r = lock_for_read(ctx->rt)) != 0)
+		return r;
 	if ((r = rt_find_sandbox(ctx->rt, q->pod_sandbox_id, &s, err)) < 0) {
 		rt_unlock(ctx->rt);
 		return r;
@@ -401,8 +417,9 @@ CRI_HANDLER(cri_list_pod_sandbox)
 	int r = cri_check_pod_filter(f, err);
 	if (r < 0)
 		return r;
+	if ((r = lock_for_read(ctx->rt)) != 0)
+		return r;
 	NEW_RESP(a, Runtime__V1__ListPodSandboxResponse, resp_, RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT);
-	rt_lock(ctx->rt);
 	resp_->items = arena_array(a, Runtime__V1__PodSandbox *, ctx->rt->n_sb);
 	resp_->base.unknown_fields = arena_array(a, ProtobufCMessageUnknownField, ctx->rt->n_sb);
 	for (size_t i = 0; i < ctx->rt->n_sb; i++) {
@@ -652,8 +669,9 @@ CRI_HANDLER(cri_list_containers)
 	int r = cri_check_container_filter(f, err);
 	if (r < 0)
 		return r;
+	if ((r = lock_for_read(ctx->rt)) != 0)
+		return r;
 	NEW_RESP(a, Runtime__V1__ListContainersResponse, resp_, RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT);
-	rt_lock(ctx->rt);
 	resp_->containers = arena_array(a, Runtime__V1__Container *, ctx->rt->n_ct);
 	resp_->base.unknown_fields = arena_array(a, ProtobufCMessageUnknownField, ctx->rt->n_ct);
 	for (size_t i = 0; i < ctx->rt->n_ct; i++) {
@@ -696,8 +714,12 @@ CRI_HANDLER(cri_container_status)
 	int r;
 	if ((r = cri_require(q->container_id, "container_id", err)) < 0)
 		return r;
-	if ((r = rt_lock_container(ctx->rt, q->container_id, &c, err)) < 0)
+	if ((r = lock_for_read(ctx->rt)) != 0)
 		return r;
+	if ((r = rt_find_container(ctx->rt, q->container_id, &c, err)) < 0) {
+		rt_unlock(ctx->rt);
+		return r;
+	}
 	NEW_RESP(a, Runtime__V1__ContainerStatusResponse, resp_, RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT);
 	Runtime__V1__ContainerStatus *st = arena_new0(a, Runtime__V1__ContainerStatus);
 	*st = (Runtime__V1__ContainerStatus)RUNTIME__V1__CONTAINER_STATUS__INIT;

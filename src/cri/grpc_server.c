@@ -1,11 +1,12 @@
-/* The CRI's gRPC server: pollers drive gRPC, pools run handlers, the door thread owns the
- * socket, the connections and the deadlines (see grpc_server.h).
+/* The CRI's gRPC server: pollers drive gRPC (and run a quick call's handler when it need
+ * not wait), pools run the other handlers, the door thread owns the socket, the connections
+ * and the deadlines (see grpc_server.h).
  *
  * A call is a struct rpc. It is freed when its last reference goes: each batch started on
  * gRPC holds one until its completion comes out of the queue, and so do its place in a
- * pool's queue and the thread that runs its handler. Whoever moves it to RPC_DONE (under
- * the lock) sends its one reply: the worker with the handler's result, the door thread at
- * the deadline, a poller for a bad request. A handler that finishes after its call was
+ * pool's queue and the thread that runs its handler (on a poller, the request's). Whoever
+ * moves it to RPC_DONE (under the lock) sends its one reply: the thread that ran the handler,
+ * with its result, the door thread at the deadline, a poller for a bad request. A handler that finishes after its call was
  * answered finds it DONE and drops the result; its arena and request live until then. */
 #include <fcntl.h>
 #include <grpc/byte_buffer_reader.h>
@@ -108,6 +109,11 @@ struct rpc {
 	size_t held; /* bytes counted in srv->held_bytes for this request */
 	uint64_t t0, deadline;
 	bool client_deadline; /* the deadline is the client's, not the cap */
+	/* Under srv->lock: a quick call the poller handed to its pool (its handler would have
+	 * waited); where its handler runs, for the log ("poller", "pool", "pool-from-poller");
+	 * the client cancelled it while a poller tried it (on_close saw it running). */
+	bool busy, cancel_seen;
+	const char *ran;
 	/* A raw answer set by grpc_call_reply_raw (the delegate's, forwarded as it came). */
 	grpc_byte_buffer *raw;
 	int raw_code;
@@ -168,6 +174,7 @@ struct uk_grpc_server {
 
 static __thread uint64_t tls_deadline = UINT64_MAX;
 static __thread struct rpc *tls_rpc;
+static __thread bool tls_may_wait = true;
 
 uint64_t grpc_call_deadline_mono_ns(void)
 {
@@ -200,6 +207,11 @@ void grpc_call_after_reply(void (*fn)(void *ud, const char *arg), void *ud, cons
 	r->after_fn = fn;
 	r->after_ud = ud;
 	r->after_arg = arena_strdup(r->a, arg ? arg : "");
+}
+
+bool grpc_call_may_wait(void)
+{
+	return tls_may_wait;
 }
 
 int errno_to_grpc_status(int r)
@@ -354,10 +366,11 @@ static void vsend_reply(struct rpc *r, int code, const char *fmt, va_list ap)
 	char msg[UK_ERROR_MSG_MAX];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	double ms = (double)(uk_now_mono_ns() - r->t0) / 1e6;
+	const char *ran = r->ran ? r->ran : "-";
 	if (code == GRPC_STATUS_OK)
-		log_debug("rpc=%s code=0 ms=%.3f", r->path, ms);
+		log_debug("rpc=%s code=0 ms=%.3f ran=%s", r->path, ms, ran);
 	else
-		log_info("rpc=%s code=%d ms=%.3f error=\"%s\"", r->path, code, ms, msg);
+		log_info("rpc=%s code=%d ms=%.3f ran=%s error=\"%s\"", r->path, code, ms, ran, msg);
 	grpc_slice details = grpc_slice_from_copied_string(msg);
 	grpc_op ops[3] = { { .op = GRPC_OP_SEND_INITIAL_METADATA } };
 	size_t n = 1;
@@ -548,7 +561,47 @@ static int unpack_request(struct rpc *r, uk_error *err)
 	return rc;
 }
 
-/* The request came: refuse it, or queue it on its pool. */
+static int call_handler(struct rpc *r, bool may_wait, ProtobufCMessage **resp, uk_error *err);
+static void finish_call(struct rpc *r, int rc, ProtobufCMessage *resp, const uk_error *err);
+
+/* A quick method's call runs here, on the poller, when its handler need not wait: that
+ * saves waking a pool thread, which on a loaded node is most of a status call's time
+ * (docs/architecture.md, "Quick calls"). True: answered (or being answered). */
+static bool run_inline(struct rpc *r)
+{
+	struct uk_grpc_server *s = r->srv;
+	if (!r->m->quick || s->cfg.router)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	bool mine = r->state == RPC_RECEIVING;
+	if (mine) {
+		r->state = RPC_RUNNING;
+		r->ran = "poller";
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!mine)
+		return false; /* answered meanwhile: on_recv lets it go */
+	ProtobufCMessage *resp = NULL;
+	uk_error err = { 0 };
+	int rc = call_handler(r, false, &resp, &err);
+	if (rc == GRPC_QUEUE_CALL) {
+		/* Nothing was done: back to where it was, and on to its pool. */
+		pthread_mutex_lock(&s->lock);
+		/* A cancel seen meanwhile drops it, as it would have dropped it waiting here. */
+		if (r->state == RPC_RUNNING) {
+			r->state = r->cancel_seen ? RPC_DONE : RPC_RECEIVING;
+			r->busy = true;
+			r->ran = NULL;
+		}
+		pthread_mutex_unlock(&s->lock);
+		return false;
+	}
+	finish_call(r, rc, resp, &err);
+	rpc_unref(r); /* TAG_RECV's */
+	return true;
+}
+
+/* The request came: refuse it, run it here (run_inline), or queue it on its pool. */
 static void on_recv(struct rpc *r, bool ok)
 {
 	struct uk_grpc_server *s = r->srv;
@@ -568,6 +621,8 @@ static void on_recv(struct rpc *r, bool ok)
 		rpc_unref(r);
 		return;
 	}
+	if (run_inline(r))
+		return;
 	struct pool *p = r->pool;
 	bool full, queued = false, client = false;
 	uint64_t deadline = r->m->extra_s ? deadline_of(r, r->m->extra_s(r->req), &client) : 0;
@@ -601,6 +656,8 @@ static void on_close(struct rpc *r)
 	unsigned drop = 1;
 	bool dropped = false;
 	pthread_mutex_lock(&s->lock);
+	if (r->cancelled && r->state == RPC_RUNNING)
+		r->cancel_seen = true; /* a quick call a poller tries now: see run_inline */
 	if (r->cancelled && (r->state == RPC_RECEIVING || r->state == RPC_QUEUED)) {
 		if (r->state == RPC_QUEUED) {
 			list_remove(&r->pool->queue, r);
@@ -637,22 +694,30 @@ static void *poller_main(void *arg)
 
 /* ---- pools ---- */
 
-/* Run the handler; reply with its result unless the call was answered meanwhile. */
-static void run_call(struct rpc *r)
+/* Run the router and the handler, on a pool thread or (a quick method) on a poller. */
+static int call_handler(struct rpc *r, bool may_wait, ProtobufCMessage **resp, uk_error *err)
 {
 	struct uk_grpc_server *s = r->srv;
-	ProtobufCMessage *resp = NULL;
-	uk_error err = { 0 };
 	tls_deadline = r->deadline;
 	tls_rpc = r;
-	int rc = s->cfg.router ? s->cfg.router(s->cfg.userdata, r->m, r->a, r->req, &resp, &err) : GRPC_ROUTE_LOCAL;
+	tls_may_wait = may_wait;
+	int rc = s->cfg.router ? s->cfg.router(s->cfg.userdata, r->m, r->a, r->req, resp, err) : GRPC_ROUTE_LOCAL;
 	if (rc == GRPC_ROUTE_LOCAL && r->m->fn)
-		rc = r->m->fn(s->cfg.userdata, r->a, r->req, &resp, &err);
+		rc = r->m->fn(s->cfg.userdata, r->a, r->req, resp, err);
 	else if (rc == GRPC_ROUTE_LOCAL)
-		rc = uk_err(&err, ENOSYS, "%s: %s", r->path,
+		rc = uk_err(err, ENOSYS, "%s: %s", r->path,
 			    r->m->unimplemented_msg ? r->m->unimplemented_msg : "not implemented");
+	tls_may_wait = true;
 	tls_rpc = NULL;
 	tls_deadline = UINT64_MAX;
+	return rc;
+}
+
+/* Reply with the handler's result unless the call was answered meanwhile; then run what
+ * the handler left for after its answer. */
+static void finish_call(struct rpc *r, int rc, ProtobufCMessage *resp, const uk_error *err)
+{
+	struct uk_grpc_server *s = r->srv;
 	pthread_mutex_lock(&s->lock);
 	bool mine = take_answer(r);
 	pthread_mutex_unlock(&s->lock);
@@ -660,12 +725,12 @@ static void run_call(struct rpc *r)
 		log_info("rpc=%s ms=%.3f msg=\"finished after the call was answered; result dropped\" result=%d", r->path,
 			 (double)(uk_now_mono_ns() - r->t0) / 1e6, rc);
 	} else if (rc < 0) {
-		send_reply(r, errno_to_grpc_status(rc), "%s", err.msg[0] ? err.msg : strerror(-rc));
+		send_reply(r, errno_to_grpc_status(rc), "%s", err->msg[0] ? err->msg : strerror(-rc));
 	} else if (rc == GRPC_REPLY_RAW) {
 		r->out = TAKE_PTR(r->raw);
 		send_reply(r, r->raw_code, "%s", r->raw_msg ? r->raw_msg : "");
-	} else if (!resp) {
-		send_reply(r, GRPC_STATUS_INTERNAL, "handler returned no response");
+	} else if (rc != 0 || !resp) {
+		send_reply(r, GRPC_STATUS_INTERNAL, "handler returned no response (%d)", rc);
 	} else {
 		size_t n = protobuf_c_message_get_packed_size(resp);
 		uint8_t *buf = arena_alloc(r->a, n);
@@ -677,6 +742,15 @@ static void run_call(struct rpc *r)
 	}
 	if (r->after_fn)
 		r->after_fn(r->after_ud, r->after_arg);
+}
+
+/* A pool thread runs a queued call. */
+static void run_call(struct rpc *r)
+{
+	ProtobufCMessage *resp = NULL;
+	uk_error err = { 0 };
+	int rc = call_handler(r, true, &resp, &err);
+	finish_call(r, rc, resp, &err);
 	rpc_unref(r); /* the worker's: the queue's reference it took over */
 }
 
@@ -692,6 +766,7 @@ static void *worker_main(void *arg)
 		if (r) {
 			list_remove(&p->queue, r);
 			r->state = RPC_RUNNING;
+			r->ran = r->busy ? "pool-from-poller" : "pool";
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (!r)

@@ -2,9 +2,9 @@
  *
  * Three kinds of threads, so that no call ever waits behind another kind:
  *  - pollers drive gRPC: they sit in grpc_completion_queue_next, where gRPC's epoll engine
- *    does all the I/O (handshakes included), and never run a handler. They read a call's
- *    request, refuse a bad one at once (unknown method, NUL bytes, malformed) and queue the
- *    rest on the pool of its class;
+ *    does all the I/O (handshakes included), and never wait. They read a call's request,
+ *    refuse a bad one at once (unknown method, NUL bytes, malformed), run a quick method's
+ *    handler when it can answer without waiting, and queue the rest on the pool of its class;
  *  - one pool of threads per class of call (read, lifecycle, image), each with a bounded
  *    queue: a full queue answers RESOURCE_EXHAUSTED naming the pool;
  *  - the door thread accepts connections on a socket unikd owns, caps them, sees gRPC close
@@ -58,11 +58,19 @@ struct grpc_method {
 	uint64_t (*extra_s)(const ProtobufCMessage *req);
 	/* Without fn, the router may still answer it (a delegated container's Exec). */
 	bool routable;
+	/* fn may run on the poller that received the call, saving the hand-over to a pool
+	 * thread: it answers from memory, and where it would have to wait (a lock held) it
+	 * returns GRPC_QUEUE_CALL having done nothing, and the call goes to its pool (it asks
+	 * grpc_call_may_wait(); every lock it takes is a trylock there). It never uses
+	 * grpc_call_after_reply, whose work would run on the poller. Only without a router,
+	 * whose forwarding may wait on another runtime. */
+	bool quick;
 };
 
 /* What a router or handler returns besides 0 and -errno. */
 #define GRPC_ROUTE_LOCAL 1 /* router: run the method's own handler */
 #define GRPC_REPLY_RAW 2   /* the answer was set with grpc_call_reply_raw */
+#define GRPC_QUEUE_CALL 3  /* a quick handler on a poller: run me on my pool instead */
 
 /* A router sees every call before its handler (the delegate, src/delegate/forward.c): it
  * answers it itself (0 with *resp, GRPC_REPLY_RAW, -errno) or returns GRPC_ROUTE_LOCAL. */
@@ -107,6 +115,9 @@ void grpc_call_reply_raw(grpc_byte_buffer *bb, int code, const char *msg);
  * whatever it was: work the client need not wait for. arg is copied. One per call. */
 void grpc_call_after_reply(void (*fn)(void *ud, const char *arg), void *ud, const char *arg);
 
+/* In a handler: false on a poller (a quick method's fn run where it came), where it must
+ * not wait but return GRPC_QUEUE_CALL instead; true on a pool thread. */
+bool grpc_call_may_wait(void);
 int errno_to_grpc_status(int neg_errno);
 
 #endif

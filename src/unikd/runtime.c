@@ -11,6 +11,11 @@ void rt_lock(struct runtime *rt)
 	pthread_mutex_lock(&rt->lock);
 }
 
+bool rt_trylock(struct runtime *rt)
+{
+	return pthread_mutex_trylock(&rt->lock) == 0;
+}
+
 void rt_unlock(struct runtime *rt)
 {
 	pthread_mutex_unlock(&rt->lock);

@@ -52,6 +52,8 @@ int runtime_open(const struct rt_config *cfg, struct runtime **ret, uk_error *er
 void runtime_free(struct runtime *rt);
 
 void rt_lock(struct runtime *rt);
+/* The lock if it is free, without waiting (a quick CRI call on a poller). */
+bool rt_trylock(struct runtime *rt);
 void rt_unlock(struct runtime *rt);
 
 /* Lookups, with the lock held. A full id or a unique prefix; -ENOENT, or -EINVAL when the

@@ -3,6 +3,7 @@ idle ones closed, fast calls answer while slow ones (black-hole pulls, long stop
 flight, queues are bounded, every call has a deadline, and NUL bytes in strings are refused
 before anything acts on them."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -211,6 +212,83 @@ def test_fast_calls_answer_while_slow_ones_are_in_flight(small):
     assert "level=error" not in u.log()
     for p in u.pods():
         u.remove_pod(p.id)
+    assert u.stop() == 0
+
+
+def ran_counts(log, method):
+    """How many of method's answered calls ran where, from unikd's debug log."""
+    counts = {}
+    for where in re.findall(rf"rpc=/runtime\.v1\.RuntimeService/{method} code=0 ms=[\d.]+ ran=(\S+)", log):
+        counts[where] = counts.get(where, 0) + 1
+    return counts
+
+
+def logged_up_to(u, mark):
+    """unikd's log once it holds every line of the calls made so far: the log reaches the file
+    through a pipe, in order, so it waits for the refusal of a call made now."""
+    code, _ = code_of(u.rs.ContainerStatus, u.pb.ContainerStatusRequest(container_id=f"mark-{mark}"))
+    assert code == grpc.StatusCode.NOT_FOUND
+    return u.wait_log(f"mark-{mark}")
+
+
+def test_quick_calls_run_on_a_poller_and_go_to_the_pool_when_the_runtime_is_busy(small):
+    """Status and list calls run on the poller that received them; a verbose PodSandboxStatus
+    (it reads dnsmasq's leases) goes to the read pool. While lifecycle calls hold the
+    runtime's lock, a quick call that would wait for it is handed to the read pool instead,
+    and answers the same."""
+    u = small()
+    pb = u.pb
+    sid, cfg = u.run_pod(name="quick")
+    cid = u.create(sid, cfg, name="watched")
+    u.rs.Version(pb.VersionRequest())
+    assert u.status(cid).status.id == cid
+    assert u.pod_status(sid).status.id == sid
+    assert u.pod_status(sid, verbose=True).info
+    assert [c.id for c in u.containers()] == [cid]
+    assert [p.id for p in u.pods()] == [sid]
+    log = logged_up_to(u, "first")
+    for m in ("Version", "ContainerStatus", "ListContainers", "ListPodSandbox"):
+        assert ran_counts(log, m) == {"poller": 1}, (m, ran_counts(log, m))
+    assert ran_counts(log, "PodSandboxStatus") == {"poller": 1, "pool-from-poller": 1}
+
+    # Creates and removes take the runtime's lock for their records; status calls keep coming
+    # until some have found it taken.
+    stop = threading.Event()
+    errors = []
+
+    def churn(t):
+        i = 0
+        try:
+            while not stop.is_set():
+                c = u.create(sid, cfg, name=f"churn{t}-{i}")
+                u.rs.RemoveContainer(pb.RemoveContainerRequest(container_id=c))
+                i += 1
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+    threads = [threading.Thread(target=churn, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        end = time.monotonic() + 120
+        calls = 0
+        while ran_counts(u.log(), "ContainerStatus").get("pool-from-poller", 0) < 5:
+            assert time.monotonic() < end, ran_counts(u.log(), "ContainerStatus")
+            for _ in range(20):
+                st = u.status(cid).status
+                assert (st.id, st.metadata.name, st.state) == (cid, "watched", pb.CONTAINER_CREATED)
+                assert cid in [c.id for c in u.containers()]
+                calls += 1
+            assert not errors, errors
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    counts = ran_counts(logged_up_to(u, "second"), "ContainerStatus")
+    assert counts.get("poller", 0) > 0 and sum(counts.values()) == calls + 1, counts
+    assert [c.id for c in u.containers()] == [cid]
+    assert "level=error" not in u.log()
+    u.remove_pod(sid)
     assert u.stop() == 0
 
 
