@@ -249,3 +249,29 @@ def test_bridge_and_cni_unikds_side_by_side(scratch):
         b.cleanup()
         c.cleanup()
         subprocess.run(["rm", "-rf", str(bridge_root)], check=False)
+
+
+def test_the_warm_pool_is_off_in_cni_mode_and_says_why(scratch):
+    """A pool VM's tap and MAC are made before its pod, and a CNI pod's are the plugins': a
+    [pool] size in CNI mode starts no pool VM, says so at start and in `crictl info`, and pods
+    start cold as ever."""
+    u = cni_unikd(scratch, start=False)
+    u.extra += ["--pool-size", "1", "--pool-idle-timeout", "0"]
+    u.start()
+    try:
+        u.wait_log("no warm pool: pods in CNI mode are not pooled yet")
+        info = json.loads(u.rs.Status(u.pb.StatusRequest(verbose=True)).info["info"])
+        assert info["pool"] == {"off": "pods in CNI mode are not pooled yet: every start is cold"}
+        sid, cfg = u.run_pod(name="np")
+        cid = u.create(sid, cfg, args=["exit:0"])
+        u.start_ctr(cid)
+        st = u.wait_exited(cid)
+        assert st.exit_code == 0, st
+        assert "pool VM" not in u.log()
+        assert not (u.run / "pool").exists()
+        u.remove_pod(sid)
+        assert not any(leftovers(u, scratch).values())
+    finally:
+        u.cleanup()
+    assert u.vm_pids() == []
+    assert netns_pinned() == []
