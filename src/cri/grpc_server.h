@@ -62,8 +62,8 @@ struct grpc_method {
 	 * thread: it answers from memory, and where it would have to wait (a lock held) it
 	 * returns GRPC_QUEUE_CALL having done nothing, and the call goes to its pool (it asks
 	 * grpc_call_may_wait(); every lock it takes is a trylock there). It never uses
-	 * grpc_call_after_reply, whose work would run on the poller. Only without a router,
-	 * whose forwarding may wait on another runtime. */
+	 * grpc_call_after_reply, whose work would run on the poller. A router runs on the
+	 * poller too, and returns GRPC_QUEUE_CALL for whatever it would forward. */
 	bool quick;
 };
 
@@ -73,7 +73,8 @@ struct grpc_method {
 #define GRPC_QUEUE_CALL 3  /* a quick handler on a poller: run me on my pool instead */
 
 /* A router sees every call before its handler (the delegate, src/delegate/forward.c): it
- * answers it itself (0 with *resp, GRPC_REPLY_RAW, -errno) or returns GRPC_ROUTE_LOCAL. */
+ * answers it itself (0 with *resp, GRPC_REPLY_RAW, -errno) or returns GRPC_ROUTE_LOCAL; for a
+ * quick call on a poller (grpc_call_may_wait() false), GRPC_QUEUE_CALL if it would wait. */
 typedef int (*grpc_router_fn)(void *userdata, const struct grpc_method *m, arena *a, const ProtobufCMessage *req,
 			      ProtobufCMessage **resp, uk_error *err);
 

@@ -356,15 +356,22 @@ void delegate_free(struct delegate *d)
 
 /* ---- calls that name an object ---- */
 
-static bool unikd_has(struct runtime *rt, bool pod, const char *id)
+/* Under the runtime's lock. */
+static bool unikd_has_locked(struct runtime *rt, bool pod, const char *id)
 {
 	uk_error ignored = { 0 };
 	struct sandbox *s;
 	struct container *c;
-	rt_lock(rt);
 	int r = pod ? rt_find_sandbox(rt, id, &s, &ignored) : rt_find_container(rt, id, &c, &ignored);
-	rt_unlock(rt);
 	return r != -ENOENT; /* an ambiguous prefix is unikd's to refuse */
+}
+
+static bool unikd_has(struct runtime *rt, bool pod, const char *id)
+{
+	rt_lock(rt);
+	bool has = unikd_has_locked(rt, pod, id);
+	rt_unlock(rt);
+	return has;
 }
 
 /* The call names id (a sandbox when pod): unikd's own object stays; any other goes to the
@@ -734,6 +741,18 @@ static const struct route_entry routes[] = {
 	{ RS "Status", K_STATUS, 0, NULL },
 };
 
+/* A quick call on a poller (src/cri/grpc_server.h): only what needs neither containerd nor a
+ * wait is answered here, the status of one of unikd's own objects, found under a free lock;
+ * anything else (a delegate's object, a merged list) goes to its pool as GRPC_QUEUE_CALL. */
+static int route_quick(struct runtime *rt, const struct route_entry *e, const char *id)
+{
+	if ((e->kind != K_POD && e->kind != K_CTR) || !id || !*id || !rt_trylock(rt))
+		return GRPC_QUEUE_CALL;
+	bool mine = unikd_has_locked(rt, e->kind == K_POD, id);
+	rt_unlock(rt);
+	return mine ? GRPC_ROUTE_LOCAL : GRPC_QUEUE_CALL;
+}
+
 int delegate_route_call(void *userdata, const struct grpc_method *m, arena *a, const ProtobufCMessage *req,
 			ProtobufCMessage **resp, uk_error *err)
 {
@@ -746,6 +765,8 @@ int delegate_route_call(void *userdata, const struct grpc_method *m, arena *a, c
 	if (!e)
 		return GRPC_ROUTE_LOCAL; /* Version, RuntimeConfig, the streams: unikd's own */
 	const char *id = e->id_off ? *(const char *const *)((const char *)req + e->id_off) : NULL;
+	if (!grpc_call_may_wait())
+		return route_quick(ctx->rt, e, id);
 	switch (e->kind) {
 	case K_RUN: return route_run(d, m, req, err);
 	case K_CREATE: return route_create(d, ctx->rt, m, req, err);

@@ -3,6 +3,7 @@ import atexit
 import ctypes
 import importlib
 import os
+import re
 import select
 import shutil
 import signal
@@ -30,6 +31,15 @@ def stubs():
         sys.path.insert(0, out)
         _stubs = (importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc"), out)
     return _stubs[0], _stubs[1]
+
+
+def ran_counts(log, method):
+    """How many of a RuntimeService method's answered calls ran where (the debug log's ran=:
+    poller, pool, pool-from-poller; src/cri/grpc_server.c)."""
+    counts = {}
+    for where in re.findall(rf"rpc=/runtime\.v1\.RuntimeService/{method} code=0 ms=[\d.]+ ran=(\S+)", log):
+        counts[where] = counts.get(where, 0) + 1
+    return counts
 
 
 def sh(*args, check=True):

@@ -3,7 +3,6 @@ idle ones closed, fast calls answer while slow ones (black-hole pulls, long stop
 flight, queues are bounded, every call has a deadline, and NUL bytes in strings are refused
 before anything acts on them."""
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import grpc
 import pytest
 
 from conftest import HELLO, REPO
-from cri import Unikd, stubs
+from cri import Unikd, ran_counts, stubs
 
 sys.path.insert(0, str(REPO / "bench"))
 import cri_load  # noqa: E402  (its black-hole registry)
@@ -213,14 +212,6 @@ def test_fast_calls_answer_while_slow_ones_are_in_flight(small):
     for p in u.pods():
         u.remove_pod(p.id)
     assert u.stop() == 0
-
-
-def ran_counts(log, method):
-    """How many of method's answered calls ran where, from unikd's debug log."""
-    counts = {}
-    for where in re.findall(rf"rpc=/runtime\.v1\.RuntimeService/{method} code=0 ms=[\d.]+ ran=(\S+)", log):
-        counts[where] = counts.get(where, 0) + 1
-    return counts
 
 
 def logged_up_to(u, mark):

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import BIN, FIRST_LINE, HELLO, kill_and_wait, pids_matching
 from containerd import BUSYBOX_IMAGE, PAUSE_IMAGE, Containerd, _busybox, _layer, wait_in_dir
-from cri import Unikd, stubs
+from cri import Unikd, ran_counts, stubs
 from registry import Pusher, Registry, sha256
 
 # containerd's CRI log: RFC 3339 times with the trailing zeros of the fraction trimmed.
@@ -208,6 +208,15 @@ def wait_log_line(path, line, timeout=120):
     return wait_in_dir(path.parent, lambda: line in log_contents(path), timeout, what=f"{line!r} in {path}")
 
 
+def logged_up_to(u, mark):
+    """unikd's log once it holds every line of the calls made so far: the log reaches its file
+    through a pipe, in order, so it waits for the refusal of a call made now (an unknown
+    runtime handler, named in the refusal)."""
+    req = u.pb.RunPodSandboxRequest(config=u.pod_config(name=mark), runtime_handler=f"mark-{mark}")
+    assert code_of(u.rs.RunPodSandbox, req)[0] == grpc.StatusCode.INVALID_ARGUMENT
+    return u.wait_log(f"mark-{mark}")
+
+
 def ids_of(items):
     return [i.id for i in items]
 
@@ -305,6 +314,21 @@ def test_both_kinds_of_pods_through_one_socket(dk, ctrd):
     assert [s.attributes.id for s in stats] == [bc]
     stats = dk.rs.ListPodSandboxStats(pb.ListPodSandboxStatsRequest()).stats
     assert [s.attributes.id for s in stats] == [uni, bb]
+
+    # Quick calls with a router (src/cri/grpc_server.h): the status of unikd's own pod and
+    # container runs on the gRPC poller; containerd's, and the merged list, go to the read pool.
+    quick = ("ContainerStatus", "PodSandboxStatus", "ListContainers")
+    before = {m: ran_counts(logged_up_to(dk, "q0"), m) for m in quick}
+    for _ in range(3):
+        assert dk.status(uc).status.id == uc and dk.status(bc).status.id == bc
+        assert dk.pod_status(uni).status.id == uni and dk.pod_status(bb).status.id == bb
+        assert ids_of(dk.containers()) == [uc, bc]
+    log = logged_up_to(dk, "q1")
+    made = {m: {k: n - before[m].get(k, 0) for k, n in ran_counts(log, m).items() if n > before[m].get(k, 0)}
+            for m in quick}
+    assert made == {"ContainerStatus": {"poller": 3, "pool-from-poller": 3},
+                    "PodSandboxStatus": {"poller": 3, "pool-from-poller": 3},
+                    "ListContainers": {"pool-from-poller": 3}}, made
 
     # The busybox container's life goes on in containerd.
     dk.stop_ctr(bc, timeout=0)
