@@ -63,18 +63,20 @@ struct grpc_method {
 	 * returns GRPC_QUEUE_CALL having done nothing, and the call goes to its pool (it asks
 	 * grpc_call_may_wait(); every lock it takes is a trylock there). It never uses
 	 * grpc_call_after_reply, whose work would run on the poller. A router runs on the
-	 * poller too, and returns GRPC_QUEUE_CALL for whatever it would forward. */
+	 * poller too, and returns GRPC_QUEUE_CALL, having done nothing, for whatever it would
+	 * forward, merge or wait for. */
 	bool quick;
 };
 
 /* What a router or handler returns besides 0 and -errno. */
 #define GRPC_ROUTE_LOCAL 1 /* router: run the method's own handler */
 #define GRPC_REPLY_RAW 2   /* the answer was set with grpc_call_reply_raw */
-#define GRPC_QUEUE_CALL 3  /* a quick handler on a poller: run me on my pool instead */
+#define GRPC_QUEUE_CALL 3  /* a quick handler or router on a poller: run me on my pool instead */
 
 /* A router sees every call before its handler (the delegate, src/delegate/forward.c): it
  * answers it itself (0 with *resp, GRPC_REPLY_RAW, -errno) or returns GRPC_ROUTE_LOCAL; for a
- * quick call on a poller (grpc_call_may_wait() false), GRPC_QUEUE_CALL if it would wait. */
+ * quick call on a poller (grpc_call_may_wait() false), GRPC_QUEUE_CALL, having done nothing
+ * (no raw reply, no record), if it would forward, merge or wait: the pool runs it again. */
 typedef int (*grpc_router_fn)(void *userdata, const struct grpc_method *m, arena *a, const ProtobufCMessage *req,
 			      ProtobufCMessage **resp, uk_error *err);
 
@@ -116,8 +118,9 @@ void grpc_call_reply_raw(grpc_byte_buffer *bb, int code, const char *msg);
  * whatever it was: work the client need not wait for. arg is copied. One per call. */
 void grpc_call_after_reply(void (*fn)(void *ud, const char *arg), void *ud, const char *arg);
 
-/* In a handler: false on a poller (a quick method's fn run where it came), where it must
- * not wait but return GRPC_QUEUE_CALL instead; true on a pool thread. */
+/* In a handler or router: false on a poller (a quick method's call run where it came), where
+ * it must not wait but return GRPC_QUEUE_CALL instead, having done nothing; true on a pool
+ * thread. */
 bool grpc_call_may_wait(void);
 int errno_to_grpc_status(int neg_errno);
 

@@ -746,7 +746,11 @@ static const struct route_entry routes[] = {
  * anything else (a delegate's object, a merged list) goes to its pool as GRPC_QUEUE_CALL. */
 static int route_quick(struct runtime *rt, const struct route_entry *e, const char *id)
 {
-	if ((e->kind != K_POD && e->kind != K_CTR) || !id || !*id || !rt_trylock(rt))
+	if (e->kind != K_POD && e->kind != K_CTR)
+		return GRPC_QUEUE_CALL;
+	if (!id || !*id)
+		return GRPC_ROUTE_LOCAL; /* unikd refuses it, as route_by_id lets it */
+	if (!rt_trylock(rt))
 		return GRPC_QUEUE_CALL;
 	bool mine = unikd_has_locked(rt, e->kind == K_POD, id);
 	rt_unlock(rt);

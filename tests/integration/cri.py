@@ -37,7 +37,7 @@ def ran_counts(log, method):
     """How many of a RuntimeService method's answered calls ran where (the debug log's ran=:
     poller, pool, pool-from-poller; src/cri/grpc_server.c)."""
     counts = {}
-    for where in re.findall(rf"rpc=/runtime\.v1\.RuntimeService/{method} code=0 ms=[\d.]+ ran=(\S+)", log):
+    for where in re.findall(rf"rpc=/runtime\.v1\.RuntimeService/{method} code=0 ms=[\d.]+ ran=(\S+)\n", log):
         counts[where] = counts.get(where, 0) + 1
     return counts
 

@@ -317,18 +317,23 @@ def test_both_kinds_of_pods_through_one_socket(dk, ctrd):
 
     # Quick calls with a router (src/cri/grpc_server.h): the status of unikd's own pod and
     # container runs on the gRPC poller; containerd's, and the merged list, go to the read pool.
-    quick = ("ContainerStatus", "PodSandboxStatus", "ListContainers")
-    before = {m: ran_counts(logged_up_to(dk, "q0"), m) for m in quick}
+    quick = ("Version", "ContainerStatus", "PodSandboxStatus", "ListContainers", "ListPodSandbox")
+    log = logged_up_to(dk, "q0")
+    before = {m: ran_counts(log, m) for m in quick}
     for _ in range(3):
+        assert dk.rs.Version(pb.VersionRequest()).runtime_name == "unikd"
         assert dk.status(uc).status.id == uc and dk.status(bc).status.id == bc
         assert dk.pod_status(uni).status.id == uni and dk.pod_status(bb).status.id == bb
-        assert ids_of(dk.containers()) == [uc, bc]
+        assert ids_of(dk.containers()) == [uc, bc] and ids_of(dk.pods()) == [uni, bb]
+    assert dk.pod_status(uni, verbose=True).info  # reads dnsmasq's leases: not on a poller
     log = logged_up_to(dk, "q1")
     made = {m: {k: n - before[m].get(k, 0) for k, n in ran_counts(log, m).items() if n > before[m].get(k, 0)}
             for m in quick}
-    assert made == {"ContainerStatus": {"poller": 3, "pool-from-poller": 3},
-                    "PodSandboxStatus": {"poller": 3, "pool-from-poller": 3},
-                    "ListContainers": {"pool-from-poller": 3}}, made
+    assert made == {"Version": {"poller": 3},
+                    "ContainerStatus": {"poller": 3, "pool-from-poller": 3},
+                    "PodSandboxStatus": {"poller": 3, "pool-from-poller": 4},
+                    "ListContainers": {"pool-from-poller": 3},
+                    "ListPodSandbox": {"pool-from-poller": 3}}, made
 
     # The busybox container's life goes on in containerd.
     dk.stop_ctr(bc, timeout=0)
