@@ -10,6 +10,7 @@ import pytest
 from conftest import FIRST_LINE, HELLO
 from cri import Unikd
 from crilog import cri_lines
+from test_network import wait_line
 
 
 
@@ -351,6 +352,9 @@ def test_reopen_log_answers_once_reopened_or_with_its_error(uk):
     cid = uk.create(sid, cfg, args=["print:before", "sleep:3000", "print:after", "exit:0"])
     uk.start_ctr(cid)
     path = uk.status(cid).status.log_path
+    # StartContainer answers once the VM runs, not once the guest has printed: "before" must
+    # be in the log before it is moved away.
+    wait_line(path, "before")
     os.rename(path, path + ".1")
     os.mkdir(path)  # a directory where the log file should be
     code, msg = code_of(uk.rs.ReopenContainerLog, uk.pb.ReopenContainerLogRequest(container_id=cid))
@@ -359,7 +363,7 @@ def test_reopen_log_answers_once_reopened_or_with_its_error(uk):
     uk.rs.ReopenContainerLog(uk.pb.ReopenContainerLogRequest(container_id=cid))
     assert os.path.isfile(path)  # made by the reopen, before the call returned
     assert uk.wait_exited(cid).exit_code == 0
-    assert "after" in log_lines(path) and "before" in log_lines(path + ".1")
+    assert "after" in log_lines(path) and "before" in log_lines(path + ".1") and "before" not in log_lines(path)
 
 
 @pytest.mark.parametrize("method,req", [
