@@ -42,6 +42,20 @@ def ran_counts(log, method):
     return counts
 
 
+def logged_up_to(u, mark):
+    """unikd's log once it holds every line of the calls made so far: the log reaches its file
+    through a pipe, in order, so it waits for the refusal of a call made now, which names
+    mark (ContainerStatus of an id no pod has; with the containerd delegate, whose unknown ids
+    go to containerd, see test_delegate's own)."""
+    try:
+        u.rs.ContainerStatus(u.pb.ContainerStatusRequest(container_id=f"mark-{mark}"))
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND, e
+    else:
+        raise AssertionError(f"mark-{mark} was found")
+    return u.wait_log(f"mark-{mark}")
+
+
 def sh(*args, check=True):
     return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=check)
 

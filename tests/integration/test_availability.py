@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from conftest import HELLO, REPO
-from cri import Unikd, ran_counts, stubs
+from cri import Unikd, logged_up_to, ran_counts, stubs
 
 sys.path.insert(0, str(REPO / "bench"))
 import cri_load  # noqa: E402  (its black-hole registry)
@@ -212,14 +212,6 @@ def test_fast_calls_answer_while_slow_ones_are_in_flight(small):
     for p in u.pods():
         u.remove_pod(p.id)
     assert u.stop() == 0
-
-
-def logged_up_to(u, mark):
-    """unikd's log once it holds every line of the calls made so far: the log reaches the file
-    through a pipe, in order, so it waits for the refusal of a call made now."""
-    code, _ = code_of(u.rs.ContainerStatus, u.pb.ContainerStatusRequest(container_id=f"mark-{mark}"))
-    assert code == grpc.StatusCode.NOT_FOUND
-    return u.wait_log(f"mark-{mark}")
 
 
 def test_quick_calls_run_on_a_poller_and_go_to_the_pool_when_the_runtime_is_busy(small):

@@ -7,7 +7,7 @@ import threading
 import grpc
 import pytest
 
-from conftest import FIRST_LINE, HELLO
+from conftest import FIRST_LINE, HELLO, wait_gone
 from cri import Unikd
 from crilog import cri_lines
 from test_network import wait_line
@@ -516,8 +516,9 @@ def test_restart_keeps_pods_running_and_stoppable(uk):
     late = uk.create(sid2, cfg2, args=["idle"])
     uk.start_ctr(late)
     assert uk.stop() == 0
-    qemu = json.loads((uk.run / "vms" / late / "vmwrapper.json").read_text())["qemu_pid"]
-    os.kill(qemu, signal.SIGKILL)
+    vw = json.loads((uk.run / "vms" / late / "vmwrapper.json").read_text())
+    os.kill(vw["qemu_pid"], signal.SIGKILL)
+    assert wait_gone(vw["pid"])  # vmwrapper recorded the end and left, before unikd is back
     uk.start()
     assert {p.id for p in uk.pods()} == {sid, sid2}
     st = uk.status(cid).status

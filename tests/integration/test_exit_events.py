@@ -9,6 +9,7 @@ import signal
 import time
 
 from conftest import wait_gone
+from cri import logged_up_to
 
 CREATED, RUNNING, EXITED = 0, 1, 2  # the record's state, numbered as the CRI's ContainerState
 IN_MOVED_TO = 0x80  # records are written to a temp file and renamed over the old one
@@ -69,7 +70,7 @@ def test_guest_exit_is_recorded_without_a_call(uk):
     st = uk.status(cid).status
     assert st.state == uk.pb.CONTAINER_EXITED and (st.exit_code, st.reason) == (7, "Error")
     assert [c.state for c in uk.containers(id=cid)] == [uk.pb.CONTAINER_EXITED]
-    assert uk.log().count(f'ctr={cid} msg="vm ended"') == 1
+    assert logged_up_to(uk, "ended1").count(f'ctr={cid} msg="vm ended"') == 1
 
 
 def test_killed_supervisor_is_recorded_without_a_call(uk):
@@ -93,7 +94,7 @@ def test_stop_after_an_unseen_end(uk):
     uk.stop_ctr(cid, 0)
     st = uk.status(cid).status
     assert st.state == uk.pb.CONTAINER_EXITED and (st.exit_code, st.reason) == (137, "Killed")
-    assert uk.log().count(f'ctr={cid} msg="vm ended"') == 1
+    assert logged_up_to(uk, "ended2").count(f'ctr={cid} msg="vm ended"') == 1
 
 
 def test_restart_sees_ends_while_down_and_after(uk):

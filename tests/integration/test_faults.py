@@ -25,6 +25,7 @@ import pytest
 from conftest import wait_gone
 from cri import Unikd, sh
 from crilog import parse_cri_records
+from test_exit_events import wait_record_exited
 from conftest import FIRST_LINE, HELLO
 
 ITERATIONS = int(os.environ.get("UNIKD_FAULT_ITERATIONS", "150"))
@@ -623,6 +624,7 @@ def test_vmwrapper_killed(net_uk):
     assert "uk" + sid[:12] in taps(u)
     os.kill(vw["pid"], signal.SIGKILL)
     assert wait_gone(vw["pid"]) and wait_gone(vw["qemu_pid"])  # QEMU dies with its supervisor
+    wait_record_exited(u, cid)  # unikd's exit watcher saw it too
     st = u.status(cid).status
     assert st.state == u.pb.CONTAINER_EXITED and (st.exit_code, st.reason) == (255, "Unknown")
     assert "supervisor" in st.message and "without an exit record" in st.message
@@ -636,6 +638,7 @@ def test_qemu_killed(net_uk):
     vw = vmwrapper_json(u, cid)
     os.kill(vw["qemu_pid"], signal.SIGKILL)
     assert wait_gone(vw["pid"])  # vmwrapper records the end and leaves
+    wait_record_exited(u, cid)  # unikd's exit watcher saw it too
     st = u.status(cid).status
     assert st.state == u.pb.CONTAINER_EXITED and (st.exit_code, st.reason) == (137, "Killed")
     assert json.loads((u.run / "vms" / cid / "exit.json").read_text())["signal"] == 9
