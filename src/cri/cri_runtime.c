@@ -100,10 +100,6 @@ CRI_HANDLER(cri_status)
 		/* The warm pool: what it holds, per key (pool VMs are never pods). */
 		rt_lock(ctx->rt);
 		json_object *pool = rt_pool_info(ctx->rt);
-		if (!pool && ctx->rt->pool_off_why) {
-			pool = json_object_new_object();
-			json_object_object_add(pool, "off", json_object_new_string(ctx->rt->pool_off_why));
-		}
 		rt_unlock(ctx->rt);
 		json_object_object_add(o, "pool", pool ? pool : json_object_new_object());
 		_cleanup_json_ json_object *info = json_object_new_object();

@@ -5,9 +5,10 @@
  * A call is a struct rpc. It is freed when its last reference goes: each batch started on
  * gRPC holds one until its completion comes out of the queue, and so do its place in a
  * pool's queue and the thread that runs its handler (on a poller, the request's). Whoever
- * moves it to RPC_DONE (under the lock) sends its one reply: the thread that ran the handler,
- * with its result, the door thread at the deadline, a poller for a bad request. A handler that finishes after its call was
- * answered finds it DONE and drops the result; its arena and request live until then. */
+ * moves it to RPC_DONE (under the lock) sends its one reply: the thread that ran the
+ * handler, with its result, the door thread at the deadline, a poller for a bad request. A
+ * handler that finishes after its call was answered finds it DONE and drops the result; its
+ * arena and request live until then. */
 #include <fcntl.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -109,10 +110,11 @@ struct rpc {
 	size_t held; /* bytes counted in srv->held_bytes for this request */
 	uint64_t t0, deadline;
 	bool client_deadline; /* the deadline is the client's, not the cap */
-	/* Under srv->lock: a quick call the poller handed to its pool (its handler would have
-	 * waited); where its handler runs, for the log ("poller", "pool", "pool-from-poller");
-	 * the client cancelled it while a poller tried it (on_close saw it running). */
-	bool busy, cancel_seen;
+	/* Under srv->lock: where its handler runs, for the log ("poller", "pool", or
+	 * "pool-from-poller" for a quick call a poller handed over because its handler would
+	 * have waited); the client cancelled it while a poller tried it (on_close saw it
+	 * running). */
+	bool cancel_seen;
 	const char *ran;
 	/* A raw answer set by grpc_call_reply_raw (the delegate's, forwarded as it came). */
 	grpc_byte_buffer *raw;
@@ -590,8 +592,7 @@ static bool run_inline(struct rpc *r)
 		/* A cancel seen meanwhile drops it, as it would have dropped it waiting here. */
 		if (r->state == RPC_RUNNING) {
 			r->state = r->cancel_seen ? RPC_DONE : RPC_RECEIVING;
-			r->busy = true;
-			r->ran = NULL;
+			r->ran = "pool-from-poller";
 		}
 		pthread_mutex_unlock(&s->lock);
 		return false;
@@ -766,7 +767,8 @@ static void *worker_main(void *arg)
 		if (r) {
 			list_remove(&p->queue, r);
 			r->state = RPC_RUNNING;
-			r->ran = r->busy ? "pool-from-poller" : "pool";
+			if (!r->ran)
+				r->ran = "pool";
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (!r)

@@ -872,6 +872,11 @@ void rt_pool_free(struct runtime *rt)
 json_object *rt_pool_info(struct runtime *rt)
 {
 	struct rt_pool *p = rt->pool;
+	if (!p && rt->pool_off_why) {
+		json_object *off = json_object_new_object();
+		json_object_object_add(off, "off", json_object_new_string(rt->pool_off_why));
+		return off;
+	}
 	if (!p)
 		return NULL;
 	json_object *o = json_object_new_object(), *keys = json_object_new_array(), *vms = json_object_new_array();

@@ -51,7 +51,8 @@ void rt_pool_make_room(struct runtime *rt, uint64_t need_mib);
 void rt_pool_start_begin(struct runtime *rt);
 void rt_pool_start_end(struct runtime *rt);
 
-/* For Status verbose ("pool"); NULL when the pool is off. Lock held. */
+/* For Status verbose ("pool"); {"off": why} when [pool] asked for one this node cannot
+ * use; NULL when the pool is off. Lock held. */
 json_object *rt_pool_info(struct runtime *rt);
 
 #endif
