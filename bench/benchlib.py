@@ -794,14 +794,14 @@ class Unikd:
             hostname=name, log_directory=str(self.logs / name), annotations=annotations or {},
             linux=pb.LinuxPodSandboxConfig(cgroup_parent=self.cgroup_parent))
 
-    def container_config(self, args, memory_mib=0, annotations=None, command=(), envs=None):
+    def container_config(self, args, memory_mib=0, annotations=None, command=(), envs=None, image="hello:1"):
         pb = self.pb
         res = None
         if memory_mib:
             res = pb.LinuxContainerConfig(resources=pb.LinuxContainerResources(
                 memory_limit_in_bytes=memory_mib << 20))
         return pb.ContainerConfig(metadata=pb.ContainerMetadata(name="c", attempt=0),
-                                  image=pb.ImageSpec(image="hello:1"), command=list(command), args=list(args),
+                                  image=pb.ImageSpec(image=image), command=list(command), args=list(args),
                                   envs=[pb.KeyValue(key=k, value=v) for k, v in (envs or {}).items()],
                                   annotations=annotations or {}, log_path="c/0.log", linux=res)
 

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """unikd's benchmarks (`make bench`): pod start, pod start with networking, stop and remove,
-concurrency, density and idle cost, CRI call overhead, CRI latency under load (cri_load.py).
+concurrency, density and idle cost, CRI call overhead, CRI latency under load (cri_load.py),
+the warm pool, and the warm pool in CNI mode (cni_pool.py).
 Each comparison runs side by side in
 this one invocation, alternating runs, and the result is one table on stdout and
 bench/results/<YYYY-MM-DD>.json. docs/performance.md explains every figure.
 
 usage: bench/cri_bench.py [--runs N] [--net-runs N] [--poweroff-runs N] [--concurrency N]
                           [--density N] [--overhead-calls N] [--load-seconds S] [--accel auto|kvm|tcg]
-                          [--with-libvirt|--without-libvirt] [--sections 1,2,3,4,5,6,7] [--quick]
+                          [--with-libvirt|--without-libvirt] [--sections 1,2,3,4,5,6,7,8,9] [--quick]
                           [--json PATH]
 Run as root (network namespaces, taps, cgroups), after `make` (release build in bin/).
 Every VM of every section runs under one accelerator, KVM where /dev/kvm opens and TCG
@@ -27,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as B  # noqa: E402
+import cni_pool  # noqa: E402
 import cri_load  # noqa: E402
 from benchlib import mono_ns, summary, ratio  # noqa: E402
 
@@ -1167,6 +1169,13 @@ def targets(ctx):
         put(f"warm start from the pool p50 < 1.00x bare QEMU ({ctx.accel.upper()} on both sides)",
             r is not None and r < 1.0 and not pl["not_pooled"],
             f"{pl['summary']['pooled']['median']:.1f} / {pl['summary']['bare']['median']:.1f} ms = {r:.2f}x")
+    cp = res.get("cni_pool")
+    if cp:
+        r = cp["ratio_pooled_bare_p50"]
+        put(f"warm start from the pool in CNI mode p50 < 1.00x bare QEMU ({ctx.accel.upper()} on every side)",
+            r is not None and r < 1.0 and not cp["not_pooled"],
+            f"{cp['summary']['pooled']['median']:.1f} / {cp['summary']['bare']['median']:.1f} ms = {r:.2f}x; "
+            f"cold {cp['summary']['cold']['median']:.1f} ms")
     ld = res.get("load")
     if ld:
         p99 = {k: ld["summary_ms"]["load"][k]["p99"] for k in ("Version", "ListContainers")}
@@ -1206,7 +1215,7 @@ def main():
                     "(but section 2's, TCG): auto (default) is KVM where /dev/kvm opens, else TCG")
     ap.add_argument("--with-libvirt", action="store_true", help="install libvirt if missing and compare with it")
     ap.add_argument("--without-libvirt", action="store_true", help="skip libvirt even if it is installed")
-    ap.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="which sections to run (3 runs with 1)")
+    ap.add_argument("--sections", default="1,2,3,4,5,6,7,8,9", help="which sections to run (3 runs with 1)")
     ap.add_argument("--quick", action="store_true", help="small counts, for trying the harness")
     ap.add_argument("--json", default=None, help="default bench/results/<YYYY-MM-DD>.json")
     quick = {"runs": 5, "net_runs": 2, "poweroff_runs": 3, "concurrency": 10, "pool_burst": 10, "density": 30,
@@ -1318,6 +1327,8 @@ def main():
             cri_load.section_load(ctx)
         if "8" in sections:
             section_pool(ctx, scratch, accel)
+        if "9" in sections:
+            cni_pool.section_cni_pool(ctx, scratch, accel, alternate, xr)
         targets(ctx)
     wall = time.monotonic() - wall0
     head = (f"unikd benchmarks {out['date']}: accelerator {accel.upper()} ({accel_why}; section 2 always TCG); "

@@ -60,6 +60,8 @@ static int key_make(const struct pool_key_facts *f, struct pool_key *ret, uk_err
 			return r;
 	if (put(ret, "memory_mib=%u;vcpus=%u;nets=%u;disk=%d;", f->memory_mib, f->vcpus, f->n_nets, f->disk) < 0)
 		return uk_err(err, E2BIG, "pool key: longer than %d bytes", POOL_KEY_MAX - 1);
+	if (f->nics_at_claim && put(ret, "nics_at_claim=1;") < 0)
+		return uk_err(err, E2BIG, "pool key: longer than %d bytes", POOL_KEY_MAX - 1);
 	uint8_t d[SHA256_DIGEST_SIZE];
 	sha256_buf(ret->text, ret->len, d);
 	sha256_to_hex(d, ret->id);

@@ -34,6 +34,10 @@ struct pool_key_facts {
 	const char *devices;      /* the device order as vmwrapper's "devices", joined by ',' */
 	unsigned n_nets;          /* NICs: a VM with one cannot serve a pod without, and back */
 	bool disk;                /* a disk (a block image) beside the kernel */
+	/* The NICs are plugged in by the claim (CNI mode: the MAC is the pod's eth0's, known
+	 * only then), not made with the VM. Only in the key when true, so older keys keep
+	 * their ids. */
+	bool nics_at_claim;
 };
 
 struct pool_key {

@@ -561,13 +561,6 @@ static void open_pool(const struct unikd_config *o, struct runtime *rt)
 				  .budget_mib = o->pool_memory_mib, .starting_max = o->pool_starting,
 				  .idle_ms = (uint64_t)o->pool_idle_timeout_s * 1000 };
 	uk_error err = { 0 };
-	if (pc.per_key && rt->net->cni) {
-		/* A pool VM's tap and MAC are made before its pod: CNI's are the plugins' (not done
-		 * yet). Opened with no VM per key, the pool ends those a bridge-mode unikd left. */
-		pc.per_key = 0;
-		rt->pool_off_why = "pods in CNI mode are not pooled yet: every start is cold";
-		log_warn("msg=\"no warm pool: %s\" size=%u", rt->pool_off_why, o->pool_size);
-	}
 	rt_lock(rt);
 	int r = rt_pool_open(rt, &pc, &err);
 	rt_unlock(rt);

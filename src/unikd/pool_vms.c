@@ -32,7 +32,7 @@ struct pool_vm {
 
 struct pool_keyinfo {
 	struct pool_key key;
-	json_object *tmpl; /* {"vm": VM fields, "nic": bool} with boot files under the key's dir */
+	json_object *tmpl; /* {"vm": VM fields, "nic": bool, ...} with boot files under the key's dir */
 	struct pool_entry e;
 	bool failed;       /* its last start failed: nothing more until a pod wants it again */
 	bool written;      /* its directory (boot files, key.json) is made */
@@ -82,7 +82,15 @@ static int int_of(json_object *o, const char *key)
 
 /* ---- keys ---- */
 
-/* The key of a template: {"vm": {...}, "nic": bool, "image_ref", "framework"}. */
+/* A template whose NIC the claim plugs in (CNI mode). */
+static bool nics_at_claim(json_object *t)
+{
+	json_object *o;
+	return json_object_object_get_ex(t, "nics_at_claim", &o) && json_object_get_boolean(o);
+}
+
+/* The key of a template: {"vm": {...}, "nic": bool, "nics_at_claim": bool, "image_ref",
+ * "framework"}. */
 static int key_of_template(json_object *t, struct pool_key *key, uk_error *err)
 {
 	json_object *vm = NULL, *dev, *nic;
@@ -106,19 +114,40 @@ static int key_of_template(json_object *t, struct pool_key *key, uk_error *err)
 		.cpu_model = str_of(vm, "cpu"), .framework = str_of(t, "framework"), .exit_contract = str_of(vm, "exit"),
 		.devices = devices,
 		.n_nets = json_object_object_get_ex(t, "nic", &nic) && json_object_get_boolean(nic) ? 1 : 0,
-		.disk = str_of(vm, "disk") != NULL,
+		.disk = str_of(vm, "disk") != NULL, .nics_at_claim = nics_at_claim(t),
 	};
 	return pool_key_make(&f, key, err);
 }
 
+/* In CNI mode the guest's NIC must have the MAC the plugins gave the pod's eth0, known only
+ * after the pod's ADD; a pool VM gets its NIC at the claim instead (vmwrapper's
+ * nics_at_claim: QMP device_add before the guest's first instruction). That needs a bus that
+ * takes a device after QEMU has started: PCI (pc, q35), not microvm's virtio-mmio; and the
+ * NIC last in the device order, where a plugged device lands as a cold start's would. */
+static bool nic_pluggable(const struct container *c)
+{
+	if (!c->machine || (strcmp(c->machine, "pc") != 0 && strcmp(c->machine, "q35") != 0))
+		return false;
+	bool net_seen = false;
+	for (size_t i = 0; c->devices && i < json_object_array_length(c->devices); i++) {
+		bool net = strcmp(json_object_get_string(json_object_array_get_idx(c->devices, i)) ?: "", "net") == 0;
+		if (net_seen && !net)
+			return false;
+		net_seen = net_seen || net;
+	}
+	return true;
+}
+
 /* A pod whose VM can come from the pool: booted from a kernel, nothing of the pod's own
- * (disk overlay, volumes) in the VM, and a command line that does not name the pod's
- * address (a guest configured by DHCP, or without a network). CNI pods are not (yet). */
+ * (disk overlay, volumes) in the VM, a command line that does not name the pod's address (a
+ * guest configured by DHCP, or without a network), and in CNI mode a NIC the claim can plug. */
 static bool poolable(struct runtime *rt, const struct container *c, const struct sandbox *sb)
 {
-	if (!c->kernel || c->disk || c->shares || c->blockdevs || c->mounts || !c->image_ref || rt->net->cni)
+	if (!c->kernel || c->disk || c->shares || c->blockdevs || c->mounts || !c->image_ref)
 		return false;
 	if (c->nic && sb && sb->ip && c->cmdline && strstr(c->cmdline, sb->ip))
+		return false;
+	if (c->nic && rt->net->cni && !nic_pluggable(c))
 		return false;
 	return true;
 }
@@ -134,6 +163,8 @@ static json_object *template_of(struct runtime *rt, const struct container *c)
 		uk_json_add_str(t, "framework", json_object_get_string(g));
 	bool nic = c->nic && (rt->net->enabled || rt->net->cni);
 	json_object_object_add(t, "nic", json_object_new_boolean(nic));
+	if (nic && rt->net->cni)
+		json_object_object_add(t, "nics_at_claim", json_object_new_boolean(true));
 	return t;
 }
 
@@ -254,6 +285,8 @@ static json_object *pool_spec(struct runtime *rt, const struct pool_vm *vm, json
 		json_object_object_add(nic, "mac", json_object_new_string(vm->v.mac));
 		json_object_array_add(nets, nic);
 		json_object_object_add(o, "net", nets);
+	} else if (nics_at_claim(tmpl)) {
+		json_object_object_add(o, "nics_at_claim", json_object_new_int(1));
 	}
 	uk_json_add_str(o, "qemu", rt->cfg.qemu);
 	return o;
@@ -305,7 +338,7 @@ static int vm_make(struct runtime *rt, struct pool_vm *vm, json_object *tmpl, co
 		    (r = cg_create(&rt->cg, vm->v.cg_path, &l, err)) < 0)
 			return r;
 	}
-	if (has_nic) {
+	if (has_nic && !nics_at_claim(tmpl)) {
 		snprintf(vm->v.tap, sizeof(vm->v.tap), "ukp%.12s", vm->v.id);
 		net_mac_from_id(vm->v.id, vm->v.mac);
 		if ((tap_fd = rt_net_pool_tap(rt->net, vm->v.tap, err)) < 0)
@@ -600,6 +633,7 @@ int rt_pool_take(struct runtime *rt, const struct container *c, const struct san
 	if (!vm)
 		return 0;
 	*out = vm->v;
+	out->nics_at_claim = nics_at_claim(p->keys[k].tmpl);
 	vm_free(vm);
 	return 1;
 }
@@ -687,6 +721,17 @@ void rt_pool_reap_orphans(struct runtime *rt)
 	}
 }
 
+/* A key learnt under another network mode (the node was switched between bridge and CNI)
+ * makes VMs no pod here can take: its NIC is made with the VM in bridge mode, plugged by the
+ * claim in CNI mode, and there is none without a network. */
+static bool template_fits(struct runtime *rt, json_object *t)
+{
+	json_object *nic;
+	if (!json_object_object_get_ex(t, "nic", &nic) || !json_object_get_boolean(nic))
+		return true;
+	return rt->net->cni ? nics_at_claim(t) : rt->net->enabled && !nics_at_claim(t);
+}
+
 static int load_keys(struct runtime *rt)
 {
 	struct rt_pool *p = rt->pool;
@@ -702,11 +747,12 @@ static int load_keys(struct runtime *rt)
 		struct pool_key key;
 		uk_error e = { 0 };
 		if (uk_read_file(path, POOL_JSON_MAX, &text, NULL, NULL) < 0 || !(t = json_tokener_parse(text)) ||
-		    key_of_template(t, &key, &e) < 0 || strcmp(key.id, de->d_name) != 0 ||
+		    key_of_template(t, &key, &e) < 0 || strcmp(key.id, de->d_name) != 0 || !template_fits(rt, t) ||
 		    key_add(rt, t, &key, true, &e) < 0) {
 			snprintf(path, sizeof(path), "%s/%.64s", p->key_root, de->d_name);
 			(void)uk_rm_rf(path, NULL); /* a key that cannot be read is learnt again */
-			log_warn("msg=\"dropped a pool key that cannot be read\" key=%s", de->d_name);
+			log_warn("msg=\"dropped a pool key that cannot be read or was learnt under another network "
+				 "mode\" key=%s", de->d_name);
 		}
 	}
 	return 0;
@@ -872,11 +918,6 @@ void rt_pool_free(struct runtime *rt)
 json_object *rt_pool_info(struct runtime *rt)
 {
 	struct rt_pool *p = rt->pool;
-	if (!p && rt->pool_off_why) {
-		json_object *off = json_object_new_object();
-		json_object_object_add(off, "off", json_object_new_string(rt->pool_off_why));
-		return off;
-	}
 	if (!p)
 		return NULL;
 	json_object *o = json_object_new_object(), *keys = json_object_new_array(), *vms = json_object_new_array();

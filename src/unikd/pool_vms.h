@@ -1,6 +1,7 @@
 /* The warm pool's VMs in unikd (issue 18; docs/architecture.md, "The warm pool"): VMs
  * started ahead of need (vmwrapper's pool mode: QEMU paused with -S, past its QMP
- * handshake, a tap on no bridge, no log), claimed by StartContainer, refilled in the
+ * handshake, a tap on no bridge, or in CNI mode no NIC until the claim plugs one; no log),
+ * claimed by StartContainer, refilled in the
  * background, and reconciled at start-up. The decisions (keys, what to start or drop) are
  * src/pool's; this file does the work. Everything in struct rt_pool is guarded by the
  * runtime's lock. */
@@ -24,6 +25,7 @@ struct rt_pool_vm {
 	char tap[16];       /* "" without a NIC */
 	char mac[18];
 	char cg_path[1024]; /* its pool cgroup; "" without cgroups */
+	bool nics_at_claim; /* its NIC is plugged by the claim (CNI mode): no tap, no MAC yet */
 };
 
 /* At start-up, after the records are reconciled (lock held): the pool's directory, its VMs
@@ -51,8 +53,7 @@ void rt_pool_make_room(struct runtime *rt, uint64_t need_mib);
 void rt_pool_start_begin(struct runtime *rt);
 void rt_pool_start_end(struct runtime *rt);
 
-/* For Status verbose ("pool"); {"off": why} when [pool] asked for one this node cannot
- * use; NULL when the pool is off. Lock held. */
+/* For Status verbose ("pool"); NULL when the pool is off. Lock held. */
 json_object *rt_pool_info(struct runtime *rt);
 
 #endif

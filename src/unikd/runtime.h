@@ -41,7 +41,6 @@ struct runtime {
 	struct cg_system cg; /* version CG_NONE when cgroups cannot be used; cg.why says why */
 	char boot_id[UK_BOOT_ID_MAX]; /* this boot's (uk_boot_id); "" if unknown */
 	struct rt_pool *pool;         /* the warm pool (pool_vms.h); NULL when it is off */
-	const char *pool_off_why;     /* set when [pool] asks for one that this node cannot use */
 	struct exit_watch *watch;     /* records VM ends as they happen (exit_watch.c) */
 };
 

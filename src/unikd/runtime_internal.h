@@ -132,6 +132,8 @@ void rt_reconcile_cni(struct runtime *rt);
  * otherwise forked and born in them. *sync_fd: the sync pipe's read end. */
 int vm_spawn_wrapper(struct runtime *rt, const char *vmdir, int tap_fd, int vhost_fd, char cg_files[][PATH_MAX],
 		     size_t n_cg_files, bool hold, struct uk_child *child, int *sync_fd, uk_error *err);
+/* Whether c's guest takes its address by DHCP (its contract says; the default is yes). */
+bool vm_wants_dhcp(const struct container *c);
 /* A new file dir/name with o's JSON text. Not fsync'ed: for the run directory (spec.json,
  * pool.json), read by vmwrapper and unikd in this boot only; what must be durable is the
  * record, which names vmwrapper. */

@@ -4,8 +4,11 @@
  *   2. its directory renamed to the container's VM directory (from now on no pool adopts
  *      it; start-up ends it unless a record names it), the container's cgroup made and
  *      vmwrapper and QEMU moved into it, claim.json written;
- *   3. the pod's network takes its MAC and tap, and the record names its vmwrapper (lock);
- *   4. vmwrapper's "claim": the log opens and the guest runs (start-up resends it);
+ *   3. the pod's network takes its MAC and tap (in CNI mode: the pod's tap is made as for a
+ *      cold start), and the record names its vmwrapper (lock);
+ *   4. vmwrapper's "claim": in CNI mode the NIC is plugged in with eth0's MAC and the tap's
+ *      fd; the log opens and the guest runs (start-up resends it: without the fds, only a
+ *      claim that took is completed);
  *   5. RUNNING (lock).
  * A failure before 4 answers ends the VM and the start goes on cold. */
 #include <fcntl.h>
@@ -18,6 +21,18 @@
 #include "runtime_internal.h"
 
 #define CLAIM_TIMEOUT_MS 10000
+
+/* The NIC that a claim plugs in (a CNI pod: its MAC is eth0's, which the plugins chose). */
+struct claim_nic {
+	char mac[18]; /* "": the VM has its NIC already, or none */
+	int tap_fd, vhost_fd;
+};
+
+static void claim_nic_done(struct claim_nic *n)
+{
+	n->tap_fd = safe_close(n->tap_fd);
+	n->vhost_fd = safe_close(n->vhost_fd);
+}
 
 /* A pid into each cgroup.procs file. */
 static int move_into(char files[][PATH_MAX], size_t n, pid_t pid, uk_error *err)
@@ -48,7 +63,8 @@ static int qemu_pid_of(const char *dir, pid_t *ret, uk_error *err)
 
 /* Step 2, without the lock. */
 static int claim_prepare(struct runtime *rt, struct container *c, const struct rt_pool_vm *vm, const char *vmdir,
-			 const char *cg_path, const struct cg_limits *limits, bool input, uk_error *err)
+			 const char *cg_path, const struct cg_limits *limits, bool input, struct claim_nic *nic,
+			 uk_error *err)
 {
 	char cg_files[CG_PROCS_MAX][PATH_MAX];
 	size_t n_cg = 0;
@@ -68,23 +84,28 @@ static int claim_prepare(struct runtime *rt, struct container *c, const struct r
 		(void)cg_remove(&rt->cg, vm->cg_path, NULL); /* empty now; or at the pool's next sweep */
 	struct vmctl_claim cl = { .id = c->id, .console_log = c->log_path, .log_format = VMCTL_LOG_CRI,
 				  .input = input, .state_dir = (char *)vmdir };
+	if (nic->mac[0]) {
+		nic->vhost_fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC); /* optional, as for a cold start */
+		cl.nets[0] = (struct vmctl_claim_net){ .mac = nic->mac, .vhost = nic->vhost_fd >= 0 };
+		cl.n_nets = 1;
+	}
 	return vmctl_claim_write(vmdir, &cl, err);
 }
 
 /* Step 3, lock held: the network, then the record. The pod is looked up again: the lock was
  * not held since it was last (the container is busy, its pod is not). */
 static int claim_record(struct runtime *rt, struct container *c, const struct rt_pool_vm *vm, const char *cg_path,
-			uk_error *err)
+			struct claim_nic *nic, uk_error *err)
 {
 	struct sandbox *sb = rt_sandbox_by_id(rt, c->sandbox_id);
 	int r;
-	if (vm->tap[0]) {
-		if (!sb)
-			return uk_err(err, ENOENT, "pod sandbox %s is gone", c->sandbox_id);
-		if ((r = rt_net_claim_tap(rt->net, sb, vm->tap, vm->mac, err)) < 0 ||
-		    (r = rt_save_sandbox(rt, sb, err)) < 0)
-			return r;
-	}
+	if ((vm->tap[0] || nic->mac[0]) && !sb)
+		return uk_err(err, ENOENT, "pod sandbox %s is gone", c->sandbox_id);
+	if (vm->tap[0] && ((r = rt_net_claim_tap(rt->net, sb, vm->tap, vm->mac, err)) < 0 ||
+			   (r = rt_save_sandbox(rt, sb, err)) < 0))
+		return r;
+	if (nic->mac[0] && (nic->tap_fd = rt_net_tap(rt->net, sb, vm_wants_dhcp(c), err)) < 0)
+		return uk_err_ctx_r(err, nic->tap_fd, "create the pod's tap");
 	c->wrapper_pid = vm->pid;
 	c->wrapper_start = vm->start_time;
 	memcpy(c->boot_id, rt->boot_id, sizeof(c->boot_id));
@@ -111,11 +132,14 @@ int rt_start_pooled(struct runtime *rt, struct container *c)
 	struct rt_pool_vm vm;
 	char vmdir[PATH_MAX], cg_path[CG_PATH_MAX] = "";
 	struct cg_limits limits = { 0 };
+	_cleanup_(claim_nic_done) struct claim_nic nic = { .tap_fd = -1, .vhost_fd = -1 };
 	uk_error e = { 0 };
 	int r;
 	if (rt_pool_take(rt, c, sb, &vm) != 1)
 		return 0;
-	if (rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir) - 32) < 0 ||
+	if (vm.nics_at_claim && sb && sb->mac)
+		snprintf(nic.mac, sizeof(nic.mac), "%s", sb->mac);
+	if ((vm.nics_at_claim && !nic.mac[0]) || rt_vm_dir(rt, c->id, vmdir, sizeof(vmdir) - 32) < 0 ||
 	    (rt->cg.version != CG_NONE && cg_path_for(sb ? sb->cgroup_parent : NULL, c->id, cg_path, sizeof(cg_path), &e) < 0)) {
 		rt_unlock(rt);
 		rt_pool_discard(rt, &vm, vm.dir);
@@ -126,16 +150,25 @@ int rt_start_pooled(struct runtime *rt, struct container *c)
 	bool input = c->stdin_open;
 	rt_unlock(rt);
 	const char *where = vm.dir;
-	r = claim_prepare(rt, c, &vm, vmdir, cg_path, &limits, input, &e);
+	r = claim_prepare(rt, c, &vm, vmdir, cg_path, &limits, input, &nic, &e);
 	if (r >= 0 || access(vmdir, F_OK) == 0)
 		where = vmdir;
 	rt_lock(rt);
-	if (r >= 0 && (r = claim_record(rt, c, &vm, cg_path, &e)) < 0)
+	if (r >= 0 && (r = claim_record(rt, c, &vm, cg_path, &nic, &e)) < 0)
 		forget_claim(c);
 	rt_unlock(rt);
 	char reply[VMCTL_REPLY_MAX];
+	/* The NIC's fds in the order vmwrapper takes them: the tap, then vhost-net. */
+	int fds[2], n_fds = 0;
+	if (nic.tap_fd >= 0) {
+		fds[n_fds++] = nic.tap_fd;
+		if (nic.vhost_fd >= 0)
+			fds[n_fds++] = nic.vhost_fd;
+	}
 	if (r >= 0)
-		r = vmctl_request(vmdir, VMCTL_CMD_CLAIM, CLAIM_TIMEOUT_MS, reply, sizeof(reply), &e);
+		r = vmctl_request_fds(vmdir, VMCTL_CMD_CLAIM, fds, (size_t)n_fds, CLAIM_TIMEOUT_MS, reply, sizeof(reply),
+				      &e);
+	claim_nic_done(&nic); /* QEMU holds them now, or the VM is ended below */
 	if (r < 0) {
 		log_warn("pod=%s ctr=%s msg=\"the pool VM could not be claimed; starting cold\" vm=%s error=\"%s\"",
 			 c->sandbox_id, c->id, vm.id, e.msg);

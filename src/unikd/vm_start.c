@@ -71,6 +71,12 @@ static int start_check(struct runtime *rt, const struct container *c, uk_error *
 	return 0;
 }
 
+bool vm_wants_dhcp(const struct container *c)
+{
+	json_object *dhcp = NULL;
+	return !c->guest || !json_object_object_get_ex(c->guest, "dhcp", &dhcp) || json_object_get_boolean(dhcp);
+}
+
 static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
 {
 	struct container *c = st->c;
@@ -79,10 +85,7 @@ static int start_prepare(struct runtime *rt, struct start *st, uk_error *err)
 	struct sandbox *sb = rt_sandbox_by_id(rt, c->sandbox_id);
 	/* The guest contract may leave the NIC out (a Solo5 guest that declares no network). */
 	if (sb && sb->ip && (rt->net->enabled || rt->net->cni) && c->nic) {
-		json_object *dhcp = NULL;
-		bool want_dhcp = !c->guest || !json_object_object_get_ex(c->guest, "dhcp", &dhcp) ||
-				 json_object_get_boolean(dhcp);
-		st->tap_fd = rt_net_tap(rt->net, sb, want_dhcp, err);
+		st->tap_fd = rt_net_tap(rt->net, sb, vm_wants_dhcp(c), err);
 		if (st->tap_fd < 0) {
 			int r = st->tap_fd;
 			(void)uk_err_ctx_r(err, r, "create the pod's tap");

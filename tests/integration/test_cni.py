@@ -3,7 +3,7 @@ host-local, portmap, loopback in /usr/lib/cni), each in a network namespace of i
 with the VM's tap wired to the pod's eth0. unikd runs in a namespace the test makes, so the
 plugins' bridge, veths and iptables rules live there; nothing touches the host's."""
 import json
-import os
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import HELLO
+from conftest import HELLO, read_json
 from cri import Unikd, sh
 from crilog import cri_lines
 from test_cri import code_of
 from test_network import follow_plain, http_get, netguest, tsc_khz, veth, wait_line  # noqa: F401
-from test_guests import UNIKRAFT
+from test_guests import SOLO5, UNIKRAFT, http_get as http_until
+from test_pool import pool_info, wait_ready
 
 CNI_BIN = "/usr/lib/cni"
 
@@ -252,24 +253,80 @@ def test_bridge_and_cni_unikds_side_by_side(scratch):
         subprocess.run(["rm", "-rf", str(bridge_root)], check=False)
 
 
-def test_the_warm_pool_is_off_in_cni_mode_and_says_why(scratch):
-    """A pool VM's tap and MAC are made before its pod, and a CNI pod's are the plugins': a
-    [pool] size in CNI mode starts no pool VM, says so at start and in `crictl info`, and pods
-    start cold as ever."""
+def eth0_mac(sid):
+    """The MAC the plugins gave the pod's eth0."""
+    return json.loads(sh("ip", "-n", f"unikd-{sid}", "-j", "link", "show", "dev", "eth0").stdout)[0]["address"]
+
+
+def solo5_nic(lines):
+    """The PCI slot and the MAC of the NIC that Solo5 configured, as its console says."""
+    for l in lines:
+        m = re.search(r"Solo5: PCI:(\S+): configured, mac=([0-9a-f:]{17}),", l)
+        if m:
+            return m.group(1), m.group(2)
+    raise AssertionError(f"Solo5 configured no NIC: {lines[-10:]}")
+
+
+def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(scratch):
+    """In CNI mode a pool VM starts without its NIC: the guest's MAC must be the one the plugins
+    gave the pod's eth0, which exists only after the pod's ADD. The claim plugs the NIC in,
+    with that MAC and the pod's own tap, before the guest's first instruction. Real guests
+    (Solo5 and Unikraft builds) see the MAC in the PCI slot that a cold start gives, take the
+    pod's address from its DHCP server and answer on it; a microvm guest, whose virtio-mmio bus
+    cannot take a device late, is not pooled and starts cold."""
+    for f in (SOLO5 / "test_net.virtio", UNIKRAFT / "httpreply"):
+        assert f.is_file(), f"third-party unikernel missing: {f}"
     u = cni_unikd(scratch, start=False)
     u.extra += ["--pool-size", "1", "--pool-idle-timeout", "0"]
+    u.import_image("solo5-net:1", "--kernel", str(SOLO5 / "test_net.virtio"))
+    u.import_image("httpreply:1", "--kernel", str(UNIKRAFT / "httpreply"), "--unikernel-type", "unikraft",
+                   "--unikernel-version", "0.17.0")
     u.start()
     try:
-        u.wait_log("no warm pool: pods in CNI mode are not pooled yet")
-        info = json.loads(u.rs.Status(u.pb.StatusRequest(verbose=True)).info["info"])
-        assert info["pool"] == {"off": "pods in CNI mode are not pooled yet: every start is cold"}
-        sid, cfg = u.run_pod(name="np")
+        # Solo5: cold, which teaches the pool the key, then from the pool.
+        slots = {}
+        for how in ("cold", "warm"):
+            sid, cfg = u.run_pod(name=f"solo5-{how}")
+            if how == "warm":
+                wait_ready(u, 1)
+            cid = u.create(sid, cfg, image="solo5-net:1")
+            u.start_ctr(cid)
+            log = u.status(cid).status.log_path
+            served = wait_line(log, "[service0] Serving ping")
+            slot, mac = solo5_nic(cri_lines(log, partial_ok=True))
+            assert mac == eth0_mac(sid), (how, mac)
+            assert served.endswith(mac.replace(":", "")), served
+            assert ("pool_vm" in read_json(u.state / "containers" / f"{cid}.json")) == (how == "warm")
+            slots[how] = slot
+            u.remove_pod(sid)
+        assert slots["cold"] == slots["warm"], slots
+        assert 'container started from the pool' in u.log()
+
+        # Unikraft over DHCP: the pod's own dnsmasq serves only eth0's MAC, the guest's ARP
+        # answers say its MAC, and it answers HTTP on the pod's address.
+        ann = {"unikd.io/network-config": "dhcp"}
+        for n, how in enumerate(("cold", "warm")):
+            sid, cfg = u.run_pod(name=f"uk-{how}", annotations=ann)
+            ip = u.pod_status(sid).status.network.ip
+            if how == "warm":
+                wait_ready(u, 3)  # the Solo5 key's refill and this key's first
+            cid = u.create(sid, cfg, image="httpreply:1", memory=128 << 20)
+            u.start_ctr(cid)
+            assert ("pool_vm" in read_json(u.state / "containers" / f"{cid}.json")) == (how == "warm")
+            assert "It works!" in http_until(u, ip, 8123, 60)
+            neigh = json.loads(sh("ip", "-n", u.ns, "-j", "neigh", "show", ip).stdout)
+            assert [x.get("lladdr") for x in neigh] == [eth0_mac(sid)], (how, neigh)
+            u.remove_pod(sid)
+        assert u.log().count("container started from the pool") == 2
+
+        # A microvm guest (our hello) is not pooled: cold, and its key is never learnt.
+        keys = len(pool_info(u)["keys"])
+        sid, cfg = u.run_pod(name="micro")
         cid = u.create(sid, cfg, args=["exit:0"])
         u.start_ctr(cid)
-        st = u.wait_exited(cid)
-        assert st.exit_code == 0, st
-        assert "pool VM" not in u.log()
-        assert not (u.run / "pool").exists()
+        assert u.wait_exited(cid).exit_code == 0
+        assert "pool_vm" not in read_json(u.state / "containers" / f"{cid}.json")
+        assert len(pool_info(u)["keys"]) == keys
         u.remove_pod(sid)
         assert not any(leftovers(u, scratch).values())
     finally:
