@@ -44,6 +44,20 @@
  * kept for the log up to this much; the rest is counted and dropped. */
 #define POOL_HOLD_MAX (16 * 1024)
 
+/* A claim that plugs NICs (README.md, "NICs at the claim") goes through these steps for each
+ * NIC, one QMP answer after the other; the vhost step only for a NIC with vhost. */
+enum plug_step { PLUG_GETFD_TAP, PLUG_GETFD_VHOST, PLUG_NETDEV, PLUG_DEVICE, PLUG_STEPS };
+
+struct plug {
+	bool active;
+	struct vmctl_claim claim;
+	int log_fd;
+	int fds[VMCTL_FDS_MAX]; /* each net's tap, then its vhost-net fd when it has one */
+	unsigned n_fds;
+	unsigned net, fd_at; /* the NIC being plugged, and where its fds start in fds */
+	enum plug_step step;
+};
+
 /* Exit codes of vmwrapper itself when the VM never ran. */
 #define EXIT_BAD_INPUT 125
 #define EXIT_QEMU_FAILED 126
@@ -83,6 +97,8 @@ struct wrapper {
 	uint64_t t_start, t_forked, t_ready, t_first_output; /* CLOCK_MONOTONIC ns */
 	uint64_t started_ns;
 	bool claimed; /* a pool VM whose claim took effect */
+	struct plug plug; /* a claim plugging its NICs, before "cont" */
+	bool plug_failed; /* a claim's NIC could not be plugged: the VM is being stopped */
 	size_t held_len; /* a pool VM's console bytes before its claim, in held */
 	uint64_t held_dropped; /* those beyond POOL_HOLD_MAX */
 	char held[POOL_HOLD_MAX];
@@ -387,10 +403,180 @@ static void claim_commit(struct wrapper *w, struct vmctl_claim *c, int log_fd)
 	w->held_len = 0;
 }
 
+/* Every NIC has its fds, each tap a character device (/dev/net/tun's): a wrong count or kind is
+ * refused before QEMU is asked anything, and the VM stays claimable. */
+static int claim_check_nets(const struct wrapper *w, const struct vmctl_claim *c, const int *fds, size_t n_fds,
+			    uk_error *err)
+{
+	unsigned want = w->spec->nics_at_claim, n = vmctl_claim_n_fds(c);
+	struct stat st;
+	if (!want && c->n_nets)
+		return uk_err(err, EINVAL, "claim: field \"net\": this VM has no NIC to plug (its spec has no \"nics_at_claim\")");
+	if (!want && n_fds)
+		return uk_err(err, EINVAL, "claim: %zu fds came with the claim, this VM takes none", n_fds);
+	if (c->n_nets != want)
+		return uk_err(err, EINVAL, "claim: field \"net\" has %u entries, this VM waits for %u NICs (\"nics_at_claim\")",
+			      c->n_nets, want);
+	if (n_fds != n)
+		return uk_err(err, EINVAL,
+			      "claim: %zu fds came with the claim, field \"net\" needs %u (a tap for each, and a vhost-net fd for "
+			      "each with \"vhost\": true)",
+			      n_fds, n);
+	for (unsigned i = 0, k = 0; i < c->n_nets; k += c->nets[i].vhost ? 2 : 1, i++)
+		if (fstat(fds[k], &st) < 0 || !S_ISCHR(st.st_mode))
+			return uk_err(err, EINVAL, "claim: field \"net[%u]\": the fd sent for its tap is not a tap device", i);
+	return 0;
+}
+
+/* Run the claimed guest: "cont", and the VM is the container's; on_cont answers the claim.
+ * log_fd is taken over. */
+static int claim_go(struct wrapper *w, struct vmctl_claim *c, int log_fd, uk_error *err)
+{
+	if (qmp_send(w->mon, "cont", NULL, on_cont, w) < 0) {
+		safe_close(log_fd);
+		return uk_err(err, EIO, "claim: cannot send QMP cont");
+	}
+	claim_commit(w, c, log_fd);
+	return 0;
+}
+
+static void plug_clear(struct plug *p)
+{
+	vmctl_claim_done(&p->claim);
+	p->log_fd = safe_close(p->log_fd);
+	for (unsigned i = 0; i < p->n_fds; i++)
+		p->fds[i] = safe_close(p->fds[i]);
+	p->n_fds = 0;
+	p->active = false;
+}
+
+/* A step failed with some NICs perhaps in: the VM can no longer be claimed as it stands
+ * (README.md, "NICs at the claim"). The claim is answered, and the VM stopped as SIGTERM
+ * stops it (exit.json: host-quit); unikd starts the container cold. */
+static void plug_fail(struct wrapper *w, const char *msg)
+{
+	log_error("vm=%s msg=\"a NIC could not be plugged at the claim, the VM is stopped\" error=\"%s\"", w->spec->id,
+		  msg);
+	vmctl_server_answer(&w->vmctl, -EIO, msg);
+	plug_clear(&w->plug);
+	w->plug_failed = true;
+	if (!w->qemu_exited)
+		request_stop(w);
+}
+
+static void on_plug(qmp *q, json_object *ret, const struct qmp_error *qerr, void *userdata);
+
+/* The QMP command of the plug's step, the NIC's fd with a getfd (fdnames uknet<i>, uknet<i>vhost). */
+static int plug_send(struct wrapper *w)
+{
+	struct plug *p = &w->plug;
+	const struct vmctl_claim_net *n = &p->claim.nets[p->net];
+	char tap[32], vhost[32];
+	snprintf(tap, sizeof(tap), "uknet%u", p->net);
+	snprintf(vhost, sizeof(vhost), "uknet%uvhost", p->net);
+	json_object *args = json_object_new_object();
+	int64_t r;
+	switch (p->step) {
+	case PLUG_GETFD_TAP:
+	case PLUG_GETFD_VHOST: {
+		bool v = p->step == PLUG_GETFD_VHOST;
+		if (!args)
+			return -ENOMEM;
+		json_object_object_add(args, "fdname", json_object_new_string(v ? vhost : tap));
+		r = qmp_send_fd(w->mon, "getfd", args, p->fds[p->fd_at + (v ? 1 : 0)], on_plug, w);
+		break;
+	}
+	case PLUG_NETDEV:
+		json_object_put(args);
+		if (!(args = qemu_nic_netdev(p->net, tap, n->vhost ? vhost : NULL)))
+			return -ENOMEM;
+		r = qmp_send(w->mon, "netdev_add", args, on_plug, w);
+		break;
+	default:
+		json_object_put(args);
+		/* The device the cold argv gives, so the guest finds it where a cold start puts it. */
+		if (!(args = qemu_nic_device(p->net, n->mac, false)))
+			return -ENOMEM;
+		r = qmp_send(w->mon, "device_add", args, on_plug, w);
+		break;
+	}
+	return r < 0 ? (int)r : 0;
+}
+
+static const char *const plug_step_names[PLUG_STEPS] = { "getfd", "getfd", "netdev_add", "device_add" };
+
+/* On to the next step (skipping a vhost getfd without vhost), the next NIC, or "cont". */
+static void plug_next(struct wrapper *w)
+{
+	struct plug *p = &w->plug;
+	char msg[256];
+	uk_error err = { 0 };
+	if (p->step == PLUG_GETFD_VHOST && !p->claim.nets[p->net].vhost)
+		p->step = PLUG_NETDEV;
+	if (p->step == PLUG_STEPS) {
+		p->fd_at += p->claim.nets[p->net].vhost ? 2 : 1;
+		p->net++;
+		p->step = PLUG_GETFD_TAP;
+	}
+	if (p->net == p->claim.n_nets) {
+		log_debug("vm=%s msg=\"NICs plugged at the claim\" nics=%u", w->spec->id, p->claim.n_nets);
+		if (claim_go(w, &p->claim, TAKE_FD(p->log_fd), &err) < 0) {
+			plug_fail(w, err.msg);
+			return;
+		}
+		plug_clear(p);
+		return;
+	}
+	int r = plug_send(w);
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "claim: field \"net[%u]\": cannot send QMP %s: %s", p->net,
+			 plug_step_names[p->step], strerror(-r));
+		plug_fail(w, msg);
+	}
+}
+
+/* QEMU's answer to a plug step. */
+static void on_plug(qmp *q, json_object *ret, const struct qmp_error *qerr, void *userdata)
+{
+	struct wrapper *w = userdata;
+	struct plug *p = &w->plug;
+	(void)q;
+	(void)ret;
+	if (!p->active)
+		return;
+	if (qerr) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "claim: field \"net[%u]\": QMP %s: %s: %s", p->net, plug_step_names[p->step],
+			 qerr->klass ? qerr->klass : "error", qerr->desc ? qerr->desc : "");
+		plug_fail(w, msg);
+		return;
+	}
+	p->step++;
+	plug_next(w);
+}
+
+/* The claim's NICs go in before the guest runs. The first command goes now: when it cannot,
+ * QEMU has been asked nothing, and the VM stays claimable. */
+static int plug_start(struct wrapper *w, struct vmctl_claim *c, int log_fd, int *fds, size_t n_fds, uk_error *err)
+{
+	struct plug *p = &w->plug;
+	*p = (struct plug){ .active = true, .claim = *c, .log_fd = log_fd, .n_fds = (unsigned)n_fds };
+	*c = (struct vmctl_claim){ 0 };
+	for (size_t i = 0; i < n_fds; i++)
+		p->fds[i] = TAKE_FD(fds[i]);
+	int r = plug_send(w);
+	if (r < 0) {
+		/* QEMU was asked nothing: the VM stays claimable, and the fds and the log go. */
+		plug_clear(p);
+		return uk_err(err, -r, "claim: field \"net[0]\": cannot send QMP getfd: %s", strerror(-r));
+	}
+	return 0;
+}
+
 /* A pool VM's claim (README.md, "Pool VMs"): claim.json read and checked, the log opened,
- * "cont" sent; the reply waits for QEMU's answer. Until "cont" is sent, any failure leaves
- * the VM as it was, claimable. */
-static int claim(struct wrapper *w, uk_error *err)
+ * the NICs plugged if the VM waits for some, "cont" sent; the reply waits for QEMU's
+ * answers. Until a QMP command is sent, any failure leaves the VM as it was, claimable. */
+static int claim(struct wrapper *w, int *fds, size_t n_fds, uk_error *err)
 {
 	_cleanup_free_ char *json = NULL;
 	__attribute__((cleanup(vmctl_claim_done))) struct vmctl_claim c = { 0 };
@@ -399,30 +585,39 @@ static int claim(struct wrapper *w, uk_error *err)
 		return uk_err(err, EINVAL, VMCTL_ERR_NOT_POOL);
 	if (w->claimed)
 		return uk_err(err, EALREADY, VMCTL_ERR_CLAIMED);
+	if (w->plug.active)
+		return uk_err(err, EBUSY, "a claim is plugging the NICs");
+	if (w->plug_failed)
+		return uk_err(err, EALREADY, "a claim failed to plug a NIC: the VM is being stopped");
 	if (!w->mon_open || qmp_get_state(w->mon) != QMP_STATE_READY)
 		return uk_err(err, EAGAIN, "QEMU's monitor is not ready");
 	if ((r = uk_read_file(VMCTL_CLAIM_FILE, VMCTL_CLAIM_MAX, &json, NULL, err)) < 0)
 		return uk_err_ctx_r(err, r, "claim");
-	if ((r = vmctl_claim_parse(json, &c, err)) < 0 || (c.state_dir && (r = claim_check_dir(c.state_dir, err)) < 0))
+	if ((r = vmctl_claim_parse(json, &c, err)) < 0 || (c.state_dir && (r = claim_check_dir(c.state_dir, err)) < 0) ||
+	    (r = claim_check_nets(w, &c, fds, n_fds, err)) < 0)
 		return r;
 	_cleanup_close_ int fd = logfile_open(c.console_log, err);
 	if (fd < 0)
 		return uk_err_ctx_r(err, fd, "claim: field \"console_log\"");
-	if (qmp_send(w->mon, "cont", NULL, on_cont, w) < 0)
-		return uk_err(err, EIO, "claim: cannot send QMP cont");
-	claim_commit(w, &c, TAKE_FD(fd));
-	return VMCTL_ANSWER_LATER;
+	if (c.n_nets)
+		r = plug_start(w, &c, TAKE_FD(fd), fds, n_fds, err);
+	else
+		r = claim_go(w, &c, TAKE_FD(fd), err);
+	return r < 0 ? r : VMCTL_ANSWER_LATER;
 }
 
-static int on_vmctl(enum vmctl_command cmd, uk_error *err, void *userdata)
+static int on_vmctl(enum vmctl_command cmd, int *fds, size_t n_fds, uk_error *err, void *userdata)
 {
 	struct wrapper *w = userdata;
 	int r;
 	switch (cmd) {
 	case VMCTL_REOPEN_LOG:
+		/* The server gives fds to the claim only. */
+		(void)fds;
+		(void)n_fds;
 		return reopen_log_logged(w, err);
 	case VMCTL_CLAIM:
-		if ((r = claim(w, err)) < 0)
+		if ((r = claim(w, fds, n_fds, err)) < 0)
 			log_warn("vm=%s msg=\"claim refused\" error=\"%s\"", w->spec->id, err->msg);
 		return r;
 	}
@@ -781,6 +976,7 @@ static void cleanup(struct wrapper *w)
 		free(w->tmp_state_dir);
 	}
 	qmp_free(w->mon);
+	plug_clear(&w->plug);
 	safe_close(w->console_fd);
 	safe_close(w->stderr_fd);
 	if (w->out_fd > STDERR_FILENO)
@@ -866,7 +1062,8 @@ static int signals_to_fd(struct wrapper *w, uk_error *err)
 
 int main(int argc, char **argv)
 {
-	struct wrapper w = { .sync_fd = -1, .go_fd = -1, .sig_fd = -1, .console_fd = -1, .out_fd = -1, .stderr_fd = -1 };
+	struct wrapper w = { .sync_fd = -1, .go_fd = -1, .sig_fd = -1, .console_fd = -1, .out_fd = -1, .stderr_fd = -1,
+			     .plug = { .log_fd = -1 } };
 	uk_error err = { 0 };
 	int r;
 

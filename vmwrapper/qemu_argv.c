@@ -8,7 +8,7 @@
  * root bus), or one of microvm's virtio-mmio transports. */
 static int check_room(const struct vm_spec *s, enum vm_machine m, uk_error *err)
 {
-	unsigned n = (s->disk ? 1u : 0u) + s->n_nets + s->n_blockdevs + s->n_shares;
+	unsigned n = (s->disk ? 1u : 0u) + s->n_nets + s->nics_at_claim + s->n_blockdevs + s->n_shares;
 	unsigned room = m == VM_MACHINE_MICROVM ? QEMU_MICROVM_VIRTIO_MAX : QEMU_PCI_SLOTS_FREE;
 	if (n > room)
 		return uk_err(err, E2BIG,
@@ -60,6 +60,9 @@ int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, 
 	}
 	if (p.machine == VM_MACHINE_MICROVM && kind == GUEST_BOOT_MULTIBOOT)
 		return uk_err(err, EINVAL, "a multiboot kernel needs machine pc or q35, not microvm");
+	/* vm_spec_validate refuses it already; a spec built otherwise must not get past here. */
+	if (p.machine == VM_MACHINE_MICROVM && s->nics_at_claim)
+		return uk_err(err, EINVAL, "field \"nics_at_claim\" needs machine pc or q35, not microvm");
 	int r = check_room(s, p.machine, err);
 	if (r < 0)
 		return r;
@@ -160,16 +163,92 @@ static void add_disk(struct argv_buf *a, const struct vm_spec *s, bool mmio)
 		add(a, "%s,drive=disk0", mmio ? "virtio-blk-device" : "virtio-blk-pci");
 }
 
+static void obj_add_string(json_object *o, const char *key, const char *val)
+{
+	json_object *v = json_object_new_string(val);
+	if (!v || json_object_object_add(o, key, v) < 0)
+		json_object_put(v);
+}
+
+json_object *qemu_nic_netdev(unsigned i, const char *tap, const char *vhost)
+{
+	char id[16];
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	snprintf(id, sizeof(id), "net%u", i);
+	obj_add_string(o, "type", "tap");
+	obj_add_string(o, "id", id);
+	obj_add_string(o, "fd", tap);
+	if (vhost) {
+		json_object_object_add(o, "vhost", json_object_new_boolean(true));
+		obj_add_string(o, "vhostfd", vhost);
+	}
+	if (json_object_object_length(o) != (vhost ? 5 : 3)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+json_object *qemu_nic_device(unsigned i, const char *mac, bool mmio)
+{
+	char id[16];
+	json_object *o = json_object_new_object();
+	if (!o)
+		return NULL;
+	snprintf(id, sizeof(id), "net%u", i);
+	obj_add_string(o, "driver", mmio ? "virtio-net-device" : "virtio-net-pci");
+	obj_add_string(o, "netdev", id);
+	obj_add_string(o, "mac", mac);
+	if (json_object_object_length(o) != 3) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* A QMP description as a QemuOpts argument: the first member's value bare ("tap", the
+ * driver), then key=value, booleans as on/off, commas doubled. */
+static void add_opts(struct argv_buf *a, json_object *o)
+{
+	_cleanup_free_ char *s = NULL;
+	size_t len = 0;
+	_cleanup_fclose_ FILE *f = o ? open_memstream(&s, &len) : NULL;
+	if (!f) {
+		a->err = ENOMEM;
+		return;
+	}
+	bool first = true;
+	json_object_object_foreach(o, key, v)
+	{
+		const char *val = json_object_is_type(v, json_type_boolean) ? (json_object_get_boolean(v) ? "on" : "off")
+									      : json_object_get_string(v);
+		_cleanup_free_ char *esc = opt_escape(val);
+		if (!esc)
+			a->err = ENOMEM;
+		else if (first)
+			fprintf(f, "%s", esc);
+		else
+			fprintf(f, ",%s=%s", key, esc);
+		first = false;
+	}
+	if (fclose(TAKE_PTR(f)) != 0)
+		a->err = ENOMEM;
+	add(a, "%s", s ? s : "");
+}
+
 static void add_net(struct argv_buf *a, const struct vm_spec *s, unsigned i, bool mmio)
 {
-	int tap = QEMU_FD_NET_BASE + 2 * (int)i;
+	char tap[16], vhost[16];
+	snprintf(tap, sizeof(tap), "%d", QEMU_FD_NET_BASE + 2 * (int)i);
+	snprintf(vhost, sizeof(vhost), "%d", QEMU_FD_NET_BASE + 2 * (int)i + 1);
+	_cleanup_json_ json_object *netdev = qemu_nic_netdev(i, tap, s->nets[i].vhost_fd >= 0 ? vhost : NULL);
+	_cleanup_json_ json_object *device = qemu_nic_device(i, s->nets[i].mac, mmio);
 	add(a, "-netdev");
-	if (s->nets[i].vhost_fd >= 0)
-		add(a, "tap,id=net%u,fd=%d,vhost=on,vhostfd=%d", i, tap, tap + 1);
-	else
-		add(a, "tap,id=net%u,fd=%d", i, tap);
+	add_opts(a, netdev);
 	add(a, "-device");
-	add(a, "%s,netdev=net%u,mac=%s", mmio ? "virtio-net-device" : "virtio-net-pci", i, s->nets[i].mac);
+	add_opts(a, device);
 }
 
 /* A raw disk the guest finds by its serial. -drive, like the disk's, since QEMU picks the

@@ -4,6 +4,8 @@
 
 #include <stdbool.h>
 
+#include <json-c/json.h>
+
 #include "../src/guest/probe.h"
 #include "spec.h"
 
@@ -36,6 +38,17 @@ struct vm_plan {
 /* Resolve the "auto" choices. kvm_ok: /dev/kvm opened. */
 int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, struct vm_plan *ret,
 		    uk_error *err);
+
+/* A NIC's QEMU options: the one description behind the cold argv's -netdev and -device
+ * and a claim's netdev_add and device_add (README.md, "NICs at the claim"):
+ *
+ *     netdev: {"type": "tap", "id": "net<i>", "fd": tap[, "vhost": true, "vhostfd": vhost]}
+ *     device: {"driver": "virtio-net-pci", "netdev": "net<i>", "mac": mac}   (virtio-net-device on mmio)
+ *
+ * tap and vhost are fd numbers (the argv) or getfd names (QMP); vhost NULL: no vhost-net.
+ * NULL when out of memory. */
+json_object *qemu_nic_netdev(unsigned i, const char *tap, const char *vhost);
+json_object *qemu_nic_device(unsigned i, const char *mac, bool mmio);
 
 /* NULL-terminated argv, to free with strv_free. */
 int qemu_build_argv(const struct vm_spec *s, const struct vm_plan *plan, char ***ret, uk_error *err);

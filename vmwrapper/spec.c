@@ -304,6 +304,7 @@ int vm_spec_parse(const char *json, struct vm_spec **ret, uk_error *err)
 	    (r = get_bool(o, "disk_snapshot", &s->disk_snapshot, err)) < 0 ||
 	    (r = get_bool(o, "stdin", &s->console_input, err)) < 0 ||
 	    (r = get_bool(o, "pool", &s->pool, err)) < 0 ||
+	    (r = get_uint(o, "nics_at_claim", 0, VM_NETS_MAX, &s->nics_at_claim, err)) < 0 ||
 	    (r = get_uint(o, "vcpus", 1, VM_VCPUS_MAX, &s->vcpus, err)) < 0 ||
 	    (r = get_uint(o, "memory_mib", VM_MEMORY_MIN_MIB, VM_MEMORY_MAX_MIB, &s->memory_mib, err)) < 0 ||
 	    (r = parse_nets(o, s, err)) < 0 || (r = parse_devices(o, s, err)) < 0 ||
@@ -338,9 +339,18 @@ static int check_device_order(const struct vm_spec *s, uk_error *err)
 	if (!s->has_device_order)
 		return 0;
 	for (unsigned i = 0; i < s->n_devices; i++) {
-		if (s->devices[i] == VM_DEV_NET && ++nets > s->n_nets)
-			return uk_err(err, EINVAL, "field \"devices[%u]\" is \"net\" number %u, but \"net\" has %u entries",
-				      i, nets, s->n_nets);
+		if (s->devices[i] == VM_DEV_NET && ++nets > s->n_nets + s->nics_at_claim)
+			return uk_err(err, EINVAL,
+				      s->nics_at_claim ? "field \"devices[%u]\" is \"net\" number %u, but \"nics_at_claim\" is %u"
+						       : "field \"devices[%u]\" is \"net\" number %u, but \"net\" has %u entries",
+				      i, nets, s->n_nets + s->nics_at_claim);
+		/* A NIC plugged at the claim takes the first free slot, after every device on
+		 * QEMU's command line: it gets the slot the order gives only when it is last. */
+		if (s->nics_at_claim && nets > 0 && s->devices[i] != VM_DEV_NET)
+			return uk_err(err, EINVAL,
+				      "field \"devices[%u]\" is \"%s\" after a \"net\": with \"nics_at_claim\" the NICs come "
+				      "after every other device",
+				      i, device_kind_names[s->devices[i]]);
 		if (s->devices[i] == VM_DEV_BLOCKDEV && ++bdevs > s->n_blockdevs)
 			return uk_err(err, EINVAL,
 				      "field \"devices[%u]\" is \"blockdev\" number %u, but \"blockdevs\" has %u entries", i,
@@ -349,6 +359,9 @@ static int check_device_order(const struct vm_spec *s, uk_error *err)
 			return uk_err(err, EINVAL, s->disk ? "field \"devices[%u]\" names the disk a second time"
 							  : "field \"devices[%u]\" is \"block\", but there is no \"disk\"", i);
 	}
+	if (nets < s->n_nets + s->nics_at_claim && s->nics_at_claim)
+		return uk_err(err, EINVAL, "field \"devices\" names %u \"net\", but \"nics_at_claim\" is %u: it must list every NIC",
+			      nets, s->nics_at_claim);
 	if (nets < s->n_nets)
 		return uk_err(err, EINVAL, "field \"devices\" leaves out net[%u]: it must list every NIC", nets);
 	if (bdevs < s->n_blockdevs)
@@ -463,6 +476,31 @@ static int check_volumes(const struct vm_spec *s, uk_error *err)
 	return 0;
 }
 
+/* NICs plugged at the claim (README.md, "NICs at the claim"): a pool VM's, instead of "net",
+ * on a machine with PCI: microvm's virtio-mmio takes no device after start. "auto" chooses
+ * microvm for a kernel that is not multiboot, which only vm_plan_resolve knows: refused
+ * here unless it boots a disk (q35). */
+static int check_nics_at_claim(const struct vm_spec *s, uk_error *err)
+{
+	if (!s->nics_at_claim)
+		return 0;
+	if (!s->pool)
+		return uk_err(err, EINVAL, "field \"nics_at_claim\" needs \"pool\": true (a claim plugs the NICs)");
+	if (s->n_nets)
+		return uk_err(err, EINVAL, "field \"nics_at_claim\" must not be given with \"net\": the claim gives the NICs");
+	if (s->machine == VM_MACHINE_MICROVM || (s->machine == VM_MACHINE_AUTO && s->kernel))
+		return uk_err(err, EINVAL,
+			      "field \"machine\" is %s, which %s microvm: \"nics_at_claim\" needs pc or q35 (microvm "
+			      "cannot plug a NIC after start)",
+			      vm_machine_name(s->machine), s->machine == VM_MACHINE_AUTO ? "may choose" : "is");
+	/* Without an order the NICs would go before the block devices on a cold start. */
+	if (!s->has_device_order && s->n_blockdevs)
+		return uk_err(err, EINVAL,
+			      "field \"devices\" is required with \"nics_at_claim\" and \"blockdevs\": the NICs come after "
+			      "every other device");
+	return 0;
+}
+
 int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 {
 	int r;
@@ -505,7 +543,8 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 		if (!ok)
 			return uk_err(err, EINVAL, "field \"net[%u].mac\" must look like 02:00:00:00:00:01", i);
 	}
-	if ((r = check_volumes(s, err)) < 0 || (r = check_device_order(s, err)) < 0)
+	if ((r = check_volumes(s, err)) < 0 || (r = check_nics_at_claim(s, err)) < 0 ||
+	    (r = check_device_order(s, err)) < 0)
 		return r;
 	if (!s->state_dir || s->state_dir[0] != '/')
 		return uk_err(err, EINVAL, "field \"state_dir\" must be an absolute path");

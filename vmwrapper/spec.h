@@ -97,6 +97,10 @@ struct vm_spec {
 	char *qemu_binary;
 	struct vm_net nets[VM_NETS_MAX];
 	unsigned n_nets;
+	/* A pool VM started without NICs, which its claim plugs in before the guest runs, with
+	 * the MACs it names (README.md, "NICs at the claim"); 0: none. Needs "pool", no "net",
+	 * and machine pc or q35; the NICs come last in "devices". */
+	unsigned nics_at_claim;
 	enum vm_exit_contract exit_contract;
 	struct vm_share shares[VM_SHARES_MAX];
 	unsigned n_shares;

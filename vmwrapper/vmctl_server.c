@@ -25,14 +25,26 @@ void vmctl_server_init(struct vmctl_server *s, int listen_fd, int timeout_ms, vm
 		s->clients[i].fd = -1;
 		s->clients[i].len = 0;
 		s->clients[i].pending = false;
+		s->clients[i].too_many_fds = false;
+		s->clients[i].n_fds = 0;
 	}
+}
+
+/* The fds a client brought and no command kept. */
+static void client_close_fds(struct vmctl_client *c)
+{
+	for (size_t i = 0; i < c->n_fds; i++)
+		safe_close(c->fds[i]);
+	c->n_fds = 0;
 }
 
 static void client_close(struct vmctl_client *c)
 {
 	c->fd = safe_close(c->fd);
+	client_close_fds(c);
 	c->len = 0;
 	c->pending = false;
+	c->too_many_fds = false;
 }
 
 void vmctl_server_done(struct vmctl_server *s)
@@ -99,9 +111,73 @@ static void client_reply(struct vmctl_client *c, int r, const char *msg)
 	client_close(c);
 }
 
+/* The fds of one recvmsg: kept while they fit, else all of them closed and the client
+ * marked, to be answered once. MSG_CTRUNC: the kernel dropped some, which is the same. */
+static void take_fds(struct vmctl_client *c, struct msghdr *m)
+{
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR(m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			if (c->too_many_fds || c->n_fds == VMCTL_FDS_MAX) {
+				c->too_many_fds = true;
+				safe_close(fd);
+				continue;
+			}
+			c->fds[c->n_fds++] = fd;
+		}
+	}
+	if (m->msg_flags & MSG_CTRUNC)
+		c->too_many_fds = true;
+	if (c->too_many_fds)
+		client_close_fds(c);
+}
+
+/* read(), with the fds that come along (MSG_CMSG_CLOEXEC: none leaks into QEMU). */
+static ssize_t client_recv(struct vmctl_client *c)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * VMCTL_FDS_MAX)];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = { .iov_base = c->buf + c->len, .iov_len = sizeof(c->buf) - c->len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf) };
+	ssize_t k = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (k >= 0)
+		take_fds(c, &m);
+	return k;
+}
+
+/* The complete line's command, with the fds that came with it. */
+static void client_command(struct vmctl_server *s, struct vmctl_client *c, uint64_t now_ns)
+{
+	enum vmctl_command cmd;
+	if (vmctl_parse_command(c->buf, &cmd) < 0) {
+		client_reply(c, -EINVAL, VMCTL_ERR_UNKNOWN);
+		return;
+	}
+	if (c->n_fds > 0 && cmd != VMCTL_CLAIM) {
+		client_reply(c, -EINVAL, VMCTL_ERR_FDS);
+		return;
+	}
+	uk_error err = { 0 };
+	int r = s->handler(cmd, c->fds, c->n_fds, &err, s->userdata);
+	/* What the handler did not keep goes now, whatever the outcome. */
+	client_close_fds(c);
+	if (r == VMCTL_ANSWER_LATER) {
+		c->pending = true;
+		c->deadline_ns = now_ns + s->timeout_ns;
+		return;
+	}
+	client_reply(c, r, err.msg);
+}
+
 static void client_read(struct vmctl_server *s, struct vmctl_client *c, uint64_t now_ns)
 {
-	ssize_t k = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+	ssize_t k = client_recv(c);
 	if (k < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (k <= 0) {
@@ -110,6 +186,10 @@ static void client_read(struct vmctl_server *s, struct vmctl_client *c, uint64_t
 		return;
 	}
 	c->len += (size_t)k;
+	if (c->too_many_fds) {
+		client_reply(c, -E2BIG, VMCTL_ERR_TOO_MANY_FDS);
+		return;
+	}
 	size_t line_len;
 	int r = vmctl_line_take(c->buf, c->len, sizeof(c->buf), &line_len);
 	if (r == 0)
@@ -118,19 +198,7 @@ static void client_read(struct vmctl_server *s, struct vmctl_client *c, uint64_t
 		client_reply(c, r, r == -EMSGSIZE ? VMCTL_ERR_TOO_LONG : VMCTL_ERR_BAD_LINE);
 		return;
 	}
-	enum vmctl_command cmd;
-	if (vmctl_parse_command(c->buf, &cmd) < 0) {
-		client_reply(c, -EINVAL, VMCTL_ERR_UNKNOWN);
-		return;
-	}
-	uk_error err = { 0 };
-	r = s->handler(cmd, &err, s->userdata);
-	if (r == VMCTL_ANSWER_LATER) {
-		c->pending = true;
-		c->deadline_ns = now_ns + s->timeout_ns;
-		return;
-	}
-	client_reply(c, r, err.msg);
+	client_command(s, c, now_ns);
 }
 
 static struct vmctl_client *free_slot(struct vmctl_server *s)
@@ -161,6 +229,8 @@ static void accept_clients(struct vmctl_server *s, uint64_t now_ns)
 		}
 		c->fd = fd;
 		c->len = 0;
+		c->n_fds = 0;
+		c->too_many_fds = false;
 		c->deadline_ns = now_ns + s->timeout_ns;
 	}
 }

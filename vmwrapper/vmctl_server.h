@@ -15,8 +15,10 @@
 
 /* Runs one command; returns 0 or -errno with err set (its message is the reply), or
  * VMCTL_ANSWER_LATER when the outcome comes later: the client then waits, unread, for
- * vmctl_server_answer(), or its deadline (renewed then) answers it with an error. */
-typedef int (*vmctl_handler_fn)(enum vmctl_command cmd, uk_error *err, void *userdata);
+ * vmctl_server_answer(), or its deadline (renewed then) answers it with an error.
+ * fds[0..n_fds) came with the line (only for a command that takes fds, VMCTL_CLAIM; O_CLOEXEC):
+ * the handler keeps one by putting -1 in its place, the server closes the rest afterwards. */
+typedef int (*vmctl_handler_fn)(enum vmctl_command cmd, int *fds, size_t n_fds, uk_error *err, void *userdata);
 #define VMCTL_ANSWER_LATER 1
 #define VMCTL_ERR_NO_OUTCOME "timed out waiting for the outcome"
 
@@ -24,6 +26,9 @@ struct vmctl_client {
 	int fd; /* -1: a free slot */
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC: the line (or a pending answer) is due by then */
 	bool pending; /* its command answers later (VMCTL_ANSWER_LATER) */
+	bool too_many_fds; /* it sent more than VMCTL_FDS_MAX (or they were cut): answered so */
+	int fds[VMCTL_FDS_MAX]; /* received with its bytes (SCM_RIGHTS), until the command runs */
+	size_t n_fds;
 	size_t len;
 	char buf[VMCTL_LINE_MAX];
 };

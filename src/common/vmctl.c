@@ -123,8 +123,36 @@ static int read_reply(int fd, char *buf, uint64_t deadline, const char *command,
 	}
 }
 
+/* The line and its fds in one sendmsg: the fds arrive with the line's first byte. */
+static ssize_t send_line(int fd, const char *line, size_t len, const int *fds, size_t n_fds)
+{
+	struct iovec iov = { .iov_base = (void *)line, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * VMCTL_FDS_MAX)];
+		struct cmsghdr align;
+	} c;
+	if (n_fds > 0) {
+		memset(&c, 0, sizeof(c));
+		m.msg_control = c.buf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+		memcpy(CMSG_DATA(h), fds, sizeof(int) * n_fds);
+	}
+	return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char *reply, size_t reply_len,
 		  uk_error *err)
+{
+	return vmctl_request_fds(vm_dir, command, NULL, 0, timeout_ms, reply, reply_len, err);
+}
+
+int vmctl_request_fds(const char *vm_dir, const char *command, const int *fds, size_t n_fds, int timeout_ms,
+		      char *reply, size_t reply_len, uk_error *err)
 {
 	char line[VMCTL_LINE_MAX], buf[VMCTL_REPLY_MAX];
 	size_t n = strlen(command), line_len;
@@ -135,6 +163,11 @@ int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char 
 	if (vmctl_line_take(line, n + 1, sizeof(line), &line_len) != 1 || line_len != n)
 		return uk_err(err, EINVAL, "command: must be one line without control characters");
 	line[n] = '\n';
+	if (n_fds > VMCTL_FDS_MAX)
+		return uk_err(err, E2BIG, "%s: %zu fds, at most %d", command, n_fds, VMCTL_FDS_MAX);
+	for (size_t i = 0; i < n_fds; i++)
+		if (fds[i] < 0)
+			return uk_err(err, EBADF, "%s: fd %zu is %d", command, i, fds[i]);
 
 	uint64_t deadline = uk_now_mono_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
 	_cleanup_free_ char *path = NULL;
@@ -144,7 +177,7 @@ int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char 
 	if (fd < 0)
 		return fd;
 	/* A new socket's buffer takes the whole line: the send never waits. */
-	ssize_t w = send(fd, line, n + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t w = send_line(fd, line, n + 1, fds, n_fds);
 	if (w < 0)
 		return uk_err_errno(err, errno, "%s: send to %s", command, path);
 	if ((size_t)w != n + 1)
@@ -172,7 +205,37 @@ void vmctl_claim_done(struct vmctl_claim *c)
 	free(c->id);
 	free(c->console_log);
 	free(c->state_dir);
+	for (unsigned i = 0; i < c->n_nets && i < VMCTL_CLAIM_NETS_MAX; i++)
+		free(c->nets[i].mac);
 	*c = (struct vmctl_claim){ 0 };
+}
+
+unsigned vmctl_claim_n_fds(const struct vmctl_claim *c)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < c->n_nets && i < VMCTL_CLAIM_NETS_MAX; i++)
+		n += c->nets[i].vhost ? 2 : 1;
+	return n;
+}
+
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Six pairs of hex digits joined by ":", the first octet's group bit clear: a NIC's own
+ * address, never a multicast or broadcast one. */
+static int check_mac(unsigned i, const char *mac, uk_error *err)
+{
+	bool ok = strlen(mac) == 17;
+	for (int k = 0; ok && k < 17; k++)
+		ok = k % 3 == 2 ? mac[k] == ':' : hex_digit(mac[k]) >= 0;
+	if (!ok)
+		return uk_err(err, EINVAL, "claim: field \"net[%u].mac\" must look like 02:00:00:00:00:01", i);
+	if (hex_digit(mac[1]) & 1)
+		return uk_err(err, EINVAL, "claim: field \"net[%u].mac\" is %s, a multicast address: it must be unicast",
+			      i, mac);
+	return 0;
 }
 
 /* An absolute path without control characters, shorter than PATH_MAX. */
@@ -202,6 +265,15 @@ static int check_claim(const struct vmctl_claim *c, uk_error *err)
 		return r;
 	if (c->log_format != VMCTL_LOG_CRI && c->log_format != VMCTL_LOG_RAW)
 		return uk_err(err, EINVAL, "claim: field \"log_format\" must be \"cri\" or \"raw\"");
+	if (c->n_nets > VMCTL_CLAIM_NETS_MAX)
+		return uk_err(err, E2BIG, "claim: field \"net\" has %u entries, at most %d", c->n_nets,
+			      VMCTL_CLAIM_NETS_MAX);
+	for (unsigned i = 0; i < c->n_nets; i++) {
+		if (!c->nets[i].mac)
+			return uk_err(err, EINVAL, "claim: field \"net[%u].mac\" is required", i);
+		if ((r = check_mac(i, c->nets[i].mac, err)) < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -218,8 +290,54 @@ static int claim_string(const char *key, json_object *v, char **ret, uk_error *e
 	return 0;
 }
 
+/* One entry of "net": {"mac": "…", "vhost": false}; the MAC is checked by check_claim. */
+static int claim_net(struct vmctl_claim_net *n, unsigned i, json_object *e, uk_error *err)
+{
+	char field[32];
+	int r;
+	if (!json_object_is_type(e, json_type_object))
+		return uk_err(err, EINVAL, "claim: field \"net[%u]\" must be an object", i);
+	json_object_object_foreach(e, key, v)
+	{
+		snprintf(field, sizeof(field), "net[%u].%s", i, strcmp(key, "mac") == 0 ? "mac" : "vhost");
+		if (strcmp(key, "mac") == 0) {
+			if ((r = claim_string(field, v, &n->mac, err)) < 0)
+				return r;
+		} else if (strcmp(key, "vhost") == 0) {
+			if (!json_object_is_type(v, json_type_boolean))
+				return uk_err(err, EINVAL, "claim: field \"%s\" must be true or false", field);
+			n->vhost = json_object_get_boolean(v);
+		} else {
+			return uk_err(err, EINVAL, "claim: field \"net[%u].%.64s\" is not known", i, key);
+		}
+	}
+	return 0;
+}
+
+static int claim_nets(struct vmctl_claim *c, json_object *v, uk_error *err)
+{
+	if (!json_object_is_type(v, json_type_array))
+		return uk_err(err, EINVAL, "claim: field \"net\" must be an array");
+	size_t n = json_object_array_length(v);
+	if (n > VMCTL_CLAIM_NETS_MAX)
+		return uk_err(err, E2BIG, "claim: field \"net\" has %zu entries, at most %d", n, VMCTL_CLAIM_NETS_MAX);
+	/* A repeated "net" counts once, the last, as the other members do. */
+	for (unsigned i = 0; i < c->n_nets; i++)
+		free(c->nets[i].mac);
+	memset(c->nets, 0, sizeof(c->nets));
+	c->n_nets = (unsigned)n;
+	for (unsigned i = 0; i < c->n_nets; i++) {
+		int r = claim_net(&c->nets[i], i, json_object_array_get_idx(v, i), err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int claim_member(struct vmctl_claim *c, const char *key, json_object *v, uk_error *err)
 {
+	if (strcmp(key, "net") == 0)
+		return claim_nets(c, v, err);
 	if (strcmp(key, "id") == 0)
 		return claim_string(key, v, &c->id, err);
 	if (strcmp(key, "console_log") == 0)
@@ -284,6 +402,17 @@ int vmctl_claim_write(const char *vm_dir, const struct vmctl_claim *c, uk_error 
 	json_object_object_add(o, "stdin", json_object_new_boolean(c->input));
 	if (c->state_dir)
 		json_object_object_add(o, "state_dir", json_object_new_string(c->state_dir));
+	/* Without nets, no "net": a claim as before, byte for byte. */
+	if (c->n_nets > 0) {
+		json_object *nets = json_object_new_array();
+		json_object_object_add(o, "net", nets);
+		for (unsigned i = 0; nets && i < c->n_nets; i++) {
+			json_object *n = json_object_new_object();
+			json_object_array_add(nets, n);
+			json_object_object_add(n, "mac", json_object_new_string(c->nets[i].mac));
+			json_object_object_add(n, "vhost", json_object_new_boolean(c->nets[i].vhost));
+		}
+	}
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	return uk_write_file_atomic(path, s, strlen(s), 0600, err);
 }

@@ -14,7 +14,11 @@
  *     <- error <message>\n
  *
  * A claim's details do not fit a line: the caller first writes VMCTL_CLAIM_FILE into the
- * VM's state directory (vmctl_claim_write()), then sends "claim".
+ * VM's state directory (vmctl_claim_write()), then sends "claim". A claim whose file has
+ * "net" entries sends their fds along with the line (SCM_RIGHTS, vmctl_request_fds()), in
+ * order: for each net, its tap, then its vhost-net fd when "vhost" is true. Only "claim"
+ * takes fds: any other command that brings some is answered VMCTL_ERR_FDS, and the server
+ * closes every fd it received and did not use.
  *
  * Everything is bounded: a request line of at most VMCTL_LINE_MAX bytes with its "\n", a
  * reply of at most VMCTL_REPLY_MAX, VMCTL_CLIENTS_MAX clients at once (the next ones are
@@ -35,6 +39,9 @@
 #define VMCTL_REPLY_MAX 1024 /* a reply line, its "\n" included */
 #define VMCTL_CLIENTS_MAX 4
 #define VMCTL_CLIENT_TIMEOUT_MS 5000
+/* fds a connection may bring (SCM_RIGHTS): a tap and a vhost-net fd for each of the claim's
+ * nets. More is refused (VMCTL_ERR_TOO_MANY_FDS), and all of them closed. */
+#define VMCTL_FDS_MAX 12
 
 /* The commands. */
 #define VMCTL_CMD_REOPEN_LOG "reopen-log"
@@ -52,6 +59,8 @@
 #define VMCTL_ERR_BUSY "too many clients"
 #define VMCTL_ERR_CLAIMED "already claimed"
 #define VMCTL_ERR_NOT_POOL "not a pool VM"
+#define VMCTL_ERR_FDS "this command takes no fds"
+#define VMCTL_ERR_TOO_MANY_FDS "too many fds"
 
 enum vmctl_command { VMCTL_REOPEN_LOG, VMCTL_CLAIM };
 
@@ -63,11 +72,26 @@ enum vmctl_command { VMCTL_REOPEN_LOG, VMCTL_CLAIM };
  *
  * id and console_log are required; log_format ("cri" or "raw") defaults to "cri", stdin to
  * false; state_dir, when given, must be the VM's state directory as it is now (after a
- * rename), which vmwrapper checks. Any other member is refused. */
+ * rename), which vmwrapper checks. Any other member is refused.
+ *
+ * A pool VM started without its NICs ("nics_at_claim" in its spec) gets them at the claim:
+ *
+ *     "net": [{"mac": "02:11:22:33:44:55", "vhost": false}, …]
+ *
+ * at most VMCTL_CLAIM_NETS_MAX entries, in the guest's order; mac is required, a unicast
+ * MAC as six pairs of hex digits (either case) joined by ":"; vhost (default false) says
+ * that a vhost-net fd follows the tap's. No other member. The fds come with the "claim"
+ * line, not in the file. */
 #define VMCTL_CLAIM_FILE "claim.json"
 #define VMCTL_CLAIM_MAX (16 * 1024)
+#define VMCTL_CLAIM_NETS_MAX 6 /* = VM_NETS_MAX; vmctl.h must not include vmwrapper headers */
 
 enum vmctl_log_format { VMCTL_LOG_CRI, VMCTL_LOG_RAW };
+
+struct vmctl_claim_net {
+	char *mac;
+	bool vhost; /* a vhost-net fd follows the tap's */
+};
 
 struct vmctl_claim {
 	char *id;
@@ -75,7 +99,12 @@ struct vmctl_claim {
 	enum vmctl_log_format log_format;
 	bool input; /* "stdin": attach.sock's clients write to the guest */
 	char *state_dir; /* NULL: not checked */
+	struct vmctl_claim_net nets[VMCTL_CLAIM_NETS_MAX];
+	unsigned n_nets; /* 0: no "net" (the file has none) */
 };
+
+/* The fds a claim's nets bring: one each, and one more for each with vhost. */
+unsigned vmctl_claim_n_fds(const struct vmctl_claim *c);
 
 void vmctl_claim_done(struct vmctl_claim *c);
 /* Parse and check a claim document; every error names the field. */
@@ -108,5 +137,9 @@ int vmctl_parse_reply(const char *line, const char **msg);
  * -ECONNRESET (closed without an answer), -EPROTO (not a reply) or the connect's error. */
 int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char *reply, size_t reply_len,
 		  uk_error *err);
+/* As vmctl_request, with fds (at most VMCTL_FDS_MAX) sent along with the command line (SCM_RIGHTS).
+ * The caller keeps its fds (the receiver gets copies). */
+int vmctl_request_fds(const char *vm_dir, const char *command, const int *fds, size_t n_fds, int timeout_ms,
+		      char *reply, size_t reply_len, uk_error *err);
 
 #endif

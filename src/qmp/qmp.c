@@ -18,6 +18,11 @@
 /* Nesting the tokener accepts; QEMU's replies (query-qmp-schema included) stay far below. */
 #define QMP_MAX_DEPTH 64
 #define QMP_READ_CHUNK 16384
+/* A command's fd waits here, at the stream offset of the command's first byte. */
+struct fd_at {
+	uint64_t pos;
+	int fd; /* our own copy, closed once it has gone out */
+};
 
 struct pending {
 	int64_t id;
@@ -25,6 +30,7 @@ struct pending {
 	void *userdata;
 	char *deferred; /* serialized command not yet in the output buffer (before READY) */
 	size_t deferred_len;
+	int deferred_fd; /* the fd of a deferred qmp_send_fd command (our copy), else -1 */
 };
 
 struct qmp {
@@ -39,6 +45,10 @@ struct qmp {
 	char *out;
 	size_t out_start, out_len, out_cap;
 	size_t deferred_bytes;
+	/* Bytes ever sent, and the fds to attach at given offsets of the stream, in order. */
+	uint64_t sent_total;
+	struct fd_at fds[QMP_MAX_FDS];
+	size_t n_fds;
 	int write_err; /* from an opportunistic write in qmp_send; acted on by qmp_process */
 
 	/* In id order, which is also the order commands go out. */
@@ -64,8 +74,28 @@ struct qmp {
 	bool free_requested;
 };
 
+/* The fds not sent yet: those of the output buffer and of deferred commands. */
+static void close_fds(qmp *q)
+{
+	for (size_t i = 0; i < q->n_fds; i++)
+		safe_close(q->fds[i].fd);
+	q->n_fds = 0;
+	for (size_t i = 0; i < q->n_pending; i++)
+		q->pending[i].deferred_fd = safe_close(q->pending[i].deferred_fd);
+}
+
+/* How many fds wait, in the output and in deferred commands (bounded by QMP_MAX_FDS). */
+static size_t fds_waiting(const qmp *q)
+{
+	size_t n = q->n_fds;
+	for (size_t i = 0; i < q->n_pending; i++)
+		n += q->pending[i].deferred_fd >= 0;
+	return n;
+}
+
 static void really_free(qmp *q)
 {
+	close_fds(q);
 	for (size_t i = 0; i < q->n_pending; i++)
 		free(q->pending[i].deferred);
 	if (q->tok)
@@ -117,6 +147,7 @@ static void conn_close(qmp *q, int error, const char *fmt, ...)
 	free(q->out);
 	q->out = NULL;
 	q->out_start = q->out_len = q->out_cap = 0;
+	close_fds(q);
 	json_tokener_reset(q->tok);
 	q->in_msg = false;
 
@@ -127,6 +158,7 @@ static void conn_close(qmp *q, int error, const char *fmt, ...)
 		if (p.deferred)
 			q->deferred_bytes -= p.deferred_len;
 		free(p.deferred);
+		safe_close(p.deferred_fd);
 		if (p.fn)
 			p.fn(q, NULL, &e, p.userdata);
 	}
@@ -158,12 +190,44 @@ static int out_append(qmp *q, const char *s, size_t len)
 	return 0;
 }
 
-/* Writes what the socket takes now. MSG_NOSIGNAL: a vanished peer must not raise SIGPIPE. */
+/* One send of up to len bytes from the output, with fd (>= 0) as SCM_RIGHTS. */
+static ssize_t send_out(qmp *q, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = q->out + q->out_start, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} c;
+	if (fd >= 0) {
+		memset(&c, 0, sizeof(c));
+		m.msg_control = c.buf;
+		m.msg_controllen = sizeof(c.buf);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	}
+	return sendmsg(q->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Writes what the socket takes now. MSG_NOSIGNAL: a vanished peer must not raise SIGPIPE.
+ * A send stops before the next command with an fd, and that one's first send carries the
+ * fd: the peer (QEMU) gets the fd with the command's first byte, and never with another's. */
 static int flush(qmp *q)
 {
 	while (q->out_start < q->out_len) {
-		ssize_t n = send(q->fd, q->out + q->out_start, q->out_len - q->out_start,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		size_t len = q->out_len - q->out_start;
+		int fd = -1;
+		if (q->n_fds > 0 && q->fds[0].pos == q->sent_total) {
+			fd = q->fds[0].fd;
+			if (q->n_fds > 1 && q->fds[1].pos - q->sent_total < len)
+				len = (size_t)(q->fds[1].pos - q->sent_total);
+		} else if (q->n_fds > 0 && q->fds[0].pos - q->sent_total < len) {
+			len = (size_t)(q->fds[0].pos - q->sent_total);
+		}
+		ssize_t n = send_out(q, len, fd);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -171,7 +235,14 @@ static int flush(qmp *q)
 				return 0;
 			return -errno;
 		}
+		if (fd >= 0 && n > 0) {
+			/* Gone with those bytes: the peer has its own copy now. */
+			safe_close(fd);
+			memmove(&q->fds[0], &q->fds[1], (q->n_fds - 1) * sizeof(q->fds[0]));
+			q->n_fds--;
+		}
 		q->out_start += (size_t)n;
+		q->sent_total += (uint64_t)n;
 	}
 	q->out_start = q->out_len = 0;
 	/* A large command should not pin its buffer for the life of the connection. */
@@ -180,6 +251,18 @@ static int flush(qmp *q)
 		q->out = NULL;
 		q->out_cap = 0;
 	}
+	return 0;
+}
+
+/* A command's bytes to the output, its fd (ours, taken over; -1 for none) to go with the first. */
+static int out_command(qmp *q, const char *s, size_t len, int fd)
+{
+	uint64_t pos = q->sent_total + (q->out_len - q->out_start);
+	int r = out_append(q, s, len);
+	if (r < 0)
+		return r;
+	if (fd >= 0)
+		q->fds[q->n_fds++] = (struct fd_at){ .pos = pos, .fd = fd };
 	return 0;
 }
 
@@ -276,10 +359,11 @@ static int become_ready(qmp *q)
 		struct pending *p = &q->pending[i];
 		if (!p->deferred)
 			continue;
-		if (out_append(q, p->deferred, p->deferred_len) < 0) {
+		if (out_command(q, p->deferred, p->deferred_len, p->deferred_fd) < 0) {
 			conn_close(q, -ENOMEM, "out of memory");
 			return -ENOMEM;
 		}
+		p->deferred_fd = -1; /* the output's now */
 		q->deferred_bytes -= p->deferred_len;
 		free(p->deferred);
 		p->deferred = NULL;
@@ -572,7 +656,8 @@ int qmp_process(qmp *q)
 	return leave(q, process(q));
 }
 
-int64_t qmp_send(qmp *q, const char *command, json_object *args, qmp_reply_fn fn, void *userdata)
+/* qmp_send and qmp_send_fd: fd (>= 0) is the caller's, copied here. */
+static int64_t send_command(qmp *q, const char *command, json_object *args, int fd, qmp_reply_fn fn, void *userdata)
 {
 	_cleanup_json_ json_object *a = args;
 	if (!q || !command || !*command)
@@ -581,7 +666,7 @@ int64_t qmp_send(qmp *q, const char *command, json_object *args, qmp_reply_fn fn
 		return -EINVAL;
 	if (q->state == QMP_STATE_CLOSED)
 		return -ENOTCONN;
-	if (q->n_pending >= QMP_MAX_PENDING)
+	if (q->n_pending >= QMP_MAX_PENDING || (fd >= 0 && fds_waiting(q) >= QMP_MAX_FDS))
 		return -EBUSY;
 
 	int64_t id = q->next_id;
@@ -591,15 +676,20 @@ int64_t qmp_send(qmp *q, const char *command, json_object *args, qmp_reply_fn fn
 		return -ENOMEM;
 	if ((q->out_len - q->out_start) + q->deferred_bytes + len > QMP_MAX_OUTPUT)
 		return -ENOBUFS;
+	_cleanup_close_ int copy = -1;
+	if (fd >= 0 && (copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+		return -errno;
 
 	struct pending *p = &q->pending[q->n_pending];
-	*p = (struct pending){ .id = id, .fn = fn, .userdata = userdata };
+	*p = (struct pending){ .id = id, .fn = fn, .userdata = userdata, .deferred_fd = -1 };
 	if (q->state == QMP_STATE_READY) {
-		if (out_append(q, s, len) < 0)
+		if (out_command(q, s, len, copy) < 0)
 			return -ENOMEM;
+		copy = -1; /* the output's now */
 	} else {
 		p->deferred = TAKE_PTR(s);
 		p->deferred_len = len;
+		p->deferred_fd = TAKE_FD(copy);
 		q->deferred_bytes += len;
 	}
 	q->n_pending++;
@@ -613,6 +703,20 @@ int64_t qmp_send(qmp *q, const char *command, json_object *args, qmp_reply_fn fn
 			q->write_err = r;
 	}
 	return id;
+}
+
+int64_t qmp_send(qmp *q, const char *command, json_object *args, qmp_reply_fn fn, void *userdata)
+{
+	return send_command(q, command, args, -1, fn, userdata);
+}
+
+int64_t qmp_send_fd(qmp *q, const char *command, json_object *args, int fd, qmp_reply_fn fn, void *userdata)
+{
+	if (fd < 0) {
+		json_object_put(args);
+		return -EBADF;
+	}
+	return send_command(q, command, args, fd, fn, userdata);
 }
 
 int qmp_version(const qmp *q, int *major, int *minor, int *micro)
@@ -720,6 +824,7 @@ static void abandon(qmp *q, int64_t id)
 	if (p->deferred) {
 		q->deferred_bytes -= p->deferred_len;
 		free(p->deferred);
+		safe_close(p->deferred_fd);
 		pending_remove(q, (size_t)i);
 		return;
 	}

@@ -18,6 +18,8 @@
 #define QMP_MAX_MESSAGE (1024 * 1024)
 /* Requests that may be outstanding at once. */
 #define QMP_MAX_PENDING 256
+/* fds (qmp_send_fd) waiting to go out at once. */
+#define QMP_MAX_FDS 16
 
 typedef struct qmp qmp;
 
@@ -71,6 +73,12 @@ int qmp_process(qmp *q);
 /* Queue a command. args may be NULL; its reference is taken over in all cases.
  * Returns the numeric id (>= 0) or -errno (-ENOTCONN when closed, -EBUSY past QMP_MAX_PENDING). */
 int64_t qmp_send(qmp *q, const char *command, json_object *args, qmp_reply_fn fn, void *userdata);
+/* As qmp_send, with fd passed as SCM_RIGHTS on the send that carries the command's first
+ * byte (for "getfd", "add-fd"), never with another command's bytes. The caller keeps fd:
+ * the engine sends its own O_CLOEXEC copy and closes that once it has gone out (or when the
+ * command is dropped, the connection ends or the object is freed). -EBADF for fd < 0,
+ * -EBUSY past QMP_MAX_FDS fds waiting to go out, else as qmp_send. */
+int64_t qmp_send_fd(qmp *q, const char *command, json_object *args, int fd, qmp_reply_fn fn, void *userdata);
 
 /* The QEMU version from the greeting; -ENODATA before it has arrived. */
 int qmp_version(const qmp *q, int *major, int *minor, int *micro);

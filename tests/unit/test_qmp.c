@@ -1,5 +1,6 @@
 /* Unit tests for the QMP client. QEMU's side is played by the test through the other end
  * of a socketpair (or by a small thread for the blocking helpers). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -1211,6 +1212,125 @@ static void test_new_bad_fd(void **state)
 	assert_int_equal(qmp_poll_events(NULL), 0);
 }
 
+/* ---- fd passing ---- */
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+/* The peer reads byte by byte until n_lines lines have come: an fd arrives with the first
+ * byte of the send that carried it, so *fd_at is where that send began (-1: no fd). */
+static size_t peer_read_lines_fd(int peer, char *buf, size_t size, int n_lines, ssize_t *fd_at, int *got_fd)
+{
+	size_t n = 0;
+	*fd_at = -1;
+	*got_fd = -1;
+	while (n_lines > 0 && n + 1 < size) {
+		union {
+			char b[CMSG_SPACE(sizeof(int) * 4)];
+			struct cmsghdr align;
+		} c;
+		struct iovec iov = { .iov_base = buf + n, .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.b, .msg_controllen = sizeof(c.b) };
+		struct pollfd p = { .fd = peer, .events = POLLIN };
+		assert_int_equal(poll(&p, 1, 1000), 1);
+		assert_int_equal(recvmsg(peer, &m, MSG_CMSG_CLOEXEC), 1);
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+			assert_int_equal(h->cmsg_type, SCM_RIGHTS);
+			assert_int_equal(h->cmsg_len, CMSG_LEN(sizeof(int))); /* one fd, never two at once */
+			assert_int_equal(*got_fd, -1);
+			memcpy(got_fd, CMSG_DATA(h), sizeof(int));
+			*fd_at = (ssize_t)n;
+		}
+		if (buf[n++] == '\n')
+			n_lines--;
+	}
+	buf[n] = '\0';
+	return n;
+}
+
+static void assert_same_file(int a, int b)
+{
+	struct stat sa, sb;
+	assert_int_equal(fstat(a, &sa), 0);
+	assert_int_equal(fstat(b, &sb), 0);
+	assert_true(sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
+}
+
+static json_object *fdname_args(const char *name)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "fdname", json_object_new_string(name));
+	return a;
+}
+
+static void test_send_fd(void **state)
+{
+	struct fx *fx = *state;
+	int pfd[2];
+	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+	int before = count_fds();
+	/* Queued before READY behind a plain command, so both go out from one buffer: the
+	 * send must stop where the getfd begins and carry the fd from there. */
+	assert_true(qmp_send(fx->q, "query-status", NULL, NULL, NULL) >= 0);
+	assert_true(qmp_send_fd(fx->q, "getfd", fdname_args("t0"), pfd[1], NULL, NULL) >= 0);
+	assert_int_equal(count_fds(), before + 1); /* the engine's copy; the caller keeps its own */
+	assert_true(fcntl(pfd[1], F_GETFD) >= 0);
+	make_ready(fx);
+	char buf[512];
+	ssize_t at;
+	int got;
+	peer_read_lines_fd(fx->peer, buf, sizeof(buf), 2, &at, &got);
+	const char *second = strchr(buf, '\n') + 1;
+	assert_true(strncmp(second, "{\"execute\":\"getfd\",", strlen("{\"execute\":\"getfd\",")) == 0);
+	assert_int_equal(at, second - buf);
+	assert_true(got >= 0);
+	assert_same_file(got, pfd[1]);
+	/* Gone out: the engine closed its copy; what is left is the peer's. */
+	assert_int_equal(count_fds(), before + 1);
+	close(got);
+	assert_int_equal(count_fds(), before);
+
+	/* Once READY, another goes out at once, with its own first byte. */
+	assert_true(qmp_send_fd(fx->q, "getfd", fdname_args("t1"), pfd[0], NULL, NULL) >= 0);
+	assert_true(qmp_send(fx->q, "query-status", NULL, NULL, NULL) >= 0);
+	peer_read_lines_fd(fx->peer, buf, sizeof(buf), 2, &at, &got);
+	assert_int_equal(at, 0);
+	assert_same_file(got, pfd[0]);
+	close(got);
+	assert_int_equal(count_fds(), before);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+static void test_send_fd_bounds(void **state)
+{
+	struct fx *fx = *state;
+	int pfd[2];
+	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+	int before = count_fds();
+	assert_int_equal(qmp_send_fd(fx->q, "getfd", fdname_args("x"), -1, NULL, NULL), -EBADF);
+	/* Before READY they wait, at most QMP_MAX_FDS of them. */
+	for (int i = 0; i < QMP_MAX_FDS; i++)
+		assert_true(qmp_send_fd(fx->q, "getfd", fdname_args("x"), pfd[0], NULL, NULL) >= 0);
+	assert_int_equal(qmp_send_fd(fx->q, "getfd", fdname_args("x"), pfd[0], NULL, NULL), -EBUSY);
+	assert_true(qmp_send(fx->q, "query-status", NULL, NULL, NULL) >= 0); /* plain ones still go */
+	assert_int_equal(count_fds(), before + QMP_MAX_FDS);
+	/* Never sent: every copy goes with the object (and so does its socket). */
+	qmp_free(fx->q);
+	fx->q = NULL;
+	assert_int_equal(count_fds(), before - 1);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1252,6 +1372,8 @@ int main(void)
 		T(test_execute_timeout),
 		T(test_execute_timeout_before_ready),
 		T(test_execute_disconnect),
+		T(test_send_fd),
+		T(test_send_fd_bounds),
 		cmocka_unit_test(test_connect_unix),
 		cmocka_unit_test(test_new_bad_fd),
 	};

@@ -9,8 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -233,6 +236,84 @@ static void claim_errors(void **state)
 	}
 }
 
+static void claim_nets_good(void **state)
+{
+	(void)state;
+	struct vmctl_claim c = { 0 };
+	uk_error err = { 0 };
+	assert_int_equal(vmctl_claim_parse("{\"id\":\"c\",\"console_log\":\"/l\",\"net\":[{\"mac\":\"02:11:22:33:44:55\"},"
+					   "{\"mac\":\"0A:BB:cc:Dd:00:ff\",\"vhost\":true},{\"vhost\":false,\"mac\":\"02:00:00:00:00:01\"}]}",
+					   &c, &err),
+			 0);
+	assert_int_equal(c.n_nets, 3);
+	assert_string_equal(c.nets[0].mac, "02:11:22:33:44:55");
+	assert_false(c.nets[0].vhost);
+	assert_string_equal(c.nets[1].mac, "0A:BB:cc:Dd:00:ff");
+	assert_true(c.nets[1].vhost);
+	assert_false(c.nets[2].vhost);
+	assert_int_equal(vmctl_claim_n_fds(&c), 4);
+	vmctl_claim_done(&c);
+	assert_int_equal(c.n_nets, 0);
+	/* An empty list is no NIC; without "net", none either. */
+	assert_int_equal(vmctl_claim_parse("{\"id\":\"c\",\"console_log\":\"/l\",\"net\":[]}", &c, &err), 0);
+	assert_int_equal(c.n_nets, 0);
+	vmctl_claim_done(&c);
+	assert_int_equal(vmctl_claim_parse("{\"id\":\"c\",\"console_log\":\"/l\"}", &c, &err), 0);
+	assert_int_equal(c.n_nets, 0);
+	assert_int_equal(vmctl_claim_n_fds(&c), 0);
+	vmctl_claim_done(&c);
+	/* The most there may be. */
+	char doc[1024] = "{\"id\":\"c\",\"console_log\":\"/l\",\"net\":[";
+	for (int i = 0; i < VMCTL_CLAIM_NETS_MAX; i++)
+		snprintf(doc + strlen(doc), sizeof(doc) - strlen(doc), "%s{\"mac\":\"02:00:00:00:00:0%d\",\"vhost\":true}",
+			 i ? "," : "", i);
+	strcat(doc, "]}");
+	assert_int_equal(vmctl_claim_parse(doc, &c, &err), 0);
+	assert_int_equal(c.n_nets, VMCTL_CLAIM_NETS_MAX);
+	assert_int_equal(vmctl_claim_n_fds(&c), VMCTL_FDS_MAX);
+	vmctl_claim_done(&c);
+}
+
+static void claim_nets_errors(void **state)
+{
+	(void)state;
+	char too_many[1024] = "{\"id\":\"c\",\"console_log\":\"/l\",\"net\":[";
+	for (int i = 0; i <= VMCTL_CLAIM_NETS_MAX; i++)
+		snprintf(too_many + strlen(too_many), sizeof(too_many) - strlen(too_many), "%s{\"mac\":\"02:00:00:00:00:0%d\"}",
+			 i ? "," : "", i);
+	strcat(too_many, "]}");
+#define NET(x) "{\"id\":\"c\",\"console_log\":\"/l\",\"net\":" x "}"
+	struct {
+		const char *json, *needle;
+	} cases[] = {
+		{ NET("{}"), "\"net\" must be an array" },
+		{ NET("[7]"), "\"net[0]\" must be an object" },
+		{ NET("[{}]"), "\"net[0].mac\" is required" },
+		{ NET("[{\"vhost\":true}]"), "\"net[0].mac\" is required" },
+		{ NET("[{\"mac\":\"02:00:00:00:00:01\"},{\"vhost\":false}]"), "\"net[1].mac\" is required" },
+		{ NET("[{\"mac\":7}]"), "\"net[0].mac\" must be a string" },
+		{ NET("[{\"mac\":\"02:00:00:00:00\"}]"), "\"net[0].mac\" must look like" },
+		{ NET("[{\"mac\":\"02:00:00:00:00:0g\"}]"), "\"net[0].mac\" must look like" },
+		{ NET("[{\"mac\":\"02-00-00-00-00-01\"}]"), "\"net[0].mac\" must look like" },
+		{ NET("[{\"mac\":\"02:00:00:00:00:011\"}]"), "\"net[0].mac\" must look like" },
+		{ NET("[{\"mac\":\"01:00:5e:00:00:01\"}]"), "\"net[0].mac\" is 01:00:5e:00:00:01, a multicast" },
+		{ NET("[{\"mac\":\"ff:ff:ff:ff:ff:ff\"}]"), "multicast" },
+		{ NET("[{\"mac\":\"03:00:00:00:00:01\"}]"), "multicast" },
+		{ NET("[{\"mac\":\"02:00:00:00:00:01\",\"vhost\":1}]"), "\"net[0].vhost\" must be true or false" },
+		{ NET("[{\"mac\":\"02:00:00:00:00:01\",\"vhost\":\"true\"}]"), "\"net[0].vhost\" must be true or false" },
+		{ NET("[{\"mac\":\"02:00:00:00:00:01\",\"tap_fd\":3}]"), "\"net[0].tap_fd\" is not known" },
+		{ too_many, "\"net\" has 7 entries, at most 6" },
+	};
+#undef NET
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct vmctl_claim c = { 0 };
+		uk_error err = { 0 };
+		int r = vmctl_claim_parse(cases[i].json, &c, &err);
+		if (r >= 0 || !strstr(err.msg, cases[i].needle) || c.id || c.n_nets)
+			fail_msg("case %zu: %d \"%s\"", i, r, err.msg);
+	}
+}
+
 /* ---- the client and the server over real sockets ---- */
 
 struct fixture {
@@ -279,10 +360,51 @@ static int fixture_teardown(void **state)
 
 static struct vmctl_server *later_server;
 
-/* The server's handler: userdata 0 succeeds, 1 fails with a two-line message; with 2, a
- * claim answers later and a reopen-log then answers the waiting claims with an error. */
-static int handler(enum vmctl_command cmd, uk_error *err, void *userdata)
+static int count_fds(void)
 {
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+/* Mode 3: the fds' side. A reopen-log answers with the server's open fd count; a claim
+ * describes the fds it got (their count, whether each is O_CLOEXEC, their inodes) and keeps
+ * the first of exactly two, leaving the rest to the server. */
+static int fd_handler(enum vmctl_command cmd, int *fds, size_t n_fds, uk_error *err)
+{
+	char msg[512];
+	size_t n = 0;
+	if (cmd == VMCTL_REOPEN_LOG)
+		return uk_err(err, EIO, "open fds %d", count_fds());
+	n += (size_t)snprintf(msg + n, sizeof(msg) - n, "got %zu:", n_fds);
+	for (size_t i = 0; i < n_fds; i++) {
+		struct stat st;
+		bool cloexec = fcntl(fds[i], F_GETFD) & FD_CLOEXEC;
+		if (fstat(fds[i], &st) < 0)
+			return uk_err(err, EIO, "fd %zu: not open", i);
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, " %s%llu", cloexec ? "" : "inheritable-",
+				      (unsigned long long)st.st_ino);
+	}
+	if (n_fds == 2)
+		(void)TAKE_FD(fds[0]); /* kept open here for good: the test counts it */
+	return uk_err(err, EIO, "%s", msg);
+}
+
+/* The server's handler: userdata 0 succeeds, 1 fails with a two-line message; with 2, a
+ * claim answers later and a reopen-log then answers the waiting claims with an error; 3 is
+ * fd_handler. */
+static int handler(enum vmctl_command cmd, int *fds, size_t n_fds, uk_error *err, void *userdata)
+{
+	if (userdata == (void *)3)
+		return fd_handler(cmd, fds, n_fds, err);
+	/* Only a claim gets fds, and these tests send none with it. */
+	if (n_fds)
+		return uk_err(err, EINVAL, "unexpected fds");
 	if (userdata == (void *)2) {
 		if (cmd == VMCTL_CLAIM)
 			return VMCTL_ANSWER_LATER;
@@ -514,10 +636,135 @@ static void claim_write_reads_back(void **state)
 	assert_int_equal(back.log_format, VMCTL_LOG_RAW);
 	assert_true(back.input);
 	vmctl_claim_done(&back);
+	/* Without nets the file is as it always was: no "net" (json-c writes "/" as "\/"). */
+	char dir_esc[128] = "", want[512];
+	for (const char *p = f->dir; *p; p++)
+		snprintf(dir_esc + strlen(dir_esc), sizeof(dir_esc) - strlen(dir_esc), *p == '/' ? "\\/" : "%c", *p);
+	snprintf(want, sizeof(want),
+		 "{\"id\":\"ctr\",\"console_log\":\"\\/l\\/0.log\",\"log_format\":\"raw\",\"stdin\":true,\"state_dir\":\"%s\"}",
+		 dir_esc);
+	assert_string_equal(json, want);
+	/* Nets go out and come back. */
+	c.nets[0] = (struct vmctl_claim_net){ .mac = "02:11:22:33:44:55" };
+	c.nets[1] = (struct vmctl_claim_net){ .mac = "0a:00:00:00:00:02", .vhost = true };
+	c.n_nets = 2;
+	assert_int_equal(vmctl_claim_write(f->dir, &c, &err), 0);
+	free(json);
+	json = NULL;
+	assert_int_equal(uk_read_file(path, VMCTL_CLAIM_MAX, &json, NULL, &err), 0);
+	assert_int_equal(vmctl_claim_parse(json, &back, &err), 0);
+	assert_int_equal(back.n_nets, 2);
+	assert_string_equal(back.nets[0].mac, "02:11:22:33:44:55");
+	assert_false(back.nets[0].vhost);
+	assert_string_equal(back.nets[1].mac, "0a:00:00:00:00:02");
+	assert_true(back.nets[1].vhost);
+	vmctl_claim_done(&back);
+	/* A bad MAC is not written. */
+	c.nets[1].mac = "01:00:00:00:00:02";
+	assert_int_equal(vmctl_claim_write(f->dir, &c, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "\"net[1].mac\""));
+	c.n_nets = 0;
 	/* What would not parse is not written. */
 	c.id = "../x";
 	assert_int_equal(vmctl_claim_write(f->dir, &c, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "\"id\""));
+}
+
+/* A raw client that sends its bytes and fds in one sendmsg. */
+static int raw_client_fds(struct fixture *f, const char *bytes, size_t len, const int *fds, size_t n_fds)
+{
+	int fd = raw_client(f, "", 0);
+	union {
+		char b[CMSG_SPACE(sizeof(int) * 32)];
+		struct cmsghdr align;
+	} c = { 0 };
+	struct iovec iov = { .iov_base = (void *)bytes, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.b,
+			    .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds) };
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+	memcpy(CMSG_DATA(h), fds, sizeof(int) * n_fds);
+	assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)len);
+	return fd;
+}
+
+/* The server's open fd count, as fd_handler tells it. */
+static int server_fds(struct fixture *f)
+{
+	uk_error err = { 0 };
+	int n = -1;
+	assert_int_equal(vmctl_request(f->dir, VMCTL_CMD_REOPEN_LOG, 5000, NULL, 0, &err), -EIO);
+	assert_int_equal(sscanf(err.msg, "open fds %d", &n), 1);
+	return n;
+}
+
+static unsigned long long ino_of(int fd)
+{
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	return (unsigned long long)st.st_ino;
+}
+
+static void fds_with_claim(void **state)
+{
+	struct fixture *f = *state;
+	uk_error err = { 0 };
+	char want[256], buf[VMCTL_REPLY_MAX];
+	int p1[2], p2[2];
+	assert_int_equal(pipe2(p1, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(p2, O_CLOEXEC), 0);
+	start_server_mode(f, 5000, (void *)3);
+	int base = server_fds(f);
+
+	/* They arrive, in order, O_CLOEXEC; the handler keeps none, and the server closes them. */
+	int three[3] = { p1[0], p2[1], p1[1] };
+	assert_int_equal(vmctl_request_fds(f->dir, VMCTL_CMD_CLAIM, three, 3, 5000, NULL, 0, &err), -EIO);
+	snprintf(want, sizeof(want), "got 3: %llu %llu %llu", ino_of(p1[0]), ino_of(p2[1]), ino_of(p1[1]));
+	assert_string_equal(err.msg, want);
+	assert_int_equal(server_fds(f), base);
+	/* One the handler keeps stays open; the other goes. */
+	assert_int_equal(vmctl_request_fds(f->dir, VMCTL_CMD_CLAIM, three, 2, 5000, NULL, 0, &err), -EIO);
+	assert_int_equal(server_fds(f), base + 1);
+	base++;
+	/* The most there may be. */
+	int many[VMCTL_FDS_MAX + 1];
+	for (size_t i = 0; i < ARRAY_SIZE(many); i++)
+		many[i] = p2[0];
+	assert_int_equal(vmctl_request_fds(f->dir, VMCTL_CMD_CLAIM, many, VMCTL_FDS_MAX, 5000, NULL, 0, &err), -EIO);
+	assert_non_null(strstr(err.msg, "got 12:"));
+	assert_int_equal(server_fds(f), base);
+	/* One more: the client refuses it, and a client that sends it anyway is answered so,
+	 * its fds closed, the handler never called. */
+	assert_int_equal(vmctl_request_fds(f->dir, VMCTL_CMD_CLAIM, many, VMCTL_FDS_MAX + 1, 5000, NULL, 0, &err), -E2BIG);
+	int fd = raw_client_fds(f, "claim\n", 6, many, VMCTL_FDS_MAX + 1);
+	read_all(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "error " VMCTL_ERR_TOO_MANY_FDS "\n");
+	safe_close(fd);
+	assert_int_equal(server_fds(f), base);
+	/* Too many over two sends of one line, too. */
+	fd = raw_client_fds(f, "cla", 3, many, VMCTL_FDS_MAX);
+	assert_int_equal(poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 100), 0); /* waits for more */
+	safe_close(fd);
+	fd = raw_client_fds(f, "cla", 3, many, VMCTL_FDS_MAX - 1);
+	assert_int_equal(poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 100), 0);
+	safe_close(fd);
+	assert_int_equal(server_fds(f), base); /* gone before the line was whole: closed */
+	/* fds with a command that takes none: refused, closed. */
+	assert_int_equal(vmctl_request_fds(f->dir, VMCTL_CMD_REOPEN_LOG, three, 1, 5000, NULL, 0, &err), -EIO);
+	assert_string_equal(err.msg, VMCTL_ERR_FDS);
+	assert_int_equal(vmctl_request_fds(f->dir, "frobnicate", three, 1, 5000, NULL, 0, &err), -EIO);
+	assert_string_equal(err.msg, VMCTL_ERR_UNKNOWN);
+	assert_int_equal(server_fds(f), base);
+	/* The client's own fds stay open. */
+	assert_true(fcntl(p1[0], F_GETFD) >= 0 && fcntl(p2[1], F_GETFD) >= 0);
+	int bad = -1;
+	assert_int_equal(vmctl_request_fds(f->dir, VMCTL_CMD_CLAIM, &bad, 1, 5000, NULL, 0, &err), -EBADF);
+	close(p1[0]);
+	close(p1[1]);
+	close(p2[0]);
+	close(p2[1]);
 }
 
 static void client_timeout(void **state)
@@ -582,6 +829,9 @@ int main(void)
 		cmocka_unit_test(reply_parse),
 		cmocka_unit_test(claim_good),
 		cmocka_unit_test(claim_errors),
+		cmocka_unit_test(claim_nets_good),
+		cmocka_unit_test(claim_nets_errors),
+		T(fds_with_claim),
 		T(server_answers_later),
 		T(server_answer_never_comes),
 		T(claim_write_reads_back),

@@ -348,6 +348,98 @@ static void spec_pool(void **state)
 	}
 }
 
+static int device_at(char **argv, const char *prefix);
+
+/* A pool VM whose NICs come at the claim: no NIC on QEMU's command line, a machine with PCI,
+ * the NICs last in the order. */
+static void spec_nics_at_claim(void **state)
+{
+	(void)state;
+	struct vm_spec *s = NULL;
+	uk_error err = { 0 };
+#define NIC_SPEC(extra) "{\"version\":1,\"id\":\"pool-1\",\"kernel\":\"" READABLE "\",\"state_dir\":\"/tmp/x\"" extra "}"
+#define POOL_PC ",\"pool\":true,\"machine\":\"pc\""
+	assert_int_equal(parse(NIC_SPEC(POOL_PC), &s, &err), 0);
+	assert_int_equal(s->nics_at_claim, 0);
+	vm_spec_free(s);
+	assert_int_equal(parse(NIC_SPEC(POOL_PC ",\"nics_at_claim\":2,\"disk\":\"" READABLE "\","
+					"\"devices\":[\"block\",\"net\",\"net\"]"),
+			       &s, &err),
+			 0);
+	assert_int_equal(s->nics_at_claim, 2);
+	assert_int_equal(s->n_nets, 0);
+	struct vm_plan p;
+	char **argv = NULL;
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_MULTIBOOT, false, &p, &err), 0);
+	assert_int_equal(p.machine, VM_MACHINE_PC);
+	assert_int_equal(qemu_build_argv(s, &p, &argv, &err), 0);
+	/* No NIC at all, the disk still there, paused. */
+	assert_false(has(argv, "-netdev"));
+	assert_int_equal(device_at(argv, "virtio-net"), -1);
+	assert_true(device_at(argv, "virtio-blk-pci,drive=disk0") > 0);
+	assert_true(has(argv, "-S"));
+	strv_free(argv);
+	/* A spec made otherwise (the command line) is still refused microvm by the plan. */
+	s->machine = VM_MACHINE_MICROVM;
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_PVH, false, &p, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "\"nics_at_claim\""));
+	vm_spec_free(s);
+	/* q35, and "auto" booting a disk (q35 too). */
+	assert_int_equal(parse(NIC_SPEC(",\"pool\":true,\"machine\":\"q35\",\"nics_at_claim\":1"), &s, &err), 0);
+	vm_spec_free(s);
+	assert_int_equal(parse("{\"version\":1,\"id\":\"p\",\"disk\":\"" READABLE "\",\"state_dir\":\"/tmp/x\",\"pool\":true,"
+			       "\"nics_at_claim\":1}",
+			       &s, &err),
+			 0);
+	assert_int_equal(vm_plan_resolve(s, GUEST_BOOT_UNKNOWN, false, &p, &err), 0);
+	assert_int_equal(p.machine, VM_MACHINE_Q35);
+	vm_spec_free(s);
+	static const struct {
+		const char *json, *needle;
+	} bad[] = {
+		{ NIC_SPEC(POOL_PC ",\"nics_at_claim\":1,\"net\":[{\"tap_fd\":9,\"mac\":\"02:00:00:00:00:01\"}]"),
+		  "field \"nics_at_claim\" must not be given with \"net\"" },
+		{ NIC_SPEC(",\"machine\":\"pc\",\"nics_at_claim\":1"), "field \"nics_at_claim\" needs \"pool\"" },
+		{ NIC_SPEC(",\"pool\":true,\"machine\":\"microvm\",\"nics_at_claim\":1"),
+		  "field \"machine\" is microvm, which is microvm: \"nics_at_claim\" needs pc or q35" },
+		{ NIC_SPEC(",\"pool\":true,\"nics_at_claim\":1"), "field \"machine\" is auto, which may choose microvm" },
+		{ NIC_SPEC(POOL_PC ",\"nics_at_claim\":1,\"disk\":\"" READABLE "\",\"devices\":[\"net\",\"block\"]"),
+		  "field \"devices[1]\" is \"block\" after a \"net\"" },
+		{ NIC_SPEC(POOL_PC ",\"nics_at_claim\":1,\"devices\":[\"net\",\"net\"]"),
+		  "field \"devices[1]\" is \"net\" number 2, but \"nics_at_claim\" is 1" },
+		{ NIC_SPEC(POOL_PC ",\"nics_at_claim\":2,\"devices\":[\"net\"]"),
+		  "field \"devices\" names 1 \"net\", but \"nics_at_claim\" is 2" },
+		{ NIC_SPEC(POOL_PC ",\"nics_at_claim\":1,\"blockdevs\":[{\"path\":\"" READABLE "\",\"serial\":\"d0\","
+				   "\"readonly\":true}]"),
+		  "field \"devices\" is required with \"nics_at_claim\" and \"blockdevs\"" },
+		{ NIC_SPEC(POOL_PC ",\"nics_at_claim\":7"), "field \"nics_at_claim\" is 7, must be within 0..6" },
+		{ NIC_SPEC(POOL_PC ",\"nics_at_claim\":\"1\""), "field \"nics_at_claim\" must be an integer" },
+	};
+#undef POOL_PC
+#undef NIC_SPEC
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		s = NULL;
+		if (parse(bad[i].json, &s, &err) >= 0 || !strstr(err.msg, bad[i].needle))
+			fail_msg("case %zu: \"%s\"", i, err.msg);
+		assert_null(s);
+	}
+}
+
+/* One description of a NIC for the argv and for QMP's netdev_add and device_add. */
+static void nic_description(void **state)
+{
+	(void)state;
+	_cleanup_json_ json_object *nd = qemu_nic_netdev(1, "uknet1", "uknet1vhost");
+	_cleanup_json_ json_object *nd2 = qemu_nic_netdev(0, "uknet0", NULL);
+	_cleanup_json_ json_object *dev = qemu_nic_device(1, "02:11:22:33:44:55", false);
+	assert_string_equal(json_object_to_json_string_ext(nd, JSON_C_TO_STRING_PLAIN),
+			    "{\"type\":\"tap\",\"id\":\"net1\",\"fd\":\"uknet1\",\"vhost\":true,\"vhostfd\":\"uknet1vhost\"}");
+	assert_string_equal(json_object_to_json_string_ext(nd2, JSON_C_TO_STRING_PLAIN),
+			    "{\"type\":\"tap\",\"id\":\"net0\",\"fd\":\"uknet0\"}");
+	assert_string_equal(json_object_to_json_string_ext(dev, JSON_C_TO_STRING_PLAIN),
+			    "{\"driver\":\"virtio-net-pci\",\"netdev\":\"net1\",\"mac\":\"02:11:22:33:44:55\"}");
+}
+
 /* A kernel with a disk (urunc's block image): the kernel boots, the disk is a data disk. */
 static void kernel_and_data_disk(void **state)
 {
@@ -872,6 +964,8 @@ int main(void)
 		cmocka_unit_test(spec_minimal),    cmocka_unit_test(spec_full),
 		cmocka_unit_test(spec_errors),
 		cmocka_unit_test(spec_pool),
+		cmocka_unit_test(spec_nics_at_claim),
+		cmocka_unit_test(nic_description),
 		cmocka_unit_test(plan_choices),    cmocka_unit_test(plan_pit),    cmocka_unit_test(argv_kernel_microvm),
 		cmocka_unit_test(argv_disk_q35),   cmocka_unit_test(kernel_and_data_disk),
 		cmocka_unit_test(exit_classes),    cmocka_unit_test(spec_exit_and_devices),
