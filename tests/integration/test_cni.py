@@ -276,8 +276,9 @@ def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(scratch):
     cannot take a device late, is not pooled and starts cold."""
     for f in (SOLO5 / "test_net.virtio", UNIKRAFT / "httpreply"):
         assert f.is_file(), f"third-party unikernel missing: {f}"
+    pool = ["--pool-size", "1", "--pool-idle-timeout", "0"]
     u = cni_unikd(scratch, start=False)
-    u.extra += ["--pool-size", "1", "--pool-idle-timeout", "0"]
+    u.extra += pool
     u.import_image("solo5-net:1", "--kernel", str(SOLO5 / "test_net.virtio"))
     u.import_image("httpreply:1", "--kernel", str(UNIKRAFT / "httpreply"), "--unikernel-type", "unikraft",
                    "--unikernel-version", "0.17.0")
@@ -330,6 +331,17 @@ def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(scratch):
         u.remove_pod(sid)
         assert not any(leftovers(u, scratch).values())
     finally:
-        u.cleanup()
+        # Pool VMs outlive unikd on purpose (a restart adopts them): started once more
+        # without a pool, unikd must end every one it finds.
+        try:
+            if u.proc and u.proc.poll() is None:
+                for p in u.pods():
+                    u.remove_pod(p.id)
+            u.stop()
+            u.extra = u.extra[:-len(pool)]
+            u.start()
+            u.wait_log("the pool is off", "ready")
+        finally:
+            u.cleanup()
     assert u.vm_pids() == []
     assert netns_pinned() == []
