@@ -428,6 +428,21 @@ class Inotify:
         os.close(self.fd)
 
 
+def wait_pool_ready(u, n, timeout_s=300.0):
+    """Until unikd's log has said n times in all that a pool VM is ready (inotify on the log)."""
+    ino = Inotify()
+    ino.watch(u.logfile)
+    end = time.monotonic() + timeout_s
+    try:
+        while u.logfile.read_text().count('msg="pool VM ready"') < n:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{n} pool VMs were not ready after {timeout_s} s")
+            ino.wait(left)
+    finally:
+        ino.close()
+
+
 class LineWatch:
     """Waits for a line that starts with `needle` in a file that may not exist yet (a CRI
     log, a serial console file), woken by inotify on its directory, not by polling."""

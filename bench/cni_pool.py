@@ -6,7 +6,6 @@ cold (a unikd in CNI mode without a pool) against warm (one with a pool), both a
 QEMU launch of the same binary, alternating runs, one accelerator on every side."""
 import json
 import subprocess
-import time
 
 import benchlib as B
 from benchlib import mono_ns, summary, ratio
@@ -87,21 +86,6 @@ def bare(tag, accel, n):
     return {"total_ms": (t1 - t0) / 1e6}
 
 
-def wait_ready(u, n, timeout_s=120.0):
-    """Until unikd's log has said n times that a pool VM is ready (inotify on the log)."""
-    ino = B.Inotify()
-    ino.watch(u.logfile)
-    end = time.monotonic() + timeout_s
-    try:
-        while u.logfile.read_text().count('msg="pool VM ready"') < n:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{n} pool VMs were not ready after {timeout_s} s")
-            ino.wait(left)
-    finally:
-        ino.close()
-
-
 def section_cni_pool(ctx, scratch, accel, alternate, xr):
     a, T, res = ctx.args, ctx.table, ctx.results
     if not SOLO5_NET.is_file():
@@ -120,7 +104,7 @@ def section_cni_pool(ctx, scratch, accel, alternate, xr):
                 return bare(scratch.tag, accel, count[kind])
             if kind == "cold":
                 return pod_start(uc, "cold", count[kind])
-            wait_ready(uw, count[kind])  # the previous claim's replacement, outside the timed part
+            B.wait_pool_ready(uw, count[kind])  # the previous claim's replacement, outside the timed part
             return pod_start(uw, "pooled", count[kind])
         raw = alternate({k: (lambda k=k: run(k)) for k in count}, a.runs, "CNI warm start", True)
     finally:

@@ -602,21 +602,6 @@ def section_concurrency(ctx):
                           "remove_all_ms": t_rm}
 
 
-def wait_pool_ready(u, n, timeout_s=300.0):
-    """Until unikd's log has said n times in all that a pool VM is ready (inotify on the log)."""
-    ino = B.Inotify()
-    ino.watch(u.logfile)
-    end = time.monotonic() + timeout_s
-    try:
-        while u.logfile.read_text().count('msg="pool VM ready"') < n:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{n} pool VMs were not ready after {timeout_s} s")
-            ino.wait(left)
-    finally:
-        ino.close()
-
-
 def together(n, fn, barrier):
     """fn(0..n-1) on n threads that wait on barrier (of n + 1), released at once; returns the
     release's time once all are done."""
@@ -678,7 +663,7 @@ def section_pool(ctx, scratch, accel):
         claims = [0]
 
         def pooled():
-            wait_pool_ready(up, drv.n)  # the previous claim's replacement, outside the timed part
+            B.wait_pool_ready(up, drv.n)  # the previous claim's replacement, outside the timed part
             r = drv.hello()
             got = up.logfile.read_text().count("container started from the pool")
             r["pooled"] = got > claims[0]
@@ -709,7 +694,7 @@ def section_pool(ctx, scratch, accel):
         sid, _, _, _, _ = start_pod(ub, "teach", ["idle"], 16)
         remove_pod(ub, sid)
         t0 = mono_ns()
-        wait_pool_ready(ub, n, timeout_s=600)
+        B.wait_pool_ready(ub, n, timeout_s=600)
         fill_ms = ms(t0, mono_ns())
         cold_all, cold_one, sids = burst_lines(ub, n, ["idle", "cold"], 16, "cold")
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
