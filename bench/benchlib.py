@@ -428,6 +428,33 @@ class Inotify:
         os.close(self.fd)
 
 
+def start_pod(u, name, args, memory_mib, watch=False, annotations=None, image="hello:1", needle=FIRST_LINE,
+              times=None):
+    """Run, create and start one pod; returns (sid, cid, t_sent, t_running, LineWatch|None).
+    With times (a dict), also the monotonic ns when RunPodSandbox and CreateContainer answered."""
+    pb, rs = u.pb, u.rs
+    (u.logs / name / "c").mkdir(parents=True)
+    lw = LineWatch(u.log_path(name), needle=needle, cri=True) if watch else None
+    cfg = u.pod_config(name)
+    ccfg = u.container_config(args, memory_mib=memory_mib, annotations=annotations, image=image)
+    t0 = mono_ns()
+    sid = rs.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    if times is not None:
+        times["run"] = mono_ns()
+    cid = rs.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=ccfg,
+                                                       sandbox_config=cfg)).container_id
+    if times is not None:
+        times["create"] = mono_ns()
+    rs.StartContainer(pb.StartContainerRequest(container_id=cid))
+    return sid, cid, t0, mono_ns(), lw
+
+
+def remove_pod(u, sid):
+    pb, rs = u.pb, u.rs
+    rs.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    rs.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
 def wait_pool_ready(u, n, timeout_s=300.0):
     """Until unikd's log has said n times in all that a pool VM is ready (inotify on the log)."""
     ino = Inotify()

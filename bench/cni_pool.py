@@ -40,31 +40,17 @@ def cni_unikd(scratch, name, subnet, accel, extra=()):
 def pod_start(u, label, n):
     """RunPodSandbox → CreateContainer → StartContainer → the guest's first line; then the pod
     is removed (not timed). Returns the record and whether the VM came from the pool."""
-    pb, rs = u.pb, u.rs
-    name = f"{label}-{n}"
-    (u.logs / name / "c").mkdir(parents=True)
-    cfg = u.pod_config(name)
-    ccfg = u.container_config([], memory_mib=MEMORY_MIB, image="solo5-net:1")
-    lw = B.LineWatch(u.log_path(name), needle=b"", cri=True)
-    sid = None
+    name, times = f"{label}-{n}", {}
+    sid, cid, t0, t3, lw = B.start_pod(u, name, [], MEMORY_MIB, watch=True, image="solo5-net:1", needle=b"",
+                                       times=times)
     try:
-        t0 = mono_ns()
-        sid = rs.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
-        t1 = mono_ns()
-        cid = rs.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=ccfg,
-                                                           sandbox_config=cfg)).container_id
-        t2 = mono_ns()
-        rs.StartContainer(pb.StartContainerRequest(container_id=cid))
-        t3 = mono_ns()
         t4, _ = lw.wait(60)
         rec = json.loads((u.state / "containers" / f"{cid}.json").read_text())
     finally:
         lw.close()
-        if sid:
-            rs.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
-            rs.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
-    return {"total_ms": (t4 - t0) / 1e6, "rpc_run_ms": (t1 - t0) / 1e6, "rpc_start_ms": (t3 - t2) / 1e6,
-            "pooled": bool(rec.get("pool_vm"))}
+        B.remove_pod(u, sid)
+    return {"total_ms": (t4 - t0) / 1e6, "rpc_run_ms": (times["run"] - t0) / 1e6,
+            "rpc_start_ms": (t3 - times["create"]) / 1e6, "pooled": bool(rec.get("pool_vm"))}
 
 
 def bare(tag, accel, n):

@@ -516,27 +516,6 @@ def section_network(ctx):
                       "ratio_dhcp_p50": ratio(s["unikd_dhcp"]["median"], b)}
 
 
-def start_pod(u, name, args, memory_mib, watch=False, annotations=None):
-    """Run, create and start one pod; returns (sid, cid, t_sent, t_running, LineWatch|None)."""
-    pb, rs = u.pb, u.rs
-    (u.logs / name / "c").mkdir(parents=True)
-    lw = B.LineWatch(u.log_path(name), cri=True) if watch else None
-    cfg = u.pod_config(name)
-    ccfg = u.container_config(args, memory_mib=memory_mib, annotations=annotations)
-    t0 = mono_ns()
-    sid = rs.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
-    cid = rs.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=ccfg,
-                                                       sandbox_config=cfg)).container_id
-    rs.StartContainer(pb.StartContainerRequest(container_id=cid))
-    return sid, cid, t0, mono_ns(), lw
-
-
-def remove_pod(u, sid):
-    pb, rs = u.pb, u.rs
-    rs.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
-    rs.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
-
-
 def section_concurrency(ctx):
     a, T, res, u = ctx.args, ctx.table, ctx.results, ctx.ud_info
     n = a.concurrency
@@ -553,7 +532,7 @@ def section_concurrency(ctx):
     # Remove them all at once too.
     t0 = mono_ns()
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
-        list(ex.map(lambda r: remove_pod(u, r["sid"]), ok))
+        list(ex.map(lambda r: B.remove_pod(u, r["sid"]), ok))
     t_rm = ms(t0, mono_ns())
 
     # Bare QEMU, the same number launched at once.
@@ -624,7 +603,7 @@ def burst(u, n, args, memory_mib, prefix):
     def one(i):
         barrier.wait()
         try:
-            sid, _, t0, t1, lw = start_pod(u, f"{prefix}-{i}", args, memory_mib, watch=True)
+            sid, _, t0, t1, lw = B.start_pod(u, f"{prefix}-{i}", args, memory_mib, watch=True)
             try:
                 t2, _ = lw.wait(300)
             finally:
@@ -691,18 +670,18 @@ def section_pool(ctx, scratch, accel):
     ub.import_image("hello:1", "--kernel", str(B.HELLO))
     ub.start()
     try:
-        sid, _, _, _, _ = start_pod(ub, "teach", ["idle"], 16)
-        remove_pod(ub, sid)
+        sid, _, _, _, _ = B.start_pod(ub, "teach", ["idle"], 16)
+        B.remove_pod(ub, sid)
         t0 = mono_ns()
         B.wait_pool_ready(ub, n, timeout_s=600)
         fill_ms = ms(t0, mono_ns())
         cold_all, cold_one, sids = burst_lines(ub, n, ["idle", "cold"], 16, "cold")
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
-            list(ex.map(lambda x: remove_pod(ub, x), sids))
+            list(ex.map(lambda x: B.remove_pod(ub, x), sids))
         warm_all, warm_one, sids = burst_lines(ub, n, ["idle"], 16, "warm")
         pooled = ub.logfile.read_text().count("container started from the pool")
         with concurrent.futures.ThreadPoolExecutor(16) as ex:
-            list(ex.map(lambda x: remove_pod(ub, x), sids))
+            list(ex.map(lambda x: B.remove_pod(ub, x), sids))
     finally:
         ub.stop()
     T.section(f"   {n} replicas at once (16 MiB): from the pool against cold (ms)")
@@ -723,7 +702,7 @@ def overhead_server_side(ctx, n=1000):
     time inside unikd (rpc=… ms=…): what of the client's figure is unikd's."""
     u = ctx.ud_bridge.u
     pb, rs = u.pb, u.rs
-    sid, cid, _, _, _ = start_pod(u, "ovh-srv", ["idle"], 32)
+    sid, cid, _, _, _ = B.start_pod(u, "ovh-srv", ["idle"], 32)
     try:
         u.new_rpc_times()
         calls = [(rs.Version, pb.VersionRequest()), (rs.ListPodSandbox, pb.ListPodSandboxRequest()),
@@ -736,7 +715,7 @@ def overhead_server_side(ctx, n=1000):
             srv.setdefault(method, []).append(v * 1000)
         ctx.server_overhead = {k: summary(srv.get(k, [])) for k in ("Version", "ListPodSandbox", "ContainerStatus")}
     finally:
-        remove_pod(u, sid)
+        B.remove_pod(u, sid)
 
 
 def section_overhead(ctx):
@@ -744,7 +723,7 @@ def section_overhead(ctx):
     pb, rs = u.pb, u.rs
     n = a.overhead_calls
     log(f"6. CRI call overhead: {n} calls each of Version, ListPodSandbox, ContainerStatus")
-    sid, cid, _, _, _ = start_pod(u, "ovh", ["idle"], 32)
+    sid, cid, _, _, _ = B.start_pod(u, "ovh", ["idle"], 32)
     try:
         calls = {"Version": (rs.Version, pb.VersionRequest()),
                  "ListPodSandbox": (rs.ListPodSandbox, pb.ListPodSandboxRequest()),
@@ -763,7 +742,7 @@ def section_overhead(ctx):
         # The Python client's own floor: the same loop with an empty unary call would need a
         # server; instead, the cost of building and serialising each request is shown.
     finally:
-        remove_pod(u, sid)
+        B.remove_pod(u, sid)
     T.section(f"6. CRI call overhead: {n} calls each, one persistent channel, Python grpcio client, "
               f"1 pod (µs)")
     s = {}
@@ -942,7 +921,7 @@ def density(ctx, u):
             stop_flag.set()
             raise RuntimeError(f"the density phase's time limit ({a.density_timeout} s) ran out")
         ann = {"unikd.io/pit": a.density_pit} if a.density_pit != "auto" else None
-        sid, cid, t0, t1, _ = start_pod(u, f"d-{i}", ["idle"], a.density_memory, annotations=ann)
+        sid, cid, t0, t1, _ = B.start_pod(u, f"d-{i}", ["idle"], a.density_memory, annotations=ann)
         with lock:
             pods.append((sid, cid, ms(t0, t1)))
             if len(pods) % 100 == 0:
@@ -1022,7 +1001,7 @@ def density(ctx, u):
         log(f"5. density: removing {held} pods")
         t0 = mono_ns()
         with concurrent.futures.ThreadPoolExecutor(a.density_parallel) as ex:
-            list(ex.map(lambda p: remove_pod(u, p[0]), pods))
+            list(ex.map(lambda p: B.remove_pod(u, p[0]), pods))
         r["remove_all_ms"] = ms(t0, mono_ns())
     res["density"] = r
 

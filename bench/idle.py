@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as B  # noqa: E402
-from cri_bench import cpu_delta, cpu_sample, remove_pod  # noqa: E402
+from benchlib import remove_pod  # noqa: E402
+from cri_bench import cpu_delta, cpu_sample  # noqa: E402
 
 UNIKERNELS = B.REPO.parent / "shared" / "unikernels"
 

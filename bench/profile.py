@@ -218,7 +218,7 @@ def status_scaling(a):
               f"syscalls per ContainerStatus (strace -c)")
         for n in counts:
             while len(pods) < n:
-                sid, cid, _, _, _ = C.start_pod(u, f"s-{len(pods)}", ["idle"], 16)
+                sid, cid, _, _, _ = B.start_pod(u, f"s-{len(pods)}", ["idle"], 16)
                 pods.append((sid, cid))
             time.sleep(1)
             lat = {"ContainerStatus": [], "ListContainers": [], "ListPodSandbox": []}
