@@ -460,7 +460,7 @@ static void plug_fail(struct wrapper *w, const char *msg)
 	vmctl_server_answer(&w->vmctl, -EIO, msg);
 	plug_clear(&w->plug);
 	w->plug_failed = true;
-	if (!w->qemu_exited)
+	if (!w->qemu_exited && !w->stop_requests) /* a second request would be SIGKILL */
 		request_stop(w);
 }
 
@@ -529,7 +529,7 @@ static void plug_next(struct wrapper *w)
 	}
 	int r = plug_send(w);
 	if (r < 0) {
-		snprintf(msg, sizeof(msg), "claim: field \"net[%u]\": cannot send QMP %s: %s", p->net,
+		snprintf(msg, sizeof(msg), "claim: field \"net[%u]\": " VMCTL_ERR_PLUG ": cannot send QMP %s: %s", p->net,
 			 plug_step_names[p->step], strerror(-r));
 		plug_fail(w, msg);
 	}
@@ -546,7 +546,8 @@ static void on_plug(qmp *q, json_object *ret, const struct qmp_error *qerr, void
 		return;
 	if (qerr) {
 		char msg[512];
-		snprintf(msg, sizeof(msg), "claim: field \"net[%u]\": QMP %s: %s: %s", p->net, plug_step_names[p->step],
+		snprintf(msg, sizeof(msg), "claim: field \"net[%u]\": " VMCTL_ERR_PLUG ": QMP %s: %s: %s", p->net,
+			 plug_step_names[p->step],
 			 qerr->klass ? qerr->klass : "error", qerr->desc ? qerr->desc : "");
 		plug_fail(w, msg);
 		return;

@@ -61,8 +61,8 @@ int vm_plan_resolve(const struct vm_spec *s, enum guest_boot kind, bool kvm_ok, 
 	if (p.machine == VM_MACHINE_MICROVM && kind == GUEST_BOOT_MULTIBOOT)
 		return uk_err(err, EINVAL, "a multiboot kernel needs machine pc or q35, not microvm");
 	/* vm_spec_validate refuses it already; a spec built otherwise must not get past here. */
-	if (p.machine == VM_MACHINE_MICROVM && s->nics_at_claim)
-		return uk_err(err, EINVAL, "field \"nics_at_claim\" needs machine pc or q35, not microvm");
+	if (p.machine != VM_MACHINE_PC && s->nics_at_claim)
+		return uk_err(err, EINVAL, "field \"nics_at_claim\" needs machine pc, not %s", vm_machine_name(p.machine));
 	int r = check_room(s, p.machine, err);
 	if (r < 0)
 		return r;

@@ -477,9 +477,9 @@ static int check_volumes(const struct vm_spec *s, uk_error *err)
 }
 
 /* NICs plugged at the claim (README.md, "NICs at the claim"): a pool VM's, instead of "net",
- * on a machine with PCI: microvm's virtio-mmio takes no device after start. "auto" chooses
- * microvm for a kernel that is not multiboot, which only vm_plan_resolve knows: refused
- * here unless it boots a disk (q35). */
+ * on pc only: its i440FX root bus takes a device after QEMU's start. microvm's virtio-mmio
+ * and q35's PCIe root bus do not (QEMU: "Bus 'pcie.0' does not support hotplugging"), and
+ * "auto" may choose either. */
 static int check_nics_at_claim(const struct vm_spec *s, uk_error *err)
 {
 	if (!s->nics_at_claim)
@@ -488,11 +488,11 @@ static int check_nics_at_claim(const struct vm_spec *s, uk_error *err)
 		return uk_err(err, EINVAL, "field \"nics_at_claim\" needs \"pool\": true (a claim plugs the NICs)");
 	if (s->n_nets)
 		return uk_err(err, EINVAL, "field \"nics_at_claim\" must not be given with \"net\": the claim gives the NICs");
-	if (s->machine == VM_MACHINE_MICROVM || (s->machine == VM_MACHINE_AUTO && s->kernel))
+	if (s->machine != VM_MACHINE_PC)
 		return uk_err(err, EINVAL,
-			      "field \"machine\" is %s, which %s microvm: \"nics_at_claim\" needs pc or q35 (microvm "
-			      "cannot plug a NIC after start)",
-			      vm_machine_name(s->machine), s->machine == VM_MACHINE_AUTO ? "may choose" : "is");
+			      "field \"machine\" is %s: \"nics_at_claim\" needs pc (only its PCI root bus takes a NIC "
+			      "after QEMU's start)",
+			      vm_machine_name(s->machine));
 	/* Without an order the NICs would go before the block devices on a cold start. */
 	if (!s->has_device_order && s->n_blockdevs)
 		return uk_err(err, EINVAL,

@@ -99,7 +99,8 @@ struct vm_spec {
 	unsigned n_nets;
 	/* A pool VM started without NICs, which its claim plugs in before the guest runs, with
 	 * the MACs it names (README.md, "NICs at the claim"); 0: none. Needs "pool", no "net",
-	 * and machine pc or q35; the NICs come last in "devices". */
+	 * and machine pc (the only root bus that takes a device after start); the NICs come last
+	 * in "devices". */
 	unsigned nics_at_claim;
 	enum vm_exit_contract exit_contract;
 	struct vm_share shares[VM_SHARES_MAX];

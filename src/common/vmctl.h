@@ -17,8 +17,8 @@
  * VM's state directory (vmctl_claim_write()), then sends "claim". A claim whose file has
  * "net" entries sends their fds along with the line (SCM_RIGHTS, vmctl_request_fds()), in
  * order: for each net, its tap, then its vhost-net fd when "vhost" is true. Only "claim"
- * takes fds: any other command that brings some is answered VMCTL_ERR_FDS, and the server
- * closes every fd it received and did not use.
+ * takes fds: any other known command that brings some is answered VMCTL_ERR_FDS (an unknown
+ * one VMCTL_ERR_UNKNOWN), and the server closes every fd it received and did not use.
  *
  * Everything is bounded: a request line of at most VMCTL_LINE_MAX bytes with its "\n", a
  * reply of at most VMCTL_REPLY_MAX, VMCTL_CLIENTS_MAX clients at once (the next ones are
@@ -59,6 +59,8 @@
 #define VMCTL_ERR_BUSY "too many clients"
 #define VMCTL_ERR_CLAIMED "already claimed"
 #define VMCTL_ERR_NOT_POOL "not a pool VM"
+/* In a claim's error when a NIC's plug failed half-way (the VM is then stopped). */
+#define VMCTL_ERR_PLUG "the NIC could not be plugged"
 #define VMCTL_ERR_FDS "this command takes no fds"
 #define VMCTL_ERR_TOO_MANY_FDS "too many fds"
 

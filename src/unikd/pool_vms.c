@@ -35,6 +35,7 @@ struct pool_keyinfo {
 	json_object *tmpl; /* {"vm": VM fields, "nic": bool, ...} with boot files under the key's dir */
 	struct pool_entry e;
 	bool failed;       /* its last start failed: nothing more until a pod wants it again */
+	bool unpluggable;  /* a claim could not plug its NIC: no more of it until unikd restarts */
 	bool written;      /* its directory (boot files, key.json) is made */
 };
 
@@ -122,11 +123,12 @@ static int key_of_template(json_object *t, struct pool_key *key, uk_error *err)
 /* In CNI mode the guest's NIC must have the MAC the plugins gave the pod's eth0, known only
  * after the pod's ADD; a pool VM gets its NIC at the claim instead (vmwrapper's
  * nics_at_claim: QMP device_add before the guest's first instruction). That needs a bus that
- * takes a device after QEMU has started: PCI (pc, q35), not microvm's virtio-mmio; and the
- * NIC last in the device order, where a plugged device lands as a cold start's would. */
+ * takes a device after QEMU has started: pc's PCI root bus, not microvm's virtio-mmio nor
+ * q35's PCIe root bus; and the NIC last in the device order, where a plugged device lands as
+ * a cold start's would. */
 static bool nic_pluggable(const struct container *c)
 {
-	if (!c->machine || (strcmp(c->machine, "pc") != 0 && strcmp(c->machine, "q35") != 0))
+	if (!c->machine || strcmp(c->machine, "pc") != 0)
 		return false;
 	bool net_seen = false;
 	for (size_t i = 0; c->devices && i < json_object_array_length(c->devices); i++) {
@@ -626,6 +628,8 @@ int rt_pool_take(struct runtime *rt, const struct container *c, const struct san
 		pool_wake(p);
 		return 0;
 	}
+	if (p->keys[k].unpluggable)
+		return 0;
 	p->keys[k].e.last_used_ms = now_ms();
 	p->keys[k].failed = false;
 	struct pool_vm *vm = take_ready_of(p, (size_t)k);
@@ -634,6 +638,7 @@ int rt_pool_take(struct runtime *rt, const struct container *c, const struct san
 		return 0;
 	*out = vm->v;
 	out->nics_at_claim = nics_at_claim(p->keys[k].tmpl);
+	snprintf(out->key_id, sizeof(out->key_id), "%s", p->keys[k].key.id);
 	vm_free(vm);
 	return 1;
 }
@@ -641,6 +646,17 @@ int rt_pool_take(struct runtime *rt, const struct container *c, const struct san
 void rt_pool_discard(struct runtime *rt, struct rt_pool_vm *vm, const char *dir)
 {
 	vm_destroy(rt, vm, dir);
+}
+
+void rt_pool_plug_failed(struct runtime *rt, const struct rt_pool_vm *vm, const char *why)
+{
+	struct rt_pool *p = rt->pool;
+	for (size_t k = 0; p && k < p->n_keys; k++)
+		if (strcmp(p->keys[k].key.id, vm->key_id) == 0) {
+			p->keys[k].unpluggable = p->keys[k].failed = true;
+			snprintf(p->last_error, sizeof(p->last_error), "key %.12s: a claim could not plug the NIC: %s",
+				 vm->key_id, why);
+		}
 }
 
 void rt_pool_start_begin(struct runtime *rt)
@@ -935,6 +951,8 @@ json_object *rt_pool_info(struct runtime *rt)
 		json_object_object_add(k, "starting", json_object_new_int((int)p->keys[i].e.starting));
 		json_object_object_add(k, "memory_mib", json_object_new_int64((int64_t)p->keys[i].e.memory_mib));
 		json_object_object_add(k, "failed", json_object_new_boolean(p->keys[i].failed));
+		if (p->keys[i].unpluggable)
+			json_object_object_add(k, "unpluggable", json_object_new_boolean(true));
 		json_object_array_add(keys, k);
 	}
 	for (size_t i = 0; i < p->n_vms; i++) {

@@ -26,6 +26,7 @@ struct rt_pool_vm {
 	char mac[18];
 	char cg_path[1024]; /* its pool cgroup; "" without cgroups */
 	bool nics_at_claim; /* its NIC is plugged by the claim (CNI mode): no tap, no MAC yet */
+	char key_id[SHA256_HEX_SIZE];
 };
 
 /* At start-up, after the records are reconciled (lock held): the pool's directory, its VMs
@@ -45,6 +46,10 @@ void rt_pool_reap_orphans(struct runtime *rt);
 int rt_pool_take(struct runtime *rt, const struct container *c, const struct sandbox *sb, struct rt_pool_vm *vm);
 /* A taken VM that could not be claimed: ended, and everything of it removed. No lock. */
 void rt_pool_discard(struct runtime *rt, struct rt_pool_vm *vm, const char *dir);
+/* vmwrapper could not plug the claim's NIC into vm (QEMU refused a step): its key gets no
+ * more pool VMs until unikd restarts, since every claim of it would fail the same way and
+ * cost a VM. Lock held. */
+void rt_pool_plug_failed(struct runtime *rt, const struct rt_pool_vm *vm, const char *why);
 /* Before a cold start that needs need_mib (lock held): drop ready VMs while the host's
  * MemAvailable is short of it. */
 void rt_pool_make_room(struct runtime *rt, uint64_t need_mib);

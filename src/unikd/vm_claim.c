@@ -176,6 +176,8 @@ int rt_start_pooled(struct runtime *rt, struct container *c)
 		if (cg_path[0])
 			(void)cg_remove(&rt->cg, cg_path, NULL); /* the cold start makes it again */
 		rt_lock(rt);
+		if (vm.nics_at_claim && strstr(e.msg, VMCTL_ERR_PLUG))
+			rt_pool_plug_failed(rt, &vm, e.msg);
 		if (c->wrapper_pid) {
 			forget_claim(c);
 			(void)rt_save_container(rt, c, NULL); /* logged there; start-up undoes it either way */

@@ -330,6 +330,19 @@ def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(scratch):
         assert len(pool_info(u)["keys"]) == keys
         u.remove_pod(sid)
         assert not any(leftovers(u, scratch).values())
+
+        # Restarted in bridge mode, the node drops the keys whose NIC a claim plugs and ends
+        # their VMs: no pod there could take them.
+        vms = len(pool_info(u)["vms"])
+        assert keys == 2 and vms == 2, pool_info(u)
+        u.stop()
+        u.extra[u.extra.index("cni")] = "bridge"
+        u.start()
+        log = u.wait_log('msg="ready"')
+        assert log.count("was learnt under another network mode") == keys, log
+        assert log.count("removed a pool VM from before that cannot be adopted") == vms, log
+        info = pool_info(u)
+        assert info["keys"] == [] and info["vms"] == [], info
     finally:
         # Pool VMs outlive unikd on purpose (a restart adopts them): started once more
         # without a pool, unikd must end every one it finds.
