@@ -3,8 +3,11 @@ host-local, portmap, loopback in /usr/lib/cni), each in a network namespace of i
 with the VM's tap wired to the pod's eth0. unikd runs in a namespace the test makes, so the
 plugins' bridge, veths and iptables rules live there; nothing touches the host's."""
 import json
+import os
 import re
+import signal
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from test_cri import code_of
 from test_network import follow_plain, http_get, netguest, tsc_khz, veth, wait_line  # noqa: F401
 from test_guests import SOLO5, UNIKRAFT, http_get as http_until
 from test_pool import pool_info, wait_ready
+from test_exit_events import wait_record
 
 CNI_BIN = "/usr/lib/cni"
 
@@ -267,94 +271,148 @@ def solo5_nic(lines):
     raise AssertionError(f"Solo5 configured no NIC: {lines[-10:]}")
 
 
-def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(scratch):
-    """In CNI mode a pool VM starts without its NIC: the guest's MAC must be the one the plugins
-    gave the pod's eth0, which exists only after the pod's ADD. The claim plugs the NIC in,
-    with that MAC and the pod's own tap, before the guest's first instruction. Real guests
-    (Solo5 and Unikraft builds) see the MAC in the PCI slot that a cold start gives, take the
-    pod's address from its DHCP server and answer on it; a microvm guest, whose virtio-mmio bus
-    cannot take a device late, is not pooled and starts cold."""
+POOL = ["--pool-size", "1", "--pool-idle-timeout", "0"]
+
+
+@pytest.fixture
+def cnipool(scratch):
+    """A CNI-mode unikd with a pool of one VM per key and the third-party guests imported.
+    Teardown: pods removed; pool VMs outlive unikd on purpose (a restart adopts them), so unikd
+    is started once more without a pool, which must end every one it finds."""
     for f in (SOLO5 / "test_net.virtio", UNIKRAFT / "httpreply"):
         assert f.is_file(), f"third-party unikernel missing: {f}"
-    pool = ["--pool-size", "1", "--pool-idle-timeout", "0"]
     u = cni_unikd(scratch, start=False)
-    u.extra += pool
+    u.extra += POOL
     u.import_image("solo5-net:1", "--kernel", str(SOLO5 / "test_net.virtio"))
     u.import_image("httpreply:1", "--kernel", str(UNIKRAFT / "httpreply"), "--unikernel-type", "unikraft",
                    "--unikernel-version", "0.17.0")
-    u.start()
+    u.start_or_cleanup()
     try:
-        # Solo5: cold, which teaches the pool the key, then from the pool.
-        slots = {}
-        for how in ("cold", "warm"):
-            sid, cfg = u.run_pod(name=f"solo5-{how}")
-            if how == "warm":
-                wait_ready(u, 1)
-            cid = u.create(sid, cfg, image="solo5-net:1")
-            u.start_ctr(cid)
-            log = u.status(cid).status.log_path
-            served = wait_line(log, "[service0] Serving ping")
-            slot, mac = solo5_nic(cri_lines(log, partial_ok=True))
-            assert mac == eth0_mac(sid), (how, mac)
-            assert served.endswith(mac.replace(":", "")), served
-            assert ("pool_vm" in read_json(u.state / "containers" / f"{cid}.json")) == (how == "warm")
-            slots[how] = slot
-            u.remove_pod(sid)
-        assert slots["cold"] == slots["warm"], slots
-        assert 'container started from the pool' in u.log()
-
-        # Unikraft over DHCP: the pod's own dnsmasq serves only eth0's MAC, the guest's ARP
-        # answers say its MAC, and it answers HTTP on the pod's address.
-        ann = {"unikd.io/network-config": "dhcp"}
-        for n, how in enumerate(("cold", "warm")):
-            sid, cfg = u.run_pod(name=f"uk-{how}", annotations=ann)
-            ip = u.pod_status(sid).status.network.ip
-            if how == "warm":
-                wait_ready(u, 3)  # the Solo5 key's refill and this key's first
-            cid = u.create(sid, cfg, image="httpreply:1", memory=128 << 20)
-            u.start_ctr(cid)
-            assert ("pool_vm" in read_json(u.state / "containers" / f"{cid}.json")) == (how == "warm")
-            assert "It works!" in http_until(u, ip, 8123, 60)
-            neigh = json.loads(sh("ip", "-n", u.ns, "-j", "neigh", "show", ip).stdout)
-            assert [x.get("lladdr") for x in neigh] == [eth0_mac(sid)], (how, neigh)
-            u.remove_pod(sid)
-        assert u.log().count("container started from the pool") == 2
-
-        # A microvm guest (our hello) is not pooled: cold, and its key is never learnt.
-        keys = len(pool_info(u)["keys"])
-        sid, cfg = u.run_pod(name="micro")
-        cid = u.create(sid, cfg, args=["exit:0"])
-        u.start_ctr(cid)
-        assert u.wait_exited(cid).exit_code == 0
-        assert "pool_vm" not in read_json(u.state / "containers" / f"{cid}.json")
-        assert len(pool_info(u)["keys"]) == keys
-        u.remove_pod(sid)
-        assert not any(leftovers(u, scratch).values())
-
-        # Restarted in bridge mode, the node drops the keys whose NIC a claim plugs and ends
-        # their VMs: no pod there could take them.
-        vms = len(pool_info(u)["vms"])
-        assert keys == 2 and vms == 2, pool_info(u)
-        u.stop()
-        u.extra[u.extra.index("cni")] = "bridge"
-        u.start()
-        log = u.wait_log('msg="ready"')
-        assert log.count("was learnt under another network mode") == keys, log
-        assert log.count("removed a pool VM from before that cannot be adopted") == vms, log
-        info = pool_info(u)
-        assert info["keys"] == [] and info["vms"] == [], info
+        yield u
     finally:
-        # Pool VMs outlive unikd on purpose (a restart adopts them): started once more
-        # without a pool, unikd must end every one it finds.
         try:
             if u.proc and u.proc.poll() is None:
                 for p in u.pods():
                     u.remove_pod(p.id)
             u.stop()
-            u.extra = u.extra[:-len(pool)]
+            u.extra = [x for x in u.extra if x not in POOL]
             u.start()
             u.wait_log("the pool is off", "ready")
         finally:
             u.cleanup()
     assert u.vm_pids() == []
     assert netns_pinned() == []
+
+
+def solo5_mac_is_eth0s(u, sid, cid):
+    """Solo5's test_net serves: the MAC it configured is eth0's; its PCI slot."""
+    log = u.status(cid).status.log_path
+    served = wait_line(log, "[service0] Serving ping")
+    slot, mac = solo5_nic(cri_lines(log, partial_ok=True))
+    assert mac == eth0_mac(sid), mac
+    assert served.endswith(mac.replace(":", "")), served
+    return slot
+
+
+def record_of(u, cid):
+    return read_json(u.state / "containers" / f"{cid}.json")
+
+
+def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(cnipool, scratch):
+    """In CNI mode a pool VM starts without its NIC: the guest's MAC must be the one the plugins
+    gave the pod's eth0, which exists only after the pod's ADD. The claim plugs the NIC in,
+    with that MAC and the pod's own tap, before the guest's first instruction. Real guests
+    (Solo5 and Unikraft builds) see the MAC in the PCI slot that a cold start gives, take the
+    pod's address from its DHCP server and answer on it; a microvm guest, whose virtio-mmio bus
+    cannot take a device late, is not pooled and starts cold."""
+    u = cnipool
+    # Solo5: cold, which teaches the pool the key, then from the pool.
+    slots = {}
+    for how in ("cold", "warm"):
+        sid, cfg = u.run_pod(name=f"solo5-{how}")
+        if how == "warm":
+            wait_ready(u, 1)
+        cid = u.create(sid, cfg, image="solo5-net:1")
+        u.start_ctr(cid)
+        slots[how] = solo5_mac_is_eth0s(u, sid, cid)
+        assert ("pool_vm" in record_of(u, cid)) == (how == "warm")
+        u.remove_pod(sid)
+    assert slots["cold"] == slots["warm"], slots
+    assert 'container started from the pool' in u.log()
+
+    # Unikraft over DHCP: the pod's own dnsmasq serves only eth0's MAC, the guest's ARP
+    # answers say its MAC, and it answers HTTP on the pod's address.
+    ann = {"unikd.io/network-config": "dhcp"}
+    for how in ("cold", "warm"):
+        sid, cfg = u.run_pod(name=f"uk-{how}", annotations=ann)
+        ip = u.pod_status(sid).status.network.ip
+        if how == "warm":
+            wait_ready(u, 3)  # the Solo5 key's refill and this key's first
+        cid = u.create(sid, cfg, image="httpreply:1", memory=128 << 20)
+        u.start_ctr(cid)
+        assert ("pool_vm" in record_of(u, cid)) == (how == "warm")
+        assert "It works!" in http_until(u, ip, 8123, 60)
+        neigh = json.loads(sh("ip", "-n", u.ns, "-j", "neigh", "show", ip).stdout)
+        assert [x.get("lladdr") for x in neigh] == [eth0_mac(sid)], (how, neigh)
+        u.remove_pod(sid)
+    assert u.log().count("container started from the pool") == 2
+
+    # A microvm guest (our hello) is not pooled: cold, and its key is never learnt.
+    keys = len(pool_info(u)["keys"])
+    sid, cfg = u.run_pod(name="micro")
+    cid = u.create(sid, cfg, args=["exit:0"])
+    u.start_ctr(cid)
+    assert u.wait_exited(cid).exit_code == 0
+    assert "pool_vm" not in record_of(u, cid)
+    assert len(pool_info(u)["keys"]) == keys
+    u.remove_pod(sid)
+    assert not any(leftovers(u, scratch).values())
+
+    # Restarted in bridge mode, the node drops the keys whose NIC a claim plugs and ends
+    # their VMs: no pod there could take them.
+    vms = len(pool_info(u)["vms"])
+    assert keys == 2 and vms == 2, pool_info(u)
+    u.stop()
+    u.extra[u.extra.index("cni")] = "bridge"
+    u.start()
+    log = u.wait_log('msg="ready"')
+    assert log.count("was learnt under another network mode") == keys, log
+    assert log.count("removed a pool VM from before that cannot be adopted") == vms, log
+    info = pool_info(u)
+    assert info["keys"] == [] and info["vms"] == [], info
+
+
+def test_a_cni_claim_cut_short_by_a_crash_ends_in_step(cnipool, scratch):
+    """unikd killed while a CNI claim is in vmwrapper's socket (the record names the pool VM;
+    the tap's fd travels with the claim line): the restarted unikd finds the claim taken and
+    the container RUNNING, or ends the VM and undoes the start, so it can be started again.
+    Either way the guest ends up serving with eth0's MAC, and nothing is left over."""
+    u = cnipool
+    sid, cfg = u.run_pod(name="teach")
+    u.start_ctr(u.create(sid, cfg, image="solo5-net:1"))
+    u.remove_pod(sid)
+    wait_ready(u, 1)
+    vm = pool_info(u)["vms"][0]
+    sid, cfg = u.run_pod(name="cut")
+    cid = u.create(sid, cfg, image="solo5-net:1")
+    # vmwrapper stopped, the claim waits in its socket once the record names the VM.
+    os.kill(vm["vmwrapper_pid"], signal.SIGSTOP)
+    try:
+        call = threading.Thread(target=code_of, args=(u.start_ctr, cid))  # ends with unikd
+        call.start()
+        wait_record(u, cid, lambda r: r.get("pool_vm") == vm["id"], "its pool VM")
+        u.kill()
+        call.join()
+    finally:
+        os.kill(vm["vmwrapper_pid"], signal.SIGCONT)
+    u.start()
+    state = u.status(cid).status.state
+    print(f"after the restart the container is {u.pb.ContainerState.Name(state)}")
+    if state == u.pb.CONTAINER_CREATED:
+        assert vm["vmwrapper_pid"] not in u.pids("vmwrapper"), "a claim that was undone left its VM"
+        u.start_ctr(cid)
+    else:
+        assert state == u.pb.CONTAINER_RUNNING, state
+    solo5_mac_is_eth0s(u, sid, cid)
+    u.remove_pod(sid)
+    assert not any(leftovers(u, scratch).values())

@@ -19,8 +19,8 @@ def record(uk, cid):
     return json.loads((uk.state / "containers" / f"{cid}.json").read_text())
 
 
-def wait_record_state(uk, cid, state, timeout=30):
-    """Wait (on inotify, not a timer) until the container's record says state; return it."""
+def wait_record(uk, cid, ok, what, timeout=30):
+    """Wait (on inotify, not a timer) until ok(the container's record); return the record."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
     assert fd >= 0
@@ -29,13 +29,18 @@ def wait_record_state(uk, cid, state, timeout=30):
         deadline = time.monotonic() + timeout
         rec = record(uk, cid)
         # Each rename into the directory wakes us; the deadline bounds the wait.
-        while rec["state"] != state and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+        while not ok(rec) and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
             os.read(fd, 65536)
             rec = record(uk, cid)
-        assert rec["state"] == state, f"the record of {cid} never said {state}: {rec}"
+        assert ok(rec), f"the record of {cid} never said {what}: {rec}"
         return rec
     finally:
         os.close(fd)
+
+
+def wait_record_state(uk, cid, state, timeout=30):
+    """Wait until the container's record says state; return it."""
+    return wait_record(uk, cid, lambda r: r["state"] == state, state, timeout)
 
 
 def wait_record_exited(uk, cid, timeout=30):
