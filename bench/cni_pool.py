@@ -39,7 +39,7 @@ def cni_unikd(scratch, name, subnet, accel, extra=()):
 
 def pod_start(u, label, n):
     """RunPodSandbox → CreateContainer → StartContainer → the guest's first line; then the pod
-    is removed (not timed). Returns the record and whether the VM came from the pool."""
+    is removed (not timed). Returns the times and whether the VM came from the pool."""
     name, times = f"{label}-{n}", {}
     sid, cid, t0, t3, lw = B.start_pod(u, name, [], MEMORY_MIB, watch=True, image="solo5-net:1", needle=b"",
                                        times=times)

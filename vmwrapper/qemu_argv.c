@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "../src/common/util.h"
 #include "qemu_argv.h"
 
 /* Every virtio device takes a PCI slot on pc and q35 (-nodefaults leaves 30 free on the
@@ -163,13 +164,6 @@ static void add_disk(struct argv_buf *a, const struct vm_spec *s, bool mmio)
 		add(a, "%s,drive=disk0", mmio ? "virtio-blk-device" : "virtio-blk-pci");
 }
 
-static void obj_add_string(json_object *o, const char *key, const char *val)
-{
-	json_object *v = json_object_new_string(val);
-	if (!v || json_object_object_add(o, key, v) < 0)
-		json_object_put(v);
-}
-
 json_object *qemu_nic_netdev(unsigned i, const char *tap, const char *vhost)
 {
 	char id[16];
@@ -177,12 +171,12 @@ json_object *qemu_nic_netdev(unsigned i, const char *tap, const char *vhost)
 	if (!o)
 		return NULL;
 	snprintf(id, sizeof(id), "net%u", i);
-	obj_add_string(o, "type", "tap");
-	obj_add_string(o, "id", id);
-	obj_add_string(o, "fd", tap);
+	uk_json_add_str(o, "type", "tap");
+	uk_json_add_str(o, "id", id);
+	uk_json_add_str(o, "fd", tap);
 	if (vhost) {
 		json_object_object_add(o, "vhost", json_object_new_boolean(true));
-		obj_add_string(o, "vhostfd", vhost);
+		uk_json_add_str(o, "vhostfd", vhost);
 	}
 	if (json_object_object_length(o) != (vhost ? 5 : 3)) {
 		json_object_put(o);
@@ -198,9 +192,9 @@ json_object *qemu_nic_device(unsigned i, const char *mac, bool mmio)
 	if (!o)
 		return NULL;
 	snprintf(id, sizeof(id), "net%u", i);
-	obj_add_string(o, "driver", mmio ? "virtio-net-device" : "virtio-net-pci");
-	obj_add_string(o, "netdev", id);
-	obj_add_string(o, "mac", mac);
+	uk_json_add_str(o, "driver", mmio ? "virtio-net-device" : "virtio-net-pci");
+	uk_json_add_str(o, "netdev", id);
+	uk_json_add_str(o, "mac", mac);
 	if (json_object_object_length(o) != 3) {
 		json_object_put(o);
 		return NULL;

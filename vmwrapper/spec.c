@@ -535,12 +535,8 @@ int vm_spec_validate(const struct vm_spec *s, uk_error *err)
 				return uk_err(err, EINVAL, "field \"cpu\" has an invalid character");
 	for (unsigned i = 0; i < s->n_nets; i++) {
 		const char *mac = s->nets[i].mac;
-		bool ok = mac && strlen(mac) == 17;
-		for (int k = 0; ok && k < 17; k++) {
-			char c = mac[k];
-			ok = (k % 3 == 2) ? c == ':' : ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
-		}
-		if (!ok)
+		char low[18];
+		if (!uk_mac_parse(mac, low) || strcmp(low, mac) != 0) /* lower case only, as QEMU prints it */
 			return uk_err(err, EINVAL, "field \"net[%u].mac\" must look like 02:00:00:00:00:01", i);
 	}
 	if ((r = check_volumes(s, err)) < 0 || (r = check_nics_at_claim(s, err)) < 0 ||

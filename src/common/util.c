@@ -440,6 +440,49 @@ void uk_json_add_str(json_object *o, const char *key, const char *value)
 		json_object_object_add(o, key, json_object_new_string(value));
 }
 
+ssize_t uk_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n_fds, int flags)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * UK_SEND_FDS_MAX)];
+		struct cmsghdr align;
+	} c;
+	if (n_fds > UK_SEND_FDS_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (n_fds > 0) {
+		memset(&c, 0, sizeof(c));
+		m.msg_control = c.buf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+		memcpy(CMSG_DATA(h), fds, sizeof(int) * n_fds);
+	}
+	return sendmsg(sock, &m, flags);
+}
+
+static bool is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool uk_mac_parse(const char *s, char out[18])
+{
+	if (!s || strlen(s) != 17)
+		return false;
+	for (int i = 0; i < 17; i++) {
+		if (i % 3 == 2 ? s[i] != ':' : !is_hex(s[i]))
+			return false;
+		out[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] - 'A' + 'a') : s[i];
+	}
+	out[17] = '\0';
+	return true;
+}
+
 bool uk_proc_alive(pid_t pid, uint64_t starttime)
 {
 	struct uk_proc_stat st;

@@ -76,6 +76,14 @@ bool uk_proc_alive(pid_t pid, uint64_t starttime);
 /* Connect a stream socket to a unix socket path of any length: paths too long for
  * sun_path go through /proc/self/fd/<dir fd>/<name>. Returns the fd (O_CLOEXEC). */
 int uk_unix_connect(const char *path, uk_error *err);
+/* One sendmsg of buf[0..len) on a socket with fds[0..n_fds) as SCM_RIGHTS (none when n_fds
+ * is 0): the peer gets the fds with the first of those bytes. flags as send()'s. At most
+ * UK_SEND_FDS_MAX fds (more: -1, EINVAL). Returns what sendmsg returns. */
+#define UK_SEND_FDS_MAX 16
+ssize_t uk_send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n_fds, int flags);
+/* A MAC address, six pairs of hex digits (either case) joined by ':', into out in lower
+ * case. false for anything else. */
+bool uk_mac_parse(const char *s, char out[18]);
 
 /* A pidfd (O_CLOEXEC) for any process, child or not; -errno. */
 int uk_pidfd_open(pid_t pid);

@@ -123,28 +123,6 @@ static int read_reply(int fd, char *buf, uint64_t deadline, const char *command,
 	}
 }
 
-/* The line and its fds in one sendmsg: the fds arrive with the line's first byte. */
-static ssize_t send_line(int fd, const char *line, size_t len, const int *fds, size_t n_fds)
-{
-	struct iovec iov = { .iov_base = (void *)line, .iov_len = len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * VMCTL_FDS_MAX)];
-		struct cmsghdr align;
-	} c;
-	if (n_fds > 0) {
-		memset(&c, 0, sizeof(c));
-		m.msg_control = c.buf;
-		m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-		h->cmsg_level = SOL_SOCKET;
-		h->cmsg_type = SCM_RIGHTS;
-		h->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-		memcpy(CMSG_DATA(h), fds, sizeof(int) * n_fds);
-	}
-	return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-}
-
 int vmctl_request(const char *vm_dir, const char *command, int timeout_ms, char *reply, size_t reply_len,
 		  uk_error *err)
 {
@@ -177,7 +155,7 @@ int vmctl_request_fds(const char *vm_dir, const char *command, const int *fds, s
 	if (fd < 0)
 		return fd;
 	/* A new socket's buffer takes the whole line: the send never waits. */
-	ssize_t w = send_line(fd, line, n + 1, fds, n_fds);
+	ssize_t w = uk_send_fds(fd, line, n + 1, fds, n_fds, MSG_NOSIGNAL | MSG_DONTWAIT); /* fds with the line */
 	if (w < 0)
 		return uk_err_errno(err, errno, "%s: send to %s", command, path);
 	if ((size_t)w != n + 1)
@@ -218,21 +196,14 @@ unsigned vmctl_claim_n_fds(const struct vmctl_claim *c)
 	return n;
 }
 
-static int hex_digit(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Six pairs of hex digits joined by ":", the first octet's group bit clear: a NIC's own
- * address, never a multicast or broadcast one. */
+/* A MAC whose first octet's group bit is clear: a NIC's own address, never a multicast or
+ * broadcast one. */
 static int check_mac(unsigned i, const char *mac, uk_error *err)
 {
-	bool ok = strlen(mac) == 17;
-	for (int k = 0; ok && k < 17; k++)
-		ok = k % 3 == 2 ? mac[k] == ':' : hex_digit(mac[k]) >= 0;
-	if (!ok)
+	char low[18];
+	if (!uk_mac_parse(mac, low))
 		return uk_err(err, EINVAL, "claim: field \"net[%u].mac\" must look like 02:00:00:00:00:01", i);
-	if (hex_digit(mac[1]) & 1)
+	if (strchr("13579bdf", low[1]))
 		return uk_err(err, EINVAL, "claim: field \"net[%u].mac\" is %s, a multicast address: it must be unicast",
 			      i, mac);
 	return 0;

@@ -92,28 +92,9 @@ static uint32_t prefix_mask(int prefix)
 	return prefix <= 0 ? 0 : (prefix >= 32 ? 0xffffffffu : 0xffffffffu << (32 - prefix));
 }
 
-static bool is_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 static bool is_alnum(char c)
 {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-/* xx:xx:xx:xx:xx:xx; out gets it in lower case. */
-static bool mac_parse(const char *s, char out[18])
-{
-	if (!s || strlen(s) != 17)
-		return false;
-	for (int i = 0; i < 17; i++) {
-		if (i % 3 == 2 ? s[i] != ':' : !is_hex(s[i]))
-			return false;
-		out[i] = (s[i] >= 'A' && s[i] <= 'F') ? (char)(s[i] - 'A' + 'a') : s[i];
-	}
-	out[17] = '\0';
-	return true;
 }
 
 /* An RFC 1123 label: 1..63 of [A-Za-z0-9-], not starting or ending with '-'. */
@@ -1014,7 +995,7 @@ int dnsmasq_add_host(struct dnsmasq *d, const char *sandbox_id, const char *mac,
 		return uk_err(err, EINVAL, "dnsmasq: no handle");
 	if (!uk_id_valid(sandbox_id))
 		return uk_err(err, EINVAL, "sandbox id \"%s\" is not valid", sandbox_id ? sandbox_id : "");
-	if (!mac_parse(mac, macn))
+	if (!uk_mac_parse(mac, macn))
 		return uk_err(err, EINVAL, "mac \"%s\" is not of the form xx:xx:xx:xx:xx:xx", mac ? mac : "");
 	ip_str(ip, ipstr);
 	if (!in_ranges(d, ip))
@@ -1068,7 +1049,7 @@ static int lease_parse(char *line, struct lease *l)
 		f[nf++] = t;
 	uint64_t exp;
 	struct in_addr a;
-	if (nf < 3 || uk_parse_u64(f[0], 0, INT64_MAX, &exp) < 0 || !mac_parse(f[1], l->mac) ||
+	if (nf < 3 || uk_parse_u64(f[0], 0, INT64_MAX, &exp) < 0 || !uk_mac_parse(f[1], l->mac) ||
 	    inet_pton(AF_INET, f[2], &a) != 1)
 		return -EINVAL;
 	l->expiry = (int64_t)exp;
@@ -1081,7 +1062,7 @@ int dnsmasq_lease_of(struct dnsmasq *d, const char *mac, int64_t *expiry, uk_err
 	char want[18];
 	if (!d)
 		return uk_err(err, EINVAL, "dnsmasq: no handle");
-	if (!mac_parse(mac, want))
+	if (!uk_mac_parse(mac, want))
 		return uk_err(err, EINVAL, "mac \"%s\" is not of the form xx:xx:xx:xx:xx:xx", mac ? mac : "");
 	_cleanup_free_ char *buf = NULL;
 	pthread_mutex_lock(&d->lock);
@@ -1193,7 +1174,7 @@ static bool host_line_parse(const char *line, char mac[18], uint32_t *ip)
 		return false;
 	memcpy(m, line, 17);
 	m[17] = '\0';
-	if (!mac_parse(m, mac))
+	if (!uk_mac_parse(m, mac))
 		return false;
 	const char *tag = line + 18, *a = strchr(tag, ',');
 	if (strncmp(tag, "set:", 4) != 0 || !a)

@@ -190,28 +190,6 @@ static int out_append(qmp *q, const char *s, size_t len)
 	return 0;
 }
 
-/* One send of up to len bytes from the output, with fd (>= 0) as SCM_RIGHTS. */
-static ssize_t send_out(qmp *q, size_t len, int fd)
-{
-	struct iovec iov = { .iov_base = q->out + q->out_start, .iov_len = len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} c;
-	if (fd >= 0) {
-		memset(&c, 0, sizeof(c));
-		m.msg_control = c.buf;
-		m.msg_controllen = sizeof(c.buf);
-		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-		h->cmsg_level = SOL_SOCKET;
-		h->cmsg_type = SCM_RIGHTS;
-		h->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(h), &fd, sizeof(int));
-	}
-	return sendmsg(q->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-}
-
 /* Writes what the socket takes now. MSG_NOSIGNAL: a vanished peer must not raise SIGPIPE.
  * A send stops before the next command with an fd, and that one's first send carries the
  * fd: the peer (QEMU) gets the fd with the command's first byte, and never with another's. */
@@ -227,7 +205,7 @@ static int flush(qmp *q)
 		} else if (q->n_fds > 0 && q->fds[0].pos - q->sent_total < len) {
 			len = (size_t)(q->fds[0].pos - q->sent_total);
 		}
-		ssize_t n = send_out(q, len, fd);
+		ssize_t n = uk_send_fds(q->fd, q->out + q->out_start, len, &fd, fd >= 0 ? 1 : 0, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

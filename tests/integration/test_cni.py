@@ -14,13 +14,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import HELLO, read_json
+from conftest import HELLO
 from cri import Unikd, sh
 from crilog import cri_lines
 from test_cri import code_of
 from test_network import follow_plain, http_get, netguest, tsc_khz, veth, wait_line  # noqa: F401
 from test_guests import SOLO5, UNIKRAFT, http_get as http_until
-from test_pool import pool_info, wait_ready
+from test_pool import pool_info, record, wait_ready
 from test_exit_events import wait_record
 
 CNI_BIN = "/usr/lib/cni"
@@ -314,10 +314,6 @@ def solo5_mac_is_eth0s(u, sid, cid):
     return slot
 
 
-def record_of(u, cid):
-    return read_json(u.state / "containers" / f"{cid}.json")
-
-
 def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(cnipool, scratch):
     """In CNI mode a pool VM starts without its NIC: the guest's MAC must be the one the plugins
     gave the pod's eth0, which exists only after the pod's ADD. The claim plugs the NIC in,
@@ -335,7 +331,7 @@ def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(cnipool, scratch
         cid = u.create(sid, cfg, image="solo5-net:1")
         u.start_ctr(cid)
         slots[how] = solo5_mac_is_eth0s(u, sid, cid)
-        assert ("pool_vm" in record_of(u, cid)) == (how == "warm")
+        assert ("pool_vm" in record(u, cid)) == (how == "warm")
         u.remove_pod(sid)
     assert slots["cold"] == slots["warm"], slots
     assert 'container started from the pool' in u.log()
@@ -350,7 +346,7 @@ def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(cnipool, scratch
             wait_ready(u, 3)  # the Solo5 key's refill and this key's first
         cid = u.create(sid, cfg, image="httpreply:1", memory=128 << 20)
         u.start_ctr(cid)
-        assert ("pool_vm" in record_of(u, cid)) == (how == "warm")
+        assert ("pool_vm" in record(u, cid)) == (how == "warm")
         assert "It works!" in http_until(u, ip, 8123, 60)
         neigh = json.loads(sh("ip", "-n", u.ns, "-j", "neigh", "show", ip).stdout)
         assert [x.get("lladdr") for x in neigh] == [eth0_mac(sid)], (how, neigh)
@@ -363,7 +359,7 @@ def test_cni_pods_start_from_the_warm_pool_with_their_eth0s_mac(cnipool, scratch
     cid = u.create(sid, cfg, args=["exit:0"])
     u.start_ctr(cid)
     assert u.wait_exited(cid).exit_code == 0
-    assert "pool_vm" not in record_of(u, cid)
+    assert "pool_vm" not in record(u, cid)
     assert len(pool_info(u)["keys"]) == keys
     u.remove_pod(sid)
     assert not any(leftovers(u, scratch).values())

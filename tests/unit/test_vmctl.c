@@ -670,25 +670,13 @@ static void claim_write_reads_back(void **state)
 	assert_non_null(strstr(err.msg, "\"id\""));
 }
 
-/* A raw client that sends its bytes and fds in one sendmsg. */
-/* bytes and fds in one sendmsg on an open connection. */
+/* Bytes and fds in one sendmsg on an open connection. */
 static void send_fds(int fd, const char *bytes, size_t len, const int *fds, size_t n_fds)
 {
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 32)];
-		struct cmsghdr align;
-	} c = { 0 };
-	struct iovec iov = { .iov_base = (void *)bytes, .iov_len = len };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.b,
-			    .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds) };
-	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-	memcpy(CMSG_DATA(h), fds, sizeof(int) * n_fds);
-	assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)len);
+	assert_int_equal(uk_send_fds(fd, bytes, len, fds, n_fds, MSG_NOSIGNAL), (ssize_t)len);
 }
 
+/* A raw client that sends its bytes and fds in one sendmsg. */
 static int raw_client_fds(struct fixture *f, const char *bytes, size_t len, const int *fds, size_t n_fds)
 {
 	int fd = raw_client(f, "", 0);
